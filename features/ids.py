@@ -1,0 +1,142 @@
+"""Mapping raw ids (ints or strings) to embedding-table indices: a fitted vocabulary or hashing.
+
+Index layout of every table: ``0`` = padding (never produced), then
+
+* vocabulary: ``1`` = out-of-vocabulary, ``2 + rank`` for the vocabulary entry of that rank
+  (most frequent first, ties broken by value); table size ``len(vocab) + 2``.
+* hashing: ``1 + hash(id) % hash_buckets``; table size ``hash_buckets + 1``. The hash is a
+  fixed function (splitmix64 of the integer; FNV-1a 64 of the UTF-8 bytes of a string), so it
+  is the same on every machine and version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Union
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.errors import FeatureError
+
+OOV_INDEX = 1
+FIRST_VOCAB_INDEX = 2
+
+
+def id_type_of(t: pa.DataType) -> Optional[str]:
+    """'int' or 'string' for an Arrow id type (dictionary types by their values), else None."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "string"
+    return None
+
+
+def _plain(arr: pa.Array) -> pa.Array:
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if id_type_of(arr.type) == "string" and arr.type != pa.string():
+        arr = arr.cast(pa.string())
+    return arr
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """Stateless 64-bit mix of int64 values (as uint64)."""
+    z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def fnv1a64(strings: pa.StringArray) -> np.ndarray:
+    """FNV-1a 64 of each string's UTF-8 bytes, vectorized over strings (loops over byte position)."""
+    strings = strings.cast(pa.string())
+    n = len(strings)
+    _, offsets_buf, data_buf = strings.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32)[strings.offset : strings.offset + n + 1].astype(np.int64)
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    starts, lengths = offsets[:-1], offsets[1:] - offsets[:-1]
+    h = np.full(n, 0xCBF29CE484222325, dtype=np.uint64)
+    prime = np.uint64(0x100000001B3)
+    for j in range(int(lengths.max(initial=0))):
+        active = np.nonzero(lengths > j)[0]
+        h[active] = (h[active] ^ data[starts[active] + j].astype(np.uint64)) * prime
+    return h
+
+
+@dataclass
+class IdMapper:
+    """Maps a flat Arrow array of ids to int64 table indices.
+
+    Args:
+        id_type: 'int' or 'string' (what the training data held).
+        vocab: fitted vocabulary, most frequent first; None when hashing.
+        hash_buckets: number of hash buckets; None when using a vocabulary.
+    """
+
+    id_type: str
+    vocab: Optional[List[Union[int, str]]] = None
+    hash_buckets: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if (self.vocab is None) == (self.hash_buckets is None):
+            raise ValueError("IdMapper needs exactly one of vocab or hash_buckets")
+        if self.vocab is not None:
+            arrow_type = pa.int64() if self.id_type == "int" else pa.string()
+            self._value_set = pa.array(self.vocab, type=arrow_type)
+
+    @property
+    def num_embeddings(self) -> int:
+        """Rows of the embedding table, padding and OOV included."""
+        if self.hash_buckets is not None:
+            return self.hash_buckets + 1
+        return len(self.vocab) + FIRST_VOCAB_INDEX
+
+    def check(self, flat: pa.Array, column: str, row_of_element: np.ndarray) -> pa.Array:
+        """Validate raw ids: right type, no nulls, no negative integers.
+
+        Args:
+            flat: the ids.
+            column: for the error message.
+            row_of_element: (N,) row number of each id, to name bad rows.
+
+        Raises:
+            FeatureError: naming column and rows.
+        """
+        found = id_type_of(flat.type)
+        if found is None:
+            raise FeatureError(f"expected int or string ids, found {flat.type}", column=column)
+        if found != self.id_type:
+            raise FeatureError(f"expected {self.id_type} ids (as in the training data), found {flat.type}", column=column)
+        flat = _plain(flat)
+        if flat.null_count:
+            rows = np.unique(row_of_element[~flat.is_valid().to_numpy(zero_copy_only=False)])
+            raise FeatureError("null id (expected an int or string id)", column=column, rows=rows)
+        if found == "int" and len(flat) and pc.min(flat).as_py() < 0:
+            negative = flat.to_numpy(zero_copy_only=False) < 0
+            rows = np.unique(row_of_element[negative])
+            raise FeatureError("negative integer id (expected ids >= 0)", column=column, rows=rows)
+        return flat
+
+    def map(self, flat: pa.Array) -> tuple[np.ndarray, int]:
+        """Indices (N,) int64 and the number of out-of-vocabulary ids (0 when hashing)."""
+        if len(flat) == 0:
+            return np.zeros(0, dtype=np.int64), 0
+        if self.hash_buckets is not None:
+            if self.id_type == "int":
+                h = splitmix64(flat.cast(pa.int64()).to_numpy(zero_copy_only=False))
+            else:
+                encoded = pc.dictionary_encode(flat)
+                h = fnv1a64(encoded.dictionary)[encoded.indices.to_numpy(zero_copy_only=False)]
+            return (h % np.uint64(self.hash_buckets)).astype(np.int64) + 1, 0
+        if self.id_type == "int":
+            flat = flat.cast(pa.int64())
+        position = pc.index_in(flat, value_set=self._value_set)
+        oov = position.null_count
+        idx = position.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64) + FIRST_VOCAB_INDEX
+        if oov:
+            idx[idx == FIRST_VOCAB_INDEX - 1] = OOV_INDEX
+        return idx, oov

@@ -1,0 +1,1 @@
+"""One file per modality kind: its schema fields, how it is fitted, how Arrow becomes tensors."""

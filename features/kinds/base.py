@@ -1,0 +1,175 @@
+"""What every modality kind shares: schema fields, fitted state, read counters, id vocabularies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Dict, List, Optional, Union
+
+import polars as pl
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+from deepsets.batch import ModalityTensors
+from features.ids import IdMapper
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
+
+
+class Fitted(BaseModel):
+    """What fitting learned for one modality (saved in the spec JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id_type: Optional[str] = None
+    vocab: Optional[List[Union[int, str]]] = None
+    mean: Optional[List[float]] = None
+    std: Optional[List[float]] = None
+    stats: Dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class ModalityCounts:
+    """Running counts while reading: nothing is cut or replaced without being counted."""
+
+    rows: int = 0
+    present_rows: int = 0
+    truncated_rows: int = 0
+    dropped_elements: int = 0
+    ids: int = 0
+    oov_ids: int = 0
+    missing_values: int = 0
+
+    def add(self, other: "ModalityCounts") -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def as_dict(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["presence_rate"] = self.present_rows / self.rows if self.rows else 0.0
+        out["oov_rate"] = self.oov_ids / self.ids if self.ids else 0.0
+        return out
+
+
+class BaseFeature(BaseModel):
+    """Fields every modality has. ``column`` defaults to ``name``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=NAME_PATTERN)
+    column: Optional[str] = Field(default=None, min_length=1)
+
+    @property
+    def source_column(self) -> str:
+        return self.column or self.name
+
+    def source_columns(self) -> List[str]:
+        return [self.source_column]
+
+    def expected_type(self) -> str:  # pragma: no cover - every kind overrides
+        raise NotImplementedError
+
+    def accepts(self, column: str, arrow_type: pa.DataType) -> bool:  # pragma: no cover
+        raise NotImplementedError
+
+    def fit(self, lf: pl.LazyFrame) -> Fitted:  # pragma: no cover
+        raise NotImplementedError
+
+    def convert(self, table: pa.Table, fitted: Fitted, counts: ModalityCounts) -> ModalityTensors:  # pragma: no cover
+        raise NotImplementedError
+
+    def num_embeddings(self, fitted: Fitted) -> Optional[int]:
+        """Embedding-table rows for id kinds; None for float kinds."""
+        return None
+
+
+class IdVocabulary(BaseModel):
+    """Id mapping fields: a fitted vocabulary (``min_count``, ``max_size``) or ``hash_buckets``."""
+
+    min_count: PositiveInt = 1
+    max_size: Optional[PositiveInt] = None
+    hash_buckets: Optional[PositiveInt] = None
+
+    @model_validator(mode="after")
+    def _one_mapping(self) -> "IdVocabulary":
+        if self.hash_buckets is not None and (self.min_count != 1 or self.max_size is not None):
+            raise ValueError("hash_buckets cannot be combined with min_count/max_size (hashing has no vocabulary)")
+        return self
+
+    def mapper(self, fitted: Fitted) -> IdMapper:
+        return IdMapper(id_type=fitted.id_type or "int", vocab=fitted.vocab, hash_buckets=self.hash_buckets)
+
+    def fit_ids(self, ids: pl.LazyFrame, id_type: str) -> Fitted:
+        """Fit the vocabulary on a one-column frame ``id`` of every id occurrence (nulls dropped).
+
+        Ties in frequency are broken by id value so the vocabulary is deterministic.
+        """
+        counts = ids.drop_nulls().group_by("id").agg(pl.len().alias("n")).collect(engine="streaming")
+        total = int(counts["n"].sum()) if counts.height else 0
+        stats: Dict[str, Any] = {"ids": total, "distinct_ids": counts.height}
+        if self.hash_buckets is not None:
+            stats["oov_rate"] = 0.0
+            return Fitted(id_type=id_type, stats=stats)
+        kept = counts.filter(pl.col("n") >= self.min_count).sort(["n", "id"], descending=[True, False])
+        if self.max_size is not None:
+            kept = kept.head(self.max_size)
+        covered = int(kept["n"].sum()) if kept.height else 0
+        stats.update(vocab_size=kept.height, oov_rate=(1 - covered / total) if total else 0.0)
+        return Fitted(id_type=id_type, vocab=kept["id"].to_list(), stats=stats)
+
+
+def presence_stats(present: pl.Expr, lengths: Optional[pl.Expr], max_len: Optional[int]) -> List[pl.Expr]:
+    """Polars aggregations: row count, present rows, length quantiles and over-long rows."""
+    exprs = [pl.len().alias("rows"), present.sum().alias("present_rows")]
+    if lengths is not None:
+        present_lengths = lengths.filter(present)
+        for q in (0.5, 0.9, 0.99):
+            exprs.append(present_lengths.quantile(q, interpolation="nearest").alias(f"length_p{int(q * 100)}"))
+        exprs.append(present_lengths.max().alias("length_max"))
+        if max_len is not None:
+            exprs.append((lengths > max_len).sum().alias("truncated_rows"))
+    return exprs
+
+
+def collect_stats(lf: pl.LazyFrame, exprs: List[pl.Expr]) -> Dict[str, Any]:
+    row = lf.select(exprs).collect(engine="streaming").row(0, named=True)
+    rows = int(row["rows"])
+    row["presence_rate"] = (int(row["present_rows"] or 0) / rows) if rows else 0.0
+    return {k: (v if v is not None else 0) for k, v in row.items()}
+
+
+def id_list_type_ok(arrow_type: pa.DataType) -> bool:
+    from features.arrow_lists import is_list_type
+    from features.ids import id_type_of
+
+    return is_list_type(arrow_type) and id_type_of(arrow_type.value_type) is not None
+
+
+def fit_id_list(feature: "BaseFeature", vocab: IdVocabulary, lf: pl.LazyFrame, max_len: Optional[int]) -> Fitted:
+    """Presence, length quantiles, over-long rows and the vocabulary of a list-of-ids column."""
+    col = pl.col(feature.source_column)
+    lengths = col.list.len()
+    present = col.is_not_null() & (lengths > 0)
+    stats = collect_stats(lf, presence_stats(present, lengths, max_len))
+    inner = lf.collect_schema()[feature.source_column].inner
+    id_type = "int" if inner.is_integer() else "string"
+    ids = lf.select(col.cast(pl.List(pl.String)) if isinstance(inner, pl.Categorical) else col).explode(feature.source_column)
+    fitted = vocab.fit_ids(ids.rename({feature.source_column: "id"}), id_type)
+    fitted.stats = {**stats, **fitted.stats}
+    return fitted
+
+
+def mapped_id_list(feature: "BaseFeature", mapper: IdMapper, table: pa.Table, counts: ModalityCounts):
+    """Split a list-of-ids column and map every id: returns (parts, present (B,), indices (N,))."""
+    import numpy as np
+
+    from features.arrow_lists import split_list
+
+    parts = split_list(table.column(feature.source_column))
+    flat = mapper.check(parts.flat, feature.source_column, parts.row_of_element())
+    indices, oov = mapper.map(flat)  # (N,)
+    present = parts.valid & (parts.lengths > 0)  # (B,)
+    counts.rows += present.size
+    counts.present_rows += int(present.sum())
+    counts.ids += int(indices.size)
+    counts.oov_ids += oov
+    return parts, present, np.asarray(indices, dtype=np.int64)

@@ -1,0 +1,57 @@
+"""``id_set``: an unordered list of ids (detected tags). Order never matters downstream.
+
+Each row's ids are put in a canonical order (ascending table index, i.e. most frequent
+first) so the batch itself is order-free. Duplicates are kept (a multiset). With ``max_len``
+a row keeps its ``max_len`` lowest indices -- the most frequent ids -- which also does not
+depend on the input order; cut rows are counted.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import torch
+from pydantic import PositiveInt
+
+from deepsets.batch import ModalityTensors
+from features.arrow_lists import truncate
+from features.kinds.base import (
+    BaseFeature,
+    Fitted,
+    IdVocabulary,
+    ModalityCounts,
+    fit_id_list,
+    id_list_type_ok,
+    mapped_id_list,
+)
+
+
+class IdSetFeature(BaseFeature, IdVocabulary):
+    """An unordered multiset of ids."""
+
+    kind: Literal["id_set"]
+    max_len: Optional[PositiveInt] = None
+
+    def expected_type(self) -> str:
+        return "list<int> or list<string>"
+
+    def accepts(self, column: str, arrow_type: pa.DataType) -> bool:
+        return id_list_type_ok(arrow_type)
+
+    def num_embeddings(self, fitted: Fitted) -> Optional[int]:
+        return self.mapper(fitted).num_embeddings
+
+    def fit(self, lf: pl.LazyFrame) -> Fitted:
+        return fit_id_list(self, self, lf, self.max_len)
+
+    def convert(self, table: pa.Table, fitted: Fitted, counts: ModalityCounts) -> ModalityTensors:
+        parts, present, indices = mapped_id_list(self, self.mapper(fitted), table, counts)
+        canonical = np.lexsort((indices, parts.row_of_element()))  # sort by row, then index
+        cut = truncate(parts.lengths, self.max_len, keep_last=False)
+        counts.truncated_rows += cut.truncated_rows
+        counts.dropped_elements += cut.dropped_elements
+        values = torch.from_numpy(indices[canonical][cut.keep])  # (N',)
+        return ModalityTensors.from_lengths(values, torch.from_numpy(cut.lengths), torch.from_numpy(present))

@@ -1,0 +1,44 @@
+"""Label columns to float32 tensors: a scalar column -> (B,), a list column -> (B, K)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from features.arrow_lists import is_list_type, split_list, valid_mask
+from features.errors import FeatureError
+
+
+def label_tensor(arr: pa.Array | pa.ChunkedArray, column: str) -> torch.Tensor:
+    """Convert one label column.
+
+    Raises:
+        FeatureError: for nulls, NaN, non-numeric types or ragged label lists.
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    t = arr.type
+    if is_list_type(t):
+        parts = split_list(arr)
+        k = int(parts.lengths.max(initial=0))
+        ragged = ~parts.valid | (parts.lengths != k)
+        if ragged.any():
+            raise FeatureError(f"label lists must all hold {k} numbers (no nulls)", column=column, rows=np.nonzero(ragged)[0])
+        values = _numeric(parts.flat, column, parts.row_of_element()).reshape(-1, k)  # (B, K)
+    else:
+        values = _numeric(arr, column, np.arange(len(arr)))  # (B,)
+    return torch.from_numpy(np.array(values, dtype=np.float32, copy=True))
+
+
+def _numeric(arr: pa.Array, column: str, row_of: np.ndarray) -> np.ndarray:
+    if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_boolean(arr.type)):
+        raise FeatureError(f"labels must be numeric, found {arr.type}", column=column)
+    ok = valid_mask(arr)
+    if not ok.all():
+        raise FeatureError("null label (every labelled row needs a value)", column=column, rows=np.unique(row_of[~ok]))
+    values = arr.cast(pa.float32()).to_numpy(zero_copy_only=False)
+    finite = np.isfinite(values)
+    if not finite.all():
+        raise FeatureError("NaN or infinite label", column=column, rows=np.unique(row_of[~finite]))
+    return values

@@ -1,0 +1,174 @@
+"""``FeatureSpec``: a schema plus what was fitted on training data; applies, never refits.
+
+    spec = FeatureSpec.fit(load_schema("schema.toml"), "data/train/")
+    spec.save("spec.json")
+    spec = FeatureSpec.load("spec.json")           # identical transforms
+    batch = spec.transform(arrow_table)            # FeatureBatch
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from deepsets.batch import FeatureBatch
+from features.errors import FeatureError
+from features.files import Paths, check_columns, open_parquet, resolve_inputs
+from features.kinds.base import Fitted, ModalityCounts
+from features.labels import label_tensor
+from features.schema import FeatureSchema, parse_schema
+
+SPEC_FORMAT_VERSION = 1
+
+
+class FeatureSpec:
+    """A validated schema and the fitted state (vocabularies, mean/std, stats) of each modality.
+
+    Args:
+        schema: the validated schema.
+        fitted: modality name -> what fitting learned.
+    """
+
+    def __init__(self, schema: FeatureSchema, fitted: Dict[str, Fitted]) -> None:
+        missing = sorted(set(schema.names) - set(fitted))
+        if missing:
+            raise ValueError(f"no fitted state for modalities {missing}")
+        self.schema = schema
+        self.fitted = fitted
+
+    @property
+    def names(self) -> list[str]:
+        return self.schema.names
+
+    def modality(self, name: str):
+        return self.schema.by_name()[name]
+
+    def num_embeddings(self, name: str) -> Optional[int]:
+        """Embedding-table rows of an id modality (padding and OOV included), else None."""
+        return self.modality(name).num_embeddings(self.fitted[name])
+
+    def stats(self) -> Dict[str, dict]:
+        return {name: dict(self.fitted[name].stats) for name in self.names}
+
+    # --- fitting -------------------------------------------------------------------------
+
+    @classmethod
+    def fit(cls, schema: FeatureSchema, paths: Paths, *, validate: bool = True, progress: bool = False) -> "FeatureSpec":
+        """Fit vocabularies and normalization on training Parquet, streaming with polars.
+
+        Args:
+            schema: the validated schema.
+            paths: files, directories or globs of training Parquet.
+            validate: afterwards read every row through the fitted spec, so bad values are
+                reported now (file, column, rows) and truncation/OOV counts are exact.
+            progress: show a progress bar for the validation pass.
+
+        Raises:
+            FeatureError: for missing files, non-Parquet files, missing columns, wrong types,
+                no rows at all, or (with ``validate``) any bad value.
+        """
+        files = resolve_inputs(paths)
+        total_rows = 0
+        for path in files:
+            pf = open_parquet(path)
+            check_columns(path, pf.schema_arrow, schema.modality)
+            total_rows += pf.metadata.num_rows
+        if total_rows == 0:
+            raise FeatureError(f"input has no rows ({len(files)} file(s), all empty)", file=files[0] if len(files) == 1 else None)
+        lf = pl.scan_parquet(files).select(schema.source_columns())
+        fitted = {m.name: m.fit(lf) for m in schema.modality}
+        spec = cls(schema, fitted)
+        if validate:
+            from features.reader import ParquetBatchReader
+
+            reader = ParquetBatchReader(spec, files, batch_size=65536, progress=progress, desc="validating")
+            for _ in reader:
+                continue
+            for name, counts in reader.counts.items():
+                read = counts.as_dict()
+                spec.fitted[name].stats.update(
+                    truncated_rows=read["truncated_rows"],
+                    dropped_elements=read["dropped_elements"],
+                    oov_rate=read["oov_rate"] if read["ids"] else spec.fitted[name].stats.get("oov_rate", 0.0),
+                )
+        return spec
+
+    # --- applying ------------------------------------------------------------------------
+
+    def transform(
+        self,
+        table: pa.Table | pa.RecordBatch,
+        *,
+        label_columns: Sequence[str] = (),
+        counts: Optional[Dict[str, ModalityCounts]] = None,
+        with_ids: bool = True,
+    ) -> FeatureBatch:
+        """Turn Arrow rows into a :class:`FeatureBatch` with the fitted mappings.
+
+        Args:
+            table: rows holding every modality column (and the label/id columns asked for).
+            label_columns: columns to carry as float32 labels.
+            counts: per-modality counters to add this batch's truncation/OOV/missing counts to.
+            with_ids: carry the schema's id column (if declared) as ``batch.ids``.
+
+        Raises:
+            FeatureError: naming the column and batch-relative rows of a bad value.
+        """
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        modalities = {}
+        for m in self.schema.modality:
+            local = ModalityCounts()
+            modalities[m.name] = m.convert(table, self.fitted[m.name], local)
+            if counts is not None:
+                counts.setdefault(m.name, ModalityCounts()).add(local)
+        labels = {c: label_tensor(table.column(c), c) for c in label_columns}
+        ids = None
+        if with_ids and self.schema.id_column:
+            ids = table.column(self.schema.id_column).to_numpy()
+            if ids.dtype.kind in "iu":
+                ids = ids.astype(np.int64, copy=False)
+        return FeatureBatch(modalities=modalities, num_rows=table.num_rows, labels=labels, ids=ids)
+
+    # --- saving --------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return {
+            "format_version": SPEC_FORMAT_VERSION,
+            "schema": self.schema.model_dump(mode="json", exclude_none=True),
+            "fitted": {name: self.fitted[name].model_dump(mode="json") for name in self.names},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<spec>") -> "FeatureSpec":
+        """Rebuild a spec saved by :meth:`to_dict`.
+
+        Raises:
+            FeatureError: for an unknown format version or a missing part.
+        """
+        if data.get("format_version") != SPEC_FORMAT_VERSION:
+            raise FeatureError(f"{source}: unsupported spec format_version {data.get('format_version')!r} (expected {SPEC_FORMAT_VERSION})")
+        schema = parse_schema(data["schema"], source)
+        fitted = {name: Fitted.model_validate(value) for name, value in data["fitted"].items()}
+        return cls(schema, fitted)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FeatureSpec":
+        """Load a spec saved with :meth:`save`.
+
+        Raises:
+            FeatureError: when the file is missing or not a spec.
+        """
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise FeatureError(f"cannot read feature spec: {err}", file=str(path)) from None
+        return cls.from_dict(data, str(path))

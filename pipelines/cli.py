@@ -1,0 +1,139 @@
+"""The ``deepsets`` command line: ``synth``, ``fit``, ``read``, ``demo``.
+
+Bad input ends with one ``error:`` line on stderr and exit status 2, never a traceback.
+With ``--json`` the last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Callable, List, Optional
+
+from features.errors import FeatureError, SchemaError
+from pipelines.report import describe_batch, format_stats
+
+
+def _add_synth(sub) -> None:
+    p = sub.add_parser("synth", help="write the recsys-6 reference workload (Parquet + schema.toml + truth.json)")
+    p.add_argument("--rows", type=int, required=True, help="number of rows")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rows-per-file", type=int, default=200_000)
+    p.add_argument("--overwrite", action="store_true", help="replace part files already in --out")
+    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p.set_defaults(run=_run_synth)
+
+
+def _run_synth(args) -> dict:
+    from features import synth
+
+    summary = synth.generate(
+        args.rows, args.out, seed=args.seed, rows_per_file=args.rows_per_file, overwrite=args.overwrite, progress=True
+    )
+    if not args.json:
+        print(f"wrote {summary['rows']} rows in {len(summary['files'])} file(s) to {summary['out_dir']} "
+              f"({summary['seconds']:.1f} s); schema: {os.path.join(summary['out_dir'], 'schema.toml')}")
+    return summary
+
+
+def _add_fit(sub) -> None:
+    p = sub.add_parser("fit", help="fit a feature spec (vocabularies, normalization, stats) on training Parquet")
+    p.add_argument("--schema", required=True, help="schema TOML file")
+    p.add_argument("--input", required=True, nargs="+", help="Parquet files, directories or globs")
+    p.add_argument("--out", required=True, help="where to write the spec JSON")
+    p.add_argument("--no-validate", action="store_true", help="skip the pass that checks every value")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_run_fit)
+
+
+def _run_fit(args) -> dict:
+    from features.schema import load_schema
+    from features.spec import FeatureSpec
+
+    schema = load_schema(args.schema)
+    spec = FeatureSpec.fit(schema, args.input, validate=not args.no_validate, progress=True)
+    spec.save(args.out)
+    stats = spec.stats()
+    if not args.json:
+        print(format_stats(stats))
+        print(f"spec written to {args.out}")
+    return {"spec": args.out, "stats": stats}
+
+
+def _add_read(sub) -> None:
+    p = sub.add_parser("read", help="read Parquet through a fitted spec into batches and report counts")
+    p.add_argument("--spec", required=True, help="spec JSON written by `deepsets fit`")
+    p.add_argument("--input", required=True, nargs="+", help="Parquet files, directories or globs")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--labels", nargs="*", default=[], help="label columns to carry")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_run_read)
+
+
+def _run_read(args) -> dict:
+    from features.reader import ParquetBatchReader, describe_counts
+    from features.spec import FeatureSpec
+
+    spec = FeatureSpec.load(args.spec)
+    reader = ParquetBatchReader(spec, args.input, batch_size=args.batch_size, label_columns=args.labels, progress=True)
+    batches = 0
+    first = None
+    for batch in reader:
+        batch.validate()
+        first = first or batch
+        batches += 1
+    counts = describe_counts(reader.counts)
+    if not args.json:
+        print(f"read {reader.rows_read} rows in {batches} batches of up to {args.batch_size}")
+        print(format_stats(counts))
+        if first is not None:
+            print(describe_batch(first))
+    return {"rows": reader.rows_read, "batches": batches, "counts": counts}
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the main job on embedded defaults: synth -> fit -> read back")
+    p.add_argument("--out", default="demo_output", help="working directory for the demo (default: demo_output)")
+    p.add_argument("--rows", type=int, default=20_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args) -> dict:
+    from pipelines.demo import run_demo
+
+    return run_demo(out_dir=args.out, rows=args.rows, seed=args.seed, quiet=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepsets", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_synth, _add_fit, _add_read, _add_demo):
+        add(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``deepsets`` console script; returns the exit status."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], dict] = args.run
+    try:
+        summary = run(args)
+    except (FeatureError, SchemaError, ValueError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if getattr(args, "json", False):
+        print(json.dumps(summary, default=str))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Plain-text renderings shared by the CLI and the demo."""
+
+from __future__ import annotations
+
+
+def format_stats(stats: dict) -> str:
+    """A fixed-width table: modality, presence, length p50/p99, truncated rows, OOV rate."""
+    lines = [f"{'modality':<14}{'presence':>9}{'len p50':>9}{'len p99':>9}{'truncated':>11}{'oov':>8}"]
+    for name, s in sorted(stats.items()):
+        lines.append(
+            f"{name:<14}{s.get('presence_rate', 0):>9.3f}{_num(s.get('length_p50')):>9}{_num(s.get('length_p99')):>9}"
+            f"{int(s.get('truncated_rows', 0)):>11}{s.get('oov_rate', 0.0):>8.3f}"
+        )
+    return "\n".join(lines)
+
+
+def describe_batch(batch) -> str:
+    """Shapes of the first batch, one modality a line."""
+    lines = [f"first batch: {batch.num_rows} rows"]
+    for name in batch.names:
+        m = batch[name]
+        shape = "x".join(str(d) for d in m.values.shape)
+        kind = f"offsets {tuple(m.offsets.shape)}" if m.offsets is not None else "fixed"
+        lines.append(f"  {name:<12} values {shape:<12} {m.values.dtype}  {kind}  present {int(m.present.sum())}/{m.num_rows}")
+    return "\n".join(lines)
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{float(v):g}"
