@@ -43,12 +43,15 @@ def split_list(arr: pa.Array | pa.ChunkedArray) -> ListParts:
     """Split a (large / fixed-size) list array into validity, lengths and flat values."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if pa.types.is_list_view(arr.type):
-        arr = arr.cast(pa.list_(arr.type.value_type))
+    if not isinstance(arr, (pa.ListArray, pa.LargeListArray, pa.FixedSizeListArray)):
+        arr = arr.cast(pa.large_list(arr.type.value_type))  # list views and the like
     valid = _valid_mask(arr)
-    lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)  # writable copy
-    flat = arr.flatten()
-    return ListParts(valid=valid, lengths=lengths, flat=flat)
+    if isinstance(arr, pa.FixedSizeListArray):
+        lengths = np.where(valid, arr.type.list_size, 0).astype(np.int64)  # (B,)
+    else:
+        lengths = np.diff(arr.offsets.to_numpy()).astype(np.int64)  # (B,); offsets honour slicing
+        lengths[~valid] = 0  # a null row may be backed by values; flatten() skips them too
+    return ListParts(valid=valid, lengths=lengths, flat=arr.flatten())
 
 
 def _valid_mask(arr: pa.Array) -> np.ndarray:

@@ -12,7 +12,7 @@ Index layout of every table: ``0`` = padding (never produced), then
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Union
+from typing import Callable, List, Optional, Union
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +22,7 @@ from features.errors import FeatureError
 
 OOV_INDEX = 1
 FIRST_VOCAB_INDEX = 2
+LOOKUP_TABLE_MAX_ID = 1 << 22  # int vocabularies with ids below this use a dense lookup table
 
 
 def id_type_of(t: pa.DataType) -> Optional[str]:
@@ -84,9 +85,16 @@ class IdMapper:
     def __post_init__(self) -> None:
         if (self.vocab is None) == (self.hash_buckets is None):
             raise ValueError("IdMapper needs exactly one of vocab or hash_buckets")
+        self._lookup: Optional[np.ndarray] = None
         if self.vocab is not None:
             arrow_type = pa.int64() if self.id_type == "int" else pa.string()
             self._value_set = pa.array(self.vocab, type=arrow_type)
+            small = self.id_type == "int" and self.vocab and 0 <= min(self.vocab) and max(self.vocab) < LOOKUP_TABLE_MAX_ID
+            if small:
+                largest = max(self.vocab)
+                # Small non-negative int ids: a dense table lookup beats hashing each batch.
+                self._lookup = np.full(largest + 2, OOV_INDEX, dtype=np.int64)  # last slot: ids > largest
+                self._lookup[np.asarray(self.vocab, dtype=np.int64)] = np.arange(len(self.vocab)) + FIRST_VOCAB_INDEX
 
     @property
     def num_embeddings(self) -> int:
@@ -95,13 +103,14 @@ class IdMapper:
             return self.hash_buckets + 1
         return len(self.vocab) + FIRST_VOCAB_INDEX
 
-    def check(self, flat: pa.Array, column: str, row_of_element: np.ndarray) -> pa.Array:
+    def check(self, flat: pa.Array, column: str, row_of_element: Callable[[], np.ndarray]) -> pa.Array:
         """Validate raw ids: right type, no nulls, no negative integers.
 
         Args:
             flat: the ids.
             column: for the error message.
-            row_of_element: (N,) row number of each id, to name bad rows.
+            row_of_element: gives the (N,) row number of each id, to name bad rows (called
+                only when there is an error).
 
         Raises:
             FeatureError: naming column and rows.
@@ -113,11 +122,11 @@ class IdMapper:
             raise FeatureError(f"expected {self.id_type} ids (as in the training data), found {flat.type}", column=column)
         flat = _plain(flat)
         if flat.null_count:
-            rows = np.unique(row_of_element[~flat.is_valid().to_numpy(zero_copy_only=False)])
+            rows = np.unique(row_of_element()[~flat.is_valid().to_numpy(zero_copy_only=False)])
             raise FeatureError("null id (expected an int or string id)", column=column, rows=rows)
         if found == "int" and len(flat) and pc.min(flat).as_py() < 0:
             negative = flat.to_numpy(zero_copy_only=False) < 0
-            rows = np.unique(row_of_element[negative])
+            rows = np.unique(row_of_element()[negative])
             raise FeatureError("negative integer id (expected ids >= 0)", column=column, rows=rows)
         return flat
 
@@ -134,6 +143,10 @@ class IdMapper:
             return (h % np.uint64(self.hash_buckets)).astype(np.int64) + 1, 0
         if self.id_type == "int":
             flat = flat.cast(pa.int64())
+        if self._lookup is not None:
+            ids = flat.to_numpy(zero_copy_only=False)  # (N,), checked non-negative
+            idx = self._lookup[np.minimum(ids, self._lookup.size - 1)]
+            return idx, int((idx == OOV_INDEX).sum())
         position = pc.index_in(flat, value_set=self._value_set)
         oov = position.null_count
         idx = position.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64) + FIRST_VOCAB_INDEX

@@ -18,6 +18,7 @@ from deepsets.batch import FeatureBatch
 from features.errors import FeatureError
 from features.files import Paths, check_columns, open_parquet, resolve_inputs
 from features.kinds.base import ModalityCounts
+from features.prefetch import prefetch
 
 
 class ParquetBatchReader:
@@ -48,7 +49,7 @@ class ParquetBatchReader:
         *,
         batch_size: int = 512,
         label_columns: Sequence[str] = (),
-        read_rows: int = 16384,
+        read_rows: int = 4096,
         drop_last: bool = False,
         progress: bool = False,
         desc: str = "reading",
@@ -75,22 +76,25 @@ class ParquetBatchReader:
         """Rows in all files, from Parquet metadata (no data read)."""
         return sum(open_parquet(f).metadata.num_rows for f in self.files)
 
-    def _converted(self) -> Iterator[FeatureBatch]:
+    def _decoded(self) -> Iterator[tuple]:
+        """(file, file-relative first row, Arrow table) for every chunk of every file."""
         columns = self._columns()
+        extra = self.label_columns + ([self.spec.schema.id_column] if self.spec.schema.id_column else [])
         for path in self.files:
-            pf = open_parquet(path)
-            check_columns(path, pf.schema_arrow, self.spec.schema.modality, self.label_columns + (
-                [self.spec.schema.id_column] if self.spec.schema.id_column else []
-            ))
+            check_columns(path, open_parquet(path).schema_arrow, self.spec.schema.modality, extra)
             row_base = 0
-            for record_batch in decode_batches(path, columns, self.read_rows):
-                try:
-                    batch = self.spec.transform(record_batch, label_columns=self.label_columns, counts=self.counts)
-                except FeatureError as err:
-                    raise err.located(path, row_base) from None
-                row_base += record_batch.num_rows
-                self.rows_read += record_batch.num_rows
-                yield batch
+            for table in decode_batches(path, columns, self.read_rows):
+                yield path, row_base, table
+                row_base += table.num_rows
+
+    def _converted(self) -> Iterator[FeatureBatch]:
+        for path, row_base, table in prefetch(self._decoded()):
+            try:
+                batch = self.spec.transform(table, label_columns=self.label_columns, counts=self.counts)
+            except FeatureError as err:
+                raise err.located(path, row_base) from None
+            self.rows_read += table.num_rows
+            yield batch
 
     def __iter__(self) -> Iterator[FeatureBatch]:
         self.counts, self.rows_read, self.rows_dropped = {}, 0, 0
@@ -125,14 +129,23 @@ class ParquetBatchReader:
 def decode_batches(path: str, columns: List[str], read_rows: int) -> Iterator[pa.Table]:
     """Decode ``columns`` of one Parquet file into Arrow tables of at most ``read_rows`` rows.
 
-    polars does the decoding: it is faster here than ``pyarrow.parquet`` and, unlike pyarrow
-    before 26, reads ``fixed_size_list`` columns that hold null rows (apache/arrow GH-35692).
+    pyarrow decodes; if it meets a ``fixed_size_list`` row that is null, which pyarrow before
+    26 cannot read (apache/arrow GH-35692), polars decodes the rest of the file.
 
     Raises:
         FeatureError: naming the file when it cannot be decoded.
     """
+    done = 0
     try:
-        for frame in pl.scan_parquet(path).select(columns).collect_batches(chunk_size=read_rows):
+        for record_batch in open_parquet(path).iter_batches(batch_size=read_rows, columns=columns):
+            done += record_batch.num_rows
+            yield pa.Table.from_batches([record_batch])
+        return
+    except pa.ArrowInvalid as err:
+        if "Expected all lists to be of size" not in str(err):
+            raise FeatureError(f"cannot decode Parquet data: {err}", file=path) from None
+    try:
+        for frame in pl.scan_parquet(path).slice(done).select(columns).collect_batches(chunk_size=read_rows):
             yield frame.to_arrow()
     except pl.exceptions.PolarsError as err:
         raise FeatureError(f"cannot decode Parquet data: {err}".splitlines()[0], file=path) from None

@@ -88,6 +88,20 @@ def _location(loc: tuple, raw: dict) -> str:
 _KIND_TAGS = {"dense", "dense_sequence", "id_sequence", "id_set", "categorical", "numeric"}
 
 
+def _readable(e: dict) -> tuple[tuple, str]:
+    """A pydantic error as (location, message) a schema author can act on, with the value found."""
+    loc, msg, kind = tuple(e["loc"]), e["msg"], e["type"]
+    if kind == "union_tag_invalid":  # pydantic words this as 'Input tag ... discriminator ...'
+        return loc + ("kind",), f"unknown kind '{e['ctx']['tag']}' (expected one of {', '.join(sorted(_KIND_TAGS))})"
+    if kind == "union_tag_not_found":
+        return loc + ("kind",), f"Field required (one of {', '.join(sorted(_KIND_TAGS))})"
+    msg = msg.removeprefix("Value error, ")
+    found = e.get("input")
+    if kind not in ("missing", "extra_forbidden") and isinstance(found, (int, float, str)):
+        msg += f" (found {found!r})"
+    return loc, msg
+
+
 def parse_schema(raw: dict, source: str = "<schema>") -> FeatureSchema:
     """Validate a schema given as a dict (e.g. inline in a run config).
 
@@ -105,7 +119,8 @@ def parse_schema(raw: dict, source: str = "<schema>") -> FeatureSchema:
         schema = FeatureSchema.model_validate(raw)
     except ValidationError as err:
         for e in err.errors():
-            problems.append(f"{_location(tuple(e['loc']), raw)}: {e['msg']}")
+            loc, msg = _readable(e)
+            problems.append(f"{_location(loc, raw)}: {msg}")
         raise SchemaError(source, problems) from None
     problems.extend(_cross_checks(schema))
     if problems:

@@ -124,8 +124,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     run: Callable[[argparse.Namespace], dict] = args.run
     try:
         summary = run(args)
-    except (FeatureError, SchemaError, ValueError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (FeatureError, SchemaError, ValueError, OSError) as err:
+        # OSError: an unwritable --out and the like. One line even when the message has several.
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        print(f"error: {'; '.join(lines) or type(err).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

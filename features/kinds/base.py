@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import polars as pl
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, model_validator
 
 from deepsets.batch import ModalityTensors
 from features.ids import IdMapper
@@ -25,6 +25,7 @@ class Fitted(BaseModel):
     mean: Optional[List[float]] = None
     std: Optional[List[float]] = None
     stats: Dict[str, Any] = Field(default_factory=dict)
+    _mapper: Any = PrivateAttr(default=None)  # IdMapper built once, on first use
 
 
 @dataclass
@@ -96,7 +97,10 @@ class IdVocabulary(BaseModel):
         return self
 
     def mapper(self, fitted: Fitted) -> IdMapper:
-        return IdMapper(id_type=fitted.id_type or "int", vocab=fitted.vocab, hash_buckets=self.hash_buckets)
+        """The id mapping of this modality (built once per fitted state)."""
+        if fitted._mapper is None:
+            fitted._mapper = IdMapper(id_type=fitted.id_type or "int", vocab=fitted.vocab, hash_buckets=self.hash_buckets)
+        return fitted._mapper
 
     def fit_ids(self, ids: pl.LazyFrame, id_type: str) -> Fitted:
         """Fit the vocabulary on a one-column frame ``id`` of every id occurrence (nulls dropped).
@@ -165,7 +169,7 @@ def mapped_id_list(feature: "BaseFeature", mapper: IdMapper, table: pa.Table, co
     from features.arrow_lists import split_list
 
     parts = split_list(table.column(feature.source_column))
-    flat = mapper.check(parts.flat, feature.source_column, parts.row_of_element())
+    flat = mapper.check(parts.flat, feature.source_column, parts.row_of_element)
     indices, oov = mapper.map(flat)  # (N,)
     present = parts.valid & (parts.lengths > 0)  # (B,)
     counts.rows += present.size

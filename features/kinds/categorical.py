@@ -44,7 +44,7 @@ class CategoricalFeature(BaseFeature, IdVocabulary):
         present = valid_mask(arr)  # (B,)
         mapper = self.mapper(fitted)
         given = arr.filter(pa.array(present)) if not present.all() else arr
-        given = mapper.check(given, self.source_column, np.nonzero(present)[0])
+        given = mapper.check(given, self.source_column, lambda: np.nonzero(present)[0])
         indices, oov = mapper.map(given)
         values = np.zeros(present.size, dtype=np.int64)  # (B,), 0 = padding where missing
         values[present] = indices

@@ -11,7 +11,7 @@ import torch
 from pydantic import PositiveInt
 
 from deepsets.batch import ModalityTensors
-from features.arrow_lists import float_values, is_list_type, split_list, truncate
+from features.arrow_lists import ListParts, float_values, is_list_type, split_list, truncate
 from features.errors import FeatureError
 from features.kinds.base import BaseFeature, Fitted, ModalityCounts, collect_stats, presence_stats
 from features.kinds.dense import is_float_list
@@ -43,15 +43,14 @@ class DenseSequenceFeature(BaseFeature):
     def convert(self, table: pa.Table, fitted: Fitted, counts: ModalityCounts) -> ModalityTensors:
         column = self.source_column
         outer = split_list(table.column(column))
-        vector_rows = outer.row_of_element()  # (V,) row of each vector
         inner = split_list(outer.flat)
         bad = ~inner.valid | (inner.lengths != self.dim)
         if bad.any():
             found = "null" if not inner.valid[bad][0] else f"{int(inner.lengths[bad][0])} floats"
             raise FeatureError(
-                f"expected every vector to hold {self.dim} floats, found {found}", column=column, rows=np.unique(vector_rows[bad])
+                f"expected every vector to hold {self.dim} floats, found {found}", column=column, rows=np.unique(outer.row_of_element()[bad])
             )
-        flat = float_values(inner.flat, _RowsOf(vector_rows, inner.lengths), column, "vector of a sequence")
+        flat = float_values(inner.flat, _RowsOf(outer, inner.lengths), column, "vector of a sequence")
         vectors = flat.reshape(-1, self.dim)  # (V, dim)
         present = outer.valid & (outer.lengths > 0)  # (B,)
         cut = truncate(outer.lengths, self.max_len, keep_last=self.truncate == "keep_last")
@@ -66,8 +65,8 @@ class DenseSequenceFeature(BaseFeature):
 class _RowsOf:
     """Element -> outer row mapping for floats nested two levels deep (for error messages)."""
 
-    def __init__(self, vector_rows: np.ndarray, vector_lengths: np.ndarray) -> None:
-        self._rows = np.repeat(vector_rows, vector_lengths)
+    def __init__(self, outer: ListParts, vector_lengths: np.ndarray) -> None:
+        self._outer, self._vector_lengths = outer, vector_lengths
 
     def row_of_element(self) -> np.ndarray:
-        return self._rows
+        return np.repeat(self._outer.row_of_element(), self._vector_lengths)

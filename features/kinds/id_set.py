@@ -49,9 +49,11 @@ class IdSetFeature(BaseFeature, IdVocabulary):
 
     def convert(self, table: pa.Table, fitted: Fitted, counts: ModalityCounts) -> ModalityTensors:
         parts, present, indices = mapped_id_list(self, self.mapper(fitted), table, counts)
-        canonical = np.lexsort((indices, parts.row_of_element()))  # sort by row, then index
+        # Sort within rows: rows are contiguous, so sorting row * table_size + index does it.
+        table_size = self.mapper(fitted).num_embeddings
+        keys = np.sort(parts.row_of_element() * table_size + indices)  # (N,)
         cut = truncate(parts.lengths, self.max_len, keep_last=False)
         counts.truncated_rows += cut.truncated_rows
         counts.dropped_elements += cut.dropped_elements
-        values = torch.from_numpy(indices[canonical][cut.keep])  # (N',)
+        values = torch.from_numpy(keys[cut.keep] % table_size)  # (N',)
         return ModalityTensors.from_lengths(values, torch.from_numpy(cut.lengths), torch.from_numpy(present))
