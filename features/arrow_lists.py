@@ -86,8 +86,10 @@ def float_values(flat: pa.Array, parts: ListParts, column: str, what: str) -> np
         values = values.astype(np.float32)
     finite = np.isfinite(values)
     if not finite.all():
-        rows = element_rows_with(~finite, parts)
-        raise FeatureError(f"NaN or infinite value inside a {what} (expected only finite floats)", column=column, rows=rows)
+        nan = np.isnan(values)
+        bad, found = (nan, "NaN") if nan.any() else (~finite, "infinite value")
+        rows = element_rows_with(bad, parts)
+        raise FeatureError(f"{found} inside a {what} (expected only finite floats)", column=column, rows=rows)
     return values
 
 

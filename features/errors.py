@@ -67,7 +67,7 @@ class SchemaError(ValueError):
 
 
 def describe_rows(rows: np.ndarray) -> str:
-    """'row 17' or 'rows 17..903 (12 rows, first 17)'."""
+    """'row 17' or 'rows 17..903 (12 rows)': the first and last bad row and how many are bad."""
     if rows.size == 1:
         return f"row {int(rows[0])}"
-    return f"rows {int(rows.min())}..{int(rows.max())} ({rows.size} rows, first {int(rows[0])})"
+    return f"rows {int(rows.min())}..{int(rows.max())} ({rows.size} rows)"

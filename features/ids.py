@@ -124,6 +124,10 @@ class IdMapper:
         if flat.null_count:
             rows = np.unique(row_of_element()[~flat.is_valid().to_numpy(zero_copy_only=False)])
             raise FeatureError("null id (expected an int or string id)", column=column, rows=rows)
+        if pa.types.is_uint64(flat.type) and len(flat) and pc.max(flat).as_py() > np.iinfo(np.int64).max:
+            too_big = flat.to_numpy(zero_copy_only=False) > np.iinfo(np.int64).max
+            rows = np.unique(row_of_element()[too_big])
+            raise FeatureError("integer id above 2**63-1 (expected ids that fit in int64)", column=column, rows=rows)
         if found == "int" and len(flat) and pc.min(flat).as_py() < 0:
             negative = flat.to_numpy(zero_copy_only=False) < 0
             rows = np.unique(row_of_element()[negative])

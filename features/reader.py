@@ -81,7 +81,9 @@ class ParquetBatchReader:
         columns = self._columns()
         extra = self.label_columns + ([self.spec.schema.id_column] if self.spec.schema.id_column else [])
         for path in self.files:
-            check_columns(path, open_parquet(path).schema_arrow, self.spec.schema.modality, extra)
+            arrow_schema = open_parquet(path).schema_arrow
+            check_columns(path, arrow_schema, self.spec.schema.modality, extra)
+            self.spec.check_id_types(path, arrow_schema)
             row_base = 0
             for table in decode_batches(path, columns, self.read_rows):
                 yield path, row_base, table
@@ -123,7 +125,7 @@ class ParquetBatchReader:
         finally:
             bar.close()
         if self.rows_read == 0:
-            raise FeatureError(f"input has no rows ({len(self.files)} file(s))")
+            raise FeatureError(f"input has no rows ({len(self.files)} file(s), all empty)", file=self.files[0] if len(self.files) == 1 else None)
 
 
 def decode_batches(path: str, columns: List[str], read_rows: int) -> Iterator[pa.Table]:

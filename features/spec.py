@@ -16,14 +16,32 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from deepsets.batch import FeatureBatch
+from deepsets.batch import ID_KINDS, FeatureBatch
+from features.arrow_lists import is_list_type
 from features.errors import FeatureError
 from features.files import Paths, check_columns, open_parquet, resolve_inputs
+from features.ids import id_type_of
 from features.kinds.base import Fitted, ModalityCounts
 from features.labels import label_tensor
 from features.schema import FeatureSchema, parse_schema
 
 SPEC_FORMAT_VERSION = 1
+
+
+def _check_id_types(path: str, arrow_schema: pa.Schema, schema: FeatureSchema, seen: Dict[str, tuple]) -> None:
+    """Every file must hold the same id type (int or string) in a given id column.
+
+    Raises:
+        FeatureError: naming the file and column that differ from the first file.
+    """
+    for m in schema.modality:
+        if m.kind not in ID_KINDS:
+            continue
+        t = arrow_schema.field(m.source_column).type
+        id_type = id_type_of(t.value_type if is_list_type(t) else t)
+        first = seen.setdefault(m.source_column, (id_type, path))
+        if first[0] != id_type:
+            raise FeatureError(f"{id_type} ids here but {first[0]} ids in {first[1]} (one type per column)", file=path, column=m.source_column)
 
 
 class FeatureSpec:
@@ -52,6 +70,22 @@ class FeatureSpec:
         """Embedding-table rows of an id modality (padding and OOV included), else None."""
         return self.modality(name).num_embeddings(self.fitted[name])
 
+    def check_id_types(self, path: str, arrow_schema: pa.Schema) -> None:
+        """A file's id columns must hold the id type (int or string) the spec was fitted on.
+
+        Raises:
+            FeatureError: naming the file and column.
+        """
+        for m in self.schema.modality:
+            if m.kind not in ID_KINDS or self.fitted[m.name].id_type is None:
+                continue
+            t = arrow_schema.field(m.source_column).type
+            found = id_type_of(t.value_type if is_list_type(t) else t)
+            if found != self.fitted[m.name].id_type:
+                raise FeatureError(
+                    f"expected {self.fitted[m.name].id_type} ids (as in the training data), found {t}", file=path, column=m.source_column
+                )
+
     def stats(self) -> Dict[str, dict]:
         return {name: dict(self.fitted[name].stats) for name in self.names}
 
@@ -74,14 +108,26 @@ class FeatureSpec:
         """
         files = resolve_inputs(paths)
         total_rows = 0
+        id_types: Dict[str, tuple] = {}  # column -> (id type, first file)
         for path in files:
             pf = open_parquet(path)
             check_columns(path, pf.schema_arrow, schema.modality)
+            _check_id_types(path, pf.schema_arrow, schema, id_types)
             total_rows += pf.metadata.num_rows
         if total_rows == 0:
             raise FeatureError(f"input has no rows ({len(files)} file(s), all empty)", file=files[0] if len(files) == 1 else None)
-        lf = pl.scan_parquet(files).select(schema.source_columns())
-        fitted = {m.name: m.fit(lf) for m in schema.modality}
+        casts = {  # a column read by two modalities (e.g. a sequence and a set view) is cast once
+            c: pl.col(c).cast(m.fit_dtype(id_types.get(c, (None,))[0]))
+            for m in schema.modality
+            for c in m.source_columns()
+        }
+        # Each file cast to one canonical type per column, so files may differ in float width
+        # or list flavour; polars streams the union.
+        lf = pl.concat([pl.scan_parquet(f).select(list(casts.values())) for f in files], how="vertical")
+        try:
+            fitted = {m.name: m.fit(lf) for m in schema.modality}
+        except pl.exceptions.PolarsError as err:
+            raise FeatureError(f"cannot fit on this data: {str(err).splitlines()[0]}") from None
         spec = cls(schema, fitted)
         if validate:
             from features.reader import ParquetBatchReader
@@ -153,9 +199,14 @@ class FeatureSpec:
         """
         if data.get("format_version") != SPEC_FORMAT_VERSION:
             raise FeatureError(f"{source}: unsupported spec format_version {data.get('format_version')!r} (expected {SPEC_FORMAT_VERSION})")
+        if not isinstance(data.get("schema"), dict) or not isinstance(data.get("fitted"), dict):
+            raise FeatureError(f"{source}: not a feature spec (needs 'schema' and 'fitted' objects)")
         schema = parse_schema(data["schema"], source)
-        fitted = {name: Fitted.model_validate(value) for name, value in data["fitted"].items()}
-        return cls(schema, fitted)
+        try:
+            fitted = {name: Fitted.model_validate(value) for name, value in data["fitted"].items()}
+            return cls(schema, fitted)
+        except (ValueError, TypeError) as err:
+            raise FeatureError(f"{source}: broken fitted state: {' '.join(str(err).split())}") from None
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True), encoding="utf-8")

@@ -72,7 +72,13 @@ class BaseFeature(BaseModel):
     def accepts(self, column: str, arrow_type: pa.DataType) -> bool:  # pragma: no cover
         raise NotImplementedError
 
+    def fit_dtype(self, id_type: Optional[str]) -> pl.DataType:  # pragma: no cover
+        """The polars type every file's column is cast to before fitting (so files may differ
+        in width or list flavour: float32/float64, list/large_list/fixed_size_list, ...)."""
+        raise NotImplementedError
+
     def fit(self, lf: pl.LazyFrame) -> Fitted:  # pragma: no cover
+        """Fit on a frame whose columns already have :meth:`fit_dtype`."""
         raise NotImplementedError
 
     def convert(self, table: pa.Table, fitted: Fitted, counts: ModalityCounts) -> ModalityTensors:  # pragma: no cover
@@ -141,6 +147,10 @@ def collect_stats(lf: pl.LazyFrame, exprs: List[pl.Expr]) -> Dict[str, Any]:
     return {k: (v if v is not None else 0) for k, v in row.items()}
 
 
+def id_dtype(id_type: Optional[str]) -> pl.DataType:
+    return pl.Int64 if id_type == "int" else pl.String
+
+
 def id_list_type_ok(arrow_type: pa.DataType) -> bool:
     from features.arrow_lists import is_list_type
     from features.ids import id_type_of
@@ -154,9 +164,8 @@ def fit_id_list(feature: "BaseFeature", vocab: IdVocabulary, lf: pl.LazyFrame, m
     lengths = col.list.len()
     present = col.is_not_null() & (lengths > 0)
     stats = collect_stats(lf, presence_stats(present, lengths, max_len))
-    inner = lf.collect_schema()[feature.source_column].inner
-    id_type = "int" if inner.is_integer() else "string"
-    ids = lf.select(col.cast(pl.List(pl.String)) if isinstance(inner, pl.Categorical) else col).explode(feature.source_column)
+    id_type = "int" if lf.collect_schema()[feature.source_column].inner.is_integer() else "string"
+    ids = lf.select(col).explode(feature.source_column)
     fitted = vocab.fit_ids(ids.rename({feature.source_column: "id"}), id_type)
     fitted.stats = {**stats, **fitted.stats}
     return fitted

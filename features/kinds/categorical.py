@@ -12,7 +12,7 @@ import torch
 from deepsets.batch import ModalityTensors
 from features.arrow_lists import valid_mask
 from features.ids import id_type_of
-from features.kinds.base import BaseFeature, Fitted, IdVocabulary, ModalityCounts, collect_stats, presence_stats
+from features.kinds.base import BaseFeature, Fitted, IdVocabulary, ModalityCounts, collect_stats, id_dtype, presence_stats
 
 
 class CategoricalFeature(BaseFeature, IdVocabulary):
@@ -29,12 +29,13 @@ class CategoricalFeature(BaseFeature, IdVocabulary):
     def num_embeddings(self, fitted: Fitted) -> Optional[int]:
         return self.mapper(fitted).num_embeddings
 
+    def fit_dtype(self, id_type: Optional[str]) -> pl.DataType:
+        return id_dtype(id_type)
+
     def fit(self, lf: pl.LazyFrame) -> Fitted:
         col = pl.col(self.source_column)
         dtype = lf.collect_schema()[self.source_column]
         stats = collect_stats(lf, presence_stats(col.is_not_null(), None, None))
-        if isinstance(dtype, (pl.Categorical, pl.Enum)):
-            col = col.cast(pl.String)
         fitted = self.fit_ids(lf.select(col.alias("id")), "int" if dtype.is_integer() else "string")
         fitted.stats = {**stats, **fitted.stats}
         return fitted

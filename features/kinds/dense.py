@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 import numpy as np
 import polars as pl
@@ -34,9 +34,12 @@ class DenseFeature(BaseFeature):
             return False
         return is_float_list(arrow_type)
 
+    def fit_dtype(self, id_type: Optional[str]) -> pl.DataType:
+        return pl.List(pl.Float32)
+
     def fit(self, lf: pl.LazyFrame) -> Fitted:
         col = pl.col(self.source_column)
-        present = col.is_not_null() & (col.list.len() > 0) if _is_list(lf, self.source_column) else col.is_not_null()
+        present = col.is_not_null() & (col.list.len() > 0)
         return Fitted(stats=collect_stats(lf, presence_stats(present, None, None)))
 
     def convert(self, table: pa.Table, fitted: Fitted, counts: ModalityCounts) -> ModalityTensors:
@@ -61,6 +64,3 @@ class DenseFeature(BaseFeature):
         counts.present_rows += int(present.sum())
         return ModalityTensors.fixed(values, torch.from_numpy(present))
 
-
-def _is_list(lf: pl.LazyFrame, column: str) -> bool:
-    return isinstance(lf.collect_schema()[column], pl.List)

@@ -34,6 +34,9 @@ class DenseSequenceFeature(BaseFeature):
         inner = arrow_type.value_type
         return not (pa.types.is_fixed_size_list(inner) and inner.list_size != self.dim)
 
+    def fit_dtype(self, id_type: Optional[str]) -> pl.DataType:
+        return pl.List(pl.List(pl.Float32))
+
     def fit(self, lf: pl.LazyFrame) -> Fitted:
         col = pl.col(self.source_column)
         lengths = col.list.len()

@@ -17,6 +17,7 @@ from features.kinds.base import (
     IdVocabulary,
     ModalityCounts,
     fit_id_list,
+    id_dtype,
     id_list_type_ok,
     mapped_id_list,
 )
@@ -37,6 +38,9 @@ class IdSequenceFeature(BaseFeature, IdVocabulary):
 
     def num_embeddings(self, fitted: Fitted) -> Optional[int]:
         return self.mapper(fitted).num_embeddings
+
+    def fit_dtype(self, id_type: Optional[str]) -> pl.DataType:
+        return pl.List(id_dtype(id_type))
 
     def fit(self, lf: pl.LazyFrame) -> Fitted:
         return fit_id_list(self, self, lf, self.max_len)

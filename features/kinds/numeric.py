@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Literal
+from typing import List, Literal, Optional
 
 import numpy as np
 import polars as pl
@@ -42,6 +42,9 @@ class NumericFeature(BaseFeature):
 
     def accepts(self, column: str, arrow_type: pa.DataType) -> bool:
         return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_boolean(arrow_type)
+
+    def fit_dtype(self, id_type: Optional[str]) -> pl.DataType:
+        return pl.Float64
 
     def fit(self, lf: pl.LazyFrame) -> Fitted:
         exprs: list[pl.Expr] = [pl.len().alias("rows")]
