@@ -47,14 +47,19 @@ def resolve_inputs(paths: Paths) -> List[str]:
     return list(dict.fromkeys(files))
 
 
-def open_parquet(path: str) -> pq.ParquetFile:
+def open_parquet(path: str, pre_buffer: bool = True) -> pq.ParquetFile:
     """Open a Parquet file, turning "not Parquet" into a clear error.
+
+    Args:
+        path: the file.
+        pre_buffer: let pyarrow read ahead whole column chunks (fast, but memory grows with
+            the row groups read); streaming readers pass False.
 
     Raises:
         FeatureError: naming the file when it is not a readable Parquet file.
     """
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(path, pre_buffer=pre_buffer)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as err:
         raise FeatureError(f"not a readable Parquet file ({err})", file=path) from None
 

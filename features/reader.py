@@ -139,7 +139,7 @@ def decode_batches(path: str, columns: List[str], read_rows: int) -> Iterator[pa
     """
     done = 0
     try:
-        for record_batch in open_parquet(path).iter_batches(batch_size=read_rows, columns=columns):
+        for record_batch in open_parquet(path, pre_buffer=False).iter_batches(batch_size=read_rows, columns=columns):
             done += record_batch.num_rows
             yield pa.Table.from_batches([record_batch])
         return

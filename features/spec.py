@@ -44,6 +44,16 @@ def _check_id_types(path: str, arrow_schema: pa.Schema, schema: FeatureSchema, s
             raise FeatureError(f"{id_type} ids here but {first[0]} ids in {first[1]} (one type per column)", file=path, column=m.source_column)
 
 
+def _fit_views(path: str, schema: FeatureSchema, id_types: Dict[str, tuple]) -> pl.LazyFrame:
+    frame = pl.scan_parquet(path)
+    dtypes = frame.collect_schema()
+    views = {}  # a column read by two modalities (e.g. a sequence and a set view) appears once
+    for m in schema.modality:
+        for c in m.source_columns():
+            views[c] = m.fit_view(c, dtypes[c], id_types.get(c, (None,))[0])
+    return frame.select(list(views.values()))
+
+
 class FeatureSpec:
     """A validated schema and the fitted state (vocabularies, mean/std, stats) of each modality.
 
@@ -116,14 +126,10 @@ class FeatureSpec:
             total_rows += pf.metadata.num_rows
         if total_rows == 0:
             raise FeatureError(f"input has no rows ({len(files)} file(s), all empty)", file=files[0] if len(files) == 1 else None)
-        casts = {  # a column read by two modalities (e.g. a sequence and a set view) is cast once
-            c: pl.col(c).cast(m.fit_dtype(id_types.get(c, (None,))[0]))
-            for m in schema.modality
-            for c in m.source_columns()
-        }
-        # Each file cast to one canonical type per column, so files may differ in float width
-        # or list flavour; polars streams the union.
-        lf = pl.concat([pl.scan_parquet(f).select(list(casts.values())) for f in files], how="vertical")
+        # Each file's columns become one canonical view per column (ids cast to Int64/String,
+        # numbers to Float64, float vectors reduced to their lengths), so files may differ in
+        # float width or list flavour; polars streams the union of the views.
+        lf = pl.concat([_fit_views(f, schema, id_types) for f in files], how="vertical")
         try:
             fitted = {m.name: m.fit(lf) for m in schema.modality}
         except pl.exceptions.PolarsError as err:
@@ -132,7 +138,7 @@ class FeatureSpec:
         if validate:
             from features.reader import ParquetBatchReader
 
-            reader = ParquetBatchReader(spec, files, batch_size=65536, progress=progress, desc="validating")
+            reader = ParquetBatchReader(spec, files, batch_size=8192, progress=progress, desc="validating")
             for _ in reader:
                 continue
             for name, counts in reader.counts.items():

@@ -77,8 +77,13 @@ class BaseFeature(BaseModel):
         in width or list flavour: float32/float64, list/large_list/fixed_size_list, ...)."""
         raise NotImplementedError
 
+    def fit_view(self, column: str, dtype: pl.DataType, id_type: Optional[str]) -> pl.Expr:
+        """What :meth:`fit` reads from one file's column (named ``column``): by default the
+        column cast to :meth:`fit_dtype`; float-vector kinds read only their lengths."""
+        return pl.col(column).cast(self.fit_dtype(id_type))
+
     def fit(self, lf: pl.LazyFrame) -> Fitted:  # pragma: no cover
-        """Fit on a frame whose columns already have :meth:`fit_dtype`."""
+        """Fit on a frame of :meth:`fit_view` columns, streaming."""
         raise NotImplementedError
 
     def convert(self, table: pa.Table, fitted: Fitted, counts: ModalityCounts) -> ModalityTensors:  # pragma: no cover
@@ -127,6 +132,12 @@ class IdVocabulary(BaseModel):
         return Fitted(id_type=id_type, vocab=kept["id"].to_list(), stats=stats)
 
 
+def length_view(column: str, dtype: pl.DataType) -> pl.Expr:
+    """Per-row list length (null for a null row) without touching the values."""
+    col = pl.col(column)
+    return (col.arr.len() if isinstance(dtype, pl.Array) else col.list.len()).cast(pl.Int64).alias(column)
+
+
 def presence_stats(present: pl.Expr, lengths: Optional[pl.Expr], max_len: Optional[int]) -> List[pl.Expr]:
     """Polars aggregations: row count, present rows, length quantiles and over-long rows."""
     exprs = [pl.len().alias("rows"), present.sum().alias("present_rows")]
@@ -158,7 +169,7 @@ def id_list_type_ok(arrow_type: pa.DataType) -> bool:
     return is_list_type(arrow_type) and id_type_of(arrow_type.value_type) is not None
 
 
-def fit_id_list(feature: "BaseFeature", vocab: IdVocabulary, lf: pl.LazyFrame, max_len: Optional[int]) -> Fitted:
+def fit_id_list(feature: BaseFeature, vocab: IdVocabulary, lf: pl.LazyFrame, max_len: Optional[int]) -> Fitted:
     """Presence, length quantiles, over-long rows and the vocabulary of a list-of-ids column."""
     col = pl.col(feature.source_column)
     lengths = col.list.len()
@@ -186,3 +197,24 @@ def mapped_id_list(feature: "BaseFeature", mapper: IdMapper, table: pa.Table, co
     counts.ids += int(indices.size)
     counts.oov_ids += oov
     return parts, present, np.asarray(indices, dtype=np.int64)
+
+
+class IdListFeature(BaseFeature, IdVocabulary):
+    """What ``id_sequence`` and ``id_set`` share: a list of int or string ids, cut to ``max_len``."""
+
+    max_len: Optional[PositiveInt] = None
+
+    def expected_type(self) -> str:
+        return "list<int> or list<string>"
+
+    def accepts(self, column: str, arrow_type: pa.DataType) -> bool:
+        return id_list_type_ok(arrow_type)
+
+    def num_embeddings(self, fitted: Fitted) -> Optional[int]:
+        return self.mapper(fitted).num_embeddings
+
+    def fit_dtype(self, id_type: Optional[str]) -> pl.DataType:
+        return pl.List(id_dtype(id_type))
+
+    def fit(self, lf: pl.LazyFrame) -> Fitted:
+        return fit_id_list(self, self, lf, self.max_len)

@@ -13,7 +13,7 @@ from pydantic import PositiveInt
 from deepsets.batch import ModalityTensors
 from features.arrow_lists import float_values, is_list_type, split_list
 from features.errors import FeatureError
-from features.kinds.base import BaseFeature, Fitted, ModalityCounts, collect_stats, presence_stats
+from features.kinds.base import BaseFeature, Fitted, ModalityCounts, collect_stats, length_view, presence_stats
 
 
 def is_float_list(t: pa.DataType) -> bool:
@@ -34,12 +34,12 @@ class DenseFeature(BaseFeature):
             return False
         return is_float_list(arrow_type)
 
-    def fit_dtype(self, id_type: Optional[str]) -> pl.DataType:
-        return pl.List(pl.Float32)
+    def fit_view(self, column: str, dtype: pl.DataType, id_type: Optional[str]) -> pl.Expr:
+        return length_view(column, dtype)
 
     def fit(self, lf: pl.LazyFrame) -> Fitted:
-        col = pl.col(self.source_column)
-        present = col.is_not_null() & (col.list.len() > 0)
+        length = pl.col(self.source_column)  # fit_view: lengths only
+        present = length.is_not_null() & (length > 0)
         return Fitted(stats=collect_stats(lf, presence_stats(present, None, None)))
 
     def convert(self, table: pa.Table, fitted: Fitted, counts: ModalityCounts) -> ModalityTensors:

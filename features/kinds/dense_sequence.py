@@ -13,7 +13,7 @@ from pydantic import PositiveInt
 from deepsets.batch import ModalityTensors
 from features.arrow_lists import ListParts, float_values, is_list_type, split_list, truncate
 from features.errors import FeatureError
-from features.kinds.base import BaseFeature, Fitted, ModalityCounts, collect_stats, presence_stats
+from features.kinds.base import BaseFeature, Fitted, ModalityCounts, collect_stats, length_view, presence_stats
 from features.kinds.dense import is_float_list
 
 
@@ -34,13 +34,12 @@ class DenseSequenceFeature(BaseFeature):
         inner = arrow_type.value_type
         return not (pa.types.is_fixed_size_list(inner) and inner.list_size != self.dim)
 
-    def fit_dtype(self, id_type: Optional[str]) -> pl.DataType:
-        return pl.List(pl.List(pl.Float32))
+    def fit_view(self, column: str, dtype: pl.DataType, id_type: Optional[str]) -> pl.Expr:
+        return length_view(column, dtype)
 
     def fit(self, lf: pl.LazyFrame) -> Fitted:
-        col = pl.col(self.source_column)
-        lengths = col.list.len()
-        present = col.is_not_null() & (lengths > 0)
+        lengths = pl.col(self.source_column)  # fit_view: lengths only
+        present = lengths.is_not_null() & (lengths > 0)
         return Fitted(stats=collect_stats(lf, presence_stats(present, lengths, self.max_len)))
 
     def convert(self, table: pa.Table, fitted: Fitted, counts: ModalityCounts) -> ModalityTensors:

@@ -8,48 +8,21 @@ depend on the input order; cut rows are counted.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import torch
-from pydantic import PositiveInt
 
 from deepsets.batch import ModalityTensors
 from features.arrow_lists import truncate
-from features.kinds.base import (
-    BaseFeature,
-    Fitted,
-    IdVocabulary,
-    ModalityCounts,
-    fit_id_list,
-    id_dtype,
-    id_list_type_ok,
-    mapped_id_list,
-)
+from features.kinds.base import Fitted, IdListFeature, ModalityCounts, mapped_id_list
 
 
-class IdSetFeature(BaseFeature, IdVocabulary):
+class IdSetFeature(IdListFeature):
     """An unordered multiset of ids."""
 
     kind: Literal["id_set"]
-    max_len: Optional[PositiveInt] = None
-
-    def expected_type(self) -> str:
-        return "list<int> or list<string>"
-
-    def accepts(self, column: str, arrow_type: pa.DataType) -> bool:
-        return id_list_type_ok(arrow_type)
-
-    def num_embeddings(self, fitted: Fitted) -> Optional[int]:
-        return self.mapper(fitted).num_embeddings
-
-    def fit_dtype(self, id_type: Optional[str]) -> pl.DataType:
-        return pl.List(id_dtype(id_type))
-
-    def fit(self, lf: pl.LazyFrame) -> Fitted:
-        return fit_id_list(self, self, lf, self.max_len)
 
     def convert(self, table: pa.Table, fitted: Fitted, counts: ModalityCounts) -> ModalityTensors:
         parts, present, indices = mapped_id_list(self, self.mapper(fitted), table, counts)
