@@ -34,15 +34,18 @@ def run_demo(out_dir: str = "demo_output", rows: int = 20_000, seed: int = 0, qu
     spec = FeatureSpec.fit(load_schema(os.path.join(data_dir, "schema.toml")), data_dir, progress=not quiet)
     spec_path = os.path.join(out_dir, "spec.json")
     spec.save(spec_path)
+    say(format_stats(spec.stats()))
     say(f"[3/3] reading every row back in batches of 512")
     reader = ParquetBatchReader(spec, data_dir, batch_size=512, label_columns=["clicked", "labels"], progress=not quiet)
-    batches = 0
+    batches, first = 0, None
     for batch in reader:
         batch.validate()
+        first = first if first is not None else batch
         batches += 1
     counts = describe_counts(reader.counts)
-    say(format_stats(counts))
-    say(describe_batch(batch))
+    say(describe_batch(first))
+    cut = {name: c["truncated_rows"] for name, c in counts.items() if c["truncated_rows"]}
+    say(f"rows cut to max_len (counted, not hidden): {cut or 'none'}")
     seconds = time.perf_counter() - started
     say(f"demo done in {seconds:.1f} s: {reader.rows_read} rows, {batches} batches; spec at {spec_path}")
     return {
