@@ -17,6 +17,7 @@ import polars as pl
 import pyarrow as pa
 
 from deepsets.batch import ID_KINDS, FeatureBatch
+from deepsets.modality import ModalityInfo
 from features.arrow_lists import is_list_type
 from features.errors import FeatureError
 from features.files import Paths, check_columns, open_parquet, resolve_inputs
@@ -79,6 +80,25 @@ class FeatureSpec:
     def num_embeddings(self, name: str) -> Optional[int]:
         """Embedding-table rows of an id modality (padding and OOV included), else None."""
         return self.modality(name).num_embeddings(self.fitted[name])
+
+    def model_inputs(self) -> list:
+        """One :class:`deepsets.modality.ModalityInfo` per modality, sorted by name: what the
+        model builders need (widths, table sizes, longest rows)."""
+        infos = []
+        for name in self.names:
+            m, fitted = self.modality(name), self.fitted[name]
+            max_len = getattr(m, "max_len", None) or (int(fitted.stats.get("length_max") or 0) or None)
+            infos.append(
+                ModalityInfo(
+                    name=name,
+                    kind=m.kind,
+                    dim=getattr(m, "dim", None),
+                    num_embeddings=self.num_embeddings(name),
+                    num_columns=len(m.columns) if m.kind == "numeric" else None,
+                    max_len=max_len if m.kind in ("dense_sequence", "id_sequence") else None,
+                )
+            )
+        return infos
 
     def check_id_types(self, path: str, arrow_schema: pa.Schema) -> None:
         """A file's id columns must hold the id type (int or string) the spec was fitted on.

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, mod
 from deepsets.batch import ModalityTensors
 from features.ids import IdMapper
 
-NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # an identifier: names key nn.ModuleDicts and columns
 
 
 class Fitted(BaseModel):

@@ -1,0 +1,27 @@
+"""Encoder for ``dense_sequence``: each vector of a row -> a token (plus its position)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from deepsets.batch import ModalityTensors
+from deepsets.encoders.base import Encoded, PositionEmbedding
+
+
+class DenseSequenceEncoder(nn.Module):
+    """Per-vector linear projection to ``dim`` plus a learned position embedding.
+
+    Args:
+        in_dim: width of each vector.
+        dim: token width ``D``.
+        max_len: positions with their own embedding.
+    """
+
+    def __init__(self, in_dim: int, dim: int, max_len: int) -> None:
+        super().__init__()
+        self.project = nn.Linear(in_dim, dim)
+        self.position = PositionEmbedding(max_len, dim, from_end=False)
+
+    def forward(self, modality: ModalityTensors) -> Encoded:
+        tokens = self.project(modality.values) + self.position(modality.offsets)  # (N, D)
+        return Encoded(tokens, modality.offsets, modality.present)

@@ -1,0 +1,53 @@
+"""Task heads on the fused embedding, and their losses."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+TASKS = ("binary", "multilabel", "multiclass", "regression")
+
+
+class TaskHead(nn.Module):
+    """A linear layer from the fused embedding to the task's logits.
+
+    Args:
+        in_dim: fused embedding width.
+        kind: binary (1 logit), multilabel (one logit per label), multiclass (one per class),
+            regression (one value per target).
+        num_outputs: labels / classes / targets (binary: must be 1).
+
+    Raises:
+        ValueError: for an unknown kind or a bad ``num_outputs``.
+    """
+
+    def __init__(self, in_dim: int, kind: str, num_outputs: int = 1) -> None:
+        super().__init__()
+        if kind not in TASKS:
+            raise ValueError(f"task kind must be one of {TASKS}, got {kind!r}")
+        if num_outputs < 1 or (kind == "binary" and num_outputs != 1) or (kind == "multiclass" and num_outputs < 2):
+            raise ValueError(f"{kind} task cannot have num_outputs={num_outputs}")
+        self.kind = kind
+        self.linear = nn.Linear(in_dim, num_outputs)
+
+    def forward(self, fused: Tensor) -> Tensor:
+        return self.linear(fused)  # (B, num_outputs)
+
+
+def task_loss(kind: str, logits: Tensor, target: Tensor) -> Tensor:
+    """Mean loss of ``logits`` (B, K) against ``target``: (B,) or (B, K) floats; class ids for
+    multiclass.
+
+    Raises:
+        ValueError: for an unknown kind.
+    """
+    if kind == "binary":
+        return F.binary_cross_entropy_with_logits(logits.reshape(-1), target.reshape(-1).to(logits.dtype))
+    if kind == "multilabel":
+        return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
+    if kind == "multiclass":
+        return F.cross_entropy(logits, target.reshape(-1).to(torch.int64))
+    if kind == "regression":
+        return F.mse_loss(logits.reshape(target.shape), target.to(logits.dtype))
+    raise ValueError(f"task kind must be one of {TASKS}, got {kind!r}")
