@@ -1,0 +1,280 @@
+"""Package a trained model as an MLflow pyfunc model that embeds Parquet rows.
+
+    with mlflow.start_run():
+        uri = log_deepsets_model(model, spec, {"dim": 128, "fusion": "transformer"})
+    served = mlflow.pyfunc.load_model(uri)
+    served.predict(pq.read_table("part-00000.parquet").to_pandas())      # item_id, embedding
+    served.predict(frame, params={"output": "logits", "batch_size": 256})
+    model, spec, config = load_deepsets_model(uri)                         # the torch model itself
+
+The logged model is three plain artifacts plus a tiny pyfunc wrapper:
+
+- ``weights``: ``weights.pt``, the ``state_dict`` written by ``torch.save`` and read back with
+  ``torch.load(weights_only=True)`` (tensors only, no arbitrary pickle);
+- ``spec``: ``spec.json``, the fitted :class:`features.spec.FeatureSpec` (``FeatureSpec.save``);
+- ``model_config``: ``model_config.json``, the keyword arguments of
+  :func:`deepsets.builders.build_model` (plain JSON values).
+
+Loading rebuilds the model with ``build_model(spec.model_inputs(), **model_config)`` and loads
+the weights, so the code that runs is the installed ``deepsets`` package: **loading needs
+``deepsets`` importable** (same or a compatible version). The logged requirements say so
+(``deepsets==<version>``); MLflow does not infer requirements (slow, and it may reach the
+network), and no code is copied into the model.
+
+Why pyfunc + state_dict and not ``mlflow.pytorch.log_model``:
+
+- MLflow 3's default PyTorch format (``pt2``, ``torch.export``) needs a tensor input example
+  and traces a graph with fixed input structure; our input is a
+  :class:`deepsets.batch.FeatureBatch`, a dict of *jagged* tensors whose element counts change
+  per batch and whose modalities may be absent: it does not export as one tensor signature.
+- The legacy ``pickle`` format pickles the whole ``nn.Module``: it ties the saved model to the
+  code layout (module paths, class names) at save time, and loading it runs arbitrary pickle.
+- A pyfunc also owns the Parquet/pandas -> ``FeatureBatch`` step (``spec.transform``), so the
+  served model takes the same columns as training and returns embeddings, not tensors.
+
+The only pickled object is the stateless :class:`DeepsetsPyfunc` instance, which cloudpickle
+stores as a reference to this class (``pipelines.mlflow_model.DeepsetsPyfunc``).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+from mlflow.models import Model, ModelSignature
+from mlflow.types import ParamSchema, ParamSpec
+from torch import nn
+
+from deepsets.builders import build_model
+from features.spec import FeatureSpec
+
+WEIGHTS, SPEC, MODEL_CONFIG = "weights", "spec", "model_config"
+FILES = {WEIGHTS: "weights.pt", SPEC: "spec.json", MODEL_CONFIG: "model_config.json"}
+OUTPUTS = ("embedding", "logits")
+DEFAULT_BATCH_SIZE = 1024
+
+PARAMS = ParamSchema(
+    [
+        ParamSpec("batch_size", "long", DEFAULT_BATCH_SIZE),
+        ParamSpec("output", "string", "embedding"),  # "embedding" (fused) or "logits"
+        ParamSpec("device", "string", "cpu"),
+    ]
+)
+"""Inference params. MLflow passes ``params`` to ``predict`` only when the signature declares
+them (otherwise it drops them with a warning), so the logged signature holds this schema and no
+input schema: the input columns are checked by ``spec.transform``, which knows list columns."""
+
+
+def _requirements() -> list[str]:
+    try:
+        return [f"deepsets=={metadata.version('deepsets')}"]
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return ["deepsets"]
+
+
+def _to_arrow(model_input: Any) -> pa.Table:
+    """The rows as an Arrow table: pandas frames (what pyfunc passes) are converted, list
+    columns of numpy arrays included."""
+    if isinstance(model_input, pa.Table):
+        return model_input
+    if isinstance(model_input, pa.RecordBatch):
+        return pa.Table.from_batches([model_input])
+    if isinstance(model_input, pd.DataFrame):
+        return pa.Table.from_pandas(model_input, preserve_index=False)
+    raise TypeError(f"expected a pandas DataFrame or a pyarrow Table, got {type(model_input).__name__}")
+
+
+def rebuild_model(spec: FeatureSpec, model_config: Dict[str, Any], state_dict: Optional[Dict[str, torch.Tensor]] = None) -> nn.Module:
+    """``build_model(spec.model_inputs(), **model_config)``, with ``state_dict`` loaded strictly,
+    in eval mode."""
+    model = build_model(spec.model_inputs(), **model_config)
+    if state_dict is not None:
+        model.load_state_dict(state_dict, strict=True)
+    return model.eval()
+
+
+@torch.inference_mode()
+def embed_table(
+    model: nn.Module,
+    spec: FeatureSpec,
+    table: pa.Table,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    output: str = "embedding",
+    device: str | torch.device = "cpu",
+) -> pd.DataFrame:
+    """Run ``model`` over ``table`` in batches of ``batch_size`` rows, in order.
+
+    Returns:
+        A DataFrame with one row per input row: the spec's id column first (when the spec
+        declares one and the table holds it), then ``embedding`` (the fused vector) or
+        ``logits``, each a float32 numpy array.
+
+    Raises:
+        ValueError: for a bad ``batch_size`` or ``output``.
+        FeatureError: from ``spec.transform`` for missing columns or bad values.
+    """
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    chunks = []
+    for start in range(0, table.num_rows, batch_size):
+        batch = spec.transform(table.slice(start, batch_size), with_ids=False).to(device)
+        out = model(batch)
+        values = out.fused if output == "embedding" else out.logits  # (b, D) or (b, K)
+        chunks.append(values.float().cpu().numpy())
+    if chunks:
+        values = np.concatenate(chunks)  # (B, D)
+    else:
+        width = model(spec.transform(table.slice(0, 0), with_ids=False)).fused.shape[1] if output == "embedding" else 0
+        values = np.zeros((0, width), dtype=np.float32)
+    columns: Dict[str, Any] = {}
+    id_column = spec.schema.id_column
+    if id_column and id_column in table.column_names:
+        columns[id_column] = table.column(id_column).to_pandas()
+    columns[output] = list(values)
+    return pd.DataFrame(columns)
+
+
+class DeepsetsPyfunc(mlflow.pyfunc.PythonModel):
+    """The pyfunc wrapper: artifacts in, a model that embeds DataFrames / Arrow tables out.
+
+    ``predict(context, model_input, params)``: ``model_input`` is a pandas DataFrame (what
+    pyfunc passes) or a pyarrow Table holding the spec's columns; ``params`` (all optional):
+    ``batch_size`` (1024), ``output`` (``"embedding"`` or ``"logits"``), ``device`` (``"cpu"``).
+    Returns a DataFrame: the spec's id column first (if declared and present), then
+    ``embedding`` or ``logits`` (a float32 array per row), rows in input order.
+    """
+
+    def __init__(self) -> None:
+        self.model: Optional[nn.Module] = None  # set by load_context; nothing is pickled with it
+        self.spec: Optional[FeatureSpec] = None
+        self.device = "cpu"
+
+    def load_context(self, context) -> None:
+        self.model, self.spec, _ = _load_files({k: Path(context.artifacts[k]) for k in FILES})
+        self.device = "cpu"
+
+    def predict(self, context, model_input, params=None):
+        if self.model is None:
+            raise RuntimeError("DeepsetsPyfunc.predict before load_context: load it with mlflow.pyfunc.load_model")
+        params = params or {}
+        device = str(params.get("device") or "cpu")
+        if device != self.device:
+            self.model.to(device)
+            self.device = device
+        return embed_table(
+            self.model, self.spec, _to_arrow(model_input),
+            batch_size=int(params.get("batch_size") or DEFAULT_BATCH_SIZE),
+            output=str(params.get("output") or "embedding"),
+            device=device,
+        )
+
+
+def _load_files(paths: Dict[str, Path]) -> Tuple[nn.Module, FeatureSpec, Dict[str, Any]]:
+    spec = FeatureSpec.load(paths[SPEC])
+    model_config = json.loads(paths[MODEL_CONFIG].read_text(encoding="utf-8"))
+    state_dict = torch.load(paths[WEIGHTS], map_location="cpu", weights_only=True)
+    return rebuild_model(spec, model_config, state_dict), spec, model_config
+
+
+def _check_rebuilds(model: nn.Module, spec: FeatureSpec, model_config: Dict[str, Any]) -> None:
+    """The config must rebuild a model with exactly these parameters and buffers, so a bad
+    config fails at logging time rather than when someone loads the model.
+
+    Raises:
+        ValueError: naming the missing, unexpected or reshaped entries.
+    """
+    try:
+        rebuilt = build_model(spec.model_inputs(), **model_config).state_dict()
+    except TypeError as err:
+        raise ValueError(f"model_config does not fit build_model: {err}") from None
+    ours = model.state_dict()
+    missing, extra = sorted(set(rebuilt) - set(ours)), sorted(set(ours) - set(rebuilt))
+    reshaped = [f"{k}: {tuple(ours[k].shape)} vs {tuple(rebuilt[k].shape)}" for k in sorted(set(ours) & set(rebuilt))
+                if ours[k].shape != rebuilt[k].shape]
+    if missing or extra or reshaped:
+        raise ValueError(
+            "model_config does not rebuild this model: "
+            f"missing {missing[:5]}, unexpected {extra[:5]}, reshaped {reshaped[:5]} (first 5 of each)"
+        )
+
+
+def log_deepsets_model(
+    model: nn.Module,
+    spec: FeatureSpec,
+    model_config: Dict[str, Any],
+    name: str = "model",
+    input_example: Optional[pd.DataFrame] = None,
+) -> str:
+    """Log ``model`` as a pyfunc model in the active MLflow run; returns its model URI.
+
+    Args:
+        model: the trained model (any device; weights are saved from the CPU).
+        spec: the fitted spec the model was trained with.
+        model_config: the keyword arguments of ``build_model`` that built ``model`` (plain
+            JSON values); checked here by rebuilding and comparing parameter shapes.
+        name: the logged model's name (MLflow 3's ``name``, formerly ``artifact_path``).
+        input_example: a few input rows to store with the model (optional; MLflow runs the
+            model on them once while logging, as a check).
+
+    Returns:
+        The model URI (``models:/<model_id>`` in MLflow 3), for ``mlflow.pyfunc.load_model``
+        or :func:`load_deepsets_model`.
+
+    Raises:
+        ValueError: with no active run, or a ``model_config`` that is not plain JSON or does
+            not rebuild ``model``.
+    """
+    if mlflow.active_run() is None:
+        raise ValueError("log_deepsets_model needs an active MLflow run (inside `with mlflow.start_run():`)")
+    try:
+        config_json = json.dumps(model_config, indent=1, sort_keys=True)
+    except TypeError as err:
+        raise ValueError(f"model_config must hold plain JSON values: {err}") from None
+    _check_rebuilds(model, spec, model_config)
+    with tempfile.TemporaryDirectory(prefix="deepsets-model-") as tmp:
+        paths = {k: Path(tmp) / f for k, f in FILES.items()}
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, paths[WEIGHTS])
+        spec.save(paths[SPEC])
+        paths[MODEL_CONFIG].write_text(config_json, encoding="utf-8")
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=DeepsetsPyfunc(),
+            artifacts={k: str(p) for k, p in paths.items()},
+            signature=ModelSignature(params=PARAMS),
+            input_example=input_example,
+            pip_requirements=_requirements(),
+        )
+    return info.model_uri
+
+
+def load_deepsets_model(uri: str) -> Tuple[nn.Module, FeatureSpec, Dict[str, Any]]:
+    """Download a model logged by :func:`log_deepsets_model` and rebuild the torch model
+    directly (for batch jobs that run the model themselves).
+
+    Args:
+        uri: any MLflow model URI (``models:/<id>``, ``runs:/<run>/<name>``, a local path).
+
+    Returns:
+        ``(model, spec, model_config)``: the model on the CPU in eval mode.
+
+    Raises:
+        ValueError: when the URI does not hold a deepsets model.
+    """
+    with tempfile.TemporaryDirectory(prefix="deepsets-load-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        flavor = Model.load(str(local)).flavors.get("python_function", {})
+        artifacts = flavor.get("artifacts", {})
+        if set(FILES) - set(artifacts):
+            raise ValueError(f"{uri} is not a deepsets model: artifacts {sorted(artifacts)}, expected {sorted(FILES)}")
+        return _load_files({k: local / artifacts[k]["path"] for k in FILES})
