@@ -8,6 +8,7 @@ fusion, attention cost grows with the square of the row's total token count.
 
 from __future__ import annotations
 
+import functools
 from typing import List, Sequence, Tuple
 
 import torch
@@ -81,14 +82,15 @@ class MMTModel(nn.Module):
         offsets = torch.zeros(total.numel() + 1, dtype=torch.int64, device=total.device)
         torch.cumsum(total, dim=0, out=offsets[1:])
         before = torch.cumsum(per_row, dim=1) - per_row  # (B, M) tokens of earlier modalities
-        sequence = tokens[0].new_empty(int(offsets[-1]), self.cls.numel())  # (T, D)
+        dtype = functools.reduce(torch.promote_types, [t.dtype for t in tokens])  # encoders may differ under autocast
+        sequence = tokens[0].new_empty(int(offsets[-1]), self.cls.numel(), dtype=dtype)  # (T, D)
         sequence[offsets[:-1]] = self.cls.to(sequence.dtype)
         for m, (tok, row_len) in enumerate(zip(tokens, lengths)):
             mod_offsets = torch.zeros(row_len.numel() + 1, dtype=torch.int64, device=row_len.device)
             torch.cumsum(row_len, dim=0, out=mod_offsets[1:])
             rows = row_ids(mod_offsets)  # (n_m,)
             dest = offsets[:-1][rows] + 1 + before[rows, m] + positions(mod_offsets)  # (n_m,)
-            sequence[dest] = tok
+            sequence[dest] = tok.to(dtype)
         layout = bucket_layout(offsets, length_buckets(offsets[1:] - offsets[:-1]))
         for layer in self.layers:
             sequence = layer(sequence, layout)  # (T, D)

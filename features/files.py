@@ -81,5 +81,7 @@ def check_columns(path: str, arrow_schema: pa.Schema, modalities: Iterable, extr
                     f"column missing for modality '{m.name}' (file has: {', '.join(arrow_schema.names)})", file=path, column=column
                 )
             found = arrow_schema.field(column).type
+            if pa.types.is_null(found):  # a column with no value at all: every row missing
+                continue
             if not m.accepts(column, found):
                 raise FeatureError(f"modality '{m.name}' ({m.kind}) expects {m.expected_type()}, found {found}", file=path, column=column)

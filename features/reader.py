@@ -8,8 +8,9 @@ of the next). Errors name the file and its file-relative rows.
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 from tqdm.auto import tqdm
@@ -32,6 +33,8 @@ class ParquetBatchReader:
         read_rows: rows decoded per Parquet read (memory ~ read_rows x row width).
         drop_last: drop a final short batch (it is counted in ``rows_dropped``).
         progress: show a progress bar (rows) on a terminal.
+        shuffle_seed: if given, read the files in a shuffled order and shuffle the rows inside
+            each decoded chunk of ``read_rows`` (a local shuffle; memory stays bounded).
 
     Attributes:
         counts: modality -> :class:`ModalityCounts` accumulated over everything read so far.
@@ -53,6 +56,7 @@ class ParquetBatchReader:
         drop_last: bool = False,
         progress: bool = False,
         desc: str = "reading",
+        shuffle_seed: Optional[int] = None,
     ) -> None:
         if batch_size < 1 or read_rows < 1:
             raise ValueError(f"batch_size and read_rows must be >= 1, got {batch_size} and {read_rows}")
@@ -64,6 +68,7 @@ class ParquetBatchReader:
         self.drop_last = drop_last
         self.progress = progress
         self.desc = desc
+        self.shuffle_seed = shuffle_seed
         self.counts: Dict[str, ModalityCounts] = {}
         self.rows_read = 0
         self.rows_dropped = 0
@@ -80,20 +85,25 @@ class ParquetBatchReader:
         """(file, file-relative first row, Arrow table) for every chunk of every file."""
         columns = self._columns()
         extra = self.label_columns + ([self.spec.schema.id_column] if self.spec.schema.id_column else [])
-        for path in self.files:
+        rng = np.random.default_rng(self.shuffle_seed) if self.shuffle_seed is not None else None
+        files = [self.files[i] for i in rng.permutation(len(self.files))] if rng is not None else self.files
+        for path in files:
             arrow_schema = open_parquet(path).schema_arrow
             check_columns(path, arrow_schema, self.spec.schema.modality, extra)
             self.spec.check_id_types(path, arrow_schema)
             row_base = 0
             for table in decode_batches(path, columns, self.read_rows):
-                yield path, row_base, table
+                order = rng.permutation(table.num_rows) if rng is not None else None
+                yield path, row_base, order, table if order is None else table.take(order)
                 row_base += table.num_rows
 
     def _converted(self) -> Iterator[FeatureBatch]:
-        for path, row_base, table in prefetch(self._decoded()):
+        for path, row_base, order, table in prefetch(self._decoded()):
             try:
                 batch = self.spec.transform(table, label_columns=self.label_columns, counts=self.counts)
             except FeatureError as err:
+                if order is not None and err.rows is not None:  # back to the file's row numbers
+                    err = FeatureError(err.detail, file=err.file, column=err.column, rows=np.sort(order[err.rows]))
                 raise err.located(path, row_base) from None
             self.rows_read += table.num_rows
             yield batch

@@ -55,6 +55,18 @@ def _fit_views(path: str, schema: FeatureSchema, id_types: Dict[str, tuple]) -> 
     return frame.select(list(views.values()))
 
 
+def _null_type(kind: str, id_type: Optional[str]) -> pa.DataType:
+    ids = pa.int64() if id_type == "int" else pa.string()
+    return {
+        "dense": pa.list_(pa.float32()),
+        "dense_sequence": pa.list_(pa.list_(pa.float32())),
+        "id_sequence": pa.list_(ids),
+        "id_set": pa.list_(ids),
+        "categorical": ids,
+        "numeric": pa.float64(),
+    }[kind]
+
+
 class FeatureSpec:
     """A validated schema and the fitted state (vocabularies, mean/std, stats) of each modality.
 
@@ -111,7 +123,7 @@ class FeatureSpec:
                 continue
             t = arrow_schema.field(m.source_column).type
             found = id_type_of(t.value_type if is_list_type(t) else t)
-            if found != self.fitted[m.name].id_type:
+            if not pa.types.is_null(t) and found != self.fitted[m.name].id_type:
                 raise FeatureError(
                     f"expected {self.fitted[m.name].id_type} ids (as in the training data), found {t}", file=path, column=m.source_column
                 )
@@ -193,6 +205,7 @@ class FeatureSpec:
         """
         if isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
+        table = self._typed_nulls(table)
         modalities = {}
         for m in self.schema.modality:
             local = ModalityCounts()
@@ -206,6 +219,16 @@ class FeatureSpec:
             if ids.dtype.kind in "iu":
                 ids = ids.astype(np.int64, copy=False)
         return FeatureBatch(modalities=modalities, num_rows=table.num_rows, labels=labels, ids=ids)
+
+    def _typed_nulls(self, table: pa.Table) -> pa.Table:
+        """Columns of Arrow type ``null`` (no value at all, e.g. from pandas) become all-null
+        columns of the type their modality reads, so they convert as 'missing everywhere'."""
+        for m in self.schema.modality:
+            for column in m.source_columns():
+                if column in table.column_names and pa.types.is_null(table.schema.field(column).type):
+                    typed = pa.nulls(table.num_rows, _null_type(m.kind, self.fitted[m.name].id_type))
+                    table = table.set_column(table.schema.get_field_index(column), column, typed)
+        return table
 
     # --- saving --------------------------------------------------------------------------
 

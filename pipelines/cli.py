@@ -13,7 +13,8 @@ import sys
 from typing import Callable, List, Optional
 
 from features.errors import FeatureError, SchemaError
-from pipelines.report import describe_batch, format_stats
+from pipelines.report import describe_batch, format_stats, format_train_summary
+from pipelines.train import TrainingFailed
 
 
 def _add_synth(sub) -> None:
@@ -94,10 +95,33 @@ def _run_read(args) -> dict:
     return {"rows": reader.rows_read, "batches": batches, "counts": counts}
 
 
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model on Ray Train, tracked in MLflow")
+    p.add_argument("--config", required=True, help="run config TOML (see README 'Training')")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a config field, e.g. --set training.lr=0.01 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the run named tracking.run_name from its last checkpoint")
+    p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args) -> dict:
+    from pipelines.config import load_run_config
+    from pipelines.train import run_training
+
+    cfg = load_run_config(args.config, args.overrides)
+    summary = run_training(cfg, resume=args.resume, ray_address=args.ray_address, progress=not args.json)
+    if not args.json:
+        print(format_train_summary(summary))
+    return summary
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the main job on embedded defaults: synth -> fit -> read back")
     p.add_argument("--out", default="demo_output", help="working directory for the demo (default: demo_output)")
-    p.add_argument("--rows", type=int, default=20_000)
+    p.add_argument("--rows", type=int, default=30_000)
+    p.add_argument("--workers", type=int, default=2, help="Ray Train workers (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_run_demo)
@@ -106,13 +130,13 @@ def _add_demo(sub) -> None:
 def _run_demo(args) -> dict:
     from pipelines.demo import run_demo
 
-    return run_demo(out_dir=args.out, rows=args.rows, seed=args.seed, quiet=args.json)
+    return run_demo(out_dir=args.out, rows=args.rows, seed=args.seed, workers=args.workers, quiet=args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepsets", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_fit, _add_read, _add_demo):
+    for add in (_add_synth, _add_fit, _add_read, _add_train, _add_demo):
         add(sub)
     return parser
 
@@ -124,7 +148,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     run: Callable[[argparse.Namespace], dict] = args.run
     try:
         summary = run(args)
-    except (FeatureError, SchemaError, ValueError, OSError) as err:
+    except (FeatureError, SchemaError, ValueError, OSError, TrainingFailed) as err:
         # OSError: an unwritable --out and the like. One line even when the message has several.
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         print(f"error: {'; '.join(lines) or type(err).__name__}", file=sys.stderr)

@@ -338,11 +338,14 @@ def _attr(section: str) -> str:
 
 # -- cross-field checks ---------------------------------------------------------------------
 
-_Check = Tuple[Tuple[str, ...], Callable[..., Optional[Tuple[str, str]]]]
+# (fields that must be valid, fields passed as None when invalid, the check)
+_Check = Tuple[Tuple[str, ...], Tuple[str, ...], Callable[..., Optional[Tuple[str, str]]]]
 
 
-def _heads_divide_dim(heads: int, dim: int, layers: int, fusion: str) -> Optional[Tuple[str, str]]:
-    used = fusion in ("transformer", "mmt") or (layers > 0 and fusion != "mmt")
+def _heads_divide_dim(heads: int, dim: int, layers: Optional[int], fusion: Optional[str]) -> Optional[Tuple[str, str]]:
+    # Heads are unused only by pooling-only summarizers feeding a head without attention;
+    # when layers or fusion is itself invalid (None here), check anyway.
+    used = fusion in ("transformer", "mmt", None) or layers is None or (layers > 0 and fusion != "mmt")
     if used and dim % heads:
         return "model.heads", f"must divide model.dim (heads = {heads}, dim = {dim})"
     return None
@@ -373,19 +376,19 @@ def _even_batches(batch_size: int, workers: int) -> Optional[Tuple[str, str]]:
 
 
 _CHECKS: List[_Check] = [
-    (("model.heads", "model.dim", "model.layers", "model.fusion"), _heads_divide_dim),
-    (("model.fusion", "model.fusion_pooling"), _tmm_pooling),
-    (("task.kind", "task.num_outputs"), _outputs),
-    (("training.batch_size", "scaling.workers"), _even_batches),
+    (("model.heads", "model.dim"), ("model.layers", "model.fusion"), _heads_divide_dim),
+    (("model.fusion", "model.fusion_pooling"), (), _tmm_pooling),
+    (("task.kind", "task.num_outputs"), (), _outputs),
+    (("training.batch_size", "scaling.workers"), (), _even_batches),
 ]
 
 
 def _cross_problems(values: Mapping[str, Any]) -> List[Tuple[str, str]]:
     """Checks across fields; each runs only when every field it reads is itself valid."""
     found = []
-    for keys, check in _CHECKS:
+    for keys, optional, check in _CHECKS:
         if all(k in values for k in keys):
-            problem = check(*(values[k] for k in keys))
+            problem = check(*(values[k] for k in keys), *(values.get(k) for k in optional))
             if problem:
                 found.append(problem)
     return found
@@ -420,6 +423,11 @@ def _readable(section: str, cls: type[BaseModel], e: dict) -> str:
     if kind == "extra_forbidden":
         return f"{where}: " + _suggest(str(loc[-1]), list(cls.model_fields), "field")
     msg = e["msg"].removeprefix("Value error, ")
+    if kind == "tuple_type":  # tuples are how lists are stored; the TOML author wrote an array
+        msg = "Input should be a list"
+    elif kind == "too_short" and isinstance(e.get("input"), (list, tuple)):
+        n = e["ctx"]["min_length"]
+        msg = f"List should have at least {n} item{'s' if n != 1 else ''}"
     found = e.get("input")
     if kind != "missing" and isinstance(found, (int, float, str)) and "(found" not in msg:
         msg += f" (found {found!r})"
@@ -512,7 +520,8 @@ def _mention_override(problem: str, overrides: Mapping[str, str]) -> str:
     """Append '(from --set ...)' to a problem whose location was set on the command line."""
     location = problem.split(":", 1)[0]
     key = ".".join(re.split(r"[\[ ]", location, maxsplit=1)[0].split(".")[:2])
-    return f"{problem} (from --set {overrides[key]})" if key in overrides else problem
+    named = [text for k, text in overrides.items() if k == key or k.startswith(key + ".")]
+    return f"{problem} (from --set {', '.join(named)})" if named else problem
 
 
 # -- paths ----------------------------------------------------------------------------------
@@ -678,12 +687,25 @@ def _toml_value(value: Any) -> str:
             raise ValueError(f"TOML cannot hold {value}")
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)  # a TOML basic string
+        return _toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_toml_string(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quote, backslash and control characters (but tab) escaped."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif (ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def _dump_toml(doc: dict) -> str:

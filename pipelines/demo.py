@@ -1,56 +1,87 @@
 """``deepsets demo``: the main job on embedded defaults, end to end on a small reference workload.
 
-Today: generate the recsys-6 workload, fit the feature spec, read every row back as batches.
-(Training, embedding and ablation join this recipe as they land.)
+    1. generate the recsys-6 workload (last part file held out for validation);
+    2. fit the feature spec and read every row back as batches (counts shown);
+    3. train with 2 CPU Ray Train workers, tracked in the local MLflow store
+       (``sqlite:///mlflow.db`` in the working directory).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from pathlib import Path
 
 from features import synth
 from features.reader import ParquetBatchReader, describe_counts
 from features.schema import load_schema
 from features.spec import FeatureSpec
-from pipelines.report import describe_batch, format_stats
+from pipelines.config import default_demo_config
+from pipelines.report import describe_batch, format_stats, format_train_summary
+
+PARTS = 6  # part files; the last one is the validation split
 
 
-def run_demo(out_dir: str = "demo_output", rows: int = 20_000, seed: int = 0, quiet: bool = False) -> dict:
-    """Run the demo and return its summary.
+def make_demo_data(data_dir: Path, rows: int, seed: int, progress: bool) -> dict:
+    """``data_dir/{train,valid}`` Parquet parts plus ``schema.toml`` and ``truth.json``."""
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    generated = synth.generate(rows, data_dir / "all", seed=seed, rows_per_file=-(-rows // PARTS), progress=progress)
+    parts = sorted((data_dir / "all").glob("part-*.parquet"))
+    for split, files in (("train", parts[:-1]), ("valid", parts[-1:])):
+        (data_dir / split).mkdir(parents=True)
+        for f in files:
+            f.rename(data_dir / split / f.name)
+    for name in ("schema.toml", "truth.json"):
+        (data_dir / "all" / name).rename(data_dir / name)
+    (data_dir / "all").rmdir()
+    return {"rows": generated["rows"], "train_files": len(parts) - 1, "valid_files": 1, "dir": str(data_dir)}
+
+
+def run_demo(out_dir: str = "demo_output", rows: int = 30_000, seed: int = 0, workers: int = 2, quiet: bool = False) -> dict:
+    """Run the demo and return its summary (the ``--json`` object).
 
     Args:
-        out_dir: working directory (data under ``data/``, spec at ``spec.json``).
-        rows: rows of synthetic data.
+        out_dir: working directory (data, spec, Ray checkpoints); MLflow's store is the
+            working directory's ``mlflow.db``.
+        rows: rows of synthetic data (5/6 train, 1/6 validation).
         seed: generator seed.
+        workers: Ray Train workers.
         quiet: print nothing but errors (the caller prints JSON).
     """
     say = (lambda *a: None) if quiet else print
     started = time.perf_counter()
-    data_dir = os.path.join(out_dir, "data")
+    out = Path(out_dir).absolute()
+    data_dir = out / "data"
     say(f"[1/3] generating {rows} rows of the recsys-6 workload into {data_dir}")
-    generated = synth.generate(rows, data_dir, seed=seed, overwrite=True, progress=not quiet)
-    say(f"[2/3] fitting the feature spec on {data_dir}")
-    spec = FeatureSpec.fit(load_schema(os.path.join(data_dir, "schema.toml")), data_dir, progress=not quiet)
-    spec_path = os.path.join(out_dir, "spec.json")
-    spec.save(spec_path)
+    data = make_demo_data(data_dir, rows, seed, progress=not quiet)
+    say(f"[2/3] fitting the feature spec on {data_dir / 'train'} and reading every row back")
+    spec = FeatureSpec.fit(load_schema(data_dir / "schema.toml"), data_dir / "train", progress=not quiet)
+    spec.save(out / "spec.json")
     say(format_stats(spec.stats()))
-    say(f"[3/3] reading every row back in batches of 512")
-    reader = ParquetBatchReader(spec, data_dir, batch_size=512, label_columns=["clicked", "labels"], progress=not quiet)
+    reader = ParquetBatchReader(spec, data_dir / "train", batch_size=512, label_columns=["clicked", "labels"], progress=not quiet)
     batches, first = 0, None
     for batch in reader:
         batch.validate()
         first = first if first is not None else batch
         batches += 1
-    counts = describe_counts(reader.counts)
     say(describe_batch(first))
-    cut = {name: c["truncated_rows"] for name, c in counts.items() if c["truncated_rows"]}
-    say(f"rows cut to max_len (counted, not hidden): {cut or 'none'}")
+    say(f"[3/3] training on {workers} Ray Train workers (CPU), tracking in MLflow")
+    cfg = default_demo_config(data_dir, workers=workers)
+    cfg = cfg.model_copy(update={
+        "data": cfg.data.model_copy(update={"spec": str(out / "spec.json")}),
+        "tracking": cfg.tracking.model_copy(update={"storage_path": str(out / "ray_results"), "run_name": time.strftime("demo-%Y%m%d-%H%M%S")}),
+    })
+    from pipelines.train import run_training
+
+    trained = run_training(cfg, progress=not quiet)
+    say(format_train_summary(trained))
     seconds = time.perf_counter() - started
-    say(f"demo done in {seconds:.1f} s: {reader.rows_read} rows, {batches} batches; spec at {spec_path}")
+    say(f"demo done in {seconds:.1f} s")
     return {
-        "data": {"rows": generated["rows"], "files": len(generated["files"]), "dir": data_dir},
-        "spec": spec_path,
-        "read": {"rows": reader.rows_read, "batches": batches, "counts": counts},
+        "data": data,
+        "read": {"rows": reader.rows_read, "batches": batches, "counts": describe_counts(reader.counts)},
+        "train": trained,
         "seconds": round(seconds, 2),
     }

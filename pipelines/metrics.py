@@ -80,15 +80,17 @@ class TaskMetrics:
         if num_outputs < 1 or (kind == "binary" and num_outputs != 1) or (kind in ("multiclass", "multilabel") and num_outputs < 2):
             raise ValueError(f"{kind} task cannot have num_outputs={num_outputs}")
         self.kind, self.num_outputs = kind, num_outputs
+        # sync_on_compute=False below: validation runs on rank 0 alone; torchmetrics would
+        # otherwise wait at a barrier for ranks that never come (a deadlock under DDP).
         K = num_outputs
         if kind == "binary":
-            self._auc = BinaryAUROC()
+            self._auc = BinaryAUROC(sync_on_compute=False)
         elif kind == "multilabel":
-            self._f1_micro = MultilabelF1Score(num_labels=K, threshold=0.5, average="micro")
-            self._f1_macro = MultilabelF1Score(num_labels=K, threshold=0.5, average="macro")
-            self._ap = MultilabelAveragePrecision(num_labels=K, average="none")
+            self._f1_micro = MultilabelF1Score(num_labels=K, threshold=0.5, average="micro", sync_on_compute=False)
+            self._f1_macro = MultilabelF1Score(num_labels=K, threshold=0.5, average="macro", sync_on_compute=False)
+            self._ap = MultilabelAveragePrecision(num_labels=K, average="none", sync_on_compute=False)
         elif kind == "multiclass":
-            self._accuracy = MulticlassAccuracy(num_classes=K, average="micro", top_k=1)
+            self._accuracy = MulticlassAccuracy(num_classes=K, average="micro", top_k=1, sync_on_compute=False)
         self.reset()
 
     def reset(self) -> None:

@@ -32,19 +32,22 @@ Why pyfunc + state_dict and not ``mlflow.pytorch.log_model``:
 - A pyfunc also owns the Parquet/pandas -> ``FeatureBatch`` step (``spec.transform``), so the
   served model takes the same columns as training and returns embeddings, not tensors.
 
-The only pickled object is the stateless :class:`DeepsetsPyfunc` instance, which cloudpickle
-stores as a reference to this class (``pipelines.mlflow_model.DeepsetsPyfunc``).
+Nothing is pickled at all: the model is logged "from code" (MLflow 3's recommended form), its
+``python_model`` being a three-line file (:data:`MODEL_CODE`) that imports
+:class:`DeepsetsPyfunc` from the installed package and hands MLflow an instance.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import mlflow
+import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -73,6 +76,17 @@ them (otherwise it drops them with a warning), so the logged signature holds thi
 input schema: the input columns are checked by ``spec.transform``, which knows list columns."""
 
 
+MODEL_CODE = '''"""Entry point of a deepsets pyfunc model (MLflow models-from-code); the code is the installed
+deepsets package, the weights are this model's artifacts."""
+import mlflow
+
+from pipelines.mlflow_model import DeepsetsPyfunc
+
+mlflow.models.set_model(DeepsetsPyfunc())
+'''
+"""Logged as the model's ``python_model`` file, so nothing at all is pickled."""
+
+
 def _requirements() -> list[str]:
     try:
         return [f"deepsets=={metadata.version('deepsets')}"]
@@ -80,16 +94,39 @@ def _requirements() -> list[str]:
         return ["deepsets"]
 
 
-def _to_arrow(model_input: Any) -> pa.Table:
+def _arrow_type(spec: FeatureSpec, name: str) -> pa.DataType:
+    """The Arrow type a modality's columns hold in the training data (for typing all-null ones)."""
+    kind = spec.modality(name).kind
+    if kind in ("id_sequence", "id_set", "categorical"):
+        ids = pa.int64() if spec.fitted[name].id_type == "int" else pa.string()
+        return ids if kind == "categorical" else pa.list_(ids)
+    return {"dense": pa.list_(pa.float32()), "dense_sequence": pa.list_(pa.list_(pa.float32())), "numeric": pa.float64()}[kind]
+
+
+def to_arrow(model_input: Any, spec: FeatureSpec) -> pa.Table:
     """The rows as an Arrow table: pandas frames (what pyfunc passes) are converted, list
-    columns of numpy arrays included."""
-    if isinstance(model_input, pa.Table):
-        return model_input
+    columns of numpy arrays included.
+
+    A column with no value at all (every row missing, or no rows) has no type to infer from
+    pandas: Arrow makes it ``null``-typed. Such columns get the type the spec was fitted on, so
+    "all missing" reads as missing rather than failing.
+
+    Raises:
+        TypeError: for anything but a pandas DataFrame or a pyarrow Table / RecordBatch.
+    """
     if isinstance(model_input, pa.RecordBatch):
-        return pa.Table.from_batches([model_input])
-    if isinstance(model_input, pd.DataFrame):
-        return pa.Table.from_pandas(model_input, preserve_index=False)
-    raise TypeError(f"expected a pandas DataFrame or a pyarrow Table, got {type(model_input).__name__}")
+        model_input = pa.Table.from_batches([model_input])
+    elif isinstance(model_input, pd.DataFrame):
+        model_input = pa.Table.from_pandas(model_input, preserve_index=False)
+    elif not isinstance(model_input, pa.Table):
+        raise TypeError(f"expected a pandas DataFrame or a pyarrow Table, got {type(model_input).__name__}")
+    table = model_input
+    for name in spec.names:
+        for column in spec.modality(name).source_columns():
+            if column in table.column_names and pa.types.is_null(table.schema.field(column).type):
+                i = table.column_names.index(column)
+                table = table.set_column(i, column, pa.nulls(table.num_rows, _arrow_type(spec, name)))
+    return table
 
 
 def rebuild_model(spec: FeatureSpec, model_config: Dict[str, Any], state_dict: Optional[Dict[str, torch.Tensor]] = None) -> nn.Module:
@@ -127,16 +164,12 @@ def embed_table(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     chunks = []
-    for start in range(0, table.num_rows, batch_size):
+    for start in range(0, max(table.num_rows, 1), batch_size):  # no rows: one empty batch, for the width
         batch = spec.transform(table.slice(start, batch_size), with_ids=False).to(device)
         out = model(batch)
         values = out.fused if output == "embedding" else out.logits  # (b, D) or (b, K)
         chunks.append(values.float().cpu().numpy())
-    if chunks:
-        values = np.concatenate(chunks)  # (B, D)
-    else:
-        width = model(spec.transform(table.slice(0, 0), with_ids=False)).fused.shape[1] if output == "embedding" else 0
-        values = np.zeros((0, width), dtype=np.float32)
+    values = np.concatenate(chunks)  # (B, D) or (B, K)
     columns: Dict[str, Any] = {}
     id_column = spec.schema.id_column
     if id_column and id_column in table.column_names:
@@ -164,7 +197,9 @@ class DeepsetsPyfunc(mlflow.pyfunc.PythonModel):
         self.model, self.spec, _ = _load_files({k: Path(context.artifacts[k]) for k in FILES})
         self.device = "cpu"
 
-    def predict(self, context, model_input, params=None):
+    # The pd.DataFrame hint is what pyfunc passes; MLflow infers no schema from it (it would
+    # warn about a missing hint at class definition otherwise). A pyarrow Table works as well.
+    def predict(self, context, model_input: pd.DataFrame, params: Optional[Dict[str, Any]] = None) -> pd.DataFrame:
         if self.model is None:
             raise RuntimeError("DeepsetsPyfunc.predict before load_context: load it with mlflow.pyfunc.load_model")
         params = params or {}
@@ -173,7 +208,7 @@ class DeepsetsPyfunc(mlflow.pyfunc.PythonModel):
             self.model.to(device)
             self.device = device
         return embed_table(
-            self.model, self.spec, _to_arrow(model_input),
+            self.model, self.spec, to_arrow(model_input, self.spec),
             batch_size=int(params.get("batch_size") or DEFAULT_BATCH_SIZE),
             output=str(params.get("output") or "embedding"),
             device=device,
@@ -247,14 +282,20 @@ def log_deepsets_model(
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, paths[WEIGHTS])
         spec.save(paths[SPEC])
         paths[MODEL_CONFIG].write_text(config_json, encoding="utf-8")
-        info = mlflow.pyfunc.log_model(
-            name=name,
-            python_model=DeepsetsPyfunc(),
-            artifacts={k: str(p) for k, p in paths.items()},
-            signature=ModelSignature(params=PARAMS),
-            input_example=input_example,
-            pip_requirements=_requirements(),
-        )
+        code = Path(tmp) / "deepsets_pyfunc.py"
+        code.write_text(MODEL_CODE, encoding="utf-8")
+        with warnings.catch_warnings():
+            # MLflow urges an input example whenever none is given; ours is optional by design
+            # (no input schema: spec.transform checks the columns).
+            warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
+            info = mlflow.pyfunc.log_model(
+                name=name,
+                python_model=str(code),
+                artifacts={k: str(p) for k, p in paths.items()},
+                signature=ModelSignature(params=PARAMS),
+                input_example=input_example,
+                pip_requirements=_requirements(),
+            )
     return info.model_uri
 
 

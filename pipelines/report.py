@@ -27,3 +27,17 @@ def describe_batch(batch) -> str:
 
 def _num(v) -> str:
     return "-" if v is None else f"{float(v):g}"
+
+
+def format_train_summary(summary: dict) -> str:
+    """Final metrics, where the model and checkpoint are, and how to look at the run."""
+    metrics = summary.get("metrics", {})
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()) if k.startswith(("valid_", "train_loss")))
+    lines = [
+        f"run {summary['run_name']}: {summary['epochs_done']} epochs in {summary['seconds']} s; {shown}",
+        f"model:      {summary['model_uri']}",
+        f"checkpoint: {summary['checkpoint']}",
+        f"MLflow run: {summary['run_id']} in {summary['tracking_uri']}",
+        f"look at it: mlflow ui --backend-store-uri {summary['tracking_uri']}   (then open http://127.0.0.1:5000)",
+    ]
+    return "\n".join(lines)

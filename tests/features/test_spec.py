@@ -122,3 +122,12 @@ def test_int_ids_of_other_widths_map_like_int64(tmp_path):
     a, _ = mapper.map(pa.array([3, 5, 4], pa.int64()))
     b, oov = mapper.map(pa.array([3, 5, 4], pa.uint16()))
     assert a.tolist() == b.tolist() == [3, 2, OOV_INDEX] and oov == 1
+
+
+def test_all_null_columns_of_type_null_mean_missing(train):
+    spec = FeatureSpec.fit(parse_schema(SCHEMA), train)
+    table = pa.table({"rid": pa.array([5, 6], pa.int64()), "hist": pa.nulls(2), "cat": pa.nulls(2), "tags": pa.nulls(2), "x": pa.nulls(2)})
+    batch = spec.transform(table)
+    batch.validate()
+    for name in spec.names:
+        assert batch[name].present.tolist() == [False, False], name

@@ -38,12 +38,29 @@ def test_synth_refuses_to_overwrite(tmp_path, capsys):
     assert main(["synth", "--rows", "10", "--out", out, "--overwrite"]) == 0
 
 
-def test_demo_json_summary(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--rows", "2000", "--json"]) == 0
+def test_demo_json_summary(ray_session, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the demo's MLflow store is ./mlflow.db
+    assert main(["demo", "--out", "demo", "--rows", "2400", "--json"]) == 0
     summary = last_json(capsys)
-    assert summary["data"]["rows"] == 2000
-    assert summary["read"]["rows"] == 2000 and summary["read"]["batches"] == 4
+    assert summary["data"]["rows"] == 2400 and summary["data"]["train_files"] == 5
+    assert summary["read"]["rows"] == 2000 and summary["read"]["batches"] == 4  # 5/6 of the rows train
+    train = summary["train"]
+    assert train["run_id"] and train["model_uri"].startswith("models:/") and train["epochs_done"] == 3
+    assert 0.0 <= train["metrics"]["valid_auc"] <= 1.0 and train["metrics"]["train_loss"] > 0
+    assert train["tracking_uri"] == f"sqlite:///{tmp_path}/mlflow.db" and (tmp_path / "mlflow.db").exists()
     assert (tmp_path / "demo" / "spec.json").exists()
+
+
+@pytest.mark.parametrize(
+    "setting, field",
+    [("training.lr=-1", "training.lr"), ("model.fusion=concatenate", "model.fusion"), ("model.heads=5", "model.heads")],
+)
+def test_train_config_errors_are_one_line_naming_the_field(setting, field, tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text('[data]\ntrain = "data"\nlabel_columns = ["clicked"]\n[schema]\npath = "schema.toml"\n')
+    assert main(["train", "--config", str(config), "--set", setting]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and field in err[0], err
 
 
 @pytest.mark.parametrize("argv", [["synth", "--rows", "0", "--out", "x"], ["synth", "--rows", "5", "--out", "y", "--rows-per-file", "0"]])

@@ -1,0 +1,223 @@
+"""What each Ray Train worker runs: build the model, stream its share of every global batch,
+train, validate (rank 0), checkpoint every epoch, resume from the last checkpoint.
+
+Data sharding: every worker streams the same global batches of ``training.batch_size`` rows
+from Parquet (the reader never holds more than a few chunks) and keeps the slice of its rank,
+so 1 worker and N workers see exactly the same global batches and gradients. A final global
+batch shorter than ``batch_size`` is dropped (and counted) so every rank takes the same steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import tempfile
+import time
+from typing import Dict, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from deepsets.batch import FeatureBatch
+from deepsets.builders import build_model
+from deepsets.tasks import task_loss
+from features.reader import ParquetBatchReader
+from features.spec import FeatureSpec
+from pipelines.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from pipelines.metrics import TaskMetrics
+
+FAIL_AT_EPOCH_ENV = "DEEPSETS_FAIL_AT_EPOCH"
+"""Testing knob, read by the driver: rank 0 raises after checkpointing this epoch, on a run's
+first attempt, so failure recovery (``scaling.max_failures``) can be exercised."""
+
+
+def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """adamw, adam or sgd (momentum 0.9)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then constant, cosine or linear decay to 0 over ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if kind == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        if kind == "linear":
+            return 1.0 - progress
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def labels_of(batch: FeatureBatch, columns: Sequence[str]) -> Tensor:
+    """The target: one column as is ((B,) or (B, K)); several scalar columns stacked (B, K)."""
+    if len(columns) == 1:
+        return batch.labels[columns[0]]
+    return torch.stack([batch.labels[c] for c in columns], dim=1)
+
+
+def autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    """bf16 (or ``dtype``) autocast on ``device``; a no-op context when ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def train_step(
+    model: nn.Module,
+    batch: FeatureBatch,
+    target: Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    task: str,
+    device: torch.device,
+    amp_dtype: Optional[torch.dtype] = None,
+    grad_clip: float = 0.0,
+) -> float:
+    """One optimizer step on ``batch``; moves it to ``device``; returns the loss.
+
+    Args:
+        amp_dtype: autocast dtype (bf16 on GPUs), or None for full precision.
+        grad_clip: max gradient norm, 0 = no clipping.
+    """
+    batch, target = batch.to(device, non_blocking=True), target.to(device, non_blocking=True)
+    with autocast(device, amp_dtype):
+        logits = model(batch).logits  # (B, K)
+    loss = task_loss(task, logits.float(), target)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
+
+
+def evaluate(model: nn.Module, batches, label_columns: Sequence[str], task: str, num_outputs: int, device: torch.device, amp_dtype=None) -> Dict[str, float]:
+    """Task metrics over every batch (no gradient, eval mode, restored to train mode after)."""
+    metrics = TaskMetrics(task, num_outputs)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for batch in batches:
+            with autocast(device, amp_dtype):
+                logits = model(batch.to(device)).logits
+            metrics.update(logits.float().cpu(), labels_of(batch, label_columns))
+    model.train(was_training)
+    return metrics.compute()
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") else model
+
+
+def _mean_across_ranks(total: float, count: int, world: int) -> float:
+    if world > 1 and torch.distributed.is_initialized():
+        t = torch.tensor([total, float(count)], dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        total, count = float(t[0]), int(t[1])
+    return total / max(count, 1)
+
+
+def train_worker(loop_config: dict) -> None:
+    """Entry point of every Ray Train worker (``TorchTrainer(train_loop_per_worker=...)``).
+
+    Args:
+        loop_config: {"config": RunConfig.as_dict(), "spec": FeatureSpec.to_dict(),
+            "mlflow": {"uri": ..., "run_id": ...}, "fail_at_epoch": int or None}.
+    """
+    import ray.train
+    import ray.train.torch
+
+    from pipelines.config import parse_run_config
+
+    cfg = parse_run_config(loop_config["config"], "<run config>")
+    spec = FeatureSpec.from_dict(loop_config["spec"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    t, scaling = cfg.training, cfg.scaling
+    labels = list(cfg.data.label_columns)
+    torch.manual_seed(t.seed)
+    model_config = cfg.model_kwargs()
+    model = build_model(spec.model_inputs(), **model_config)
+    device = ray.train.torch.get_device()
+    amp_dtype = torch.bfloat16 if scaling.use_gpu else None
+    model = ray.train.torch.prepare_model(model)
+    optimizer = make_optimizer(model, t.optimizer, t.lr, t.weight_decay)
+    per_epoch = max(1, ParquetBatchReader(spec, cfg.data.train).total_rows() // t.batch_size)
+    scheduler = make_scheduler(optimizer, t.schedule, per_epoch * t.epochs, t.warmup_steps)
+    start_epoch, step, resumed = 0, 0, False
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as directory:
+            state, _, _, _ = load_checkpoint(directory)
+        unwrap(model).load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+        start_epoch, step, resumed = state.epoch + 1, state.step, True
+    tracker = _Tracker(loop_config.get("mlflow")) if rank == 0 else None
+    if tracker and resumed:
+        tracker.log({"resumed_at_epoch": start_epoch}, step=start_epoch)
+    share = t.batch_size // world
+    model.train()
+    for epoch in range(start_epoch, t.epochs):
+        started, loss_sum, steps, rows = time.perf_counter(), 0.0, 0, 0
+        reader = ParquetBatchReader(spec, cfg.data.train, batch_size=t.batch_size, label_columns=labels, drop_last=True, shuffle_seed=t.seed * 100_003 + epoch)
+        for global_batch in reader:
+            local = global_batch.slice(rank * share, (rank + 1) * share)
+            loss_sum += train_step(model, local, labels_of(local, labels), optimizer, scheduler, cfg.task.kind, device, amp_dtype, t.grad_clip)
+            steps, rows, step = steps + 1, rows + local.num_rows, step + 1
+            if rank == 0 and steps % 20 == 0:
+                print(f"epoch {epoch + 1}/{t.epochs} step {steps}/{per_epoch} loss {loss_sum / steps:.4f}", flush=True)
+        seconds = time.perf_counter() - started
+        metrics = {"epoch": epoch, "step": step, "train_loss": _mean_across_ranks(loss_sum, steps, world),
+                   "train_rows_per_s": rows * world / seconds, "train_rows_dropped": reader.rows_dropped}
+        if rank == 0 and cfg.data.valid:
+            valid = ParquetBatchReader(spec, cfg.data.valid, batch_size=1024, label_columns=labels)
+            metrics.update({f"valid_{k}": v for k, v in evaluate(unwrap(model), valid, labels, cfg.task.kind, cfg.task.num_outputs, device, amp_dtype).items()})
+        _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_config, model_config)
+        if rank == 0:
+            print("epoch {}/{}: ".format(epoch + 1, t.epochs) + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "step")), flush=True)
+            tracker.log({k: v for k, v in metrics.items() if k not in ("epoch", "step")}, step=epoch)
+        if rank == 0 and not resumed and loop_config.get("fail_at_epoch") == epoch:
+            raise RuntimeError(f"injected failure after epoch {epoch} ({FAIL_AT_EPOCH_ENV})")
+
+
+def _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_config, model_config) -> None:
+    """Every rank reports (it is a barrier); rank 0 attaches the checkpoint."""
+    import ray.train
+
+    if rank != 0:
+        ray.train.report(metrics, checkpoint=None)
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        state = TrainState(unwrap(model).state_dict(), optimizer.state_dict(), scheduler.state_dict(), epoch, step)
+        save_checkpoint(directory, state, spec, loop_config["config"], model_config)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+
+class _Tracker:
+    """Rank 0's MLflow logger: writes metrics into the run the driver opened."""
+
+    def __init__(self, mlflow_info: Optional[dict]) -> None:
+        self.client = None
+        if mlflow_info:
+            from mlflow.tracking import MlflowClient
+
+            self.client, self.run_id = MlflowClient(tracking_uri=mlflow_info["uri"]), mlflow_info["run_id"]
+
+    def log(self, metrics: Dict[str, float], step: int) -> None:
+        if self.client is None:
+            return
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and math.isfinite(float(value)):
+                self.client.log_metric(self.run_id, key, float(value), step=step)

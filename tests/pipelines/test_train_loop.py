@@ -1,0 +1,48 @@
+"""The per-worker training pieces, without Ray: the GPU code path (device argument + bf16
+autocast) runs here on the CPU device, which is all CI has."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deepsets.builders import FUSIONS, build_model
+from pipelines.train_loop import evaluate, labels_of, make_optimizer, make_scheduler, train_step
+from tests.deepsets.random_batches import INFOS, random_batch
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_train_step_with_device_argument_and_bf16_autocast(fusion):
+    torch.manual_seed(0)
+    model = build_model(INFOS, dim=16, heads=2, fusion=fusion, fusion_layers=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = make_optimizer(model, "adamw", 1e-2, 0.0)
+    scheduler = make_scheduler(optimizer, "cosine", total_steps=4, warmup_steps=1)
+    batch = random_batch(32, seed=1)
+    loss = train_step(model, batch, batch.labels["y"], optimizer, scheduler, "binary", torch.device("cpu"), torch.bfloat16, grad_clip=1.0)
+    assert loss == loss and 0 < loss < 10  # finite
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed, "no parameter moved"
+    metrics = evaluate(model, [random_batch(64, seed=2)], ["y"], "binary", 1, torch.device("cpu"), torch.bfloat16)
+    assert set(metrics) == {"loss", "auc", "log_loss"}
+
+
+def test_schedules():
+    model = torch.nn.Linear(2, 1)
+    # warm-up over 2 steps, then decay over the remaining 2: progress 0 and 0.5
+    for kind, expected in (("constant", [0.5, 1.0, 1.0, 1.0]), ("linear", [0.5, 1.0, 1.0, 0.5]), ("cosine", [0.5, 1.0, 1.0, 0.5])):
+        optimizer = make_optimizer(model, "sgd", 1.0, 0.0)
+        scheduler = make_scheduler(optimizer, kind, total_steps=4, warmup_steps=2)
+        seen = []
+        for _ in range(4):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        assert seen == pytest.approx(expected), kind
+
+
+def test_labels_of_one_or_several_columns():
+    batch = random_batch(4, seed=3)
+    batch.labels["z"] = torch.ones(4)
+    assert labels_of(batch, ["y"]).shape == (4,)
+    assert labels_of(batch, ["y", "z"]).shape == (4, 2)
