@@ -32,6 +32,9 @@ test: install
 
 bench: install
 	$(PY) -m benchmarks.collate --quick
+	$(PY) -m benchmarks.attention --quick
+	$(PY) -m benchmarks.model --quick
+	$(PY) -m benchmarks.train --quick
 
 clean:
-	rm -rf $(VENV) demo_output mlruns mlflow.db .pytest_cache
+	rm -rf $(VENV) demo_output ray_results mlruns mlflow.db .pytest_cache

@@ -1,0 +1,57 @@
+"""Training throughput on Ray Train: 1 worker vs 2 workers, same data, same global batch.
+
+    python -m benchmarks.train --quick
+
+Runs ``deepsets train``'s recipe (pipelines.train.run_training) twice on the reference workload
+in one process and one local Ray: D=64, transformer fusion, global batch 512, 2 epochs. Reports
+the training rows/s of the last epoch (as measured inside the workers) and the wall time of each
+whole run, including Ray start-up of the workers. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from pipelines.config import default_demo_config
+from pipelines.demo import make_demo_data
+from pipelines.train import run_training, start_ray
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="12,000 rows")
+    parser.add_argument("--rows", type=int, default=30_000)
+    args = parser.parse_args()
+    rows = 12_000 if args.quick else args.rows
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    result = {"rows": rows}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        make_demo_data(data, rows, seed=0, progress=False)
+        for workers in (1, 2):
+            cfg = default_demo_config(data, workers=workers)
+            cfg = cfg.model_copy(update={
+                "training": cfg.training.model_copy(update={"epochs": 2}),
+                "tracking": cfg.tracking.model_copy(update={
+                    "run_name": f"bench-{workers}", "storage_path": f"{tmp}/ray", "mlflow_uri": f"sqlite:///{tmp}/mlflow.db",
+                }),
+            })
+            start_ray(None, cfg.model_copy(update={"scaling": cfg.scaling.model_copy(update={"workers": 2})}))
+            started = time.perf_counter()
+            summary = run_training(cfg, progress=False)
+            result[f"workers{workers}_rows_per_s"] = round(summary["metrics"]["train_rows_per_s"])
+            result[f"workers{workers}_wall_s"] = round(time.perf_counter() - started, 1)
+            result[f"workers{workers}_valid_auc"] = round(summary["metrics"]["valid_auc"], 4)
+    result["speedup_2_vs_1"] = round(result["workers2_rows_per_s"] / result["workers1_rows_per_s"], 2)
+    print(f"1 worker {result['workers1_rows_per_s']:,} rows/s, 2 workers {result['workers2_rows_per_s']:,} rows/s "
+          f"({result['speedup_2_vs_1']}x); wall {result['workers1_wall_s']} s vs {result['workers2_wall_s']} s")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
