@@ -76,9 +76,12 @@ def start_ray(address: Optional[str], cfg: RunConfig) -> None:
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = address or os.environ.get("RAY_ADDRESS")
+    # Ray Train V2 also routes print() through logging, which shows every worker line twice.
+    quiet_prints = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, runtime_env={"env_vars": quiet_prints})
     else:
+        os.environ.update({k: os.environ.get(k, v) for k, v in quiet_prints.items()})
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local Ray: no token set-up
         cpus = max(2, int(cfg.scaling.workers * cfg.scaling.cpus_per_worker) + 1)
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
