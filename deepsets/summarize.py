@@ -52,7 +52,9 @@ class JaggedSelfAttention(nn.Module):
         n, d = tokens.shape
         h = self.heads
         qkv = self.qkv(tokens)  # (N, 3D), computed on real tokens only
-        mixed = qkv.new_zeros(n, d)  # (N, D), in qkv's dtype (bf16 under autocast)
+        # (N, D) zeros in qkv's dtype (bf16 under autocast), derived from qkv so the projection
+        # stays in the autograd graph even when no row has a token (DDP needs every parameter used)
+        mixed = qkv[:, :d] * 0
         for index, valid, slot, token in zip(layout.token_index, layout.valid, layout.flat_slot, layout.flat_token):
             b, length = index.shape
             block = qkv[index.reshape(-1)].view(b, length, 3, h, d // h)  # (b, L, 3, H, Dh)

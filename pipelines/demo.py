@@ -73,7 +73,8 @@ def run_demo(out_dir: str = "demo_output", rows: int = 30_000, seed: int = 0, wo
         "data": cfg.data.model_copy(update={"spec": str(out / "spec.json")}),
         "tracking": cfg.tracking.model_copy(update={"storage_path": str(out / "ray_results"), "run_name": time.strftime("demo-%Y%m%d-%H%M%S")}),
     })
-    (out / "run.toml").write_text(cfg.to_toml())
+    reusable = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_name": ""})})
+    (out / "run.toml").write_text(reusable.to_toml())  # without the demo's run name, so it can be reused
     say(f"      run config written to {out / 'run.toml'} (edit it, or pass --set, for your own runs)")
     from pipelines.train import run_training
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from features.errors import FeatureError
+from features.files import check_columns, open_parquet, resolve_inputs
 from features.spec import FeatureSpec
 from pipelines.config import RunConfig
 
@@ -47,6 +48,27 @@ def prepare_spec(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) ->
     run_dir.mkdir(parents=True, exist_ok=True)
     spec.save(saved)
     return spec
+
+
+def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
+    """Before any worker starts: every train/valid file has the modality and label columns,
+    and there is at least one global batch of training rows. Returns the training row count.
+
+    Raises:
+        FeatureError: naming the file and column, or the row count.
+    """
+    labels = list(cfg.data.label_columns)
+    rows = 0
+    for paths, count in ((cfg.data.train, True), (cfg.data.valid, False)):
+        if not paths:
+            continue
+        for path in resolve_inputs(list(paths)):
+            pf = open_parquet(path)
+            check_columns(path, pf.schema_arrow, spec.schema.modality, labels)
+            rows += pf.metadata.num_rows if count else 0
+    if rows < cfg.training.batch_size:
+        raise FeatureError(f"only {rows} training rows: fewer than one global batch (training.batch_size = {cfg.training.batch_size})")
+    return rows
 
 
 def open_mlflow_run(cfg: RunConfig, run_name: str, resume: bool, spec_path: Path) -> tuple[str, str]:
@@ -106,11 +128,13 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
     run_name = cfg.tracking.resolved_run_name()
     storage = Path(cfg.tracking.storage_path)
     run_dir = storage / run_name
-    if run_dir.exists() and not resume:
+    started_before = run_dir.exists() and any(run_dir.glob("checkpoint_*"))
+    if started_before and not resume:
         raise FeatureError(f"run '{run_name}' already exists in {storage}: pass --resume to continue it, or choose another tracking.run_name")
-    if resume and not run_dir.exists():
-        raise FeatureError(f"cannot resume: no run '{run_name}' in {storage}")
+    if resume and not started_before:
+        raise FeatureError(f"cannot resume: run '{run_name}' in {storage} has no checkpoint yet")
     spec = prepare_spec(cfg, run_dir, resume, progress)
+    check_training_data(cfg, spec)
     uri, run_id = open_mlflow_run(cfg, run_name, resume, run_dir / "spec.json")
     start_ray(ray_address, cfg)
     trainer = TorchTrainer(

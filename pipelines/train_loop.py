@@ -120,9 +120,9 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def _mean_across_ranks(total: float, count: int, world: int) -> float:
+def _mean_across_ranks(total: float, count: int, world: int, device: torch.device) -> float:
     if world > 1 and torch.distributed.is_initialized():
-        t = torch.tensor([total, float(count)], dtype=torch.float64)
+        t = torch.tensor([total, float(count)], dtype=torch.float64, device=device)  # NCCL needs CUDA tensors
         torch.distributed.all_reduce(t)
         total, count = float(t[0]), int(t[1])
     return total / max(count, 1)
@@ -159,7 +159,10 @@ def train_worker(loop_config: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as directory:
-            state, _, _, _ = load_checkpoint(directory)
+            state, _, _, saved_model_config = load_checkpoint(directory)
+        if saved_model_config != model_config:
+            changed = {k: (saved_model_config.get(k), v) for k, v in model_config.items() if saved_model_config.get(k) != v}
+            raise ValueError(f"cannot resume with a different [model]/[task] section than the checkpoint (checkpoint -> now: {changed})")
         unwrap(model).load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
@@ -168,6 +171,7 @@ def train_worker(loop_config: dict) -> None:
     if tracker and resumed:
         tracker.log({"resumed_at_epoch": start_epoch}, step=start_epoch)
     share = t.batch_size // world
+    torch.manual_seed(t.seed + 1 + rank)  # weights are equal on every rank; dropout masks must differ
     model.train()
     for epoch in range(start_epoch, t.epochs):
         started, loss_sum, steps, rows = time.perf_counter(), 0.0, 0, 0
@@ -179,7 +183,7 @@ def train_worker(loop_config: dict) -> None:
             if rank == 0 and steps % 20 == 0:
                 print(f"epoch {epoch + 1}/{t.epochs} step {steps}/{per_epoch} loss {loss_sum / steps:.4f}", flush=True)
         seconds = time.perf_counter() - started
-        metrics = {"epoch": epoch, "step": step, "train_loss": _mean_across_ranks(loss_sum, steps, world),
+        metrics = {"epoch": epoch, "step": step, "train_loss": _mean_across_ranks(loss_sum, steps, world, device),
                    "train_rows_per_s": rows * world / seconds, "train_rows_dropped": reader.rows_dropped}
         if rank == 0 and cfg.data.valid:
             valid = ParquetBatchReader(spec, cfg.data.valid, batch_size=1024, label_columns=labels)

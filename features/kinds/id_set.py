@@ -1,9 +1,10 @@
 """``id_set``: an unordered list of ids (detected tags). Order never matters downstream.
 
-Each row's ids are put in a canonical order (ascending table index, i.e. most frequent
-first) so the batch itself is order-free. Duplicates are kept (a multiset). With ``max_len``
-a row keeps its ``max_len`` lowest indices -- the most frequent ids -- which also does not
-depend on the input order; cut rows are counted.
+Each row's ids are put in a canonical order (ascending table index, out-of-vocabulary ids
+last) so the batch itself is order-free. Duplicates are kept (a multiset). With ``max_len`` a
+row keeps the first ``max_len`` of that order -- with a vocabulary, the most frequent known ids;
+with ``hash_buckets``, the lowest buckets (arbitrary, but still independent of the input
+order); cut rows are counted.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 from deepsets.batch import ModalityTensors
 from features.arrow_lists import truncate
+from features.ids import OOV_INDEX
 from features.kinds.base import Fitted, IdListFeature, ModalityCounts, mapped_id_list
 
 
@@ -26,11 +28,15 @@ class IdSetFeature(IdListFeature):
 
     def convert(self, table: pa.Table, fitted: Fitted, counts: ModalityCounts) -> ModalityTensors:
         parts, present, indices = mapped_id_list(self, self.mapper(fitted), table, counts)
-        # Sort within rows: rows are contiguous, so sorting row * table_size + index does it.
-        table_size = self.mapper(fitted).num_embeddings
-        keys = np.sort(parts.row_of_element() * table_size + indices)  # (N,)
+        # Sort within rows: rows are contiguous, so sorting row * span + rank does it. The
+        # out-of-vocabulary index ranks last (``span - 1``), so a cut keeps known ids first.
+        span = self.mapper(fitted).num_embeddings + 1
+        oov = (indices == OOV_INDEX) if self.hash_buckets is None else np.zeros(indices.shape, dtype=bool)
+        rank = np.where(oov, span - 1, indices)  # (N,) (with hashing, index 1 is a bucket like any other)
+        keys = np.sort(parts.row_of_element() * span + rank)  # (N,)
         cut = truncate(parts.lengths, self.max_len, keep_last=False)
         counts.truncated_rows += cut.truncated_rows
         counts.dropped_elements += cut.dropped_elements
-        values = torch.from_numpy(keys[cut.keep] % table_size)  # (N',)
+        kept = keys[cut.keep] % span
+        values = torch.from_numpy(np.where(kept == span - 1, OOV_INDEX, kept))  # (N',)
         return ModalityTensors.from_lengths(values, torch.from_numpy(cut.lengths), torch.from_numpy(present))

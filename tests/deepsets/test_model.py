@@ -134,3 +134,14 @@ def test_model_output_shapes():
     assert out.modality_vectors.shape == (5, len(INFOS), 16)
     assert out.present.shape == (5, len(INFOS)) and out.winners.shape == (5, 16)
     assert out.names == tuple(sorted(i.name for i in INFOS))
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_every_parameter_gets_a_gradient_when_a_modality_is_absent_from_the_batch(fusion):
+    """DDP (find_unused_parameters=False) fails on a parameter left out of the graph; a worker's
+    slice can easily hold no row of a sparse modality."""
+    model = make(fusion).train()
+    nothing = {"history": torch.zeros(6, dtype=torch.bool), "tags": torch.zeros(6, dtype=torch.bool)}
+    model(random_batch(6, seed=14, present=nothing)).logits.sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing

@@ -131,3 +131,14 @@ def test_all_null_columns_of_type_null_mean_missing(train):
     batch.validate()
     for name in spec.names:
         assert batch[name].present.tolist() == [False, False], name
+
+
+def test_id_set_cut_keeps_known_ids_before_unknown_ones(tmp_path):
+    schema = {"modality": [{"name": "tags", "kind": "id_set", "max_len": 2}]}
+    train = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"tags": pa.array([[10, 20, 30], [10, 20], [10]], pa.list_(pa.int64()))}), train)
+    spec = FeatureSpec.fit(parse_schema(schema), train)
+    assert spec.fitted["tags"].vocab == [10, 20, 30]
+    batch = spec.transform(pa.table({"tags": pa.array([[999, 20, 998, 10], [998, 30]], pa.list_(pa.int64()))}))
+    assert batch["tags"].row(0).tolist() == [2, 3]  # 10 and 20 kept, the two unknown ids cut
+    assert batch["tags"].row(1).tolist() == [4, OOV_INDEX]

@@ -110,3 +110,15 @@ def test_failure_beyond_max_failures_is_reported(ray_session, demo_data, tmp_pat
     monkeypatch.setenv(FAIL_AT_EPOCH_ENV, "0")
     with pytest.raises(RuntimeError, match="injected failure"):
         run_training(config(demo_data, tmp_path, "failing-hard", epochs=2), progress=False)
+
+
+def test_bad_label_column_or_too_little_data_fails_before_ray(demo_data, tmp_path):
+    from features.errors import FeatureError
+
+    cfg = config(demo_data, tmp_path, "bad-label")
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"label_columns": ("clickd",)})})
+    with pytest.raises(FeatureError, match="column 'clickd': column missing"):
+        run_training(cfg, progress=False)
+    small = config(demo_data, tmp_path, "too-small", batch_size=4000)
+    with pytest.raises(FeatureError, match="only 3000 training rows: fewer than one global batch"):
+        run_training(small, progress=False)
