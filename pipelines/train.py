@@ -50,6 +50,28 @@ def prepare_spec(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) ->
     return spec
 
 
+def checkpoint_dirs(run_dir: Path) -> list:
+    """The checkpoint directories Ray wrote for a run (none if it never finished an epoch)."""
+    return [p for p in run_dir.glob("checkpoint_*") if p.is_dir()] if run_dir.exists() else []
+
+
+def check_resumable(cfg: RunConfig, run_dir: Path) -> None:
+    """The model the config builds must be the one in the run's latest checkpoint.
+
+    Raises:
+        FeatureError: naming the fields that differ.
+    """
+    import json
+
+    latest = max(checkpoint_dirs(run_dir), key=lambda p: p.name)
+    saved = json.loads((latest / "model_config.json").read_text())
+    now = cfg.model_kwargs()
+    changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+    if changed:
+        diffs = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in sorted(changed.items()))
+        raise FeatureError(f"cannot resume run '{run_dir.name}' with a different model than its checkpoint ({diffs})")
+
+
 def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
     """Before any worker starts: every train/valid file has the modality and label columns,
     and there is at least one global batch of training rows. Returns the training row count.
@@ -128,11 +150,13 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
     run_name = cfg.tracking.resolved_run_name()
     storage = Path(cfg.tracking.storage_path)
     run_dir = storage / run_name
-    started_before = run_dir.exists() and any(run_dir.glob("checkpoint_*"))
+    started_before = bool(checkpoint_dirs(run_dir))
     if started_before and not resume:
         raise FeatureError(f"run '{run_name}' already exists in {storage}: pass --resume to continue it, or choose another tracking.run_name")
     if resume and not started_before:
         raise FeatureError(f"cannot resume: run '{run_name}' in {storage} has no checkpoint yet")
+    if resume:
+        check_resumable(cfg, run_dir)
     spec = prepare_spec(cfg, run_dir, resume, progress)
     check_training_data(cfg, spec)
     uri, run_id = open_mlflow_run(cfg, run_name, resume, run_dir / "spec.json")

@@ -122,3 +122,13 @@ def test_bad_label_column_or_too_little_data_fails_before_ray(demo_data, tmp_pat
     small = config(demo_data, tmp_path, "too-small", batch_size=4000)
     with pytest.raises(FeatureError, match="only 3000 training rows: fewer than one global batch"):
         run_training(small, progress=False)
+
+
+def test_resume_with_a_different_model_is_refused_before_ray(ray_session, demo_data, tmp_path):
+    from features.errors import FeatureError
+
+    run_training(config(demo_data, tmp_path, "fixed-model", epochs=1), progress=False)
+    changed = config(demo_data, tmp_path, "fixed-model", epochs=2)
+    changed = changed.model_copy(update={"model": changed.model.model_copy(update={"dim": 16})})
+    with pytest.raises(FeatureError, match=r"different model than its checkpoint \(dim: 32 -> 16\)"):
+        run_training(changed, resume=True, progress=False)
