@@ -51,6 +51,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from mlflow.models import Model, ModelSignature
 from mlflow.types import ParamSchema, ParamSpec
@@ -94,22 +95,14 @@ def _requirements() -> list[str]:
         return ["deepsets"]
 
 
-def _arrow_type(spec: FeatureSpec, name: str) -> pa.DataType:
-    """The Arrow type a modality's columns hold in the training data (for typing all-null ones)."""
-    kind = spec.modality(name).kind
-    if kind in ("id_sequence", "id_set", "categorical"):
-        ids = pa.int64() if spec.fitted[name].id_type == "int" else pa.string()
-        return ids if kind == "categorical" else pa.list_(ids)
-    return {"dense": pa.list_(pa.float32()), "dense_sequence": pa.list_(pa.list_(pa.float32())), "numeric": pa.float64()}[kind]
-
-
 def to_arrow(model_input: Any, spec: FeatureSpec) -> pa.Table:
     """The rows as an Arrow table: pandas frames (what pyfunc passes) are converted, list
     columns of numpy arrays included.
 
-    A column with no value at all (every row missing, or no rows) has no type to infer from
-    pandas: Arrow makes it ``null``-typed. Such columns get the type the spec was fitted on, so
-    "all missing" reads as missing rather than failing.
+    A column with no value at all (every row missing, or no rows) comes out ``null``-typed;
+    ``FeatureSpec.transform`` reads that as missing everywhere. pandas stores an int column with
+    nulls as float64: a categorical fitted on int ids whose floats are all whole numbers is cast
+    back to int64 here (anything else is left for the spec to reject with a clear error).
 
     Raises:
         TypeError: for anything but a pandas DataFrame or a pyarrow Table / RecordBatch.
@@ -122,10 +115,16 @@ def to_arrow(model_input: Any, spec: FeatureSpec) -> pa.Table:
         raise TypeError(f"expected a pandas DataFrame or a pyarrow Table, got {type(model_input).__name__}")
     table = model_input
     for name in spec.names:
-        for column in spec.modality(name).source_columns():
-            if column in table.column_names and pa.types.is_null(table.schema.field(column).type):
-                i = table.column_names.index(column)
-                table = table.set_column(i, column, pa.nulls(table.num_rows, _arrow_type(spec, name)))
+        m = spec.modality(name)
+        if m.kind != "categorical" or spec.fitted[name].id_type != "int" or m.source_column not in table.column_names:
+            continue
+        column = table.column(m.source_column)
+        if pa.types.is_floating(column.type):
+            values = column.to_numpy(zero_copy_only=False)
+            given = values[~np.isnan(values)]
+            if np.array_equal(given, np.round(given)):
+                i = table.column_names.index(m.source_column)
+                table = table.set_column(i, m.source_column, pc.cast(column, pa.int64()))
     return table
 
 

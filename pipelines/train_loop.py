@@ -171,9 +171,11 @@ def train_worker(loop_config: dict) -> None:
     if tracker and resumed:
         tracker.log({"resumed_at_epoch": start_epoch}, step=start_epoch)
     share = t.batch_size // world
-    torch.manual_seed(t.seed + 1 + rank)  # weights are equal on every rank; dropout masks must differ
     model.train()
     for epoch in range(start_epoch, t.epochs):
+        # Dropout masks differ per rank and are fixed per (seed, epoch, rank), so a resumed run
+        # draws exactly what the uninterrupted run would have (the data order is seeded per epoch too).
+        torch.manual_seed(t.seed + 1 + rank + 10_007 * epoch)
         started, loss_sum, steps, rows = time.perf_counter(), 0.0, 0, 0
         reader = ParquetBatchReader(spec, cfg.data.train, batch_size=t.batch_size, label_columns=labels, drop_last=True, shuffle_seed=t.seed * 100_003 + epoch)
         for global_batch in reader:

@@ -143,3 +143,20 @@ def test_fresh_process_loads_without_our_imports(logged):
     assert done.returncode == 0, done.stderr[-2000:]
     got = np.array(json.loads(done.stdout.strip().splitlines()[-1]), dtype=np.float32)
     np.testing.assert_allclose(got, reference(logged)[:5], atol=1e-5)
+
+
+def test_pandas_int_categorical_with_nulls_is_read_as_ints(tmp_path):
+    import pyarrow as pa
+
+    from features.schema import parse_schema
+    from pipelines.mlflow_model import to_arrow
+
+    path = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"level": pa.array([3, None, 7, 3], pa.int64())}), path)
+    spec = FeatureSpec.fit(parse_schema({"modality": [{"name": "level", "kind": "categorical"}]}), path)
+    frame = pq.read_table(path).to_pandas()
+    assert str(frame["level"].dtype) == "float64"  # what pandas does to an int column with nulls
+    table = to_arrow(frame, spec)
+    assert table.column("level").type == pa.int64()
+    batch = spec.transform(table)
+    assert batch["level"].values.tolist() == [2, 0, 3, 2] and batch["level"].present.tolist() == [True, False, True, True]
