@@ -1,4 +1,4 @@
-"""The ``deepsets`` command line: ``synth``, ``fit``, ``read``, ``demo``.
+"""The ``deepsets`` command line: ``synth``, ``fit``, ``read``, ``train``, ``demo``.
 
 Bad input ends with one ``error:`` line on stderr and exit status 2, never a traceback.
 With ``--json`` the last line printed is one JSON object.
@@ -118,7 +118,7 @@ def _run_train(args) -> dict:
 
 
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the main job on embedded defaults: synth -> fit -> read back")
+    p = sub.add_parser("demo", help="the main job on embedded defaults: synth -> fit -> read back -> train on 2 Ray workers, tracked in ./mlflow.db")
     p.add_argument("--out", default="demo_output", help="working directory for the demo (default: demo_output)")
     p.add_argument("--rows", type=int, default=30_000)
     p.add_argument("--workers", type=int, default=2, help="Ray Train workers (default 2)")
