@@ -134,7 +134,7 @@ def _run_demo(args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepsets", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="deepsets", description="Set fusion of heterogeneous, partly missing features: Parquet in, Ray for training, MLflow for tracking.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_synth, _add_fit, _add_read, _add_train, _add_demo):
         add(sub)
