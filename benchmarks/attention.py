@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks.timing import best_seconds
 from deepsets.jagged import bucket_layout, length_buckets
 from deepsets.summarize import JaggedSelfAttention
 
@@ -33,16 +33,6 @@ def history_lengths(rows: int, seed: int) -> torch.Tensor:
     lengths = np.clip(np.rint(rng.lognormal(np.log(20), 1.0, rows)), 1, 500).astype(np.int64)
     lengths = np.minimum(lengths, MAX_LEN) * (rng.random(rows) < 0.85)
     return torch.from_numpy(lengths)
-
-
-def best(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -97,10 +87,10 @@ def main() -> None:
     for name, value in (("nested", nested()), ("padded", padded()), ("exact", bucketed(exact))):
         torch.testing.assert_close(value, reference, atol=1e-4, rtol=1e-4, msg=f"{name} disagrees")
     t = {
-        "buckets": best(lambda: bucketed(merged), repeats),
-        "nested_jagged": best(nested, repeats),
-        "padded_to_max_len": best(padded, repeats),
-        "one_bucket_per_length": best(lambda: bucketed(exact), repeats),
+        "buckets": best_seconds(lambda: bucketed(merged), repeats, warmup=True),
+        "nested_jagged": best_seconds(nested, repeats, warmup=True),
+        "padded_to_max_len": best_seconds(padded, repeats, warmup=True),
+        "one_bucket_per_length": best_seconds(lambda: bucketed(exact), repeats, warmup=True),
     }
     rows = args.rows
     result = {k + "_rows_per_s": round(rows / v) for k, v in t.items()}

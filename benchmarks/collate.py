@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import tempfile
-import time
 from pathlib import Path
 
 import polars as pl
@@ -25,21 +24,13 @@ import pyarrow.parquet as pq
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from benchmarks.timing import best_seconds
 from features import synth
 from features.reader import ParquetBatchReader
 from features.schema import load_schema
 from features.spec import FeatureSpec
 
 BATCH = 512
-
-
-def best_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def run_reader(spec: FeatureSpec, files: list[str]) -> int:

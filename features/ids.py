@@ -36,6 +36,14 @@ def id_type_of(t: pa.DataType) -> Optional[str]:
     return None
 
 
+def column_id_type(t: pa.DataType) -> Optional[str]:
+    """'int' or 'string' for an id column (a scalar or a list of ids); None for a null-typed
+    column (no value at all) or a type that holds no ids."""
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_list_view(t):
+        t = t.value_type
+    return None if pa.types.is_null(t) else id_type_of(t)
+
+
 def _plain(arr: pa.Array) -> pa.Array:
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()

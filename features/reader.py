@@ -88,11 +88,11 @@ class ParquetBatchReader:
         rng = np.random.default_rng(self.shuffle_seed) if self.shuffle_seed is not None else None
         files = [self.files[i] for i in rng.permutation(len(self.files))] if rng is not None else self.files
         for path in files:
-            arrow_schema = open_parquet(path).schema_arrow
-            check_columns(path, arrow_schema, self.spec.schema.modality, extra)
-            self.spec.check_id_types(path, arrow_schema)
+            parquet = open_parquet(path, pre_buffer=False)
+            check_columns(path, parquet.schema_arrow, self.spec.schema.modality, extra)
+            self.spec.check_id_types(path, parquet.schema_arrow)
             row_base = 0
-            for table in decode_batches(path, columns, self.read_rows):
+            for table in decode_batches(path, columns, self.read_rows, parquet):
                 order = rng.permutation(table.num_rows) if rng is not None else None
                 yield path, row_base, order, table if order is None else table.take(order)
                 row_base += table.num_rows
@@ -138,18 +138,22 @@ class ParquetBatchReader:
             raise FeatureError(f"input has no rows ({len(self.files)} file(s), all empty)", file=self.files[0] if len(self.files) == 1 else None)
 
 
-def decode_batches(path: str, columns: List[str], read_rows: int) -> Iterator[pa.Table]:
+def decode_batches(path: str, columns: List[str], read_rows: int, parquet=None) -> Iterator[pa.Table]:
     """Decode ``columns`` of one Parquet file into Arrow tables of at most ``read_rows`` rows.
 
     pyarrow decodes; if it meets a ``fixed_size_list`` row that is null, which pyarrow before
     26 cannot read (apache/arrow GH-35692), polars decodes the rest of the file.
 
+    Args:
+        parquet: the file already opened (with ``pre_buffer=False``), to avoid opening it twice.
+
     Raises:
         FeatureError: naming the file when it cannot be decoded.
     """
     done = 0
+    parquet = parquet or open_parquet(path, pre_buffer=False)
     try:
-        for record_batch in open_parquet(path, pre_buffer=False).iter_batches(batch_size=read_rows, columns=columns):
+        for record_batch in parquet.iter_batches(batch_size=read_rows, columns=columns):
             done += record_batch.num_rows
             yield pa.Table.from_batches([record_batch])
         return

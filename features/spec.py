@@ -18,10 +18,9 @@ import pyarrow as pa
 
 from deepsets.batch import ID_KINDS, FeatureBatch
 from deepsets.modality import ModalityInfo
-from features.arrow_lists import is_list_type
 from features.errors import FeatureError
 from features.files import Paths, check_columns, open_parquet, resolve_inputs
-from features.ids import id_type_of
+from features.ids import column_id_type
 from features.kinds.base import Fitted, ModalityCounts
 from features.labels import label_tensor
 from features.schema import FeatureSchema, parse_schema
@@ -38,8 +37,9 @@ def _check_id_types(path: str, arrow_schema: pa.Schema, schema: FeatureSchema, s
     for m in schema.modality:
         if m.kind not in ID_KINDS:
             continue
-        t = arrow_schema.field(m.source_column).type
-        id_type = id_type_of(t.value_type if is_list_type(t) else t)
+        id_type = column_id_type(arrow_schema.field(m.source_column).type)
+        if id_type is None:  # an all-null column says nothing about the id type
+            continue
         first = seen.setdefault(m.source_column, (id_type, path))
         if first[0] != id_type:
             raise FeatureError(f"{id_type} ids here but {first[0]} ids in {first[1]} (one type per column)", file=path, column=m.source_column)
@@ -122,8 +122,8 @@ class FeatureSpec:
             if m.kind not in ID_KINDS or self.fitted[m.name].id_type is None:
                 continue
             t = arrow_schema.field(m.source_column).type
-            found = id_type_of(t.value_type if is_list_type(t) else t)
-            if not pa.types.is_null(t) and found != self.fitted[m.name].id_type:
+            found = column_id_type(t)
+            if found is not None and found != self.fitted[m.name].id_type:
                 raise FeatureError(
                     f"expected {self.fitted[m.name].id_type} ids (as in the training data), found {t}", file=path, column=m.source_column
                 )

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Dict, List, Optional, Union
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, model_validator
 
 from deepsets.batch import ModalityTensors
-from features.ids import IdMapper
+from features.arrow_lists import is_list_type, split_list
+from features.ids import IdMapper, id_type_of
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # an identifier: names key nn.ModuleDicts and columns
 
@@ -163,9 +165,6 @@ def id_dtype(id_type: Optional[str]) -> pl.DataType:
 
 
 def id_list_type_ok(arrow_type: pa.DataType) -> bool:
-    from features.arrow_lists import is_list_type
-    from features.ids import id_type_of
-
     return is_list_type(arrow_type) and id_type_of(arrow_type.value_type) is not None
 
 
@@ -184,10 +183,6 @@ def fit_id_list(feature: BaseFeature, vocab: IdVocabulary, lf: pl.LazyFrame, max
 
 def mapped_id_list(feature: "BaseFeature", mapper: IdMapper, table: pa.Table, counts: ModalityCounts):
     """Split a list-of-ids column and map every id: returns (parts, present (B,), indices (N,))."""
-    import numpy as np
-
-    from features.arrow_lists import split_list
-
     parts = split_list(table.column(feature.source_column))
     flat = mapper.check(parts.flat, feature.source_column, parts.row_of_element)
     indices, oov = mapper.map(flat)  # (N,)

@@ -142,3 +142,14 @@ def test_id_set_cut_keeps_known_ids_before_unknown_ones(tmp_path):
     batch = spec.transform(pa.table({"tags": pa.array([[999, 20, 998, 10], [998, 30]], pa.list_(pa.int64()))}))
     assert batch["tags"].row(0).tolist() == [2, 3]  # 10 and 20 kept, the two unknown ids cut
     assert batch["tags"].row(1).tolist() == [4, OOV_INDEX]
+
+
+def test_fit_across_files_where_one_id_column_is_all_null(tmp_path):
+    schema = {"modality": [{"name": "tags", "kind": "id_set"}]}
+    ints = tmp_path / "a.parquet"
+    empty = tmp_path / "b.parquet"
+    pq.write_table(pa.table({"tags": pa.array([[3, 4], [3]], pa.list_(pa.int64()))}), ints)
+    pq.write_table(pa.table({"tags": pa.nulls(2)}), empty)  # what pandas writes for an all-missing column
+    spec = FeatureSpec.fit(parse_schema(schema), [empty, ints])
+    assert spec.fitted["tags"].id_type == "int" and spec.fitted["tags"].vocab == [3, 4]
+    assert spec.stats()["tags"]["presence_rate"] == pytest.approx(0.5)
