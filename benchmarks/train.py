@@ -19,7 +19,8 @@ from pathlib import Path
 
 from pipelines.config import default_demo_config
 from pipelines.demo import make_demo_data
-from pipelines.train import run_training, start_ray
+from pipelines.ray_runtime import start_ray
+from pipelines.train import run_training
 
 
 def main() -> None:
@@ -41,7 +42,7 @@ def main() -> None:
                     "run_name": f"bench-{workers}", "storage_path": f"{tmp}/ray", "mlflow_uri": f"sqlite:///{tmp}/mlflow.db",
                 }),
             })
-            start_ray(None, cfg.model_copy(update={"scaling": cfg.scaling.model_copy(update={"workers": 2})}))
+            start_ray(None, 3)
             started = time.perf_counter()
             summary = run_training(cfg, progress=False)
             result[f"workers{workers}_rows_per_s"] = round(summary["metrics"]["train_rows_per_s"])

@@ -1,4 +1,4 @@
-"""The ``deepsets`` command line: ``synth``, ``fit``, ``read``, ``train``, ``demo``.
+"""The ``deepsets`` command line: ``synth``, ``fit``, ``read``, ``train``, ``embed``, ``demo``.
 
 Bad input ends with one ``error:`` line on stderr and exit status 2, never a traceback.
 With ``--json`` the last line printed is one JSON object.
@@ -117,6 +117,39 @@ def _run_train(args) -> dict:
     return summary
 
 
+def _add_embed(sub) -> None:
+    p = sub.add_parser("embed", help="embed Parquet rows with a trained model on Ray Data (exactly once, resumable)")
+    p.add_argument("--model", required=True, help="MLflow model URI (runs:/..., models:/...) or a checkpoint directory")
+    p.add_argument("--input", required=True, nargs="+", help="Parquet files, directories or globs")
+    p.add_argument("--output", required=True, help="output directory (embeddings/, rejects/, _manifest.json)")
+    p.add_argument("--batch-size", type=int, default=1024, help="rows per forward pass (default 1024)")
+    p.add_argument("--workers", type=int, default=1, help="actors, each with its own copy of the model (default 1)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs (and torch threads) per worker (default 1)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker; > 0 runs the model on CUDA")
+    p.add_argument("--with-modalities", action="store_true", help="also write vector_<modality> and present_<modality> columns")
+    p.add_argument("--fragment-rows", type=int, default=50_000, help="rows per fragment, the unit of work and of output files (default 50000)")
+    p.add_argument("--resume", action="store_true", help="complete an interrupted job in --output (exactly once)")
+    p.add_argument("--overwrite", action="store_true", help="replace a job already in --output")
+    p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_run_embed)
+
+
+def _run_embed(args) -> dict:
+    from pipelines.embed_job import parse_embed_config, run_embed
+    from pipelines.report import format_embed_summary
+
+    cfg = parse_embed_config(
+        model=args.model, inputs=args.input, output=args.output, batch_size=args.batch_size, workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker, with_modalities=args.with_modalities,
+        fragment_rows=args.fragment_rows, resume=args.resume, overwrite=args.overwrite, ray_address=args.ray_address,
+    )
+    summary = run_embed(cfg, progress=not args.json)
+    if not args.json:
+        print(format_embed_summary(summary))
+    return summary
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the main job on embedded defaults: synth -> fit -> read back -> train on 2 Ray workers, tracked in ./mlflow.db")
     p.add_argument("--out", default="demo_output", help="working directory for the demo (default: demo_output)")
@@ -136,7 +169,7 @@ def _run_demo(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepsets", description="Set fusion of heterogeneous, partly missing features: Parquet in, Ray for training, MLflow for tracking.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_fit, _add_read, _add_train, _add_demo):
+    for add in (_add_synth, _add_fit, _add_read, _add_train, _add_embed, _add_demo):
         add(sub)
     return parser
 

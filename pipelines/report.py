@@ -41,3 +41,21 @@ def format_train_summary(summary: dict) -> str:
         f"look at it: mlflow ui --backend-store-uri {summary['tracking_uri']}   (then open http://127.0.0.1:5000)",
     ]
     return "\n".join(lines)
+
+
+def format_embed_summary(summary: dict) -> str:
+    """Rows in/out/rejected, why rows were rejected, duplicate ids, and where the files are."""
+    lines = [
+        f"{summary['rows_in']} rows in: {summary['rows_out']} written, {summary['rows_rejected']} rejected "
+        f"({summary['rows_this_run']} embedded in this run, {summary['seconds']} s, {summary['rows_per_s']:.0f} rows/s)",
+        f"embeddings: {summary['output']}  ({summary['fragments']} files)",
+    ]
+    if summary["rows_rejected"]:
+        lines.append(f"rejects:    {summary['rejects']}")
+        for r in summary["rejected_by_reason"][:10]:
+            lines.append(f"  {r['rows']:>8} rows  column '{r['column']}': {r['reason']}")
+    dupes = summary.get("duplicate_ids")
+    if dupes and dupes["ids"]:
+        shown = ", ".join(f"{k} ({v}x)" for k, v in dupes["examples"].items())
+        lines.append(f"warning: {dupes['ids']} ids occur more than once ({dupes['extra_rows']} extra rows), e.g. {shown}")
+    return "\n".join(lines)

@@ -20,6 +20,7 @@ from features.errors import FeatureError
 from features.files import check_columns, open_parquet, resolve_inputs
 from features.spec import FeatureSpec
 from pipelines.config import RunConfig
+from pipelines.ray_runtime import start_ray
 
 RUN_NAME_TAG = "deepsets.run_name"
 
@@ -112,25 +113,6 @@ def open_mlflow_run(cfg: RunConfig, run_name: str, resume: bool, spec_path: Path
     return uri, run.info.run_id
 
 
-def start_ray(address: Optional[str], cfg: RunConfig) -> None:
-    """Join ``address`` / RAY_ADDRESS, or start a local Ray sized for the run (kept if running)."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    address = address or os.environ.get("RAY_ADDRESS")
-    # Ray Train V2 also routes print() through logging, which shows every worker line twice.
-    quiet_prints = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
-    if address:
-        ray.init(address=address, log_to_driver=True, runtime_env={"env_vars": quiet_prints})
-    else:
-        os.environ.update({k: os.environ.get(k, v) for k, v in quiet_prints.items()})
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local Ray: no token set-up
-        cpus = max(2, int(cfg.scaling.workers * cfg.scaling.cpus_per_worker) + 1)
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
-
-
 def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[str] = None, progress: bool = True) -> dict:
     """Train as the config says; return the summary printed by ``deepsets train --json``.
 
@@ -160,7 +142,7 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
     spec = prepare_spec(cfg, run_dir, resume, progress)
     check_training_data(cfg, spec)
     uri, run_id = open_mlflow_run(cfg, run_name, resume, run_dir / "spec.json")
-    start_ray(ray_address, cfg)
+    start_ray(ray_address, int(cfg.scaling.workers * cfg.scaling.cpus_per_worker) + 1)
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={

@@ -1,0 +1,142 @@
+"""Cutting Parquet inputs into fragments: contiguous row ranges of one file, each the unit of
+work (and of output) of a batch job.
+
+    fragments = plan_fragments(["a.parquet", "b.parquet"], target_rows=50_000)
+    for row_base, table in read_fragment(fragments[0], columns, read_rows=1024):
+        ...                                   # row_base: file-relative row of table's first row
+
+Whole row groups are grouped up to ``target_rows``; a row group larger than that is split into
+ranges of ``target_rows`` (pyarrow then decodes that row group once per range, a small cost next
+to running a model on it). The plan depends only on the files' row-group layout and
+``target_rows``, so the same inputs always give the same fragments and the same output names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterator, List, Sequence
+
+import polars as pl
+import pyarrow as pa
+
+from features.errors import FeatureError
+from features.files import open_parquet
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """Rows ``[start, stop)`` of one Parquet file.
+
+    Attributes:
+        path: the input file.
+        file_index: position of the file in the job's sorted input list.
+        index: position of the fragment within its file.
+        start, stop: file-relative row range.
+    """
+
+    path: str
+    file_index: int
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def name(self) -> str:
+        """The output file name: deterministic per (file, fragment)."""
+        return f"part-{self.file_index:05d}-{self.index:05d}.parquet"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Fragment":
+        return cls(str(data["path"]), int(data["file_index"]), int(data["index"]), int(data["start"]), int(data["stop"]))
+
+
+def plan_fragments(files: Sequence[str], target_rows: int) -> List[Fragment]:
+    """Fragments of about ``target_rows`` rows covering every row of ``files`` exactly once.
+
+    A file with no rows gets one empty fragment, so every input file has an output.
+
+    Raises:
+        ValueError: for ``target_rows < 1``.
+        FeatureError: naming a file that is not Parquet.
+    """
+    if target_rows < 1:
+        raise ValueError(f"target_rows must be >= 1, got {target_rows}")
+    fragments: List[Fragment] = []
+    for file_index, path in enumerate(files):
+        meta = open_parquet(path).metadata
+        ranges: List[tuple] = []
+        start = stop = 0
+        for g in range(meta.num_row_groups):
+            n = meta.row_group(g).num_rows
+            if stop > start and stop - start + n > target_rows:  # close the open range first
+                ranges.append((start, stop))
+                start = stop
+            if n > target_rows:  # a big row group: split it
+                for s in range(stop, stop + n, target_rows):
+                    ranges.append((s, min(s + target_rows, stop + n)))
+                start = stop = stop + n
+            else:
+                stop += n
+        if stop > start or not ranges:
+            ranges.append((start, stop))
+        fragments.extend(Fragment(path, file_index, i, s, e) for i, (s, e) in enumerate(ranges))
+    return fragments
+
+
+def _row_groups_of(parquet, start: int, stop: int) -> tuple[List[int], int]:
+    """The row groups overlapping ``[start, stop)`` and the file row where the first begins."""
+    groups, first_row, row = [], None, 0
+    for g in range(parquet.metadata.num_row_groups):
+        n = parquet.metadata.row_group(g).num_rows
+        if row < stop and row + n > start:
+            groups.append(g)
+            first_row = row if first_row is None else first_row
+        row += n
+    return groups, (first_row if first_row is not None else start)
+
+
+def read_fragment(fragment: Fragment, columns: List[str], read_rows: int) -> Iterator[tuple[int, pa.Table]]:
+    """Decode ``columns`` of the fragment's rows in tables of at most ``read_rows`` rows.
+
+    pyarrow decodes the overlapping row groups; on a null ``fixed_size_list`` row, which pyarrow
+    before 26 cannot read (apache/arrow GH-35692), polars decodes the rest of the range.
+
+    Yields:
+        ``(row_base, table)``: the file-relative row of the table's first row, and the rows.
+
+    Raises:
+        FeatureError: naming the file when it cannot be read or decoded.
+    """
+    if fragment.rows == 0:
+        return
+    parquet = open_parquet(fragment.path, pre_buffer=False)
+    groups, row = _row_groups_of(parquet, fragment.start, fragment.stop)
+    done = fragment.start  # next file row to yield
+    try:
+        for record_batch in parquet.iter_batches(batch_size=read_rows, row_groups=groups, columns=columns):
+            begin, end = row, row + record_batch.num_rows
+            row = end
+            lo, hi = max(begin, done), min(end, fragment.stop)
+            if hi > lo:
+                yield lo, pa.Table.from_batches([record_batch.slice(lo - begin, hi - lo)])
+                done = hi
+            if done >= fragment.stop:
+                return
+        return
+    except pa.ArrowInvalid as err:
+        if "Expected all lists to be of size" not in str(err):
+            raise FeatureError(f"cannot decode Parquet data: {err}", file=fragment.path) from None
+    try:
+        lazy = pl.scan_parquet(fragment.path).slice(done, fragment.stop - done).select(columns)
+        for frame in lazy.collect_batches(chunk_size=read_rows):
+            yield done, frame.to_arrow()
+            done += frame.height
+    except pl.exceptions.PolarsError as err:
+        raise FeatureError(f"cannot decode Parquet data: {err}".splitlines()[0], file=fragment.path) from None

@@ -1,0 +1,209 @@
+"""One fragment of an embedding job: read its rows, embed them, write them (or reject them).
+
+A fragment's output appears all at once: rows go to ``<name>.tmp-<pid>`` which is renamed to
+``embeddings/<name>`` when complete (after the fragment's rejects, if any, were renamed into
+``rejects/<name>``). An existing ``embeddings/<name>`` therefore means "this fragment is done",
+which is what makes ``--resume`` exactly once after any crash.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch import nn
+
+from features.errors import FeatureError
+from features.fragments import Fragment, read_fragment
+from features.spec import FeatureSpec
+
+EMBEDDINGS, REJECTS = "embeddings", "rejects"
+SOURCE_FILE, SOURCE_ROW = "source_file", "source_row"
+REJECT_COLUMN, REJECT_REASON = "reject_column", "reject_reason"
+RESERVED = (SOURCE_FILE, SOURCE_ROW, "embedding", REJECT_COLUMN, REJECT_REASON)
+
+
+def split_bad_rows(spec: FeatureSpec, table: pa.Table) -> Tuple[Optional[Any], np.ndarray, List[tuple]]:
+    """Transform ``table``, setting aside the rows a check rejects until the rest converts.
+
+    Returns:
+        ``(batch, kept, rejected)``: the FeatureBatch of the kept rows (None if none is
+        left), their positions in ``table``, and ``(positions, column, reason)`` per failed check.
+
+    Raises:
+        FeatureError: for a problem that is not about particular rows (e.g. a wrong column type).
+    """
+    kept = np.arange(table.num_rows)
+    rejected: List[tuple] = []
+    while kept.size:
+        part = table if kept.size == table.num_rows else table.take(pa.array(kept))
+        try:
+            return spec.transform(part, with_ids=False), kept, rejected
+        except FeatureError as err:
+            if err.rows is None or err.rows.size == 0:
+                raise
+            rejected.append((kept[err.rows], err.column or "", err.detail))
+            kept = np.delete(kept, err.rows)
+    return None, kept, rejected
+
+
+def _fixed_list(values: np.ndarray) -> pa.FixedSizeListArray:
+    """(B, D) float32 -> fixed_size_list<float32>[D]."""
+    values = np.ascontiguousarray(values, dtype=np.float32)  # (B, D)
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+
+
+def _ids(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Ids as int64 or string, so every output file has the same id type."""
+    if pa.types.is_integer(column.type):
+        return column.cast(pa.int64())
+    if pa.types.is_large_string(column.type) or pa.types.is_string_view(column.type):
+        return column.cast(pa.string())
+    return column
+
+
+class FragmentEmbedder:
+    """Embeds fragments with one model; a Ray Data callable class (one per actor).
+
+    Args:
+        payload: ``[ref]``, ``ref`` a Ray object holding :meth:`ModelSource.payload` (in a list, so
+            the actor's constructor arguments stay small and the weights are fetched once).
+        out_dir: the job's output directory.
+        batch_size: rows per forward pass.
+        with_modalities: also write per-modality vectors and presence.
+        device: ``cpu`` or ``cuda``.
+        threads: torch intra-op threads (the CPUs given to this worker).
+    """
+
+    def __init__(self, payload: List[Any], out_dir: str, batch_size: int, with_modalities: bool,
+                 device: str = "cpu", threads: int = 1) -> None:
+        import ray
+
+        from pipelines.model_source import ModelSource
+
+        torch.set_num_threads(max(1, threads))
+        source = ModelSource.from_payload(ray.get(payload[0]))
+        self.spec = source.spec
+        self.model: nn.Module = source.build().to(device)
+        self.device = device
+        self.out_dir = Path(out_dir)
+        self.batch_size = batch_size
+        self.with_modalities = with_modalities
+        self.id_column = self.spec.schema.id_column
+        self.columns = self.spec.schema.source_columns()
+        if self.id_column and self.id_column not in self.columns:
+            self.columns = self.columns + [self.id_column]
+        self.metadata = {"deepsets.model_uri": source.uri, "deepsets.model_version": source.version,
+                         "deepsets.weights_sha256": source.weights_sha256}
+
+    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Ray Data entry point: a batch of fragment descriptors in, one summary row each out.
+
+        A bad-data error is returned in the ``error`` field (not raised), so the driver can
+        stop the job with the message instead of a remote traceback.
+        """
+        rows: List[dict] = []
+        for i in range(len(batch["path"])):
+            fragment = Fragment.from_dict({k: batch[k][i] for k in ("path", "file_index", "index", "start", "stop")})
+            started = time.perf_counter()
+            try:
+                done = self.embed(fragment)
+                done.update(error="", seconds=time.perf_counter() - started)
+            except (FeatureError, ValueError, OSError) as err:
+                done = {"name": fragment.name, "rows_in": fragment.rows, "rows_out": 0, "rows_rejected": 0,
+                        "error": str(err), "seconds": time.perf_counter() - started}
+            rows.append(done)
+        return {k: np.array([r[k] for r in rows]) for k in rows[0]}
+
+    @torch.inference_mode()
+    def _forward(self, features) -> Dict[str, np.ndarray]:
+        batch = features.to(self.device)
+        if not self.with_modalities:
+            return {"embedding": self.model(batch).fused.float().cpu().numpy()}  # (B, D)
+        vectors, present = self.model.encode(batch)  # (B, M, D), (B, M)
+        out = {"embedding": self.model.fuse(vectors, present).fused.float().cpu().numpy()}  # (B, D)
+        vectors, present = vectors.float().cpu().numpy(), present.cpu().numpy()
+        for m, name in enumerate(self.model.names):
+            out[f"vector_{name}"] = np.where(present[:, m, None], vectors[:, m], 0.0)  # (B, D), zeros where absent
+            out[f"present_{name}"] = present[:, m]  # (B,)
+        return out
+
+    def _output_table(self, fragment: Fragment, table: pa.Table, row_base: int, kept: np.ndarray, values: Dict[str, np.ndarray]) -> pa.Table:
+        columns = {SOURCE_FILE: pa.array([fragment.path] * kept.size, pa.string()),
+                   SOURCE_ROW: pa.array(row_base + kept, pa.int64())}
+        if self.id_column:
+            columns[self.id_column] = _ids(table.column(self.id_column).take(pa.array(kept)))
+        for name, array in values.items():
+            columns[name] = _fixed_list(array) if array.ndim == 2 else pa.array(array)
+        return pa.table(columns)
+
+    def _rejects_table(self, fragment: Fragment, table: pa.Table, row_base: int, rejected: List[tuple]) -> pa.Table:
+        parts = []
+        for positions, column, reason in rejected:
+            part = table.take(pa.array(positions))
+            part = part.append_column(SOURCE_FILE, pa.array([fragment.path] * positions.size, pa.string()))
+            part = part.append_column(SOURCE_ROW, pa.array(row_base + positions, pa.int64()))
+            part = part.append_column(REJECT_COLUMN, pa.array([column] * positions.size, pa.string()))
+            parts.append(part.append_column(REJECT_REASON, pa.array([reason] * positions.size, pa.string())))
+        return pa.concat_tables(parts, promote_options="permissive")
+
+    def embed(self, fragment: Fragment) -> dict:
+        """Embed one fragment and write its files; returns its counts.
+
+        Raises:
+            FeatureError: for problems that are not about single rows (file, column named).
+        """
+        final = self.out_dir / EMBEDDINGS / fragment.name
+        reject_path = self.out_dir / REJECTS / fragment.name
+        tmp = final.with_name(f"{fragment.name}.tmp-{os.getpid()}")
+        reject_path.unlink(missing_ok=True)  # a leftover from an attempt that did not finish
+        writer: Optional[pq.ParquetWriter] = None
+        rejects: List[pa.Table] = []
+        rows_out = 0
+        metadata = {**self.metadata, "deepsets.source_file": fragment.path}
+        try:
+            for row_base, table in read_fragment(fragment, self.columns, self.batch_size):
+                try:
+                    features, kept, rejected = split_bad_rows(self.spec, table)
+                except FeatureError as err:
+                    raise err.located(fragment.path, row_base) from None
+                if rejected:
+                    rejects.append(self._rejects_table(fragment, table, row_base, rejected))
+                if features is None:
+                    continue
+                out = self._output_table(fragment, table, row_base, kept, self._forward(features))
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, out.schema.with_metadata(metadata))
+                writer.write_table(out)
+                rows_out += out.num_rows
+            if writer is None:  # no row written: an empty file still marks the fragment done
+                empty = self._empty_output(fragment)
+                writer = pq.ParquetWriter(tmp, empty.schema.with_metadata(metadata))
+                writer.write_table(empty)
+            writer.close()
+            writer = None
+            rows_rejected = 0
+            if rejects:
+                joined = pa.concat_tables(rejects, promote_options="permissive")
+                rows_rejected = joined.num_rows
+                reject_tmp = reject_path.with_name(f"{fragment.name}.tmp-{os.getpid()}")
+                pq.write_table(joined.replace_schema_metadata(metadata), reject_tmp)
+                os.replace(reject_tmp, reject_path)
+            os.replace(tmp, final)
+        finally:
+            if writer is not None:
+                writer.close()
+            tmp.unlink(missing_ok=True)
+        return {"name": fragment.name, "rows_in": fragment.rows, "rows_out": rows_out, "rows_rejected": rows_rejected}
+
+    def _empty_output(self, fragment: Fragment) -> pa.Table:
+        """The output table with no rows (its schema from a zero-row forward pass)."""
+        empty = pq.read_schema(fragment.path).empty_table().select(self.columns)
+        features = self.spec.transform(empty, with_ids=False)
+        return self._output_table(fragment, empty, 0, np.zeros(0, dtype=np.int64), self._forward(features))

@@ -1,0 +1,115 @@
+"""Finding a trained model for batch jobs: an MLflow model URI or a local checkpoint directory.
+
+    source = load_model_source("models:/m-0123abcd")   # or runs:/<run>/model, or ray_results/.../checkpoint_000002
+    model = source.build()                              # eval mode, on the CPU
+    source.spec                                         # the fitted FeatureSpec that travels with it
+
+The weights travel to Ray workers as bytes (:meth:`ModelSource.payload`), so workers on other
+nodes need neither the MLflow store nor the checkpoint directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+from torch import nn
+
+from features.spec import FeatureSpec
+
+
+@dataclass
+class ModelSource:
+    """A trained model's parts and where it came from.
+
+    Attributes:
+        uri: what the user passed.
+        version: the MLflow model id / registered version / run, or the checkpoint epoch.
+        weights: ``torch.save`` bytes of the state_dict.
+        weights_sha256: hash of ``weights``: identifies the model exactly.
+        spec: the fitted feature spec.
+        model_config: ``build_model`` keyword arguments.
+    """
+
+    uri: str
+    version: str
+    weights: bytes
+    spec: FeatureSpec
+    model_config: Dict[str, Any]
+
+    @property
+    def weights_sha256(self) -> str:
+        return hashlib.sha256(self.weights).hexdigest()
+
+    def build(self) -> nn.Module:
+        """The model in eval mode on the CPU."""
+        from pipelines.mlflow_model import rebuild_model
+
+        state = torch.load(io.BytesIO(self.weights), map_location="cpu", weights_only=True)
+        return rebuild_model(self.spec, self.model_config, state)
+
+    def payload(self) -> Dict[str, Any]:
+        """Plain values to rebuild this source in another process (:meth:`from_payload`)."""
+        return {"uri": self.uri, "version": self.version, "weights": self.weights,
+                "spec": self.spec.to_dict(), "model_config": self.model_config}
+
+    @classmethod
+    def from_payload(cls, payload: Dict[str, Any]) -> "ModelSource":
+        return cls(payload["uri"], payload["version"], payload["weights"],
+                   FeatureSpec.from_dict(payload["spec"]), payload["model_config"])
+
+
+def _to_bytes(state_dict: Dict[str, torch.Tensor]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buffer)
+    return buffer.getvalue()
+
+
+def _mlflow_version(uri: str) -> str:
+    import mlflow.models
+
+    try:
+        info = mlflow.models.get_model_info(uri)
+    except Exception:  # noqa: BLE001 - the version is informative only; the load below reports real problems
+        return ""
+    parts = [f"model_id={info.model_id}" if getattr(info, "model_id", None) else "",
+             f"registered_version={info.registered_model_version}" if info.registered_model_version else "",
+             f"run_id={info.run_id}" if info.run_id else ""]
+    return " ".join(p for p in parts if p)
+
+
+def load_model_source(uri: str) -> ModelSource:
+    """Load a model logged by ``log_deepsets_model`` or a training checkpoint directory.
+
+    Args:
+        uri: ``runs:/...``, ``models:/...``, any MLflow model URI or local model directory
+            (one holding ``MLmodel``), or a checkpoint directory (one holding ``state.pt``).
+
+    Raises:
+        ValueError: when the URI names nothing loadable, with what was expected.
+    """
+    local = Path(uri)
+    if local.is_dir() and (local / "state.pt").exists():
+        from pipelines.checkpoint import load_checkpoint
+
+        state, spec, _config, model_config = load_checkpoint(local)
+        return ModelSource(uri, f"checkpoint epoch={state.epoch} step={state.step}", _to_bytes(state.model), spec, model_config)
+    if local.exists() and not (local / "MLmodel").exists():
+        raise ValueError(f"{uri}: neither a deepsets checkpoint directory (state.pt, spec.json, ...) nor an MLflow model directory (MLmodel)")
+    if "://" not in uri and ":/" not in uri and not local.exists():
+        raise ValueError(f"model '{uri}' does not exist (expected runs:/<run>/<name>, models:/<id or name/version>, or a checkpoint directory)")
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.mlflow_model import load_deepsets_model
+
+    try:
+        model, spec, model_config = load_deepsets_model(uri)
+    except (MlflowException, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"cannot load model '{uri}' (tracking URI {mlflow.get_tracking_uri()}): {first}") from None
+    return ModelSource(uri, _mlflow_version(uri), _to_bytes(model.state_dict()), spec, model_config)

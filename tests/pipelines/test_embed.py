@@ -1,0 +1,197 @@
+"""The batch embedding job: same values as the model, exactly once across kill -9 + --resume,
+invariant to batch size and workers, every row written or rejected, clear errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from deepsets.builders import build_model
+from features.errors import FeatureError
+from features.spec import FeatureSpec
+from features.schema import load_schema
+from pipelines.checkpoint import TrainState, save_checkpoint
+from pipelines.cli import main
+from pipelines.embed_job import parse_embed_config, run_embed
+
+MODEL_CONFIG = {"dim": 16, "layers": 1, "heads": 2, "ff_dim": 32, "fusion": "transformer", "fusion_layers": 1}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(demo_data, tmp_path_factory):
+    """An (untrained, seeded) model saved as a training checkpoint directory."""
+    spec = FeatureSpec.fit(load_schema(demo_data / "schema.toml"), demo_data / "train", validate=False)
+    torch.manual_seed(0)
+    model = build_model(spec.model_inputs(), **MODEL_CONFIG).eval()
+    directory = tmp_path_factory.mktemp("ckpt")
+    save_checkpoint(directory, TrainState(model.state_dict(), {}, {}, 3, 42), spec, {}, MODEL_CONFIG)
+    return {"dir": str(directory), "model": model, "spec": spec}
+
+
+def embed(checkpoint, inputs, output, **options):
+    cfg = parse_embed_config(model=checkpoint["dir"], inputs=[str(p) for p in inputs], output=str(output), **options)
+    return run_embed(cfg, progress=False)
+
+
+def read_output(directory, sort_by=("source_file", "source_row")):
+    table = pq.read_table(os.path.join(directory, "embeddings"))
+    return table.sort_by([(c, "ascending") for c in sort_by])
+
+
+def vectors(table, column="embedding"):
+    return np.stack(table.column(column).to_numpy(zero_copy_only=False))  # (N, D)
+
+
+def test_embeddings_equal_the_model_and_carry_the_model(ray_session, checkpoint, demo_data, tmp_path):
+    summary = embed(checkpoint, [demo_data / "valid"], tmp_path / "out", batch_size=128, fragment_rows=250, workers=2)
+    assert summary["rows_in"] == summary["rows_out"] == 600 and summary["rows_rejected"] == 0
+    assert summary["fragments"] == 3 and summary["duplicate_ids"]["ids"] == 0
+    table = read_output(tmp_path / "out")
+    source = pq.read_table(next((demo_data / "valid").glob("*.parquet")))
+    assert table.column("source_row").to_pylist() == list(range(600))
+    assert table.column("item_id").to_pylist() == source.column("item_id").to_pylist()
+    with torch.no_grad():
+        expected = checkpoint["model"](checkpoint["spec"].transform(source)).fused.numpy()  # (600, 16)
+    np.testing.assert_allclose(vectors(table), expected, atol=1e-5)
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 16)
+    meta = pq.read_schema(tmp_path / "out" / "embeddings" / "part-00000-00000.parquet").metadata
+    assert meta[b"deepsets.model_uri"].decode() == checkpoint["dir"]
+    assert meta[b"deepsets.model_version"] == b"checkpoint epoch=3 step=42"
+    assert len(meta[b"deepsets.weights_sha256"]) == 64
+    assert json.loads((tmp_path / "out" / "_SUCCESS.json").read_text())["rows_out"] == 600
+
+
+def test_batch_size_workers_and_fragments_do_not_change_values(ray_session, checkpoint, demo_data, tmp_path):
+    one = embed(checkpoint, [demo_data / "train"], tmp_path / "a", batch_size=1000, workers=1, fragment_rows=3000)
+    two = embed(checkpoint, [demo_data / "train"], tmp_path / "b", batch_size=37, workers=2, fragment_rows=290, with_modalities=True)
+    assert one["rows_out"] == two["rows_out"] == 3000
+    assert (one["fragments"], two["fragments"]) == (5, 15)  # 5 files of 600 rows; 600 = 290 + 290 + 20
+    a, b = read_output(tmp_path / "a"), read_output(tmp_path / "b")
+    assert a.column("item_id").equals(b.column("item_id"))
+    np.testing.assert_allclose(vectors(a), vectors(b), atol=1e-5)
+    # per-modality vectors: zero exactly where the modality is absent, fusing them gives the embedding
+    names = checkpoint["model"].names
+    present = np.stack([b.column(f"present_{n}").to_numpy() for n in names], axis=1)  # (N, M)
+    per_modality = np.stack([vectors(b, f"vector_{n}") for n in names], axis=1)  # (N, M, D)
+    assert not np.abs(per_modality[~present]).any() and (~present).any()
+    with torch.no_grad():
+        fused = checkpoint["model"].fuse(torch.from_numpy(per_modality), torch.from_numpy(present)).fused.numpy()
+    np.testing.assert_allclose(fused, vectors(b), atol=1e-5)
+
+
+def write_bad_copy(source, path):
+    """The file with planted bad rows: wrong image width (rows 3, 7), an infinite profile value
+    (row 10), a negative history id (row 12) and an image of the wrong width in row 12 too."""
+    table = pq.read_table(source)
+    image = table.column("image").to_pylist()
+    for r in (3, 7, 12):
+        image[r] = [0.5] * 5
+    profile = table.column("profile_0").to_numpy(zero_copy_only=False).copy()
+    profile[10] = np.inf
+    history = table.column("history").to_pylist()
+    history[12] = [-4, 2]
+    history[20] = [-1]
+    table = table.set_column(table.schema.get_field_index("image"), "image", pa.array(image, table.schema.field("image").type))
+    table = table.set_column(table.schema.get_field_index("profile_0"), "profile_0", pa.array(profile, table.schema.field("profile_0").type))
+    table = table.set_column(table.schema.get_field_index("history"), "history", pa.array(history, table.schema.field("history").type))
+    pq.write_table(table, path, row_group_size=100)
+    return table
+
+
+def test_bad_rows_are_rejected_with_reasons_and_counted(ray_session, checkpoint, demo_data, tmp_path):
+    source = next((demo_data / "valid").glob("*.parquet"))
+    (tmp_path / "in").mkdir()
+    bad = write_bad_copy(source, tmp_path / "in" / "bad.parquet")
+    summary = embed(checkpoint, [tmp_path / "in"], tmp_path / "out", batch_size=64, fragment_rows=250)
+    assert (summary["rows_in"], summary["rows_out"], summary["rows_rejected"]) == (600, 595, 5)
+    rejects = pq.read_table(tmp_path / "out" / "rejects").sort_by("source_row")
+    assert rejects.column("source_row").to_pylist() == [3, 7, 10, 12, 20]
+    assert rejects.column("item_id").to_pylist() == pc.take(bad.column("item_id"), [3, 7, 10, 12, 20]).to_pylist()
+    reasons = dict(zip(rejects.column("source_row").to_pylist(), rejects.column("reject_reason").to_pylist()))
+    columns = dict(zip(rejects.column("source_row").to_pylist(), rejects.column("reject_column").to_pylist()))
+    assert "expected 256 floats per vector, found 5" in reasons[3] and columns[3] == "image"
+    assert columns[10] == "profile_0" and "infinite" in reasons[10]
+    assert columns[20] == "history" and "negative" in reasons[20]
+    assert columns[12] in ("image", "history")  # bad twice: rejected once, for the first check that fails
+    assert rejects.column("image").to_pylist()[0] == [0.5] * 5  # the row as read
+    written = read_output(tmp_path / "out")
+    assert sorted(written.column("source_row").to_pylist() + rejects.column("source_row").to_pylist()) == list(range(600))
+    by_reason = {(r["column"], r["rows"]) for r in summary["rejected_by_reason"]}
+    assert ("profile_0", 1) in by_reason and ("history", 1) in by_reason
+
+
+def test_duplicate_ids_are_reported(ray_session, checkpoint, demo_data, tmp_path):
+    source = next((demo_data / "valid").glob("*.parquet"))
+    (tmp_path / "in").mkdir()
+    for name in ("a.parquet", "b.parquet"):
+        (tmp_path / "in" / name).write_bytes(source.read_bytes())
+    summary = embed(checkpoint, [tmp_path / "in"], tmp_path / "out")
+    assert summary["rows_out"] == 1200
+    assert summary["duplicate_ids"]["ids"] == 600 and summary["duplicate_ids"]["extra_rows"] == 600
+
+
+def test_overwrite_and_resume_semantics(ray_session, checkpoint, demo_data, tmp_path):
+    out = tmp_path / "out"
+    first = embed(checkpoint, [demo_data / "valid"], out, fragment_rows=200)
+    with pytest.raises(FeatureError, match="already holds a finished job: pass --resume .* or --overwrite"):
+        embed(checkpoint, [demo_data / "valid"], out, fragment_rows=200)
+    again = embed(checkpoint, [demo_data / "valid"], out, fragment_rows=200, resume=True)
+    assert again["rows_this_run"] == 0 and again["rows_out"] == first["rows_out"] == 600
+    (out / "embeddings" / "part-00000-00001.parquet").unlink()  # as if that fragment never finished
+    redone = embed(checkpoint, [demo_data / "valid"], out, fragment_rows=200, resume=True)
+    assert redone["rows_this_run"] == 200 and redone["rows_out"] == 600
+    replaced = embed(checkpoint, [demo_data / "train"], out, fragment_rows=1000, overwrite=True)
+    assert replaced["rows_out"] == 3000 and len(list((out / "embeddings").glob("*.parquet"))) == 5
+    with pytest.raises(FeatureError, match="cannot resume .* inputs differ"):
+        embed(checkpoint, [demo_data / "valid"], out, resume=True)
+    with pytest.raises(ValueError, match="exclude each other"):
+        parse_embed_config(model="m", inputs=["x"], output="o", resume=True, overwrite=True)
+
+
+def test_cli_names_a_non_parquet_input_and_bad_options(checkpoint, demo_data, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "part-0.parquet").write_bytes(next((demo_data / "valid").glob("*.parquet")).read_bytes())
+    (tmp_path / "in" / "readme.parquet").write_text("not parquet")
+    status = main(["embed", "--model", checkpoint["dir"], "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status == 2 and "readme.parquet: not a readable Parquet file" in err and "Traceback" not in err
+    status = main(["embed", "--model", checkpoint["dir"], "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"), "--batch-size", "0"])
+    assert status == 2 and "batch_size" in capsys.readouterr().err
+    status = main(["embed", "--model", str(tmp_path / "nowhere"), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o")])
+    assert status == 2 and "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "embeddings").exists()  # nothing started
+
+
+def test_kill_9_then_resume_writes_every_row_exactly_once(ray_session, checkpoint, demo_data, tmp_path):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "pipelines.cli", "embed", "--model", checkpoint["dir"], "--input", str(demo_data / "train"),
+               "--output", str(out), "--fragment-rows", "60", "--batch-size", "16", "--json"]
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    parts = out / "embeddings"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and job.poll() is None:
+        if parts.exists() and len(list(parts.glob("part-*.parquet"))) >= 3:
+            break
+        time.sleep(0.01)
+    assert job.poll() is None, "the job ended before it could be killed"
+    os.killpg(job.pid, signal.SIGKILL)  # the driver, its local Ray and the workers, mid-run
+    job.wait()
+    done_before = len(list(parts.glob("part-*.parquet")))
+    assert 3 <= done_before < 50  # 5 files x 10 fragments
+    resumed = embed(checkpoint, [demo_data / "train"], out, resume=True, workers=2, batch_size=500)
+    assert resumed["rows_this_run"] <= 3000 - 60 * 3 and resumed["rows_out"] == 3000
+    clean = embed(checkpoint, [demo_data / "train"], tmp_path / "clean", fragment_rows=60, batch_size=16)
+    a, b = read_output(out), read_output(tmp_path / "clean")
+    assert a.num_rows == 3000 and len(set(a.column("item_id").to_pylist())) == 3000  # one row per input id
+    assert a.column("item_id").equals(b.column("item_id"))
+    np.testing.assert_allclose(vectors(a), vectors(b), atol=1e-5)
+    assert not list(parts.glob("*.tmp-*"))
