@@ -3,7 +3,9 @@
     1. generate the recsys-6 workload (last part file held out for validation);
     2. fit the feature spec and read every row back as batches (counts shown);
     3. train with 2 CPU Ray Train workers, tracked in the local MLflow store
-       (``sqlite:///mlflow.db`` in the working directory).
+       (``sqlite:///mlflow.db`` in the working directory);
+    4. embed every row (train and validation) with the trained model as a batch job on Ray
+       Data (``deepsets embed``), and show the output's first rows.
 """
 
 from __future__ import annotations
@@ -39,6 +41,26 @@ def make_demo_data(data_dir: Path, rows: int, seed: int, progress: bool) -> dict
     return {"rows": generated["rows"], "train_files": len(parts) - 1, "valid_files": 1, "dir": str(data_dir)}
 
 
+def embed_demo_data(model_uri: str, data_dir: Path, out: Path, workers: int, quiet: bool) -> dict:
+    """``deepsets embed --model URI --input data_dir --output out --overwrite``; prints the
+    summary, the command to rerun it, and the first rows written."""
+    import pyarrow.parquet as pq
+
+    from pipelines.embed_job import parse_embed_config, run_embed
+    from pipelines.report import format_embed_summary, format_embeddings_head
+
+    cfg = parse_embed_config(model=model_uri, inputs=[str(data_dir / "train"), str(data_dir / "valid")], output=str(out),
+                             workers=workers, overwrite=True)
+    summary = run_embed(cfg, progress=not quiet)
+    if not quiet:
+        print(format_embed_summary(summary))
+        print(f"      the same from the shell: deepsets embed --model {model_uri} --input {data_dir / 'train'} {data_dir / 'valid'} "
+              f"--output {out} --workers {workers} --overwrite")
+        first = sorted(Path(summary["output"]).glob("part-*.parquet"))[0]
+        print(format_embeddings_head(pq.read_table(first).slice(0, 5)))
+    return summary
+
+
 def run_demo(out_dir: str = "demo_output", rows: int = 30_000, seed: int = 0, workers: int = 2, quiet: bool = False) -> dict:
     """Run the demo and return its summary (the ``--json`` object).
 
@@ -54,9 +76,9 @@ def run_demo(out_dir: str = "demo_output", rows: int = 30_000, seed: int = 0, wo
     started = time.perf_counter()
     out = Path(out_dir).absolute()
     data_dir = out / "data"
-    say(f"[1/3] generating {rows} rows of the recsys-6 workload into {data_dir}")
+    say(f"[1/4] generating {rows} rows of the recsys-6 workload into {data_dir}")
     data = make_demo_data(data_dir, rows, seed, progress=not quiet)
-    say(f"[2/3] fitting the feature spec on {data_dir / 'train'} and reading every row back")
+    say(f"[2/4] fitting the feature spec on {data_dir / 'train'} and reading every row back")
     spec = FeatureSpec.fit(load_schema(data_dir / "schema.toml"), data_dir / "train", progress=not quiet)
     spec.save(out / "spec.json")
     say(format_stats(spec.stats()))
@@ -67,7 +89,7 @@ def run_demo(out_dir: str = "demo_output", rows: int = 30_000, seed: int = 0, wo
         first = first if first is not None else batch
         batches += 1
     say(describe_batch(first))
-    say(f"[3/3] training on {workers} Ray Train workers (CPU), tracking in MLflow")
+    say(f"[3/4] training on {workers} Ray Train workers (CPU), tracking in MLflow")
     cfg = default_demo_config(data_dir, workers=workers)
     cfg = cfg.model_copy(update={
         "data": cfg.data.model_copy(update={"spec": str(out / "spec.json")}),
@@ -80,11 +102,14 @@ def run_demo(out_dir: str = "demo_output", rows: int = 30_000, seed: int = 0, wo
 
     trained = run_training(cfg, progress=not quiet)
     say(format_train_summary(trained))
+    say(f"[4/4] embedding all {data['rows']} rows with {trained['model_uri']} on {workers} Ray Data workers")
+    embedded = embed_demo_data(trained["model_uri"], data_dir, out / "embeddings", workers, quiet)
     seconds = time.perf_counter() - started
     say(f"demo done in {seconds:.1f} s")
     return {
         "data": data,
         "read": {"rows": reader.rows_read, "batches": batches, "counts": describe_counts(reader.counts)},
         "train": trained,
+        "embed": embedded,
         "seconds": round(seconds, 2),
     }

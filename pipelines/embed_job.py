@@ -142,8 +142,12 @@ def prepare_output(out: Path, manifest: dict, cfg: EmbedConfig) -> List[Fragment
     return [Fragment.from_dict(f) for f in manifest["fragments"]]
 
 
-def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, out: Path, progress: bool) -> int:
-    """Embed ``todo`` on a Ray Data actor pool; returns the rows done.
+def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, out: Path, progress: bool) -> tuple[int, float]:
+    """Embed ``todo`` on a Ray Data actor pool.
+
+    Returns:
+        ``(rows done, processing seconds)``: the latter from the first fragment's start to the
+        last one's end as the workers saw it (actor start-up and model loading excluded).
 
     Raises:
         FeatureError: the first error a worker reported (completed fragments stay written).
@@ -160,7 +164,9 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
     dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         FragmentEmbedder,
         batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=cfg.workers),
+        # one fragment at a time per actor: the first actor up does not queue fragments that
+        # an idle actor could take (a fragment is seconds of work; the hand-off is a millisecond)
+        compute=ray.data.ActorPoolStrategy(size=cfg.workers, max_tasks_in_flight_per_actor=1),
         num_cpus=cfg.cpus_per_worker,
         num_gpus=cfg.gpus_per_worker or None,
         fn_constructor_kwargs={
@@ -169,14 +175,15 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
             "threads": max(1, int(cfg.cpus_per_worker)),
         },
     )
-    done = 0
+    done, first_start, last_end = 0, float("inf"), 0.0
     with tqdm(total=sum(f.rows for f in todo), unit="rows", unit_scale=True, desc="embedding", disable=None if progress else True) as bar:
         for row in dataset.iter_rows():
             if row["error"]:
                 raise FeatureError(f"{row['error']} (fragments already written are kept: fix the input and rerun with --resume)")
             done += int(row["rows_in"])
+            first_start, last_end = min(first_start, float(row["started_at"])), max(last_end, float(row["finished_at"]))
             bar.update(int(row["rows_in"]))
-    return done
+    return done, max(0.0, last_end - first_start)
 
 
 def _duplicate_ids(id_column: str, outputs: List[Path], rejects: List[Path]) -> dict:
@@ -246,11 +253,12 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
     todo = [f for f in fragments if not (out / EMBEDDINGS / f.name).exists()]
     say(f"embedding {sum(f.rows for f in todo)} of {sum(f.rows for f in fragments)} rows "
         f"({len(todo)} of {len(fragments)} fragments to do) from {len(files)} file(s) with {cfg.workers} worker(s) into {out}")
-    rows_done = _run_fragments(todo, source, cfg, out, progress) if todo else 0
+    rows_done, processing = _run_fragments(todo, source, cfg, out, progress) if todo else (0, 0.0)
     summary = account(out, fragments, source.spec.schema.id_column)
     seconds = time.perf_counter() - started
     summary.update({
         "rows_this_run": rows_done, "seconds": round(seconds, 2), "rows_per_s": round(rows_done / seconds, 1) if seconds else 0.0,
+        "processing_seconds": round(processing, 2),
         "output": str(out / EMBEDDINGS), "rejects": str(out / REJECTS), "fragments": len(fragments),
         "model_uri": source.uri, "model_version": source.version, "resumed": cfg.resume,
     })

@@ -59,3 +59,14 @@ def format_embed_summary(summary: dict) -> str:
         shown = ", ".join(f"{k} ({v}x)" for k, v in dupes["examples"].items())
         lines.append(f"warning: {dupes['ids']} ids occur more than once ({dupes['extra_rows']} extra rows), e.g. {shown}")
     return "\n".join(lines)
+
+
+def format_embeddings_head(table) -> str:
+    """The first rows of an embedding output file: id columns and the first 4 dimensions."""
+    keys = [c for c in table.column_names if c not in ("source_file", "embedding") and not c.startswith(("vector_", "present_"))]
+    width = table.schema.field("embedding").type.list_size
+    lines = ["  ".join(f"{k:>12}" for k in keys) + f"  embedding ({width} dims, first 4)"]
+    for row in table.to_pylist():
+        shown = ", ".join(f"{v:+.3f}" for v in row["embedding"][:4])
+        lines.append("  ".join(f"{row[k]!s:>12}" for k in keys) + f"  [{shown}, ...]")
+    return "\n".join(lines)

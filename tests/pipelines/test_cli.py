@@ -49,6 +49,9 @@ def test_demo_json_summary(ray_session, tmp_path, capsys, monkeypatch):
     assert 0.0 <= train["metrics"]["valid_auc"] <= 1.0 and train["metrics"]["train_loss"] > 0
     assert train["tracking_uri"] == f"sqlite:///{tmp_path}/mlflow.db" and (tmp_path / "mlflow.db").exists()
     assert (tmp_path / "demo" / "spec.json").exists()
+    embedded = summary["embed"]  # the trained model, loaded back from MLflow, over all 2400 rows
+    assert embedded["rows_in"] == embedded["rows_out"] == 2400 and embedded["rows_rejected"] == 0
+    assert embedded["model_uri"] == train["model_uri"] and embedded["fragments"] == 6
 
 
 @pytest.mark.parametrize(

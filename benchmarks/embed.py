@@ -1,0 +1,194 @@
+"""Batch embedding job vs the model's forward pass alone, and the job's memory at 10x the rows.
+
+    python -m benchmarks.embed --quick
+
+One trained reference model (the demo's: D=64, transformer fusion, trained one pass over the
+rows) and the same recsys-6 rows through:
+
+(a) the full job, Parquet -> Parquet: ``run_embed`` with 2 Ray Data workers of 1 CPU each,
+    timed from the call to the written, counted output (model load, input checks, actor start,
+    read, convert, forward, write), on a Ray that is already running (a nightly job joins a
+    running cluster; starting Ray is reported apart as ``ray_start_s``);
+(b) the forward pass alone on pre-collated batches, in one process with 2 torch threads.
+
+Each job runs in a fresh subprocess (its own Ray); memory is the sum of every process's peak
+RSS in that tree (driver, Ray daemons, workers); the 10x run embeds ten times the rows, in part files
+(one fragment each) of the same size, half the small run, so both runs keep both workers busy.
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import torch
+
+from benchmarks.timing import best_seconds
+from deepsets.builders import build_model
+from deepsets.tasks import task_loss
+from features import synth
+from features.reader import ParquetBatchReader
+from features.schema import load_schema
+from features.spec import FeatureSpec
+from pipelines.checkpoint import TrainState, save_checkpoint
+from pipelines.config import default_demo_config
+
+WORKERS = 2
+BATCH = 1024
+
+
+def train_reference(spec: FeatureSpec, files, out: Path) -> Path:
+    """The demo's model trained one pass over ``files``; saved as a checkpoint directory."""
+    cfg = default_demo_config(out)  # only its [model] and [task] are used
+    model_config = cfg.model_kwargs()
+    torch.manual_seed(0)
+    model = build_model(spec.model_inputs(), **model_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for batch in ParquetBatchReader(spec, files, batch_size=512, label_columns=["clicked"]):
+        loss = task_loss("binary", model(batch).logits, batch.labels["clicked"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    print(f"reference model: {len(losses)} steps, loss {sum(losses[:10]) / 10:.3f} -> {sum(losses[-10:]) / 10:.3f}")
+    directory = out / "checkpoint"
+    directory.mkdir()
+    save_checkpoint(directory, TrainState(model.state_dict(), {}, {}, 0, len(losses)), spec, {}, model_config)
+    return directory
+
+
+def forward_rows_per_s(checkpoint: Path, files) -> float:
+    """(b): the model alone over pre-collated batches, 2 threads, best of 2 passes."""
+    from pipelines.model_source import load_model_source
+
+    source = load_model_source(str(checkpoint))
+    model = source.build()
+    batches = list(ParquetBatchReader(source.spec, files, batch_size=BATCH))
+    rows = sum(b.num_rows for b in batches)
+    torch.set_num_threads(WORKERS)
+
+    def one_pass() -> None:
+        with torch.inference_mode():
+            for batch in batches:
+                model(batch)
+
+    return rows / best_seconds(one_pass, repeats=2)
+
+
+def _peak_rss(pid: int) -> int:
+    """The kernel's high-water mark of a process's resident memory (VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def run_job_measured(checkpoint: Path, inputs, out: Path) -> dict:
+    """(a) in a fresh subprocess; returns its timings plus the memory of its process tree.
+
+    Memory is each process's own peak RSS (the kernel's VmHWM, so no short peak is missed
+    between samples), summed over every process of the tree (driver, Ray daemons, workers):
+    an upper bound of the tree's peak, measured the same way for both runs. Shared libraries
+    count once per process in both runs.
+    """
+    command = [sys.executable, "-m", "benchmarks.embed", "--job", str(checkpoint), str(out), *map(str, inputs)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    parent = psutil.Process(child.pid)
+    peaks: dict = {}
+    while child.poll() is None:
+        try:
+            tree = [parent, *parent.children(recursive=True)]
+        except psutil.Error:
+            tree = []
+        for p in tree:
+            try:
+                peaks[p.pid] = max(peaks.get(p.pid, 0), _peak_rss(p.pid))
+            except OSError:
+                continue
+        time.sleep(0.1)
+    output = child.stdout.read()
+    if child.returncode != 0:
+        raise RuntimeError(f"embedding job failed ({child.returncode}): {output[-2000:]}")
+    result = json.loads(output.strip().splitlines()[-1])
+    result["peak_rss_mb"] = round(sum(peaks.values()) / 2**20)
+    return result
+
+
+def job_main(checkpoint: str, out: str, inputs) -> None:
+    """The subprocess side of :func:`run_job_measured`."""
+    from pipelines.embed_job import parse_embed_config, run_embed
+    from pipelines.ray_runtime import start_ray
+
+    started = time.perf_counter()
+    start_ray(None, WORKERS + 1)
+    ray_start = time.perf_counter() - started
+    cfg = parse_embed_config(model=checkpoint, inputs=list(inputs), output=out, workers=WORKERS, batch_size=BATCH)
+    started = time.perf_counter()
+    summary = run_embed(cfg, progress=False)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"rows": summary["rows_out"], "seconds": seconds, "processing_s": summary["processing_seconds"], "ray_start_s": ray_start}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20k rows (200k for the memory run) instead of 60k")
+    parser.add_argument("--rows", type=int, default=None)
+    parser.add_argument("--job", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.job:
+        job_main(args.job[0], args.job[1], args.job[2:])
+        return
+    rows = args.rows or (20_000 if args.quick else 60_000)
+    with tempfile.TemporaryDirectory(prefix="bench-embed-") as tmp:
+        tmp = Path(tmp)
+        per_file = rows // 2  # 2 part files in the small run, 20 in the 10x run: one fragment each
+        synth.generate(rows * 10, tmp / "data", seed=0, rows_per_file=per_file, progress=False)
+        files = sorted((tmp / "data").glob("part-*.parquet"))
+        small, large = files[:2], files
+        spec = FeatureSpec.fit(load_schema(tmp / "data" / "schema.toml"), small, validate=False)
+        checkpoint = train_reference(spec, small, tmp)
+        forward = forward_rows_per_s(checkpoint, small)
+        print(f"forward alone: {forward:,.0f} rows/s ({WORKERS} threads, batches of {BATCH})")
+        job = run_job_measured(checkpoint, small, tmp / "out-small")
+        big = run_job_measured(checkpoint, large, tmp / "out-10x")
+        for name, r in (("small", job), ("10x", big)):
+            print(f"job, {r['rows']:,} rows: {r['rows'] / r['seconds']:,.0f} rows/s end to end ({r['seconds']:.1f} s), "
+                  f"{r['rows'] / r['processing_s']:,.0f} rows/s while processing ({r['processing_s']:.1f} s; "
+                  f"{r['seconds'] - r['processing_s']:.1f} s start-up: actors, model load, checks), peak memory {r['peak_rss_mb']} MB")
+        job_rate = job["rows"] / job["seconds"]
+        result = {
+            "rows": job["rows"],
+            "job_rows_per_s": round(job_rate, 1),
+            "forward_rows_per_s": round(forward, 1),
+            "efficiency": round(job_rate / forward, 3),
+            "peak_rss_mb_small": job["peak_rss_mb"],
+            "peak_rss_mb_10x": big["peak_rss_mb"],
+            "memory_ratio_10x": round(big["peak_rss_mb"] / job["peak_rss_mb"], 3),
+            "efficiency_steady": round(job["rows"] / job["processing_s"] / forward, 3),
+            "startup_s": round(job["seconds"] - job["processing_s"], 1),
+            "rows_10x": big["rows"],
+            "job_rows_per_s_10x": round(big["rows"] / big["seconds"], 1),
+            "efficiency_10x": round(big["rows"] / big["seconds"] / forward, 3),
+            "efficiency_steady_10x": round(big["rows"] / big["processing_s"] / forward, 3),
+            "ray_start_s": round(job["ray_start_s"], 1),
+            "workers": WORKERS,
+            "batch_size": BATCH,
+        }
+        print(f"efficiency (job / forward), end to end: {result['efficiency']:.2f} at {job['rows']:,} rows, "
+              f"{result['efficiency_10x']:.2f} at {big['rows']:,} (goal 0.8); while processing: "
+              f"{result['efficiency_steady']:.2f} and {result['efficiency_steady_10x']:.2f}")
+        print(f"peak memory at 10x rows / small: {result['memory_ratio_10x']:.2f} (goal <= 1.2)")
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
