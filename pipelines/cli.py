@@ -1,4 +1,4 @@
-"""The ``deepsets`` command line: ``synth``, ``fit``, ``read``, ``train``, ``embed``, ``demo``.
+"""The ``deepsets`` command line: ``synth``, ``fit``, ``read``, ``train``, ``embed``, ``ablate``, ``demo``.
 
 Bad input ends with one ``error:`` line on stderr and exit status 2, never a traceback.
 With ``--json`` the last line printed is one JSON object.
@@ -150,6 +150,43 @@ def _run_embed(args) -> dict:
     return summary
 
 
+def _add_ablate(sub) -> None:
+    p = sub.add_parser("ablate", help="per-modality contributions: leave-one-out, only-one, permutation, exact Shapley, max-pool wins")
+    p.add_argument("--model", required=True, help="MLflow model URI (runs:/..., models:/...) or a checkpoint directory")
+    p.add_argument("--input", required=True, nargs="+", help="labelled Parquet files, directories or globs (e.g. the validation split)")
+    p.add_argument("--methods", default="loo,only,permute,shapley", help="comma-separated: loo, only, permute, shapley, maxpool (default: the first four)")
+    p.add_argument("--label", default=None, help="label column (default: the one the model was trained on, when the model says)")
+    p.add_argument("--per-row", action="store_true", help="also write per-row Shapley contributions to the score (binary/regression)")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals (default 200; 0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--out", default="ablation", help="output directory (default: ablation)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log the results to the model's MLflow run")
+    p.add_argument("--truth", default=None, help="truth.json of the reference workload: report Spearman vs the planted contributions")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_run_ablate)
+
+
+def _run_ablate(args) -> dict:
+    from pipelines.ablate_job import parse_ablate_config, run_ablate
+    from pipelines.ablate_report import markdown_table
+
+    cfg = parse_ablate_config(
+        model=args.model, inputs=args.input, out=args.out, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        label=args.label, per_row=args.per_row, bootstrap=args.bootstrap, seed=args.seed, batch_size=args.batch_size,
+        log_mlflow=not args.no_mlflow, truth=args.truth,
+    )
+    summary = run_ablate(cfg, progress=not args.json)
+    if not args.json:
+        print(markdown_table(summary))
+        if summary.get("spearman_vs_truth"):
+            print("Spearman vs planted contributions: " + ", ".join(f"{k} {v:+.2f}" for k, v in summary["spearman_vs_truth"].items()))
+        print(f"written: {', '.join(summary['files'].values())}")
+        if summary["mlflow"]:
+            print(f"logged to MLflow run {summary['mlflow']['run_id']} under ablation/")
+    return summary
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the main job on embedded defaults: synth -> fit -> read back -> train on 2 Ray workers, tracked in ./mlflow.db")
     p.add_argument("--out", default="demo_output", help="working directory for the demo (default: demo_output)")
@@ -169,7 +206,7 @@ def _run_demo(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepsets", description="Set fusion of heterogeneous, partly missing features: Parquet in, Ray for training, MLflow for tracking.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_fit, _add_read, _add_train, _add_embed, _add_demo):
+    for add in (_add_synth, _add_fit, _add_read, _add_train, _add_embed, _add_ablate, _add_demo):
         add(sub)
     return parser
 

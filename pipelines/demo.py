@@ -5,7 +5,9 @@
     3. train with 2 CPU Ray Train workers, tracked in the local MLflow store
        (``sqlite:///mlflow.db`` in the working directory);
     4. embed every row (train and validation) with the trained model as a batch job on Ray
-       Data (``deepsets embed``), and show the output's first rows.
+       Data (``deepsets embed``), and show the output's first rows;
+    5. ablate the trained model on the validation split (``deepsets ablate``): leave-one-out,
+       only-one, permutation and exact Shapley per modality, checked against the planted truth.
 """
 
 from __future__ import annotations
@@ -61,6 +63,21 @@ def embed_demo_data(model_uri: str, data_dir: Path, out: Path, workers: int, qui
     return summary
 
 
+def ablate_demo_model(model_uri: str, data_dir: Path, out: Path, quiet: bool) -> dict:
+    """``deepsets ablate --model URI --input data_dir/valid --truth data_dir/truth.json``; prints
+    the table and where the chart is."""
+    from pipelines.ablate_job import parse_ablate_config, run_ablate
+    from pipelines.ablate_report import markdown_table
+
+    cfg = parse_ablate_config(model=model_uri, inputs=[str(data_dir / "valid")], out=str(out), bootstrap=100,
+                              truth=str(data_dir / "truth.json"))
+    summary = run_ablate(cfg, progress=not quiet)
+    if not quiet:
+        print(markdown_table(summary))
+        print(f"      chart: {summary['files']['chart']}; also logged to the MLflow run under ablation/")
+    return summary
+
+
 def run_demo(out_dir: str = "demo_output", rows: int = 30_000, seed: int = 0, workers: int = 2, quiet: bool = False) -> dict:
     """Run the demo and return its summary (the ``--json`` object).
 
@@ -76,9 +93,9 @@ def run_demo(out_dir: str = "demo_output", rows: int = 30_000, seed: int = 0, wo
     started = time.perf_counter()
     out = Path(out_dir).absolute()
     data_dir = out / "data"
-    say(f"[1/4] generating {rows} rows of the recsys-6 workload into {data_dir}")
+    say(f"[1/5] generating {rows} rows of the recsys-6 workload into {data_dir}")
     data = make_demo_data(data_dir, rows, seed, progress=not quiet)
-    say(f"[2/4] fitting the feature spec on {data_dir / 'train'} and reading every row back")
+    say(f"[2/5] fitting the feature spec on {data_dir / 'train'} and reading every row back")
     spec = FeatureSpec.fit(load_schema(data_dir / "schema.toml"), data_dir / "train", progress=not quiet)
     spec.save(out / "spec.json")
     say(format_stats(spec.stats()))
@@ -89,7 +106,7 @@ def run_demo(out_dir: str = "demo_output", rows: int = 30_000, seed: int = 0, wo
         first = first if first is not None else batch
         batches += 1
     say(describe_batch(first))
-    say(f"[3/4] training on {workers} Ray Train workers (CPU), tracking in MLflow")
+    say(f"[3/5] training on {workers} Ray Train workers (CPU), tracking in MLflow")
     cfg = default_demo_config(data_dir, workers=workers)
     cfg = cfg.model_copy(update={
         "data": cfg.data.model_copy(update={"spec": str(out / "spec.json")}),
@@ -102,8 +119,10 @@ def run_demo(out_dir: str = "demo_output", rows: int = 30_000, seed: int = 0, wo
 
     trained = run_training(cfg, progress=not quiet)
     say(format_train_summary(trained))
-    say(f"[4/4] embedding all {data['rows']} rows with {trained['model_uri']} on {workers} Ray Data workers")
-    embedded = embed_demo_data(trained["model_uri"], data_dir, out / "embeddings", workers, quiet)
+    say(f"[4/5] embedding all {data['rows']} rows with {trained['model_uri']} on {workers} Ray Data workers")
+    embedded = embed_demo_data(trained["model_uri"], data_dir, out / "embedded", workers, quiet)
+    say(f"[5/5] ablating the trained model on {data_dir / 'valid'} (per-modality contributions)")
+    ablated = ablate_demo_model(trained["model_uri"], data_dir, out / "ablation", quiet)
     seconds = time.perf_counter() - started
     say(f"demo done in {seconds:.1f} s")
     return {
@@ -111,5 +130,6 @@ def run_demo(out_dir: str = "demo_output", rows: int = 30_000, seed: int = 0, wo
         "read": {"rows": reader.rows_read, "batches": batches, "counts": describe_counts(reader.counts)},
         "train": trained,
         "embed": embedded,
+        "ablate": {k: ablated[k] for k in ("rows", "metric", "full", "empty", "shapley_efficiency", "spearman_vs_truth", "files", "seconds")},
         "seconds": round(seconds, 2),
     }

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -33,6 +33,8 @@ class ModelSource:
         weights_sha256: hash of ``weights``: identifies the model exactly.
         spec: the fitted feature spec.
         model_config: ``build_model`` keyword arguments.
+        label_columns: the label columns the model was trained on, when known.
+        run_id: the MLflow run that logged the model (None for checkpoint directories).
     """
 
     uri: str
@@ -40,6 +42,8 @@ class ModelSource:
     weights: bytes
     spec: FeatureSpec
     model_config: Dict[str, Any]
+    label_columns: List[str] = field(default_factory=list)
+    run_id: Optional[str] = None
 
     @property
     def weights_sha256(self) -> str:
@@ -55,12 +59,13 @@ class ModelSource:
     def payload(self) -> Dict[str, Any]:
         """Plain values to rebuild this source in another process (:meth:`from_payload`)."""
         return {"uri": self.uri, "version": self.version, "weights": self.weights,
-                "spec": self.spec.to_dict(), "model_config": self.model_config}
+                "spec": self.spec.to_dict(), "model_config": self.model_config,
+                "label_columns": self.label_columns, "run_id": self.run_id}
 
     @classmethod
     def from_payload(cls, payload: Dict[str, Any]) -> "ModelSource":
-        return cls(payload["uri"], payload["version"], payload["weights"],
-                   FeatureSpec.from_dict(payload["spec"]), payload["model_config"])
+        return cls(payload["uri"], payload["version"], payload["weights"], FeatureSpec.from_dict(payload["spec"]),
+                   payload["model_config"], payload["label_columns"], payload["run_id"])
 
 
 def _to_bytes(state_dict: Dict[str, torch.Tensor]) -> bytes:
@@ -69,17 +74,28 @@ def _to_bytes(state_dict: Dict[str, torch.Tensor]) -> bytes:
     return buffer.getvalue()
 
 
-def _mlflow_version(uri: str) -> str:
+def _mlflow_details(uri: str) -> tuple[str, Optional[str], List[str]]:
+    """(version text, run id, label columns of the run's config.toml), as far as known."""
+    import tomllib
+
+    import mlflow.artifacts
     import mlflow.models
 
     try:
         info = mlflow.models.get_model_info(uri)
-    except Exception:  # noqa: BLE001 - the version is informative only; the load below reports real problems
-        return ""
+    except Exception:  # noqa: BLE001 - informative only; the load reports real problems
+        return "", None, []
     parts = [f"model_id={info.model_id}" if getattr(info, "model_id", None) else "",
              f"registered_version={info.registered_model_version}" if info.registered_model_version else "",
              f"run_id={info.run_id}" if info.run_id else ""]
-    return " ".join(p for p in parts if p)
+    labels: List[str] = []
+    if info.run_id:
+        try:
+            text = mlflow.artifacts.load_text(f"runs:/{info.run_id}/config.toml")
+            labels = list(tomllib.loads(text).get("data", {}).get("label_columns", []))
+        except Exception:  # noqa: BLE001 - a model logged outside `deepsets train` has no config
+            labels = []
+    return " ".join(p for p in parts if p), info.run_id, labels
 
 
 def load_model_source(uri: str) -> ModelSource:
@@ -96,8 +112,9 @@ def load_model_source(uri: str) -> ModelSource:
     if local.is_dir() and (local / "state.pt").exists():
         from pipelines.checkpoint import load_checkpoint
 
-        state, spec, _config, model_config = load_checkpoint(local)
-        return ModelSource(uri, f"checkpoint epoch={state.epoch} step={state.step}", _to_bytes(state.model), spec, model_config)
+        state, spec, config, model_config = load_checkpoint(local)
+        labels = list((config.get("data") or {}).get("label_columns") or [])
+        return ModelSource(uri, f"checkpoint epoch={state.epoch} step={state.step}", _to_bytes(state.model), spec, model_config, labels)
     if local.exists() and not (local / "MLmodel").exists():
         raise ValueError(f"{uri}: neither a deepsets checkpoint directory (state.pt, spec.json, ...) nor an MLflow model directory (MLmodel)")
     if "://" not in uri and ":/" not in uri and not local.exists():
@@ -112,4 +129,5 @@ def load_model_source(uri: str) -> ModelSource:
     except (MlflowException, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"cannot load model '{uri}' (tracking URI {mlflow.get_tracking_uri()}): {first}") from None
-    return ModelSource(uri, _mlflow_version(uri), _to_bytes(model.state_dict()), spec, model_config)
+    version, run_id, labels = _mlflow_details(uri)
+    return ModelSource(uri, version, _to_bytes(model.state_dict()), spec, model_config, labels, run_id)

@@ -52,6 +52,10 @@ def test_demo_json_summary(ray_session, tmp_path, capsys, monkeypatch):
     embedded = summary["embed"]  # the trained model, loaded back from MLflow, over all 2400 rows
     assert embedded["rows_in"] == embedded["rows_out"] == 2400 and embedded["rows_rejected"] == 0
     assert embedded["model_uri"] == train["model_uri"] and embedded["fragments"] == 6
+    ablated = summary["ablate"]
+    assert ablated["rows"] == 400 and ablated["shapley_efficiency"]["abs_error"] < 1e-9
+    assert set(ablated["spearman_vs_truth"]) == {"loo", "only", "permute", "shapley"}
+    assert (tmp_path / "demo" / "ablation" / "ablation.png").exists()
 
 
 @pytest.mark.parametrize(

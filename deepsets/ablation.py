@@ -1,0 +1,179 @@
+"""Per-modality contributions from cached modality vectors: subsets, Shapley weights, metrics.
+
+Modalities are encoded independently, so a model's per-modality vectors ``(N, M, D)`` are
+computed once; masking a modality is then only a change of the presence mask given to the
+fusion head (``model.fuse``). Every evaluation below reruns the head alone.
+
+    vectors, present = encode_all(model, batches)            # (N, M, D), (N, M)
+    masks = subset_masks(M)                                   # (2^M, M): subset s holds m iff bit m of s
+    scores = subset_scores(model, vectors, present, masks)    # (2^M, N, K) logits
+    values = torch.stack([auc(scores[s, :, 0], labels) for s in range(len(masks))])   # v(S)
+    phi = shapley_matrix(M) @ values                          # (M,), sum(phi) = v(all) - v(empty)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional
+
+import torch
+from torch import Tensor
+
+MAX_MODALITIES = 16  # 2^16 subsets; exact Shapley is practical to about M = 12 here
+
+
+def subset_masks(num_modalities: int) -> Tensor:
+    """All ``2^M`` subsets as a ``(2^M, M)`` bool tensor: row ``s`` holds modality ``m`` iff bit
+    ``m`` of ``s`` is set (row 0 is the empty set, the last row all modalities).
+
+    Raises:
+        ValueError: for M < 1 or M > MAX_MODALITIES.
+    """
+    if not 1 <= num_modalities <= MAX_MODALITIES:
+        raise ValueError(f"exact subsets need 1 <= M <= {MAX_MODALITIES} modalities, got {num_modalities}")
+    s = torch.arange(2**num_modalities).unsqueeze(1)  # (S, 1)
+    return (s >> torch.arange(num_modalities)) & 1 == 1  # (S, M)
+
+
+def shapley_matrix(num_modalities: int) -> Tensor:
+    """``(M, 2^M)`` float64 weights ``W`` with ``phi = W @ v`` the exact Shapley values of a
+    value function ``v`` given on :func:`subset_masks` order.
+
+    ``phi_m = sum_{S not containing m} |S|! (M - |S| - 1)! / M! * (v(S + m) - v(S))``: subset
+    ``s`` containing ``m`` gets ``+w(|s| - 1)``, one not containing it ``-w(|s|)``.
+    """
+    masks = subset_masks(num_modalities)  # (S, M)
+    size = masks.sum(dim=1)  # (S,)
+    m = num_modalities
+    weight = torch.tensor([math.factorial(k) * math.factorial(m - k - 1) / math.factorial(m) for k in range(m)], dtype=torch.float64)
+    plus = weight[(size - 1).clamp(min=0)]  # (S,) for subsets that contain m
+    minus = weight[size.clamp(max=m - 1)]  # (S,) for subsets that do not
+    return torch.where(masks.T, plus, -minus)  # (M, S)
+
+
+@torch.inference_mode()
+def encode_all(model, batches: Iterable) -> tuple[Tensor, Tensor]:
+    """Per-modality vectors and presence of every row: ``(N, M, D)`` float32, ``(N, M)`` bool."""
+    vectors, present = [], []
+    for batch in batches:
+        v, p = model.encode(batch)  # (b, M, D), (b, M)
+        vectors.append(v.float())
+        present.append(p)
+    return torch.cat(vectors), torch.cat(present)
+
+
+@torch.inference_mode()
+def subset_scores(model, vectors: Tensor, present: Tensor, masks: Tensor, batch_rows: int = 8192) -> Tensor:
+    """The model's logits with only each subset's modalities kept: ``(S, N, K)``.
+
+    Args:
+        model: a set-fusion model (``fuse(vectors, present)``).
+        vectors: (N, M, D) cached modality vectors.
+        present: (N, M) presence of each row.
+        masks: (S, M) subsets to keep.
+        batch_rows: rows fused per call.
+    """
+    out = []
+    for keep in masks:  # (M,)
+        parts = []
+        for start in range(0, vectors.shape[0], batch_rows):
+            v, p = vectors[start:start + batch_rows], present[start:start + batch_rows]  # (b, M, D), (b, M)
+            parts.append(model.fuse(v, p & keep).logits.float())  # (b, K)
+        out.append(torch.cat(parts))
+    return torch.stack(out)  # (S, N, K)
+
+
+def auc(scores: Tensor, labels: Tensor) -> Tensor:
+    """ROC AUC of each row of ``scores`` against the matching row of ``labels``, ties counted
+    half (so constant scores give exactly 0.5).
+
+    Args:
+        scores: (..., N) float.
+        labels: (..., N) 0/1 (broadcast against scores).
+
+    Returns:
+        (...) float64; NaN where a row has only one class.
+    """
+    scores = scores.double()
+    labels = labels.expand_as(scores).double()
+    ordered = scores.sort(dim=-1).values  # (..., N)
+    lo = torch.searchsorted(ordered, scores.contiguous(), side="left")  # (..., N)
+    hi = torch.searchsorted(ordered, scores.contiguous(), side="right")  # (..., N)
+    midrank = (lo + hi + 1).double() / 2  # (..., N) 1-based average rank of ties
+    positives = labels.sum(dim=-1)  # (...)
+    negatives = labels.shape[-1] - positives  # (...)
+    rank_sum = (midrank * labels).sum(dim=-1)  # (...)
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def task_metric(task: str, logits: Tensor, target: Tensor) -> Tensor:
+    """The ablation metric of a task, higher is better, batched over leading dims of ``logits``.
+
+    binary: ROC AUC; multilabel: macro ROC AUC over labels; multiclass: accuracy;
+    regression: negative RMSE.
+
+    Args:
+        logits: (..., N, K).
+        target: (N,) or (N, K) as the task's loss takes it.
+
+    Raises:
+        ValueError: for an unknown task.
+    """
+    if task == "binary":
+        return auc(logits[..., 0], target.reshape(-1))
+    if task == "multilabel":
+        per_label = auc(logits.transpose(-1, -2), target.T)  # (..., K)
+        return per_label.nanmean(dim=-1)
+    if task == "multiclass":
+        return (logits.argmax(dim=-1) == target.long()).double().mean(dim=-1)
+    if task == "regression":
+        return -((logits[..., 0].double() - target.reshape(-1).double()) ** 2).mean(dim=-1).sqrt()
+    raise ValueError(f"no ablation metric for task {task!r} (binary, multilabel, multiclass, regression)")
+
+
+def permuted_vectors(vectors: Tensor, present: Tensor, modality: int, generator: torch.Generator) -> Tensor:
+    """``vectors`` with modality ``modality`` shuffled among the rows where it is present
+    (presence is kept: a row without it still lacks it)."""
+    rows = present[:, modality].nonzero().squeeze(1)  # (P,)
+    shuffled = vectors.clone()
+    shuffled[rows, modality] = vectors[rows[torch.randperm(rows.numel(), generator=generator)], modality]
+    return shuffled
+
+
+def max_pool_wins(winners: Tensor, num_modalities: int) -> Tensor:
+    """Share of (row, dimension) cells each modality wins in max-pool fusion: ``(M,)``, summing
+    to 1 over the rows with something present (winner -1 = empty row, not counted)."""
+    valid = winners[winners >= 0]
+    counts = torch.bincount(valid.reshape(-1), minlength=num_modalities).double()  # (M,)
+    return counts / counts.sum().clamp(min=1)
+
+
+def bootstrap_indices(num_rows: int, samples: int, seed: int) -> Tensor:
+    """``(samples, N)`` row indices drawn with replacement."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(num_rows, (samples, num_rows), generator=generator)
+
+
+def percentile_interval(values: Tensor, level: float = 0.95) -> tuple[Tensor, Tensor]:
+    """Percentile bootstrap interval over dim 0 of ``values``: ``(low, high)``."""
+    alpha = (1 - level) / 2
+    clean = values.double()
+    return torch.nanquantile(clean, alpha, dim=0), torch.nanquantile(clean, 1 - alpha, dim=0)
+
+
+def resample(metric, logits: Tensor, target: Tensor, indices: Optional[Tensor]) -> Tensor:
+    """``metric`` of every bootstrap sample: logits (..., N, K) -> (B, ...)."""
+    if indices is None:
+        return metric(logits, target)
+    out = []
+    for idx in indices:  # (N,)
+        out.append(metric(logits[..., idx, :], target[idx]))
+    return torch.stack(out)
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation of two equal-length sequences (no ties expected)."""
+    ra = torch.tensor(a, dtype=torch.float64).argsort().argsort().double()
+    rb = torch.tensor(b, dtype=torch.float64).argsort().argsort().double()
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()))

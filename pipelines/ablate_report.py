@@ -1,0 +1,108 @@
+"""Writing an ablation: table (Parquet, JSON, Markdown), bar chart PNG, per-row Parquet, MLflow."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TITLES = {
+    "loo": "leave-one-out: metric drop without it",
+    "only": "only-one: metric gain over nothing",
+    "permute": "permutation: metric drop when shuffled",
+    "shapley": "Shapley value (metric)",
+    "maxpool": "max-pool: share of dimensions won",
+}
+
+
+def _fmt(v: float) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.4f}"
+
+
+def markdown_table(summary: dict) -> str:
+    """One row per modality, one column per method: delta [low, high]."""
+    methods = summary["methods"]
+    cells: Dict[tuple, dict] = {(r["method"], r["modality"]): r for r in summary["table"]}
+    lines = [
+        f"Ablation of {summary['model_uri']} on {summary['rows']} rows; metric {summary['metric']} "
+        f"(all present {summary['full']:.4f}, none present {summary['empty']:.4f}); "
+        f"95% bootstrap intervals over {summary['bootstrap']} resamples.",
+        "",
+        "| modality | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    order = sorted(summary["modalities"], key=lambda n: -cells.get((methods[0], n), {"delta": 0})["delta"])
+    for name in order:
+        row = []
+        for method in methods:
+            r = cells[(method, name)]
+            interval = "" if math.isnan(r["low"]) else f" [{_fmt(r['low'])}, {_fmt(r['high'])}]"
+            row.append(f"{_fmt(r['delta'])}{interval}")
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    if summary.get("spearman_vs_truth"):
+        lines += ["", "Spearman vs planted contributions: " + ", ".join(f"{k} {v:+.2f}" for k, v in summary["spearman_vs_truth"].items())]
+    eff = summary.get("shapley_efficiency")
+    if eff:
+        lines += ["", f"Shapley efficiency: sum of values {eff['sum_of_values']:.6f} = all minus none "
+                      f"{eff['full_minus_empty']:.6f} (|error| {eff['abs_error']:.2e}, {eff['subsets']} subsets)."]
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(summary: dict, path: Path) -> None:
+    """One panel per method: a horizontal bar per modality with its interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    methods = summary["methods"]
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 0.45 * len(summary["modalities"]) + 1.6), squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        rows = sorted((r for r in summary["table"] if r["method"] == method), key=lambda r: r["delta"])
+        names = [r["modality"] for r in rows]
+        deltas = np.array([r["delta"] for r in rows])
+        lows, highs = np.array([r["low"] for r in rows]), np.array([r["high"] for r in rows])
+        has = ~np.isnan(lows)
+        errors = np.vstack([np.where(has, deltas - lows, 0), np.where(has, highs - deltas, 0)]).clip(min=0)
+        ax.barh(names, deltas, xerr=errors if has.any() else None, color="#4c72b0", capsize=3)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(TITLES[method], fontsize=9)
+        ax.tick_params(labelsize=8)
+    fig.suptitle(f"per-modality contribution, {summary['metric']} (all {summary['full']:.3f}, none {summary['empty']:.3f}), "
+                 f"{summary['rows']} rows", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(out: Path, summary: dict, per_row: Optional[dict]) -> Dict[str, str]:
+    """Write the table, chart and per-row values into ``out``; returns name -> path."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"table_parquet": out / "ablation.parquet", "table_markdown": out / "ablation.md", "chart": out / "ablation.png",
+             "table_json": out / "ablation.json"}
+    pq.write_table(pa.Table.from_pylist(summary["table"]), files["table_parquet"])
+    files["table_markdown"].write_text(markdown_table(summary), encoding="utf-8")
+    bar_chart(summary, files["chart"])
+    if per_row is not None:
+        columns = {"id": pa.array(per_row["ids"]), "score_all": per_row["full"], "score_none": per_row["empty"]}
+        for m, name in enumerate(per_row["names"]):
+            columns[f"shapley_{name}"] = per_row["phi"][:, m]
+        files["per_row"] = out / "per_row_shapley.parquet"
+        pq.write_table(pa.table(columns), files["per_row"])
+    files["table_json"].write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
+    return {k: str(v) for k, v in files.items()}
+
+
+def log_to_mlflow(source, out: Path) -> Optional[dict]:
+    """Log ``out`` as artifacts ``ablation/`` of the model's MLflow run (when it has one)."""
+    if not source.run_id:
+        return None
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient().log_artifacts(source.run_id, str(out), artifact_path="ablation")
+    return {"run_id": source.run_id, "artifact_path": "ablation"}

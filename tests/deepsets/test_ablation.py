@@ -1,0 +1,91 @@
+"""Subset enumeration, exact Shapley weights, the AUC metric and the permutation helper."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torchmetrics.functional.classification import binary_auroc
+
+from deepsets import ablation as ab
+
+
+def brute_force_shapley(values: dict, m: int) -> list:
+    """Average marginal contribution over all orderings (the definition)."""
+    phi = [0.0] * m
+    orders = list(itertools.permutations(range(m)))
+    for order in orders:
+        held = frozenset()
+        for player in order:
+            phi[player] += values[held | {player}] - values[held]
+            held = held | {player}
+    return [p / len(orders) for p in phi]
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_subsets_are_every_combination_once(m):
+    masks = ab.subset_masks(m)
+    assert masks.shape == (2**m, m)
+    seen = {frozenset(np.nonzero(row.numpy())[0].tolist()) for row in masks}
+    expected = {frozenset(c) for k in range(m + 1) for c in itertools.combinations(range(m), k)}
+    assert seen == expected and len(seen) == 2**m
+    assert not masks[0].any() and masks[-1].all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(1, 4), data=st.data())
+def test_shapley_matrix_matches_brute_force_and_is_efficient(m, data):
+    raw = data.draw(st.lists(st.floats(-5, 5), min_size=2**m, max_size=2**m))
+    masks = ab.subset_masks(m)
+    values = {frozenset(np.nonzero(row.numpy())[0].tolist()): v for row, v in zip(masks, raw)}
+    phi = (ab.shapley_matrix(m) @ torch.tensor(raw, dtype=torch.float64)).tolist()
+    assert phi == pytest.approx(brute_force_shapley(values, m), abs=1e-9)
+    assert sum(phi) == pytest.approx(raw[-1] - raw[0], abs=1e-9)  # efficiency
+
+
+def test_shapley_of_an_additive_game_is_each_players_share():
+    weights = torch.tensor([0.5, 2.0, -1.0], dtype=torch.float64)
+    values = ab.subset_masks(3).double() @ weights  # v(S) = sum of weights in S
+    assert (ab.shapley_matrix(3) @ values).tolist() == pytest.approx(weights.tolist())
+
+
+def test_auc_matches_torchmetrics_and_hand_values():
+    g = torch.Generator().manual_seed(0)
+    scores, labels = torch.randn(500, generator=g), (torch.rand(500, generator=g) > 0.6).long()
+    assert float(ab.auc(scores, labels)) == pytest.approx(float(binary_auroc(scores, labels)), abs=1e-6)
+    assert float(ab.auc(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1]))) == pytest.approx(0.75)
+    assert float(ab.auc(torch.zeros(10), torch.tensor([0, 1] * 5))) == 0.5  # ties count half
+    batched = ab.auc(torch.stack([scores, -scores]), labels)  # (2,)
+    assert float(batched[0] + batched[1]) == pytest.approx(1.0)
+    assert math.isnan(float(ab.auc(torch.randn(4), torch.ones(4))))
+
+
+def test_task_metrics():
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [1.0, 3.0]]])  # (1, N=3, K=2)
+    assert float(ab.task_metric("multiclass", logits, torch.tensor([0, 1, 0]))[0]) == pytest.approx(2 / 3)
+    rmse = ab.task_metric("regression", logits[..., :1], torch.tensor([2.0, 0.0, 0.0]))
+    assert float(rmse[0]) == pytest.approx(-math.sqrt(1 / 3))
+    with pytest.raises(ValueError, match="no ablation metric"):
+        ab.task_metric("ranking", logits, torch.zeros(3))
+
+
+def test_permutation_keeps_presence_and_shuffles_only_present_rows():
+    vectors = torch.arange(6 * 2 * 1, dtype=torch.float32).view(6, 2, 1)  # (6, 2, 1)
+    present = torch.tensor([[1, 1], [0, 1], [1, 1], [1, 0], [0, 1], [1, 1]], dtype=torch.bool)
+    out = ab.permuted_vectors(vectors, present, 0, torch.Generator().manual_seed(3))
+    rows = present[:, 0]
+    assert torch.equal(out[:, 1], vectors[:, 1]) and torch.equal(out[~rows, 0], vectors[~rows, 0])
+    assert sorted(out[rows, 0, 0].tolist()) == sorted(vectors[rows, 0, 0].tolist())
+
+
+def test_max_pool_wins_are_shares():
+    winners = torch.tensor([[0, 1, 1], [2, 2, 2], [-1, -1, -1]])
+    assert ab.max_pool_wins(winners, 3).tolist() == pytest.approx([1 / 6, 2 / 6, 3 / 6])
+
+
+def test_spearman():
+    assert ab.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert ab.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)

@@ -1,0 +1,89 @@
+"""`deepsets ablate` end to end on a small saved model: every method, intervals, per-row
+Shapley, files, and clear errors."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from deepsets.builders import build_model
+from features.schema import load_schema
+from features.spec import FeatureSpec
+from pipelines.ablate_job import parse_ablate_config, run_ablate
+from pipelines.checkpoint import TrainState, save_checkpoint
+from pipelines.cli import main
+
+MAXPOOL = {"dim": 16, "layers": 1, "heads": 2, "ff_dim": 32, "fusion": "deepset", "fusion_pooling": "max"}
+
+
+@pytest.fixture(scope="module")
+def maxpool_checkpoint(demo_data, tmp_path_factory):
+    spec = FeatureSpec.fit(load_schema(demo_data / "schema.toml"), demo_data / "train", validate=False)
+    torch.manual_seed(1)
+    model = build_model(spec.model_inputs(), **MAXPOOL).eval()
+    directory = tmp_path_factory.mktemp("maxpool")
+    save_checkpoint(directory, TrainState(model.state_dict(), {}, {}, 0, 0), spec, {"data": {"label_columns": ["clicked"]}}, MAXPOOL)
+    return {"dir": str(directory), "model": model, "spec": spec}
+
+
+def test_every_method_with_intervals_per_row_and_files(maxpool_checkpoint, demo_data, tmp_path):
+    cfg = parse_ablate_config(model=maxpool_checkpoint["dir"], inputs=[str(demo_data / "valid")], out=str(tmp_path / "abl"),
+                              methods=["loo", "only", "permute", "shapley", "maxpool"], per_row=True, bootstrap=50,
+                              truth=str(demo_data / "truth.json"))
+    summary = run_ablate(cfg, progress=False)
+    names = list(maxpool_checkpoint["model"].names)
+    assert summary["label"] == "clicked" and summary["rows"] == 600 and summary["modalities"] == names
+    eff = summary["shapley_efficiency"]
+    assert eff["subsets"] == 128 and eff["abs_error"] < 1e-9
+    # leave-one-out equals running the whole model with that modality's presence cleared
+    model, spec = maxpool_checkpoint["model"], maxpool_checkpoint["spec"]
+    table = pq.read_table(next((demo_data / "valid").glob("*.parquet")))
+    batch = spec.transform(table, label_columns=["clicked"])
+    from deepsets.ablation import auc
+    with torch.no_grad():
+        vectors, present = model.encode(batch)
+        image = names.index("image")
+        keep = torch.ones(len(names), dtype=torch.bool)
+        keep[image] = False
+        without = model.fuse(vectors, present & keep).logits[:, 0]
+        full = model(batch).logits[:, 0]
+    loo = {r["modality"]: r for r in summary["table"] if r["method"] == "loo"}
+    expected_drop = float(auc(full, batch.labels["clicked"]) - auc(without, batch.labels["clicked"]))
+    assert loo["image"]["delta"] == pytest.approx(expected_drop, abs=1e-9)
+    assert all(r["low"] <= r["delta"] <= r["high"] for r in summary["table"] if r["method"] != "maxpool")
+    wins = [r["value"] for r in summary["table"] if r["method"] == "maxpool"]
+    assert sum(wins) == pytest.approx(1.0)
+    assert set(summary["spearman_vs_truth"]) == {"loo", "only", "permute", "shapley", "maxpool"}
+    # per-row Shapley: contributions add up to the row's score minus the empty-set score
+    per_row = pq.read_table(tmp_path / "abl" / "per_row_shapley.parquet").to_pandas()
+    contributions = per_row[[f"shapley_{n}" for n in names]].to_numpy().sum(axis=1)
+    np.testing.assert_allclose(contributions, per_row["score_all"] - per_row["score_none"], atol=1e-6)
+    np.testing.assert_allclose(per_row["score_all"], full.numpy(), atol=1e-5)
+    assert per_row["id"].tolist() == table.column("item_id").to_pylist()
+    # a row without a modality gets exactly zero from it
+    absent = ~present[:, image].numpy()
+    assert absent.any() and np.abs(per_row["shapley_image"].to_numpy()[absent]).max() < 1e-6
+    files = summary["files"]
+    assert open(files["chart"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "| image |" in open(files["table_markdown"]).read()
+    assert json.loads(open(files["table_json"]).read())["rows"] == 600
+    assert pq.read_table(files["table_parquet"]).num_rows == 5 * len(names)
+
+
+def test_cli_errors_are_one_line(maxpool_checkpoint, demo_data, tmp_path, capsys):
+    base = ["ablate", "--model", maxpool_checkpoint["dir"], "--input", str(demo_data / "valid"), "--out", str(tmp_path / "a")]
+    assert main(base + ["--methods", "loo,guess"]) == 2
+    assert "unknown methods ['guess']" in capsys.readouterr().err
+    assert main(base + ["--label", "nope", "--methods", "loo"]) == 2
+    err = capsys.readouterr().err
+    assert "column 'nope'" in err and "Traceback" not in err
+
+
+def test_maxpool_needs_a_max_pool_head(demo_data, tmp_path, capsys):
+    spec = FeatureSpec.fit(load_schema(demo_data / "schema.toml"), demo_data / "train", validate=False)
+    config = {"dim": 16, "layers": 1, "heads": 2, "fusion": "transformer"}
+    save_checkpoint(tmp_path, TrainState(build_model(spec.model_inputs(), **config).state_dict(), {}, {}, 0, 0), spec, {}, config)
+    assert main(["ablate", "--model", str(tmp_path), "--input", str(demo_data / "valid"), "--methods", "maxpool", "--label", "clicked"]) == 2
+    assert "maxpool needs a DeepSet fusion head with max pooling" in capsys.readouterr().err
