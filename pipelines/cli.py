@@ -179,8 +179,6 @@ def _run_ablate(args) -> dict:
     summary = run_ablate(cfg, progress=not args.json)
     if not args.json:
         print(markdown_table(summary))
-        if summary.get("spearman_vs_truth"):
-            print("Spearman vs planted contributions: " + ", ".join(f"{k} {v:+.2f}" for k, v in summary["spearman_vs_truth"].items()))
         print(f"written: {', '.join(summary['files'].values())}")
         if summary["mlflow"]:
             print(f"logged to MLflow run {summary['mlflow']['run_id']} under ablation/")
