@@ -14,7 +14,7 @@ fusion head (``model.fuse``). Every evaluation below reruns the head alone.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional
+from typing import Iterable
 
 import torch
 from torch import Tensor
@@ -159,16 +159,6 @@ def percentile_interval(values: Tensor, level: float = 0.95) -> tuple[Tensor, Te
     alpha = (1 - level) / 2
     clean = values.double()
     return torch.nanquantile(clean, alpha, dim=0), torch.nanquantile(clean, 1 - alpha, dim=0)
-
-
-def resample(metric, logits: Tensor, target: Tensor, indices: Optional[Tensor]) -> Tensor:
-    """``metric`` of every bootstrap sample: logits (..., N, K) -> (B, ...)."""
-    if indices is None:
-        return metric(logits, target)
-    out = []
-    for idx in indices:  # (N,)
-        out.append(metric(logits[..., idx, :], target[idx]))
-    return torch.stack(out)
 
 
 def spearman(a, b) -> float:

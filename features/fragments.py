@@ -105,38 +105,53 @@ def _row_groups_of(parquet, start: int, stop: int) -> tuple[List[int], int]:
 def read_fragment(fragment: Fragment, columns: List[str], read_rows: int) -> Iterator[tuple[int, pa.Table]]:
     """Decode ``columns`` of the fragment's rows in tables of at most ``read_rows`` rows.
 
-    pyarrow decodes the overlapping row groups; on a null ``fixed_size_list`` row, which pyarrow
-    before 26 cannot read (apache/arrow GH-35692), polars decodes the rest of the range.
-
     Yields:
         ``(row_base, table)``: the file-relative row of the table's first row, and the rows.
 
     Raises:
         FeatureError: naming the file when it cannot be read or decoded.
     """
-    if fragment.rows == 0:
-        return
     parquet = open_parquet(fragment.path, pre_buffer=False)
-    groups, row = _row_groups_of(parquet, fragment.start, fragment.stop)
-    done = fragment.start  # next file row to yield
+    yield from decode_rows(parquet, fragment.path, columns, fragment.start, fragment.stop, read_rows)
+
+
+def decode_rows(parquet, path: str, columns: List[str], start: int, stop: int, read_rows: int) -> Iterator[tuple[int, pa.Table]]:
+    """Decode ``columns`` of rows ``[start, stop)`` of an opened file, at most ``read_rows`` a table.
+
+    pyarrow decodes the overlapping row groups; on a null ``fixed_size_list`` row, which pyarrow
+    before 26 cannot read (apache/arrow GH-35692), polars decodes the rest of the range.
+
+    Args:
+        parquet: the file opened with ``open_parquet(path, pre_buffer=False)``.
+
+    Yields:
+        ``(row_base, table)``: the file-relative row of the table's first row, and the rows.
+
+    Raises:
+        FeatureError: naming the file when it cannot be decoded.
+    """
+    if stop <= start:
+        return
+    groups, row = _row_groups_of(parquet, start, stop)
+    done = start  # next file row to yield
     try:
         for record_batch in parquet.iter_batches(batch_size=read_rows, row_groups=groups, columns=columns):
             begin, end = row, row + record_batch.num_rows
             row = end
-            lo, hi = max(begin, done), min(end, fragment.stop)
+            lo, hi = max(begin, done), min(end, stop)
             if hi > lo:
                 yield lo, pa.Table.from_batches([record_batch.slice(lo - begin, hi - lo)])
                 done = hi
-            if done >= fragment.stop:
+            if done >= stop:
                 return
         return
     except pa.ArrowInvalid as err:
         if "Expected all lists to be of size" not in str(err):
-            raise FeatureError(f"cannot decode Parquet data: {err}", file=fragment.path) from None
+            raise FeatureError(f"cannot decode Parquet data: {err}", file=path) from None
     try:
-        lazy = pl.scan_parquet(fragment.path).slice(done, fragment.stop - done).select(columns)
+        lazy = pl.scan_parquet(path).slice(done, stop - done).select(columns)
         for frame in lazy.collect_batches(chunk_size=read_rows):
             yield done, frame.to_arrow()
             done += frame.height
     except pl.exceptions.PolarsError as err:
-        raise FeatureError(f"cannot decode Parquet data: {err}".splitlines()[0], file=fragment.path) from None
+        raise FeatureError(f"cannot decode Parquet data: {err}".splitlines()[0], file=path) from None

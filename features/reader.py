@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 from tqdm.auto import tqdm
 
 from deepsets.batch import FeatureBatch
 from features.errors import FeatureError
-from features.files import Paths, check_columns, open_parquet, resolve_inputs
+from features.files import Paths, open_parquet, resolve_inputs
+from features.fragments import decode_rows
 from features.kinds.base import ModalityCounts
 from features.prefetch import prefetch
 
@@ -88,9 +88,7 @@ class ParquetBatchReader:
         rng = np.random.default_rng(self.shuffle_seed) if self.shuffle_seed is not None else None
         files = [self.files[i] for i in rng.permutation(len(self.files))] if rng is not None else self.files
         for path in files:
-            parquet = open_parquet(path, pre_buffer=False)
-            check_columns(path, parquet.schema_arrow, self.spec.schema.modality, extra)
-            self.spec.check_id_types(path, parquet.schema_arrow)
+            parquet = self.spec.open_checked(path, extra, pre_buffer=False)
             row_base = 0
             for table in decode_batches(path, columns, self.read_rows, parquet):
                 order = rng.permutation(table.num_rows) if rng is not None else None
@@ -139,10 +137,8 @@ class ParquetBatchReader:
 
 
 def decode_batches(path: str, columns: List[str], read_rows: int, parquet=None) -> Iterator[pa.Table]:
-    """Decode ``columns`` of one Parquet file into Arrow tables of at most ``read_rows`` rows.
-
-    pyarrow decodes; if it meets a ``fixed_size_list`` row that is null, which pyarrow before
-    26 cannot read (apache/arrow GH-35692), polars decodes the rest of the file.
+    """Decode ``columns`` of one whole Parquet file into Arrow tables of at most ``read_rows``
+    rows (:func:`features.fragments.decode_rows` over every row, with its polars fallback).
 
     Args:
         parquet: the file already opened (with ``pre_buffer=False``), to avoid opening it twice.
@@ -150,21 +146,9 @@ def decode_batches(path: str, columns: List[str], read_rows: int, parquet=None) 
     Raises:
         FeatureError: naming the file when it cannot be decoded.
     """
-    done = 0
     parquet = parquet or open_parquet(path, pre_buffer=False)
-    try:
-        for record_batch in parquet.iter_batches(batch_size=read_rows, columns=columns):
-            done += record_batch.num_rows
-            yield pa.Table.from_batches([record_batch])
-        return
-    except pa.ArrowInvalid as err:
-        if "Expected all lists to be of size" not in str(err):
-            raise FeatureError(f"cannot decode Parquet data: {err}", file=path) from None
-    try:
-        for frame in pl.scan_parquet(path).slice(done).select(columns).collect_batches(chunk_size=read_rows):
-            yield frame.to_arrow()
-    except pl.exceptions.PolarsError as err:
-        raise FeatureError(f"cannot decode Parquet data: {err}".splitlines()[0], file=path) from None
+    for _, table in decode_rows(parquet, path, columns, 0, parquet.metadata.num_rows, read_rows):
+        yield table
 
 
 def read_batches(spec, paths: Paths, batch_size: int = 512, **kwargs) -> Iterator[FeatureBatch]:

@@ -128,6 +128,18 @@ class FeatureSpec:
                     f"expected {self.fitted[m.name].id_type} ids (as in the training data), found {t}", file=path, column=m.source_column
                 )
 
+    def open_checked(self, path: str, extra_columns: Sequence[str] = (), pre_buffer: bool = True):
+        """Open a Parquet file that must hold every modality column (and ``extra_columns``)
+        with an accepted type and the trained id types; returns the ``pq.ParquetFile``.
+
+        Raises:
+            FeatureError: naming the file (and column) that is wrong.
+        """
+        parquet = open_parquet(path, pre_buffer=pre_buffer)
+        check_columns(path, parquet.schema_arrow, self.schema.modality, extra_columns)
+        self.check_id_types(path, parquet.schema_arrow)
+        return parquet
+
     def stats(self) -> Dict[str, dict]:
         return {name: dict(self.fitted[name].stats) for name in self.names}
 

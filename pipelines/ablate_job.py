@@ -20,13 +20,14 @@ from typing import List, Optional
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
 
 from deepsets import ablation as ab
 from features.errors import FeatureError
 from features.reader import ParquetBatchReader
 from pipelines.ablate_report import log_to_mlflow, write_outputs
+from pipelines.config import parse_options
 from pipelines.model_source import ModelSource, load_model_source
 
 METHODS = ("loo", "only", "permute", "shapley", "maxpool")
@@ -59,12 +60,12 @@ class AblateConfig(BaseModel):
 
 
 def parse_ablate_config(**values) -> AblateConfig:
-    """Raises: ValueError, one line per bad field."""
-    try:
-        return AblateConfig(**values)
-    except ValidationError as err:
-        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
-        raise ValueError("bad ablate options: " + "; ".join(problems)) from None
+    """:class:`AblateConfig` from keyword values.
+
+    Raises:
+        ValueError: naming every bad field, on one line.
+    """
+    return parse_options(AblateConfig, "ablate", values)
 
 
 def _read(source: ModelSource, model, cfg: AblateConfig, label: str, progress: bool):
@@ -157,12 +158,11 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
         return torch.stack([metric_at(scores, idx) for idx in boot]) if boot is not None else None
 
     full_boot = boot_metric(full_scores)  # (B, 1)
-    steps = [m for m in cfg.methods]
-    bar = tqdm(total=len(steps), desc="methods", unit="method", disable=None if progress else True)
+    bar = tqdm(total=len(cfg.methods), desc="methods", unit="method", disable=None if progress else True)
     empty_mask = torch.zeros(1, num, dtype=torch.bool)
     empty_scores = ab.subset_scores(model, vectors, present, empty_mask)  # (1, N, K)
     empty_value = float(metric(empty_scores)[0])
-    for method in steps:
+    for method in cfg.methods:
         if method == "loo":
             masks = ~torch.eye(num, dtype=torch.bool)  # (M, M): all but m
             scores = ab.subset_scores(model, vectors, present, masks)  # (M, N, K)

@@ -117,10 +117,15 @@ def _run_train(args) -> dict:
     return summary
 
 
+def _add_model_and_input(p, input_help: str) -> None:
+    """The two arguments every job that runs a trained model takes."""
+    p.add_argument("--model", required=True, help="MLflow model URI (runs:/..., models:/...) or a checkpoint directory")
+    p.add_argument("--input", required=True, nargs="+", help=input_help)
+
+
 def _add_embed(sub) -> None:
     p = sub.add_parser("embed", help="embed Parquet rows with a trained model on Ray Data (exactly once, resumable)")
-    p.add_argument("--model", required=True, help="MLflow model URI (runs:/..., models:/...) or a checkpoint directory")
-    p.add_argument("--input", required=True, nargs="+", help="Parquet files, directories or globs")
+    _add_model_and_input(p, "Parquet files, directories or globs")
     p.add_argument("--output", required=True, help="output directory (embeddings/, rejects/, _manifest.json)")
     p.add_argument("--batch-size", type=int, default=1024, help="rows per forward pass (default 1024)")
     p.add_argument("--workers", type=int, default=1, help="actors, each with its own copy of the model (default 1)")
@@ -152,8 +157,7 @@ def _run_embed(args) -> dict:
 
 def _add_ablate(sub) -> None:
     p = sub.add_parser("ablate", help="per-modality contributions: leave-one-out, only-one, permutation, exact Shapley, max-pool wins")
-    p.add_argument("--model", required=True, help="MLflow model URI (runs:/..., models:/...) or a checkpoint directory")
-    p.add_argument("--input", required=True, nargs="+", help="labelled Parquet files, directories or globs (e.g. the validation split)")
+    _add_model_and_input(p, "labelled Parquet files, directories or globs (e.g. the validation split)")
     p.add_argument("--methods", default="loo,only,permute,shapley", help="comma-separated: loo, only, permute, shapley, maxpool (default: the first four)")
     p.add_argument("--label", default=None, help="label column (default: the one the model was trained on, when the model says)")
     p.add_argument("--per-row", action="store_true", help="also write per-row Shapley contributions to the score (binary/regression)")

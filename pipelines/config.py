@@ -724,3 +724,16 @@ def _dump_toml(doc: dict) -> str:
                 lines.extend(f"{k} = {_toml_value(v)}" for k, v in item.items())
                 lines.append("")
     return "\n".join(lines)
+
+
+def parse_options(cls: type[BaseModel], what: str, values: Mapping[str, Any]) -> BaseModel:
+    """``cls(**values)`` for a command's options (``deepsets embed``, ``deepsets ablate``).
+
+    Raises:
+        ValueError: ``bad <what> options: field: problem; ...``, every bad field on one line.
+    """
+    try:
+        return cls(**values)
+    except ValidationError as err:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
+        raise ValueError(f"bad {what} options: " + "; ".join(problems)) from None

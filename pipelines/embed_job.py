@@ -33,12 +33,13 @@ from typing import List, Optional
 
 import polars as pl
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from features.errors import FeatureError
-from features.files import check_columns, open_parquet, resolve_inputs
+from features.files import resolve_inputs
 from features.fragments import Fragment, plan_fragments
+from pipelines.config import parse_options
 from pipelines.embed_worker import EMBEDDINGS, REJECT_COLUMN, REJECT_REASON, REJECTS, RESERVED
 from pipelines.model_source import ModelSource, load_model_source
 
@@ -71,11 +72,7 @@ def parse_embed_config(**values) -> EmbedConfig:
     Raises:
         ValueError: one line per bad field.
     """
-    try:
-        cfg = EmbedConfig(**values)
-    except ValidationError as err:
-        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
-        raise ValueError("bad embed options: " + "; ".join(problems)) from None
+    cfg = parse_options(EmbedConfig, "embed", values)
     if cfg.resume and cfg.overwrite:
         raise ValueError("--resume and --overwrite exclude each other (continue the job, or start it again)")
     return cfg
@@ -96,9 +93,7 @@ def check_inputs(files: List[str], source: ModelSource, out: Path) -> List[dict]
     for path in files:
         if Path(path).absolute().is_relative_to(out):
             raise FeatureError("input file lies inside the output directory; choose an --output outside the inputs", file=path)
-        parquet = open_parquet(path)
-        check_columns(path, parquet.schema_arrow, spec.schema.modality, [id_column] if id_column else [])
-        spec.check_id_types(path, parquet.schema_arrow)
+        parquet = spec.open_checked(path, [id_column] if id_column else [])
         described.append({"path": path, "rows": parquet.metadata.num_rows, "bytes": os.path.getsize(path)})
     return described
 
@@ -238,9 +233,10 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
     started = time.perf_counter()
     say = print if progress else (lambda *a: None)
     source = load_model_source(cfg.model)
-    model = source.build()
-    if cfg.with_modalities and not hasattr(model, "encode"):
-        raise ValueError(f"--with-modalities needs a set-fusion model; {cfg.model} is a {type(model).__name__} (no per-modality vectors)")
+    if cfg.with_modalities:
+        model = source.build()
+        if not hasattr(model, "encode"):
+            raise ValueError(f"--with-modalities needs a set-fusion model; {cfg.model} is a {type(model).__name__} (no per-modality vectors)")
     out = Path(cfg.output).absolute()
     files = [str(Path(f).absolute()) for f in resolve_inputs(cfg.inputs)]
     inputs = check_inputs(files, source, out)

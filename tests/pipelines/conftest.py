@@ -27,3 +27,13 @@ def demo_data(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("data") / "recsys6"
     make_demo_data(data_dir, rows=3600, seed=0, progress=False)
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def demo_spec(demo_data):
+    """The feature spec fitted once on ``demo_data/train``."""
+    from features.schema import load_schema
+    from features.spec import FeatureSpec
+
+    return FeatureSpec.fit(load_schema(demo_data / "schema.toml"), demo_data / "train", validate=False)
+

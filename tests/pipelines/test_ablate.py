@@ -8,24 +8,18 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from deepsets.builders import build_model
-from features.schema import load_schema
-from features.spec import FeatureSpec
+from tests.pipelines.saved_models import save_model
 from pipelines.ablate_job import parse_ablate_config, run_ablate
-from pipelines.checkpoint import TrainState, save_checkpoint
 from pipelines.cli import main
 
 MAXPOOL = {"dim": 16, "layers": 1, "heads": 2, "ff_dim": 32, "fusion": "deepset", "fusion_pooling": "max"}
 
 
 @pytest.fixture(scope="module")
-def maxpool_checkpoint(demo_data, tmp_path_factory):
-    spec = FeatureSpec.fit(load_schema(demo_data / "schema.toml"), demo_data / "train", validate=False)
-    torch.manual_seed(1)
-    model = build_model(spec.model_inputs(), **MAXPOOL).eval()
+def maxpool_checkpoint(demo_spec, tmp_path_factory):
     directory = tmp_path_factory.mktemp("maxpool")
-    save_checkpoint(directory, TrainState(model.state_dict(), {}, {}, 0, 0), spec, {"data": {"label_columns": ["clicked"]}}, MAXPOOL)
-    return {"dir": str(directory), "model": model, "spec": spec}
+    model = save_model(directory, demo_spec, MAXPOOL, seed=1, run_config={"data": {"label_columns": ["clicked"]}})
+    return {"dir": str(directory), "model": model, "spec": demo_spec}
 
 
 def test_every_method_with_intervals_per_row_and_files(maxpool_checkpoint, demo_data, tmp_path):
@@ -81,9 +75,7 @@ def test_cli_errors_are_one_line(maxpool_checkpoint, demo_data, tmp_path, capsys
     assert "column 'nope'" in err and "Traceback" not in err
 
 
-def test_maxpool_needs_a_max_pool_head(demo_data, tmp_path, capsys):
-    spec = FeatureSpec.fit(load_schema(demo_data / "schema.toml"), demo_data / "train", validate=False)
-    config = {"dim": 16, "layers": 1, "heads": 2, "fusion": "transformer"}
-    save_checkpoint(tmp_path, TrainState(build_model(spec.model_inputs(), **config).state_dict(), {}, {}, 0, 0), spec, {}, config)
+def test_maxpool_needs_a_max_pool_head(demo_spec, demo_data, tmp_path, capsys):
+    save_model(tmp_path, demo_spec, {"dim": 16, "layers": 1, "heads": 2, "fusion": "transformer"}, seed=0)
     assert main(["ablate", "--model", str(tmp_path), "--input", str(demo_data / "valid"), "--methods", "maxpool", "--label", "clicked"]) == 2
     assert "maxpool needs a DeepSet fusion head with max pooling" in capsys.readouterr().err

@@ -15,11 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from deepsets.builders import build_model
+from tests.pipelines.saved_models import save_model
 from features.errors import FeatureError
-from features.spec import FeatureSpec
-from features.schema import load_schema
-from pipelines.checkpoint import TrainState, save_checkpoint
 from pipelines.cli import main
 from pipelines.embed_job import parse_embed_config, run_embed
 
@@ -27,14 +24,11 @@ MODEL_CONFIG = {"dim": 16, "layers": 1, "heads": 2, "ff_dim": 32, "fusion": "tra
 
 
 @pytest.fixture(scope="module")
-def checkpoint(demo_data, tmp_path_factory):
+def checkpoint(demo_spec, tmp_path_factory):
     """An (untrained, seeded) model saved as a training checkpoint directory."""
-    spec = FeatureSpec.fit(load_schema(demo_data / "schema.toml"), demo_data / "train", validate=False)
-    torch.manual_seed(0)
-    model = build_model(spec.model_inputs(), **MODEL_CONFIG).eval()
     directory = tmp_path_factory.mktemp("ckpt")
-    save_checkpoint(directory, TrainState(model.state_dict(), {}, {}, 3, 42), spec, {}, MODEL_CONFIG)
-    return {"dir": str(directory), "model": model, "spec": spec}
+    model = save_model(directory, demo_spec, MODEL_CONFIG, seed=0)
+    return {"dir": str(directory), "model": model, "spec": demo_spec}
 
 
 def embed(checkpoint, inputs, output, **options):

@@ -1,0 +1,17 @@
+"""Saving small untrained models as checkpoints, for the job tests."""
+
+from __future__ import annotations
+
+
+def save_model(directory, spec, model_config: dict, seed: int, run_config: dict | None = None):
+    """A seeded, untrained model saved as a training checkpoint directory; returns the model
+    (eval mode). ``run_config`` is the checkpoint's ``config.json`` (label columns, ...)."""
+    import torch
+
+    from deepsets.builders import build_model
+    from pipelines.checkpoint import TrainState, save_checkpoint
+
+    torch.manual_seed(seed)
+    model = build_model(spec.model_inputs(), **model_config).eval()
+    save_checkpoint(directory, TrainState(model.state_dict(), {}, {}, 3, 42), spec, run_config or {}, model_config)
+    return model
