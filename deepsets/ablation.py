@@ -63,24 +63,35 @@ def encode_all(model, batches: Iterable) -> tuple[Tensor, Tensor]:
 
 
 @torch.inference_mode()
-def subset_scores(model, vectors: Tensor, present: Tensor, masks: Tensor, batch_rows: int = 8192) -> Tensor:
+def subset_scores(model, vectors: Tensor, present: Tensor, masks: Tensor, batch_rows: int = 32768) -> Tensor:
     """The model's logits with only each subset's modalities kept: ``(S, N, K)``.
+
+    Several subsets are fused in one call (up to ``batch_rows`` (row, subset) pairs), so a
+    cheap head is not dominated by per-call overhead.
 
     Args:
         model: a set-fusion model (``fuse(vectors, present)``).
         vectors: (N, M, D) cached modality vectors.
         present: (N, M) presence of each row.
         masks: (S, M) subsets to keep.
-        batch_rows: rows fused per call.
+        batch_rows: (row, subset) pairs fused per call.
     """
+    n, m, d = vectors.shape
+    rows = min(n, batch_rows)
+    per_call = max(1, batch_rows // rows)  # subsets per call
     out = []
-    for keep in masks:  # (M,)
+    for start in range(0, n, rows):
+        v, p = vectors[start:start + rows], present[start:start + rows]  # (b, M, D), (b, M)
+        b = v.shape[0]
         parts = []
-        for start in range(0, vectors.shape[0], batch_rows):
-            v, p = vectors[start:start + batch_rows], present[start:start + batch_rows]  # (b, M, D), (b, M)
-            parts.append(model.fuse(v, p & keep).logits.float())  # (b, K)
-        out.append(torch.cat(parts))
-    return torch.stack(out)  # (S, N, K)
+        for first in range(0, masks.shape[0], per_call):
+            keep = masks[first:first + per_call]  # (k, M)
+            k = keep.shape[0]
+            stacked = v.unsqueeze(0).expand(k, b, m, d).reshape(k * b, m, d)  # (k*b, M, D)
+            kept = (p.unsqueeze(0) & keep.unsqueeze(1)).reshape(k * b, m)  # (k*b, M)
+            parts.append(model.fuse(stacked, kept).logits.float().view(k, b, -1))  # (k, b, K)
+        out.append(torch.cat(parts))  # (S, b, K)
+    return torch.cat(out, dim=1)  # (S, N, K)
 
 
 def auc(scores: Tensor, labels: Tensor) -> Tensor:

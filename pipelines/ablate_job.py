@@ -49,6 +49,7 @@ class AblateConfig(BaseModel):
     batch_size: int = Field(1024, ge=1)
     log_mlflow: bool = True
     truth: Optional[str] = Field(None, description="a truth.json with planted contributions (the reference workload)")
+    retrain: bool = Field(False, description="also retrain without each modality (Ray tasks, nested MLflow runs)")
 
     @field_validator("methods")
     @classmethod
@@ -128,6 +129,8 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
                          f"{' (' + head.pooling + ' pooling)' if hasattr(head, 'pooling') else ''}")
     if cfg.per_row and task not in ("binary", "regression"):
         raise ValueError(f"--per-row needs a single-score task (binary or regression); this model's task is {task}")
+    if cfg.retrain and not source.run_config:
+        raise ValueError(f"--retrain needs the model's training config; {cfg.model} has none (train it with `deepsets train`)")
     label = cfg.label or (source.label_columns[0] if source.label_columns else None)
     if not label:
         raise ValueError("no label column: pass --label COLUMN (the model does not say which column it was trained on)")
@@ -209,13 +212,23 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
     bar.close()
     if cfg.per_row and "per_row" not in extra:
         raise ValueError("--per-row needs the shapley method")
+    methods = list(cfg.methods)
+    if cfg.retrain:
+        from pipelines.ablate_retrain import retrain_table
+
+        retrained, extra["retrain"] = retrain_table(source, cfg.inputs, label, target, task, Path(cfg.out).absolute() / "retrain",
+                                                    boot, cfg.batch_size, progress)
+        table.extend(retrained)
+        methods.append("retrain")
     summary = {
         "rows": rows, "modalities": names, "task": task, "label": label, "metric": extra["metric"],
-        "full": full_value, "empty": empty_value, "methods": list(cfg.methods), "bootstrap": cfg.bootstrap,
+        "full": full_value, "empty": empty_value, "methods": methods, "bootstrap": cfg.bootstrap,
         "table": table, "model_uri": source.uri, "model_version": source.version,
     }
+    if "retrain" in extra:
+        summary["retrain"] = extra["retrain"]
     if cfg.truth:
-        summary["spearman_vs_truth"] = compare_with_truth(cfg.truth, table, cfg.methods)
+        summary["spearman_vs_truth"] = compare_with_truth(cfg.truth, table, methods)
     if "shapley_efficiency" in extra:
         summary["shapley_efficiency"] = extra["shapley_efficiency"]
     out = Path(cfg.out).absolute()

@@ -17,6 +17,7 @@ TITLES = {
     "permute": "permutation: metric drop when shuffled",
     "shapley": "Shapley value (metric)",
     "maxpool": "max-pool: share of dimensions won",
+    "retrain": "retrained without it: metric drop",
 }
 
 

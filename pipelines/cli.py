@@ -166,6 +166,7 @@ def _add_ablate(sub) -> None:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--out", default="ablation", help="output directory (default: ablation)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log the results to the model's MLflow run")
+    p.add_argument("--retrain", action="store_true", help="also train a new model without each modality (parallel Ray tasks, MLflow runs nested under one parent)")
     p.add_argument("--truth", default=None, help="truth.json of the reference workload: report Spearman vs the planted contributions")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_run_ablate)
@@ -178,7 +179,7 @@ def _run_ablate(args) -> dict:
     cfg = parse_ablate_config(
         model=args.model, inputs=args.input, out=args.out, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
         label=args.label, per_row=args.per_row, bootstrap=args.bootstrap, seed=args.seed, batch_size=args.batch_size,
-        log_mlflow=not args.no_mlflow, truth=args.truth,
+        log_mlflow=not args.no_mlflow, truth=args.truth, retrain=args.retrain,
     )
     summary = run_ablate(cfg, progress=not args.json)
     if not args.json:

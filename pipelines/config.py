@@ -215,6 +215,7 @@ class TrackingConfig(BaseModel):
     experiment: _Text = "deepsets"
     run_name: str = ""  # also a directory name under storage_path
     storage_path: _Text = "ray_results"
+    parent_run_id: str = ""  # nest the MLflow run under this one (ablation retrains)
 
     @field_validator("run_name")
     @classmethod

@@ -35,6 +35,7 @@ class ModelSource:
         model_config: ``build_model`` keyword arguments.
         label_columns: the label columns the model was trained on, when known.
         run_id: the MLflow run that logged the model (None for checkpoint directories).
+        run_config: the training run config (``RunConfig.as_dict()``), when known.
     """
 
     uri: str
@@ -44,6 +45,7 @@ class ModelSource:
     model_config: Dict[str, Any]
     label_columns: List[str] = field(default_factory=list)
     run_id: Optional[str] = None
+    run_config: Optional[Dict[str, Any]] = None
 
     @property
     def weights_sha256(self) -> str:
@@ -60,12 +62,12 @@ class ModelSource:
         """Plain values to rebuild this source in another process (:meth:`from_payload`)."""
         return {"uri": self.uri, "version": self.version, "weights": self.weights,
                 "spec": self.spec.to_dict(), "model_config": self.model_config,
-                "label_columns": self.label_columns, "run_id": self.run_id}
+                "label_columns": self.label_columns, "run_id": self.run_id, "run_config": self.run_config}
 
     @classmethod
     def from_payload(cls, payload: Dict[str, Any]) -> "ModelSource":
         return cls(payload["uri"], payload["version"], payload["weights"], FeatureSpec.from_dict(payload["spec"]),
-                   payload["model_config"], payload["label_columns"], payload["run_id"])
+                   payload["model_config"], payload["label_columns"], payload["run_id"], payload["run_config"])
 
 
 def _to_bytes(state_dict: Dict[str, torch.Tensor]) -> bytes:
@@ -74,8 +76,8 @@ def _to_bytes(state_dict: Dict[str, torch.Tensor]) -> bytes:
     return buffer.getvalue()
 
 
-def _mlflow_details(uri: str) -> tuple[str, Optional[str], List[str]]:
-    """(version text, run id, label columns of the run's config.toml), as far as known."""
+def _mlflow_details(uri: str) -> tuple[str, Optional[str], Optional[Dict[str, Any]]]:
+    """(version text, run id, the run's config.toml as a dict), as far as known."""
     import tomllib
 
     import mlflow.artifacts
@@ -84,18 +86,17 @@ def _mlflow_details(uri: str) -> tuple[str, Optional[str], List[str]]:
     try:
         info = mlflow.models.get_model_info(uri)
     except Exception:  # noqa: BLE001 - informative only; the load reports real problems
-        return "", None, []
+        return "", None, None
     parts = [f"model_id={info.model_id}" if getattr(info, "model_id", None) else "",
              f"registered_version={info.registered_model_version}" if info.registered_model_version else "",
              f"run_id={info.run_id}" if info.run_id else ""]
-    labels: List[str] = []
+    config = None
     if info.run_id:
         try:
-            text = mlflow.artifacts.load_text(f"runs:/{info.run_id}/config.toml")
-            labels = list(tomllib.loads(text).get("data", {}).get("label_columns", []))
+            config = tomllib.loads(mlflow.artifacts.load_text(f"runs:/{info.run_id}/config.toml"))
         except Exception:  # noqa: BLE001 - a model logged outside `deepsets train` has no config
-            labels = []
-    return " ".join(p for p in parts if p), info.run_id, labels
+            config = None
+    return " ".join(p for p in parts if p), info.run_id, config
 
 
 def load_model_source(uri: str) -> ModelSource:
@@ -114,7 +115,8 @@ def load_model_source(uri: str) -> ModelSource:
 
         state, spec, config, model_config = load_checkpoint(local)
         labels = list((config.get("data") or {}).get("label_columns") or [])
-        return ModelSource(uri, f"checkpoint epoch={state.epoch} step={state.step}", _to_bytes(state.model), spec, model_config, labels)
+        return ModelSource(uri, f"checkpoint epoch={state.epoch} step={state.step}", _to_bytes(state.model), spec, model_config,
+                           labels, None, config or None)
     if local.exists() and not (local / "MLmodel").exists():
         raise ValueError(f"{uri}: neither a deepsets checkpoint directory (state.pt, spec.json, ...) nor an MLflow model directory (MLmodel)")
     if "://" not in uri and ":/" not in uri and not local.exists():
@@ -129,5 +131,6 @@ def load_model_source(uri: str) -> ModelSource:
     except (MlflowException, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"cannot load model '{uri}' (tracking URI {mlflow.get_tracking_uri()}): {first}") from None
-    version, run_id, labels = _mlflow_details(uri)
-    return ModelSource(uri, version, _to_bytes(model.state_dict()), spec, model_config, labels, run_id)
+    version, run_id, config = _mlflow_details(uri)
+    labels = list(((config or {}).get("data") or {}).get("label_columns") or [])
+    return ModelSource(uri, version, _to_bytes(model.state_dict()), spec, model_config, labels, run_id, config)

@@ -105,7 +105,10 @@ def open_mlflow_run(cfg: RunConfig, run_name: str, resume: bool, spec_path: Path
         found = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'", output_format="list")
         if found:
             return uri, found[0].info.run_id
-    run = mlflow.start_run(run_name=run_name, tags={RUN_NAME_TAG: run_name, "git_commit": git_commit()})
+    tags = {RUN_NAME_TAG: run_name, "git_commit": git_commit()}
+    if cfg.tracking.parent_run_id:
+        tags["mlflow.parentRunId"] = cfg.tracking.parent_run_id  # how MLflow nests runs
+    run = mlflow.start_run(run_name=run_name, tags=tags)
     mlflow.log_params(cfg.flat_params())
     mlflow.log_artifact(str(spec_path))
     mlflow.log_text(cfg.to_toml(), "config.toml")

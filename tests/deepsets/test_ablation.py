@@ -89,3 +89,18 @@ def test_max_pool_wins_are_shares():
 def test_spearman():
     assert ab.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
     assert ab.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("fusion", ["transformer", "deepset"])
+def test_subset_scores_equal_fusing_each_subset_alone_whatever_the_chunking(fusion):
+    from deepsets.builders import build_model
+    from tests.deepsets.random_batches import INFOS, random_batch
+
+    torch.manual_seed(0)
+    model = build_model(INFOS, dim=16, heads=2, fusion=fusion).eval()
+    vectors, present = ab.encode_all(model, [random_batch(40, seed=1), random_batch(13, seed=2)])
+    masks = ab.subset_masks(len(model.names))
+    with torch.no_grad():
+        expected = torch.stack([model.fuse(vectors, present & keep).logits for keep in masks])  # (S, N, K)
+    for batch_rows in (7, 53, 100_000):  # rows split, one subset a call, many subsets a call
+        torch.testing.assert_close(ab.subset_scores(model, vectors, present, masks, batch_rows=batch_rows), expected, atol=1e-5, rtol=1e-5)

@@ -79,3 +79,35 @@ def test_maxpool_needs_a_max_pool_head(demo_spec, demo_data, tmp_path, capsys):
     save_model(tmp_path, demo_spec, {"dim": 16, "layers": 1, "heads": 2, "fusion": "transformer"}, seed=0)
     assert main(["ablate", "--model", str(tmp_path), "--input", str(demo_data / "valid"), "--methods", "maxpool", "--label", "clicked"]) == 2
     assert "maxpool needs a DeepSet fusion head with max pooling" in capsys.readouterr().err
+
+
+def test_retrain_without_each_modality_runs_nested_mlflow_runs(ray_session, demo_spec, demo_data, tmp_path, monkeypatch):
+    import mlflow
+
+    from pipelines.config import default_demo_config
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    run_config = default_demo_config(demo_data, workers=1)
+    run_config = run_config.model_copy(update={"training": run_config.training.model_copy(update={"epochs": 1, "batch_size": 256})})
+    model_config = {"dim": 16, "layers": 1, "heads": 2, "fusion": "deepset", "fusion_pooling": "mean"}
+    (tmp_path / "ckpt").mkdir()
+    save_model(tmp_path / "ckpt", demo_spec, model_config, seed=0, run_config=run_config.as_dict())
+    cfg = parse_ablate_config(model=str(tmp_path / "ckpt"), inputs=[str(demo_data / "valid")], out=str(tmp_path / "abl"),
+                              methods=["loo"], retrain=True, bootstrap=20)
+    summary = run_ablate(cfg, progress=False)
+    retrained = {r["modality"]: r for r in summary["table"] if r["method"] == "retrain"}
+    assert set(retrained) == set(demo_spec.names) and summary["methods"] == ["loo", "retrain"]
+    info = summary["retrain"]
+    assert set(info["runs"]) == {"baseline", *demo_spec.names}
+    for name, row in retrained.items():
+        assert row["delta"] == pytest.approx(info["baseline"] - row["value"])
+        assert row["low"] <= row["delta"] <= row["high"]
+    client = mlflow.tracking.MlflowClient()
+    for name, run_id in info["runs"].items():
+        run = client.get_run(run_id)
+        assert run.data.tags["mlflow.parentRunId"] == info["parent_run_id"]
+        assert "valid_auc" in run.data.metrics
+        if name != "baseline":  # the retrained model really lacks that modality
+            (tmp_path / name).mkdir()
+            spec = json.loads(open(client.download_artifacts(run_id, "spec.json", str(tmp_path / name))).read())
+            assert name not in [m["name"] for m in spec["schema"]["modality"]]

@@ -1,0 +1,128 @@
+"""``deepsets ablate --retrain``: one new training run per removed modality, in parallel.
+
+Masking a modality in a trained model asks "how much does this model lean on it"; retraining
+without it asks "how much would we lose if we dropped it" (the other modalities may make up for
+it). Recipe:
+
+    plan    -- the model's own run config (from its checkpoint or its MLflow run's config.toml),
+               with ``data.spec`` set to the model's spec minus one modality; plus one baseline
+               run with every modality, so the drops compare like with like (same epochs, seeds);
+    train   -- every run is a Ray task calling :func:`pipelines.train.run_training`, so they run
+               side by side as far as the cluster's CPUs allow; each is its own MLflow run,
+               nested under one parent run (tag ``mlflow.parentRunId``);
+    compare -- each retrained model scores the ablation rows; the drop is baseline metric minus
+               retrained metric, with a paired bootstrap interval over the same resamples.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from deepsets import ablation as ab
+from features.reader import ParquetBatchReader
+from features.spec import FeatureSpec
+from pipelines.config import RunConfig, parse_run_config
+from pipelines.model_source import ModelSource, load_model_source
+
+BASELINE = "(none)"
+
+
+def spec_without(spec: FeatureSpec, name: str) -> FeatureSpec:
+    """The fitted spec with modality ``name`` left out (the rest unchanged: no refitting)."""
+    schema = spec.schema.model_copy(update={"modality": [m for m in spec.schema.modality if m.name != name]})
+    return FeatureSpec(schema, {k: v for k, v in spec.fitted.items() if k != name})
+
+
+def retrain_configs(source: ModelSource, out: Path, stamp: str, parent_run_id: str, tracking_uri: str) -> Dict[str, RunConfig]:
+    """Removed modality (``BASELINE`` for none) -> the run config that trains without it.
+    ``source.run_config`` must be set (``run_ablate`` checks that up front)."""
+    base = parse_run_config(source.run_config, f"{source.uri} config")
+    configs = {}
+    for removed in [BASELINE, *source.spec.names]:
+        spec = source.spec if removed == BASELINE else spec_without(source.spec, removed)
+        spec_path = out / f"spec-without-{'nothing' if removed == BASELINE else removed}.json"
+        spec.save(spec_path)
+        tag = "baseline" if removed == BASELINE else f"without-{removed}"
+        configs[removed] = base.model_copy(update={
+            "data": base.data.model_copy(update={"spec": str(spec_path)}),
+            "tracking": base.tracking.model_copy(update={
+                "run_name": f"{stamp}-{tag}", "storage_path": str(out / "ray_results"),
+                "mlflow_uri": tracking_uri, "parent_run_id": parent_run_id,
+            }),
+        })
+    return configs
+
+
+def _train_all(configs: Dict[str, RunConfig], progress: bool) -> Dict[str, dict]:
+    """Run every config as a Ray task; returns removed modality -> training summary."""
+    import ray
+
+    from pipelines.train import run_training
+
+    @ray.remote(num_cpus=0)  # the trainer inside reserves its workers' CPUs itself
+    def train(cfg_dict: dict) -> dict:
+        return run_training(parse_run_config(cfg_dict, "<retrain>"), progress=False)
+
+    pending = {train.remote(cfg.as_dict()): removed for removed, cfg in configs.items()}
+    done: Dict[str, dict] = {}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        removed = pending.pop(ready[0])
+        done[removed] = ray.get(ready[0])
+        if progress:
+            print(f"  retrained {'with every modality' if removed == BASELINE else 'without ' + removed}: "
+                  f"{done[removed]['seconds']} s, run {done[removed]['run_id']}")
+    return done
+
+
+def _scores(summary: dict, inputs: List[str], label: str, batch_size: int) -> torch.Tensor:
+    """The retrained model's logits on the ablation rows, in row order: ``(N, K)``."""
+    source = load_model_source(summary["checkpoint"])
+    model = source.build()
+    reader = ParquetBatchReader(source.spec, inputs, batch_size=batch_size, label_columns=[label])
+    with torch.inference_mode():
+        return torch.cat([model(batch).logits.float() for batch in reader])
+
+
+def retrain_table(source: ModelSource, inputs: List[str], label: str, target: torch.Tensor, task: str, out: Path,
+                  boot: Optional[torch.Tensor], batch_size: int, progress: bool) -> tuple[List[dict], dict]:
+    """Retrain without each modality and compare on the ablation rows.
+
+    Returns:
+        ``(rows, info)``: one table row per modality (method ``retrain``: value = the retrained
+        metric, delta = baseline minus it), and the parent run and each run's id.
+    """
+    import mlflow
+
+    from pipelines.ray_runtime import start_ray
+
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("ablate-%Y%m%d-%H%M%S")
+    tracking_uri = mlflow.get_tracking_uri()
+    experiment = parse_run_config(source.run_config, "<model config>").tracking.experiment if source.run_config else "deepsets"
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=f"{stamp}-retrain", tags={"deepsets.ablation_of": source.uri}) as parent:
+        parent_id = parent.info.run_id
+    configs = retrain_configs(source, out, stamp, parent_id, tracking_uri)
+    start_ray(None, os.cpu_count() or 2)
+    if progress:
+        print(f"retraining {len(configs)} runs (one without each modality, one baseline) as Ray tasks; parent MLflow run {parent_id}")
+    trained = _train_all(configs, progress)
+    metric = lambda logits, rows=None: ab.task_metric(task, logits if rows is None else logits[rows], target if rows is None else target[rows])  # noqa: E731
+    scores = {removed: _scores(summary, inputs, label, batch_size) for removed, summary in trained.items()}
+    base = scores[BASELINE]
+    base_value = float(metric(base))
+    rows = []
+    for removed in source.spec.names:
+        value = float(metric(scores[removed]))
+        samples = None if boot is None else torch.stack([metric(base, idx) - metric(scores[removed], idx) for idx in boot])
+        low, high = (float("nan"), float("nan")) if samples is None else map(float, ab.percentile_interval(samples))
+        rows.append({"method": "retrain", "modality": removed, "value": value, "delta": base_value - value, "low": low, "high": high})
+    info = {"parent_run_id": parent_id, "baseline": base_value,
+            "runs": {("baseline" if k == BASELINE else k): v["run_id"] for k, v in trained.items()}}
+    return rows, info
