@@ -63,7 +63,7 @@ def encode_all(model, batches: Iterable) -> tuple[Tensor, Tensor]:
 
 
 @torch.inference_mode()
-def subset_scores(model, vectors: Tensor, present: Tensor, masks: Tensor, batch_rows: int = 32768) -> Tensor:
+def subset_scores(model, vectors: Tensor, present: Tensor, masks: Tensor, batch_rows: int = 4096) -> Tensor:
     """The model's logits with only each subset's modalities kept: ``(S, N, K)``.
 
     Several subsets are fused in one call (up to ``batch_rows`` (row, subset) pairs), so a
@@ -92,6 +92,11 @@ def subset_scores(model, vectors: Tensor, present: Tensor, masks: Tensor, batch_
             parts.append(model.fuse(stacked, kept).logits.float().view(k, b, -1))  # (k, b, K)
         out.append(torch.cat(parts))  # (S, b, K)
     return torch.cat(out, dim=1)  # (S, N, K)
+
+
+def subset_index(masks: Tensor) -> Tensor:
+    """Row of each ``(S, M)`` subset in :func:`subset_masks` order: ``(S,)`` int64."""
+    return (masks.long() << torch.arange(masks.shape[1])).sum(dim=1)
 
 
 def auc(scores: Tensor, labels: Tensor) -> Tensor:

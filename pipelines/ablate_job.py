@@ -151,8 +151,17 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
         return ab.task_metric(task, logits[..., idx, :], target[idx])
 
     boot = ab.bootstrap_indices(rows, cfg.bootstrap, cfg.seed) if cfg.bootstrap else None
+    every_subset = None  # with Shapley, every subset is fused once and the other methods read from it
+    if "shapley" in cfg.methods:
+        every_subset = ab.subset_scores(model, vectors, present, ab.subset_masks(num))  # (2^M, N, K)
+
+    def scores_of(masks):  # (S, M) -> (S, N, K)
+        if every_subset is not None:
+            return every_subset[ab.subset_index(masks)]
+        return ab.subset_scores(model, vectors, present, masks)
+
     all_mask = torch.ones(1, num, dtype=torch.bool)
-    full_scores = ab.subset_scores(model, vectors, present, all_mask)  # (1, N, K)
+    full_scores = scores_of(all_mask)  # (1, N, K)
     full_value = float(metric(full_scores)[0])
     table: List[dict] = []
     extra: dict = {"metric": {"binary": "roc_auc", "multilabel": "macro_roc_auc", "multiclass": "accuracy", "regression": "neg_rmse"}[task]}
@@ -163,18 +172,16 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
     full_boot = boot_metric(full_scores)  # (B, 1)
     bar = tqdm(total=len(cfg.methods), desc="methods", unit="method", disable=None if progress else True)
     empty_mask = torch.zeros(1, num, dtype=torch.bool)
-    empty_scores = ab.subset_scores(model, vectors, present, empty_mask)  # (1, N, K)
+    empty_scores = scores_of(empty_mask)  # (1, N, K)
     empty_value = float(metric(empty_scores)[0])
     for method in cfg.methods:
         if method == "loo":
-            masks = ~torch.eye(num, dtype=torch.bool)  # (M, M): all but m
-            scores = ab.subset_scores(model, vectors, present, masks)  # (M, N, K)
+            scores = scores_of(~torch.eye(num, dtype=torch.bool))  # (M, N, K): all but m
             values, samples = metric(scores), boot_metric(scores)
             for m, name in enumerate(names):
                 table.append(_row("loo", name, values[m], full_value - values[m], None if samples is None else full_boot[:, 0] - samples[:, m]))
         elif method == "only":
-            masks = torch.eye(num, dtype=torch.bool)  # (M, M): just m
-            scores = ab.subset_scores(model, vectors, present, masks)
+            scores = scores_of(torch.eye(num, dtype=torch.bool))  # (M, N, K): just m
             values, samples = metric(scores), boot_metric(scores)
             empty_boot = boot_metric(empty_scores)
             for m, name in enumerate(names):
@@ -189,7 +196,7 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
         elif method == "shapley":
             masks = ab.subset_masks(num)  # (S, M)
             weights = ab.shapley_matrix(num)  # (M, S)
-            scores = ab.subset_scores(model, vectors, present, masks)  # (S, N, K)
+            scores = every_subset  # (S, N, K)
             values = metric(scores).double()  # (S,)
             phi = weights @ values  # (M,)
             samples = boot_metric(scores)  # (B, S)
