@@ -128,6 +128,18 @@ class FeatureSpec:
                     f"expected {self.fitted[m.name].id_type} ids (as in the training data), found {t}", file=path, column=m.source_column
                 )
 
+    def subset(self, names: Sequence[str]) -> "FeatureSpec":
+        """The same fitted spec restricted to the modalities ``names`` (nothing refitted).
+
+        Raises:
+            ValueError: for an unknown name or an empty selection.
+        """
+        unknown = sorted(set(names) - set(self.names))
+        if unknown or not names:
+            raise ValueError(f"cannot keep modalities {sorted(names)}: unknown {unknown}, spec has {self.names}")
+        schema = self.schema.model_copy(update={"modality": [m for m in self.schema.modality if m.name in names]})
+        return FeatureSpec(schema, {k: v for k, v in self.fitted.items() if k in names})
+
     def open_checked(self, path: str, extra_columns: Sequence[str] = (), pre_buffer: bool = True):
         """Open a Parquet file that must hold every modality column (and ``extra_columns``)
         with an accepted type and the trained id types; returns the ``pq.ParquetFile``.

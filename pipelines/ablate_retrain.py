@@ -25,17 +25,10 @@ import torch
 
 from deepsets import ablation as ab
 from features.reader import ParquetBatchReader
-from features.spec import FeatureSpec
 from pipelines.config import RunConfig, parse_run_config
 from pipelines.model_source import ModelSource, load_model_source
 
 BASELINE = "(none)"
-
-
-def spec_without(spec: FeatureSpec, name: str) -> FeatureSpec:
-    """The fitted spec with modality ``name`` left out (the rest unchanged: no refitting)."""
-    schema = spec.schema.model_copy(update={"modality": [m for m in spec.schema.modality if m.name != name]})
-    return FeatureSpec(schema, {k: v for k, v in spec.fitted.items() if k != name})
 
 
 def retrain_configs(source: ModelSource, out: Path, stamp: str, parent_run_id: str, tracking_uri: str) -> Dict[str, RunConfig]:
@@ -44,7 +37,7 @@ def retrain_configs(source: ModelSource, out: Path, stamp: str, parent_run_id: s
     base = parse_run_config(source.run_config, f"{source.uri} config")
     configs = {}
     for removed in [BASELINE, *source.spec.names]:
-        spec = source.spec if removed == BASELINE else spec_without(source.spec, removed)
+        spec = source.spec if removed == BASELINE else source.spec.subset([n for n in source.spec.names if n != removed])
         spec_path = out / f"spec-without-{'nothing' if removed == BASELINE else removed}.json"
         spec.save(spec_path)
         tag = "baseline" if removed == BASELINE else f"without-{removed}"

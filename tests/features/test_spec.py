@@ -153,3 +153,13 @@ def test_fit_across_files_where_one_id_column_is_all_null(tmp_path):
     spec = FeatureSpec.fit(parse_schema(schema), [empty, ints])
     assert spec.fitted["tags"].id_type == "int" and spec.fitted["tags"].vocab == [3, 4]
     assert spec.stats()["tags"]["presence_rate"] == pytest.approx(0.5)
+
+
+def test_subset_keeps_the_fitted_state_of_the_kept_modalities(train):
+    spec = FeatureSpec.fit(parse_schema(SCHEMA), train)
+    kept = spec.subset(["cat", "hist"])
+    assert kept.names == ["cat", "hist"] and kept.fitted["hist"].vocab == spec.fitted["hist"].vocab
+    batch = kept.transform(pq.read_table(train))
+    assert batch.names == ["cat", "hist"] and torch.equal(batch["hist"].values, spec.transform(pq.read_table(train))["hist"].values)
+    with pytest.raises(ValueError, match="unknown \\['nope'\\]"):
+        spec.subset(["nope"])
