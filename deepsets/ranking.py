@@ -1,0 +1,145 @@
+"""Ranking losses and metrics over query groups of variable size, and the in-batch sampled
+softmax of two-tower retrieval.
+
+Groups arrive as a ``group`` id per row (e.g. ``query_id``); rows of a group need not be
+adjacent. :func:`pad_groups` turns per-row scores into a padded ``(G, L)`` matrix with a mask, so
+every loss and metric below handles groups of any size at once, padded slots masked out.
+
+    scores, labels, mask = pad_groups(logits[:, 0], clicked, query_id)   # (G, L) each
+    loss = listwise_softmax_loss(scores, labels, mask)
+    ndcg = ndcg_at_k(scores, labels, mask, k=10)                         # (G,)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def pad_groups(scores: Tensor, labels: Tensor, group: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-row values -> padded per-group matrices.
+
+    Args:
+        scores: (N,) float.
+        labels: (N,) relevance (0/1 or graded).
+        group: (N,) int64 group id of each row.
+
+    Returns:
+        ``(scores, labels, mask)``, each ``(G, L)``: G distinct groups in ascending id order, L
+        the largest group; rows keep their input order within a group; ``mask`` is False on
+        padding (where scores and labels are 0).
+    """
+    ids, inverse, counts = torch.unique(group, return_inverse=True, return_counts=True)  # (G,), (N,), (G,)
+    order = torch.argsort(inverse, stable=True)  # rows sorted by group, input order kept inside
+    starts = torch.cumsum(counts, 0) - counts  # (G,)
+    slot = torch.arange(group.numel(), device=group.device) - starts[inverse[order]]  # (N,) position within its group
+    shape = (ids.numel(), int(counts.max()) if counts.numel() else 0)
+    padded_scores = scores.new_zeros(shape)
+    padded_labels = labels.new_zeros(shape, dtype=scores.dtype)
+    mask = torch.zeros(shape, dtype=torch.bool, device=scores.device)
+    rows = inverse[order]
+    padded_scores[rows, slot] = scores[order]
+    padded_labels[rows, slot] = labels[order].to(scores.dtype)
+    mask[rows, slot] = True
+    return padded_scores, padded_labels, mask
+
+
+def listwise_softmax_loss(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
+    """ListNet-style softmax cross-entropy per group: the labels, normalized to a distribution
+    over the group's rows, against the softmax of the scores; groups without a positive label
+    are skipped. Mean over the groups that count (0 if none)."""
+    neg = torch.finfo(scores.dtype).min
+    log_p = torch.log_softmax(torch.where(mask, scores, neg), dim=1)  # (G, L)
+    gains = torch.where(mask, labels.clamp(min=0), 0.0)  # (G, L)
+    total = gains.sum(dim=1, keepdim=True)  # (G, 1)
+    valid = total.squeeze(1) > 0  # (G,)
+    target = gains / total.clamp(min=1e-12)  # (G, L)
+    per_group = -(target * torch.where(mask, log_p, 0.0)).sum(dim=1)  # (G,)
+    return per_group[valid].mean() if valid.any() else scores.sum() * 0.0
+
+
+def pairwise_logistic_loss(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
+    """RankNet logistic loss over every pair (i, j) of one group with label_i > label_j:
+    ``log(1 + exp(-(s_i - s_j)))``, mean over all such pairs (0 if none)."""
+    better = (labels.unsqueeze(2) > labels.unsqueeze(1)) & mask.unsqueeze(2) & mask.unsqueeze(1)  # (G, L, L)
+    diff = scores.unsqueeze(2) - scores.unsqueeze(1)  # (G, L, L)
+    losses = F.softplus(-diff)  # (G, L, L)
+    count = better.sum()
+    return torch.where(better, losses, 0.0).sum() / count if count > 0 else scores.sum() * 0.0
+
+
+class InBatchSoftmax(nn.Module):
+    """Two-tower contrastive loss with in-batch negatives (CLIP-style, query -> item), a
+    learnable temperature, and the logQ correction for item popularity (Yi et al. 2019).
+
+    Row b's item is the positive of row b's query; every other item in the batch is a negative.
+    Popular items appear as negatives more often than uniform sampling would give, so the
+    logit of item j is lowered by ``log q_j`` (its sampling probability) before the softmax.
+
+    Args:
+        init_temperature: starting temperature (learned as ``log(1/T)``, clamped to T >= 0.01).
+    """
+
+    def __init__(self, init_temperature: float = 0.07) -> None:
+        super().__init__()
+        self.log_inv_temperature = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
+
+    @property
+    def temperature(self) -> Tensor:
+        return 1.0 / self.log_inv_temperature.clamp(max=math.log(100.0)).exp()
+
+    def forward(self, queries: Tensor, items: Tensor, item_log_q: Tensor | None = None, item_ids: Tensor | None = None) -> Tensor:
+        """Mean cross-entropy of each query against the batch's items.
+
+        Args:
+            queries: (B, D) query embeddings.
+            items: (B, D) item embeddings, row b the positive of query b.
+            item_log_q: (B,) log sampling probability of each row's item (None: no correction).
+            item_ids: (B,) item ids; an item that occurs twice in the batch is not used as a
+                negative of the other row (None: all rows are distinct items).
+        """
+        q, v = F.normalize(queries, dim=-1), F.normalize(items, dim=-1)  # (B, D), (B, D)
+        logits = q @ v.T / self.temperature  # (B, B)
+        if item_log_q is not None:
+            logits = logits - item_log_q.unsqueeze(0)  # (B, B): correct every column by its item's log q
+        if item_ids is not None:
+            same = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)  # (B, B)
+            same.fill_diagonal_(False)
+            logits = logits.masked_fill(same, torch.finfo(logits.dtype).min)
+        target = torch.arange(queries.shape[0], device=queries.device)
+        return F.cross_entropy(logits, target)
+
+
+def _ranked(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
+    """Labels in score order, padding last: (G, L)."""
+    order = torch.where(mask, scores, float("-inf")).argsort(dim=1, descending=True, stable=True)
+    return torch.where(mask.gather(1, order), labels.gather(1, order), 0.0)
+
+
+def ndcg_at_k(scores: Tensor, labels: Tensor, mask: Tensor, k: int) -> Tensor:
+    """NDCG@k per group with gains ``2^label - 1`` and discount ``1/log2(rank + 1)``: (G,);
+    a group with no relevant row scores 0."""
+    gains = torch.pow(2.0, _ranked(scores, labels, mask)) - 1  # (G, L)
+    ideal = torch.pow(2.0, torch.where(mask, labels, 0.0).sort(dim=1, descending=True).values) - 1  # (G, L)
+    top = min(k, scores.shape[1])
+    discount = 1.0 / torch.log2(torch.arange(2, top + 2, dtype=scores.dtype, device=scores.device))  # (k,)
+    dcg, idcg = (gains[:, :top] * discount).sum(1), (ideal[:, :top] * discount).sum(1)
+    return torch.where(idcg > 0, dcg / idcg.clamp(min=1e-12), 0.0)
+
+
+def mrr(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
+    """Reciprocal rank of the first relevant row per group: (G,); 0 without one."""
+    relevant = _ranked(scores, labels, mask) > 0  # (G, L)
+    first = relevant.float().argmax(dim=1)  # (G,)
+    return torch.where(relevant.any(dim=1), 1.0 / (first + 1).to(scores.dtype), 0.0)
+
+
+def recall_at_k(scores: Tensor, labels: Tensor, mask: Tensor, k: int) -> Tensor:
+    """Share of a group's relevant rows ranked in the top k: (G,); 0 without any."""
+    relevant = _ranked(scores, labels, mask) > 0  # (G, L)
+    total = (torch.where(mask, labels, 0.0) > 0).sum(dim=1)  # (G,)
+    hits = relevant[:, :k].sum(dim=1)
+    return torch.where(total > 0, hits / total.clamp(min=1), 0.0).to(scores.dtype)

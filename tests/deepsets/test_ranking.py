@@ -1,0 +1,77 @@
+"""Ranking losses and metrics against hand-computed values and torchmetrics."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torchmetrics.functional.retrieval import retrieval_normalized_dcg, retrieval_reciprocal_rank
+
+from deepsets import ranking as rk
+
+
+def test_pad_groups_keeps_rows_in_order_and_masks_padding():
+    scores = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5])
+    labels = torch.tensor([1, 0, 0, 1, 1])
+    s, y, m = rk.pad_groups(scores, labels, torch.tensor([5, 3, 5, 3, 7]))
+    torch.testing.assert_close(s, torch.tensor([[0.2, 0.4], [0.1, 0.3], [0.5, 0.0]]))
+    assert y.tolist() == [[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]
+    assert m.tolist() == [[True, True], [True, True], [True, False]]
+
+
+def test_listwise_loss_by_hand_and_groups_without_positives_skipped():
+    s = torch.tensor([[0.0, math.log(3.0)], [5.0, -5.0]])
+    y = torch.tensor([[0.0, 1.0], [0.0, 0.0]])
+    m = torch.ones(2, 2, dtype=torch.bool)
+    assert float(rk.listwise_softmax_loss(s, y, m)) == pytest.approx(-math.log(0.75))
+    padded = torch.tensor([[0.0, math.log(3.0), 100.0]])  # the padded slot must not count
+    assert float(rk.listwise_softmax_loss(padded, torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([[True, True, False]]))) == pytest.approx(-math.log(0.75))
+
+
+def test_pairwise_loss_by_hand():
+    s, y = torch.tensor([[2.0, 0.0, 9.0]]), torch.tensor([[1.0, 0.0, 0.0]])
+    m = torch.tensor([[True, True, False]])  # the masked 9.0 would otherwise dominate
+    assert float(rk.pairwise_logistic_loss(s, y, m)) == pytest.approx(math.log(1 + math.exp(-2.0)))
+    assert float(rk.pairwise_logistic_loss(s, torch.zeros(1, 3), m)) == 0.0  # no ordered pair
+
+
+def test_metrics_by_hand():
+    s, y, m = torch.tensor([[3.0, 2.0, 1.0]]), torch.tensor([[0.0, 1.0, 1.0]]), torch.ones(1, 3, dtype=torch.bool)
+    idcg = 1 + 1 / math.log2(3)
+    assert float(rk.ndcg_at_k(s, y, m, 2)) == pytest.approx((1 / math.log2(3)) / idcg)
+    assert float(rk.mrr(s, y, m)) == pytest.approx(0.5)
+    assert float(rk.recall_at_k(s, y, m, 1)) == 0.0 and float(rk.recall_at_k(s, y, m, 2)) == pytest.approx(0.5)
+    assert float(rk.ndcg_at_k(s, torch.zeros(1, 3), m, 2)) == 0.0  # nothing relevant
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 12), k=st.integers(1, 12), seed=st.integers(0, 10_000))
+def test_ndcg_and_mrr_match_torchmetrics_on_binary_labels(n, k, seed):
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(n, generator=g)
+    labels = (torch.rand(n, generator=g) > 0.6).long()
+    s, y, m = rk.pad_groups(scores, labels, torch.zeros(n, dtype=torch.long))
+    if labels.sum() == 0:
+        assert float(rk.ndcg_at_k(s, y, m, k)) == 0.0
+        return
+    probs = torch.sigmoid(scores)  # same order; torchmetrics ignores targets whose score is <= 0
+    assert float(rk.ndcg_at_k(s, y, m, k)) == pytest.approx(float(retrieval_normalized_dcg(probs, labels, top_k=k)), abs=1e-5)
+    assert float(rk.mrr(s, y, m)) == pytest.approx(float(retrieval_reciprocal_rank(probs, labels)), abs=1e-6)
+
+
+def test_in_batch_softmax_by_hand_log_q_and_duplicates():
+    loss = rk.InBatchSoftmax(init_temperature=0.5)
+    eye = torch.eye(3)
+    expected = -math.log(math.exp(2.0) / (math.exp(2.0) + 2))  # cos 1 / T = 2 for the positive, 0 for the rest
+    with torch.no_grad():
+        assert float(loss(eye, eye)) == pytest.approx(expected, rel=1e-5)
+        assert float(loss(eye, eye, item_log_q=torch.full((3,), -4.0))) == pytest.approx(expected, rel=1e-5)  # a constant shift
+        popular = torch.tensor([0.0, -5.0, -5.0])  # item 0 sampled far more often: its logit goes down
+        assert float(loss(eye, eye, item_log_q=popular)) != pytest.approx(expected)
+        items = torch.stack([eye[0], eye[1], eye[1]])  # rows 1 and 2 hold the same item
+        masked = loss(eye, items, item_ids=torch.tensor([7, 8, 8]))  # it is not its own negative
+        assert torch.isfinite(masked) and float(masked) < float(loss(eye, items))
+        assert float(loss.temperature) == pytest.approx(0.5)
+    loss(torch.randn(4, 8), torch.randn(4, 8)).backward()
+    assert loss.log_inv_temperature.grad is not None  # the temperature is learned
