@@ -31,8 +31,8 @@ import psutil
 import torch
 
 from benchmarks.timing import best_seconds
+from benchmarks.training import train_in_process
 from deepsets.builders import build_model
-from deepsets.tasks import task_loss
 from features import synth
 from features.reader import ParquetBatchReader
 from features.schema import load_schema
@@ -50,14 +50,7 @@ def train_reference(spec: FeatureSpec, files, out: Path) -> Path:
     model_config = cfg.model_kwargs()
     torch.manual_seed(0)
     model = build_model(spec.model_inputs(), **model_config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    losses = []
-    for batch in ParquetBatchReader(spec, files, batch_size=512, label_columns=["clicked"]):
-        loss = task_loss("binary", model(batch).logits, batch.labels["clicked"])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = train_in_process(model, spec, files, "clicked", "binary", batch_size=512)
     print(f"reference model: {len(losses)} steps, loss {sum(losses[:10]) / 10:.3f} -> {sum(losses[-10:]) / 10:.3f}")
     directory = out / "checkpoint"
     directory.mkdir()

@@ -26,14 +26,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torchmetrics.functional.classification import multilabel_average_precision
 
 from benchmarks.movies_data import GENRES, write_movies_dataset
+from benchmarks.training import train_in_process
 from deepsets.batch import FeatureBatch
 from deepsets.builders import build_model
-from deepsets.tasks import task_loss
 from features.reader import ParquetBatchReader
 from features.schema import load_schema
 from features.spec import FeatureSpec
@@ -69,15 +68,8 @@ def drop_modalities(batch: FeatureBatch, rate: float, generator: torch.Generator
 def train(spec: FeatureSpec, data: Path, kwargs: dict, seed: int, epochs: int):
     torch.manual_seed(seed)
     model = build_model(spec.model_inputs(), **{**COMMON, **kwargs})
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    model.train()
-    for epoch in range(epochs):
-        for batch in ParquetBatchReader(spec, data / "train", batch_size=256, label_columns=[LABEL], shuffle_seed=seed * 100 + epoch):
-            loss = task_loss("multilabel", model(batch).logits, batch.labels[LABEL])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return model.eval()
+    train_in_process(model, spec, data / "train", LABEL, "multilabel", epochs=epochs, batch_size=256, shuffle_seed=seed)
+    return model
 
 
 @torch.inference_mode()

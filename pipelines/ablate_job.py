@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from deepsets import ablation as ab
 from features.errors import FeatureError
 from features.reader import ParquetBatchReader
-from pipelines.ablate_report import log_to_mlflow, write_outputs
+from pipelines.ablate_report import log_to_mlflow, table_row, write_outputs
 from pipelines.config import parse_options
 from pipelines.model_source import ModelSource, load_model_source
 
@@ -80,14 +80,6 @@ def _read(source: ModelSource, model, cfg: AblateConfig, label: str, progress: b
             labels.append(batch.labels[label])
             ids.append(batch.ids if batch.ids is not None else np.arange(reader.rows_read - batch.num_rows, reader.rows_read))
     return torch.cat(vectors), torch.cat(present), torch.cat(labels), np.concatenate(ids)
-
-
-def _row(method: str, modality: str, value: float, delta: float, samples: Optional[torch.Tensor]) -> dict:
-    low, high = (float("nan"), float("nan"))
-    if samples is not None:
-        lo, hi = ab.percentile_interval(samples)
-        low, high = float(lo), float(hi)
-    return {"method": method, "modality": modality, "value": float(value), "delta": float(delta), "low": low, "high": high}
 
 
 def compare_with_truth(path: str, table: List[dict], methods: List[str]) -> dict:
@@ -179,20 +171,20 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
             scores = scores_of(~torch.eye(num, dtype=torch.bool))  # (M, N, K): all but m
             values, samples = metric(scores), boot_metric(scores)
             for m, name in enumerate(names):
-                table.append(_row("loo", name, values[m], full_value - values[m], None if samples is None else full_boot[:, 0] - samples[:, m]))
+                table.append(table_row("loo", name, values[m], full_value - values[m], None if samples is None else full_boot[:, 0] - samples[:, m]))
         elif method == "only":
             scores = scores_of(torch.eye(num, dtype=torch.bool))  # (M, N, K): just m
             values, samples = metric(scores), boot_metric(scores)
             empty_boot = boot_metric(empty_scores)
             for m, name in enumerate(names):
-                table.append(_row("only", name, values[m], values[m] - empty_value, None if samples is None else samples[:, m] - empty_boot[:, 0]))
+                table.append(table_row("only", name, values[m], values[m] - empty_value, None if samples is None else samples[:, m] - empty_boot[:, 0]))
         elif method == "permute":
             generator = torch.Generator().manual_seed(cfg.seed)
             for m, name in enumerate(names):
                 shuffled = ab.permuted_vectors(vectors, present, m, generator)
                 scores = ab.subset_scores(model, shuffled, present, all_mask)  # (1, N, K)
                 value, samples = float(metric(scores)[0]), boot_metric(scores)
-                table.append(_row("permute", name, value, full_value - value, None if samples is None else full_boot[:, 0] - samples[:, 0]))
+                table.append(table_row("permute", name, value, full_value - value, None if samples is None else full_boot[:, 0] - samples[:, 0]))
         elif method == "shapley":
             masks = ab.subset_masks(num)  # (S, M)
             weights = ab.shapley_matrix(num)  # (M, S)
@@ -202,7 +194,7 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
             samples = boot_metric(scores)  # (B, S)
             phi_boot = None if samples is None else samples.double() @ weights.T  # (B, M)
             for m, name in enumerate(names):
-                table.append(_row("shapley", name, phi[m], phi[m], None if phi_boot is None else phi_boot[:, m]))
+                table.append(table_row("shapley", name, phi[m], phi[m], None if phi_boot is None else phi_boot[:, m]))
             extra["shapley_efficiency"] = {"sum_of_values": float(phi.sum()), "full_minus_empty": float(values[-1] - values[0]),
                                            "abs_error": float(abs(phi.sum() - (values[-1] - values[0]))), "subsets": int(masks.shape[0])}
             if cfg.per_row:
@@ -214,7 +206,7 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
                 winners = model.fuse(vectors, present).winners  # (N, D)
             shares = ab.max_pool_wins(winners, num)
             for m, name in enumerate(names):
-                table.append(_row("maxpool", name, shares[m], shares[m], None))
+                table.append(table_row("maxpool", name, shares[m], shares[m], None))
         bar.update(1)
     bar.close()
     if cfg.per_row and "per_row" not in extra:

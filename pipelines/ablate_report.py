@@ -21,6 +21,18 @@ TITLES = {
 }
 
 
+def table_row(method: str, modality: str, value: float, delta: float, samples=None) -> dict:
+    """One row of the ablation table; ``samples`` (bootstrap values of ``delta``, or None)
+    give its 95% percentile interval (NaN without)."""
+    from deepsets.ablation import percentile_interval
+
+    low, high = float("nan"), float("nan")
+    if samples is not None:
+        lo, hi = percentile_interval(samples)
+        low, high = float(lo), float(hi)
+    return {"method": method, "modality": modality, "value": float(value), "delta": float(delta), "low": low, "high": high}
+
+
 def _fmt(v: float) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.4f}"
 

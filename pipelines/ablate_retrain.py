@@ -25,21 +25,22 @@ import torch
 
 from deepsets import ablation as ab
 from features.reader import ParquetBatchReader
+from features.spec import FeatureSpec
+from pipelines.ablate_report import table_row
 from pipelines.config import RunConfig, parse_run_config
 from pipelines.model_source import ModelSource, load_model_source
 
 BASELINE = "(none)"
 
 
-def retrain_configs(source: ModelSource, out: Path, stamp: str, parent_run_id: str, tracking_uri: str) -> Dict[str, RunConfig]:
-    """Removed modality (``BASELINE`` for none) -> the run config that trains without it.
-    ``source.run_config`` must be set (``run_ablate`` checks that up front)."""
-    base = parse_run_config(source.run_config, f"{source.uri} config")
+def retrain_configs(base: RunConfig, spec: FeatureSpec, out: Path, stamp: str, parent_run_id: str, tracking_uri: str) -> Dict[str, RunConfig]:
+    """Removed modality (``BASELINE`` for none) -> ``base`` changed to train without it (the
+    spec minus that modality, its own run name, nested under ``parent_run_id``)."""
     configs = {}
-    for removed in [BASELINE, *source.spec.names]:
-        spec = source.spec if removed == BASELINE else source.spec.subset([n for n in source.spec.names if n != removed])
+    for removed in [BASELINE, *spec.names]:
+        kept = spec if removed == BASELINE else spec.subset([n for n in spec.names if n != removed])
         spec_path = out / f"spec-without-{'nothing' if removed == BASELINE else removed}.json"
-        spec.save(spec_path)
+        kept.save(spec_path)
         tag = "baseline" if removed == BASELINE else f"without-{removed}"
         configs[removed] = base.model_copy(update={
             "data": base.data.model_copy(update={"spec": str(spec_path)}),
@@ -97,25 +98,24 @@ def retrain_table(source: ModelSource, inputs: List[str], label: str, target: to
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("ablate-%Y%m%d-%H%M%S")
     tracking_uri = mlflow.get_tracking_uri()
-    experiment = parse_run_config(source.run_config, "<model config>").tracking.experiment if source.run_config else "deepsets"
-    mlflow.set_experiment(experiment)
+    base = parse_run_config(source.run_config, f"{source.uri} config")  # run_ablate checked that there is one
+    mlflow.set_experiment(base.tracking.experiment)
     with mlflow.start_run(run_name=f"{stamp}-retrain", tags={"deepsets.ablation_of": source.uri}) as parent:
         parent_id = parent.info.run_id
-    configs = retrain_configs(source, out, stamp, parent_id, tracking_uri)
+    configs = retrain_configs(base, source.spec, out, stamp, parent_id, tracking_uri)
     start_ray(None, os.cpu_count() or 2)
     if progress:
         print(f"retraining {len(configs)} runs (one without each modality, one baseline) as Ray tasks; parent MLflow run {parent_id}")
     trained = _train_all(configs, progress)
     metric = lambda logits, rows=None: ab.task_metric(task, logits if rows is None else logits[rows], target if rows is None else target[rows])  # noqa: E731
     scores = {removed: _scores(summary, inputs, label, batch_size) for removed, summary in trained.items()}
-    base = scores[BASELINE]
-    base_value = float(metric(base))
+    baseline = scores[BASELINE]
+    baseline_value = float(metric(baseline))
     rows = []
     for removed in source.spec.names:
         value = float(metric(scores[removed]))
-        samples = None if boot is None else torch.stack([metric(base, idx) - metric(scores[removed], idx) for idx in boot])
-        low, high = (float("nan"), float("nan")) if samples is None else map(float, ab.percentile_interval(samples))
-        rows.append({"method": "retrain", "modality": removed, "value": value, "delta": base_value - value, "low": low, "high": high})
-    info = {"parent_run_id": parent_id, "baseline": base_value,
+        samples = None if boot is None else torch.stack([metric(baseline, idx) - metric(scores[removed], idx) for idx in boot])
+        rows.append(table_row("retrain", removed, value, baseline_value - value, samples))
+    info = {"parent_run_id": parent_id, "baseline": baseline_value,
             "runs": {("baseline" if k == BASELINE else k): v["run_id"] for k, v in trained.items()}}
     return rows, info
