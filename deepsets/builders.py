@@ -22,8 +22,10 @@ from deepsets.fusion import build_fusion
 from deepsets.mmt import MMTModel
 from deepsets.modality import ModalityInfo
 from deepsets.model import SetFusionModel
+from deepsets.ranking import InBatchSoftmax
 from deepsets.summarize import Summarizer
 from deepsets.tasks import TaskHead
+from deepsets.two_tower import Tower, TwoTowerModel
 
 FUSIONS = ("deepset", "attention", "transformer", "concat", "tmm_deepset", "mmt")
 DEFAULT_MAX_LEN = 512  # position embeddings for sequences whose schema sets no max_len
@@ -60,6 +62,9 @@ def build_model(
     modality_dropout: float = 0.0,
     task: str = "binary",
     num_outputs: int = 1,
+    query_modalities: Sequence[str] = (),
+    item_modalities: Sequence[str] = (),
+    temperature: float = 0.07,
 ) -> nn.Module:
     """Assemble a model for the given modalities.
 
@@ -76,12 +81,22 @@ def build_model(
         fusion_pooling: pooling of the deepset heads: sum, mean, max, min, median.
         dropout: dropout inside transformers and MLPs.
         modality_dropout: rate at which whole modalities are dropped in training.
-        task: binary, multilabel, multiclass or regression.
-        num_outputs: labels / classes / targets.
+        task: binary, multilabel, multiclass, regression, listwise, pairwise, or two_tower
+            (a :class:`deepsets.two_tower.TwoTowerModel`: two models like the one described
+            here, over ``query_modalities`` and ``item_modalities``, projecting to ``dim``).
+        num_outputs: labels / classes / targets (unused by two_tower).
+        query_modalities: two_tower only: the query tower's modalities.
+        item_modalities: two_tower only: the item tower's modalities.
+        temperature: two_tower only: the starting softmax temperature (it is learned).
 
     Raises:
-        ValueError: for an unknown fusion, duplicate names, or no inputs.
+        ValueError: for an unknown fusion, duplicate names, no inputs, or two_tower modality
+            lists that are empty, overlap, or name modalities not in ``inputs``.
     """
+    if task == "two_tower":
+        return _two_tower(inputs, query_modalities, item_modalities, temperature, dim=dim, layers=layers, heads=heads, ff_dim=ff_dim,
+                          pooling=pooling, fusion=fusion, fusion_layers=fusion_layers, fusion_pooling=fusion_pooling,
+                          dropout=dropout, modality_dropout=modality_dropout)
     if fusion not in FUSIONS:
         raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
     names = [i.name for i in inputs]
@@ -100,3 +115,21 @@ def build_model(
         dropout=dropout, modality_dropout=modality_dropout,
     )
     return SetFusionModel(names, encoders, summarizers, fusion_module, TaskHead(fusion_module.out_dim, task, num_outputs))
+
+
+def _two_tower(inputs: Sequence[ModalityInfo], query: Sequence[str], item: Sequence[str], temperature: float, **kwargs) -> TwoTowerModel:
+    """Two towers over disjoint subsets of ``inputs``, each projecting to ``dim``."""
+    known = {i.name for i in inputs}
+    for side, names in (("query", query), ("item", item)):
+        unknown = sorted(set(names) - known)
+        if not names or unknown:
+            raise ValueError(f"two_tower {side}_modalities must name some of {sorted(known)} (got {list(names)}; unknown {unknown})")
+    shared = sorted(set(query) & set(item))
+    if shared:
+        raise ValueError(f"two_tower query and item modalities overlap: {shared}")
+
+    def tower(names: Sequence[str]) -> Tower:
+        chosen = [i for i in inputs if i.name in set(names)]
+        return Tower(build_model(chosen, task="regression", num_outputs=kwargs["dim"], **kwargs))  # head = projection to (B, dim)
+
+    return TwoTowerModel(tower(query), tower(item), InBatchSoftmax(temperature))

@@ -143,3 +143,37 @@ def recall_at_k(scores: Tensor, labels: Tensor, mask: Tensor, k: int) -> Tensor:
     total = (torch.where(mask, labels, 0.0) > 0).sum(dim=1)  # (G,)
     hits = relevant[:, :k].sum(dim=1)
     return torch.where(total > 0, hits / total.clamp(min=1), 0.0).to(scores.dtype)
+
+
+def target_ranks(scores: Tensor, target: Tensor, exclude: Tensor | None = None) -> Tensor:
+    """1-based rank of each query's one relevant item among all candidates: (Q,) float64.
+
+    Args:
+        scores: (Q, C) score of every candidate for every query.
+        target: (Q,) index of each query's relevant candidate.
+        exclude: (Q, C) bool, candidates left out of the ranking (e.g. items already seen);
+            the target itself is never left out.
+
+    Ties are broken at random in expectation: rank = 1 + (candidates scored higher) + half
+    of the other candidates scored equal, so a constant scorer ranks the target in the middle,
+    never first (popularity baselines tie a lot).
+    """
+    own = scores.gather(1, target.unsqueeze(1))  # (Q, 1)
+    higher, equal = scores > own, scores == own  # (Q, C) each
+    if exclude is not None:
+        keep = ~exclude
+        keep.scatter_(1, target.unsqueeze(1), True)
+        higher, equal = higher & keep, equal & keep
+    return 1.0 + higher.sum(dim=1).double() + (equal.sum(dim=1).double() - 1.0) / 2.0  # (Q,)
+
+
+def rank_metrics(ranks: Tensor, k: int) -> dict:
+    """Mean ``ndcg_at_k``, ``recall_at_k`` (a hit in the top k) and ``mrr`` of single-target
+    queries from their 1-based ranks (Q,), as plain floats (keys spell k, e.g. ``ndcg_at_10``)."""
+    ranks = ranks.to(torch.float64)
+    hit = ranks <= k
+    return {
+        f"ndcg_at_{k}": float(torch.where(hit, 1.0 / torch.log2(ranks + 1), 0.0).mean()),
+        f"recall_at_{k}": float(hit.to(torch.float64).mean()),
+        "mrr": float((1.0 / ranks).mean()),
+    }

@@ -1,4 +1,5 @@
-"""Label columns to float32 tensors: a scalar column -> (B,), a list column -> (B, K)."""
+"""Label columns to float32 tensors: a scalar column -> (B,), a list column -> (B, K); key
+columns (query groups, item ids) to int64 tensors (B,)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,20 @@ def _numeric(arr: pa.Array, column: str, row_of: np.ndarray) -> np.ndarray:
     if not finite.all():
         raise FeatureError("NaN or infinite label", column=column, rows=np.unique(row_of[~finite]))
     return values
+
+
+def key_tensor(arr: pa.Array | pa.ChunkedArray, column: str) -> torch.Tensor:
+    """An integer key column (a query group or an item id) -> int64 (B,), exactly (no float
+    rounding, so ids beyond 2^24 stay distinct).
+
+    Raises:
+        FeatureError: for nulls or a non-integer type.
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not pa.types.is_integer(arr.type):
+        raise FeatureError(f"must hold integer ids (a query group or item id), found {arr.type}", column=column)
+    ok = valid_mask(arr)
+    if not ok.all():
+        raise FeatureError("null id (every row needs one)", column=column, rows=np.nonzero(~ok)[0])
+    return torch.from_numpy(np.array(arr.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64, copy=True))

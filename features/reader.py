@@ -30,6 +30,10 @@ class ParquetBatchReader:
         paths: files, directories (their ``*.parquet``) or globs.
         batch_size: rows per batch; the last batch may be smaller unless ``drop_last``.
         label_columns: columns carried as float32 labels.
+        key_columns: integer columns carried as int64 ``labels`` (query groups, item ids).
+        group_column: with ``shuffle_seed``, shuffle whole groups of this key column instead
+            of rows, so a group's rows inside a chunk stay together (for ranking losses; only
+            a batch or chunk edge cuts a group).
         read_rows: rows decoded per Parquet read (memory ~ read_rows x row width).
         drop_last: drop a final short batch (it is counted in ``rows_dropped``).
         progress: show a progress bar (rows) on a terminal.
@@ -57,6 +61,8 @@ class ParquetBatchReader:
         progress: bool = False,
         desc: str = "reading",
         shuffle_seed: Optional[int] = None,
+        key_columns: Sequence[str] = (),
+        group_column: Optional[str] = None,
     ) -> None:
         if batch_size < 1 or read_rows < 1:
             raise ValueError(f"batch_size and read_rows must be >= 1, got {batch_size} and {read_rows}")
@@ -64,18 +70,22 @@ class ParquetBatchReader:
         self.files: List[str] = resolve_inputs(paths)
         self.batch_size = batch_size
         self.label_columns = list(label_columns)
+        self.key_columns = [c for c in key_columns if c not in self.label_columns]
         self.read_rows = max(read_rows, batch_size)
         self.drop_last = drop_last
         self.progress = progress
         self.desc = desc
         self.shuffle_seed = shuffle_seed
+        self.group_column = group_column
+        if group_column and group_column not in self.key_columns + self.label_columns:
+            self.key_columns.append(group_column)
         self.counts: Dict[str, ModalityCounts] = {}
         self.rows_read = 0
         self.rows_dropped = 0
 
     def _columns(self) -> List[str]:
         cols = self.spec.schema.source_columns()
-        return cols + [c for c in self.label_columns if c not in cols]
+        return cols + [c for c in self.label_columns + self.key_columns if c not in cols]
 
     def total_rows(self) -> int:
         """Rows in all files, from Parquet metadata (no data read)."""
@@ -84,21 +94,29 @@ class ParquetBatchReader:
     def _decoded(self) -> Iterator[tuple]:
         """(file, file-relative first row, Arrow table) for every chunk of every file."""
         columns = self._columns()
-        extra = self.label_columns + ([self.spec.schema.id_column] if self.spec.schema.id_column else [])
+        extra = self.label_columns + self.key_columns + ([self.spec.schema.id_column] if self.spec.schema.id_column else [])
         rng = np.random.default_rng(self.shuffle_seed) if self.shuffle_seed is not None else None
         files = [self.files[i] for i in rng.permutation(len(self.files))] if rng is not None else self.files
         for path in files:
             parquet = self.spec.open_checked(path, extra, pre_buffer=False)
             row_base = 0
             for table in decode_batches(path, columns, self.read_rows, parquet):
-                order = rng.permutation(table.num_rows) if rng is not None else None
+                order = self._shuffled_order(rng, table) if rng is not None else None
                 yield path, row_base, order, table if order is None else table.take(order)
                 row_base += table.num_rows
+
+    def _shuffled_order(self, rng: np.random.Generator, table: pa.Table) -> np.ndarray:
+        """A random row order; with ``group_column``, a random order of whole groups."""
+        if not self.group_column:
+            return rng.permutation(table.num_rows)
+        _, group = np.unique(table.column(self.group_column).to_numpy(zero_copy_only=False), return_inverse=True)  # (n,)
+        rank = rng.permutation(int(group.max()) + 1 if group.size else 0)  # a random position per group
+        return np.argsort(rank[group], kind="stable")  # rows of a group adjacent, in file order
 
     def _converted(self) -> Iterator[FeatureBatch]:
         for path, row_base, order, table in prefetch(self._decoded()):
             try:
-                batch = self.spec.transform(table, label_columns=self.label_columns, counts=self.counts)
+                batch = self.spec.transform(table, label_columns=self.label_columns, counts=self.counts, key_columns=self.key_columns)
             except FeatureError as err:
                 if order is not None and err.rows is not None:  # back to the file's row numbers
                     err = FeatureError(err.detail, file=err.file, column=err.column, rows=np.sort(order[err.rows]))

@@ -22,7 +22,7 @@ from features.errors import FeatureError
 from features.files import Paths, check_columns, open_parquet, resolve_inputs
 from features.ids import column_id_type
 from features.kinds.base import Fitted, ModalityCounts
-from features.labels import label_tensor
+from features.labels import key_tensor, label_tensor
 from features.schema import FeatureSchema, parse_schema
 
 SPEC_FORMAT_VERSION = 1
@@ -215,6 +215,7 @@ class FeatureSpec:
         label_columns: Sequence[str] = (),
         counts: Optional[Dict[str, ModalityCounts]] = None,
         with_ids: bool = True,
+        key_columns: Sequence[str] = (),
     ) -> FeatureBatch:
         """Turn Arrow rows into a :class:`FeatureBatch` with the fitted mappings.
 
@@ -223,6 +224,8 @@ class FeatureSpec:
             label_columns: columns to carry as float32 labels.
             counts: per-modality counters to add this batch's truncation/OOV/missing counts to.
             with_ids: carry the schema's id column (if declared) as ``batch.ids``.
+            key_columns: integer columns to carry as int64 ``batch.labels`` (query groups,
+                item ids).
 
         Raises:
             FeatureError: naming the column and batch-relative rows of a bad value.
@@ -237,6 +240,7 @@ class FeatureSpec:
             if counts is not None:
                 counts.setdefault(m.name, ModalityCounts()).add(local)
         labels = {c: label_tensor(table.column(c), c) for c in label_columns}
+        labels.update({c: key_tensor(table.column(c), c) for c in key_columns})
         ids = None
         if with_ids and self.schema.id_column:
             ids = table.column(self.schema.id_column).to_numpy()

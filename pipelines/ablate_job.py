@@ -111,10 +111,13 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
     started = time.perf_counter()
     say = print if progress else (lambda *a: None)
     source = load_model_source(cfg.model)
+    task = source.model_config.get("task", "binary")
+    if task in ("listwise", "pairwise", "two_tower"):
+        raise ValueError(f"{cfg.model} is a {task} ranking model: ablate measures pointwise task metrics "
+                         "(binary, multilabel, multiclass, regression); ranking ablations are not built yet")
     model = source.build()
     if not hasattr(model, "encode"):
         raise ValueError(f"{cfg.model} is a {type(model).__name__}: ablation needs a set-fusion model (per-modality vectors)")
-    task = source.model_config.get("task", "binary")
     head = model.fusion.head
     if "maxpool" in cfg.methods and getattr(head, "pooling", None) != "max":
         raise ValueError(f"method maxpool needs a DeepSet fusion head with max pooling; this model's head is {type(head).__name__}"

@@ -132,6 +132,7 @@ def _add_embed(sub) -> None:
     p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs (and torch threads) per worker (default 1)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker; > 0 runs the model on CUDA")
     p.add_argument("--with-modalities", action="store_true", help="also write vector_<modality> and present_<modality> columns")
+    p.add_argument("--tower", choices=("query", "item"), default=None, help="two-tower models: embed the query or the item side (reads only its modalities)")
     p.add_argument("--fragment-rows", type=int, default=50_000, help="rows per fragment, the unit of work and of output files (default 50000)")
     p.add_argument("--resume", action="store_true", help="complete an interrupted job in --output (exactly once)")
     p.add_argument("--overwrite", action="store_true", help="replace a job already in --output")
@@ -148,6 +149,7 @@ def _run_embed(args) -> dict:
         model=args.model, inputs=args.input, output=args.output, batch_size=args.batch_size, workers=args.workers,
         cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker, with_modalities=args.with_modalities,
         fragment_rows=args.fragment_rows, resume=args.resume, overwrite=args.overwrite, ray_address=args.ray_address,
+        tower=args.tower,
     )
     summary = run_embed(cfg, progress=not args.json)
     if not args.json:

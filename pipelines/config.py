@@ -9,7 +9,9 @@ Example (every section but ``[data]`` and ``[schema]`` may be left out; defaults
     [data]
     train = "data/train/"            # a path or a list of paths: files, directories, globs
     valid = "data/valid/"            # optional
-    label_columns = ["clicked"]
+    label_columns = ["clicked"]         # not needed by two_tower
+    # group_column = "query_id"        # listwise / pairwise: integer query id of each row
+    # item_column = "item_id"          # two_tower: integer item id of each row
     # spec = "spec.json"             # optional: reuse a fitted FeatureSpec instead of fitting
 
     [schema]
@@ -29,7 +31,14 @@ Example (every section but ``[data]`` and ``[schema]`` may be left out; defaults
 
     [task]
     kind = "binary"                  # binary | multilabel | multiclass | regression
+                                     # | listwise | pairwise (need data.group_column)
+                                     # | two_tower (needs data.item_column and the two lists below)
     num_outputs = 1
+    # query_modalities = ["history"] # two_tower: the query tower's modalities
+    # item_modalities = ["title"]    # two_tower: the item tower's modalities
+    temperature = 0.07               # two_tower: starting softmax temperature (learned)
+    logq = true                      # two_tower: logQ correction of in-batch negatives
+    k = 10                           # ranking kinds: cutoff of the ndcg_at_k / recall_at_k metrics
 
     [training]
     epochs = 3
@@ -85,7 +94,8 @@ POOLINGS = ("mean", "max", "attention")
 FUSIONS = ("deepset", "attention", "transformer", "concat", "tmm_deepset", "mmt")
 FUSION_POOLINGS = ("sum", "mean", "max", "min", "median")
 TMM_POOLINGS = ("sum", "mean", "max")
-TASKS = ("binary", "multilabel", "multiclass", "regression")
+TASKS = ("binary", "multilabel", "multiclass", "regression", "listwise", "pairwise", "two_tower")
+GROUPED_TASKS = ("listwise", "pairwise")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")
 
@@ -114,8 +124,10 @@ class DataConfig(BaseModel):
 
     train: Tuple[_Text, ...] = Field(min_length=1, strict=False)
     valid: Optional[Tuple[_Text, ...]] = Field(default=None, min_length=1, strict=False)
-    label_columns: Tuple[_Text, ...] = Field(min_length=1, strict=False)
+    label_columns: Tuple[_Text, ...] = Field((), strict=False)  # required by every task kind but two_tower
     spec: Optional[_Text] = None
+    group_column: Optional[_Text] = None  # listwise / pairwise: the integer query id of each row
+    item_column: Optional[_Text] = None  # two_tower: the integer item id of each row
 
     _as_tuple = field_validator("train", "valid", mode="before")(_paths)
 
@@ -171,12 +183,19 @@ class ModelConfig(BaseModel):
 
 
 class TaskConfig(BaseModel):
-    """What the head predicts: 1 logit (binary), one per label / class, or one per target."""
+    """What the head predicts: 1 logit (binary), one per label / class, or one per target; one
+    ranking score per row (listwise / pairwise over ``data.group_column`` groups); or, for
+    two_tower, a query and an item embedding (towers over the listed modalities)."""
 
     model_config = _STRICT
 
     kind: Literal[TASKS] = "binary"  # type: ignore[valid-type]
     num_outputs: int = Field(1, ge=1, le=1_000_000)
+    query_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only
+    item_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only
+    temperature: float = Field(0.07, gt=0.01, le=10.0)  # two_tower: starting softmax temperature (learned)
+    logq: bool = True  # two_tower: correct in-batch negatives by item popularity
+    k: int = Field(10, ge=1, le=100_000)  # ranking kinds: the cutoff of ndcg_at_k / recall_at_k
 
 
 class TrainingConfig(BaseModel):
@@ -330,6 +349,8 @@ class RunConfig(BaseModel):
             "modality_dropout": m.modality_dropout,
             "task": self.task.kind,
             "num_outputs": self.task.num_outputs,
+            **({"query_modalities": list(self.task.query_modalities), "item_modalities": list(self.task.item_modalities),
+                "temperature": self.task.temperature} if self.task.kind == "two_tower" else {}),
         }
 
 
@@ -359,8 +380,8 @@ def _tmm_pooling(fusion: str, pooling: str) -> Optional[Tuple[str, str]]:
 
 
 def _outputs(kind: str, n: int) -> Optional[Tuple[str, str]]:
-    if kind == "binary" and n != 1:
-        return "task.num_outputs", f"a binary task has exactly 1 output (found {n})"
+    if kind in ("binary",) + GROUPED_TASKS and n != 1:
+        return "task.num_outputs", f"a {kind} task has exactly 1 output (found {n})"
     if kind == "multiclass" and n < 2:
         return "task.num_outputs", f"a multiclass task needs at least 2 classes (found {n})"
     return None
@@ -376,7 +397,36 @@ def _even_batches(batch_size: int, workers: int) -> Optional[Tuple[str, str]]:
     return None
 
 
+def _task_columns(kind: str, labels: tuple, group: Optional[str], item: Optional[str]) -> Optional[Tuple[str, str]]:
+    if kind != "two_tower" and not labels:
+        return "data.label_columns", f"a {kind} task needs at least one label column"
+    if kind in GROUPED_TASKS and not group:
+        return "data.group_column", f"a {kind} task ranks rows within query groups: name the integer query id column (e.g. group_column = \"query_id\")"
+    if kind not in GROUPED_TASKS and group:
+        return "data.group_column", f"is used only by listwise / pairwise tasks (task.kind = {kind!r})"
+    if kind == "two_tower" and not item:
+        return "data.item_column", "a two_tower task needs the integer item id column (in-batch duplicates, popularity, validation corpus)"
+    return None
+
+
+def _towers(kind: str, query: tuple, item: tuple, fusion: Optional[str]) -> Optional[Tuple[str, str]]:
+    if kind != "two_tower":
+        if query or item:
+            return "task.query_modalities", f"query_modalities / item_modalities are used only by two_tower (task.kind = {kind!r})"
+        return None
+    if not query or not item:
+        return "task.query_modalities" if not query else "task.item_modalities", "a two_tower task needs both query_modalities and item_modalities"
+    if fusion == "mmt":
+        return "model.fusion", "two_tower towers are set-fusion models: the mmt baseline cannot be a tower"
+    shared = sorted(set(query) & set(item))
+    if shared:
+        return "task.item_modalities", f"a modality belongs to one tower, found in both: {shared}"
+    return None
+
+
 _CHECKS: List[_Check] = [
+    (("task.kind", "data.label_columns", "data.group_column", "data.item_column"), (), _task_columns),
+    (("task.kind", "task.query_modalities", "task.item_modalities"), ("model.fusion",), _towers),
     (("model.heads", "model.dim"), ("model.layers", "model.fusion"), _heads_divide_dim),
     (("model.fusion", "model.fusion_pooling"), (), _tmm_pooling),
     (("task.kind", "task.num_outputs"), (), _outputs),

@@ -29,7 +29,7 @@ import shutil
 import time
 from collections import Counter
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -64,6 +64,7 @@ class EmbedConfig(BaseModel):
     resume: bool = False
     overwrite: bool = False
     ray_address: Optional[str] = None
+    tower: Optional[Literal["query", "item"]] = Field(None, description="two-tower models: the side to embed")
 
 
 def parse_embed_config(**values) -> EmbedConfig:
@@ -85,7 +86,7 @@ def check_inputs(files: List[str], source: ModelSource, out: Path) -> List[dict]
     Raises:
         FeatureError: naming the file (and column) that is wrong.
     """
-    spec = source.spec
+    spec = source.input_spec
     id_column = spec.schema.id_column
     if id_column in RESERVED:
         raise FeatureError(f"the id column may not be named {id_column!r} (an output column of the job has that name)")
@@ -115,7 +116,7 @@ def prepare_output(out: Path, manifest: dict, cfg: EmbedConfig) -> List[Fragment
     stray = [p for p in (out / EMBEDDINGS, out / REJECTS) if p.exists() and any(p.iterdir())]
     if old_path.exists() and cfg.resume:
         old = json.loads(old_path.read_text(encoding="utf-8"))
-        changed = [k for k in ("format", "weights_sha256", "with_modalities", "inputs") if old.get(k) != manifest.get(k)]
+        changed = [k for k in ("format", "weights_sha256", "with_modalities", "tower", "inputs") if old.get(k) != manifest.get(k)]
         if changed:
             raise FeatureError(f"cannot resume the job in {out}: its {', '.join(changed)} differ from this run's "
                                "(same model, inputs and --with-modalities needed; or pass --overwrite to start again)")
@@ -232,7 +233,7 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
     """
     started = time.perf_counter()
     say = print if progress else (lambda *a: None)
-    source = load_model_source(cfg.model)
+    source = load_model_source(cfg.model).with_tower(cfg.tower)
     if cfg.with_modalities:
         model = source.build()
         if not hasattr(model, "encode"):
@@ -242,7 +243,7 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
     inputs = check_inputs(files, source, out)
     manifest = {
         "format": MANIFEST_FORMAT, "model_uri": source.uri, "model_version": source.version,
-        "weights_sha256": source.weights_sha256, "with_modalities": cfg.with_modalities, "inputs": inputs,
+        "weights_sha256": source.weights_sha256, "with_modalities": cfg.with_modalities, "tower": cfg.tower, "inputs": inputs,
         "fragment_rows": cfg.fragment_rows, "fragments": [f.to_dict() for f in plan_fragments(files, cfg.fragment_rows)],
     }
     fragments = prepare_output(out, manifest, cfg)
@@ -250,13 +251,13 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
     say(f"embedding {sum(f.rows for f in todo)} of {sum(f.rows for f in fragments)} rows "
         f"({len(todo)} of {len(fragments)} fragments to do) from {len(files)} file(s) with {cfg.workers} worker(s) into {out}")
     rows_done, processing = _run_fragments(todo, source, cfg, out, progress) if todo else (0, 0.0)
-    summary = account(out, fragments, source.spec.schema.id_column)
+    summary = account(out, fragments, source.input_spec.schema.id_column)
     seconds = time.perf_counter() - started
     summary.update({
         "rows_this_run": rows_done, "seconds": round(seconds, 2), "rows_per_s": round(rows_done / seconds, 1) if seconds else 0.0,
         "processing_seconds": round(processing, 2),
         "output": str(out / EMBEDDINGS), "rejects": str(out / REJECTS), "fragments": len(fragments),
-        "model_uri": source.uri, "model_version": source.version, "resumed": cfg.resume,
+        "model_uri": source.uri, "model_version": source.version, "resumed": cfg.resume, "tower": cfg.tower,
     })
     _write_json(out / SUCCESS, summary)
     return summary

@@ -105,7 +105,7 @@ class FragmentEmbedder:
 
         torch.set_num_threads(max(1, threads))
         source = ModelSource.from_payload(ray.get(payload[0]))
-        self.spec = source.spec
+        self.spec = source.input_spec
         self.model: nn.Module = source.build().to(device)
         self.device = device
         self.out_dir = Path(out_dir)
@@ -116,7 +116,7 @@ class FragmentEmbedder:
         if self.id_column and self.id_column not in self.columns:
             self.columns = self.columns + [self.id_column]
         self.metadata = {"deepsets.model_uri": source.uri, "deepsets.model_version": source.version,
-                         "deepsets.weights_sha256": source.weights_sha256}
+                         "deepsets.weights_sha256": source.weights_sha256, "deepsets.tower": source.tower or ""}
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Ray Data entry point: a batch of fragment descriptors in, one summary row each out.

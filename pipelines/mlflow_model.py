@@ -70,6 +70,7 @@ PARAMS = ParamSchema(
         ParamSpec("batch_size", "long", DEFAULT_BATCH_SIZE),
         ParamSpec("output", "string", "embedding"),  # "embedding" (fused) or "logits"
         ParamSpec("device", "string", "cpu"),
+        ParamSpec("tower", "string", ""),  # two-tower models: "query" or "item"
     ]
 )
 """Inference params. MLflow passes ``params`` to ``predict`` only when the signature declares
@@ -128,6 +129,27 @@ def to_arrow(model_input: Any, spec: FeatureSpec) -> pa.Table:
     return table
 
 
+def tower_view(model: nn.Module, spec: FeatureSpec, tower: Optional[str]) -> Tuple[nn.Module, FeatureSpec]:
+    """The model to run and the spec to read with: a two-tower model's ``tower`` ("query" or
+    "item") and the spec of its modalities only (the other side's columns need not exist), or a
+    one-tower model and its spec as they are.
+
+    Raises:
+        ValueError: a two-tower model without a tower, or a tower for a one-tower model.
+    """
+    from deepsets.two_tower import TwoTowerModel
+
+    if isinstance(model, TwoTowerModel):
+        if not tower:
+            raise ValueError("this is a two-tower model: choose the tower to run, query "
+                             f"({', '.join(model.query.names)}) or item ({', '.join(model.item.names)})")
+        side = model.tower(tower)
+        return side, spec.subset(side.names)
+    if tower:
+        raise ValueError(f"tower '{tower}' asked for, but this model has a single tower (it is not a two_tower model)")
+    return model, spec
+
+
 def rebuild_model(spec: FeatureSpec, model_config: Dict[str, Any], state_dict: Optional[Dict[str, torch.Tensor]] = None) -> nn.Module:
     """``build_model(spec.model_inputs(), **model_config)``, with ``state_dict`` loaded strictly,
     in eval mode."""
@@ -146,22 +168,26 @@ def embed_table(
     batch_size: int = DEFAULT_BATCH_SIZE,
     output: str = "embedding",
     device: str | torch.device = "cpu",
+    tower: Optional[str] = None,
 ) -> pd.DataFrame:
     """Run ``model`` over ``table`` in batches of ``batch_size`` rows, in order.
 
     Returns:
         A DataFrame with one row per input row: the spec's id column first (when the spec
         declares one and the table holds it), then ``embedding`` (the fused vector) or
-        ``logits``, each a float32 numpy array.
+        ``logits``, each a float32 numpy array. A two-tower model runs its ``tower``
+        ("query" or "item", which reads only that side's columns); its embedding and logits
+        are the same unit-length vector.
 
     Raises:
-        ValueError: for a bad ``batch_size`` or ``output``.
+        ValueError: for a bad ``batch_size``, ``output`` or ``tower``.
         FeatureError: from ``spec.transform`` for missing columns or bad values.
     """
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    model, spec = tower_view(model, spec, tower)
     chunks = []
     for start in range(0, max(table.num_rows, 1), batch_size):  # no rows: one empty batch, for the width
         batch = spec.transform(table.slice(start, batch_size), with_ids=False).to(device)
@@ -182,7 +208,8 @@ class DeepsetsPyfunc(mlflow.pyfunc.PythonModel):
 
     ``predict(context, model_input, params)``: ``model_input`` is a pandas DataFrame (what
     pyfunc passes) or a pyarrow Table holding the spec's columns; ``params`` (all optional):
-    ``batch_size`` (1024), ``output`` (``"embedding"`` or ``"logits"``), ``device`` (``"cpu"``).
+    ``batch_size`` (1024), ``output`` (``"embedding"`` or ``"logits"``), ``device`` (``"cpu"``),
+    ``tower`` (two-tower models: ``"query"`` or ``"item"``).
     Returns a DataFrame: the spec's id column first (if declared and present), then
     ``embedding`` or ``logits`` (a float32 array per row), rows in input order.
     """
@@ -211,6 +238,7 @@ class DeepsetsPyfunc(mlflow.pyfunc.PythonModel):
             batch_size=int(params.get("batch_size") or DEFAULT_BATCH_SIZE),
             output=str(params.get("output") or "embedding"),
             device=device,
+            tower=str(params.get("tower") or "") or None,
         )
 
 

@@ -10,6 +10,7 @@ nodes need neither the MLflow store nor the checkpoint directory.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ class ModelSource:
         label_columns: the label columns the model was trained on, when known.
         run_id: the MLflow run that logged the model (None for checkpoint directories).
         run_config: the training run config (``RunConfig.as_dict()``), when known.
+        tower: for a two-tower model, the side to run ("query" or "item"); see :meth:`with_tower`.
     """
 
     uri: str
@@ -46,28 +48,60 @@ class ModelSource:
     label_columns: List[str] = field(default_factory=list)
     run_id: Optional[str] = None
     run_config: Optional[Dict[str, Any]] = None
+    tower: Optional[str] = None
 
     @property
     def weights_sha256(self) -> str:
         return hashlib.sha256(self.weights).hexdigest()
 
     def build(self) -> nn.Module:
-        """The model in eval mode on the CPU."""
-        from pipelines.mlflow_model import rebuild_model
+        """The model (for a two-tower model, its :attr:`tower`) in eval mode on the CPU.
+
+        Raises:
+            ValueError: a two-tower model without a tower, or a tower for a one-tower model.
+        """
+        from pipelines.mlflow_model import rebuild_model, tower_view
 
         state = torch.load(io.BytesIO(self.weights), map_location="cpu", weights_only=True)
-        return rebuild_model(self.spec, self.model_config, state)
+        return tower_view(rebuild_model(self.spec, self.model_config, state), self.spec, self.tower)[0]
+
+    @property
+    def is_two_tower(self) -> bool:
+        return self.model_config.get("task") == "two_tower"
+
+    @property
+    def input_spec(self) -> FeatureSpec:
+        """The spec inputs are read with: the tower's modalities only, for a two-tower model."""
+        if self.is_two_tower and self.tower:
+            key = "query_modalities" if self.tower == "query" else "item_modalities"
+            return self.spec.subset(self.model_config[key])
+        return self.spec
+
+    def with_tower(self, tower: Optional[str]) -> "ModelSource":
+        """This source set to run ``tower`` ("query" / "item"; None for one-tower models).
+
+        Raises:
+            ValueError: for a two-tower model without a tower, a tower of a one-tower model, or
+                an unknown tower name.
+        """
+        if self.is_two_tower and tower not in ("query", "item"):
+            names = {side: ", ".join(self.model_config[f"{side}_modalities"]) for side in ("query", "item")}
+            raise ValueError(f"{self.uri} is a two-tower model: choose --tower query ({names['query']}) or --tower item ({names['item']})"
+                             + (f", not {tower!r}" if tower else ""))
+        if not self.is_two_tower and tower:
+            raise ValueError(f"--tower {tower}: {self.uri} is not a two-tower model (task {self.model_config.get('task', 'binary')!r})")
+        return dataclasses.replace(self, tower=tower)
 
     def payload(self) -> Dict[str, Any]:
         """Plain values to rebuild this source in another process (:meth:`from_payload`)."""
         return {"uri": self.uri, "version": self.version, "weights": self.weights,
                 "spec": self.spec.to_dict(), "model_config": self.model_config,
-                "label_columns": self.label_columns, "run_id": self.run_id, "run_config": self.run_config}
+                "label_columns": self.label_columns, "run_id": self.run_id, "run_config": self.run_config, "tower": self.tower}
 
     @classmethod
     def from_payload(cls, payload: Dict[str, Any]) -> "ModelSource":
         return cls(payload["uri"], payload["version"], payload["weights"], FeatureSpec.from_dict(payload["spec"]),
-                   payload["model_config"], payload["label_columns"], payload["run_id"], payload["run_config"])
+                   payload["model_config"], payload["label_columns"], payload["run_id"], payload["run_config"], payload.get("tower"))
 
 
 def _to_bytes(state_dict: Dict[str, torch.Tensor]) -> bytes:

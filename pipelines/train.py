@@ -74,13 +74,18 @@ def check_resumable(cfg: RunConfig, run_dir: Path) -> None:
 
 
 def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
-    """Before any worker starts: every train/valid file has the modality and label columns,
-    and there is at least one global batch of training rows. Returns the training row count.
+    """Before any worker starts: every train/valid file has the modality, label and key
+    columns, two_tower towers name modalities of the spec, and there is at least one global
+    batch of training rows. Returns the training row count.
 
     Raises:
-        FeatureError: naming the file and column, or the row count.
+        FeatureError: naming the file and column, the modality, or the row count.
     """
-    labels = list(cfg.data.label_columns)
+    labels = list(cfg.data.label_columns) + [c for c in (cfg.data.group_column, cfg.data.item_column) if c]
+    for side in ("query", "item"):
+        unknown = sorted(set(getattr(cfg.task, f"{side}_modalities")) - set(spec.names))
+        if unknown:
+            raise FeatureError(f"task.{side}_modalities names {unknown}, not modalities of the schema ({', '.join(spec.names)})")
     rows = 0
     for paths, count in ((cfg.data.train, True), (cfg.data.valid, False)):
         if not paths:
@@ -92,6 +97,28 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
     if rows < cfg.training.batch_size:
         raise FeatureError(f"only {rows} training rows: fewer than one global batch (training.batch_size = {cfg.training.batch_size})")
     return rows
+
+
+def item_counts(cfg: RunConfig) -> Optional[dict]:
+    """two_tower with logQ: ``{"ids": (I,), "counts": (I,)}`` training rows per item id (read from
+    the item column alone); None otherwise.
+
+    Raises:
+        FeatureError: naming the file whose item column is not integer or holds nulls.
+    """
+    if cfg.task.kind != "two_tower" or not cfg.task.logq:
+        return None
+    import numpy as np
+    import pyarrow as pa
+
+    column, found = cfg.data.item_column, []
+    for path in resolve_inputs(list(cfg.data.train)):
+        values = open_parquet(path).read(columns=[column]).column(column)
+        if not pa.types.is_integer(values.type) or values.null_count:
+            raise FeatureError(f"column '{column}' must hold integer item ids without nulls (found {values.type}, {values.null_count} nulls)", file=path)
+        found.append(values.to_numpy())
+    ids, counts = np.unique(np.concatenate(found), return_counts=True)
+    return {"ids": ids.astype(np.int64), "counts": counts.astype(np.int64)}
 
 
 def open_mlflow_run(cfg: RunConfig, run_name: str, resume: bool, spec_path: Path) -> tuple[str, str]:
@@ -153,6 +180,7 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
             "spec": spec.to_dict(),
             "mlflow": {"uri": uri, "run_id": run_id},
             "fail_at_epoch": int(os.environ[FAIL_AT_EPOCH_ENV]) if os.environ.get(FAIL_AT_EPOCH_ENV) else None,
+            "item_counts": item_counts(cfg),
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.scaling.workers, use_gpu=cfg.scaling.use_gpu, resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}

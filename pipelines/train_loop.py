@@ -5,6 +5,10 @@ Data sharding: every worker streams the same global batches of ``training.batch_
 from Parquet (the reader never holds more than a few chunks) and keeps the slice of its rank,
 so 1 worker and N workers see exactly the same global batches and gradients. A final global
 batch shorter than ``batch_size`` is dropped (and counted) so every rank takes the same steps.
+
+Task kinds (:mod:`pipelines.objectives`): listwise / pairwise shuffle whole query groups, so a
+group stays together unless a batch edge (or the split across workers) cuts it into two shorter
+lists; two_tower takes its in-batch negatives from each worker's share of the global batch.
 """
 
 from __future__ import annotations
@@ -13,18 +17,17 @@ import contextlib
 import math
 import tempfile
 import time
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 import torch
 from torch import Tensor, nn
 
 from deepsets.batch import FeatureBatch
 from deepsets.builders import build_model
-from deepsets.tasks import task_loss
 from features.reader import ParquetBatchReader
 from features.spec import FeatureSpec
 from pipelines.checkpoint import TrainState, load_checkpoint, save_checkpoint
-from pipelines.metrics import TaskMetrics
+from pipelines.objectives import ItemLogQ, Objective
 
 FAIL_AT_EPOCH_ENV = "DEEPSETS_FAIL_AT_EPOCH"
 """Testing knob, read by the driver: rank 0 raises after checkpointing this epoch, on a run's
@@ -57,13 +60,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, total_steps: int
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def labels_of(batch: FeatureBatch, columns: Sequence[str]) -> Tensor:
-    """The target: one column as is ((B,) or (B, K)); several scalar columns stacked (B, K)."""
-    if len(columns) == 1:
-        return batch.labels[columns[0]]
-    return torch.stack([batch.labels[c] for c in columns], dim=1)
-
-
 def autocast(device: torch.device, dtype: Optional[torch.dtype]):
     """bf16 (or ``dtype``) autocast on ``device``; a no-op context when ``dtype`` is None."""
     if dtype is None:
@@ -74,10 +70,9 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
 def train_step(
     model: nn.Module,
     batch: FeatureBatch,
-    target: Tensor,
+    objective: Objective,
     optimizer: torch.optim.Optimizer,
     scheduler,
-    task: str,
     device: torch.device,
     amp_dtype: Optional[torch.dtype] = None,
     grad_clip: float = 0.0,
@@ -85,13 +80,13 @@ def train_step(
     """One optimizer step on ``batch``; moves it to ``device``; returns the loss.
 
     Args:
+        objective: the task kind's loss (and the batch columns it reads).
         amp_dtype: autocast dtype (bf16 on GPUs), or None for full precision.
         grad_clip: max gradient norm, 0 = no clipping.
     """
-    batch, target = batch.to(device, non_blocking=True), target.to(device, non_blocking=True)
+    batch = batch.to(device, non_blocking=True)
     with autocast(device, amp_dtype):
-        logits = model(batch).logits  # (B, K)
-    loss = task_loss(task, logits.float(), target)
+        loss = objective.loss(model, batch)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip > 0:
@@ -101,16 +96,15 @@ def train_step(
     return float(loss.detach())
 
 
-def evaluate(model: nn.Module, batches, label_columns: Sequence[str], task: str, num_outputs: int, device: torch.device, amp_dtype=None) -> Dict[str, float]:
-    """Task metrics over every batch (no gradient, eval mode, restored to train mode after)."""
-    metrics = TaskMetrics(task, num_outputs)
+def evaluate(model: nn.Module, batches, objective: Objective, device: torch.device, amp_dtype=None) -> Dict[str, float]:
+    """The objective's metrics over every batch (no gradient, eval mode, restored after)."""
+    metrics = objective.new_metrics(model)
     was_training = model.training
     model.eval()
     with torch.no_grad():
         for batch in batches:
             with autocast(device, amp_dtype):
-                logits = model(batch.to(device)).logits
-            metrics.update(logits.float().cpu(), labels_of(batch, label_columns))
+                objective.update(metrics, model, batch.to(device))
     model.train(was_training)
     return metrics.compute()
 
@@ -146,6 +140,8 @@ def train_worker(loop_config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     t, scaling = cfg.training, cfg.scaling
     labels = list(cfg.data.label_columns)
+    popularity = loop_config.get("item_counts")
+    objective = Objective.from_config(cfg, ItemLogQ(popularity["ids"], popularity["counts"]) if popularity else None)
     torch.manual_seed(t.seed)
     model_config = cfg.model_kwargs()
     model = build_model(spec.model_inputs(), **model_config)
@@ -177,10 +173,11 @@ def train_worker(loop_config: dict) -> None:
         # draws exactly what the uninterrupted run would have (the data order is seeded per epoch too).
         torch.manual_seed(t.seed + 1 + rank + 10_007 * epoch)
         started, loss_sum, steps, rows = time.perf_counter(), 0.0, 0, 0
-        reader = ParquetBatchReader(spec, cfg.data.train, batch_size=t.batch_size, label_columns=labels, drop_last=True, shuffle_seed=t.seed * 100_003 + epoch)
+        reader = ParquetBatchReader(spec, cfg.data.train, batch_size=t.batch_size, label_columns=labels, drop_last=True,
+                                    shuffle_seed=t.seed * 100_003 + epoch, key_columns=objective.key_columns(), group_column=cfg.data.group_column)
         for global_batch in reader:
             local = global_batch.slice(rank * share, (rank + 1) * share)
-            loss_sum += train_step(model, local, labels_of(local, labels), optimizer, scheduler, cfg.task.kind, device, amp_dtype, t.grad_clip)
+            loss_sum += train_step(model, local, objective, optimizer, scheduler, device, amp_dtype, t.grad_clip)
             steps, rows, step = steps + 1, rows + local.num_rows, step + 1
             if rank == 0 and steps % 20 == 0:
                 print(f"epoch {epoch + 1}/{t.epochs} step {steps}/{per_epoch} loss {loss_sum / steps:.4f}", flush=True)
@@ -188,8 +185,8 @@ def train_worker(loop_config: dict) -> None:
         metrics = {"epoch": epoch, "step": step, "train_loss": _mean_across_ranks(loss_sum, steps, world, device),
                    "train_rows_per_s": rows * world / seconds, "train_rows_dropped": reader.rows_dropped}
         if rank == 0 and cfg.data.valid:
-            valid = ParquetBatchReader(spec, cfg.data.valid, batch_size=1024, label_columns=labels)
-            metrics.update({f"valid_{k}": v for k, v in evaluate(unwrap(model), valid, labels, cfg.task.kind, cfg.task.num_outputs, device, amp_dtype).items()})
+            valid = ParquetBatchReader(spec, cfg.data.valid, batch_size=1024, label_columns=labels, key_columns=objective.key_columns())
+            metrics.update({f"valid_{k}": v for k, v in evaluate(unwrap(model), valid, objective, device, amp_dtype).items()})
         _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_config, model_config)
         if rank == 0:
             print("epoch {}/{}: ".format(epoch + 1, t.epochs) + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "step")), flush=True)

@@ -75,3 +75,28 @@ def test_in_batch_softmax_by_hand_log_q_and_duplicates():
         assert float(loss.temperature) == pytest.approx(0.5)
     loss(torch.randn(4, 8), torch.randn(4, 8)).backward()
     assert loss.log_inv_temperature.grad is not None  # the temperature is learned
+
+
+def test_target_ranks_ties_and_exclusion_by_hand():
+    from deepsets.ranking import rank_metrics, target_ranks
+
+    scores = torch.tensor([[0.9, 0.5, 0.5, 0.1],   # target 1 ties with item 2: expected rank 2.5
+                           [0.3, 0.3, 0.3, 0.3],   # constant scorer: the middle, (1 + 4) / 2
+                           [0.9, 0.8, 0.2, 0.1]])  # target 2; items 0 and 1 excluded -> rank 1
+    target = torch.tensor([1, 0, 2])
+    exclude = torch.tensor([[False] * 4, [True, False, False, False], [True, True, False, False]])
+    exclude_nothing = target_ranks(scores, target)
+    assert exclude_nothing.tolist() == [2.5, 2.5, 3.0]
+    ranks = target_ranks(scores, target, exclude)  # the target itself is never excluded
+    assert ranks.tolist() == [2.5, 2.5, 1.0]
+    out = rank_metrics(ranks, k=2)
+    assert out["recall_at_2"] == pytest.approx(1 / 3)
+    assert out["ndcg_at_2"] == pytest.approx(1 / 3)  # only the rank-1 query is within k
+    assert out["mrr"] == pytest.approx((1 / 2.5 + 1 / 2.5 + 1) / 3)
+
+
+def test_task_loss_grouped_kinds_need_groups():
+    from deepsets.tasks import task_loss
+
+    with pytest.raises(ValueError, match="query group"):
+        task_loss("listwise", torch.zeros(3, 1), torch.zeros(3))

@@ -334,7 +334,7 @@ def test_override_with_a_wrong_type(tmp_path):
         ("training", "optimiser = \"sgd\"", "training.optimiser: unknown field (did you mean 'optimizer'?)"),
         ("scaling", "gpus = 1", "scaling.gpus: unknown field (expected one of workers, use_gpu, cpus_per_worker, max_failures)"),
         ("task", "num_outputs = 3", "task.num_outputs: a binary task has exactly 1 output (found 3)"),
-        ("data", "label_columns = []", "data.label_columns: List should have at least 1 item"),
+        ("data", "label_columns = []", "data.label_columns: a binary task needs at least one label column"),
         ("data", 'label_columns = ["a", "a"]', "data.label_columns: columns listed twice: ['a']"),
         ("tracking", 'run_name = "a/b"', "tracking.run_name: may hold only letters, digits, '_', '-' and '.' (it names a directory) (found 'a/b')"),
     ],
@@ -429,8 +429,7 @@ def test_a_section_that_is_not_a_table(tmp_path):
 def test_missing_required_sections(tmp_path):
     path = write(tmp_path, "[model]\ndim = 8\n")
     assert config_error(path).problems == [
-        "data.train: Field required",
-        "data.label_columns: Field required",
+        "data.train: Field required",  # label_columns is checked against task.kind once [data] is valid
         'schema: give either path = "schema.toml" or inline [[schema.modality]] tables',
     ]
 
@@ -538,7 +537,8 @@ def test_model_kwargs_are_exactly_build_model_arguments(tmp_path):
     cfg = load_run_config(write(tmp_path, FULL))
     kwargs = cfg.model_kwargs()
     params = set(inspect.signature(build_model).parameters) - {"inputs"}
-    assert set(kwargs) == params
+    two_tower_only = {"query_modalities", "item_modalities", "temperature"}  # given only for task two_tower
+    assert set(kwargs) == params - two_tower_only
     assert kwargs["ff_dim"] == 96 and kwargs["task"] == "multilabel" and kwargs["num_outputs"] == 2
     model = build_model([ModalityInfo("image", "dense", dim=8), ModalityInfo("history", "id_sequence", num_embeddings=10)], **kwargs)
     assert sum(p.numel() for p in model.parameters()) > 0
@@ -616,10 +616,15 @@ def raw_configs(draw) -> dict:
     )
     heads = draw(st.sampled_from([1, 2, 4]))
     kind = draw(st.sampled_from(C.TASKS))
+    task = {"kind": kind, "num_outputs": 1 if kind in ("binary", "listwise", "pairwise") else draw(st.integers(2, 5))}
+    if kind == "two_tower":
+        task.update(query_modalities=["q"], item_modalities=draw(st.lists(_text.filter(lambda t: t != "q"), min_size=1, max_size=3, unique=True)))
     return {
         "data": {
             "train": draw(st.one_of(_text, st.lists(_text, min_size=1, max_size=3))),
-            "label_columns": draw(st.lists(_text, min_size=1, max_size=3, unique=True)),
+            "label_columns": [] if kind == "two_tower" else draw(st.lists(_text, min_size=1, max_size=3, unique=True)),
+            **({"group_column": draw(_text)} if kind in ("listwise", "pairwise") else {}),
+            **({"item_column": draw(_text)} if kind == "two_tower" else {}),
             **({"valid": draw(_text)} if draw(st.booleans()) else {}),
             **({"spec": draw(_text)} if draw(st.booleans()) else {}),
         },
@@ -628,11 +633,11 @@ def raw_configs(draw) -> dict:
             "dim": heads * draw(st.integers(1, 16)),
             "heads": heads,
             "layers": draw(st.integers(0, 3)),
-            "fusion": draw(st.sampled_from([f for f in C.FUSIONS if f != "tmm_deepset"])),
+            "fusion": draw(st.sampled_from([f for f in C.FUSIONS if f not in ("tmm_deepset", "mmt" if kind == "two_tower" else "")])),
             "fusion_pooling": draw(st.sampled_from(C.FUSION_POOLINGS)),
             "dropout": draw(st.floats(0, 0.99)),
         },
-        "task": {"kind": kind, "num_outputs": 1 if kind == "binary" else draw(st.integers(2, 5))},
+        "task": task,
         "training": {
             "batch_size": workers * draw(st.integers(1, 64)),
             "lr": draw(st.floats(1e-6, 1.0)),
@@ -656,3 +661,33 @@ def test_flat_params_keys_are_unique_and_values_are_scalars(raw):
     # and the whole config survives its saved form
     assert parse_run_config(cfg.as_dict(), "saved") == cfg
     assert parse_run_config(tomllib.loads(cfg.to_toml()), "saved.toml") == cfg
+
+
+@pytest.mark.parametrize(
+    "task,data,problem",
+    [
+        ('kind = "listwise"', "", "data.group_column: a listwise task ranks rows within query groups"),
+        ('kind = "pairwise"\nnum_outputs = 2', 'group_column = "query_id"', "task.num_outputs: a pairwise task has exactly 1 output (found 2)"),
+        ('kind = "binary"', 'group_column = "query_id"', "data.group_column: is used only by listwise / pairwise tasks"),
+        ('kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]', "", "data.item_column: a two_tower task needs the integer item id column"),
+        ('kind = "two_tower"\nquery_modalities = ["history"]', 'item_column = "item_id"', "task.item_modalities: a two_tower task needs both"),
+        ('kind = "two_tower"\nquery_modalities = ["image"]\nitem_modalities = ["image"]', 'item_column = "item_id"', "task.item_modalities: a modality belongs to one tower, found in both: ['image']"),
+        ('kind = "binary"\nquery_modalities = ["image"]', "", "task.query_modalities: query_modalities / item_modalities are used only by two_tower"),
+    ],
+)
+def test_ranking_task_problems_are_named(tmp_path, task, data, problem):
+    text = with_lines(MINIMAL, "task", task)
+    if data:
+        text = with_lines(text, "data", data)
+    err = config_error(write(tmp_path, text))
+    assert len(err.problems) == 1 and err.problems[0].startswith(problem), err.problems
+
+
+def test_two_tower_config_reaches_the_builder(tmp_path):
+    text = with_lines(with_lines(MINIMAL, "task", 'kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]\ntemperature = 0.1'),
+                      "data", 'item_column = "item_id"')
+    cfg = C.load_run_config(write(tmp_path, text))
+    kwargs = cfg.model_kwargs()
+    assert kwargs["task"] == "two_tower" and kwargs["query_modalities"] == ["history"] and kwargs["item_modalities"] == ["image"]
+    assert kwargs["temperature"] == 0.1
+    assert "query_modalities" not in C.load_run_config(write(tmp_path, MINIMAL)).model_kwargs()  # older checkpoints still resume

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from deepsets.builders import FUSIONS, build_model
-from pipelines.train_loop import evaluate, labels_of, make_optimizer, make_scheduler, train_step
+from pipelines.objectives import Objective, labels_of
+from pipelines.train_loop import evaluate, make_optimizer, make_scheduler, train_step
 from tests.deepsets.random_batches import INFOS, random_batch
 
 
@@ -19,11 +20,12 @@ def test_train_step_with_device_argument_and_bf16_autocast(fusion):
     optimizer = make_optimizer(model, "adamw", 1e-2, 0.0)
     scheduler = make_scheduler(optimizer, "cosine", total_steps=4, warmup_steps=1)
     batch = random_batch(32, seed=1)
-    loss = train_step(model, batch, batch.labels["y"], optimizer, scheduler, "binary", torch.device("cpu"), torch.bfloat16, grad_clip=1.0)
+    objective = Objective("binary", ("y",))
+    loss = train_step(model, batch, objective, optimizer, scheduler, torch.device("cpu"), torch.bfloat16, grad_clip=1.0)
     assert loss == loss and 0 < loss < 10  # finite
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert changed, "no parameter moved"
-    metrics = evaluate(model, [random_batch(64, seed=2)], ["y"], "binary", 1, torch.device("cpu"), torch.bfloat16)
+    metrics = evaluate(model, [random_batch(64, seed=2)], objective, torch.device("cpu"), torch.bfloat16)
     assert set(metrics) == {"loss", "auc", "log_loss"}
 
 

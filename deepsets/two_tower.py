@@ -1,0 +1,115 @@
+"""Two-tower retrieval: a query tower and an item tower, each a set-fusion model over its own
+modalities, trained so a query's embedding is close to the embeddings of its items.
+
+    model = build_model(spec.model_inputs(), task="two_tower",
+                        query_modalities=["history", "user_genres"], item_modalities=["title", "genres"])
+    out = model(batch)                     # out.query (B, D), out.item (B, D), unit length
+    loss = model.loss(out, item_ids, item_log_q)
+    model.tower("item")(item_batch).fused  # index the items offline; score = query @ item.T
+
+Each tower is a :class:`deepsets.model.SetFusionModel` whose task head is a linear projection
+into the shared space; :class:`Tower` L2-normalizes that projection and returns it as the
+row's embedding (``fused``), so a tower runs anywhere a one-tower model does (``deepsets
+embed --tower``): dot products of stored embeddings are the cosine similarities it was
+trained on. A tower only reads its own modalities: the other side's may be absent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from deepsets.batch import FeatureBatch
+from deepsets.model import ModelOutput
+from deepsets.ranking import InBatchSoftmax
+
+TOWERS = ("query", "item")
+
+
+class Tower(nn.Module):
+    """One side of a two-tower model: a set-fusion model whose task head projects to the
+    shared space; its output ``fused`` (and ``logits``) is the unit-length embedding.
+
+    Args:
+        model: a :class:`deepsets.model.SetFusionModel` over this side's modalities, with a
+            linear head of width ``D`` (the shared space).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    @property
+    def names(self) -> tuple:
+        return self.model.names
+
+    def encode(self, batch: FeatureBatch):
+        """Per-modality vectors ``(B, M, D)`` and presence ``(B, M)`` of this side."""
+        return self.model.encode(batch)
+
+    def fuse(self, vectors: Tensor, present: Tensor) -> ModelOutput:
+        out = self.model.fuse(vectors, present)
+        embedding = F.normalize(out.logits, dim=-1)  # (B, D) unit length
+        return ModelOutput(embedding, embedding, out.modality_vectors, out.present, out.winners, out.names)
+
+    def forward(self, batch: FeatureBatch) -> ModelOutput:
+        return self.fuse(*self.encode(batch))
+
+
+@dataclass
+class TwoTowerOutput:
+    """Both sides' unit-length embeddings of a batch of (query, item) rows: (B, D) each."""
+
+    query: Tensor
+    item: Tensor
+
+
+class TwoTowerModel(nn.Module):
+    """A query tower, an item tower and their in-batch sampled softmax loss.
+
+    Args:
+        query: the query :class:`Tower`.
+        item: the item :class:`Tower`.
+        loss: an :class:`deepsets.ranking.InBatchSoftmax` (owns the learnable temperature).
+
+    Raises:
+        ValueError: when the towers share a modality.
+    """
+
+    def __init__(self, query: Tower, item: Tower, loss: InBatchSoftmax) -> None:
+        super().__init__()
+        shared = sorted(set(query.names) & set(item.names))
+        if shared:
+            raise ValueError(f"the query and item towers must not share modalities, both have {shared}")
+        self.query, self.item, self.loss_fn = query, item, loss
+
+    @property
+    def names(self) -> tuple:
+        """Every modality either tower reads, sorted."""
+        return tuple(sorted(self.query.names + self.item.names))
+
+    def tower(self, side: str) -> Tower:
+        """The ``"query"`` or ``"item"`` tower.
+
+        Raises:
+            ValueError: for another name.
+        """
+        if side not in TOWERS:
+            raise ValueError(f"tower must be one of {TOWERS}, got {side!r}")
+        return self.query if side == "query" else self.item
+
+    def forward(self, batch: FeatureBatch) -> TwoTowerOutput:
+        return TwoTowerOutput(self.query(batch).fused, self.item(batch).fused)  # (B, D), (B, D)
+
+    def loss(self, out: TwoTowerOutput, item_ids: Optional[Tensor] = None, item_log_q: Optional[Tensor] = None) -> Tensor:
+        """In-batch softmax of each query against the batch's items (see ``InBatchSoftmax``).
+
+        Args:
+            out: this model's output on a batch.
+            item_ids: (B,) item ids: repeats of an item are not negatives of each other.
+            item_log_q: (B,) log sampling probability of each row's item (logQ correction).
+        """
+        return self.loss_fn(out.query, out.item, item_log_q=item_log_q, item_ids=item_ids)
