@@ -1,0 +1,185 @@
+"""Non-learned retrieval baselines and the top-k metrics for the MovieLens two-tower benchmark.
+
+    pop = most_popular_scores(train_items, num_items)                        # (I,)
+    knn = item_knn_scores(train_users, train_items, histories, num_items)    # (U, I)
+    topk_metrics(knn, targets, exclude=seen, k=10)   # {'ndcg_at_10': ..., 'recall_at_10': ..., 'mrr': ...}
+
+Everything works in item index space: items are ``0 .. num_items - 1`` (the caller maps
+movie ids to indices) and users are any non-negative integers. numpy and scipy.sparse only,
+so the metrics also score a two-tower model's (U, I) numpy scores.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+METRIC_CHUNK = 256  # query rows ranked at a time: bounds the (chunk, I) float64 copy
+SIMILARITY_CHUNK = 2048  # item rows of the co-occurrence matrix built at a time
+
+
+def _check_items(items: np.ndarray, num_items: int, what: str) -> np.ndarray:
+    """``items`` as an int64 array of indices in ``[0, num_items)``.
+
+    Raises:
+        ValueError: for an index outside the range.
+    """
+    items = np.asarray(items, dtype=np.int64).reshape(-1)
+    if items.size and (items.min() < 0 or items.max() >= num_items):
+        raise ValueError(f"{what}: item indices must lie in [0, {num_items}), found {items.min()} .. {items.max()}")
+    return items
+
+
+def most_popular_scores(train_items: np.ndarray, num_items: int) -> np.ndarray:
+    """The number of train interactions of each item: (I,) float64.
+
+    Raises:
+        ValueError: for an item index outside ``[0, num_items)``.
+    """
+    items = _check_items(train_items, num_items, "train_items")
+    return np.bincount(items, minlength=num_items).astype(np.float64)
+
+
+def _top_k_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Keep the ``k`` largest entries of each row (ties: the lower column index wins)."""
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    order = np.lexsort((m.indices, -m.data, rows))  # by row, then descending value, then column
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size) - m.indptr[rows[order]]  # position within its row
+    keep = rank < k
+    return sp.csr_matrix((m.data[keep], (rows[keep], m.indices[keep])), shape=m.shape)
+
+
+def item_similarity(train_users: np.ndarray, train_items: np.ndarray, num_items: int, k_neighbors: Optional[int] = None) -> sp.csr_matrix:
+    """Cosine item-item similarity from co-occurrence: (I, I) sparse float32.
+
+    ``C[i, j]`` is the number of users who interacted with both i and j (i != j; repeated
+    interactions of a user with an item count once), ``n_i`` the users of item i, and
+    ``sim[i, j] = C[i, j] / sqrt(n_i * n_j)``. With ``k_neighbors`` each row keeps only its
+    ``k_neighbors`` largest similarities (ties: lower item index).
+
+    Raises:
+        ValueError: for mismatched lengths, bad indices or ``k_neighbors < 1``.
+    """
+    users = np.asarray(train_users, dtype=np.int64).reshape(-1)
+    items = _check_items(train_items, num_items, "train_items")
+    if users.size != items.size:
+        raise ValueError(f"train_users and train_items differ in length: {users.size} vs {items.size}")
+    if k_neighbors is not None and k_neighbors < 1:
+        raise ValueError(f"k_neighbors must be >= 1 or None, got {k_neighbors}")
+    if users.size and users.min() < 0:
+        raise ValueError("train_users must be non-negative")
+    num_users = int(users.max()) + 1 if users.size else 0
+    x = sp.csr_matrix((np.ones(users.size, dtype=np.float32), (users, items)), shape=(num_users, num_items))
+    x.data[:] = 1.0  # duplicates were summed: a user counts once per item
+    xt = x.T.tocsr()  # (I, users)
+    n = np.asarray(xt.sum(axis=1)).reshape(-1)  # (I,) users per item
+    inv_sqrt = np.divide(1.0, np.sqrt(n), out=np.zeros_like(n, dtype=np.float64), where=n > 0).astype(np.float32)
+    blocks = []
+    # Row blocks bound the memory of one product (and, with k_neighbors, of the result).
+    for start in range(0, num_items, SIMILARITY_CHUNK):
+        stop = min(start + SIMILARITY_CHUNK, num_items)
+        block = (xt[start:stop] @ x).tocoo()  # (b, I) co-occurrence counts
+        off_diagonal = block.row + start != block.col
+        row, col = block.row[off_diagonal], block.col[off_diagonal]
+        data = block.data[off_diagonal] * inv_sqrt[row + start] * inv_sqrt[col]
+        block = sp.csr_matrix((data.astype(np.float32), (row, col)), shape=(stop - start, num_items))
+        blocks.append(_top_k_per_row(block, k_neighbors) if k_neighbors is not None else block)
+    return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, num_items), dtype=np.float32)
+
+
+def item_knn_scores(
+    train_users: np.ndarray,
+    train_items: np.ndarray,
+    query_histories: Sequence[np.ndarray],
+    num_items: int,
+    k_neighbors: Optional[int] = None,
+) -> np.ndarray:
+    """Item-KNN scores: for each query, ``score[j] = sum over its history items h of sim[h, j]``
+    (see :func:`item_similarity`; an item repeated in a history counts each time): (U, I) float32.
+
+    Args:
+        train_users, train_items: the train interactions (user index, item index), same length.
+        query_histories: per query, the item indices of its history (may be empty).
+        num_items: I.
+        k_neighbors: keep only each item's ``k_neighbors`` most similar items (None: all).
+
+    Raises:
+        ValueError: for mismatched lengths, bad indices or ``k_neighbors < 1``.
+    """
+    sim = item_similarity(train_users, train_items, num_items, k_neighbors)
+    histories = [np.asarray(h, dtype=np.int64).reshape(-1) for h in query_histories]
+    cols = _check_items(np.concatenate(histories) if histories else np.zeros(0), num_items, "query_histories")
+    rows = np.repeat(np.arange(len(histories)), [h.size for h in histories])
+    q = sp.csr_matrix((np.ones(cols.size, dtype=np.float32), (rows, cols)), shape=(len(histories), num_items))
+    return np.asarray((q @ sim).todense(), dtype=np.float32)  # (U, I)
+
+
+def topk_metrics(
+    scores: np.ndarray,
+    targets: np.ndarray,
+    exclude: Optional[Sequence[np.ndarray]] = None,
+    k: int = 10,
+) -> dict:
+    """Mean ``ndcg_at_k``, ``recall_at_k`` and ``mrr`` of one relevant item per query, from
+    :func:`target_ranks` (same arguments).
+
+    Raises:
+        ValueError: for mismatched shapes, bad indices, ``k < 1`` or NaN scores.
+    """
+    import torch
+
+    from deepsets.ranking import rank_metrics
+
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return rank_metrics(torch.from_numpy(target_ranks(scores, targets, exclude)), k)
+
+
+def target_ranks(scores: np.ndarray, targets: np.ndarray, exclude: Optional[Sequence[np.ndarray]] = None) -> np.ndarray:
+    """The 1-based rank of each query's one relevant item among all items: (U,) float64, by
+    :func:`deepsets.ranking.target_ranks` (the training pipeline's rule: ties broken at random
+    in expectation, so a constant scorer ranks the target mid-list).
+
+    Items in ``exclude[u]`` (the query's already-seen items) are left out of its ranking; the
+    target itself never is, even if listed. Queries are ranked ``METRIC_CHUNK`` rows at a time.
+
+    Args:
+        scores: (U, I) float scores (numpy; higher is better).
+        targets: (U,) the relevant item index of each query.
+        exclude: None, or U arrays of item indices to exclude per query.
+
+    Raises:
+        ValueError: for mismatched shapes, bad indices or NaN scores.
+    """
+    import torch
+
+    from deepsets.ranking import target_ranks as ranks_of
+
+    scores = np.asarray(scores)
+    targets = np.asarray(targets, dtype=np.int64).reshape(-1)
+    if scores.ndim != 2 or scores.shape[0] != targets.size or targets.size == 0:
+        raise ValueError(f"scores must be (U, I) with U = len(targets) = {targets.size} > 0, got shape {scores.shape}")
+    if exclude is not None and len(exclude) != targets.size:
+        raise ValueError(f"exclude must hold one array per query ({targets.size}), got {len(exclude)}")
+    num_queries, num_items = scores.shape
+    _check_items(targets, num_items, "targets")
+    ranks = []
+    for start in range(0, num_queries, METRIC_CHUNK):
+        stop = min(start + METRIC_CHUNK, num_queries)
+        chunk = torch.from_numpy(np.ascontiguousarray(scores[start:stop], dtype=np.float64))  # (b, I)
+        if torch.isnan(chunk).any():
+            raise ValueError(f"NaN scores in query rows {start}..{stop - 1}")
+        mask = None
+        if exclude is not None:
+            seen = [_check_items(exclude[u], num_items, "exclude") for u in range(start, stop)]
+            mask = torch.zeros(chunk.shape, dtype=torch.bool)  # (b, I)
+            mask[torch.from_numpy(np.repeat(np.arange(stop - start), [s.size for s in seen])),
+                 torch.from_numpy(np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64))] = True
+        ranks.append(ranks_of(chunk, torch.from_numpy(targets[start:stop]), mask))
+    return torch.cat(ranks).numpy()
+
+
+__all__ = ["most_popular_scores", "item_similarity", "item_knn_scores", "target_ranks", "topk_metrics"]
