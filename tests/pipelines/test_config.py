@@ -622,7 +622,7 @@ def raw_configs(draw) -> dict:
     return {
         "data": {
             "train": draw(st.one_of(_text, st.lists(_text, min_size=1, max_size=3))),
-            "label_columns": [] if kind == "two_tower" else draw(st.lists(_text, min_size=1, max_size=3, unique=True)),
+            "label_columns": [] if kind == "two_tower" else draw(st.lists(_text, min_size=1, max_size=1 if kind in ("listwise", "pairwise") else 3, unique=True)),
             **({"group_column": draw(_text)} if kind in ("listwise", "pairwise") else {}),
             **({"item_column": draw(_text)} if kind == "two_tower" else {}),
             **({"valid": draw(_text)} if draw(st.booleans()) else {}),
@@ -673,10 +673,13 @@ def test_flat_params_keys_are_unique_and_values_are_scalars(raw):
         ('kind = "two_tower"\nquery_modalities = ["history"]', 'item_column = "item_id"', "task.item_modalities: a two_tower task needs both"),
         ('kind = "two_tower"\nquery_modalities = ["image"]\nitem_modalities = ["image"]', 'item_column = "item_id"', "task.item_modalities: a modality belongs to one tower, found in both: ['image']"),
         ('kind = "binary"\nquery_modalities = ["image"]', "", "task.query_modalities: query_modalities / item_modalities are used only by two_tower"),
+        ('kind = "listwise"', 'group_column = "query_id"\nlabel_columns = ["a", "b"]', "data.label_columns: a listwise task ranks by one relevance column"),
+        ('kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]', 'item_column = "item_id"\nlabel_columns = ["clicked"]', "data.label_columns: a two_tower task learns from (query, item) rows and reads no labels"),
     ],
 )
 def test_ranking_task_problems_are_named(tmp_path, task, data, problem):
-    text = with_lines(MINIMAL, "task", task)
+    no_labels = "two_tower" in task or "label_columns" in data
+    text = with_lines(MINIMAL.replace('label_columns = ["clicked"]\n', "") if no_labels else MINIMAL, "task", task)
     if data:
         text = with_lines(text, "data", data)
     err = config_error(write(tmp_path, text))
@@ -684,7 +687,7 @@ def test_ranking_task_problems_are_named(tmp_path, task, data, problem):
 
 
 def test_two_tower_config_reaches_the_builder(tmp_path):
-    text = with_lines(with_lines(MINIMAL, "task", 'kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]\ntemperature = 0.1'),
+    text = with_lines(with_lines(MINIMAL.replace('label_columns = ["clicked"]\n', ""), "task", 'kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]\ntemperature = 0.1'),
                       "data", 'item_column = "item_id"')
     cfg = C.load_run_config(write(tmp_path, text))
     kwargs = cfg.model_kwargs()
