@@ -101,8 +101,10 @@ class InBatchSoftmax(nn.Module):
             item_ids: (B,) item ids; an item that occurs twice in the batch is not used as a
                 negative of the other row (None: all rows are distinct items).
         """
-        q, v = F.normalize(queries, dim=-1), F.normalize(items, dim=-1)  # (B, D), (B, D)
-        logits = q @ v.T / self.temperature  # (B, B)
+        # float32 even under bf16 autocast: at T ~ 0.05 bf16 logits would be off by ~0.1
+        q, v = F.normalize(queries.float(), dim=-1), F.normalize(items.float(), dim=-1)  # (B, D), (B, D)
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            logits = q @ v.T / self.temperature  # (B, B)
         if item_log_q is not None:
             logits = logits - item_log_q.unsqueeze(0)  # (B, B): correct every column by its item's log q
         if item_ids is not None:
@@ -156,8 +158,10 @@ def target_ranks(scores: Tensor, target: Tensor, exclude: Tensor | None = None) 
 
     Ties are broken at random in expectation: rank = 1 + (candidates scored higher) + half
     of the other candidates scored equal, so a constant scorer ranks the target in the middle,
-    never first (popularity baselines tie a lot).
+    never first (popularity baselines tie a lot). A NaN score (a diverged model) ranks as the
+    lowest score, so it can never look better than a real one.
     """
+    scores = scores.nan_to_num(nan=float("-inf"))
     own = scores.gather(1, target.unsqueeze(1))  # (Q, 1)
     higher, equal = scores > own, scores == own  # (Q, C) each
     if exclude is not None:

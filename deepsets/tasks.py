@@ -54,6 +54,8 @@ def task_loss(kind: str, logits: Tensor, target: Tensor, group: Tensor | None = 
     if kind in GROUPED_TASKS:
         if group is None:
             raise ValueError(f"a {kind} loss needs the query group of every row")
+        if target.numel() != logits.numel() or group.numel() != logits.numel():
+            raise ValueError(f"a {kind} loss needs one score, one relevance and one group per row, got {tuple(logits.shape)}, {tuple(target.shape)}, {tuple(group.shape)}")
         scores, labels, mask = pad_groups(logits.reshape(-1), target.reshape(-1), group.reshape(-1))  # (G, L) each
         loss = listwise_softmax_loss if kind == "listwise" else pairwise_logistic_loss
         return loss(scores, labels, mask)

@@ -410,6 +410,8 @@ def _task_columns(kind: str, labels: tuple, group: Optional[str], item: Optional
         return "data.group_column", f"is used only by listwise / pairwise tasks (task.kind = {kind!r})"
     if kind == "two_tower" and not item:
         return "data.item_column", "a two_tower task needs the integer item id column (in-batch duplicates, popularity, validation corpus)"
+    if kind != "two_tower" and item:
+        return "data.item_column", f"is used only by two_tower tasks (task.kind = {kind!r})"
     return None
 
 

@@ -28,10 +28,45 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from deepsets.ranking import mrr, ndcg_at_k, pad_groups, rank_metrics, recall_at_k, target_ranks
-from deepsets.tasks import GROUPED_TASKS, task_loss
+from deepsets.ranking import (
+    listwise_softmax_loss,
+    mrr,
+    ndcg_at_k,
+    pad_groups,
+    pairwise_logistic_loss,
+    rank_metrics,
+    recall_at_k,
+    target_ranks,
+)
+from deepsets.tasks import GROUPED_TASKS
 
 _CHUNK = 1024
+_PAIR_BUDGET = 1 << 22  # padded (group, row, row) entries per loss chunk
+
+
+def grouped_loss(kind: str, scores: Tensor, labels: Tensor, group: Tensor) -> float:
+    """The listwise (mean over groups with a relevant row) or pairwise (mean over ordered
+    pairs) loss of a whole set, taken over chunks of similar-size groups: memory follows the
+    groups' own sizes (sum of L^2), not the number of groups times the largest one squared."""
+    _, inverse, counts = torch.unique(group, return_inverse=True, return_counts=True)  # (N,), (G,)
+    by_size = torch.argsort(counts)  # group indices, smallest first
+    total, weight, start = 0.0, 0, 0
+    while start < counts.numel():
+        stop = start + 1
+        while stop < counts.numel() and (stop + 1 - start) * int(counts[by_size[stop]]) ** 2 <= _PAIR_BUDGET:
+            stop += 1
+        chosen = torch.zeros(counts.numel(), dtype=torch.bool)
+        chosen[by_size[start:stop]] = True
+        rows = chosen[inverse]
+        s, rel, mask = pad_groups(scores[rows], labels[rows], group[rows])  # (g, L) each
+        if kind == "listwise":
+            n = int((torch.where(mask, rel.clamp(min=0), 0.0).sum(dim=1) > 0).sum())  # groups that count
+            total += float(listwise_softmax_loss(s, rel, mask)) * n
+        else:
+            n = int(((rel.unsqueeze(2) > rel.unsqueeze(1)) & mask.unsqueeze(2) & mask.unsqueeze(1)).sum())  # ordered pairs
+            total += float(pairwise_logistic_loss(s, rel, mask)) * n
+        weight, start = weight + n, stop
+    return total / weight if weight else 0.0
 
 
 class GroupRankingMetrics:
@@ -80,7 +115,7 @@ class GroupRankingMetrics:
         if self.rows == 0:
             raise ValueError(f"no rows to compute {self.kind} metrics on: call update() with at least one row first")
         scores, labels, group = torch.cat(self._scores), torch.cat(self._labels), torch.cat(self._groups)
-        out = {"loss": float(task_loss(self.kind, scores, labels, group))}
+        out = {"loss": grouped_loss(self.kind, scores, labels, group)}
         padded, relevance, mask = pad_groups(scores, labels, group)  # (G, L) each
         counted = (torch.where(mask, relevance, 0.0) > 0).any(dim=1)  # (G,) groups with a relevant row
         out["groups"] = float(counted.sum())

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import pyarrow as pa
+
 from features.errors import FeatureError
 from features.files import check_columns, open_parquet, resolve_inputs
 from features.spec import FeatureSpec
@@ -93,6 +95,9 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
         for path in resolve_inputs(list(paths)):
             pf = open_parquet(path)
             check_columns(path, pf.schema_arrow, spec.schema.modality, labels)
+            for key in (cfg.data.group_column, cfg.data.item_column):
+                if key and not pa.types.is_integer(pf.schema_arrow.field(key).type):
+                    raise FeatureError(f"must hold integer ids (a query group or item id), found {pf.schema_arrow.field(key).type}", file=path, column=key)
             rows += pf.metadata.num_rows if count else 0
     if rows < cfg.training.batch_size:
         raise FeatureError(f"only {rows} training rows: fewer than one global batch (training.batch_size = {cfg.training.batch_size})")
@@ -171,6 +176,7 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
         check_resumable(cfg, run_dir)
     spec = prepare_spec(cfg, run_dir, resume, progress)
     check_training_data(cfg, spec)
+    popularity = item_counts(cfg)  # before any run is opened: a bad item column fails here
     uri, run_id = open_mlflow_run(cfg, run_name, resume, run_dir / "spec.json")
     start_ray(ray_address, int(cfg.scaling.workers * cfg.scaling.cpus_per_worker) + 1)
     trainer = TorchTrainer(
@@ -180,7 +186,7 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
             "spec": spec.to_dict(),
             "mlflow": {"uri": uri, "run_id": run_id},
             "fail_at_epoch": int(os.environ[FAIL_AT_EPOCH_ENV]) if os.environ.get(FAIL_AT_EPOCH_ENV) else None,
-            "item_counts": item_counts(cfg),
+            "item_counts": popularity,
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.scaling.workers, use_gpu=cfg.scaling.use_gpu, resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}

@@ -673,6 +673,7 @@ def test_flat_params_keys_are_unique_and_values_are_scalars(raw):
         ('kind = "two_tower"\nquery_modalities = ["history"]', 'item_column = "item_id"', "task.item_modalities: a two_tower task needs both"),
         ('kind = "two_tower"\nquery_modalities = ["image"]\nitem_modalities = ["image"]', 'item_column = "item_id"', "task.item_modalities: a modality belongs to one tower, found in both: ['image']"),
         ('kind = "binary"\nquery_modalities = ["image"]', "", "task.query_modalities: query_modalities / item_modalities are used only by two_tower"),
+        ('kind = "binary"', 'item_column = "item_id"', "data.item_column: is used only by two_tower tasks"),
         ('kind = "listwise"', 'group_column = "query_id"\nlabel_columns = ["a", "b"]', "data.label_columns: a listwise task ranks by one relevance column"),
         ('kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]', 'item_column = "item_id"\nlabel_columns = ["clicked"]', "data.label_columns: a two_tower task learns from (query, item) rows and reads no labels"),
     ],

@@ -73,3 +73,29 @@ def test_empty_metrics_raise():
         GroupRankingMetrics("listwise").compute()
     with pytest.raises(ValueError, match="no rows"):
         RetrievalMetrics().compute()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from(["listwise", "pairwise"]))
+def test_chunked_set_loss_equals_the_one_shot_loss(seed, kind):
+    import pipelines.ranking_metrics as rm
+    from deepsets.tasks import task_loss
+
+    g = torch.Generator().manual_seed(seed)
+    n = 60
+    scores, labels, group = torch.randn(n, generator=g).double(), torch.randint(0, 3, (n,), generator=g).double(), torch.randint(0, 9, (n,), generator=g)
+    expected = float(task_loss(kind, scores, labels, group))
+    budget = rm._PAIR_BUDGET
+    try:
+        rm._PAIR_BUDGET = 50  # many small chunks
+        assert rm.grouped_loss(kind, scores, labels, group) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    finally:
+        rm._PAIR_BUDGET = budget
+
+
+def test_nan_scores_never_rank_first():
+    from deepsets.ranking import target_ranks
+
+    scores = torch.tensor([[float("nan"), 0.1, 0.2], [0.3, float("nan"), 0.1]])
+    ranks = target_ranks(scores, torch.tensor([0, 0]))
+    assert ranks.tolist() == [3.0, 1.0]  # NaN target: last; a NaN rival: below every real score

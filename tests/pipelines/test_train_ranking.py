@@ -76,6 +76,20 @@ def test_grouped_objectives_train_on_query_groups_and_beat_random_order(ray_sess
     assert metrics["valid_ndcg_at_10"] > mean + 2 * std, (metrics, mean, std)
 
 
+def test_a_non_integer_group_column_fails_before_ray(demo_data, tmp_path):
+    from features.errors import FeatureError
+
+    raw = {
+        "data": {"train": "train", "label_columns": ["clicked"], "group_column": "country"},
+        "schema": {"path": "schema.toml"},
+        "task": {"kind": "listwise"},
+        "tracking": tracking(tmp_path, "string-groups"),
+    }
+    with pytest.raises(FeatureError, match=r"column 'country'.*must hold integer ids .*found string"):
+        run_training(parse_run_config(raw, "<test>", base_dir=demo_data), progress=False)
+    assert not (tmp_path / "mlflow.db").exists()  # refused before any MLflow run was opened
+
+
 def write_two_tower_data(directory, rows, seed):
     """Users prefer the items of one cluster (user % CLUSTERS). Query side: the user and a set
     of items they liked before; item side: the item id and a noisy 4-d cluster vector."""
