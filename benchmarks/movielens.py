@@ -79,17 +79,24 @@ def embed_side(model_uri: str, inputs: str, out: Path, tower: str) -> tuple[np.n
 
 
 def per_query(ranks: np.ndarray) -> dict:
-    """Per-query NDCG@K, hit@K and reciprocal rank from 1-based ranks."""
-    hit = ranks <= K
-    return {f"ndcg_at_{K}": np.where(hit, 1.0 / np.log2(ranks + 1), 0.0), f"recall_at_{K}": hit.astype(float), "mrr": 1.0 / ranks}
+    """Per-query NDCG@K, hit@K and reciprocal rank from 1-based ranks (numpy, (Q,) each)."""
+    import torch
+
+    from deepsets.ranking import rank_values
+
+    return {name: values.numpy() for name, values in rank_values(torch.from_numpy(ranks), K).items()}
 
 
 def lead_interval(a: np.ndarray, b: np.ndarray, seed: int = 0) -> list:
     """95% paired bootstrap interval of mean(a) - mean(b) over queries."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, a.size, size=(BOOTSTRAP, a.size))
-    diffs = a[idx].mean(axis=1) - b[idx].mean(axis=1)
-    return [round(float(np.percentile(diffs, 2.5)), 4), round(float(np.percentile(diffs, 97.5)), 4)]
+    import torch
+
+    from deepsets.ablation import bootstrap_indices, percentile_interval
+
+    idx = bootstrap_indices(a.size, BOOTSTRAP, seed)  # (BOOTSTRAP, Q)
+    diffs = torch.from_numpy(a)[idx].mean(dim=1) - torch.from_numpy(b)[idx].mean(dim=1)  # (BOOTSTRAP,)
+    low, high = percentile_interval(diffs)
+    return [round(float(low), 4), round(float(high), 4)]
 
 
 def queries(data: Path, split: str, before: tuple, index: dict) -> tuple:

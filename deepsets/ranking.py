@@ -171,13 +171,14 @@ def target_ranks(scores: Tensor, target: Tensor, exclude: Tensor | None = None) 
     return 1.0 + higher.sum(dim=1).double() + (equal.sum(dim=1).double() - 1.0) / 2.0  # (Q,)
 
 
-def rank_metrics(ranks: Tensor, k: int) -> dict:
-    """Mean ``ndcg_at_k``, ``recall_at_k`` (a hit in the top k) and ``mrr`` of single-target
-    queries from their 1-based ranks (Q,), as plain floats (keys spell k, e.g. ``ndcg_at_10``)."""
+def rank_values(ranks: Tensor, k: int) -> dict:
+    """Per-query ``ndcg_at_k``, ``recall_at_k`` (a hit in the top k) and ``mrr`` of
+    single-target queries from their 1-based ranks (Q,): float64 (Q,) each."""
     ranks = ranks.to(torch.float64)
     hit = ranks <= k
-    return {
-        f"ndcg_at_{k}": float(torch.where(hit, 1.0 / torch.log2(ranks + 1), 0.0).mean()),
-        f"recall_at_{k}": float(hit.to(torch.float64).mean()),
-        "mrr": float((1.0 / ranks).mean()),
-    }
+    return {f"ndcg_at_{k}": torch.where(hit, 1.0 / torch.log2(ranks + 1), 0.0), f"recall_at_{k}": hit.to(torch.float64), "mrr": 1.0 / ranks}
+
+
+def rank_metrics(ranks: Tensor, k: int) -> dict:
+    """The means of :func:`rank_values` as plain floats (keys spell k, e.g. ``ndcg_at_10``)."""
+    return {name: float(values.mean()) for name, values in rank_values(ranks, k).items()}

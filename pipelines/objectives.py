@@ -36,7 +36,8 @@ def labels_of(batch: FeatureBatch, columns: Sequence[str]) -> Tensor:
     return torch.stack([batch.labels[c] for c in columns], dim=1)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
     return model.module if hasattr(model, "module") else model
 
 
@@ -103,7 +104,7 @@ class Objective:
             out = model(batch)
             ids = batch.labels[self.item_column]
             log_q = self.item_log_q(ids) if self.item_log_q is not None else None
-            return _unwrap(model).loss(out, ids, log_q)
+            return unwrap(model).loss(out, ids, log_q)
         logits = model(batch).logits  # (B, K)
         group = batch.labels[self.group_column] if self.kind in GROUPED_TASKS else None
         return task_loss(self.kind, logits.float(), labels_of(batch, self.label_columns), group)
@@ -111,7 +112,7 @@ class Objective:
     def new_metrics(self, model: nn.Module):
         """An empty metrics accumulator for this kind (``update`` then ``compute``)."""
         if self.kind == "two_tower":
-            return RetrievalMetrics(self.k, float(_unwrap(model).loss_fn.temperature.detach()))
+            return RetrievalMetrics(self.k, float(unwrap(model).loss_fn.temperature.detach()))
         if self.kind in GROUPED_TASKS:
             return GroupRankingMetrics(self.kind, self.k)
         return TaskMetrics(self.kind, self.num_outputs)

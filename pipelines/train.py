@@ -109,19 +109,20 @@ def item_counts(cfg: RunConfig) -> Optional[dict]:
     the item column alone); None otherwise.
 
     Raises:
-        FeatureError: naming the file whose item column is not integer or holds nulls.
+        FeatureError: naming the file, column and rows of a non-integer or null item id.
     """
     if cfg.task.kind != "two_tower" or not cfg.task.logq:
         return None
     import numpy as np
-    import pyarrow as pa
+
+    from features.labels import key_tensor
 
     column, found = cfg.data.item_column, []
     for path in resolve_inputs(list(cfg.data.train)):
-        values = open_parquet(path).read(columns=[column]).column(column)
-        if not pa.types.is_integer(values.type) or values.null_count:
-            raise FeatureError(f"column '{column}' must hold integer item ids without nulls (found {values.type}, {values.null_count} nulls)", file=path)
-        found.append(values.to_numpy())
+        try:
+            found.append(key_tensor(open_parquet(path).read(columns=[column]).column(column), column).numpy())
+        except FeatureError as err:
+            raise err.located(path, 0) from None
     ids, counts = np.unique(np.concatenate(found), return_counts=True)
     return {"ids": ids.astype(np.int64), "counts": counts.astype(np.int64)}
 

@@ -27,7 +27,7 @@ from deepsets.builders import build_model
 from features.reader import ParquetBatchReader
 from features.spec import FeatureSpec
 from pipelines.checkpoint import TrainState, load_checkpoint, save_checkpoint
-from pipelines.objectives import ItemLogQ, Objective
+from pipelines.objectives import ItemLogQ, Objective, unwrap
 
 FAIL_AT_EPOCH_ENV = "DEEPSETS_FAIL_AT_EPOCH"
 """Testing knob, read by the driver: rank 0 raises after checkpointing this epoch, on a run's
@@ -107,11 +107,6 @@ def evaluate(model: nn.Module, batches, objective: Objective, device: torch.devi
                 objective.update(metrics, model, batch.to(device))
     model.train(was_training)
     return metrics.compute()
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
-    return model.module if hasattr(model, "module") else model
 
 
 def _mean_across_ranks(total: float, count: int, world: int, device: torch.device) -> float:

@@ -170,3 +170,19 @@ def test_the_logged_pyfunc_serves_either_tower(two_tower_run):
     assert np.allclose(np.linalg.norm(np.stack(items["embedding"]), axis=1), 1.0, atol=1e-5)
     with pytest.raises(Exception, match="two-tower model: choose the tower"):
         served.predict(frame)
+
+
+def test_item_counts_name_a_null_item_id(tmp_path):
+    from features.errors import FeatureError
+    from pipelines.train import item_counts
+
+    pq.write_table(pa.table({"item_id": pa.array([3, None, 3, 5], pa.int64())}), tmp_path / "part.parquet")
+    (tmp_path / "schema.toml").write_text(TWO_TOWER_SCHEMA)
+    raw = {"data": {"train": "part.parquet", "item_column": "item_id"}, "schema": {"path": "schema.toml"},
+           "task": {"kind": "two_tower", "query_modalities": ["user"], "item_modalities": ["item"]}}
+    cfg = parse_run_config(raw, "<test>", base_dir=tmp_path)
+    with pytest.raises(FeatureError, match=r"part.parquet, column 'item_id', row 1: null id"):
+        item_counts(cfg)
+    pq.write_table(pa.table({"item_id": pa.array([3, 7, 3, 5], pa.int64())}), tmp_path / "part.parquet")
+    counts = item_counts(cfg)
+    assert counts["ids"].tolist() == [3, 5, 7] and counts["counts"].tolist() == [2, 1, 1]
