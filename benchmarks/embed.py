@@ -2,8 +2,8 @@
 
     python -m benchmarks.embed --quick
 
-One trained reference model (the demo's: D=64, transformer fusion, trained one pass over the
-rows) and the same recsys-6 rows through:
+One trained reference model (the demo's, with one transformer layer per sequence modality: D=64,
+transformer fusion, trained one pass over the rows) and the same recsys-6 rows through:
 
 (a) the full job, Parquet -> Parquet: ``run_embed`` with 2 Ray Data workers of 1 CPU each,
     timed from the call to the written, counted output (model load, input checks, actor start,
@@ -47,7 +47,7 @@ BATCH = 1024
 def train_reference(spec: FeatureSpec, files, out: Path) -> Path:
     """The demo's model trained one pass over ``files``; saved as a checkpoint directory."""
     cfg = default_demo_config(out)  # only its [model] and [task] are used
-    model_config = cfg.model_kwargs()
+    model_config = {**cfg.model_kwargs(), "layers": 1}  # as measured in RESULTS.md (the demo now uses 0)
     torch.manual_seed(0)
     model = build_model(spec.model_inputs(), **model_config)
     losses = train_in_process(model, spec, files, "clicked", "binary", batch_size=512)

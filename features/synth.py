@@ -73,6 +73,7 @@ kind = "id_sequence"
 max_len = 200
 truncate = "keep_last"
 max_size = 50000
+min_count = 10  # rarer items share the out-of-vocabulary row: too few clicks to learn, easy to memorize
 
 [[modality]]
 name = "frames"

@@ -195,7 +195,7 @@ def _run_ablate(args) -> dict:
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the main job on embedded defaults: synth -> fit -> read back -> train on 2 Ray workers, tracked in ./mlflow.db")
     p.add_argument("--out", default="demo_output", help="working directory for the demo (default: demo_output)")
-    p.add_argument("--rows", type=int, default=30_000)
+    p.add_argument("--rows", type=int, default=60_000, help="rows of synthetic data, 5/6 train and 1/6 validation (default 60000)")
     p.add_argument("--workers", type=int, default=2, help="Ray Train workers (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")

@@ -77,7 +77,7 @@ def ablate_demo_model(model_uri: str, data_dir: Path, out: Path, quiet: bool) ->
     return summary
 
 
-def run_demo(out_dir: str = "demo_output", rows: int = 30_000, seed: int = 0, workers: int = 2, quiet: bool = False) -> dict:
+def run_demo(out_dir: str = "demo_output", rows: int = 60_000, seed: int = 0, workers: int = 2, quiet: bool = False) -> dict:
     """Run the demo and return its summary (the ``--json`` object).
 
     Args:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import torch
 from torch import Tensor, nn
 
 from deepsets.jagged import positions
@@ -25,6 +26,30 @@ class Encoded:
     present: Tensor
 
 
+EMBEDDING_INIT_STD = 0.02
+
+
+def embedding_table(num_embeddings: int, dim: int, padding_idx: Optional[int] = None) -> nn.Embedding:
+    """An ``nn.Embedding`` initialized N(0, 0.02^2) (the padding row, if any, zero).
+
+    torch's default N(0, 1) start puts a random vector of norm ~sqrt(D) under every id; Adam
+    moves a row by about ``lr`` per step it is seen, so after a few hundred steps the learned
+    part is still small next to that noise and the id's vector says little. A small start makes
+    what was learned dominate (the same reason transformers start their token tables at 0.02).
+
+    Args:
+        num_embeddings: table rows.
+        dim: row width.
+        padding_idx: a row kept at zero and given no gradient, or None.
+    """
+    table = nn.Embedding(num_embeddings, dim, padding_idx=padding_idx)
+    nn.init.normal_(table.weight, std=EMBEDDING_INIT_STD)
+    if padding_idx is not None:
+        with torch.no_grad():
+            table.weight[padding_idx].zero_()
+    return table
+
+
 class PositionEmbedding(nn.Module):
     """Learned embedding of a token's position in its row (positions past ``max_len - 1`` share
     the last slot).
@@ -37,7 +62,7 @@ class PositionEmbedding(nn.Module):
 
     def __init__(self, max_len: int, dim: int, from_end: bool) -> None:
         super().__init__()
-        self.table = nn.Embedding(max_len, dim)
+        self.table = embedding_table(max_len, dim)
         self.from_end = from_end
 
     def forward(self, offsets: Tensor) -> Tensor:

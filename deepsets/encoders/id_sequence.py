@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from deepsets.batch import PAD_ID, ModalityTensors
-from deepsets.encoders.base import Encoded, PositionEmbedding
+from deepsets.encoders.base import Encoded, PositionEmbedding, embedding_table
 
 
 class IdSequenceEncoder(nn.Module):
@@ -19,7 +19,7 @@ class IdSequenceEncoder(nn.Module):
 
     def __init__(self, num_embeddings: int, dim: int, max_len: int) -> None:
         super().__init__()
-        self.embed = nn.Embedding(num_embeddings, dim, padding_idx=PAD_ID)
+        self.embed = embedding_table(num_embeddings, dim, padding_idx=PAD_ID)
         self.position = PositionEmbedding(max_len, dim, from_end=True)
 
     def forward(self, modality: ModalityTensors) -> Encoded:

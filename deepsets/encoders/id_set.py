@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from deepsets.batch import PAD_ID, ModalityTensors
-from deepsets.encoders.base import Encoded
+from deepsets.encoders.base import Encoded, embedding_table
 
 
 class IdSetEncoder(nn.Module):
@@ -20,7 +20,7 @@ class IdSetEncoder(nn.Module):
 
     def __init__(self, num_embeddings: int, dim: int) -> None:
         super().__init__()
-        self.embed = nn.Embedding(num_embeddings, dim, padding_idx=PAD_ID)
+        self.embed = embedding_table(num_embeddings, dim, padding_idx=PAD_ID)
 
     def forward(self, modality: ModalityTensors) -> Encoded:
         return Encoded(self.embed(modality.values), modality.offsets, modality.present)  # tokens (N, D)

@@ -145,3 +145,18 @@ def test_every_parameter_gets_a_gradient_when_a_modality_is_absent_from_the_batc
     model(random_batch(6, seed=14, present=nothing)).logits.sum().backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, missing
+
+
+def test_id_tables_start_small_with_a_zero_padding_row():
+    """Every id table (ids, sets, categories, positions) starts N(0, 0.02^2), padding row zero:
+    torch's N(0, 1) start drowns what a few hundred Adam steps teach an id (see
+    deepsets.encoders.base.embedding_table)."""
+    model = make("deepset")
+    tables = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Embedding)}
+    assert {name.split(".")[1] for name in tables} == {"frames", "history", "tags", "country"}  # frames: positions
+    for name, table in tables.items():
+        weight = table.weight.detach()
+        if table.padding_idx is not None:
+            assert torch.count_nonzero(weight[table.padding_idx]) == 0, name
+            weight = torch.cat([weight[: table.padding_idx], weight[table.padding_idx + 1:]])
+        assert 0.015 < float(weight.std()) < 0.025, (name, float(weight.std()))

@@ -39,22 +39,27 @@ def test_synth_refuses_to_overwrite(tmp_path, capsys):
 
 
 def test_demo_json_summary(ray_session, tmp_path, capsys, monkeypatch):
+    """`make demo` as it ships (60k rows): every stage accounts for its rows, and the ablation of
+    the demo's model ranks the modalities as the planted truth does (issue 6: Spearman >= 0.9 for
+    leave-one-out and Shapley on a model trained on `make demo`-sized data)."""
     monkeypatch.chdir(tmp_path)  # the demo's MLflow store is ./mlflow.db
-    assert main(["demo", "--out", "demo", "--rows", "2400", "--json"]) == 0
+    assert main(["demo", "--out", "demo", "--json"]) == 0
     summary = last_json(capsys)
-    assert summary["data"]["rows"] == 2400 and summary["data"]["train_files"] == 5
-    assert summary["read"]["rows"] == 2000 and summary["read"]["batches"] == 4  # 5/6 of the rows train
+    assert summary["data"]["rows"] == 60_000 and summary["data"]["train_files"] == 5
+    assert summary["read"]["rows"] == 50_000 and summary["read"]["batches"] == 98  # 5/6 of the rows train, by 512
     train = summary["train"]
     assert train["run_id"] and train["model_uri"].startswith("models:/") and train["epochs_done"] == 3
-    assert 0.0 <= train["metrics"]["valid_auc"] <= 1.0 and train["metrics"]["train_loss"] > 0
+    assert 0.75 <= train["metrics"]["valid_auc"] <= 0.89 and train["metrics"]["train_loss"] > 0  # the label model's AUC is 0.89
     assert train["tracking_uri"] == f"sqlite:///{tmp_path}/mlflow.db" and (tmp_path / "mlflow.db").exists()
     assert (tmp_path / "demo" / "spec.json").exists()
-    embedded = summary["embed"]  # the trained model, loaded back from MLflow, over all 2400 rows
-    assert embedded["rows_in"] == embedded["rows_out"] == 2400 and embedded["rows_rejected"] == 0
-    assert embedded["model_uri"] == train["model_uri"] and embedded["fragments"] == 6
+    embedded = summary["embed"]  # the trained model, loaded back from MLflow, over all 60k rows
+    assert embedded["rows_in"] == embedded["rows_out"] == 60_000 and embedded["rows_rejected"] == 0
+    assert embedded["model_uri"] == train["model_uri"]
     ablated = summary["ablate"]
-    assert ablated["rows"] == 400 and ablated["shapley_efficiency"]["abs_error"] < 1e-9
+    assert ablated["rows"] == 10_000 and ablated["shapley_efficiency"]["abs_error"] < 1e-9
     assert set(ablated["spearman_vs_truth"]) == {"loo", "only", "permute", "shapley"}
+    assert ablated["spearman_vs_truth"]["loo"] >= 0.9, ablated["spearman_vs_truth"]
+    assert ablated["spearman_vs_truth"]["shapley"] >= 0.9, ablated["spearman_vs_truth"]
     assert (tmp_path / "demo" / "ablation" / "ablation.png").exists()
 
 

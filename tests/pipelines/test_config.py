@@ -580,7 +580,7 @@ def test_default_demo_config(tmp_path):
     assert cfg.data == DataConfig(train=(f"{d}/train",), valid=(f"{d}/valid",), label_columns=("clicked",))
     assert cfg.schema_.path == f"{d}/schema.toml"
     assert (cfg.task.kind, cfg.task.num_outputs) == ("binary", 1)
-    assert (cfg.model.dim, cfg.model.layers, cfg.model.heads, cfg.model.fusion) == (64, 1, 4, "transformer")
+    assert (cfg.model.dim, cfg.model.layers, cfg.model.heads, cfg.model.fusion) == (64, 0, 4, "transformer")
     assert (cfg.training.epochs, cfg.training.batch_size, cfg.training.lr) == (3, 512, 2e-3)
     assert cfg.scaling.workers == 2
     assert default_demo_config(str(d), workers=3).training.batch_size == 510  # split evenly

@@ -33,7 +33,8 @@ def final_weights(summary):
 @pytest.fixture(scope="module")
 def two_worker_run(ray_session, demo_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("two")
-    return run_training(config(demo_data, tmp, "two-workers", workers=2, epochs=3), progress=False), tmp
+    # batches of 100: 90 steps; with 45 (batches of 200) the AUC on 600 rows swings 0.57-0.69 by seed
+    return run_training(config(demo_data, tmp, "two-workers", workers=2, epochs=3, batch_size=100), progress=False), tmp
 
 
 def test_two_workers_learn_the_planted_signal(two_worker_run):
@@ -41,7 +42,7 @@ def test_two_workers_learn_the_planted_signal(two_worker_run):
     assert summary["epochs_done"] == 3
     # Stated bar: 0.6. Chance is 0.5 and the standard error of an AUC on these 600 validation
     # rows is about 0.025; the planted model's own AUC is about 0.88 (3,000 rows is little data).
-    assert summary["metrics"]["valid_auc"] > 0.6, summary["metrics"]
+    assert summary["metrics"]["valid_auc"] > 0.6, {k: v for k, v in summary["metrics"].items() if k.startswith("valid")}
 
 
 def test_mlflow_run_holds_params_metrics_artifacts_and_a_model(two_worker_run, demo_data):
