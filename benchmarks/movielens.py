@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +221,9 @@ def main() -> None:
     epochs = args.epochs or (1 if args.quick else 5)
     work = Path(args.work).absolute()
     data = work / "data"
+    if (work / "ray_results").exists():  # an earlier run's checkpoints: its run names would be refused
+        print(f"removing the previous run's checkpoints in {work / 'ray_results'}", flush=True)
+        shutil.rmtree(work / "ray_results")
     info = write_movielens_dataset(data, progress=True)
     print(f"MovieLens: {info['users']} users, {info['items']} movies, rows {info['rows']}; item presence {info['item_presence']}", flush=True)
     found = {"retrieval": retrieval(data, work, epochs, args.workers, args.seed), "rating_ranking": rating_ranking(data, work, epochs, args.workers, args.seed)}
