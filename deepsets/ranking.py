@@ -115,16 +115,49 @@ class InBatchSoftmax(nn.Module):
         return F.cross_entropy(logits, target)
 
 
-def _ranked(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
-    """Labels in score order, padding last: (G, L)."""
-    order = torch.where(mask, scores, float("-inf")).argsort(dim=1, descending=True, stable=True)
-    return torch.where(mask.gather(1, order), labels.gather(1, order), 0.0)
+def _score_order(scores: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Each group's rows from the highest score down, padding last, with their tie blocks.
+
+    A NaN score (a diverged model) ranks below every real score, tied with the other NaNs.
+
+    Returns:
+        order: (G, L) row index at each rank position.
+        block: (G, L) int64 tie-block number at each position (rows with equal scores share one;
+            padding gets its own).
+        real: (G, L) bool, the position holds a real row.
+    """
+    key = torch.where(mask, scores.nan_to_num(nan=float("-inf")), float("-inf"))  # (G, L)
+    by_score = key.argsort(dim=1, descending=True, stable=True)  # (G, L)
+    real_first = (~mask.gather(1, by_score)).to(torch.int8).argsort(dim=1, stable=True)  # padding last
+    order = by_score.gather(1, real_first)  # (G, L)
+    sorted_key, real = key.gather(1, order), mask.gather(1, order)  # (G, L) each
+    starts = torch.ones_like(real)
+    starts[:, 1:] = (sorted_key[:, 1:] != sorted_key[:, :-1]) | (real[:, 1:] != real[:, :-1])
+    return order, starts.long().cumsum(dim=1) - 1, real
+
+
+def _block_mean(values: Tensor, block: Tensor) -> Tensor:
+    """Each position's value replaced by the mean over its tie block: (G, L)."""
+    sums = torch.zeros_like(values).scatter_add_(1, block, values)  # (G, L) per block
+    counts = torch.zeros_like(values).scatter_add_(1, block, torch.ones_like(values))
+    return (sums / counts.clamp(min=1)).gather(1, block)
+
+
+def _ranked(scores: Tensor, values: Tensor, mask: Tensor) -> Tensor:
+    """``values`` in score order, padding last and 0, each averaged over its tie block: (G, L).
+
+    Averaging within a block is the expectation over every order of the tied rows, so any metric
+    linear in the per-position values (DCG, hits in the top k) is its expectation under random
+    tie-breaking: a constant scorer gets the random-order value whatever the row order is.
+    """
+    order, block, real = _score_order(scores, mask)
+    return _block_mean(torch.where(real, values.gather(1, order), 0.0), block)
 
 
 def ndcg_at_k(scores: Tensor, labels: Tensor, mask: Tensor, k: int) -> Tensor:
     """NDCG@k per group with gains ``2^label - 1`` and discount ``1/log2(rank + 1)``: (G,);
-    a group with no relevant row scores 0."""
-    gains = torch.pow(2.0, _ranked(scores, labels, mask)) - 1  # (G, L)
+    a group with no relevant row scores 0. Tied scores: the expectation over their orders."""
+    gains = _ranked(scores, torch.pow(2.0, labels) - 1, mask)  # (G, L)
     ideal = torch.pow(2.0, torch.where(mask, labels, 0.0).sort(dim=1, descending=True).values) - 1  # (G, L)
     top = min(k, scores.shape[1])
     discount = 1.0 / torch.log2(torch.arange(2, top + 2, dtype=scores.dtype, device=scores.device))  # (k,)
@@ -133,15 +166,35 @@ def ndcg_at_k(scores: Tensor, labels: Tensor, mask: Tensor, k: int) -> Tensor:
 
 
 def mrr(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
-    """Reciprocal rank of the first relevant row per group: (G,); 0 without one."""
-    relevant = _ranked(scores, labels, mask) > 0  # (G, L)
-    first = relevant.float().argmax(dim=1)  # (G,)
-    return torch.where(relevant.any(dim=1), 1.0 / (first + 1).to(scores.dtype), 0.0)
+    """Reciprocal rank of the first relevant row per group: (G,); 0 without one.
+
+    Tied scores: the expectation over their orders. If the first tie block holding a relevant
+    row starts after ``s`` rows and holds ``n`` rows, ``r`` of them relevant, the first relevant
+    row is at ``s + j`` with probability ``C(n - j, r - 1) / C(n, r)``, j = 1 .. n - r + 1.
+    """
+    order, block, real = _score_order(scores, mask)
+    relevant = real & (torch.where(mask, labels, 0.0).gather(1, order) > 0)  # (G, L)
+    found = relevant.any(dim=1)  # (G,)
+    first_block = torch.where(relevant, block, block.shape[1]).min(dim=1, keepdim=True).values  # (G, 1)
+    in_block = block == first_block  # (G, L)
+    s = in_block.long().argmax(dim=1, keepdim=True).double()  # (G, 1) rows ranked above the block
+    n = in_block.sum(dim=1, keepdim=True).double()  # (G, 1)
+    r = (relevant & in_block).sum(dim=1, keepdim=True).double().clamp(min=1)  # (G, 1)
+    j = torch.arange(1, block.shape[1] + 1, dtype=torch.float64, device=scores.device).unsqueeze(0)  # (1, L)
+
+    def log_choose(a: Tensor, b: Tensor) -> Tensor:
+        return torch.lgamma(a + 1) - torch.lgamma(b + 1) - torch.lgamma(a - b + 1)
+
+    possible = j <= n - r + 1  # (G, L)
+    log_p = log_choose((n - j).clamp(min=0), r - 1) - log_choose(n, r)  # (G, L)
+    expected = torch.where(possible, log_p.exp() / (s + j), 0.0).sum(dim=1)  # (G,)
+    return torch.where(found, expected, 0.0).to(scores.dtype)
 
 
 def recall_at_k(scores: Tensor, labels: Tensor, mask: Tensor, k: int) -> Tensor:
-    """Share of a group's relevant rows ranked in the top k: (G,); 0 without any."""
-    relevant = _ranked(scores, labels, mask) > 0  # (G, L)
+    """Share of a group's relevant rows ranked in the top k: (G,); 0 without any. Tied scores:
+    the expectation over their orders."""
+    relevant = _ranked(scores, (torch.where(mask, labels, 0.0) > 0).to(scores.dtype), mask)  # (G, L)
     total = (torch.where(mask, labels, 0.0) > 0).sum(dim=1)  # (G,)
     hits = relevant[:, :k].sum(dim=1)
     return torch.where(total > 0, hits / total.clamp(min=1), 0.0).to(scores.dtype)

@@ -60,6 +60,49 @@ def test_ndcg_and_mrr_match_torchmetrics_on_binary_labels(n, k, seed):
     assert float(rk.mrr(s, y, m)) == pytest.approx(float(retrieval_reciprocal_rank(probs, labels)), abs=1e-6)
 
 
+def _metrics_of_order(order, labels, k):
+    """NDCG@k, reciprocal rank and recall@k of one group's rows listed in ``order``."""
+    gains = [2.0 ** labels[i] - 1 for i in order]
+    ideal = sorted((2.0 ** v - 1 for v in labels), reverse=True)
+    dcg = sum(g / math.log2(r + 2) for r, g in enumerate(gains[:k]))
+    idcg = sum(g / math.log2(r + 2) for r, g in enumerate(ideal[:k]))
+    relevant = [labels[i] > 0 for i in order]
+    rr = 1.0 / (relevant.index(True) + 1) if any(relevant) else 0.0
+    recall = sum(relevant[:k]) / max(sum(relevant), 1)
+    return (dcg / idcg if idcg > 0 else 0.0), rr, recall
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.sampled_from([0.0, 1.0, 2.0, float("nan")]), st.integers(0, 2)), min_size=1, max_size=6),
+    pad=st.integers(0, 2), k=st.integers(1, 6),
+)
+def test_tied_scores_give_the_mean_over_every_order_of_the_tied_rows(rows, pad, k):
+    """Brute force: every ordering consistent with the scores (NaN lowest), equally likely."""
+    import itertools
+
+    scores = [s for s, _ in rows]
+    labels = [float(y) for _, y in rows]
+    key = [float("-inf") if math.isnan(v) else v for v in scores]
+    orders = [p for p in itertools.permutations(range(len(rows))) if all(key[a] >= key[b] for a, b in zip(p, p[1:]))]
+    expected = [sum(v) / len(orders) for v in zip(*(_metrics_of_order(p, labels, k) for p in orders))]
+    # padding slots hold a high score and a label, and must change nothing
+    s = torch.tensor([scores + [5.0] * pad])
+    y = torch.tensor([labels + [2.0] * pad])
+    m = torch.tensor([[True] * len(rows) + [False] * pad])
+    got = [float(rk.ndcg_at_k(s, y, m, k)), float(rk.mrr(s, y, m)), float(rk.recall_at_k(s, y, m, k))]
+    assert got == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_constant_scorer_does_not_profit_from_row_order():
+    y = torch.tensor([[1.0, 1.0, 0.0, 0.0]])  # relevant rows first: breaking ties by row order would score 1
+    s, m = torch.zeros(1, 4), torch.ones(1, 4, dtype=torch.bool)
+    assert float(rk.recall_at_k(s, y, m, 2)) == pytest.approx(0.5)
+    assert float(rk.mrr(s, y, m)) == pytest.approx((1 / 1) * 1 / 2 + (1 / 2) * 1 / 3 + (1 / 3) * 1 / 6)
+    idcg = 1 + 1 / math.log2(3)
+    assert float(rk.ndcg_at_k(s, y, m, 2)) == pytest.approx(0.5 * idcg / idcg)
+
+
 def test_in_batch_softmax_by_hand_log_q_and_duplicates():
     loss = rk.InBatchSoftmax(init_temperature=0.5)
     eye = torch.eye(3)
