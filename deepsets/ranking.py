@@ -47,10 +47,10 @@ def pad_groups(scores: Tensor, labels: Tensor, group: Tensor) -> tuple[Tensor, T
     return padded_scores, padded_labels, mask
 
 
-def listwise_softmax_loss(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
+def listwise_softmax_loss_sum(scores: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor, int]:
     """ListNet-style softmax cross-entropy per group: the labels, normalized to a distribution
     over the group's rows, against the softmax of the scores; groups without a positive label
-    are skipped. Mean over the groups that count (0 if none)."""
+    are skipped. Returns the sum over the groups that count, and how many count."""
     neg = torch.finfo(scores.dtype).min
     log_p = torch.log_softmax(torch.where(mask, scores, neg), dim=1)  # (G, L)
     gains = torch.where(mask, labels.clamp(min=0), 0.0)  # (G, L)
@@ -58,17 +58,28 @@ def listwise_softmax_loss(scores: Tensor, labels: Tensor, mask: Tensor) -> Tenso
     valid = total.squeeze(1) > 0  # (G,)
     target = gains / total.clamp(min=1e-12)  # (G, L)
     per_group = -(target * torch.where(mask, log_p, 0.0)).sum(dim=1)  # (G,)
-    return per_group[valid].mean() if valid.any() else scores.sum() * 0.0
+    return per_group[valid].sum(), int(valid.sum())
 
 
-def pairwise_logistic_loss(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
+def listwise_softmax_loss(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
+    """:func:`listwise_softmax_loss_sum` as a mean over the groups that count (0 if none)."""
+    total, count = listwise_softmax_loss_sum(scores, labels, mask)
+    return total / count if count else scores.sum() * 0.0
+
+
+def pairwise_logistic_loss_sum(scores: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor, int]:
     """RankNet logistic loss over every pair (i, j) of one group with label_i > label_j:
-    ``log(1 + exp(-(s_i - s_j)))``, mean over all such pairs (0 if none)."""
+    ``log(1 + exp(-(s_i - s_j)))``. Returns the sum over all such pairs, and how many there are."""
     better = (labels.unsqueeze(2) > labels.unsqueeze(1)) & mask.unsqueeze(2) & mask.unsqueeze(1)  # (G, L, L)
     diff = scores.unsqueeze(2) - scores.unsqueeze(1)  # (G, L, L)
     losses = F.softplus(-diff)  # (G, L, L)
-    count = better.sum()
-    return torch.where(better, losses, 0.0).sum() / count if count > 0 else scores.sum() * 0.0
+    return torch.where(better, losses, 0.0).sum(), int(better.sum())
+
+
+def pairwise_logistic_loss(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
+    """:func:`pairwise_logistic_loss_sum` as a mean over the pairs (0 if none)."""
+    total, count = pairwise_logistic_loss_sum(scores, labels, mask)
+    return total / count if count else scores.sum() * 0.0
 
 
 class InBatchSoftmax(nn.Module):
@@ -173,7 +184,7 @@ def mrr(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
     row is at ``s + j`` with probability ``C(n - j, r - 1) / C(n, r)``, j = 1 .. n - r + 1.
     """
     order, block, real = _score_order(scores, mask)
-    relevant = real & (torch.where(mask, labels, 0.0).gather(1, order) > 0)  # (G, L)
+    relevant = real & (labels.gather(1, order) > 0)  # (G, L)
     found = relevant.any(dim=1)  # (G,)
     first_block = torch.where(relevant, block, block.shape[1]).min(dim=1, keepdim=True).values  # (G, 1)
     in_block = block == first_block  # (G, L)
@@ -194,7 +205,7 @@ def mrr(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
 def recall_at_k(scores: Tensor, labels: Tensor, mask: Tensor, k: int) -> Tensor:
     """Share of a group's relevant rows ranked in the top k: (G,); 0 without any. Tied scores:
     the expectation over their orders."""
-    relevant = _ranked(scores, (torch.where(mask, labels, 0.0) > 0).to(scores.dtype), mask)  # (G, L)
+    relevant = _ranked(scores, (labels > 0).to(scores.dtype), mask)  # (G, L), padding 0
     total = (torch.where(mask, labels, 0.0) > 0).sum(dim=1)  # (G,)
     hits = relevant[:, :k].sum(dim=1)
     return torch.where(total > 0, hits / total.clamp(min=1), 0.0).to(scores.dtype)

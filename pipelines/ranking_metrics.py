@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from deepsets.ranking import (
-    listwise_softmax_loss,
+    listwise_softmax_loss_sum,
     mrr,
     ndcg_at_k,
     pad_groups,
-    pairwise_logistic_loss,
+    pairwise_logistic_loss_sum,
     rank_metrics,
     recall_at_k,
     target_ranks,
@@ -50,6 +50,7 @@ def grouped_loss(kind: str, scores: Tensor, labels: Tensor, group: Tensor) -> fl
     groups' own sizes (sum of L^2), not the number of groups times the largest one squared."""
     _, inverse, counts = torch.unique(group, return_inverse=True, return_counts=True)  # (N,), (G,)
     by_size = torch.argsort(counts)  # group indices, smallest first
+    loss_sum = listwise_softmax_loss_sum if kind == "listwise" else pairwise_logistic_loss_sum  # (sum, groups or pairs)
     total, weight, start = 0.0, 0, 0
     while start < counts.numel():
         stop = start + 1
@@ -58,14 +59,8 @@ def grouped_loss(kind: str, scores: Tensor, labels: Tensor, group: Tensor) -> fl
         chosen = torch.zeros(counts.numel(), dtype=torch.bool)
         chosen[by_size[start:stop]] = True
         rows = chosen[inverse]
-        s, rel, mask = pad_groups(scores[rows], labels[rows], group[rows])  # (g, L) each
-        if kind == "listwise":
-            n = int((torch.where(mask, rel.clamp(min=0), 0.0).sum(dim=1) > 0).sum())  # groups that count
-            total += float(listwise_softmax_loss(s, rel, mask)) * n
-        else:
-            n = int(((rel.unsqueeze(2) > rel.unsqueeze(1)) & mask.unsqueeze(2) & mask.unsqueeze(1)).sum())  # ordered pairs
-            total += float(pairwise_logistic_loss(s, rel, mask)) * n
-        weight, start = weight + n, stop
+        part, n = loss_sum(*pad_groups(scores[rows], labels[rows], group[rows]))  # over (g, L) padded groups
+        total, weight, start = total + float(part), weight + n, stop
     return total / weight if weight else 0.0
 
 
