@@ -30,6 +30,7 @@ import torch
 from benchmarks.timing import best_seconds
 from deepsets import ablation as ab
 from deepsets.builders import build_model
+from deepsets.inference import collect_outputs
 from features import synth
 from features.reader import ParquetBatchReader
 from features.schema import load_schema
@@ -50,7 +51,8 @@ def measure(model, batches, labels, repeats: int = 3) -> dict:
         ab.auc(logits[:, 0], labels)
 
     def ours() -> None:
-        vectors, present = ab.encode_all(model, batches)
+        cached = collect_outputs(model, batches, ("vectors", "present"))
+        vectors, present = cached["vectors"], cached["present"]  # (N, M, D), (N, M)
         all_scores = ab.subset_scores(model, vectors, present, masks)  # (128, N, 1): every subset once
         values = ab.auc(all_scores[..., 0], labels)  # (128,)
         checks["loo"] = values[-1] - values[ab.subset_index(loo)]  # leave-one-out drops, read from the subsets

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -37,8 +38,8 @@ from features import synth
 from features.reader import ParquetBatchReader
 from features.schema import load_schema
 from features.spec import FeatureSpec
-from pipelines.checkpoint import TrainState, save_checkpoint
-from pipelines.config import default_demo_config
+from pipelines.demo import default_demo_config
+from pipelines.models.checkpoint import TrainState, save_checkpoint
 
 WORKERS = 2
 BATCH = 1024
@@ -47,20 +48,20 @@ BATCH = 1024
 def train_reference(spec: FeatureSpec, files, out: Path) -> Path:
     """The demo's model trained one pass over ``files``; saved as a checkpoint directory."""
     cfg = default_demo_config(out)  # only its [model] and [task] are used
-    model_config = {**cfg.model_kwargs(), "layers": 1}  # as measured in RESULTS.md (the demo now uses 0)
+    args = replace(cfg.model_args(), layers=1)  # as measured in RESULTS.md (the demo now uses 0)
     torch.manual_seed(0)
-    model = build_model(spec.model_inputs(), **model_config)
+    model = build_model(spec.model_inputs(), args)
     losses = train_in_process(model, spec, files, "clicked", "binary", batch_size=512)
     print(f"reference model: {len(losses)} steps, loss {sum(losses[:10]) / 10:.3f} -> {sum(losses[-10:]) / 10:.3f}")
     directory = out / "checkpoint"
     directory.mkdir()
-    save_checkpoint(directory, TrainState(model.state_dict(), {}, {}, 0, len(losses)), spec, {}, model_config)
+    save_checkpoint(directory, TrainState(model.state_dict(), {}, {}, 0, len(losses)), spec, {}, args)
     return directory
 
 
 def forward_rows_per_s(checkpoint: Path, files) -> float:
     """(b): the model alone over pre-collated batches, 2 threads, best of 2 passes."""
-    from pipelines.model_source import load_model_source
+    from pipelines.models.source import load_model_source
 
     source = load_model_source(str(checkpoint))
     model = source.build()
@@ -118,7 +119,7 @@ def run_job_measured(checkpoint: Path, inputs, out: Path) -> dict:
 
 def job_main(checkpoint: str, out: str, inputs) -> None:
     """The subprocess side of :func:`run_job_measured`."""
-    from pipelines.embed_job import parse_embed_config, run_embed
+    from pipelines.embedding.job import parse_embed_config, run_embed
     from pipelines.ray_runtime import start_ray
 
     started = time.perf_counter()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.padded_baseline import SEQUENCE_KINDS, PaddedModel, pad_batch
+from benchmarks.padded_baseline import PaddedModel, is_sequence, pad_batch
 from deepsets.builders import build_model
 from deepsets.jagged import length_buckets
 from deepsets.tasks import task_loss
@@ -53,7 +53,7 @@ def work(batches, infos, max_lens):
     tokens_padded = tokens_real = pairs_padded = pairs_real = pairs_bucketed = 0
     for batch in batches:
         for info in infos:
-            if info.kind not in SEQUENCE_KINDS:
+            if not is_sequence(info):
                 continue
             lengths = batch[info.name].lengths()
             width = max_lens[info.name]
@@ -95,7 +95,7 @@ def main() -> None:
         spec = FeatureSpec.fit(load_schema(Path(tmp) / "schema.toml"), tmp)
         batches = list(ParquetBatchReader(spec, tmp, batch_size=512, label_columns=["clicked"]))
     infos = spec.model_inputs()
-    max_lens = {i.name: spec.modality(i.name).max_len or int(spec.fitted[i.name].stats["length_max"]) for i in infos if i.kind in SEQUENCE_KINDS}
+    max_lens = {i.name: spec.modality(i.name).max_len or int(spec.fitted[i.name].stats["length_max"]) for i in infos if is_sequence(i)}
     padded_batches = [(pad_batch(b, max_lens), b.labels["clicked"]) for b in batches]
     ours = build_model(infos, dim=DIM, heads=HEADS, layers=1, fusion="transformer", fusion_layers=2)
     mmt = build_model(infos, dim=DIM, heads=HEADS, fusion="mmt", fusion_layers=2)

@@ -5,7 +5,7 @@ rating ranking with set fusion, against non-learned baselines in the same run.
     python -m benchmarks.movielens             # about 16 minutes on 2 cores
     python -m benchmarks.movielens --quick     # 1 epoch each, a smoke run
 
-Also a recipe: every model is trained with ``pipelines.train.run_training`` (what ``deepsets
+Also a recipe: every model is trained with ``pipelines.training.run.run_training`` (what ``deepsets
 train`` runs: Ray Train, MLflow under ``--work``; each run's config is also written to
 ``<work>/<kind>.toml``, for ``deepsets train --config``), and the retrieval index is built with
 ``deepsets embed --tower item`` over ``items.parquet`` and ``--tower query`` over the test rows.
@@ -70,7 +70,7 @@ def run_config(data: Path, work: Path, name: str, task: dict, data_section: dict
 
 def embed_side(model_uri: str, inputs: str, out: Path, tower: str) -> tuple[np.ndarray, np.ndarray]:
     """(ids, unit-length embeddings) of one tower over ``inputs``, by the ``deepsets embed`` job."""
-    from pipelines.embed_job import parse_embed_config, run_embed
+    from pipelines.embedding.job import parse_embed_config, run_embed
 
     summary = run_embed(parse_embed_config(model=model_uri, inputs=[inputs], output=str(out), tower=tower, workers=2, overwrite=True), progress=False)
     if summary["rows_rejected"]:
@@ -129,7 +129,7 @@ def choose_k_neighbors(data: Path, index: dict) -> int | None:
 
 def retrieval(data: Path, work: Path, epochs: int, workers: int, seed: int) -> dict:
     """Train the two-tower model, index every movie, rank each test user's movie; baselines."""
-    from pipelines.train import run_training
+    from pipelines.training.run import run_training
 
     task = {"kind": "two_tower", "query_modalities": list(QUERY_MODALITIES), "item_modalities": list(ITEM_MODALITIES)}
     data_section = {"train": str(data / "train.parquet"), "valid": str(data / "valid.parquet"), "item_column": "movie_id"}
@@ -176,7 +176,7 @@ def rating_ranking(data: Path, work: Path, epochs: int, workers: int, seed: int)
     import torch
 
     from deepsets.ranking import ndcg_at_k, pad_groups
-    from pipelines.train import run_training
+    from pipelines.training.run import run_training
 
     train, valid = rating_split(data)
     section = {"train": train, "valid": valid, "label_columns": ["rating"], "group_column": "user_id"}

@@ -15,9 +15,13 @@ from torch import Tensor, nn
 from torchmultimodal.modules.fusions.deepset_fusion import deepset_transformer
 
 from deepsets.batch import FeatureBatch
+from deepsets.kinds import kind_traits
 from deepsets.modality import ModalityInfo
 
-SEQUENCE_KINDS = ("dense_sequence", "id_sequence", "id_set")
+
+def is_sequence(info: ModalityInfo) -> bool:
+    """Variable-length kinds: padded to ``max_len`` and run through a transformer here."""
+    return kind_traits(info.kind).jagged
 
 
 def pad_batch(batch: FeatureBatch, max_lens: Dict[str, int]) -> Dict[str, Dict[str, Tensor]]:
@@ -44,8 +48,9 @@ class PaddedSequenceEncoder(nn.Module):
     def __init__(self, info: ModalityInfo, dim: int, heads: int, ff_dim: int, max_len: int) -> None:
         super().__init__()
         self.kind = info.kind
-        self.embed = nn.Linear(info.dim, dim) if info.kind == "dense_sequence" else nn.Embedding(info.num_embeddings, dim, padding_idx=0)
-        self.position = nn.Embedding(max_len, dim) if info.kind != "id_set" else None
+        traits = kind_traits(info.kind)
+        self.embed = nn.Linear(info.dim, dim) if traits.values == "floats" else nn.Embedding(info.num_embeddings, dim, padding_idx=0)
+        self.position = nn.Embedding(max_len, dim) if traits.positions else None
         layer = nn.TransformerEncoderLayer(dim, heads, ff_dim, dropout=0.0, batch_first=True, norm_first=True, activation="gelu")
         self.encoder = nn.TransformerEncoder(layer, num_layers=1)
 
@@ -71,14 +76,16 @@ class PaddedModel(nn.Module):
         self.names = sorted(self.infos)
         self.encoders = nn.ModuleDict()
         for name, info in self.infos.items():
-            if info.kind in SEQUENCE_KINDS:
+            if is_sequence(info):
                 self.encoders[name] = PaddedSequenceEncoder(info, dim, heads, ff_dim, max_lens[name])
             elif info.kind == "dense":
                 self.encoders[name] = nn.Linear(info.dim, dim)
             elif info.kind == "categorical":
                 self.encoders[name] = nn.Embedding(info.num_embeddings, dim, padding_idx=0)
-            else:
+            elif info.kind == "numeric":
                 self.encoders[name] = nn.Sequential(nn.Linear(info.num_columns, ff_dim), nn.GELU(), nn.Linear(ff_dim, dim))
+            else:
+                raise ValueError(f"the padded baseline has no encoder for kind {info.kind!r} (modality {name!r})")
         mlp = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
         self.fusion = deepset_transformer({n: dim for n in self.names}, mlp, num_transformer_att_heads=heads, num_transformer_layers=fusion_layers)
         self.head = nn.Linear(dim, 1)
@@ -87,7 +94,7 @@ class PaddedModel(nn.Module):
         embeddings = {}
         for name in self.names:
             p, info = padded[name], self.infos[name]
-            if info.kind in SEQUENCE_KINDS:
+            if is_sequence(info):
                 vec = self.encoders[name](p["values"], p["mask"])
             else:
                 vec = self.encoders[name](p["values"])

@@ -4,7 +4,8 @@ Modalities are encoded independently, so a model's per-modality vectors ``(N, M,
 computed once; masking a modality is then only a change of the presence mask given to the
 fusion head (``model.fuse``). Every evaluation below reruns the head alone.
 
-    vectors, present = encode_all(model, batches)            # (N, M, D), (N, M)
+    cached = collect_outputs(model, batches, ("vectors", "present"))   # deepsets.inference
+    vectors, present = cached["vectors"], cached["present"]  # (N, M, D), (N, M)
     masks = subset_masks(M)                                   # (2^M, M): subset s holds m iff bit m of s
     scores = subset_scores(model, vectors, present, masks)    # (2^M, N, K) logits
     values = torch.stack([auc(scores[s, :, 0], labels) for s in range(len(masks))])   # v(S)
@@ -14,7 +15,6 @@ fusion head (``model.fuse``). Every evaluation below reruns the head alone.
 from __future__ import annotations
 
 import math
-from typing import Iterable
 
 import torch
 from torch import Tensor
@@ -49,17 +49,6 @@ def shapley_matrix(num_modalities: int) -> Tensor:
     plus = weight[(size - 1).clamp(min=0)]  # (S,) for subsets that contain m
     minus = weight[size.clamp(max=m - 1)]  # (S,) for subsets that do not
     return torch.where(masks.T, plus, -minus)  # (M, S)
-
-
-@torch.inference_mode()
-def encode_all(model, batches: Iterable) -> tuple[Tensor, Tensor]:
-    """Per-modality vectors and presence of every row: ``(N, M, D)`` float32, ``(N, M)`` bool."""
-    vectors, present = [], []
-    for batch in batches:
-        v, p = model.encode(batch)  # (b, M, D), (b, M)
-        vectors.append(v.float())
-        present.append(p)
-    return torch.cat(vectors), torch.cat(present)
 
 
 @torch.inference_mode()

@@ -14,7 +14,8 @@ modality ``history`` -- ``[7, 3, 9]``, missing, ``[4]`` -- look like this::
     >>> h.present
     tensor([ True, False,  True])
 
-Fixed-size kinds (``dense``, ``categorical``, ``numeric``) have one element per row and
+Which kinds are variable-length is written in :mod:`deepsets.kinds`. Fixed-size kinds
+(``dense``, ``categorical``, ``numeric``) have one element per row and
 ``offsets = None``: ``values`` is ``(B, dim)``, ``(B,)`` or ``(B, K)``; a missing row holds
 zeros and ``present[i] = False``. ``numeric`` also carries ``observed`` ``(B, K)``: False where
 a single value was null or NaN (the model replaces it with a learned indicator).
@@ -26,15 +27,11 @@ Construction is cheap and does not check anything; call :meth:`FeatureBatch.vali
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
-
-ID_KINDS = ("id_sequence", "id_set", "categorical")
-JAGGED_KINDS = ("dense_sequence", "id_sequence", "id_set")
-KINDS = ("dense", "dense_sequence", "id_sequence", "id_set", "categorical", "numeric")
 
 PAD_ID = 0
 """Index 0 of every embedding table is padding and never produced by a mapping."""
@@ -87,10 +84,6 @@ class ModalityTensors:
     @property
     def num_rows(self) -> int:
         return int(self.present.shape[0])
-
-    @property
-    def is_jagged(self) -> bool:
-        return self.offsets is not None
 
     def lengths(self) -> Tensor:
         """``(B,)`` int64 element count per row (1/0 for fixed-size kinds)."""
@@ -262,8 +255,3 @@ class FeatureBatch:
         if self.ids is not None and len(self.ids) != self.num_rows:
             raise ValueError(f"ids: {len(self.ids)} rows, batch has {self.num_rows}")
 
-
-def presence_matrix(batch: FeatureBatch, names: Optional[Sequence[str]] = None) -> Tensor:
-    """``(B, M)`` bool presence of each modality, columns in ``names`` (default sorted) order."""
-    names = list(names) if names is not None else batch.names
-    return torch.stack([batch.modalities[n].present for n in names], dim=1)  # (B, M)

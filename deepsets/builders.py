@@ -2,123 +2,84 @@
 
     from deepsets.builders import build_model
     model = build_model(spec.model_inputs(), dim=128, fusion="transformer", task="binary")
+    model = build_model(spec.model_inputs(), ModelArgs(dim=128))      # the same, typed
+
+Which encoder a modality gets is the encoder registry's business (``deepsets.encoders``);
+whether it gets a summarizer is its kind's (``deepsets.kinds``).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from dataclasses import replace
+from typing import List, Optional, Sequence
 
 from torch import nn
 
-from deepsets.encoders import (
-    CategoricalEncoder,
-    DenseEncoder,
-    DenseSequenceEncoder,
-    IdSequenceEncoder,
-    IdSetEncoder,
-    NumericEncoder,
+from deepsets.choices import SET_FUSION_HEADS, SET_POOLINGS, TMM_POOLINGS
+from deepsets.encoders import build_encoder
+from deepsets.fusion import (
+    AttentionPoolFusion,
+    ConcatFusion,
+    DeepSetFusion,
+    SetFusion,
+    TorchMultimodalDeepset,
+    TransformerFusion,
+    mlp,
 )
-from deepsets.fusion import build_fusion
+from deepsets.kinds import kind_traits
 from deepsets.mmt import MMTModel
 from deepsets.modality import ModalityInfo
 from deepsets.model import SetFusionModel
+from deepsets.model_args import ModelArgs
 from deepsets.ranking import InBatchSoftmax
 from deepsets.summarize import Summarizer
 from deepsets.tasks import TaskHead
 from deepsets.two_tower import Tower, TwoTowerModel
 
-FUSIONS = ("deepset", "attention", "transformer", "concat", "tmm_deepset", "mmt")
-DEFAULT_MAX_LEN = 512  # position embeddings for sequences whose schema sets no max_len
 
-
-def build_encoder(info: ModalityInfo, dim: int, hidden: int) -> nn.Module:
-    """The encoder for one modality kind, projecting to ``dim``."""
-    max_len = info.max_len or DEFAULT_MAX_LEN
-    if info.kind == "dense":
-        return DenseEncoder(info.dim, dim, hidden=0)
-    if info.kind == "dense_sequence":
-        return DenseSequenceEncoder(info.dim, dim, max_len)
-    if info.kind == "id_sequence":
-        return IdSequenceEncoder(info.num_embeddings, dim, max_len)
-    if info.kind == "id_set":
-        return IdSetEncoder(info.num_embeddings, dim)
-    if info.kind == "categorical":
-        return CategoricalEncoder(info.num_embeddings, dim)
-    return NumericEncoder(info.num_columns, dim, hidden)
-
-
-def build_model(
-    inputs: Sequence[ModalityInfo],
-    *,
-    dim: int = 128,
-    layers: int = 1,
-    heads: int = 4,
-    ff_dim: Optional[int] = None,
-    pooling: str = "mean",
-    fusion: str = "transformer",
-    fusion_layers: int = 2,
-    fusion_pooling: str = "mean",
-    dropout: float = 0.0,
-    modality_dropout: float = 0.0,
-    task: str = "binary",
-    num_outputs: int = 1,
-    query_modalities: Sequence[str] = (),
-    item_modalities: Sequence[str] = (),
-    temperature: float = 0.07,
-) -> nn.Module:
+def build_model(inputs: Sequence[ModalityInfo], args: Optional[ModelArgs] = None, **kwargs) -> nn.Module:
     """Assemble a model for the given modalities.
 
     Args:
         inputs: one :class:`ModalityInfo` per modality (``FeatureSpec.model_inputs()``).
-        dim: shared width ``D`` of every modality vector.
-        layers: transformer layers per variable-length modality (0 = pooling only); for
-            ``fusion="mmt"`` the layers of the single transformer are ``fusion_layers``.
-        heads: attention heads everywhere.
-        ff_dim: feed-forward width (default ``4 * dim``).
-        pooling: pooling of a modality's elements: mean, max or attention.
-        fusion: deepset, attention, transformer, concat, tmm_deepset, or mmt (baseline).
-        fusion_layers: transformer fusion / MMT layers.
-        fusion_pooling: pooling of the deepset heads: sum, mean, max, min, median.
-        dropout: dropout inside transformers and MLPs.
-        modality_dropout: rate at which whole modalities are dropped in training.
-        task: binary, multilabel, multiclass, regression, listwise, pairwise, or two_tower
-            (a :class:`deepsets.two_tower.TwoTowerModel`: two models like the one described
-            here, over ``query_modalities`` and ``item_modalities``, projecting to ``dim``).
-        num_outputs: labels / classes / targets (unused by two_tower).
-        query_modalities: two_tower only: the query tower's modalities.
-        item_modalities: two_tower only: the item tower's modalities.
-        temperature: two_tower only: the starting softmax temperature (it is learned).
+        args: every setting (:class:`deepsets.model_args.ModelArgs`, whose docstring lists
+            them); or leave it out and pass the same fields as keywords
+            (``build_model(inputs, dim=64, fusion="deepset")``). A ``two_tower`` task gives a
+            :class:`deepsets.two_tower.TwoTowerModel`: two models like the one described here,
+            over ``query_modalities`` and ``item_modalities``, projecting to ``dim``.
 
     Raises:
-        ValueError: for an unknown fusion, duplicate names, no inputs, or two_tower modality
-            lists that are empty, overlap, or name modalities not in ``inputs``.
+        ValueError: for settings outside their choices, duplicate names, no inputs, an unknown
+            kind, or two_tower modality lists that are empty, overlap, or name modalities not
+            in ``inputs``.
     """
-    if task == "two_tower":
-        return _two_tower(inputs, query_modalities, item_modalities, temperature, dim=dim, layers=layers, heads=heads, ff_dim=ff_dim,
-                          pooling=pooling, fusion=fusion, fusion_layers=fusion_layers, fusion_pooling=fusion_pooling,
-                          dropout=dropout, modality_dropout=modality_dropout)
-    if fusion not in FUSIONS:
-        raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+    if args is not None and kwargs:
+        raise ValueError(f"give either args or keyword settings, not both (got args and {sorted(kwargs)})")
+    args = args if args is not None else ModelArgs(**kwargs)
+    if args.task == "two_tower":
+        return _two_tower(inputs, args)
     names = [i.name for i in inputs]
     if not names or len(set(names)) != len(names):
         raise ValueError(f"need at least one modality and unique names, got {names}")
-    ff_dim = ff_dim or 4 * dim
-    encoders = nn.ModuleDict({i.name: build_encoder(i, dim, hidden=ff_dim) for i in inputs})
-    if fusion == "mmt":
-        head = TaskHead(dim, task, num_outputs)
-        return MMTModel(names, encoders, dim, fusion_layers, heads, ff_dim, head, dropout, modality_dropout)
-    summarizers = nn.ModuleDict(
-        {i.name: Summarizer(dim, layers, heads, ff_dim, pooling, dropout) for i in inputs if i.kind in ("dense_sequence", "id_sequence", "id_set")}
+    ff_dim = args.ff_dim or 4 * args.dim
+    encoders = nn.ModuleDict({i.name: build_encoder(i, args.dim, ff_dim) for i in inputs})
+    if args.fusion == "mmt":
+        head = TaskHead(args.dim, args.task, args.num_outputs)
+        return MMTModel(names, encoders, args.dim, args.fusion_layers, args.heads, ff_dim, head, args.dropout, args.modality_dropout)
+    summarizers = nn.ModuleDict({
+        i.name: Summarizer(args.dim, args.layers, args.heads, ff_dim, args.pooling, args.dropout)
+        for i in inputs if kind_traits(i.kind).summarized
+    })
+    fusion = build_fusion(
+        args.fusion, sorted(names), args.dim, layers=args.fusion_layers, heads=args.heads, ff_dim=ff_dim,
+        pooling=args.fusion_pooling, dropout=args.dropout, modality_dropout=args.modality_dropout,
     )
-    fusion_module = build_fusion(
-        fusion, sorted(names), dim, layers=fusion_layers, heads=heads, ff_dim=ff_dim, pooling=fusion_pooling,
-        dropout=dropout, modality_dropout=modality_dropout,
-    )
-    return SetFusionModel(names, encoders, summarizers, fusion_module, TaskHead(fusion_module.out_dim, task, num_outputs))
+    return SetFusionModel(names, encoders, summarizers, fusion, TaskHead(fusion.out_dim, args.task, args.num_outputs))
 
 
-def _two_tower(inputs: Sequence[ModalityInfo], query: Sequence[str], item: Sequence[str], temperature: float, **kwargs) -> TwoTowerModel:
-    """Two towers over disjoint subsets of ``inputs``, each projecting to ``dim``."""
+def _two_tower(inputs: Sequence[ModalityInfo], args: ModelArgs) -> TwoTowerModel:
+    """Two towers over disjoint subsets of ``inputs``, each projecting to ``args.dim``."""
+    query, item = args.query_modalities, args.item_modalities
     known = {i.name for i in inputs}
     for side, names in (("query", query), ("item", item)):
         unknown = sorted(set(names) - known)
@@ -130,6 +91,71 @@ def _two_tower(inputs: Sequence[ModalityInfo], query: Sequence[str], item: Seque
 
     def tower(names: Sequence[str]) -> Tower:
         chosen = [i for i in inputs if i.name in set(names)]
-        return Tower(build_model(chosen, task="regression", num_outputs=kwargs["dim"], **kwargs))  # head = projection to (B, dim)
+        side = replace(args, task="regression", num_outputs=args.dim, query_modalities=(), item_modalities=())
+        return Tower(build_model(chosen, side))  # its task head: the projection to (B, dim)
 
-    return TwoTowerModel(tower(query), tower(item), InBatchSoftmax(temperature))
+    return TwoTowerModel(tower(query), tower(item), InBatchSoftmax(args.temperature))
+
+
+def build_fusion(
+    kind: str,
+    names: Sequence[str],
+    dim: int,
+    *,
+    layers: int = 2,
+    heads: int = 4,
+    ff_dim: Optional[int] = None,
+    pooling: str = "mean",
+    hidden_dims: Optional[Sequence[int]] = None,
+    dropout: float = 0.0,
+    modality_dropout: float = 0.0,
+) -> SetFusion:
+    """Build a SetFusion around the head ``kind``; every kind outputs width ``dim``.
+
+    Args:
+        kind: one of ``deepsets.choices.SET_FUSION_HEADS``: "deepset", "attention",
+            "transformer", "concat" or "tmm_deepset".
+        names: modality names, unique and sorted (the slot order of the vectors).
+        dim: width of the modality vectors and of the fused embedding.
+        layers: encoder layers ("transformer" only).
+        heads: attention heads ("transformer" only); must divide dim.
+        ff_dim: feed-forward width ("transformer" only); None means 4 * dim.
+        pooling: "deepset": sum/mean/max/min/median; "tmm_deepset": sum/mean/max.
+        hidden_dims: hidden widths of the MLP after pooling (all kinds but "transformer");
+            None means (dim,).
+        dropout: dropout in that MLP, or inside the transformer layers.
+        modality_dropout: probability of dropping a present modality during training.
+
+    Raises:
+        ValueError: listing every problem found: unknown kind (with the choices), bad names,
+            a pooling the kind does not support, a non-positive dim.
+    """
+    names = list(names)
+    problems: List[str] = []
+    if kind not in SET_FUSION_HEADS:
+        problems.append(f"unknown fusion kind {kind!r}; choose one of {', '.join(SET_FUSION_HEADS)}")
+    if not names or names != sorted(set(names)):
+        problems.append(f"names must be non-empty, unique and sorted, got {names}")
+    if dim <= 0:
+        problems.append(f"dim must be positive, got {dim}")
+    if kind == "deepset" and pooling not in SET_POOLINGS:
+        problems.append(f"pooling for 'deepset' must be one of {SET_POOLINGS}, got {pooling!r}")
+    if kind == "tmm_deepset" and pooling not in TMM_POOLINGS:
+        problems.append(f"pooling for 'tmm_deepset' must be one of {TMM_POOLINGS}, got {pooling!r}")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+    hidden = (dim,) if hidden_dims is None else tuple(hidden_dims)
+    num = len(names)
+    head: nn.Module
+    if kind == "deepset":
+        head = DeepSetFusion(dim, pooling, mlp(dim, hidden, dim, dropout=dropout))
+    elif kind == "attention":
+        head = AttentionPoolFusion(dim, mlp(dim, hidden, dim, dropout=dropout))
+    elif kind == "transformer":
+        head = TransformerFusion(dim, num, layers, heads, 4 * dim if ff_dim is None else ff_dim, dropout=dropout)
+    elif kind == "concat":
+        head = ConcatFusion(dim, num, mlp(num * dim, hidden, dim, dropout=dropout))
+    else:
+        head = TorchMultimodalDeepset(names, dim, pooling, mlp(dim, hidden, dim, dropout=dropout))
+    return SetFusion(head, num, dim, modality_dropout=modality_dropout)

@@ -77,10 +77,6 @@ class BucketLayout:
     flat_slot: List[Tensor]
     flat_token: List[Tensor]
 
-    @property
-    def padded_tokens(self) -> int:
-        return sum(int(t.numel()) for t in self.token_index)
-
 
 def length_buckets(lengths: Tensor, max_waste: float = 0.1, min_tokens: int = 1024) -> List[Tensor]:
     """Group rows (with length > 0) into buckets of similar length.

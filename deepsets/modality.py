@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from deepsets.batch import KINDS
+from deepsets.kinds import kind_traits
 
 
 @dataclass(frozen=True)
@@ -14,14 +14,16 @@ class ModalityInfo:
 
     Attributes:
         name: modality name (models order modalities by sorted name).
-        kind: one of dense, dense_sequence, id_sequence, id_set, categorical, numeric.
-        dim: vector width (dense, dense_sequence).
+        kind: a registered kind (``deepsets.kinds``): dense, dense_sequence, id_sequence,
+            id_set, categorical, numeric, or one added with ``register_kind``.
+        dim: vector width (kinds sized by ``dim``: dense, dense_sequence).
         num_embeddings: embedding-table rows, padding and OOV included (id kinds).
         num_columns: number of columns (numeric).
-        max_len: longest row the model will see (sequences; sizes position embeddings).
+        max_len: longest row the model will see (kinds with positions; sizes position
+            embeddings; None = the encoder's default).
 
     Raises:
-        ValueError: when a field the kind needs is missing.
+        ValueError: for an unknown kind, or when the size the kind needs is missing.
     """
 
     name: str
@@ -32,15 +34,10 @@ class ModalityInfo:
     max_len: Optional[int] = None
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"modality {self.name!r}: unknown kind {self.kind!r} (expected one of {KINDS})")
-        needs = {
-            "dense": "dim",
-            "dense_sequence": "dim",
-            "id_sequence": "num_embeddings",
-            "id_set": "num_embeddings",
-            "categorical": "num_embeddings",
-            "numeric": "num_columns",
-        }[self.kind]
-        if getattr(self, needs) is None or getattr(self, needs) < 1:
-            raise ValueError(f"modality {self.name!r} ({self.kind}) needs a positive {needs}, got {getattr(self, needs)}")
+        try:
+            needs = kind_traits(self.kind).needs
+        except ValueError as err:
+            raise ValueError(f"modality {self.name!r}: {err}") from None
+        size = getattr(self, needs)
+        if size is None or size < 1:
+            raise ValueError(f"modality {self.name!r} ({self.kind}) needs a positive {needs}, got {size}")

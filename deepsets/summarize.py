@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from deepsets.choices import SEQUENCE_POOLINGS
 from deepsets.jagged import (
     BucketLayout,
     bucket_layout,
@@ -24,8 +24,6 @@ from deepsets.jagged import (
     segment_softmax,
     segment_sum,
 )
-
-POOLINGS = ("mean", "max", "attention")
 
 
 class JaggedSelfAttention(nn.Module):
@@ -110,8 +108,8 @@ class Summarizer(nn.Module):
         self, dim: int, layers: int, heads: int, ff_dim: Optional[int] = None, pooling: str = "mean", dropout: float = 0.0
     ) -> None:
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if pooling not in SEQUENCE_POOLINGS:
+            raise ValueError(f"pooling must be one of {SEQUENCE_POOLINGS}, got {pooling!r}")
         if layers < 0:
             raise ValueError(f"layers must be >= 0, got {layers}")
         self.layers = nn.ModuleList(JaggedTransformerLayer(dim, heads, ff_dim or 4 * dim, dropout) for _ in range(layers))

@@ -6,11 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from deepsets.choices import GROUPED_TASKS, HEAD_TASKS, TASKS
 from deepsets.ranking import listwise_softmax_loss, pad_groups, pairwise_logistic_loss
-
-TASKS = ("binary", "multilabel", "multiclass", "regression", "listwise", "pairwise", "two_tower")
-GROUPED_TASKS = ("listwise", "pairwise")  # losses over query groups: need a group id per row
-HEAD_TASKS = TASKS[:-1]  # two_tower has no task head: see deepsets.two_tower
 
 
 class TaskHead(nn.Module):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from features.errors import FeatureError
+from features.errors import DataError
 
 
 @dataclass
@@ -73,13 +73,13 @@ def float_values(flat: pa.Array, parts: ListParts, column: str, what: str) -> np
     """Flat float32 values; nulls or NaN/inf inside a vector are errors naming the rows.
 
     Raises:
-        FeatureError: for null, NaN or infinite elements.
+        DataError: for null, NaN or infinite elements.
     """
     if not (pa.types.is_floating(flat.type) or pa.types.is_integer(flat.type)):
-        raise FeatureError(f"expected {what} of floats, found elements of type {flat.type}", column=column)
+        raise DataError(f"expected {what} of floats, found elements of type {flat.type}", column=column)
     if flat.null_count:
         rows = element_rows_with(~_valid_mask(flat), parts)
-        raise FeatureError(f"null element inside a {what} (expected only finite floats)", column=column, rows=rows)
+        raise DataError(f"null element inside a {what} (expected only finite floats)", column=column, rows=rows)
     values = flat.to_numpy(zero_copy_only=False)
     if values.dtype != np.float32:
         values = values.astype(np.float32)
@@ -88,7 +88,7 @@ def float_values(flat: pa.Array, parts: ListParts, column: str, what: str) -> np
         nan = np.isnan(values)
         bad, found = (nan, "NaN") if nan.any() else (~finite, "infinite value")
         rows = element_rows_with(bad, parts)
-        raise FeatureError(f"{found} inside a {what} (expected only finite floats)", column=column, rows=rows)
+        raise DataError(f"{found} inside a {what} (expected only finite floats)", column=column, rows=rows)
     return values
 
 

@@ -10,7 +10,7 @@ from typing import Iterable, List, Sequence, Union
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.errors import FeatureError
+from features.errors import DataError
 
 Paths = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
@@ -22,7 +22,7 @@ def resolve_inputs(paths: Paths) -> List[str]:
     taken as given, so a non-Parquet file named explicitly is reported, not skipped.
 
     Raises:
-        FeatureError: when a path matches nothing, or nothing at all is found.
+        DataError: when a path matches nothing, or nothing at all is found.
     """
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     files: List[str] = []
@@ -31,19 +31,19 @@ def resolve_inputs(paths: Paths) -> List[str]:
         if os.path.isdir(text):
             found = sorted(str(p) for p in Path(text).rglob("*.parquet") if p.is_file())
             if not found:
-                raise FeatureError(f"directory '{text}' holds no *.parquet files")
+                raise DataError(f"directory '{text}' holds no *.parquet files")
             files.extend(found)
         elif glob.has_magic(text):
             found = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
             if not found:
-                raise FeatureError(f"no input files match '{text}'")
+                raise DataError(f"no input files match '{text}'")
             files.extend(found)
         elif os.path.isfile(text):
             files.append(text)
         else:
-            raise FeatureError(f"input '{text}' does not exist")
+            raise DataError(f"input '{text}' does not exist")
     if not files:
-        raise FeatureError("no input files given")
+        raise DataError("no input files given")
     return list(dict.fromkeys(files))
 
 
@@ -56,32 +56,32 @@ def open_parquet(path: str, pre_buffer: bool = True) -> pq.ParquetFile:
             the row groups read); streaming readers pass False.
 
     Raises:
-        FeatureError: naming the file when it is not a readable Parquet file.
+        DataError: naming the file when it is not a readable Parquet file.
     """
     try:
         return pq.ParquetFile(path, pre_buffer=pre_buffer)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as err:
-        raise FeatureError(f"not a readable Parquet file ({err})", file=path) from None
+        raise DataError(f"not a readable Parquet file ({err})", file=path) from None
 
 
 def check_columns(path: str, arrow_schema: pa.Schema, modalities: Iterable, extra_columns: Sequence[str] = ()) -> None:
     """Every modality column exists with an accepted Arrow type; extra columns exist.
 
     Raises:
-        FeatureError: naming file, column, expected and found type (the first problem found).
+        DataError: naming file, column, expected and found type (the first problem found).
     """
     names = set(arrow_schema.names)
     for column in extra_columns:
         if column not in names:
-            raise FeatureError(f"column missing (file has: {', '.join(arrow_schema.names)})", file=path, column=column)
+            raise DataError(f"column missing (file has: {', '.join(arrow_schema.names)})", file=path, column=column)
     for m in modalities:
         for column in m.source_columns():
             if column not in names:
-                raise FeatureError(
+                raise DataError(
                     f"column missing for modality '{m.name}' (file has: {', '.join(arrow_schema.names)})", file=path, column=column
                 )
             found = arrow_schema.field(column).type
             if pa.types.is_null(found):  # a column with no value at all: every row missing
                 continue
             if not m.accepts(column, found):
-                raise FeatureError(f"modality '{m.name}' ({m.kind}) expects {m.expected_type()}, found {found}", file=path, column=column)
+                raise DataError(f"modality '{m.name}' ({m.kind}) expects {m.expected_type()}, found {found}", file=path, column=column)

@@ -19,7 +19,7 @@ from typing import Iterator, List, Sequence
 import polars as pl
 import pyarrow as pa
 
-from features.errors import FeatureError
+from features.errors import DataError
 from features.files import open_parquet
 
 
@@ -64,7 +64,7 @@ def plan_fragments(files: Sequence[str], target_rows: int) -> List[Fragment]:
 
     Raises:
         ValueError: for ``target_rows < 1``.
-        FeatureError: naming a file that is not Parquet.
+        DataError: naming a file that is not Parquet.
     """
     if target_rows < 1:
         raise ValueError(f"target_rows must be >= 1, got {target_rows}")
@@ -109,7 +109,7 @@ def read_fragment(fragment: Fragment, columns: List[str], read_rows: int) -> Ite
         ``(row_base, table)``: the file-relative row of the table's first row, and the rows.
 
     Raises:
-        FeatureError: naming the file when it cannot be read or decoded.
+        DataError: naming the file when it cannot be read or decoded.
     """
     parquet = open_parquet(fragment.path, pre_buffer=False)
     yield from decode_rows(parquet, fragment.path, columns, fragment.start, fragment.stop, read_rows)
@@ -128,7 +128,7 @@ def decode_rows(parquet, path: str, columns: List[str], start: int, stop: int, r
         ``(row_base, table)``: the file-relative row of the table's first row, and the rows.
 
     Raises:
-        FeatureError: naming the file when it cannot be decoded.
+        DataError: naming the file when it cannot be decoded.
     """
     if stop <= start:
         return
@@ -147,11 +147,11 @@ def decode_rows(parquet, path: str, columns: List[str], start: int, stop: int, r
         return
     except pa.ArrowInvalid as err:
         if "Expected all lists to be of size" not in str(err):
-            raise FeatureError(f"cannot decode Parquet data: {err}", file=path) from None
+            raise DataError(f"cannot decode Parquet data: {err}", file=path) from None
     try:
         lazy = pl.scan_parquet(path).slice(done, stop - done).select(columns)
         for frame in lazy.collect_batches(chunk_size=read_rows):
             yield done, frame.to_arrow()
             done += frame.height
     except pl.exceptions.PolarsError as err:
-        raise FeatureError(f"cannot decode Parquet data: {err}".splitlines()[0], file=path) from None
+        raise DataError(f"cannot decode Parquet data: {err}".splitlines()[0], file=path) from None

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.errors import FeatureError
+from features.errors import DataError
 
 OOV_INDEX = 1
 FIRST_VOCAB_INDEX = 2
@@ -121,25 +121,25 @@ class IdMapper:
                 only when there is an error).
 
         Raises:
-            FeatureError: naming column and rows.
+            DataError: naming column and rows.
         """
         found = id_type_of(flat.type)
         if found is None:
-            raise FeatureError(f"expected int or string ids, found {flat.type}", column=column)
+            raise DataError(f"expected int or string ids, found {flat.type}", column=column)
         if found != self.id_type:
-            raise FeatureError(f"expected {self.id_type} ids (as in the training data), found {flat.type}", column=column)
+            raise DataError(f"expected {self.id_type} ids (as in the training data), found {flat.type}", column=column)
         flat = _plain(flat)
         if flat.null_count:
             rows = np.unique(row_of_element()[~flat.is_valid().to_numpy(zero_copy_only=False)])
-            raise FeatureError("null id (expected an int or string id)", column=column, rows=rows)
+            raise DataError("null id (expected an int or string id)", column=column, rows=rows)
         if pa.types.is_uint64(flat.type) and len(flat) and pc.max(flat).as_py() > np.iinfo(np.int64).max:
             too_big = flat.to_numpy(zero_copy_only=False) > np.iinfo(np.int64).max
             rows = np.unique(row_of_element()[too_big])
-            raise FeatureError("integer id above 2**63-1 (expected ids that fit in int64)", column=column, rows=rows)
+            raise DataError("integer id above 2**63-1 (expected ids that fit in int64)", column=column, rows=rows)
         if found == "int" and len(flat) and pc.min(flat).as_py() < 0:
             negative = flat.to_numpy(zero_copy_only=False) < 0
             rows = np.unique(row_of_element()[negative])
-            raise FeatureError("negative integer id (expected ids >= 0)", column=column, rows=rows)
+            raise DataError("negative integer id (expected ids >= 0)", column=column, rows=rows)
         return flat
 
     def map(self, flat: pa.Array) -> tuple[np.ndarray, int]:

@@ -8,14 +8,14 @@ import pyarrow as pa
 import torch
 
 from features.arrow_lists import is_list_type, split_list, valid_mask
-from features.errors import FeatureError
+from features.errors import DataError
 
 
 def label_tensor(arr: pa.Array | pa.ChunkedArray, column: str) -> torch.Tensor:
     """Convert one label column.
 
     Raises:
-        FeatureError: for nulls, NaN, non-numeric types or ragged label lists.
+        DataError: for nulls, NaN, non-numeric types or ragged label lists.
     """
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
@@ -25,7 +25,7 @@ def label_tensor(arr: pa.Array | pa.ChunkedArray, column: str) -> torch.Tensor:
         k = int(parts.lengths.max(initial=0))
         ragged = ~parts.valid | (parts.lengths != k)
         if ragged.any():
-            raise FeatureError(f"label lists must all hold {k} numbers (no nulls)", column=column, rows=np.nonzero(ragged)[0])
+            raise DataError(f"label lists must all hold {k} numbers (no nulls)", column=column, rows=np.nonzero(ragged)[0])
         values = _numeric(parts.flat, column, parts.row_of_element()).reshape(-1, k)  # (B, K)
     else:
         values = _numeric(arr, column, np.arange(len(arr)))  # (B,)
@@ -34,14 +34,14 @@ def label_tensor(arr: pa.Array | pa.ChunkedArray, column: str) -> torch.Tensor:
 
 def _numeric(arr: pa.Array, column: str, row_of: np.ndarray) -> np.ndarray:
     if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_boolean(arr.type)):
-        raise FeatureError(f"labels must be numeric, found {arr.type}", column=column)
+        raise DataError(f"labels must be numeric, found {arr.type}", column=column)
     ok = valid_mask(arr)
     if not ok.all():
-        raise FeatureError("null label (every labelled row needs a value)", column=column, rows=np.unique(row_of[~ok]))
+        raise DataError("null label (every labelled row needs a value)", column=column, rows=np.unique(row_of[~ok]))
     values = arr.cast(pa.float32()).to_numpy(zero_copy_only=False)
     finite = np.isfinite(values)
     if not finite.all():
-        raise FeatureError("NaN or infinite label", column=column, rows=np.unique(row_of[~finite]))
+        raise DataError("NaN or infinite label", column=column, rows=np.unique(row_of[~finite]))
     return values
 
 
@@ -50,13 +50,13 @@ def key_tensor(arr: pa.Array | pa.ChunkedArray, column: str) -> torch.Tensor:
     rounding, so ids beyond 2^24 stay distinct).
 
     Raises:
-        FeatureError: for nulls or a non-integer type.
+        DataError: for nulls or a non-integer type.
     """
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if not pa.types.is_integer(arr.type):
-        raise FeatureError(f"must hold integer ids (a query group or item id), found {arr.type}", column=column)
+        raise DataError(f"must hold integer ids (a query group or item id), found {arr.type}", column=column)
     ok = valid_mask(arr)
     if not ok.all():
-        raise FeatureError("null id (every row needs one)", column=column, rows=np.nonzero(~ok)[0])
+        raise DataError("null id (every row needs one)", column=column, rows=np.nonzero(~ok)[0])
     return torch.from_numpy(np.array(arr.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64, copy=True))

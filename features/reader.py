@@ -15,7 +15,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from deepsets.batch import FeatureBatch
-from features.errors import FeatureError
+from features.errors import DataError
 from features.files import Paths, open_parquet, resolve_inputs
 from features.fragments import decode_rows
 from features.kinds.base import ModalityCounts
@@ -45,7 +45,7 @@ class ParquetBatchReader:
         rows_read: rows read from the files; ``rows_dropped``: rows of a dropped last batch.
 
     Raises:
-        FeatureError: (while iterating) for non-Parquet files, missing columns, wrong types,
+        DataError: (while iterating) for non-Parquet files, missing columns, wrong types,
             or bad values, naming the file, column and rows.
     """
 
@@ -117,9 +117,9 @@ class ParquetBatchReader:
         for path, row_base, order, table in prefetch(self._decoded()):
             try:
                 batch = self.spec.transform(table, label_columns=self.label_columns, counts=self.counts, key_columns=self.key_columns)
-            except FeatureError as err:
+            except DataError as err:
                 if order is not None and err.rows is not None:  # back to the file's row numbers
-                    err = FeatureError(err.detail, file=err.file, column=err.column, rows=np.sort(order[err.rows]))
+                    err = DataError(err.detail, file=err.file, column=err.column, rows=np.sort(order[err.rows]))
                 raise err.located(path, row_base) from None
             self.rows_read += table.num_rows
             yield batch
@@ -151,7 +151,7 @@ class ParquetBatchReader:
         finally:
             bar.close()
         if self.rows_read == 0:
-            raise FeatureError(f"input has no rows ({len(self.files)} file(s), all empty)", file=self.files[0] if len(self.files) == 1 else None)
+            raise DataError(f"input has no rows ({len(self.files)} file(s), all empty)", file=self.files[0] if len(self.files) == 1 else None)
 
 
 def decode_batches(path: str, columns: List[str], read_rows: int, parquet=None) -> Iterator[pa.Table]:
@@ -162,16 +162,11 @@ def decode_batches(path: str, columns: List[str], read_rows: int, parquet=None) 
         parquet: the file already opened (with ``pre_buffer=False``), to avoid opening it twice.
 
     Raises:
-        FeatureError: naming the file when it cannot be decoded.
+        DataError: naming the file when it cannot be decoded.
     """
     parquet = parquet or open_parquet(path, pre_buffer=False)
     for _, table in decode_rows(parquet, path, columns, 0, parquet.metadata.num_rows, read_rows):
         yield table
-
-
-def read_batches(spec, paths: Paths, batch_size: int = 512, **kwargs) -> Iterator[FeatureBatch]:
-    """Shorthand for ``iter(ParquetBatchReader(spec, paths, batch_size=batch_size, **kwargs))``."""
-    return iter(ParquetBatchReader(spec, paths, batch_size=batch_size, **kwargs))
 
 
 def describe_counts(counts: Dict[str, ModalityCounts]) -> Dict[str, dict]:
@@ -179,4 +174,4 @@ def describe_counts(counts: Dict[str, ModalityCounts]) -> Dict[str, dict]:
     return {name: c.as_dict() for name, c in sorted(counts.items())}
 
 
-__all__ = ["ParquetBatchReader", "read_batches", "describe_counts"]
+__all__ = ["ParquetBatchReader", "describe_counts"]

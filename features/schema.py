@@ -27,31 +27,26 @@ from __future__ import annotations
 import tomllib
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any, List, Optional, Union
+from typing import Any, List, Optional, Tuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
-from features.errors import SchemaError
-from features.kinds.categorical import CategoricalFeature
-from features.kinds.dense import DenseFeature
-from features.kinds.dense_sequence import DenseSequenceFeature
-from features.kinds.id_sequence import IdSequenceFeature
-from features.kinds.id_set import IdSetFeature
-from features.kinds.numeric import NumericFeature
-
-ModalityConfig = Annotated[
-    Union[DenseFeature, DenseSequenceFeature, IdSequenceFeature, IdSetFeature, CategoricalFeature, NumericFeature],
-    Field(discriminator="kind"),
-]
+from features.errors import SchemaError, describe_problem, location
+from features.kinds import feature_class, feature_kinds
+from features.kinds.base import BaseFeature
 
 
 class FeatureSchema(BaseModel):
-    """The declared modalities of a dataset and its optional id column."""
+    """The declared modalities of a dataset and its optional id column.
+
+    Build it with :func:`parse_schema` or :func:`load_schema`, which pick each modality's class
+    by its ``kind`` (``features.kinds``) and report every problem at once.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id_column: Optional[str] = None
-    modality: List[ModalityConfig] = Field(min_length=1)
+    modality: List[SerializeAsAny[BaseFeature]] = Field(min_length=1)
 
     def by_name(self) -> dict[str, Any]:
         return {m.name: m for m in self.modality}
@@ -68,38 +63,23 @@ class FeatureSchema(BaseModel):
         return cols
 
 
-def _location(loc: tuple, raw: dict) -> str:
-    """'modality[2] (tags).max_len' from a pydantic error location."""
-    parts: list[str] = []
-    items = loc
-    if len(items) >= 2 and items[0] == "modality" and isinstance(items[1], int):
-        entry = raw.get("modality", [])
-        name = entry[items[1]].get("name") if items[1] < len(entry) and isinstance(entry[items[1]], dict) else None
-        parts.append(f"modality[{items[1]}]" + (f" ({name})" if name else ""))
-        # pydantic inserts the union tag ('dense', ...) after the index: drop it.
-        items = items[2:]
-        if items and isinstance(items[0], str) and items[0] in _KIND_TAGS:
-            items = items[1:]
-    for item in items:
-        parts.append(f"[{item}]" if isinstance(item, int) else f".{item}")
-    return "".join(parts).lstrip(".") or "(top level)"
-
-
-_KIND_TAGS = {"dense", "dense_sequence", "id_sequence", "id_set", "categorical", "numeric"}
-
-
-def _readable(e: dict) -> tuple[tuple, str]:
-    """A pydantic error as (location, message) a schema author can act on, with the value found."""
-    loc, msg, kind = tuple(e["loc"]), e["msg"], e["type"]
-    if kind == "union_tag_invalid":  # pydantic words this as 'Input tag ... discriminator ...'
-        return loc + ("kind",), f"unknown kind '{e['ctx']['tag']}' (expected one of {', '.join(sorted(_KIND_TAGS))})"
-    if kind == "union_tag_not_found":
-        return loc + ("kind",), f"Field required (one of {', '.join(sorted(_KIND_TAGS))})"
-    msg = msg.removeprefix("Value error, ")
-    found = e.get("input")
-    if kind not in ("missing", "extra_forbidden") and isinstance(found, (int, float, str)):
-        msg += f" (found {found!r})"
-    return loc, msg
+def parse_modality(entry: Any, where: str) -> Tuple[Optional[BaseFeature], List[str]]:
+    """One ``[[modality]]`` table validated by the class of its kind: ``(feature, [])``, or
+    ``(None, problems)`` with each problem located (``where`` = ``modality[2] (tags)``)."""
+    if not isinstance(entry, dict):
+        return None, [f"{where}: must be a table (found {entry!r})"]
+    kinds = ", ".join(feature_kinds())
+    if "kind" not in entry:
+        return None, [f"{where}.kind: Field required (one of {kinds})"]
+    try:
+        cls = feature_class(entry["kind"])
+    except (KeyError, TypeError):
+        return None, [f"{where}.kind: unknown kind {entry['kind']!r} (expected one of {kinds})"]
+    try:
+        return cls.model_validate(entry), []
+    except ValidationError as err:
+        fields = list(cls.model_fields)
+        return None, [f"{where}{'.' + location(e['loc']) if e['loc'] else ''}: {describe_problem(e, fields)}" for e in err.errors()]
 
 
 def parse_schema(raw: dict, source: str = "<schema>") -> FeatureSchema:
@@ -108,21 +88,35 @@ def parse_schema(raw: dict, source: str = "<schema>") -> FeatureSchema:
     Raises:
         SchemaError: listing every problem with its location.
     """
+    if not isinstance(raw, dict):
+        raise SchemaError(source, [f"(top level): must be a table (found {type(raw).__name__})"])
     problems: list[str] = []
-    entries = raw.get("modality", []) if isinstance(raw, dict) else []
+    entries = raw.get("modality")
+    top = dict(raw)
     if isinstance(entries, list):
         names = [e.get("name") for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)]
         for name, count in sorted(Counter(names).items()):
             if count > 1:
                 problems.append(f"modality name '{name}' is declared {count} times (names must be unique)")
+        features, entry_problems = [], []
+        for i, entry in enumerate(entries):
+            name = entry.get("name") if isinstance(entry, dict) else None
+            feature, found = parse_modality(entry, f"modality[{i}]" + (f" ({name})" if isinstance(name, str) else ""))
+            features += [feature] if feature is not None else []
+            entry_problems += found
+        top["modality"] = features
     try:
-        schema = FeatureSchema.model_validate(raw)
+        schema = FeatureSchema.model_validate(top)
     except ValidationError as err:
         for e in err.errors():
-            loc, msg = _readable(e)
-            problems.append(f"{_location(loc, raw)}: {msg}")
-        raise SchemaError(source, problems) from None
-    problems.extend(_cross_checks(schema))
+            if isinstance(entries, list) and entries and e["type"] == "too_short":
+                continue  # every table had problems of its own, listed below
+            problems.append(f"{location(e['loc']) or '(top level)'}: {describe_problem(e, list(FeatureSchema.model_fields))}")
+        schema = None
+    if isinstance(entries, list):
+        problems.extend(entry_problems)
+    if schema is not None:
+        problems.extend(_cross_checks(schema))
     if problems:
         raise SchemaError(source, problems)
     return schema

@@ -16,9 +16,10 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from deepsets.batch import ID_KINDS, FeatureBatch
+from deepsets.batch import FeatureBatch
+from deepsets.kinds import kind_traits
 from deepsets.modality import ModalityInfo
-from features.errors import FeatureError
+from features.errors import DataError
 from features.files import Paths, check_columns, open_parquet, resolve_inputs
 from features.ids import column_id_type
 from features.kinds.base import Fitted, ModalityCounts
@@ -28,21 +29,25 @@ from features.schema import FeatureSchema, parse_schema
 SPEC_FORMAT_VERSION = 1
 
 
+def _reads_ids(feature) -> bool:
+    return kind_traits(feature.kind).values == "ids"
+
+
 def _check_id_types(path: str, arrow_schema: pa.Schema, schema: FeatureSchema, seen: Dict[str, tuple]) -> None:
     """Every file must hold the same id type (int or string) in a given id column.
 
     Raises:
-        FeatureError: naming the file and column that differ from the first file.
+        DataError: naming the file and column that differ from the first file.
     """
     for m in schema.modality:
-        if m.kind not in ID_KINDS:
+        if not _reads_ids(m):
             continue
         id_type = column_id_type(arrow_schema.field(m.source_column).type)
         if id_type is None:  # an all-null column says nothing about the id type
             continue
         first = seen.setdefault(m.source_column, (id_type, path))
         if first[0] != id_type:
-            raise FeatureError(f"{id_type} ids here but {first[0]} ids in {first[1]} (one type per column)", file=path, column=m.source_column)
+            raise DataError(f"{id_type} ids here but {first[0]} ids in {first[1]} (one type per column)", file=path, column=m.source_column)
 
 
 def _fit_views(path: str, schema: FeatureSchema, id_types: Dict[str, tuple]) -> pl.LazyFrame:
@@ -53,18 +58,6 @@ def _fit_views(path: str, schema: FeatureSchema, id_types: Dict[str, tuple]) -> 
         for c in m.source_columns():
             views[c] = m.fit_view(c, dtypes[c], id_types.get(c, (None,))[0])
     return frame.select(list(views.values()))
-
-
-def _null_type(kind: str, id_type: Optional[str]) -> pa.DataType:
-    ids = pa.int64() if id_type == "int" else pa.string()
-    return {
-        "dense": pa.list_(pa.float32()),
-        "dense_sequence": pa.list_(pa.list_(pa.float32())),
-        "id_sequence": pa.list_(ids),
-        "id_set": pa.list_(ids),
-        "categorical": ids,
-        "numeric": pa.float64(),
-    }[kind]
 
 
 class FeatureSpec:
@@ -93,38 +86,24 @@ class FeatureSpec:
         """Embedding-table rows of an id modality (padding and OOV included), else None."""
         return self.modality(name).num_embeddings(self.fitted[name])
 
-    def model_inputs(self) -> list:
+    def model_inputs(self) -> list[ModalityInfo]:
         """One :class:`deepsets.modality.ModalityInfo` per modality, sorted by name: what the
         model builders need (widths, table sizes, longest rows)."""
-        infos = []
-        for name in self.names:
-            m, fitted = self.modality(name), self.fitted[name]
-            max_len = getattr(m, "max_len", None) or (int(fitted.stats.get("length_max") or 0) or None)
-            infos.append(
-                ModalityInfo(
-                    name=name,
-                    kind=m.kind,
-                    dim=getattr(m, "dim", None),
-                    num_embeddings=self.num_embeddings(name),
-                    num_columns=len(m.columns) if m.kind == "numeric" else None,
-                    max_len=max_len if m.kind in ("dense_sequence", "id_sequence") else None,
-                )
-            )
-        return infos
+        return [self.modality(name).model_info(self.fitted[name]) for name in self.names]
 
     def check_id_types(self, path: str, arrow_schema: pa.Schema) -> None:
         """A file's id columns must hold the id type (int or string) the spec was fitted on.
 
         Raises:
-            FeatureError: naming the file and column.
+            DataError: naming the file and column.
         """
         for m in self.schema.modality:
-            if m.kind not in ID_KINDS or self.fitted[m.name].id_type is None:
+            if not _reads_ids(m) or self.fitted[m.name].id_type is None:
                 continue
             t = arrow_schema.field(m.source_column).type
             found = column_id_type(t)
             if found is not None and found != self.fitted[m.name].id_type:
-                raise FeatureError(
+                raise DataError(
                     f"expected {self.fitted[m.name].id_type} ids (as in the training data), found {t}", file=path, column=m.source_column
                 )
 
@@ -145,7 +124,7 @@ class FeatureSpec:
         with an accepted type and the trained id types; returns the ``pq.ParquetFile``.
 
         Raises:
-            FeatureError: naming the file (and column) that is wrong.
+            DataError: naming the file (and column) that is wrong.
         """
         parquet = open_parquet(path, pre_buffer=pre_buffer)
         check_columns(path, parquet.schema_arrow, self.schema.modality, extra_columns)
@@ -169,7 +148,7 @@ class FeatureSpec:
             progress: show a progress bar for the validation pass.
 
         Raises:
-            FeatureError: for missing files, non-Parquet files, missing columns, wrong types,
+            DataError: for missing files, non-Parquet files, missing columns, wrong types,
                 no rows at all, or (with ``validate``) any bad value.
         """
         files = resolve_inputs(paths)
@@ -181,7 +160,7 @@ class FeatureSpec:
             _check_id_types(path, pf.schema_arrow, schema, id_types)
             total_rows += pf.metadata.num_rows
         if total_rows == 0:
-            raise FeatureError(f"input has no rows ({len(files)} file(s), all empty)", file=files[0] if len(files) == 1 else None)
+            raise DataError(f"input has no rows ({len(files)} file(s), all empty)", file=files[0] if len(files) == 1 else None)
         # Each file's columns become one canonical view per column (ids cast to Int64/String,
         # numbers to Float64, float vectors reduced to their lengths), so files may differ in
         # float width or list flavour; polars streams the union of the views.
@@ -189,7 +168,7 @@ class FeatureSpec:
         try:
             fitted = {m.name: m.fit(lf) for m in schema.modality}
         except pl.exceptions.PolarsError as err:
-            raise FeatureError(f"cannot fit on this data: {str(err).splitlines()[0]}") from None
+            raise DataError(f"cannot fit on this data: {str(err).splitlines()[0]}") from None
         spec = cls(schema, fitted)
         if validate:
             from features.reader import ParquetBatchReader
@@ -228,7 +207,7 @@ class FeatureSpec:
                 item ids).
 
         Raises:
-            FeatureError: naming the column and batch-relative rows of a bad value.
+            DataError: naming the column and batch-relative rows of a bad value.
         """
         if isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
@@ -254,7 +233,7 @@ class FeatureSpec:
         for m in self.schema.modality:
             for column in m.source_columns():
                 if column in table.column_names and pa.types.is_null(table.schema.field(column).type):
-                    typed = pa.nulls(table.num_rows, _null_type(m.kind, self.fitted[m.name].id_type))
+                    typed = pa.nulls(table.num_rows, m.null_type(self.fitted[m.name].id_type))
                     table = table.set_column(table.schema.get_field_index(column), column, typed)
         return table
 
@@ -272,18 +251,18 @@ class FeatureSpec:
         """Rebuild a spec saved by :meth:`to_dict`.
 
         Raises:
-            FeatureError: for an unknown format version or a missing part.
+            DataError: for an unknown format version or a missing part.
         """
         if data.get("format_version") != SPEC_FORMAT_VERSION:
-            raise FeatureError(f"{source}: unsupported spec format_version {data.get('format_version')!r} (expected {SPEC_FORMAT_VERSION})")
+            raise DataError(f"{source}: unsupported spec format_version {data.get('format_version')!r} (expected {SPEC_FORMAT_VERSION})")
         if not isinstance(data.get("schema"), dict) or not isinstance(data.get("fitted"), dict):
-            raise FeatureError(f"{source}: not a feature spec (needs 'schema' and 'fitted' objects)")
+            raise DataError(f"{source}: not a feature spec (needs 'schema' and 'fitted' objects)")
         schema = parse_schema(data["schema"], source)
         try:
             fitted = {name: Fitted.model_validate(value) for name, value in data["fitted"].items()}
             return cls(schema, fitted)
         except (ValueError, TypeError) as err:
-            raise FeatureError(f"{source}: broken fitted state: {' '.join(str(err).split())}") from None
+            raise DataError(f"{source}: broken fitted state: {' '.join(str(err).split())}") from None
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True), encoding="utf-8")
@@ -293,10 +272,10 @@ class FeatureSpec:
         """Load a spec saved with :meth:`save`.
 
         Raises:
-            FeatureError: when the file is missing or not a spec.
+            DataError: when the file is missing or not a spec.
         """
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as err:
-            raise FeatureError(f"cannot read feature spec: {err}", file=str(path)) from None
+            raise DataError(f"cannot read feature spec: {err}", file=str(path)) from None
         return cls.from_dict(data, str(path))

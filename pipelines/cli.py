@@ -12,9 +12,8 @@ import os
 import sys
 from typing import Callable, List, Optional
 
-from features.errors import FeatureError, SchemaError
+from pipelines.errors import USER_ERRORS
 from pipelines.report import describe_batch, format_stats, format_train_summary
-from pipelines.train import TrainingFailed
 
 
 def _add_synth(sub) -> None:
@@ -108,7 +107,7 @@ def _add_train(sub) -> None:
 
 def _run_train(args) -> dict:
     from pipelines.config import load_run_config
-    from pipelines.train import run_training
+    from pipelines.training.run import run_training
 
     cfg = load_run_config(args.config, args.overrides)
     summary = run_training(cfg, resume=args.resume, ray_address=args.ray_address, progress=not args.json)
@@ -142,7 +141,7 @@ def _add_embed(sub) -> None:
 
 
 def _run_embed(args) -> dict:
-    from pipelines.embed_job import parse_embed_config, run_embed
+    from pipelines.embedding.job import parse_embed_config, run_embed
     from pipelines.report import format_embed_summary
 
     cfg = parse_embed_config(
@@ -175,8 +174,8 @@ def _add_ablate(sub) -> None:
 
 
 def _run_ablate(args) -> dict:
-    from pipelines.ablate_job import parse_ablate_config, run_ablate
-    from pipelines.ablate_report import markdown_table
+    from pipelines.ablation.job import parse_ablate_config, run_ablate
+    from pipelines.ablation.report import markdown_table
 
     cfg = parse_ablate_config(
         model=args.model, inputs=args.input, out=args.out, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
@@ -224,8 +223,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     run: Callable[[argparse.Namespace], dict] = args.run
     try:
         summary = run(args)
-    except (FeatureError, SchemaError, ValueError, OSError, TrainingFailed) as err:
-        # OSError: an unwritable --out and the like. One line even when the message has several.
+    except (*USER_ERRORS, ValueError, OSError) as err:
+        # ValueError: an option the model cannot serve; OSError: an unwritable --out and the
+        # like. One line even when the message has several.
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         print(f"error: {'; '.join(lines) or type(err).__name__}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -20,10 +21,30 @@ from features import synth
 from features.reader import ParquetBatchReader, describe_counts
 from features.schema import load_schema
 from features.spec import FeatureSpec
-from pipelines.config import default_demo_config
+from pipelines.config import RunConfig, parse_run_config
 from pipelines.report import describe_batch, format_stats, format_train_summary
 
 PARTS = 6  # part files; the last one is the validation split
+
+
+def default_demo_config(data_dir: str | os.PathLike, workers: int = 2) -> RunConfig:
+    """The demo's run: ``data_dir/{train,valid}``, ``data_dir/schema.toml``, binary ``clicked``.
+
+    The batch of 512 is rounded down to a multiple of ``workers`` so it splits evenly.
+    """
+    base = os.path.abspath(data_dir)
+    raw = {
+        "data": {"train": "train", "valid": "valid", "label_columns": ["clicked"]},
+        "schema": {"path": "schema.toml"},
+        # layers = 0: the workload plants order-free means in its sequences and sets, which
+        # pooling alone expresses; a transformer layer per sequence modality learns the click
+        # history more slowly on 25k rows (benchmarks/RESULTS.md, ablation against the truth)
+        "model": {"dim": 64, "layers": 0, "heads": 4, "fusion": "transformer"},
+        "task": {"kind": "binary", "num_outputs": 1},
+        "training": {"epochs": 3, "batch_size": max(workers, 512 - 512 % max(workers, 1)), "lr": 2e-3},
+        "scaling": {"workers": workers},
+    }
+    return parse_run_config(raw, "<demo config>", base_dir=base)
 
 
 def make_demo_data(data_dir: Path, rows: int, seed: int, progress: bool) -> dict:
@@ -47,7 +68,7 @@ def embed_demo_data(model_uri: str, data_dir: Path, out: Path, workers: int, qui
     summary, the command to rerun it, and the first rows written."""
     import pyarrow.parquet as pq
 
-    from pipelines.embed_job import parse_embed_config, run_embed
+    from pipelines.embedding.job import parse_embed_config, run_embed
     from pipelines.report import format_embed_summary, format_embeddings_head
 
     cfg = parse_embed_config(model=model_uri, inputs=[str(data_dir / "train"), str(data_dir / "valid")], output=str(out),
@@ -65,8 +86,8 @@ def embed_demo_data(model_uri: str, data_dir: Path, out: Path, workers: int, qui
 def ablate_demo_model(model_uri: str, data_dir: Path, out: Path, quiet: bool) -> dict:
     """``deepsets ablate --model URI --input data_dir/valid --truth data_dir/truth.json``; prints
     the table and where the chart is."""
-    from pipelines.ablate_job import parse_ablate_config, run_ablate
-    from pipelines.ablate_report import markdown_table
+    from pipelines.ablation.job import parse_ablate_config, run_ablate
+    from pipelines.ablation.report import markdown_table
 
     cfg = parse_ablate_config(model=model_uri, inputs=[str(data_dir / "valid")], out=str(out), bootstrap=100,
                               truth=str(data_dir / "truth.json"))
@@ -114,7 +135,7 @@ def run_demo(out_dir: str = "demo_output", rows: int = 60_000, seed: int = 0, wo
     reusable = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_name": ""})})
     (out / "run.toml").write_text(reusable.to_toml())  # without the demo's run name, so it can be reused
     say(f"      run config written to {out / 'run.toml'} (edit it, or pass --set, for your own runs)")
-    from pipelines.train import run_training
+    from pipelines.training.run import run_training
 
     trained = run_training(cfg, progress=not quiet)
     say(format_train_summary(trained))

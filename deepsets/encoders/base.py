@@ -27,6 +27,8 @@ class Encoded:
 
 
 EMBEDDING_INIT_STD = 0.02
+DEFAULT_MAX_LEN = 512
+"""Positions with their own embedding for a sequence whose schema sets no ``max_len``."""
 
 
 def embedding_table(num_embeddings: int, dim: int, padding_idx: Optional[int] = None) -> nn.Embedding:

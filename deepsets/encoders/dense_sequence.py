@@ -5,7 +5,8 @@ from __future__ import annotations
 from torch import nn
 
 from deepsets.batch import ModalityTensors
-from deepsets.encoders.base import Encoded, PositionEmbedding
+from deepsets.encoders.base import DEFAULT_MAX_LEN, Encoded, PositionEmbedding
+from deepsets.modality import ModalityInfo
 
 
 class DenseSequenceEncoder(nn.Module):
@@ -21,6 +22,10 @@ class DenseSequenceEncoder(nn.Module):
         super().__init__()
         self.project = nn.Linear(in_dim, dim)
         self.position = PositionEmbedding(max_len, dim, from_end=False)
+
+    @classmethod
+    def from_info(cls, info: ModalityInfo, dim: int, ff_dim: int) -> "DenseSequenceEncoder":
+        return cls(info.dim, dim, info.max_len or DEFAULT_MAX_LEN)
 
     def forward(self, modality: ModalityTensors) -> Encoded:
         tokens = self.project(modality.values) + self.position(modality.offsets)  # (N, D)

@@ -11,6 +11,7 @@ from torch import nn
 
 from deepsets.batch import ModalityTensors
 from deepsets.encoders.base import Encoded
+from deepsets.modality import ModalityInfo
 
 
 class NumericEncoder(nn.Module):
@@ -26,6 +27,10 @@ class NumericEncoder(nn.Module):
         super().__init__()
         self.fill = nn.Parameter(torch.zeros(num_columns))
         self.mlp = nn.Sequential(nn.Linear(2 * num_columns, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    @classmethod
+    def from_info(cls, info: ModalityInfo, dim: int, ff_dim: int) -> "NumericEncoder":
+        return cls(info.num_columns, dim, hidden=ff_dim)
 
     def forward(self, modality: ModalityTensors) -> Encoded:
         observed = modality.observed  # (B, K) bool

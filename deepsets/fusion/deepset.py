@@ -2,9 +2,10 @@
 
 from torch import Tensor, nn
 
+from deepsets.choices import SET_POOLINGS
 from deepsets.fusion.base import FusionHead, FusionOutput, check_set_inputs
 from deepsets.fusion.mlp import module_out_dim
-from deepsets.fusion.pooling import POOLINGS, masked_pool
+from deepsets.fusion.pooling import masked_pool
 
 
 class DeepSetFusion(FusionHead):
@@ -28,8 +29,8 @@ class DeepSetFusion(FusionHead):
         super().__init__()
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if pooling not in SET_POOLINGS:
+            raise ValueError(f"pooling must be one of {SET_POOLINGS}, got {pooling!r}")
         self.dim = dim
         self.pooling = pooling
         self.mlp = mlp

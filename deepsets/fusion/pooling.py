@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-POOLINGS = ("sum", "mean", "max", "min", "median")
+from deepsets.choices import SET_POOLINGS
 
 
 def masked_pool(vectors: Tensor, present: Tensor, pooling: str) -> Tuple[Tensor, Optional[Tensor]]:
@@ -29,8 +29,8 @@ def masked_pool(vectors: Tensor, present: Tensor, pooling: str) -> Tuple[Tensor,
     Raises:
         ValueError: for an unknown pooling.
     """
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if pooling not in SET_POOLINGS:
+        raise ValueError(f"pooling must be one of {SET_POOLINGS}, got {pooling!r}")
     mask = present.unsqueeze(-1)  # (B, M, 1)
     any_present = present.any(dim=1, keepdim=True)  # (B, 1)
     if pooling in ("sum", "mean"):

@@ -15,10 +15,11 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from deepsets.choices import TMM_POOLINGS
 from deepsets.fusion.base import FusionHead, FusionOutput, check_set_inputs
 from deepsets.fusion.mlp import module_out_dim
 
-TMM_POOLINGS = {"sum": torch.sum, "mean": torch.mean, "max": torch.max}
+POOLING_FUNCTIONS = {"sum": torch.sum, "mean": torch.mean, "max": torch.max}  # what DeepsetsFusionModule calls
 
 
 class TorchMultimodalDeepset(FusionHead):
@@ -43,13 +44,13 @@ class TorchMultimodalDeepset(FusionHead):
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
         if pooling not in TMM_POOLINGS:
-            raise ValueError(f"pooling must be one of {tuple(TMM_POOLINGS)}, got {pooling!r}")
+            raise ValueError(f"pooling must be one of {TMM_POOLINGS}, got {pooling!r}")
         from torchmultimodal.modules.fusions.deepset_fusion import DeepsetFusionModule
 
         self.names = names
         self.dim = dim
         self.pooling = pooling
-        self.fusion = DeepsetFusionModule({name: dim for name in names}, mlp, TMM_POOLINGS[pooling])
+        self.fusion = DeepsetFusionModule({name: dim for name in names}, mlp, POOLING_FUNCTIONS[pooling])
         self.out_dim = module_out_dim(mlp, dim)
 
     def forward(self, vectors: Tensor, present: Tensor) -> FusionOutput:

@@ -11,6 +11,8 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, model_validator
 
 from deepsets.batch import ModalityTensors
+from deepsets.kinds import kind_traits
+from deepsets.modality import ModalityInfo
 from features.arrow_lists import is_list_type, split_list
 from features.ids import IdMapper, id_type_of
 
@@ -95,6 +97,28 @@ class BaseFeature(BaseModel):
         """Embedding-table rows for id kinds; None for float kinds."""
         return None
 
+    def null_type(self, id_type: Optional[str]) -> pa.DataType:  # pragma: no cover - every kind overrides
+        """The Arrow type a column of this kind has when it holds values (a ``null``-typed
+        column, e.g. from pandas, is cast to it and reads as missing everywhere)."""
+        raise NotImplementedError
+
+    def model_info(self, fitted: Fitted) -> ModalityInfo:
+        """What the model builders need to know (widths, table size, longest row), from the
+        kind's traits (``deepsets.kinds``) and what fitting learned; a kind whose sizes come
+        from elsewhere overrides this."""
+        traits = kind_traits(self.kind)
+        max_len = None
+        if traits.positions:
+            max_len = getattr(self, "max_len", None) or (int(fitted.stats.get("length_max") or 0) or None)
+        return ModalityInfo(
+            name=self.name,
+            kind=self.kind,
+            dim=getattr(self, "dim", None),
+            num_embeddings=self.num_embeddings(fitted),
+            num_columns=len(self.source_columns()) if traits.needs == "num_columns" else None,
+            max_len=max_len,
+        )
+
 
 class IdVocabulary(BaseModel):
     """Id mapping fields: a fitted vocabulary (``min_count``, ``max_size``) or ``hash_buckets``."""
@@ -164,6 +188,10 @@ def id_dtype(id_type: Optional[str]) -> pl.DataType:
     return pl.Int64 if id_type == "int" else pl.String
 
 
+def id_arrow_type(id_type: Optional[str]) -> pa.DataType:
+    return pa.int64() if id_type == "int" else pa.string()
+
+
 def id_list_type_ok(arrow_type: pa.DataType) -> bool:
     return is_list_type(arrow_type) and id_type_of(arrow_type.value_type) is not None
 
@@ -210,6 +238,9 @@ class IdListFeature(BaseFeature, IdVocabulary):
 
     def fit_dtype(self, id_type: Optional[str]) -> pl.DataType:
         return pl.List(id_dtype(id_type))
+
+    def null_type(self, id_type: Optional[str]) -> pa.DataType:
+        return pa.list_(id_arrow_type(id_type))
 
     def fit(self, lf: pl.LazyFrame) -> Fitted:
         return fit_id_list(self, self, lf, self.max_len)

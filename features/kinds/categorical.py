@@ -12,7 +12,7 @@ import torch
 from deepsets.batch import ModalityTensors
 from features.arrow_lists import valid_mask
 from features.ids import id_type_of
-from features.kinds.base import BaseFeature, Fitted, IdVocabulary, ModalityCounts, collect_stats, id_dtype, presence_stats
+from features.kinds.base import BaseFeature, Fitted, IdVocabulary, ModalityCounts, collect_stats, id_arrow_type, id_dtype, presence_stats
 
 
 class CategoricalFeature(BaseFeature, IdVocabulary):
@@ -31,6 +31,9 @@ class CategoricalFeature(BaseFeature, IdVocabulary):
 
     def fit_dtype(self, id_type: Optional[str]) -> pl.DataType:
         return id_dtype(id_type)
+
+    def null_type(self, id_type: Optional[str]) -> pa.DataType:
+        return id_arrow_type(id_type)
 
     def fit(self, lf: pl.LazyFrame) -> Fitted:
         col = pl.col(self.source_column)

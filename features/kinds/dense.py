@@ -12,7 +12,7 @@ from pydantic import PositiveInt
 
 from deepsets.batch import ModalityTensors
 from features.arrow_lists import float_values, is_list_type, split_list
-from features.errors import FeatureError
+from features.errors import DataError
 from features.kinds.base import BaseFeature, Fitted, ModalityCounts, collect_stats, length_view, presence_stats
 
 
@@ -34,6 +34,9 @@ class DenseFeature(BaseFeature):
             return False
         return is_float_list(arrow_type)
 
+    def null_type(self, id_type: Optional[str]) -> pa.DataType:
+        return pa.list_(pa.float32())
+
     def fit_view(self, column: str, dtype: pl.DataType, id_type: Optional[str]) -> pl.Expr:
         return length_view(column, dtype)
 
@@ -49,7 +52,7 @@ class DenseFeature(BaseFeature):
         wrong = present & (parts.lengths != self.dim)
         if wrong.any():
             rows = np.nonzero(wrong)[0]
-            raise FeatureError(
+            raise DataError(
                 f"expected {self.dim} floats per vector, found {int(parts.lengths[rows[0]])}", column=column, rows=rows
             )
         flat = float_values(parts.flat, parts, column, "dense vector")  # (P*dim,)

@@ -12,7 +12,7 @@ from pydantic import PositiveInt
 
 from deepsets.batch import ModalityTensors
 from features.arrow_lists import ListParts, float_values, is_list_type, split_list, truncate
-from features.errors import FeatureError
+from features.errors import DataError
 from features.kinds.base import BaseFeature, Fitted, ModalityCounts, collect_stats, length_view, presence_stats
 from features.kinds.dense import is_float_list
 
@@ -34,6 +34,9 @@ class DenseSequenceFeature(BaseFeature):
         inner = arrow_type.value_type
         return not (pa.types.is_fixed_size_list(inner) and inner.list_size != self.dim)
 
+    def null_type(self, id_type: Optional[str]) -> pa.DataType:
+        return pa.list_(pa.list_(pa.float32()))
+
     def fit_view(self, column: str, dtype: pl.DataType, id_type: Optional[str]) -> pl.Expr:
         return length_view(column, dtype)
 
@@ -49,7 +52,7 @@ class DenseSequenceFeature(BaseFeature):
         bad = ~inner.valid | (inner.lengths != self.dim)
         if bad.any():
             found = "null" if not inner.valid[bad][0] else f"{int(inner.lengths[bad][0])} floats"
-            raise FeatureError(
+            raise DataError(
                 f"expected every vector to hold {self.dim} floats, found {found}", column=column, rows=np.unique(outer.row_of_element()[bad])
             )
         flat = float_values(inner.flat, _RowsOf(outer, inner.lengths), column, "vector of a sequence")

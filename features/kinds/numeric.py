@@ -11,7 +11,7 @@ import torch
 from pydantic import Field, field_validator
 
 from deepsets.batch import ModalityTensors
-from features.errors import FeatureError
+from features.errors import DataError
 from features.kinds.base import BaseFeature, Fitted, ModalityCounts
 
 
@@ -46,6 +46,9 @@ class NumericFeature(BaseFeature):
     def fit_dtype(self, id_type: Optional[str]) -> pl.DataType:
         return pl.Float64
 
+    def null_type(self, id_type: Optional[str]) -> pa.DataType:
+        return pa.float64()
+
     def fit(self, lf: pl.LazyFrame) -> Fitted:
         exprs: list[pl.Expr] = [pl.len().alias("rows")]
         for i, c in enumerate(self.columns):
@@ -76,7 +79,7 @@ class NumericFeature(BaseFeature):
             raw[:, k] = arr.cast(pa.float64()).to_numpy(zero_copy_only=False) if b else raw[:, k]
             inf = np.isinf(raw[:, k])
             if inf.any():
-                raise FeatureError("infinite value (expected a finite number, or null/NaN for missing)", column=c, rows=np.nonzero(inf)[0])
+                raise DataError("infinite value (expected a finite number, or null/NaN for missing)", column=c, rows=np.nonzero(inf)[0])
         observed = ~np.isnan(raw)  # (B, K) null became NaN in to_numpy
         mean = np.asarray(fitted.mean, dtype=np.float64)
         std = np.asarray(fitted.std, dtype=np.float64)

@@ -7,6 +7,7 @@ from typing import Dict, Optional, Sequence
 import torch
 
 from deepsets.batch import FeatureBatch, ModalityTensors
+from deepsets.kinds import kind_traits
 from deepsets.modality import ModalityInfo
 
 INFOS = [
@@ -22,7 +23,7 @@ INFOS = [
 def random_modality(info: ModalityInfo, present: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> ModalityTensors:
     """One modality for rows with the given presence and (for sequences) lengths."""
     b = present.numel()
-    if info.kind in ("dense_sequence", "id_sequence", "id_set"):
+    if kind_traits(info.kind).jagged:
         lengths = torch.where(present, lengths.clamp(min=1), torch.zeros_like(lengths))
         n = int(lengths.sum())
         if info.kind == "dense_sequence":

@@ -96,11 +96,13 @@ def test_spearman():
 @pytest.mark.parametrize("fusion", ["transformer", "deepset"])
 def test_subset_scores_equal_fusing_each_subset_alone_whatever_the_chunking(fusion):
     from deepsets.builders import build_model
+    from deepsets.inference import collect_outputs
     from tests.deepsets.random_batches import INFOS, random_batch
 
     torch.manual_seed(0)
     model = build_model(INFOS, dim=16, heads=2, fusion=fusion).eval()
-    vectors, present = ab.encode_all(model, [random_batch(40, seed=1), random_batch(13, seed=2)])
+    cached = collect_outputs(model, [random_batch(40, seed=1), random_batch(13, seed=2)], ("vectors", "present"))
+    vectors, present = cached["vectors"], cached["present"]
     masks = ab.subset_masks(len(model.names))
     with torch.no_grad():
         expected = torch.stack([model.fuse(vectors, present & keep).logits for keep in masks])  # (S, N, K)

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepsets.batch import FeatureBatch, ModalityTensors, presence_matrix
+from deepsets.batch import FeatureBatch, ModalityTensors
 
 
 def history() -> ModalityTensors:
@@ -96,10 +96,10 @@ def test_to_and_pin_memory_keep_values():
     assert moved.ids is batch.ids
 
 
-def test_presence_matrix_sorted_columns():
+def test_names_are_sorted():
     batch = _batch([1, 0], [[1.0], [2.0]], [1, 2])
     assert batch.names == ["seq", "vec"]
-    assert presence_matrix(batch).tolist() == [[True, True], [False, True]]
+    assert [batch[n].present.tolist() for n in batch.names] == [[True, False], [True, True]]
 
 
 def test_validate_catches_row_count_mismatch():

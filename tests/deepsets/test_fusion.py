@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from torch import nn
 from torchmultimodal.modules.fusions.deepset_fusion import DeepsetFusionModule
 
+from deepsets.builders import build_fusion
+from deepsets.choices import SET_FUSION_HEADS
 from deepsets.fusion import (
-    FUSION_KINDS,
     AttentionPoolFusion,
     ConcatFusion,
     DeepSetFusion,
@@ -20,7 +21,6 @@ from deepsets.fusion import (
     SetFusion,
     TorchMultimodalDeepset,
     TransformerFusion,
-    build_fusion,
     masked_pool,
     mlp,
     module_out_dim,
@@ -411,7 +411,7 @@ def test_inputs_are_checked():
 # ---------------------------------------------------------------- builders
 
 
-@pytest.mark.parametrize("kind", FUSION_KINDS)
+@pytest.mark.parametrize("kind", SET_FUSION_HEADS)
 def test_build_fusion_every_kind(kind):
     fusion = build_fusion(kind, NAMES, 16, heads=4, pooling="max", hidden_dims=[32], modality_dropout=0.1)
     assert isinstance(fusion, SetFusion)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from deepsets.batch import FeatureBatch
-from deepsets.builders import FUSIONS, build_model
+from deepsets.builders import build_model
+from deepsets.choices import FUSIONS
 from deepsets.tasks import task_loss
 from features import synth
 from features.reader import ParquetBatchReader

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from deepsets.batch import FeatureBatch, ModalityTensors
-from deepsets.builders import FUSIONS, build_model
+from deepsets.builders import build_model
+from deepsets.choices import FUSIONS
 from tests.deepsets.random_batches import INFOS, concat_rows, random_batch
 
 SET_FUSIONS = [f for f in FUSIONS if f not in ("concat", "tmm_deepset", "mmt")]

@@ -1,5 +1,5 @@
 """Bad input ends in one message a user can act on: the file, the column, the file-relative
-0-based rows, and what was expected versus found -- both from the Python API (a FeatureError)
+0-based rows, and what was expected versus found -- both from the Python API (a DataError)
 and from the CLI (exit status 2 and exactly one ``error:`` line on stderr, no traceback)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features.errors import FeatureError
+from features.errors import DataError
 from features.reader import ParquetBatchReader
 from features.schema import load_schema
 from features.spec import FeatureSpec
@@ -42,7 +42,7 @@ def write_schema(tmp_path: Path, text: str) -> str:
 
 
 def location(file: str, column: Optional[str] = None, rows: Optional[str] = None) -> str:
-    """The start of a FeatureError message: 'FILE, column 'C', rows R: '."""
+    """The start of a DataError message: 'FILE, column 'C', rows R: '."""
     parts = [file] + ([f"column '{column}'"] if column else []) + ([rows] if rows else [])
     return ", ".join(parts) + ": "
 
@@ -59,10 +59,10 @@ def cli_error(capsys, argv: Sequence[str]) -> str:
     return lines[0]
 
 
-def fit_fails(tmp_path, capsys, schema_text: str, inputs: Sequence[str]) -> FeatureError:
+def fit_fails(tmp_path, capsys, schema_text: str, inputs: Sequence[str]) -> DataError:
     """Fit through the API and through ``deepsets fit``; both must fail with the same message."""
     schema = write_schema(tmp_path, schema_text)
-    with pytest.raises(FeatureError) as info:
+    with pytest.raises(DataError) as info:
         FeatureSpec.fit(load_schema(schema), list(inputs))
     err = info.value
     assert "\n" not in str(err)
@@ -82,16 +82,16 @@ def fitted_spec(tmp_path, schema_text: str, columns: dict) -> str:
     return str(path)
 
 
-def reader_error(spec_path: str, inputs: Sequence[str], labels: Sequence[str] = (), **reader_kwargs) -> FeatureError:
+def reader_error(spec_path: str, inputs: Sequence[str], labels: Sequence[str] = (), **reader_kwargs) -> DataError:
     reader = ParquetBatchReader(FeatureSpec.load(spec_path), list(inputs), label_columns=labels, **reader_kwargs)
-    with pytest.raises(FeatureError) as info:
+    with pytest.raises(DataError) as info:
         for _ in reader:
             pass
     assert "\n" not in str(info.value)
     return info.value
 
 
-def read_fails(capsys, spec_path: str, inputs: Sequence[str], labels: Sequence[str] = ()) -> FeatureError:
+def read_fails(capsys, spec_path: str, inputs: Sequence[str], labels: Sequence[str] = ()) -> DataError:
     """Read through ParquetBatchReader and through ``deepsets read``; both must fail alike."""
     err = reader_error(spec_path, inputs, labels)
     argv = ["read", "--spec", spec_path, "--input", *inputs] + (["--labels", *labels] if labels else [])
@@ -343,7 +343,7 @@ def test_wrong_type_at_apply_time(tmp_path, capsys):
 def test_training_files_with_int_and_string_ids(tmp_path):
     ints = write_parquet(tmp_path / "a.parquet", {"history": pa.array([[1, 2]], pa.list_(pa.int64()))})
     strings = write_parquet(tmp_path / "b.parquet", {"history": pa.array([["x"]], pa.list_(pa.string()))})
-    with pytest.raises(FeatureError) as info:
+    with pytest.raises(DataError) as info:
         FeatureSpec.fit(load_schema(write_schema(tmp_path, ID_SEQ)), [ints, strings])
     assert str(info.value) == f"{strings}, column 'history': string ids here but int ids in {ints} (one type per column)"
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.errors import FeatureError
+from features.errors import DataError
 from features.fragments import Fragment, plan_fragments, read_fragment
 
 
@@ -80,7 +80,7 @@ def test_null_fixed_size_list_rows_are_read_through_polars(tmp_path):
 def test_not_parquet_is_named(tmp_path):
     bad = tmp_path / "notes.parquet"
     bad.write_text("hello")
-    with pytest.raises(FeatureError, match="notes.parquet: not a readable Parquet file"):
+    with pytest.raises(DataError, match="notes.parquet: not a readable Parquet file"):
         plan_fragments([str(bad)], 10)
     with pytest.raises(ValueError, match="target_rows"):
         plan_fragments([str(bad)], 0)

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from features.errors import FeatureError
+from features.errors import DataError
 from features.reader import ParquetBatchReader
 from features.schema import parse_schema
 from features.spec import FeatureSpec
@@ -50,7 +50,7 @@ def test_shuffled_reading_keeps_every_row_and_its_values(files):
 def test_shuffled_reading_reports_file_rows(tmp_path, files):
     spec = FeatureSpec.fit(parse_schema(SCHEMA), files)
     bad = write(tmp_path / "c.parquet", 100, 30, bad_row=21)
-    with pytest.raises(FeatureError) as info:
+    with pytest.raises(DataError) as info:
         list(ParquetBatchReader(spec, [bad], batch_size=8, read_rows=16, shuffle_seed=5))
     assert info.value.rows.tolist() == [21] and "c.parquet" in str(info.value)
 
@@ -75,7 +75,7 @@ def test_a_null_or_float_key_column_is_named(tmp_path):
     pq.write_table(pa.table({"rid": pa.array([0, 1], pa.int64()), "img": pa.array([[0.0, 0.0]] * 2, pa.list_(pa.float32())),
                              "qid": pa.array([1, None], pa.int64()), "fq": pa.array([1.0, 2.0])}), tmp_path / "k.parquet")
     spec = FeatureSpec.fit(parse_schema(SCHEMA), [str(tmp_path / "k.parquet")])
-    with pytest.raises(FeatureError, match=r"k.parquet, column 'qid', row 1: null id"):
+    with pytest.raises(DataError, match=r"k.parquet, column 'qid', row 1: null id"):
         list(ParquetBatchReader(spec, [str(tmp_path / "k.parquet")], key_columns=["qid"]))
-    with pytest.raises(FeatureError, match=r"column 'fq'.*integer ids"):
+    with pytest.raises(DataError, match=r"column 'fq'.*integer ids"):
         list(ParquetBatchReader(spec, [str(tmp_path / "k.parquet")], key_columns=["fq"]))

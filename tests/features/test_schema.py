@@ -183,12 +183,12 @@ ONE_PROBLEM = {
     "typo in a field name": (
         '[[modality]]\nname = "history"\nkind = "id_sequence"\nmax_lenn = 20\n',
         "modality[0] (history).max_lenn: ",
-        ["not permitted"],
+        ["unknown field", "did you mean 'max_len'?"],
     ),
     "typo in a top-level field": (
         'idcolumn = "item_id"\n[[modality]]\nname = "img"\nkind = "dense"\ndim = 3\n',
         "idcolumn: ",
-        ["not permitted"],
+        ["unknown field", "did you mean 'id_column'?"],
     ),
     "unknown truncate": (
         '[[modality]]\nname = "history"\nkind = "id_sequence"\ntruncate = "keep_middle"\n',

@@ -9,9 +9,11 @@ def save_model(directory, spec, model_config: dict, seed: int, run_config: dict 
     import torch
 
     from deepsets.builders import build_model
-    from pipelines.checkpoint import TrainState, save_checkpoint
+    from deepsets.model_args import ModelArgs
+    from pipelines.models.checkpoint import TrainState, save_checkpoint
 
     torch.manual_seed(seed)
-    model = build_model(spec.model_inputs(), **model_config).eval()
-    save_checkpoint(directory, TrainState(model.state_dict(), {}, {}, 3, 42), spec, run_config or {}, model_config)
+    args = ModelArgs(**model_config)
+    model = build_model(spec.model_inputs(), args).eval()
+    save_checkpoint(directory, TrainState(model.state_dict(), {}, {}, 3, 42), spec, run_config or {}, args)
     return model

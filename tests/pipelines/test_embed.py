@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tests.pipelines.saved_models import save_model
-from features.errors import FeatureError
 from pipelines.cli import main
-from pipelines.embed_job import parse_embed_config, run_embed
+from pipelines.embedding.job import parse_embed_config, run_embed
+from pipelines.errors import ConfigError, JobError
+from tests.pipelines.saved_models import save_model
 
 MODEL_CONFIG = {"dim": 16, "layers": 1, "heads": 2, "ff_dim": 32, "fusion": "transformer", "fusion_layers": 1}
 
@@ -136,7 +136,7 @@ def test_duplicate_ids_are_reported(ray_session, checkpoint, demo_data, tmp_path
 def test_overwrite_and_resume_semantics(ray_session, checkpoint, demo_data, tmp_path):
     out = tmp_path / "out"
     first = embed(checkpoint, [demo_data / "valid"], out, fragment_rows=200)
-    with pytest.raises(FeatureError, match="already holds a finished job: pass --resume .* or --overwrite"):
+    with pytest.raises(JobError, match="already holds a finished job: pass --resume .* or --overwrite"):
         embed(checkpoint, [demo_data / "valid"], out, fragment_rows=200)
     again = embed(checkpoint, [demo_data / "valid"], out, fragment_rows=200, resume=True)
     assert again["rows_this_run"] == 0 and again["rows_out"] == first["rows_out"] == 600
@@ -145,9 +145,9 @@ def test_overwrite_and_resume_semantics(ray_session, checkpoint, demo_data, tmp_
     assert redone["rows_this_run"] == 200 and redone["rows_out"] == 600
     replaced = embed(checkpoint, [demo_data / "train"], out, fragment_rows=1000, overwrite=True)
     assert replaced["rows_out"] == 3000 and len(list((out / "embeddings").glob("*.parquet"))) == 5
-    with pytest.raises(FeatureError, match="cannot resume .* inputs differ"):
+    with pytest.raises(JobError, match="cannot resume .* inputs differ"):
         embed(checkpoint, [demo_data / "valid"], out, resume=True)
-    with pytest.raises(ValueError, match="exclude each other"):
+    with pytest.raises(ConfigError, match="exclude each other"):
         parse_embed_config(model="m", inputs=["x"], output="o", resume=True, overwrite=True)
 
 

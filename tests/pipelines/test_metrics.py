@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pipelines.metrics import METRIC_NAMES, TaskMetrics
+from pipelines.training.metrics import METRIC_NAMES, TaskMetrics
 
 
 def col(*values):

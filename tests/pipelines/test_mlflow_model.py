@@ -7,6 +7,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+from dataclasses import replace  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
@@ -16,12 +17,13 @@ import torch  # noqa: E402
 mlflow = pytest.importorskip("mlflow")
 
 from deepsets.builders import build_model  # noqa: E402
+from deepsets.model_args import ModelArgs  # noqa: E402
 from features import synth  # noqa: E402
 from features.schema import load_schema  # noqa: E402
 from features.spec import FeatureSpec  # noqa: E402
-from pipelines.mlflow_model import embed_table, load_deepsets_model, log_deepsets_model  # noqa: E402
+from pipelines.models.pyfunc import embed_table, load_deepsets_model, log_deepsets_model  # noqa: E402
 
-CONFIG = {"dim": 16, "heads": 2, "fusion": "transformer", "fusion_layers": 1}
+CONFIG = ModelArgs(dim=16, heads=2, fusion="transformer", fusion_layers=1)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def logged(tmp_path_factory):
     summary = synth.generate(300, tmp / "data", seed=1, progress=False)
     spec = FeatureSpec.fit(load_schema(tmp / "data" / "schema.toml"), tmp / "data")
     torch.manual_seed(0)
-    model = build_model(spec.model_inputs(), **CONFIG).eval()
+    model = build_model(spec.model_inputs(), CONFIG).eval()
     table = pq.read_table(tmp / "data" / summary["files"][0])
     previous = os.environ.get("MLFLOW_TRACKING_URI")  # set_tracking_uri also sets this variable
     mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
@@ -81,8 +83,8 @@ def test_model_is_linked_to_the_run_and_needs_deepsets(logged):
 
 
 def test_load_deepsets_model_round_trip(logged):
-    model, spec, config = load_deepsets_model(logged["uri"])
-    assert config == CONFIG and not model.training
+    model, spec, args = load_deepsets_model(logged["uri"])
+    assert args == CONFIG and not model.training
     assert spec.to_dict() == logged["spec"].to_dict()
     ours, theirs = logged["model"].state_dict(), model.state_dict()
     assert ours.keys() == theirs.keys()
@@ -120,12 +122,10 @@ def test_log_refuses_bad_config_and_no_run(logged):
     with pytest.raises(ValueError, match="active MLflow run"):
         log_deepsets_model(model, spec, CONFIG)
     with mlflow.start_run(experiment_id=logged["run"].info.experiment_id):
-        with pytest.raises(ValueError, match="does not rebuild"):
-            log_deepsets_model(model, spec, {**CONFIG, "dim": 8})
-        with pytest.raises(ValueError, match="does not fit build_model"):
-            log_deepsets_model(model, spec, {**CONFIG, "width": 3})
-        with pytest.raises(ValueError, match="plain JSON"):
-            log_deepsets_model(model, spec, {**CONFIG, "dim": torch.tensor(16)})
+        with pytest.raises(ValueError, match=r"do not rebuild these weights: missing \[\], unexpected \[\], reshaped \['"):
+            log_deepsets_model(model, spec, replace(CONFIG, dim=8))
+        with pytest.raises(ValueError, match=r"do not rebuild these weights: missing \['fusion.head.*layers.1"):
+            log_deepsets_model(model.state_dict(), spec, replace(CONFIG, fusion_layers=2))
 
 
 def test_fresh_process_loads_without_our_imports(logged):
@@ -149,7 +149,7 @@ def test_pandas_int_categorical_with_nulls_is_read_as_ints(tmp_path):
     import pyarrow as pa
 
     from features.schema import parse_schema
-    from pipelines.mlflow_model import to_arrow
+    from pipelines.models.pyfunc import to_arrow
 
     path = tmp_path / "c.parquet"
     pq.write_table(pa.table({"level": pa.array([3, None, 7, 3], pa.int64())}), path)

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from deepsets.builders import build_model
-from pipelines.checkpoint import load_checkpoint
-from pipelines.config import default_demo_config
-from pipelines.train import run_training
-from pipelines.train_loop import FAIL_AT_EPOCH_ENV
+from pipelines.demo import default_demo_config
+from pipelines.models.checkpoint import load_checkpoint
+from pipelines.training.loop import FAIL_AT_EPOCH_ENV
+from pipelines.training.run import run_training
 
 
 def config(data_dir, tmp_path, name, workers=2, epochs=2, **training):
@@ -61,8 +61,8 @@ def test_mlflow_run_holds_params_metrics_artifacts_and_a_model(two_worker_run, d
     loaded = mlflow.pyfunc.load_model(summary["model_uri"])
     table = pq.read_table(sorted((demo_data / "valid").glob("*.parquet"))[0]).slice(0, 64)
     predicted = loaded.predict(table.to_pandas())
-    state, spec, _, model_config = load_checkpoint(summary["checkpoint"])
-    model = build_model(spec.model_inputs(), **model_config)
+    state, spec, _, args = load_checkpoint(summary["checkpoint"])
+    model = build_model(spec.model_inputs(), args)
     model.load_state_dict(state.model)
     with torch.no_grad():
         expected = model.eval()(spec.transform(table)).fused
@@ -114,22 +114,22 @@ def test_failure_beyond_max_failures_is_reported(ray_session, demo_data, tmp_pat
 
 
 def test_bad_label_column_or_too_little_data_fails_before_ray(demo_data, tmp_path):
-    from features.errors import FeatureError
+    from features.errors import DataError
 
     cfg = config(demo_data, tmp_path, "bad-label")
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"label_columns": ("clickd",)})})
-    with pytest.raises(FeatureError, match="column 'clickd': column missing"):
+    with pytest.raises(DataError, match="column 'clickd': column missing"):
         run_training(cfg, progress=False)
     small = config(demo_data, tmp_path, "too-small", batch_size=4000)
-    with pytest.raises(FeatureError, match="only 3000 training rows: fewer than one global batch"):
+    with pytest.raises(DataError, match="only 3000 training rows: fewer than one global batch"):
         run_training(small, progress=False)
 
 
 def test_resume_with_a_different_model_is_refused_before_ray(ray_session, demo_data, tmp_path):
-    from features.errors import FeatureError
+    from pipelines.errors import JobError
 
     run_training(config(demo_data, tmp_path, "fixed-model", epochs=1), progress=False)
     changed = config(demo_data, tmp_path, "fixed-model", epochs=2)
     changed = changed.model_copy(update={"model": changed.model.model_copy(update={"dim": 16})})
-    with pytest.raises(FeatureError, match=r"different model than its checkpoint \(dim: 32 -> 16\)"):
+    with pytest.raises(JobError, match=r"different model than its checkpoint \(dim: 32 -> 16\)"):
         run_training(changed, resume=True, progress=False)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deepsets.builders import FUSIONS, build_model
-from pipelines.objectives import Objective, labels_of
-from pipelines.train_loop import evaluate, make_optimizer, make_scheduler, train_step
+from deepsets.builders import build_model
+from deepsets.choices import FUSIONS
+from deepsets.optim import make_optimizer, make_scheduler
+from pipelines.training.loop import evaluate, train_step
+from pipelines.training.objectives import Objective, labels_of
 from tests.deepsets.random_batches import INFOS, random_batch
 
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from pipelines.config import parse_run_config
-from pipelines.embed_job import parse_embed_config, run_embed
-from pipelines.ranking_metrics import GroupRankingMetrics
-from pipelines.train import run_training
+from pipelines.embedding.job import parse_embed_config, run_embed
+from pipelines.training.ranking_metrics import GroupRankingMetrics
+from pipelines.training.run import run_training
 
 USERS, CLUSTERS, ITEMS_PER_CLUSTER = 60, 10, 20
 TWO_TOWER_SCHEMA = """
@@ -77,7 +77,7 @@ def test_grouped_objectives_train_on_query_groups_and_beat_random_order(ray_sess
 
 
 def test_a_non_integer_group_column_fails_before_ray(demo_data, tmp_path):
-    from features.errors import FeatureError
+    from features.errors import DataError
 
     raw = {
         "data": {"train": "train", "label_columns": ["clicked"], "group_column": "country"},
@@ -85,7 +85,7 @@ def test_a_non_integer_group_column_fails_before_ray(demo_data, tmp_path):
         "task": {"kind": "listwise"},
         "tracking": tracking(tmp_path, "string-groups"),
     }
-    with pytest.raises(FeatureError, match=r"column 'country'.*must hold integer ids .*found string"):
+    with pytest.raises(DataError, match=r"column 'country'.*must hold integer ids .*found string"):
         run_training(parse_run_config(raw, "<test>", base_dir=demo_data), progress=False)
     assert not (tmp_path / "mlflow.db").exists()  # refused before any MLflow run was opened
 
@@ -173,15 +173,15 @@ def test_the_logged_pyfunc_serves_either_tower(two_tower_run):
 
 
 def test_item_counts_name_a_null_item_id(tmp_path):
-    from features.errors import FeatureError
-    from pipelines.train import item_counts
+    from features.errors import DataError
+    from pipelines.training.run import item_counts
 
     pq.write_table(pa.table({"item_id": pa.array([3, None, 3, 5], pa.int64())}), tmp_path / "part.parquet")
     (tmp_path / "schema.toml").write_text(TWO_TOWER_SCHEMA)
     raw = {"data": {"train": "part.parquet", "item_column": "item_id"}, "schema": {"path": "schema.toml"},
            "task": {"kind": "two_tower", "query_modalities": ["user"], "item_modalities": ["item"]}}
     cfg = parse_run_config(raw, "<test>", base_dir=tmp_path)
-    with pytest.raises(FeatureError, match=r"part.parquet, column 'item_id', row 1: null id"):
+    with pytest.raises(DataError, match=r"part.parquet, column 'item_id', row 1: null id"):
         item_counts(cfg)
     pq.write_table(pa.table({"item_id": pa.array([3, 7, 3, 5], pa.int64())}), tmp_path / "part.parquet")
     counts = item_counts(cfg)

@@ -3,9 +3,9 @@
 Recipe:
     setup    -- validate the config, fit/load the FeatureSpec, open (or find, on --resume) the
                 MLflow run, start or join Ray;
-    train    -- ray.train.torch.TorchTrainer runs pipelines.train_loop.train_worker on every
+    train    -- ray.train.torch.TorchTrainer runs pipelines.training.loop.train_worker on every
                 worker, checkpointing every epoch under storage_path/run_name;
-    cleanup  -- log the final model (pyfunc, see pipelines.mlflow_model) and close the run.
+    cleanup  -- log the final model (pyfunc, see pipelines.models.pyfunc) and close the run.
 """
 
 from __future__ import annotations
@@ -16,18 +16,16 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import pyarrow as pa
-
-from features.errors import FeatureError
-from features.files import check_columns, open_parquet, resolve_inputs
 from features.spec import FeatureSpec
 from pipelines.config import RunConfig
+from pipelines.errors import JobError
 from pipelines.ray_runtime import start_ray
+from pipelines.training.inputs import check_training_data, item_counts
 
 RUN_NAME_TAG = "deepsets.run_name"
 
 
-class TrainingFailed(RuntimeError):
+class TrainingFailed(JobError):
     """Training stopped with an error more often than ``scaling.max_failures`` allows."""
 
 
@@ -45,7 +43,7 @@ def prepare_spec(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) ->
     saved = run_dir / "spec.json"
     if resume:
         if not saved.exists():
-            raise FeatureError(f"cannot resume: {run_dir} holds no spec.json from an earlier start of this run")
+            raise JobError(f"cannot resume: {run_dir} holds no spec.json from an earlier start of this run")
         return FeatureSpec.load(saved)
     spec = FeatureSpec.load(cfg.data.spec) if cfg.data.spec else FeatureSpec.fit(cfg.feature_schema(), cfg.data.train, progress=progress)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -62,69 +60,18 @@ def check_resumable(cfg: RunConfig, run_dir: Path) -> None:
     """The model the config builds must be the one in the run's latest checkpoint.
 
     Raises:
-        FeatureError: naming the fields that differ.
+        JobError: naming the fields that differ.
     """
     import json
 
+    from deepsets.model_args import ModelArgs
+
     latest = max(checkpoint_dirs(run_dir), key=lambda p: p.name)
-    saved = json.loads((latest / "model_config.json").read_text())
-    now = cfg.model_kwargs()
-    changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+    saved = ModelArgs.from_dict(json.loads((latest / "model_config.json").read_text()))
+    changed = saved.differences(cfg.model_args())
     if changed:
         diffs = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in sorted(changed.items()))
-        raise FeatureError(f"cannot resume run '{run_dir.name}' with a different model than its checkpoint ({diffs})")
-
-
-def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
-    """Before any worker starts: every train/valid file has the modality, label and key
-    columns, two_tower towers name modalities of the spec, and there is at least one global
-    batch of training rows. Returns the training row count.
-
-    Raises:
-        FeatureError: naming the file and column, the modality, or the row count.
-    """
-    labels = list(cfg.data.label_columns) + [c for c in (cfg.data.group_column, cfg.data.item_column) if c]
-    for side in ("query", "item"):
-        unknown = sorted(set(getattr(cfg.task, f"{side}_modalities")) - set(spec.names))
-        if unknown:
-            raise FeatureError(f"task.{side}_modalities names {unknown}, not modalities of the schema ({', '.join(spec.names)})")
-    rows = 0
-    for paths, count in ((cfg.data.train, True), (cfg.data.valid, False)):
-        if not paths:
-            continue
-        for path in resolve_inputs(list(paths)):
-            pf = open_parquet(path)
-            check_columns(path, pf.schema_arrow, spec.schema.modality, labels)
-            for key in (cfg.data.group_column, cfg.data.item_column):
-                if key and not pa.types.is_integer(pf.schema_arrow.field(key).type):
-                    raise FeatureError(f"must hold integer ids (a query group or item id), found {pf.schema_arrow.field(key).type}", file=path, column=key)
-            rows += pf.metadata.num_rows if count else 0
-    if rows < cfg.training.batch_size:
-        raise FeatureError(f"only {rows} training rows: fewer than one global batch (training.batch_size = {cfg.training.batch_size})")
-    return rows
-
-
-def item_counts(cfg: RunConfig) -> Optional[dict]:
-    """two_tower with logQ: ``{"ids": (I,), "counts": (I,)}`` training rows per item id (read from
-    the item column alone); None otherwise.
-
-    Raises:
-        FeatureError: naming the file, column and rows of a non-integer or null item id.
-    """
-    if cfg.task.kind != "two_tower" or not cfg.task.logq:
-        return None
-    import numpy as np
-
-    from features.labels import key_tensor
-
-    column, found = cfg.data.item_column, []
-    for path in resolve_inputs(list(cfg.data.train)):
-        try:
-            found.append(key_tensor(open_parquet(path).read(columns=[column]).column(column), column).numpy())
-        except FeatureError as err:
-            raise err.located(path, 0) from None
-    ids, counts = np.unique(np.concatenate(found), return_counts=True)
-    return {"ids": ids.astype(np.int64), "counts": counts.astype(np.int64)}
+        raise JobError(f"cannot resume run '{run_dir.name}' with a different model than its checkpoint ({diffs})")
 
 
 def open_mlflow_run(cfg: RunConfig, run_name: str, resume: bool, spec_path: Path) -> tuple[str, str]:
@@ -153,16 +100,17 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
     """Train as the config says; return the summary printed by ``deepsets train --json``.
 
     Raises:
-        FeatureError: for bad data, a run name that exists without --resume (or is missing with it).
+        DataError: for bad data.
+        JobError: for a run name that exists without --resume (or is missing with it).
         TrainingFailed: when training failed more often than ``scaling.max_failures`` allows.
     """
     import mlflow
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from pipelines.checkpoint import load_checkpoint
-    from pipelines.mlflow_model import log_deepsets_model
-    from pipelines.train_loop import FAIL_AT_EPOCH_ENV, train_worker
+    from pipelines.models.checkpoint import load_checkpoint
+    from pipelines.models.pyfunc import log_deepsets_model
+    from pipelines.training.loop import FAIL_AT_EPOCH_ENV, train_worker
 
     started = time.perf_counter()
     run_name = cfg.tracking.resolved_run_name()
@@ -170,9 +118,9 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
     run_dir = storage / run_name
     started_before = bool(checkpoint_dirs(run_dir))
     if started_before and not resume:
-        raise FeatureError(f"run '{run_name}' already exists in {storage}: pass --resume to continue it, or choose another tracking.run_name")
+        raise JobError(f"run '{run_name}' already exists in {storage}: pass --resume to continue it, or choose another tracking.run_name")
     if resume and not started_before:
-        raise FeatureError(f"cannot resume: run '{run_name}' in {storage} has no checkpoint yet")
+        raise JobError(f"cannot resume: run '{run_name}' in {storage} has no checkpoint yet")
     if resume:
         check_resumable(cfg, run_dir)
     spec = prepare_spec(cfg, run_dir, resume, progress)
@@ -208,14 +156,10 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
             f"checkpoints so far are in {run_dir} (continue with --resume)"
         ) from None
     with result.checkpoint.as_directory() as directory:
-        state, spec, _, model_config = load_checkpoint(directory)
-    from deepsets.builders import build_model
-
-    model = build_model(spec.model_inputs(), **model_config)
-    model.load_state_dict(state.model)
+        state, spec, _, args = load_checkpoint(directory)
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=run_id):
-        model_uri = log_deepsets_model(model, spec, model_config)
+        model_uri = log_deepsets_model(state.model, spec, args)
     metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     return {
         "run_name": run_name,

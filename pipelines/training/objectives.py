@@ -25,8 +25,8 @@ from torch import Tensor, nn
 
 from deepsets.batch import FeatureBatch
 from deepsets.tasks import GROUPED_TASKS, task_loss
-from pipelines.metrics import TaskMetrics
-from pipelines.ranking_metrics import GroupRankingMetrics, RetrievalMetrics
+from pipelines.training.metrics import TaskMetrics
+from pipelines.training.ranking_metrics import GroupRankingMetrics, RetrievalMetrics
 
 
 def labels_of(batch: FeatureBatch, columns: Sequence[str]) -> Tensor:

@@ -20,7 +20,9 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import nn
 
+from deepsets.model_args import ModelArgs
 from features.spec import FeatureSpec
+from pipelines.errors import JobError
 
 
 @dataclass
@@ -33,7 +35,7 @@ class ModelSource:
         weights: ``torch.save`` bytes of the state_dict.
         weights_sha256: hash of ``weights``: identifies the model exactly.
         spec: the fitted feature spec.
-        model_config: ``build_model`` keyword arguments.
+        model_args: the settings that build the model.
         label_columns: the label columns the model was trained on, when known.
         run_id: the MLflow run that logged the model (None for checkpoint directories).
         run_config: the training run config (``RunConfig.as_dict()``), when known.
@@ -44,7 +46,7 @@ class ModelSource:
     version: str
     weights: bytes
     spec: FeatureSpec
-    model_config: Dict[str, Any]
+    model_args: ModelArgs
     label_columns: List[str] = field(default_factory=list)
     run_id: Optional[str] = None
     run_config: Optional[Dict[str, Any]] = None
@@ -60,21 +62,21 @@ class ModelSource:
         Raises:
             ValueError: a two-tower model without a tower, or a tower for a one-tower model.
         """
-        from pipelines.mlflow_model import rebuild_model, tower_view
+        from pipelines.models.pyfunc import rebuild_model, tower_view
 
         state = torch.load(io.BytesIO(self.weights), map_location="cpu", weights_only=True)
-        return tower_view(rebuild_model(self.spec, self.model_config, state), self.spec, self.tower)[0]
+        return tower_view(rebuild_model(self.spec, self.model_args, state), self.spec, self.tower)[0]
 
     @property
     def is_two_tower(self) -> bool:
-        return self.model_config.get("task") == "two_tower"
+        return self.model_args.task == "two_tower"
 
     @property
     def input_spec(self) -> FeatureSpec:
         """The spec inputs are read with: the tower's modalities only, for a two-tower model."""
         if self.is_two_tower and self.tower:
-            key = "query_modalities" if self.tower == "query" else "item_modalities"
-            return self.spec.subset(self.model_config[key])
+            names = self.model_args.query_modalities if self.tower == "query" else self.model_args.item_modalities
+            return self.spec.subset(names)
         return self.spec
 
     def with_tower(self, tower: Optional[str]) -> "ModelSource":
@@ -85,23 +87,24 @@ class ModelSource:
                 an unknown tower name.
         """
         if self.is_two_tower and tower not in ("query", "item"):
-            names = {side: ", ".join(self.model_config[f"{side}_modalities"]) for side in ("query", "item")}
+            names = {side: ", ".join(getattr(self.model_args, f"{side}_modalities")) for side in ("query", "item")}
             raise ValueError(f"{self.uri} is a two-tower model: choose --tower query ({names['query']}) or --tower item ({names['item']})"
                              + (f", not {tower!r}" if tower else ""))
         if not self.is_two_tower and tower:
-            raise ValueError(f"--tower {tower}: {self.uri} is not a two-tower model (task {self.model_config.get('task', 'binary')!r})")
+            raise ValueError(f"--tower {tower}: {self.uri} is not a two-tower model (task {self.model_args.task!r})")
         return dataclasses.replace(self, tower=tower)
 
     def payload(self) -> Dict[str, Any]:
         """Plain values to rebuild this source in another process (:meth:`from_payload`)."""
         return {"uri": self.uri, "version": self.version, "weights": self.weights,
-                "spec": self.spec.to_dict(), "model_config": self.model_config,
+                "spec": self.spec.to_dict(), "model_args": self.model_args.to_dict(),
                 "label_columns": self.label_columns, "run_id": self.run_id, "run_config": self.run_config, "tower": self.tower}
 
     @classmethod
     def from_payload(cls, payload: Dict[str, Any]) -> "ModelSource":
         return cls(payload["uri"], payload["version"], payload["weights"], FeatureSpec.from_dict(payload["spec"]),
-                   payload["model_config"], payload["label_columns"], payload["run_id"], payload["run_config"], payload.get("tower"))
+                   ModelArgs.from_dict(payload["model_args"]), payload["label_columns"], payload["run_id"], payload["run_config"],
+                   payload.get("tower"))
 
 
 def _to_bytes(state_dict: Dict[str, torch.Tensor]) -> bytes:
@@ -141,30 +144,30 @@ def load_model_source(uri: str) -> ModelSource:
             (one holding ``MLmodel``), or a checkpoint directory (one holding ``state.pt``).
 
     Raises:
-        ValueError: when the URI names nothing loadable, with what was expected.
+        JobError: when the URI names nothing loadable, with what was expected.
     """
     local = Path(uri)
     if local.is_dir() and (local / "state.pt").exists():
-        from pipelines.checkpoint import load_checkpoint
+        from pipelines.models.checkpoint import load_checkpoint
 
-        state, spec, config, model_config = load_checkpoint(local)
+        state, spec, config, args = load_checkpoint(local)
         labels = list((config.get("data") or {}).get("label_columns") or [])
-        return ModelSource(uri, f"checkpoint epoch={state.epoch} step={state.step}", _to_bytes(state.model), spec, model_config,
+        return ModelSource(uri, f"checkpoint epoch={state.epoch} step={state.step}", _to_bytes(state.model), spec, args,
                            labels, None, config or None)
     if local.exists() and not (local / "MLmodel").exists():
-        raise ValueError(f"{uri}: neither a deepsets checkpoint directory (state.pt, spec.json, ...) nor an MLflow model directory (MLmodel)")
+        raise JobError(f"{uri}: neither a deepsets checkpoint directory (state.pt, spec.json, ...) nor an MLflow model directory (MLmodel)")
     if "://" not in uri and ":/" not in uri and not local.exists():
-        raise ValueError(f"model '{uri}' does not exist (expected runs:/<run>/<name>, models:/<id or name/version>, or a checkpoint directory)")
+        raise JobError(f"model '{uri}' does not exist (expected runs:/<run>/<name>, models:/<id or name/version>, or a checkpoint directory)")
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from pipelines.mlflow_model import load_deepsets_model
+    from pipelines.models.pyfunc import load_deepsets_model
 
     try:
-        model, spec, model_config = load_deepsets_model(uri)
-    except (MlflowException, OSError) as err:
+        model, spec, args = load_deepsets_model(uri)
+    except (MlflowException, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"cannot load model '{uri}' (tracking URI {mlflow.get_tracking_uri()}): {first}") from None
+        raise JobError(f"cannot load model '{uri}' (tracking URI {mlflow.get_tracking_uri()}): {first}") from None
     version, run_id, config = _mlflow_details(uri)
     labels = list(((config or {}).get("data") or {}).get("label_columns") or [])
-    return ModelSource(uri, version, _to_bytes(model.state_dict()), spec, model_config, labels, run_id, config)
+    return ModelSource(uri, version, _to_bytes(model.state_dict()), spec, args, labels, run_id, config)

@@ -6,7 +6,7 @@ from Parquet (the reader never holds more than a few chunks) and keeps the slice
 so 1 worker and N workers see exactly the same global batches and gradients. A final global
 batch shorter than ``batch_size`` is dropped (and counted) so every rank takes the same steps.
 
-Task kinds (:mod:`pipelines.objectives`): listwise / pairwise shuffle whole query groups, so a
+Task kinds (:mod:`pipelines.training.objectives`): listwise / pairwise shuffle whole query groups, so a
 group stays together unless a batch edge (or the split across workers) cuts it into two shorter
 lists; two_tower takes its in-batch negatives from each worker's share of the global batch.
 """
@@ -20,44 +20,19 @@ import time
 from typing import Dict, Optional
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from deepsets.batch import FeatureBatch
 from deepsets.builders import build_model
+from deepsets.optim import make_optimizer, make_scheduler
 from features.reader import ParquetBatchReader
 from features.spec import FeatureSpec
-from pipelines.checkpoint import TrainState, load_checkpoint, save_checkpoint
-from pipelines.objectives import ItemLogQ, Objective, unwrap
+from pipelines.models.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from pipelines.training.objectives import ItemLogQ, Objective, unwrap
 
 FAIL_AT_EPOCH_ENV = "DEEPSETS_FAIL_AT_EPOCH"
 """Testing knob, read by the driver: rank 0 raises after checkpointing this epoch, on a run's
 first attempt, so failure recovery (``scaling.max_failures``) can be exercised."""
-
-
-def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """adamw, adam or sgd (momentum 0.9)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up, then constant, cosine or linear decay to 0 over ``total_steps``."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        if kind == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * progress))
-        if kind == "linear":
-            return 1.0 - progress
-        return 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def autocast(device: torch.device, dtype: Optional[torch.dtype]):
@@ -138,8 +113,8 @@ def train_worker(loop_config: dict) -> None:
     popularity = loop_config.get("item_counts")
     objective = Objective.from_config(cfg, ItemLogQ(popularity["ids"], popularity["counts"]) if popularity else None)
     torch.manual_seed(t.seed)
-    model_config = cfg.model_kwargs()
-    model = build_model(spec.model_inputs(), **model_config)
+    args = cfg.model_args()
+    model = build_model(spec.model_inputs(), args)
     device = ray.train.torch.get_device()
     amp_dtype = torch.bfloat16 if scaling.use_gpu else None
     model = ray.train.torch.prepare_model(model)
@@ -150,9 +125,9 @@ def train_worker(loop_config: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as directory:
-            state, _, _, saved_model_config = load_checkpoint(directory)
-        if saved_model_config != model_config:
-            changed = {k: (saved_model_config.get(k), v) for k, v in model_config.items() if saved_model_config.get(k) != v}
+            state, _, _, saved_args = load_checkpoint(directory)
+        changed = saved_args.differences(args)
+        if changed:
             raise ValueError(f"cannot resume with a different [model]/[task] section than the checkpoint (checkpoint -> now: {changed})")
         unwrap(model).load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
@@ -182,7 +157,7 @@ def train_worker(loop_config: dict) -> None:
         if rank == 0 and cfg.data.valid:
             valid = ParquetBatchReader(spec, cfg.data.valid, batch_size=1024, label_columns=labels, key_columns=objective.key_columns())
             metrics.update({f"valid_{k}": v for k, v in evaluate(unwrap(model), valid, objective, device, amp_dtype).items()})
-        _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_config, model_config)
+        _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_config, args)
         if rank == 0:
             print("epoch {}/{}: ".format(epoch + 1, t.epochs) + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "step")), flush=True)
             tracker.log({k: v for k, v in metrics.items() if k not in ("epoch", "step")}, step=epoch)
@@ -190,7 +165,7 @@ def train_worker(loop_config: dict) -> None:
             raise RuntimeError(f"injected failure after epoch {epoch} ({FAIL_AT_EPOCH_ENV})")
 
 
-def _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_config, model_config) -> None:
+def _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_config, args) -> None:
     """Every rank reports (it is a barrier); rank 0 attaches the checkpoint."""
     import ray.train
 
@@ -199,7 +174,7 @@ def _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_
         return
     with tempfile.TemporaryDirectory() as directory:
         state = TrainState(unwrap(model).state_dict(), optimizer.state_dict(), scheduler.state_dict(), epoch, step)
-        save_checkpoint(directory, state, spec, loop_config["config"], model_config)
+        save_checkpoint(directory, state, spec, loop_config["config"], args)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
 
 

@@ -7,7 +7,7 @@ it). Recipe:
     plan    -- the model's own run config (from its checkpoint or its MLflow run's config.toml),
                with ``data.spec`` set to the model's spec minus one modality; plus one baseline
                run with every modality, so the drops compare like with like (same epochs, seeds);
-    train   -- every run is a Ray task calling :func:`pipelines.train.run_training`, so they run
+    train   -- every run is a Ray task calling :func:`pipelines.training.run.run_training`, so they run
                side by side as far as the cluster's CPUs allow; each is its own MLflow run,
                nested under one parent run (tag ``mlflow.parentRunId``);
     compare -- each retrained model scores the ablation rows; the drop is baseline metric minus
@@ -24,11 +24,12 @@ from typing import Dict, List, Optional
 import torch
 
 from deepsets import ablation as ab
+from deepsets.inference import collect_outputs
 from features.reader import ParquetBatchReader
 from features.spec import FeatureSpec
-from pipelines.ablate_report import table_row
+from pipelines.ablation.report import table_row
 from pipelines.config import RunConfig, parse_run_config
-from pipelines.model_source import ModelSource, load_model_source
+from pipelines.models.source import ModelSource, load_model_source
 
 BASELINE = "(none)"
 
@@ -56,7 +57,7 @@ def _train_all(configs: Dict[str, RunConfig], progress: bool) -> Dict[str, dict]
     """Run every config as a Ray task; returns removed modality -> training summary."""
     import ray
 
-    from pipelines.train import run_training
+    from pipelines.training.run import run_training
 
     @ray.remote(num_cpus=0)  # the trainer inside reserves its workers' CPUs itself
     def train(cfg_dict: dict) -> dict:
@@ -77,10 +78,8 @@ def _train_all(configs: Dict[str, RunConfig], progress: bool) -> Dict[str, dict]
 def _scores(summary: dict, inputs: List[str], label: str, batch_size: int) -> torch.Tensor:
     """The retrained model's logits on the ablation rows, in row order: ``(N, K)``."""
     source = load_model_source(summary["checkpoint"])
-    model = source.build()
     reader = ParquetBatchReader(source.spec, inputs, batch_size=batch_size, label_columns=[label])
-    with torch.inference_mode():
-        return torch.cat([model(batch).logits.float() for batch in reader])
+    return collect_outputs(source.build(), reader, ("logits",))["logits"]
 
 
 def retrain_table(source: ModelSource, inputs: List[str], label: str, target: torch.Tensor, task: str, out: Path,

@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from features.errors import FeatureError
+from deepsets.inference import outputs_of
+from features.errors import DataError
 from features.fragments import Fragment, read_fragment
 from features.spec import FeatureSpec
 
@@ -43,7 +44,7 @@ def split_bad_rows(spec: FeatureSpec, table: pa.Table) -> Tuple[Optional[Any], n
         left), their positions in ``table``, and ``(positions, column, reason)`` per failed check.
 
     Raises:
-        FeatureError: for a problem that is not about particular rows (e.g. a wrong column type).
+        DataError: for a problem that is not about particular rows (e.g. a wrong column type).
     """
     kept = np.arange(table.num_rows)
     rejected: List[tuple] = []
@@ -51,7 +52,7 @@ def split_bad_rows(spec: FeatureSpec, table: pa.Table) -> Tuple[Optional[Any], n
         part = table if kept.size == table.num_rows else table.take(pa.array(kept))
         try:
             return spec.transform(part, with_ids=False), kept, rejected
-        except FeatureError as err:
+        except DataError as err:
             if err.rows is None or err.rows.size == 0:
                 raise
             rejected.append((kept[err.rows], err.column or "", err.detail))
@@ -101,7 +102,7 @@ class FragmentEmbedder:
                  device: str = "cpu", threads: int = 1) -> None:
         import ray
 
-        from pipelines.model_source import ModelSource
+        from pipelines.models.source import ModelSource
 
         torch.set_num_threads(max(1, threads))
         source = ModelSource.from_payload(ray.get(payload[0]))
@@ -131,21 +132,19 @@ class FragmentEmbedder:
             try:
                 done = self.embed(fragment)
                 done["error"] = ""
-            except (FeatureError, ValueError, OSError) as err:
+            except (DataError, ValueError, OSError) as err:
                 done = {"name": fragment.name, "rows_in": fragment.rows, "rows_out": 0, "rows_rejected": 0, "error": str(err)}
             done.update(started_at=started, finished_at=time.time())
             rows.append(done)
             release_memory()
         return {k: np.array([r[k] for r in rows]) for k in rows[0]}
 
-    @torch.inference_mode()
     def _forward(self, features) -> Dict[str, np.ndarray]:
-        batch = features.to(self.device)
         if not self.with_modalities:
-            return {"embedding": self.model(batch).fused.float().cpu().numpy()}  # (B, D)
-        vectors, present = self.model.encode(batch)  # (B, M, D), (B, M)
-        out = {"embedding": self.model.fuse(vectors, present).fused.float().cpu().numpy()}  # (B, D)
-        vectors, present = vectors.float().cpu().numpy(), present.cpu().numpy()
+            return {"embedding": outputs_of(self.model, features, ("fused",), self.device)["fused"].numpy()}  # (B, D)
+        out = outputs_of(self.model, features, ("fused", "vectors", "present"), self.device)
+        vectors, present = out["vectors"].numpy(), out["present"].numpy()  # (B, M, D), (B, M)
+        out = {"embedding": out["fused"].numpy()}  # (B, D)
         for m, name in enumerate(self.model.names):
             out[f"vector_{name}"] = np.where(present[:, m, None], vectors[:, m], 0.0)  # (B, D), zeros where absent
             out[f"present_{name}"] = present[:, m]  # (B,)
@@ -174,7 +173,7 @@ class FragmentEmbedder:
         """Embed one fragment and write its files; returns its counts.
 
         Raises:
-            FeatureError: for problems that are not about single rows (file, column named).
+            DataError: for problems that are not about single rows (file, column named).
         """
         final = self.out_dir / EMBEDDINGS / fragment.name
         reject_path = self.out_dir / REJECTS / fragment.name
@@ -188,7 +187,7 @@ class FragmentEmbedder:
             for row_base, table in read_fragment(fragment, self.columns, self.batch_size):
                 try:
                     features, kept, rejected = split_bad_rows(self.spec, table)
-                except FeatureError as err:
+                except DataError as err:
                     raise err.located(fragment.path, row_base) from None
                 if rejected:
                     rejects.append(self._rejects_table(fragment, table, row_base, rejected))

@@ -5,46 +5,33 @@ Recipe:
                 and types, cut the inputs into fragments (``features.fragments``) and write
                 ``_manifest.json``;
     run      -- Ray Data: the fragments that have no output yet -> ``map_batches`` with
-                :class:`pipelines.embed_worker.FragmentEmbedder` on an actor pool (model loaded
+                :class:`pipelines.embedding.worker.FragmentEmbedder` on an actor pool (model loaded
                 once per actor); each actor reads its fragment, embeds it and renames the
                 finished file into ``embeddings/`` (bad rows into ``rejects/``);
     account  -- count every output from the files themselves: ``rows_in == rows_out +
                 rows_rejected`` or the job fails; report duplicate ids; write ``_SUCCESS.json``.
 
-Output directory::
-
-    embeddings/part-FFFFF-NNNNN.parquet   source_file, source_row, <id column>, embedding
-                                          [, vector_<modality>, present_<modality> ...]
-    rejects/part-FFFFF-NNNNN.parquet      the rejected rows as read, source_file, source_row,
-                                          reject_column, reject_reason
-    _manifest.json                        model, inputs, fragments (what --resume checks)
-    _SUCCESS.json                         the summary of the finished job
+The output folder and its accounting: :mod:`pipelines.embedding.output`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
-from collections import Counter
 from pathlib import Path
 from typing import List, Literal, Optional
 
-import polars as pl
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
-from features.errors import FeatureError
+from features.errors import DataError
 from features.files import resolve_inputs
 from features.fragments import Fragment, plan_fragments
-from pipelines.config import parse_options
-from pipelines.embed_worker import EMBEDDINGS, REJECT_COLUMN, REJECT_REASON, REJECTS, RESERVED
-from pipelines.model_source import ModelSource, load_model_source
-
-MANIFEST, SUCCESS = "_manifest.json", "_SUCCESS.json"
-MANIFEST_FORMAT = 1
+from pipelines.embedding.output import MANIFEST_FORMAT, SUCCESS, account, prepare_output, write_json
+from pipelines.embedding.worker import EMBEDDINGS, REJECTS, RESERVED
+from pipelines.errors import ConfigError, JobError
+from pipelines.models.source import ModelSource, load_model_source
+from pipelines.options import parse_options
 
 
 class EmbedConfig(BaseModel):
@@ -71,11 +58,11 @@ def parse_embed_config(**values) -> EmbedConfig:
     """:class:`EmbedConfig` from keyword values.
 
     Raises:
-        ValueError: one line per bad field.
+        ConfigError: every bad option.
     """
     cfg = parse_options(EmbedConfig, "embed", values)
     if cfg.resume and cfg.overwrite:
-        raise ValueError("--resume and --overwrite exclude each other (continue the job, or start it again)")
+        raise ConfigError("embed options", ["--resume and --overwrite exclude each other (continue the job, or start it again)"])
     return cfg
 
 
@@ -84,58 +71,20 @@ def check_inputs(files: List[str], source: ModelSource, out: Path) -> List[dict]
     outside the output directory; returns ``{path, rows, bytes}`` per file.
 
     Raises:
-        FeatureError: naming the file (and column) that is wrong.
+        DataError: naming the file (and column) that is wrong.
+        JobError: for an input inside the output directory, or an id column named like an output column.
     """
     spec = source.input_spec
     id_column = spec.schema.id_column
     if id_column in RESERVED:
-        raise FeatureError(f"the id column may not be named {id_column!r} (an output column of the job has that name)")
+        raise JobError(f"the id column may not be named {id_column!r} (an output column of the job has that name)")
     described = []
     for path in files:
         if Path(path).absolute().is_relative_to(out):
-            raise FeatureError("input file lies inside the output directory; choose an --output outside the inputs", file=path)
+            raise JobError(f"{path}: input file lies inside the output directory; choose an --output outside the inputs")
         parquet = spec.open_checked(path, [id_column] if id_column else [])
         described.append({"path": path, "rows": parquet.metadata.num_rows, "bytes": os.path.getsize(path)})
     return described
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def prepare_output(out: Path, manifest: dict, cfg: EmbedConfig) -> List[Fragment]:
-    """Make ``out`` ready and return every fragment of the job (a resumed job keeps its plan).
-
-    Raises:
-        FeatureError: when ``out`` holds a job and neither --resume nor --overwrite is given,
-            or --resume meets a job made with another model, inputs or columns.
-    """
-    old_path = out / MANIFEST
-    stray = [p for p in (out / EMBEDDINGS, out / REJECTS) if p.exists() and any(p.iterdir())]
-    if old_path.exists() and cfg.resume:
-        old = json.loads(old_path.read_text(encoding="utf-8"))
-        changed = [k for k in ("format", "weights_sha256", "with_modalities", "tower", "inputs") if old.get(k) != manifest.get(k)]
-        if changed:
-            raise FeatureError(f"cannot resume the job in {out}: its {', '.join(changed)} differ from this run's "
-                               "(same model, inputs and --with-modalities needed; or pass --overwrite to start again)")
-        manifest["fragments"] = old["fragments"]
-    elif old_path.exists() or stray:
-        if not cfg.overwrite:
-            state = "a finished job" if (out / SUCCESS).exists() else "an unfinished job"
-            raise FeatureError(f"{out} already holds {state}: pass --resume to complete it, or --overwrite to replace it")
-        for path in (out / EMBEDDINGS, out / REJECTS):
-            shutil.rmtree(path, ignore_errors=True)
-        for path in (old_path, out / SUCCESS):
-            path.unlink(missing_ok=True)
-    for sub in (EMBEDDINGS, REJECTS):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-        for leftover in (out / sub).glob("*.tmp-*"):  # from workers killed mid-write
-            leftover.unlink()
-    (out / SUCCESS).unlink(missing_ok=True)
-    _write_json(old_path, manifest)
-    return [Fragment.from_dict(f) for f in manifest["fragments"]]
 
 
 def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, out: Path, progress: bool) -> tuple[int, float]:
@@ -146,12 +95,12 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
         last one's end as the workers saw it (actor start-up and model loading excluded).
 
     Raises:
-        FeatureError: the first error a worker reported (completed fragments stay written).
+        DataError: the first error a worker reported (completed fragments stay written).
     """
     import ray
     import ray.data
 
-    from pipelines.embed_worker import FragmentEmbedder
+    from pipelines.embedding.worker import FragmentEmbedder
     from pipelines.ray_runtime import quiet_ray_data, start_ray
 
     start_ray(cfg.ray_address, int(cfg.workers * cfg.cpus_per_worker) + 1)
@@ -175,61 +124,20 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
     with tqdm(total=sum(f.rows for f in todo), unit="rows", unit_scale=True, desc="embedding", disable=None if progress else True) as bar:
         for row in dataset.iter_rows():
             if row["error"]:
-                raise FeatureError(f"{row['error']} (fragments already written are kept: fix the input and rerun with --resume)")
+                raise DataError(f"{row['error']} (fragments already written are kept: fix the input and rerun with --resume)")
             done += int(row["rows_in"])
             first_start, last_end = min(first_start, float(row["started_at"])), max(last_end, float(row["finished_at"]))
             bar.update(int(row["rows_in"]))
     return done, max(0.0, last_end - first_start)
 
 
-def _duplicate_ids(id_column: str, outputs: List[Path], rejects: List[Path]) -> dict:
-    """Ids that occur more than once among all input rows (written and rejected)."""
-    scans = [pl.scan_parquet([str(p) for p in outputs]).select(pl.col(id_column))]
-    if rejects:
-        dtype = scans[0].collect_schema()[id_column]
-        scans.append(pl.scan_parquet([str(p) for p in rejects]).select(pl.col(id_column).cast(dtype)))
-    counts = pl.concat(scans).group_by(id_column).agg(pl.len().alias("n")).filter(pl.col("n") > 1).collect()
-    examples = counts.sort("n", descending=True).head(5)
-    return {"ids": counts.height, "extra_rows": int((counts["n"] - 1).sum()) if counts.height else 0,
-            "examples": {str(k): int(v) for k, v in zip(examples[id_column].to_list(), examples["n"].to_list())}}
-
-
-def account(out: Path, fragments: List[Fragment], id_column: Optional[str]) -> dict:
-    """Count rows from the written files.
-
-    Raises:
-        RuntimeError: if a fragment has no output or rows are unaccounted for.
-    """
-    outputs = [out / EMBEDDINGS / f.name for f in fragments]
-    missing = [p.name for p in outputs if not p.exists()]
-    if missing:
-        raise RuntimeError(f"{len(missing)} fragment(s) have no output (first: {missing[0]}); rerun with --resume")
-    rejects = [p for p in (out / REJECTS / f.name for f in fragments) if p.exists()]
-    rows_in = sum(f.rows for f in fragments)
-    rows_out = sum(pq.read_metadata(p).num_rows for p in outputs)
-    reasons: Counter = Counter()
-    for path in rejects:
-        table = pq.read_table(path, columns=[REJECT_COLUMN, REJECT_REASON])
-        reasons.update(zip(table.column(REJECT_COLUMN).to_pylist(), table.column(REJECT_REASON).to_pylist()))
-    rows_rejected = sum(reasons.values())
-    if rows_in != rows_out + rows_rejected:
-        raise RuntimeError(f"rows unaccounted for in {out}: {rows_in} in, {rows_out} written, {rows_rejected} rejected")
-    summary = {
-        "rows_in": rows_in, "rows_out": rows_out, "rows_rejected": rows_rejected,
-        "rejected_by_reason": [{"column": c, "reason": r, "rows": n} for (c, r), n in reasons.most_common()],
-    }
-    if id_column:
-        summary["duplicate_ids"] = _duplicate_ids(id_column, outputs, rejects)
-    return summary
-
-
 def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
     """Run (or resume) the embedding job; returns the summary ``--json`` prints.
 
     Raises:
-        FeatureError: for bad inputs, a bad model URI, an output directory in the way, or a bad
-            value met while embedding (naming file, column and rows).
-        ValueError: for bad options.
+        DataError: for bad inputs or a bad value met while embedding (naming file, column and rows).
+        JobError: for a model that cannot be loaded or an output directory in the way.
+        ValueError: for options the model cannot serve (a tower, per-modality vectors).
     """
     started = time.perf_counter()
     say = print if progress else (lambda *a: None)
@@ -246,7 +154,7 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
         "weights_sha256": source.weights_sha256, "with_modalities": cfg.with_modalities, "tower": cfg.tower, "inputs": inputs,
         "fragment_rows": cfg.fragment_rows, "fragments": [f.to_dict() for f in plan_fragments(files, cfg.fragment_rows)],
     }
-    fragments = prepare_output(out, manifest, cfg)
+    fragments = prepare_output(out, manifest, cfg.resume, cfg.overwrite)
     todo = [f for f in fragments if not (out / EMBEDDINGS / f.name).exists()]
     say(f"embedding {sum(f.rows for f in todo)} of {sum(f.rows for f in fragments)} rows "
         f"({len(todo)} of {len(fragments)} fragments to do) from {len(files)} file(s) with {cfg.workers} worker(s) into {out}")
@@ -259,5 +167,5 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
         "output": str(out / EMBEDDINGS), "rejects": str(out / REJECTS), "fragments": len(fragments),
         "model_uri": source.uri, "model_version": source.version, "resumed": cfg.resume, "tower": cfg.tower,
     })
-    _write_json(out / SUCCESS, summary)
+    write_json(out / SUCCESS, summary)
     return summary

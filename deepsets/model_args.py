@@ -1,0 +1,105 @@
+"""``ModelArgs``: the one typed shape of a model's settings, from the run config to the builder.
+
+    args = ModelArgs(dim=64, fusion="deepset", task="binary")
+    model = build_model(spec.model_inputs(), args)       # or build_model(inputs, dim=64, ...)
+    json.dumps(args.to_dict())                            # what checkpoints and logged models keep
+    ModelArgs.from_dict(saved) == args                    # and read back
+
+Torch-free, so the run config can produce it without importing the model library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, Optional, Tuple
+
+from deepsets.choices import FUSIONS, SEQUENCE_POOLINGS, SET_POOLINGS, TASKS
+
+TWO_TOWER_FIELDS = ("query_modalities", "item_modalities", "temperature")
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    """Everything :func:`deepsets.builders.build_model` needs besides the modalities.
+
+    Attributes:
+        dim: shared width ``D`` of every modality vector.
+        layers: transformer layers per variable-length modality (0 = pooling only); for
+            ``fusion="mmt"`` the single transformer has ``fusion_layers`` layers.
+        heads: attention heads everywhere.
+        ff_dim: feed-forward width; None means ``4 * dim``.
+        pooling: pooling of a modality's elements (``deepsets.choices.SEQUENCE_POOLINGS``).
+        fusion: the fusion head (``deepsets.choices.FUSIONS``).
+        fusion_layers: transformer fusion / MMT layers.
+        fusion_pooling: pooling of the deepset heads (``deepsets.choices.SET_POOLINGS``).
+        dropout: dropout inside transformers and MLPs.
+        modality_dropout: rate at which whole modalities are dropped in training.
+        task: what the model predicts (``deepsets.choices.TASKS``).
+        num_outputs: labels / classes / targets (unused by two_tower).
+        query_modalities: two_tower only: the query tower's modalities.
+        item_modalities: two_tower only: the item tower's modalities.
+        temperature: two_tower only: the starting softmax temperature (it is learned).
+
+    Raises:
+        ValueError: naming every field outside its choices or range.
+    """
+
+    dim: int = 128
+    layers: int = 1
+    heads: int = 4
+    ff_dim: Optional[int] = None
+    pooling: str = "mean"
+    fusion: str = "transformer"
+    fusion_layers: int = 2
+    fusion_pooling: str = "mean"
+    dropout: float = 0.0
+    modality_dropout: float = 0.0
+    task: str = "binary"
+    num_outputs: int = 1
+    query_modalities: Tuple[str, ...] = ()
+    item_modalities: Tuple[str, ...] = ()
+    temperature: float = 0.07
+
+    def __post_init__(self) -> None:
+        for name in ("query_modalities", "item_modalities"):  # JSON gives lists
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        problems = []
+        for name, value, choices in (("pooling", self.pooling, SEQUENCE_POOLINGS), ("fusion", self.fusion, FUSIONS),
+                                     ("fusion_pooling", self.fusion_pooling, SET_POOLINGS), ("task", self.task, TASKS)):
+            if value not in choices:
+                problems.append(f"{name} must be one of {', '.join(choices)} (found {value!r})")
+        for name in ("dim", "heads", "fusion_layers", "num_outputs"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1 (found {getattr(self, name)})")
+        if self.layers < 0 or (self.ff_dim is not None and self.ff_dim < 1):
+            problems.append(f"layers must be >= 0 and ff_dim None or >= 1 (found {self.layers}, {self.ff_dim})")
+        if problems:
+            raise ValueError("model arguments: " + "; ".join(problems))
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain JSON values; the two-tower fields only for two_tower (as checkpoints always held)."""
+        out = asdict(self)
+        for name in ("query_modalities", "item_modalities"):
+            out[name] = list(out[name])
+        if self.task != "two_tower":
+            for name in TWO_TOWER_FIELDS:
+                del out[name]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "ModelArgs":
+        """Read back :meth:`to_dict` (or the ``model_config.json`` of a checkpoint).
+
+        Raises:
+            ValueError: for unknown keys or values outside their choices.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"model arguments: unknown {unknown} (known: {', '.join(sorted(known))})")
+        return cls(**data)
+
+    def differences(self, other: "ModelArgs") -> Dict[str, Tuple[Any, Any]]:
+        """Field -> (this value, other value) for every field that differs."""
+        return {f.name: (getattr(self, f.name), getattr(other, f.name)) for f in fields(self)
+                if getattr(self, f.name) != getattr(other, f.name)}

@@ -1,0 +1,109 @@
+"""Checks across fields of a run config, one line each (``location``, ``message``).
+
+Each check runs only when every field it reads is valid on its own, so one mistake is reported
+once, where it is, and not again by every check that reads it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List, Mapping, Optional, Tuple
+
+from deepsets.choices import GROUPED_TASKS, TMM_POOLINGS
+
+# (fields that must be valid, fields passed as None when invalid, the check)
+_Check = Tuple[Tuple[str, ...], Tuple[str, ...], Callable[..., Optional[Tuple[str, str]]]]
+
+
+def _heads_divide_dim(heads: int, dim: int, layers: Optional[int], fusion: Optional[str]) -> Optional[Tuple[str, str]]:
+    # Heads are unused only by pooling-only summarizers feeding a head without attention;
+    # when layers or fusion is itself invalid (None here), check anyway.
+    used = fusion in ("transformer", "mmt", None) or layers is None or (layers > 0 and fusion != "mmt")
+    if used and dim % heads:
+        return "model.heads", f"must divide model.dim (heads = {heads}, dim = {dim})"
+    return None
+
+
+def _tmm_pooling(fusion: str, pooling: str) -> Optional[Tuple[str, str]]:
+    if fusion == "tmm_deepset" and pooling not in TMM_POOLINGS:
+        return "model.fusion_pooling", f"fusion 'tmm_deepset' supports {', '.join(TMM_POOLINGS)} (found {pooling!r})"
+    return None
+
+
+def _outputs(kind: str, n: int) -> Optional[Tuple[str, str]]:
+    if kind in ("binary",) + GROUPED_TASKS and n != 1:
+        return "task.num_outputs", f"a {kind} task has exactly 1 output (found {n})"
+    if kind == "multiclass" and n < 2:
+        return "task.num_outputs", f"a multiclass task needs at least 2 classes (found {n})"
+    return None
+
+
+def _even_batches(batch_size: int, workers: int) -> Optional[Tuple[str, str]]:
+    if batch_size % workers:
+        return (
+            "training.batch_size",
+            f"must be divisible by scaling.workers (batch_size = {batch_size}, workers = {workers}; "
+            "the global batch is split evenly across workers)",
+        )
+    return None
+
+
+def _task_columns(kind: str, labels: tuple, group: Optional[str], item: Optional[str]) -> Optional[Tuple[str, str]]:
+    if kind != "two_tower" and not labels:
+        return "data.label_columns", f"a {kind} task needs at least one label column"
+    if kind == "two_tower" and labels:
+        return "data.label_columns", f"a two_tower task learns from (query, item) rows and reads no labels (found {list(labels)})"
+    if kind in GROUPED_TASKS and len(labels) != 1:
+        return "data.label_columns", f"a {kind} task ranks by one relevance column (found {list(labels)})"
+    if kind in GROUPED_TASKS and not group:
+        return "data.group_column", f"a {kind} task ranks rows within query groups: name the integer query id column (e.g. group_column = \"query_id\")"
+    if kind not in GROUPED_TASKS and group:
+        return "data.group_column", f"is used only by listwise / pairwise tasks (task.kind = {kind!r})"
+    if kind == "two_tower" and not item:
+        return "data.item_column", "a two_tower task needs the integer item id column (in-batch duplicates, popularity, validation corpus)"
+    if kind != "two_tower" and item:
+        return "data.item_column", f"is used only by two_tower tasks (task.kind = {kind!r})"
+    return None
+
+
+def _towers(kind: str, query: tuple, item: tuple, fusion: Optional[str]) -> Optional[Tuple[str, str]]:
+    if kind != "two_tower":
+        if query or item:
+            return "task.query_modalities", f"query_modalities / item_modalities are used only by two_tower (task.kind = {kind!r})"
+        return None
+    if not query or not item:
+        return "task.query_modalities" if not query else "task.item_modalities", "a two_tower task needs both query_modalities and item_modalities"
+    if fusion == "mmt":
+        return "model.fusion", "two_tower towers are set-fusion models: the mmt baseline cannot be a tower"
+    shared = sorted(set(query) & set(item))
+    if shared:
+        return "task.item_modalities", f"a modality belongs to one tower, found in both: {shared}"
+    return None
+
+
+_CHECKS: List[_Check] = [
+    (("task.kind", "data.label_columns", "data.group_column", "data.item_column"), (), _task_columns),
+    (("task.kind", "task.query_modalities", "task.item_modalities"), ("model.fusion",), _towers),
+    (("model.heads", "model.dim"), ("model.layers", "model.fusion"), _heads_divide_dim),
+    (("model.fusion", "model.fusion_pooling"), (), _tmm_pooling),
+    (("task.kind", "task.num_outputs"), (), _outputs),
+    (("training.batch_size", "scaling.workers"), (), _even_batches),
+]
+
+
+def cross_problems(values: Mapping[str, Any]) -> List[Tuple[str, str]]:
+    """Checks across fields; each runs only when every field it reads is itself valid."""
+    found = []
+    for keys, optional, check in _CHECKS:
+        if all(k in values for k in keys):
+            problem = check(*(values[k] for k in keys), *(values.get(k) for k in optional))
+            if problem:
+                found.append(problem)
+    return found
+
+
+def schema_source_problem(has_path: bool, has_inline: bool) -> Optional[str]:
+    if has_path and has_inline:
+        return "give either path = \"schema.toml\" or inline id_column / [[schema.modality]] tables, not both"
+    if not has_path and not has_inline:
+        return "give either path = \"schema.toml\" or inline [[schema.modality]] tables"
+    return None

@@ -1,0 +1,265 @@
+"""The sections of a run config, one pydantic model each, and :class:`RunConfig`, the whole run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import datetime
+from typing import Annotated, Any, Dict, Literal, Optional, Tuple, Union
+
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+
+from deepsets.choices import FUSIONS, OPTIMIZERS, SCHEDULES, SEQUENCE_POOLINGS, SET_POOLINGS, TASKS
+from deepsets.model_args import ModelArgs
+from features.kinds.base import BaseFeature
+from features.schema import FeatureSchema, load_schema, parse_schema
+from pipelines.config.checks import cross_problems, schema_source_problem
+from pipelines.config.toml_text import dump_toml
+
+Scalar = Union[str, int, float, bool]
+
+_STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+_Text = Annotated[str, Field(min_length=1)]
+_Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+def _paths(value: Any) -> Any:
+    """A path or a list of paths -> a tuple of paths (other types are left for pydantic)."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(value)
+    if not isinstance(value, tuple):
+        raise ValueError(f"must be a path or a list of paths (found {value!r})")
+    return value
+
+
+class DataConfig(BaseModel):
+    """Where the rows are and which columns are labels."""
+
+    model_config = _STRICT
+
+    train: Tuple[_Text, ...] = Field(min_length=1, strict=False)
+    valid: Optional[Tuple[_Text, ...]] = Field(default=None, min_length=1, strict=False)
+    label_columns: Tuple[_Text, ...] = Field((), strict=False)  # required by every task kind but two_tower
+    spec: Optional[_Text] = None
+    group_column: Optional[_Text] = None  # listwise / pairwise: the integer query id of each row
+    item_column: Optional[_Text] = None  # two_tower: the integer item id of each row
+
+    _as_tuple = field_validator("train", "valid", mode="before")(_paths)
+
+    @field_validator("label_columns")
+    @classmethod
+    def _unique(cls, columns: Tuple[str, ...]) -> Tuple[str, ...]:
+        dupes = sorted({c for c in columns if columns.count(c) > 1})
+        if dupes:
+            raise ValueError(f"columns listed twice: {dupes}")
+        return columns
+
+
+class SchemaConfig(BaseModel):
+    """The feature schema: a TOML file (``path``) or the same tables inline, exactly one of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Optional[_Text] = None
+    id_column: Optional[_Text] = None
+    modality: Optional[Tuple[SerializeAsAny[BaseFeature], ...]] = None  # inline tables, parsed by features.schema
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "SchemaConfig":
+        problem = schema_source_problem(self.path is not None, self.id_column is not None or self.modality is not None)
+        if problem:
+            raise ValueError(problem)
+        if self.modality is not None:
+            parse_schema(self._inline_dict(), "schema")  # names unique, id column not read as a feature
+        return self
+
+    def _inline_dict(self) -> dict:
+        out: dict = {"modality": [m.model_dump(mode="json", exclude_none=True) for m in self.modality or ()]}
+        if self.id_column is not None:
+            out["id_column"] = self.id_column
+        return out
+
+
+class ModelConfig(BaseModel):
+    """Plain values for :func:`deepsets.builders.build_model`."""
+
+    model_config = _STRICT
+
+    dim: int = Field(128, ge=1, le=65536)
+    layers: int = Field(1, ge=0, le=64)
+    heads: int = Field(4, ge=1, le=1024)
+    ff_dim: int = Field(0, ge=0, le=1 << 20)
+    pooling: Literal[SEQUENCE_POOLINGS] = "mean"  # type: ignore[valid-type]
+    fusion: Literal[FUSIONS] = "transformer"  # type: ignore[valid-type]
+    fusion_layers: int = Field(2, ge=1, le=64)
+    fusion_pooling: Literal[SET_POOLINGS] = "mean"  # type: ignore[valid-type]
+    dropout: _Rate = 0.0
+    modality_dropout: _Rate = 0.0
+
+
+class TaskConfig(BaseModel):
+    """What the head predicts: 1 logit (binary), one per label / class, or one per target; one
+    ranking score per row (listwise / pairwise over ``data.group_column`` groups); or, for
+    two_tower, a query and an item embedding (towers over the listed modalities)."""
+
+    model_config = _STRICT
+
+    kind: Literal[TASKS] = "binary"  # type: ignore[valid-type]
+    num_outputs: int = Field(1, ge=1, le=1_000_000)
+    query_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only
+    item_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only
+    temperature: float = Field(0.07, gt=0.01, le=10.0)  # two_tower: starting softmax temperature (learned)
+    logq: bool = True  # two_tower: correct in-batch negatives by item popularity
+    k: int = Field(10, ge=1, le=100_000)  # ranking kinds: the cutoff of ndcg_at_k / recall_at_k
+
+
+class TrainingConfig(BaseModel):
+    """The optimisation loop."""
+
+    model_config = _STRICT
+
+    epochs: int = Field(3, ge=1, le=100_000)
+    batch_size: int = Field(512, ge=1, le=1 << 24)
+    optimizer: Literal[OPTIMIZERS] = "adamw"  # type: ignore[valid-type]
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    schedule: Literal[SCHEDULES] = "cosine"  # type: ignore[valid-type]
+    warmup_steps: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**32)
+    grad_clip: float = Field(1.0, ge=0.0)
+
+
+class ScalingConfig(BaseModel):
+    """Ray Train workers."""
+
+    model_config = _STRICT
+
+    workers: int = Field(2, ge=1, le=4096)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    max_failures: int = Field(0, ge=0)
+
+
+class TrackingConfig(BaseModel):
+    """MLflow and Ray run bookkeeping."""
+
+    model_config = _STRICT
+
+    mlflow_uri: str = ""
+    experiment: _Text = "deepsets"
+    run_name: str = ""  # also a directory name under storage_path
+    storage_path: _Text = "ray_results"
+    parent_run_id: str = ""  # nest the MLflow run under this one (ablation retrains)
+
+    @field_validator("run_name")
+    @classmethod
+    def _directory_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]*", name) or name in (".", ".."):
+            raise ValueError("may hold only letters, digits, '_', '-' and '.' (it names a directory)")
+        return name
+
+    def resolved_mlflow_uri(self, cwd: Optional[str] = None) -> str:
+        """``mlflow_uri``, or ``sqlite:///<cwd>/mlflow.db`` when it is empty."""
+        if self.mlflow_uri:
+            return self.mlflow_uri
+        return "sqlite:///" + os.path.join(os.path.abspath(cwd or os.getcwd()), "mlflow.db")
+
+    def resolved_run_name(self, now: Optional[datetime] = None) -> str:
+        """``run_name``, or ``run-YYYYmmdd-HHMMSS`` from ``now`` (default: the current time)."""
+        return self.run_name or (now or datetime.now()).strftime("run-%Y%m%d-%H%M%S")
+
+
+SECTIONS: Dict[str, type[BaseModel]] = {
+    "data": DataConfig,
+    "schema": SchemaConfig,
+    "model": ModelConfig,
+    "task": TaskConfig,
+    "training": TrainingConfig,
+    "scaling": ScalingConfig,
+    "tracking": TrackingConfig,
+}
+REQUIRED_SECTIONS = ("data", "schema")
+
+
+class RunConfig(BaseModel):
+    """A whole training run. The ``[schema]`` section is the attribute ``schema_`` (pydantic's
+    ``BaseModel.schema`` owns the plain name)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
+    data: DataConfig
+    schema_: SchemaConfig = Field(alias="schema")
+    model: ModelConfig = ModelConfig()
+    task: TaskConfig = TaskConfig()
+    training: TrainingConfig = TrainingConfig()
+    scaling: ScalingConfig = ScalingConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "RunConfig":
+        values = {f"{s}.{k}": v for s in SECTIONS for k, v in getattr(self, attr(s)).__dict__.items()}
+        problems = [f"{loc}: {msg}" for loc, msg in cross_problems(values)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # -- views ---------------------------------------------------------------------------
+
+    def as_dict(self) -> dict:
+        """JSON- and TOML-able nested dict; ``parse_run_config(cfg.as_dict(), ...) == cfg``."""
+        return self.model_dump(mode="json", exclude_none=True, by_alias=True)
+
+    def to_toml(self) -> str:
+        """The config as TOML text, which :func:`load_run_config` reads back to an equal config."""
+        return dump_toml(self.as_dict())
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2, sort_keys=True)
+
+    def flat_params(self) -> Dict[str, Scalar]:
+        """``{"section.field": scalar}`` for MLflow params: lists joined with ",", unset optional
+        values as "", an inline schema summarised as ``schema.modalities="name:kind,..."``."""
+        out: Dict[str, Scalar] = {}
+        for section in SECTIONS:
+            sub = getattr(self, attr(section))
+            for key, value in sub.__dict__.items():
+                if section == "schema" and key == "modality":
+                    continue
+                if value is None:
+                    value = ""
+                elif isinstance(value, tuple):
+                    value = ",".join(str(v) for v in value)
+                out[f"{section}.{key}"] = value
+        if self.schema_.modality is not None:
+            out["schema.modalities"] = ",".join(f"{m.name}:{m.kind}" for m in sorted(self.schema_.modality, key=lambda m: m.name))
+        return out
+
+    def feature_schema(self) -> FeatureSchema:
+        """The feature schema: read from ``schema.path`` or built from the inline tables.
+
+        Raises:
+            SchemaError: when the schema file is missing or invalid.
+        """
+        if self.schema_.path is not None:
+            return load_schema(self.schema_.path)
+        return parse_schema(self.schema_._inline_dict(), "schema")
+
+    def model_args(self) -> ModelArgs:
+        """What :func:`deepsets.builders.build_model` needs besides the modalities: the
+        ``[model]`` section, plus the task and (two_tower) its towers."""
+        m, t = self.model, self.task
+        towers = {"query_modalities": t.query_modalities, "item_modalities": t.item_modalities, "temperature": t.temperature}
+        return ModelArgs(
+            dim=m.dim, layers=m.layers, heads=m.heads, ff_dim=m.ff_dim or None, pooling=m.pooling, fusion=m.fusion,
+            fusion_layers=m.fusion_layers, fusion_pooling=m.fusion_pooling, dropout=m.dropout,
+            modality_dropout=m.modality_dropout, task=t.kind, num_outputs=t.num_outputs,
+            **(towers if t.kind == "two_tower" else {}),
+        )
+
+
+
+def attr(section: str) -> str:
+    return "schema_" if section == "schema" else section

@@ -1,0 +1,64 @@
+"""What the driver checks and reads from the training data before any Ray worker starts."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+
+from features.errors import DataError
+from features.files import check_columns, open_parquet, resolve_inputs
+from features.labels import key_tensor
+from features.spec import FeatureSpec
+from pipelines.config import RunConfig
+from pipelines.errors import ConfigError
+
+
+def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
+    """Before any worker starts: every train/valid file has the modality, label and key
+    columns, two_tower towers name modalities of the spec, and there is at least one global
+    batch of training rows. Returns the training row count.
+
+    Raises:
+        DataError: naming the file and column, or the row count.
+        ConfigError: for a tower naming a modality the schema does not have.
+    """
+    labels = list(cfg.data.label_columns) + [c for c in (cfg.data.group_column, cfg.data.item_column) if c]
+    for side in ("query", "item"):
+        unknown = sorted(set(getattr(cfg.task, f"{side}_modalities")) - set(spec.names))
+        if unknown:
+            raise ConfigError("run config", [f"task.{side}_modalities: names {unknown}, not modalities of the schema ({', '.join(spec.names)})"])
+    rows = 0
+    for paths, count in ((cfg.data.train, True), (cfg.data.valid, False)):
+        if not paths:
+            continue
+        for path in resolve_inputs(list(paths)):
+            pf = open_parquet(path)
+            check_columns(path, pf.schema_arrow, spec.schema.modality, labels)
+            for key in (cfg.data.group_column, cfg.data.item_column):
+                if key and not pa.types.is_integer(pf.schema_arrow.field(key).type):
+                    raise DataError(f"must hold integer ids (a query group or item id), found {pf.schema_arrow.field(key).type}", file=path, column=key)
+            rows += pf.metadata.num_rows if count else 0
+    if rows < cfg.training.batch_size:
+        raise DataError(f"only {rows} training rows: fewer than one global batch (training.batch_size = {cfg.training.batch_size})")
+    return rows
+
+
+def item_counts(cfg: RunConfig) -> Optional[dict]:
+    """two_tower with logQ: ``{"ids": (I,), "counts": (I,)}`` training rows per item id (read from
+    the item column alone); None otherwise.
+
+    Raises:
+        DataError: naming the file, column and rows of a non-integer or null item id.
+    """
+    if cfg.task.kind != "two_tower" or not cfg.task.logq:
+        return None
+    column, found = cfg.data.item_column, []
+    for path in resolve_inputs(list(cfg.data.train)):
+        try:
+            found.append(key_tensor(open_parquet(path).read(columns=[column]).column(column), column).numpy())
+        except DataError as err:
+            raise err.located(path, 0) from None
+    ids, counts = np.unique(np.concatenate(found), return_counts=True)
+    return {"ids": ids.astype(np.int64), "counts": counts.astype(np.int64)}
