@@ -34,16 +34,20 @@ class ListParts:
         return out
 
 
+def is_list_view(t: pa.DataType) -> bool:
+    return pa.types.is_list_view(t) or pa.types.is_large_list_view(t)
+
+
 def is_list_type(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_list_view(t)
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) or is_list_view(t)
 
 
 def split_list(arr: pa.Array | pa.ChunkedArray) -> ListParts:
-    """Split a (large / fixed-size) list array into validity, lengths and flat values."""
+    """Split a (large / fixed-size / view) list array into validity, lengths and flat values."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if not isinstance(arr, (pa.ListArray, pa.LargeListArray, pa.FixedSizeListArray)):
-        arr = arr.cast(pa.large_list(arr.type.value_type))  # list views and the like
+    if is_list_view(arr.type):
+        return _split_list_view(arr)
     valid = _valid_mask(arr)
     if isinstance(arr, pa.FixedSizeListArray):
         lengths = np.where(valid, arr.type.list_size, 0).astype(np.int64)  # (B,)
@@ -51,6 +55,20 @@ def split_list(arr: pa.Array | pa.ChunkedArray) -> ListParts:
         lengths = np.diff(arr.offsets.to_numpy()).astype(np.int64)  # (B,); offsets honour slicing
         lengths[~valid] = 0  # a null row may be backed by values; flatten() skips them too
     return ListParts(valid=valid, lengths=lengths, flat=arr.flatten())
+
+
+def _split_list_view(arr: pa.Array) -> ListParts:
+    """List views gather their rows from anywhere in ``values`` (offsets + sizes). Gathered
+    here rather than cast to a list: pyarrow 25 casts a list view with null rows wrongly
+    (its flat values come out empty)."""
+    valid = _valid_mask(arr)
+    sizes = np.where(valid, arr.sizes.fill_null(0).to_numpy(zero_copy_only=False), 0).astype(np.int64)  # (B,)
+    starts = np.where(valid, arr.offsets.fill_null(0).to_numpy(zero_copy_only=False), 0).astype(np.int64)  # (B,)
+    first = np.zeros(sizes.size, dtype=np.int64)
+    np.cumsum(sizes[:-1], out=first[1:])  # (B,) where each row starts in the flat values
+    within = np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(first, sizes)  # (N,)
+    index = np.repeat(starts, sizes) + within  # (N,) positions in arr.values
+    return ListParts(valid=valid, lengths=sizes, flat=arr.values.take(pa.array(index)))
 
 
 def _valid_mask(arr: pa.Array) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.arrow_lists import is_list_type
 from features.errors import DataError
 
 OOV_INDEX = 1
@@ -39,7 +40,7 @@ def id_type_of(t: pa.DataType) -> Optional[str]:
 def column_id_type(t: pa.DataType) -> Optional[str]:
     """'int' or 'string' for an id column (a scalar or a list of ids); None for a null-typed
     column (no value at all) or a type that holds no ids."""
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_list_view(t):
+    if is_list_type(t):
         t = t.value_type
     return None if pa.types.is_null(t) else id_type_of(t)
 
