@@ -1,0 +1,42 @@
+"""The three layers import one way: pipelines -> features -> deepsets (README "How the code is laid out")."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FORBIDDEN = {
+    "deepsets": ("features", "pipelines", "ray", "mlflow", "polars", "pyarrow"),
+    "features": ("pipelines", "ray", "mlflow"),
+}
+TORCH_FREE = ("deepsets/kinds.py", "deepsets/choices.py", "deepsets/model_args.py")
+
+
+def imported_modules(path: Path) -> set:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_lower_layers_never_import_upper_ones(package):
+    offenders = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for module in imported_modules(path):
+            if module.split(".")[0] in FORBIDDEN[package]:
+                offenders.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert not offenders, offenders
+
+
+def test_config_facing_modules_are_torch_free():
+    for name in TORCH_FREE:
+        modules = imported_modules(ROOT / name)
+        assert not {m for m in modules if m.split(".")[0] == "torch"}, name
+        assert {m for m in modules if m.startswith("deepsets.")} <= {"deepsets.choices", "deepsets.kinds"}, name
