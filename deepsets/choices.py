@@ -1,7 +1,8 @@
 """Every choice list of the model library, in one torch-free module.
 
 The modules that implement a choice check against these lists, and the run config
-(``pipelines.config``) validates against the same lists without importing torch.
+(``pipelines.config``) validates against the same lists. This module imports nothing, so
+whatever reads a list does not load the model library for it.
 """
 
 from __future__ import annotations

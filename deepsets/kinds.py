@@ -49,11 +49,10 @@ class KindTraits:
             (table rows) or ``num_columns`` (a numeric group's width).
         positions: elements carry a position embedding (ordered sequences), so the model needs
             the longest row it will see (``max_len``).
-        observed: the batch carries a per-value ``observed`` mask (numeric groups).
 
     Raises:
-        ValueError: for a ``values`` or ``needs`` outside the choices, or positions without
-            jagged rows.
+        ValueError: for a ``values`` or ``needs`` outside the choices, or positions or a
+            summarizer without jagged rows.
     """
 
     name: str
@@ -62,7 +61,6 @@ class KindTraits:
     summarized: bool
     needs: str
     positions: bool = False
-    observed: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -72,6 +70,8 @@ class KindTraits:
             problems.append(f"needs must be one of {SIZES}, got {self.needs!r}")
         if self.positions and not self.jagged:
             problems.append("positions need a jagged kind (one element per row has no order)")
+        if self.summarized and not self.jagged:
+            problems.append("a summarizer needs a jagged kind (one element per row is its own summary)")
         if problems:
             raise ValueError(f"kind {self.name!r}: " + "; ".join(problems))
 
@@ -84,7 +84,7 @@ _KINDS: Dict[str, KindTraits] = {
         KindTraits("id_sequence", jagged=True, values="ids", summarized=True, needs="num_embeddings", positions=True),
         KindTraits("id_set", jagged=True, values="ids", summarized=True, needs="num_embeddings"),
         KindTraits("categorical", jagged=False, values="ids", summarized=False, needs="num_embeddings"),
-        KindTraits("numeric", jagged=False, values="floats", summarized=False, needs="num_columns", observed=True),
+        KindTraits("numeric", jagged=False, values="floats", summarized=False, needs="num_columns"),
     )
 }
 
@@ -103,10 +103,18 @@ def register_kind(traits: KindTraits) -> None:
 
 def load_plugin(kind: str) -> bool:
     """Import the module an installed package names for ``kind`` under :data:`PLUGIN_GROUP`;
-    True if there was one (importing it registers the kind)."""
+    True if there was one (importing it registers the kind).
+
+    Raises:
+        ValueError: when that module fails to import, naming it.
+    """
     found = [e for e in metadata.entry_points(group=PLUGIN_GROUP) if e.name == kind]
     for entry in found:
-        entry.load()
+        try:
+            entry.load()
+        except Exception as err:  # noqa: BLE001 - whatever a broken plug-in raises, say which one
+            raise ValueError(f"modality kind {kind!r}: its plug-in {entry.value!r} ({PLUGIN_GROUP}) failed to import: "
+                             f"{type(err).__name__}: {err}") from None
     return bool(found)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from deepsets.kinds import kind_traits
 
@@ -21,6 +21,8 @@ class ModalityInfo:
         num_columns: number of columns (numeric).
         max_len: longest row the model will see (kinds with positions; sizes position
             embeddings; None = the encoder's default).
+        periodic_columns: numeric: positions of the values that get a learned periodic
+            embedding (``encoding = "periodic"`` in the schema).
 
     Raises:
         ValueError: for an unknown kind, or when the size the kind needs is missing.
@@ -32,6 +34,7 @@ class ModalityInfo:
     num_embeddings: Optional[int] = None
     num_columns: Optional[int] = None
     max_len: Optional[int] = None
+    periodic_columns: Tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -41,3 +44,7 @@ class ModalityInfo:
         size = getattr(self, needs)
         if size is None or size < 1:
             raise ValueError(f"modality {self.name!r} ({self.kind}) needs a positive {needs}, got {size}")
+        object.__setattr__(self, "periodic_columns", tuple(self.periodic_columns))
+        outside = [i for i in self.periodic_columns if not 0 <= i < (self.num_columns or 0)]
+        if outside:
+            raise ValueError(f"modality {self.name!r}: periodic_columns {outside} outside its {self.num_columns} values")

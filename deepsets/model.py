@@ -68,6 +68,9 @@ class SetFusionModel(nn.Module):
         for name in self.names:
             encoded = self.encoders[name](batch[name])
             if encoded.offsets is not None:
+                if name not in self.summarizers:
+                    raise ValueError(f"modality {name!r}: its encoder returned jagged tokens, but its kind is not summarized "
+                                     "(KindTraits(summarized=True) gives it a summarizer)")
                 vectors.append(self.summarizers[name](encoded.tokens, encoded.offsets))  # (B, D)
             else:
                 vectors.append(encoded.tokens)  # (B, D)

@@ -5,7 +5,8 @@
     json.dumps(args.to_dict())                            # what checkpoints and logged models keep
     ModelArgs.from_dict(saved) == args                    # and read back
 
-Torch-free, so the run config can produce it without importing the model library.
+This module imports no torch: a config, a checkpoint reader or a tuner can hold the settings
+without loading the model library.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
 from features.errors import SchemaError, describe_problem, location
 from features.kinds import feature_class, feature_kinds
@@ -48,6 +48,11 @@ class FeatureSchema(BaseModel):
     id_column: Optional[str] = None
     modality: List[SerializeAsAny[BaseFeature]] = Field(min_length=1)
 
+    @field_validator("modality", mode="before")
+    @classmethod
+    def _by_kind(cls, entries: Any) -> Any:
+        return features_by_kind(entries)
+
     def by_name(self) -> dict[str, Any]:
         return {m.name: m for m in self.modality}
 
@@ -61,6 +66,27 @@ class FeatureSchema(BaseModel):
         for m in self.modality:
             cols.extend(c for c in m.source_columns() if c not in cols)
         return cols
+
+
+def features_by_kind(entries: Any) -> Any:
+    """``[[modality]]`` tables given as dicts -> instances of their kind's class (other values
+    are left for validation to report). Used where a schema is built without
+    :func:`parse_schema`, e.g. ``FeatureSchema(modality=[{...}])``.
+
+    Raises:
+        ValueError: for a table whose kind no class reads.
+    """
+    if not isinstance(entries, (list, tuple)):
+        return entries
+    out = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, dict) and isinstance(entry.get("kind"), str):
+            try:
+                entry = feature_class(entry["kind"]).model_validate(entry)
+            except KeyError:
+                raise ValueError(f"modality[{i}]: unknown kind {entry['kind']!r} (expected one of {', '.join(feature_kinds())})") from None
+        out.append(entry)
+    return out
 
 
 def parse_modality(entry: Any, where: str) -> Tuple[Optional[BaseFeature], List[str]]:
@@ -92,6 +118,7 @@ def parse_schema(raw: dict, source: str = "<schema>") -> FeatureSchema:
         raise SchemaError(source, [f"(top level): must be a table (found {type(raw).__name__})"])
     problems: list[str] = []
     entries = raw.get("modality")
+    entries = list(entries) if isinstance(entries, tuple) else entries
     top = dict(raw)
     if isinstance(entries, list):
         names = [e.get("name") for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)]

@@ -1,4 +1,4 @@
-"""The ``deepsets`` command line: ``synth``, ``fit``, ``read``, ``train``, ``embed``, ``ablate``, ``demo``.
+"""The ``deepsets`` command line: ``synth``, ``fit``, ``read``, ``train``, ``tune``, ``embed``, ``ablate``, ``demo``.
 
 Bad input ends with one ``error:`` line on stderr and exit status 2, never a traceback.
 With ``--json`` the last line printed is one JSON object.
@@ -116,6 +116,28 @@ def _run_train(args) -> dict:
     return summary
 
 
+def _add_tune(sub) -> None:
+    p = sub.add_parser("tune", help="search a run config's settings on Ray Tune (ASHA stops poor trials early); writes best.toml")
+    p.add_argument("--config", required=True, help="run config TOML (see README 'Training'); needs data.valid")
+    p.add_argument("--space", required=True, help="search space TOML (see README 'Choosing settings')")
+    p.add_argument("--trials", type=int, default=None, help="configurations to try (default: the space's trials, else 8)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a config field for every trial (repeatable)")
+    p.add_argument("--out", default=None, help="output directory (default: tune-<date>-<time>)")
+    p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_run_tune)
+
+
+def _run_tune(args) -> dict:
+    from pipelines.tuning.job import run_tune
+
+    if args.trials is not None and args.trials < 1:
+        raise ValueError(f"--trials must be >= 1, got {args.trials}")
+    return run_tune(args.config, args.space, overrides=args.overrides, trials=args.trials, out=args.out,
+                    ray_address=args.ray_address, progress=not args.json)
+
+
 def _add_model_and_input(p, input_help: str) -> None:
     """The two arguments every job that runs a trained model takes."""
     p.add_argument("--model", required=True, help="MLflow model URI (runs:/..., models:/...) or a checkpoint directory")
@@ -210,7 +232,7 @@ def _run_demo(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepsets", description="Set fusion of heterogeneous, partly missing features: Parquet in, Ray for training, MLflow for tracking.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_fit, _add_read, _add_train, _add_embed, _add_ablate, _add_demo):
+    for add in (_add_synth, _add_fit, _add_read, _add_train, _add_tune, _add_embed, _add_ablate, _add_demo):
         add(sub)
     return parser
 
@@ -233,8 +255,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     if getattr(args, "json", False):
+        _stop_ray()  # Ray forwards worker output asynchronously: stop it, so the JSON line is last
         print(json.dumps(summary, default=str))
     return 0
+
+
+def _stop_ray() -> None:
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 if __name__ == "__main__":  # pragma: no cover

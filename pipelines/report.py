@@ -11,6 +11,9 @@ def format_stats(stats: dict) -> str:
             f"{name:<14}{s.get('presence_rate', 0):>9.3f}{_num(s.get('length_p50')):>9}{_num(s.get('length_p99')):>9}"
             f"{int(s.get('truncated_rows', 0)):>11}{s.get('oov_rate', 0.0):>8.3f}"
         )
+    for name, s in sorted(stats.items()):
+        if s.get("encodings"):
+            lines.append(f"{name} encodings: " + ", ".join(f"{c} {e}" for c, e in s["encodings"].items()))
     return "\n".join(lines)
 
 
@@ -33,8 +36,15 @@ def format_train_summary(summary: dict) -> str:
     """Final metrics, where the model and checkpoint are, and how to look at the run."""
     metrics = summary.get("metrics", {})
     shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()) if k.startswith(("valid_", "train_loss")))
+    chosen = summary.get("selected") or {}
+    if chosen.get("metric", "last") == "last":
+        kept = f"the last epoch ({chosen.get('epoch', summary['epochs_done'])})"
+    else:
+        kept = f"epoch {chosen['epoch']} of {summary['epochs_done']}, best {chosen['metric']}"
+        kept += " (stopped early)" if chosen.get("stopped_early") else ""
     lines = [
-        f"run {summary['run_name']}: {summary['epochs_done']} epochs in {summary['seconds']} s; {shown}",
+        f"run {summary['run_name']}: {summary['epochs_done']} epochs in {summary['seconds']} s",
+        f"kept:       {kept}; {shown}",
         f"model:      {summary['model_uri']}",
         f"checkpoint: {summary['checkpoint']}",
         f"MLflow run: {summary['run_id']} in {summary['tracking_uri']}",

@@ -28,6 +28,8 @@ class Fitted(BaseModel):
     vocab: Optional[List[Union[int, str]]] = None
     mean: Optional[List[float]] = None
     std: Optional[List[float]] = None
+    encodings: Optional[List[str]] = None  # numeric: each column's encoding, ``auto`` resolved
+    edges: Optional[List[List[float]]] = None  # numeric: each column's quantile edges ([] if unused)
     stats: Dict[str, Any] = Field(default_factory=dict)
     _mapper: Any = PrivateAttr(default=None)  # IdMapper built once, on first use
 

@@ -1,30 +1,40 @@
-"""``numeric``: a group of scalar numeric columns forming one modality, standardized."""
+"""``numeric``: a group of scalar numeric columns forming one modality, each column encoded
+(standardized by default; ``features.numeric_encodings`` lists the encodings)."""
 
 from __future__ import annotations
 
-from typing import List, Literal, Optional
+from typing import Dict, List, Literal, Optional
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from deepsets.batch import ModalityTensors
+from deepsets.modality import ModalityInfo
+from features import numeric_encodings as enc
 from features.errors import DataError
 from features.kinds.base import BaseFeature, Fitted, ModalityCounts
 
+Encoding = Literal["auto", "standard", "log1p", "quantile", "ple", "periodic"]
+
 
 class NumericFeature(BaseFeature):
-    """Scalar columns standardized with fitted mean/std.
+    """Scalar columns, each encoded for the model as fitted.
 
-    A null or NaN value is a missing value (``observed = False``, value 0 after
-    standardization, counted); the modality is missing for a row when every value is missing.
+    ``encoding`` applies to every column, ``encodings`` overrides it per column
+    (``encodings = {visits = "ple"}``); ``bins`` is the number of quantile bins of ``quantile``
+    and ``ple``. A null or NaN value is a missing value (``observed = False``, value 0 after
+    encoding, counted); the modality is missing for a row when every value is missing.
     Infinite values are errors.
     """
 
     kind: Literal["numeric"]
     columns: List[str] = Field(min_length=1)
+    encoding: Encoding = "auto"
+    encodings: Dict[str, Encoding] = Field(default_factory=dict)
+    bins: PositiveInt = Field(16, le=1024)
 
     @field_validator("columns")
     @classmethod
@@ -33,6 +43,11 @@ class NumericFeature(BaseFeature):
         if dupes:
             raise ValueError(f"columns listed twice: {dupes}")
         return columns
+
+    @model_validator(mode="after")
+    def _overrides_name_columns(self) -> "NumericFeature":
+        enc.check_encodings(self.columns, self.encoding, self.encodings)
+        return self
 
     def source_columns(self) -> List[str]:
         return list(self.columns)
@@ -50,42 +65,51 @@ class NumericFeature(BaseFeature):
         return pa.float64()
 
     def fit(self, lf: pl.LazyFrame) -> Fitted:
-        exprs: list[pl.Expr] = [pl.len().alias("rows")]
-        for i, c in enumerate(self.columns):
-            x = pl.col(c).cast(pl.Float64).fill_nan(None)
-            exprs += [x.mean().alias(f"mean{i}"), x.std(ddof=0).alias(f"std{i}"), x.null_count().alias(f"missing{i}")]
-        xs = [pl.col(c).cast(pl.Float64).fill_nan(None).is_not_null() for c in self.columns]
-        exprs.append(pl.any_horizontal(xs).sum().alias("present_rows"))
-        row = lf.select(exprs).collect(engine="streaming").row(0, named=True)
-        rows = int(row["rows"])
-        means = [float(row[f"mean{i}"]) if row[f"mean{i}"] is not None else 0.0 for i in range(len(self.columns))]
-        stds = [float(row[f"std{i}"] or 0.0) for i in range(len(self.columns))]
-        stds = [s if np.isfinite(s) and s > 0 else 1.0 for s in stds]
-        missing = {c: int(row[f"missing{i}"]) for i, c in enumerate(self.columns)}
+        chosen = enc.check_encodings(self.columns, self.encoding, self.encodings)
+        fitted = enc.fit_columns(lf, self.columns, chosen, self.bins)
+        rows = fitted["rows"]
         stats = {
             "rows": rows,
-            "present_rows": int(row["present_rows"]),
-            "presence_rate": int(row["present_rows"]) / rows if rows else 0.0,
-            "missing_values": sum(missing.values()),
-            "missing_value_rate": {c: (m / rows if rows else 0.0) for c, m in missing.items()},
+            "present_rows": fitted["present_rows"],
+            "presence_rate": fitted["present_rows"] / rows if rows else 0.0,
+            "missing_values": sum(fitted["missing"]),
+            "missing_value_rate": {c: (m / rows if rows else 0.0) for c, m in zip(self.columns, fitted["missing"])},
+            "encodings": dict(zip(self.columns, fitted["encodings"])),
         }
-        return Fitted(mean=means, std=stds, stats=stats)
+        return Fitted(mean=fitted["mean"], std=fitted["std"], encodings=fitted["encodings"], edges=fitted["edges"], stats=stats)
+
+    def _column_encodings(self, fitted: Fitted) -> List[str]:
+        return list(fitted.encodings) if fitted.encodings else ["standard"] * len(self.columns)  # specs fitted before encodings
+
+    def _column_edges(self, fitted: Fitted) -> List[List[float]]:
+        return [list(e) for e in fitted.edges] if fitted.edges else [[] for _ in self.columns]
+
+    def model_info(self, fitted: Fitted) -> ModalityInfo:
+        widths, periodic = [], []
+        for encoding, edges in zip(self._column_encodings(fitted), self._column_edges(fitted)):
+            if encoding == "periodic":
+                periodic.append(sum(widths))
+            widths.append(enc.width(encoding, edges))
+        return ModalityInfo(self.name, self.kind, num_columns=sum(widths), periodic_columns=tuple(periodic))
 
     def convert(self, table: pa.Table, fitted: Fitted, counts: ModalityCounts) -> ModalityTensors:
         b = table.num_rows
-        raw = np.empty((b, len(self.columns)), dtype=np.float64)  # (B, K)
-        for k, c in enumerate(self.columns):
-            arr = table.column(c)
-            raw[:, k] = arr.cast(pa.float64()).to_numpy(zero_copy_only=False) if b else raw[:, k]
-            inf = np.isinf(raw[:, k])
+        parts, observed_parts, observed_any = [], [], np.zeros(b, dtype=bool)
+        missing = 0
+        for k, (c, encoding, edges) in enumerate(zip(self.columns, self._column_encodings(fitted), self._column_edges(fitted))):
+            raw = table.column(c).cast(pa.float64()).to_numpy(zero_copy_only=False) if b else np.zeros(0)  # (B,) null -> NaN
+            inf = np.isinf(raw)
             if inf.any():
                 raise DataError("infinite value (expected a finite number, or null/NaN for missing)", column=c, rows=np.nonzero(inf)[0])
-        observed = ~np.isnan(raw)  # (B, K) null became NaN in to_numpy
-        mean = np.asarray(fitted.mean, dtype=np.float64)
-        std = np.asarray(fitted.std, dtype=np.float64)
-        values = np.where(observed, (raw - mean) / std, 0.0).astype(np.float32)  # (B, K)
-        present = observed.any(axis=1)  # (B,)
+            observed = ~np.isnan(raw)  # (B,)
+            values = enc.encode(raw, observed, encoding, fitted.mean[k], fitted.std[k], edges)  # (B, w)
+            parts.append(values)
+            observed_parts.append(np.repeat(observed[:, None], values.shape[1], axis=1))  # (B, w)
+            observed_any |= observed
+            missing += int((~observed).sum())
+        values = np.concatenate(parts, axis=1).astype(np.float32)  # (B, W)
+        observed = np.concatenate(observed_parts, axis=1)  # (B, W)
         counts.rows += b
-        counts.present_rows += int(present.sum())
-        counts.missing_values += int((~observed[present]).sum())
-        return ModalityTensors.fixed(torch.from_numpy(values), torch.from_numpy(present), torch.from_numpy(observed))
+        counts.present_rows += int(observed_any.sum())
+        counts.missing_values += missing - int((~observed_any).sum()) * len(self.columns)  # missing values of present rows
+        return ModalityTensors.fixed(torch.from_numpy(values), torch.from_numpy(observed_any), torch.from_numpy(observed))

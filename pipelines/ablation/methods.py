@@ -2,8 +2,8 @@
 
     rows = CachedRows(vectors, present, target, ids, names)          # (N, M, D), (N, M), ...
     scorer = SubsetScorer(model, rows, task, boot, every_subset=True)
-    table, extras = leave_one_out(scorer), {}
-    for method in ("only", "shapley"): table += METHODS[method](scorer, extras, seed=0, per_row=False)
+    extras = {}                                                       # what methods record besides rows
+    table = [row for method in ("loo", "only", "shapley") for row in METHODS[method](scorer, extras, seed=0, per_row=False)]
 
 Every method reruns only the fusion head with a changed presence mask (permutation: with one
 modality's vectors shuffled), and gives one table row per modality: its value, its ``delta``

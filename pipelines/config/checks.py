@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 from deepsets.choices import GROUPED_TASKS, TMM_POOLINGS
+from pipelines.training.selection import select_problem
 
 # (fields that must be valid, fields passed as None when invalid, the check)
 _Check = Tuple[Tuple[str, ...], Tuple[str, ...], Callable[..., Optional[Tuple[str, str]]]]
@@ -80,6 +81,11 @@ def _towers(kind: str, query: tuple, item: tuple, fusion: Optional[str]) -> Opti
     return None
 
 
+def _selection(select: str, patience: int, kind: str, k: int, valid: Optional[tuple]) -> Optional[Tuple[str, str]]:
+    problem = select_problem(select, patience, kind, k, bool(valid))
+    return ("training.select" if select not in ("", "last") or not patience else "training.patience", problem) if problem else None
+
+
 _CHECKS: List[_Check] = [
     (("task.kind", "data.label_columns", "data.group_column", "data.item_column"), (), _task_columns),
     (("task.kind", "task.query_modalities", "task.item_modalities"), ("model.fusion",), _towers),
@@ -87,6 +93,7 @@ _CHECKS: List[_Check] = [
     (("model.fusion", "model.fusion_pooling"), (), _tmm_pooling),
     (("task.kind", "task.num_outputs"), (), _outputs),
     (("training.batch_size", "scaling.workers"), (), _even_batches),
+    (("training.select", "training.patience", "task.kind", "task.k", "data.valid"), (), _selection),
 ]
 
 

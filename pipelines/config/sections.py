@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validat
 from deepsets.choices import FUSIONS, OPTIMIZERS, SCHEDULES, SEQUENCE_POOLINGS, SET_POOLINGS, TASKS
 from deepsets.model_args import ModelArgs
 from features.kinds.base import BaseFeature
-from features.schema import FeatureSchema, load_schema, parse_schema
+from features.schema import FeatureSchema, features_by_kind, load_schema, parse_schema
 from pipelines.config.checks import cross_problems, schema_source_problem
 from pipelines.config.toml_text import dump_toml
 
@@ -66,6 +66,11 @@ class SchemaConfig(BaseModel):
     path: Optional[_Text] = None
     id_column: Optional[_Text] = None
     modality: Optional[Tuple[SerializeAsAny[BaseFeature], ...]] = None  # inline tables, parsed by features.schema
+
+    @field_validator("modality", mode="before")
+    @classmethod
+    def _by_kind(cls, entries: Any) -> Any:
+        return features_by_kind(entries)
 
     @model_validator(mode="after")
     def _one_source(self) -> "SchemaConfig":
@@ -130,6 +135,8 @@ class TrainingConfig(BaseModel):
     warmup_steps: int = Field(0, ge=0)
     seed: int = Field(0, ge=0, lt=2**32)
     grad_clip: float = Field(1.0, ge=0.0)
+    select: str = ""  # the validation metric the kept epoch is chosen on; "" = the task's default, "last" = no choice
+    patience: int = Field(0, ge=0)  # stop after this many epochs without improvement of `select` (0 = never)
 
 
 class ScalingConfig(BaseModel):

@@ -142,8 +142,8 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
     started = time.perf_counter()
     say = print if progress else (lambda *a: None)
     source = load_model_source(cfg.model).with_tower(cfg.tower)
+    model = source.build()  # here, once: settings that do not fit the weights fail before any worker starts
     if cfg.with_modalities:
-        model = source.build()
         if not hasattr(model, "encode"):
             raise ValueError(f"--with-modalities needs a set-fusion model; {cfg.model} is a {type(model).__name__} (no per-modality vectors)")
     out = Path(cfg.output).absolute()

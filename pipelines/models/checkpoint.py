@@ -3,7 +3,8 @@
 A checkpoint directory holds::
 
     state.pt          {"model": state_dict, "optimizer": state_dict, "scheduler": state_dict,
-                       "epoch": int, "step": int}        (tensors, numbers, dicts: no pickled code)
+                       "epoch": int, "step": int, "progress": {...}}
+                                                        (tensors, numbers, dicts: no pickled code)
     spec.json         the fitted FeatureSpec
     config.json       the validated run config
     model_config.json the model's settings (``ModelArgs.to_dict()``)
@@ -12,7 +13,8 @@ A checkpoint directory holds::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import pickle
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict
 
@@ -34,6 +36,9 @@ class TrainState:
     scheduler: Dict[str, Any]
     epoch: int
     step: int
+    progress: Dict[str, Any] = field(default_factory=dict)
+    """Epoch selection so far: ``best_epoch``, ``best_score`` and ``stale_epochs`` (see
+    :mod:`pipelines.training.selection`); empty in checkpoints written before it existed."""
 
 
 def save_checkpoint(directory: str | Path, state: TrainState, spec: FeatureSpec, config: dict, model_args: ModelArgs) -> None:
@@ -41,7 +46,8 @@ def save_checkpoint(directory: str | Path, state: TrainState, spec: FeatureSpec,
     (``RunConfig.as_dict()``)."""
     directory = Path(directory)
     torch.save(
-        {"model": state.model, "optimizer": state.optimizer, "scheduler": state.scheduler, "epoch": state.epoch, "step": state.step},
+        {"model": state.model, "optimizer": state.optimizer, "scheduler": state.scheduler, "epoch": state.epoch, "step": state.step,
+         "progress": state.progress},
         directory / "state.pt",
     )
     spec.save(directory / "spec.json")
@@ -56,15 +62,20 @@ def load_checkpoint(directory: str | Path) -> tuple[TrainState, FeatureSpec, dic
         ``(state, spec, run config dict, model args)``.
 
     Raises:
-        JobError: naming the missing file.
+        JobError: naming the missing file, or the file that cannot be read.
+        DataError: for a spec.json that is not a spec.
     """
     directory = Path(directory)
     for name in FILES:
         if not (directory / name).exists():
             raise JobError(f"{directory}: not a deepsets checkpoint (no {name})")
-    raw = torch.load(directory / "state.pt", map_location="cpu", weights_only=True)
-    state = TrainState(raw["model"], raw["optimizer"], raw["scheduler"], int(raw["epoch"]), int(raw["step"]))
+    try:
+        raw = torch.load(directory / "state.pt", map_location="cpu", weights_only=True)
+        state = TrainState(raw["model"], raw["optimizer"], raw["scheduler"], int(raw["epoch"]), int(raw["step"]), dict(raw.get("progress") or {}))
+        config = json.loads((directory / "config.json").read_text())
+        model_args = ModelArgs.from_dict(json.loads((directory / "model_config.json").read_text()))
+    except (OSError, RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as err:  # torch.load, JSON, ModelArgs
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise JobError(f"{directory}: cannot read the checkpoint ({type(err).__name__}: {first})") from None
     spec = FeatureSpec.load(directory / "spec.json")
-    config = json.loads((directory / "config.json").read_text())
-    model_args = ModelArgs.from_dict(json.loads((directory / "model_config.json").read_text()))
     return state, spec, config, model_args

@@ -277,6 +277,7 @@ def log_deepsets_model(
     args: ModelArgs,
     name: str = "model",
     input_example: Optional[pd.DataFrame] = None,
+    step: int = 0,
 ) -> str:
     """Log a trained model as a pyfunc model in the active MLflow run; returns its model URI.
 
@@ -288,6 +289,8 @@ def log_deepsets_model(
         name: the logged model's name (MLflow 3's ``name``, formerly ``artifact_path``).
         input_example: a few input rows to store with the model (optional; MLflow runs the
             model on them once while logging, as a check).
+        step: the run's metrics logged at this step (the epoch the weights are from) are
+            attached to the logged model.
 
     Returns:
         The model URI (``models:/<model_id>`` in MLflow 3), for ``mlflow.pyfunc.load_model``
@@ -318,6 +321,7 @@ def log_deepsets_model(
                 signature=ModelSignature(params=PARAMS),
                 input_example=input_example,
                 pip_requirements=_requirements(),
+                step=step,
             )
     return info.model_uri
 

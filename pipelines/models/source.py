@@ -60,7 +60,8 @@ class ModelSource:
         """The model (for a two-tower model, its :attr:`tower`) in eval mode on the CPU.
 
         Raises:
-            ValueError: a two-tower model without a tower, or a tower for a one-tower model.
+            ValueError: a two-tower model without a tower, a tower for a one-tower model, or
+                settings that do not rebuild the weights.
         """
         from pipelines.models.pyfunc import rebuild_model, tower_view
 

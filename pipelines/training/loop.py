@@ -29,6 +29,7 @@ from features.reader import ParquetBatchReader
 from features.spec import FeatureSpec
 from pipelines.models.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from pipelines.training.objectives import ItemLogQ, Objective, unwrap
+from pipelines.training.selection import SCORE_KEY, Selection
 
 FAIL_AT_EPOCH_ENV = "DEEPSETS_FAIL_AT_EPOCH"
 """Testing knob, read by the driver: rank 0 raises after checkpointing this epoch, on a run's
@@ -84,6 +85,16 @@ def evaluate(model: nn.Module, batches, objective: Objective, device: torch.devi
     return metrics.compute()
 
 
+def _agree_to_stop(stop: bool, world: int, device: torch.device) -> bool:
+    """Rank 0's decision, for every rank (each must leave the epoch loop at the same epoch:
+    ``ray.train.report`` is a barrier)."""
+    if world > 1 and torch.distributed.is_initialized():
+        flag = torch.tensor([1.0 if stop else 0.0], device=device)
+        torch.distributed.broadcast(flag, src=0)
+        return bool(flag.item())
+    return stop
+
+
 def _mean_across_ranks(total: float, count: int, world: int, device: torch.device) -> float:
     if world > 1 and torch.distributed.is_initialized():
         t = torch.tensor([total, float(count)], dtype=torch.float64, device=device)  # NCCL needs CUDA tensors
@@ -122,6 +133,8 @@ def train_worker(loop_config: dict) -> None:
     per_epoch = max(1, ParquetBatchReader(spec, cfg.data.train).total_rows() // t.batch_size)
     scheduler = make_scheduler(optimizer, t.schedule, per_epoch * t.epochs, t.warmup_steps)
     start_epoch, step, resumed = 0, 0, False
+    selection = Selection.of(t.select, t.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid))
+    progress = {"best_epoch": -1, "best_score": float("-inf"), "stale_epochs": 0}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as directory:
@@ -133,6 +146,7 @@ def train_worker(loop_config: dict) -> None:
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
         start_epoch, step, resumed = state.epoch + 1, state.step, True
+        progress.update(state.progress)
     tracker = _Tracker(loop_config.get("mlflow")) if rank == 0 else None
     if tracker and resumed:
         tracker.log({"resumed_at_epoch": start_epoch}, step=start_epoch)
@@ -157,15 +171,27 @@ def train_worker(loop_config: dict) -> None:
         if rank == 0 and cfg.data.valid:
             valid = ParquetBatchReader(spec, cfg.data.valid, batch_size=1024, label_columns=labels, key_columns=objective.key_columns())
             metrics.update({f"valid_{k}": v for k, v in evaluate(unwrap(model), valid, objective, device, amp_dtype).items()})
-        _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_config, args)
+        if rank == 0 and selection.metric:
+            metrics[SCORE_KEY] = selection.score(metrics)
+            if progress["best_epoch"] < 0 or metrics[SCORE_KEY] > progress["best_score"]:
+                progress.update(best_epoch=epoch, best_score=metrics[SCORE_KEY], stale_epochs=0)
+            else:
+                progress["stale_epochs"] += 1
+        stop = _agree_to_stop(bool(selection.patience) and progress["stale_epochs"] >= selection.patience, world, device)
+        _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_config, args, progress)
         if rank == 0:
-            print("epoch {}/{}: ".format(epoch + 1, t.epochs) + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "step")), flush=True)
-            tracker.log({k: v for k, v in metrics.items() if k not in ("epoch", "step")}, step=epoch)
+            print("epoch {}/{}: ".format(epoch + 1, t.epochs) + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "step", SCORE_KEY)), flush=True)
+            tracker.log({k: v for k, v in metrics.items() if k not in ("epoch", "step", SCORE_KEY)}, step=epoch)
         if rank == 0 and not resumed and loop_config.get("fail_at_epoch") == epoch:
             raise RuntimeError(f"injected failure after epoch {epoch} ({FAIL_AT_EPOCH_ENV})")
+        if stop:
+            if rank == 0:
+                print(f"stopping early after epoch {epoch + 1}: {selection.metric} has not improved for {selection.patience} "
+                      f"epoch(s) (best: epoch {progress['best_epoch'] + 1})", flush=True)
+            break
 
 
-def _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_config, args) -> None:
+def _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_config, args, progress) -> None:
     """Every rank reports (it is a barrier); rank 0 attaches the checkpoint."""
     import ray.train
 
@@ -173,7 +199,7 @@ def _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_
         ray.train.report(metrics, checkpoint=None)
         return
     with tempfile.TemporaryDirectory() as directory:
-        state = TrainState(unwrap(model).state_dict(), optimizer.state_dict(), scheduler.state_dict(), epoch, step)
+        state = TrainState(unwrap(model).state_dict(), optimizer.state_dict(), scheduler.state_dict(), epoch, step, dict(progress))
         save_checkpoint(directory, state, spec, loop_config["config"], args)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
 

@@ -14,13 +14,14 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from features.spec import FeatureSpec
 from pipelines.config import RunConfig
 from pipelines.errors import JobError
 from pipelines.ray_runtime import start_ray
 from pipelines.training.inputs import check_training_data, item_counts
+from pipelines.training.selection import SCORE_KEY, Selection
 
 RUN_NAME_TAG = "deepsets.run_name"
 
@@ -96,8 +97,15 @@ def open_mlflow_run(cfg: RunConfig, run_name: str, resume: bool, spec_path: Path
     return uri, run.info.run_id
 
 
-def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[str] = None, progress: bool = True) -> dict:
+def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[str] = None, progress: bool = True,
+                 callbacks: Sequence = ()) -> dict:
     """Train as the config says; return the summary printed by ``deepsets train --json``.
+
+    The logged model is the selected epoch's (``training.select``, :mod:`.selection`); the
+    summary's ``metrics`` are that epoch's, ``selected`` says which epoch it is.
+
+    Args:
+        callbacks: Ray Train ``UserCallback`` s (``deepsets tune`` passes Tune's reporter).
 
     Raises:
         DataError: for bad data.
@@ -126,6 +134,7 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
     spec = prepare_spec(cfg, run_dir, resume, progress)
     check_training_data(cfg, spec)
     popularity = item_counts(cfg)  # before any run is opened: a bad item column fails here
+    selection = Selection.of(cfg.training.select, cfg.training.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid))
     uri, run_id = open_mlflow_run(cfg, run_name, resume, run_dir / "spec.json")
     start_ray(ray_address, int(cfg.scaling.workers * cfg.scaling.cpus_per_worker) + 1)
     trainer = TorchTrainer(
@@ -141,7 +150,8 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
             num_workers=cfg.scaling.workers, use_gpu=cfg.scaling.use_gpu, resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}
         ),
         run_config=ray.train.RunConfig(
-            name=run_name, storage_path=str(storage), failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures)
+            name=run_name, storage_path=str(storage), failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures),
+            checkpoint_config=checkpoint_retention(selection), callbacks=list(callbacks),
         ),
     )
     try:
@@ -155,19 +165,44 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
             f"training failed (scaling.max_failures = {cfg.scaling.max_failures}): {lines[-1] if lines else type(error).__name__}; "
             f"checkpoints so far are in {run_dir} (continue with --resume)"
         ) from None
-    with result.checkpoint.as_directory() as directory:
+    kept, kept_metrics = selected_checkpoint(result, selection)
+    with kept.as_directory() as directory:
         state, spec, _, args = load_checkpoint(directory)
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=run_id):
-        model_uri = log_deepsets_model(state.model, spec, args)
-    metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
+        # step: MLflow attaches the run's metrics of that step (the kept epoch) to the logged model
+        model_uri = log_deepsets_model(state.model, spec, args, step=state.epoch)
+        mlflow.set_tags({"deepsets.selected_epoch": str(state.epoch + 1), "deepsets.selected_on": selection.metric or "last epoch"})
+    metrics = {k: v for k, v in kept_metrics.items() if isinstance(v, (int, float)) and k != SCORE_KEY}
+    last_epoch = int((result.metrics or {}).get("epoch", state.epoch))
     return {
         "run_name": run_name,
         "run_id": run_id,
         "model_uri": model_uri,
         "tracking_uri": uri,
-        "checkpoint": result.checkpoint.path,
-        "epochs_done": state.epoch + 1,
+        "checkpoint": kept.path,
+        "epochs_done": last_epoch + 1,
+        "selected": {"epoch": state.epoch + 1, "metric": selection.metric or "last", "value": metrics.get(selection.metric) if selection.metric else None,
+                     "stopped_early": last_epoch + 1 < cfg.training.epochs},
         "metrics": metrics,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def checkpoint_retention(selection: Selection):
+    """Ray Train keeps the best checkpoint by the selected metric (and always the latest, which
+    a resumed run continues from); with no selection, the latest alone."""
+    import ray.train
+
+    if selection.metric is None:
+        return ray.train.CheckpointConfig(num_to_keep=1)
+    return ray.train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=SCORE_KEY, checkpoint_score_order="max")
+
+
+def selected_checkpoint(result, selection: Selection):
+    """``(checkpoint, its epoch's metrics)``: the best by the selected metric (the earliest of
+    equals), or the last one."""
+    if selection.metric is None or not result.best_checkpoints:
+        return result.checkpoint, dict(result.metrics or {})
+    best = max(result.best_checkpoints, key=lambda pair: (pair[1].get(SCORE_KEY, float("-inf")), -pair[1].get("epoch", 0)))
+    return best[0], dict(best[1])

@@ -15,7 +15,7 @@ from features.kinds.dense_sequence import DenseSequenceFeature
 from features.kinds.id_sequence import IdSequenceFeature
 from features.kinds.id_set import IdSetFeature
 from features.kinds.numeric import NumericFeature
-from features.schema import load_schema
+from features.schema import FeatureSchema, load_schema, parse_schema
 from pipelines.cli import main
 
 ALL_KINDS = """
@@ -318,3 +318,11 @@ def test_cli_prints_every_schema_problem_on_one_error_line(tmp_path, capsys):
     for location in ("modality[0] (image).dim", "modality[1] (tags).max_lenn", "modality[2] (history).kind"):
         assert location in lines[0]
     assert not (tmp_path / "s.json").exists()
+
+
+def test_a_schema_built_directly_from_dicts_picks_each_class_by_kind():
+    schema = FeatureSchema.model_validate({"modality": ({"name": "img", "kind": "dense", "dim": 3}, {"name": "c", "kind": "categorical"})})
+    assert [type(m).__name__ for m in schema.modality] == ["DenseFeature", "CategoricalFeature"]
+    assert parse_schema({"modality": ({"name": "img", "kind": "dense", "dim": 3},)}).names == ["img"]  # a tuple of tables too
+    with pytest.raises(ValueError, match=r"modality\[0\]: unknown kind 'picture'"):
+        FeatureSchema.model_validate({"modality": [{"name": "img", "kind": "picture"}]})

@@ -692,3 +692,29 @@ def test_two_tower_config_reaches_the_builder(tmp_path):
     assert args.task == "two_tower" and args.query_modalities == ("history",) and args.item_modalities == ("image",)
     assert args.temperature == 0.1 and args.to_dict()["query_modalities"] == ["history"]
     assert "query_modalities" not in C.load_run_config(write(tmp_path, MINIMAL)).model_args().to_dict()  # older checkpoints still resume
+
+
+@pytest.mark.parametrize("valid, training, problem", [
+    (True, 'select = "valid_ndcg_at_10"', "training.select: a binary run reports valid_loss, valid_auc, valid_log_loss (or \"last\"; found 'valid_ndcg_at_10')"),
+    (True, 'select = "last"\npatience = 2', 'training.patience: patience needs a metric to watch: set select to a validation metric, not "last"'),
+    (False, "patience = 2", "training.patience: selecting an epoch on a validation metric (select, patience) needs data.valid"),
+    (False, 'select = "valid_auc"', "training.select: selecting an epoch on a validation metric (select, patience) needs data.valid"),
+])
+def test_epoch_selection_problems_are_named(tmp_path, valid, training, problem):
+    text = with_lines(MINIMAL, "data", 'valid = "data/valid/"') if valid else MINIMAL
+    err = config_error(write(tmp_path, with_lines(text, "training", training)))
+    assert err.problems == [problem]
+
+
+def test_epoch_selection_defaults_per_task(tmp_path):
+    from pipelines.training.selection import Selection
+
+    cfg = load_run_config(write(tmp_path, with_lines(MINIMAL, "data", 'valid = "data/valid/"')))
+    assert (cfg.training.select, cfg.training.patience) == ("", 0)
+    assert Selection.of("", 0, "binary", 10, True) == Selection("valid_auc", 0)
+    assert Selection.of("", 0, "binary", 10, False) == Selection(None, 0)  # no validation data: the last epoch
+    assert Selection.of("", 3, "listwise", 5, True) == Selection("valid_ndcg_at_5", 3)
+    assert Selection.of("last", 0, "regression", 10, True).metric is None
+    rmse = Selection.of("", 0, "regression", 10, True)
+    assert rmse.metric == "valid_rmse" and rmse.score({"valid_rmse": 2.0}) == -2.0 and not rmse.higher_is_better
+    assert Selection("valid_auc").score({"valid_auc": float("nan")}) == float("-inf")  # a one-class set ranks lowest

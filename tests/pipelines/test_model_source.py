@@ -73,3 +73,16 @@ def test_a_half_written_checkpoint_names_the_missing_file(checkpoint, tmp_path):
     (broken / "spec.json").unlink()
     with pytest.raises(JobError, match=r"broken: not a deepsets checkpoint \(no spec.json\)"):
         load_model_source(str(broken))
+
+
+def test_a_checkpoint_whose_settings_are_unreadable_is_named(checkpoint, tmp_path):
+    import shutil
+
+    broken = tmp_path / "unreadable"
+    shutil.copytree(checkpoint[0], broken)
+    (broken / "model_config.json").write_text('{"dim": 8, "width": 3}')
+    with pytest.raises(JobError, match=r"unreadable: cannot read the checkpoint \(ValueError: model arguments: unknown \['width'\]"):
+        load_model_source(str(broken))
+    (broken / "model_config.json").write_text('{"dim": 16, "layers": 0, "heads": 2, "fusion": "deepset"}')
+    with pytest.raises(ValueError, match="do not rebuild these weights"):
+        load_model_source(str(broken)).build()

@@ -309,3 +309,40 @@ def check_compass_kind() -> None:
     tensors = ModalityTensors.fixed(torch.nan_to_num(batch_values), ~torch.isnan(batch_values))
     out = model(FeatureBatch({"heading": tensors}, 3))
     assert out.fused.shape == (3, 8) and torch.isfinite(out.fused).all()
+
+
+def test_traits_that_cannot_run_are_refused_when_declared_or_built():
+    with pytest.raises(ValueError, match="a summarizer needs a jagged kind"):
+        KindTraits("odd", jagged=False, values="floats", summarized=True, needs="dim")
+    from deepsets.batch import FeatureBatch
+    from deepsets.builders import build_model
+
+    class JaggedEncoder(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.project = nn.Linear(1, dim)
+
+        def forward(self, modality):
+            return Encoded(self.project(modality.values), modality.offsets, modality.present)
+
+    traits = KindTraits("bag_of_floats", jagged=True, values="floats", summarized=False, needs="dim")
+    saved = dict(kinds._KINDS), dict(encoder_registry._ENCODERS)
+    try:
+        register_encoder(traits, lambda info, dim, ff_dim: JaggedEncoder(dim))
+        model = build_model([ModalityInfo("bag", "bag_of_floats", dim=1)], dim=4, heads=2, fusion="deepset")
+        bag = ModalityTensors.from_lengths(torch.randn(3, 1), torch.tensor([2, 1]))
+        with pytest.raises(ValueError, match="'bag': its encoder returned jagged tokens, but its kind is not summarized"):
+            model(FeatureBatch({"bag": bag}, 2))
+    finally:
+        kinds._KINDS.clear(), kinds._KINDS.update(saved[0])
+        encoder_registry._ENCODERS.clear(), encoder_registry._ENCODERS.update(saved[1])
+
+
+def test_a_broken_plugin_is_named(monkeypatch, tmp_path):
+    info = tmp_path / "broken_kind-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-kind\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[deepsets.kinds]\nbroken = broken_kind_module_that_is_missing\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match="modality kind 'broken': its plug-in 'broken_kind_module_that_is_missing' .* failed to import: ModuleNotFoundError"):
+        kind_traits("broken")

@@ -133,3 +133,49 @@ def test_resume_with_a_different_model_is_refused_before_ray(ray_session, demo_d
     changed = changed.model_copy(update={"model": changed.model.model_copy(update={"dim": 16})})
     with pytest.raises(JobError, match=r"different model than its checkpoint \(dim: 32 -> 16\)"):
         run_training(changed, resume=True, progress=False)
+
+
+def shuffled_labels(data_dir, out_dir, seed=0):
+    """The demo rows with ``clicked`` permuted: nothing to learn, so validation loss is lowest
+    early and rises as the model memorizes the training rows."""
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    for split in ("train", "valid"):
+        (out_dir / split).mkdir(parents=True)
+        for path in sorted((data_dir / split).glob("*.parquet")):
+            table = pq.read_table(path)
+            i = table.schema.get_field_index("clicked")
+            table = table.set_column(i, "clicked", pa.array(rng.permutation(table.column("clicked").to_numpy())))
+            pq.write_table(table, out_dir / split / path.name)
+    (out_dir / "schema.toml").write_text((data_dir / "schema.toml").read_text())
+    return out_dir
+
+
+def test_the_best_epoch_is_the_model_and_patience_stops_early(ray_session, demo_data, tmp_path):
+    from features.reader import ParquetBatchReader
+    from pipelines.models.pyfunc import load_deepsets_model
+    from pipelines.training.loop import evaluate
+    from pipelines.training.objectives import Objective
+
+    data = shuffled_labels(demo_data, tmp_path / "noise")
+    cfg = config(data, tmp_path, "select", workers=2, epochs=6, batch_size=100, lr=1e-2, select="valid_loss", patience=1)
+    summary = run_training(cfg, progress=False)
+    client = mlflow.tracking.MlflowClient(summary["tracking_uri"])
+    losses = [m.value for m in sorted(client.get_metric_history(summary["run_id"], "valid_loss"), key=lambda m: m.step)]
+    best = min(range(len(losses)), key=losses.__getitem__)
+    ran = summary["epochs_done"]
+    assert len(losses) == ran < 6 and summary["selected"]["stopped_early"], losses  # patience 1: one epoch without improvement
+    assert best == ran - 2 and summary["selected"] == {"epoch": best + 1, "metric": "valid_loss", "value": losses[best], "stopped_early": True}
+    assert summary["metrics"]["valid_loss"] == losses[best] and summary["metrics"]["epoch"] == best
+    # the logged model is the best epoch's, carries that epoch's metrics, and reproduces its loss
+    model, spec, _ = load_deepsets_model(summary["model_uri"])
+    valid = ParquetBatchReader(spec, data / "valid", batch_size=1024, label_columns=["clicked"])
+    again = evaluate(model, valid, Objective("binary", ("clicked",)), torch.device("cpu"))["loss"]
+    assert again == pytest.approx(losses[best], abs=1e-5)
+    logged = mlflow.get_logged_model(summary["model_uri"].removeprefix("models:/"))
+    assert {(m.key, m.step, m.value) for m in logged.metrics if m.key == "valid_loss"} == {("valid_loss", best, losses[best])}
+    assert client.get_run(summary["run_id"]).data.tags["deepsets.selected_epoch"] == str(best + 1)
+    kept = [p for p in (tmp_path / "ray" / "select").glob("checkpoint_*") if p.is_dir()]
+    assert len(kept) == 2  # Ray Train keeps the best and the last

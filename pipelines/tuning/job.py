@@ -1,0 +1,207 @@
+"""``deepsets tune``: search a run config's settings on Ray Tune, poor trials stopped early by ASHA.
+
+Recipe:
+    setup  -- the run config and the space are validated; the feature spec is fitted once and
+              shared by every trial; a parent MLflow run is opened;
+    search -- every trial is ``deepsets train`` with the sampled settings (a Ray Train run inside
+              a Tune trial, its MLflow run nested under the parent); each epoch's selected
+              validation metric (``training.select``) goes to Tune, whose ASHA scheduler stops
+              trials that fall behind at each rung;
+    report -- a table of every trial, ``best.toml`` (the run config with the best trial's
+              settings, for ``deepsets train --config``), both logged to the parent run.
+
+Output folder::
+
+    trials.md, trials.json   every trial: its settings, status, best metric, epochs, model
+    best.toml                the best trial's run config
+    spec.json                the feature spec every trial used
+    ray_results/             the trials' Ray Train checkpoints; tune/: Tune's own records
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from features.spec import FeatureSpec
+from pipelines.config import RunConfig, load_run_config, parse_run_config
+from pipelines.errors import ConfigError
+from pipelines.ray_runtime import start_ray
+from pipelines.training.selection import SCORE_KEY, Selection
+from pipelines.tuning.space import SearchSpace, load_space
+
+TRIALS = "trials"
+TRIAL_CPU = 0.01
+"""CPUs a trial's own process reserves (it only drives its Ray Train run, whose workers reserve theirs)."""
+
+
+def with_params(raw: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
+    """A copy of the config dict with each ``section.field`` of ``params`` set."""
+    out = copy.deepcopy(raw)
+    for key, value in params.items():
+        section, _, name = key.partition(".")
+        out.setdefault(section, {})[name] = value.item() if hasattr(value, "item") else value
+    return out
+
+
+def _trial(params: Dict[str, Any], base: Dict[str, Any], out: str, stamp: str) -> None:
+    """One Tune trial: ``deepsets train`` with the sampled settings; Tune sees every epoch."""
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from pipelines.training.run import run_training
+
+    trial_id = ray.tune.get_context().get_trial_id()
+    raw = with_params(base, params)
+    raw["tracking"]["run_name"] = f"{stamp}-{trial_id}"
+    cfg = parse_run_config(raw, f"trial {trial_id}")
+    summary = run_training(cfg, progress=False, callbacks=[TuneReportCallback()])
+    path = Path(out) / TRIALS / f"{trial_id}.json"
+    path.write_text(json.dumps({"params": params, **summary}, default=str), encoding="utf-8")
+
+
+def _progress_callback(say, metric: str):
+    from ray import tune
+
+    class Progress(tune.Callback):
+        """One line per trial epoch and per finished trial."""
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            value = result.get(metric)
+            say(f"  {trial.trial_id} epoch {result.get('training_iteration')}: {metric} "
+                f"{value:.4g}" if isinstance(value, (int, float)) else f"  {trial.trial_id} epoch {result.get('training_iteration')}")
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            say(f"  {trial.trial_id} done ({sum(t.status == 'TERMINATED' for t in trials)} of {len(trials)} trials finished)")
+
+    return Progress()
+
+
+def _trial_rows(results, out: Path, selection: Selection, epochs: int, stamp: str) -> List[dict]:
+    """One row per trial: settings, status, best selected metric and its epoch, model."""
+    rows = []
+    for result in results:
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path or "?").name
+        saved_path = out / TRIALS / f"{trial_id}.json"
+        saved = json.loads(saved_path.read_text(encoding="utf-8")) if saved_path.exists() else {}
+        history = result.metrics_dataframe
+        ran = int(history["training_iteration"].max()) if history is not None and len(history) else 0
+        best_value, best_epoch = math.nan, None
+        if history is not None and len(history) and selection.metric in history:
+            scores = history[SCORE_KEY] if SCORE_KEY in history else history[selection.metric]
+            at = int(scores.astype(float).fillna(-math.inf).idxmax())
+            best_value, best_epoch = float(history[selection.metric].iloc[at]), int(history["training_iteration"].iloc[at])
+        if result.error:
+            status = f"error: {str(result.error).strip().splitlines()[-1] if str(result.error).strip() else type(result.error).__name__}"
+        elif saved:
+            status = "completed" if ran >= epochs else f"stopped early by patience after epoch {ran}"
+        else:
+            status = f"stopped by ASHA after epoch {ran}"
+        rows.append({"trial": trial_id, "params": result.config, "status": status, "epochs": ran, "best": best_value,
+                     "best_epoch": best_epoch, "model_uri": saved.get("model_uri"), "run_id": saved.get("run_id"),
+                     "run_name": f"{stamp}-{trial_id}"})
+    return rows
+
+
+def markdown(rows: List[dict], metric: str, keys: Sequence[str]) -> str:
+    """The trials as a Markdown table, best first."""
+    lines = ["| trial | " + " | ".join(keys) + f" | best {metric} | at epoch | status | model |", "|---|" + "---|" * (len(keys) + 4)]
+    for r in rows:
+        value = "-" if r["best"] is None or math.isnan(r["best"]) else f"{r['best']:.4f}"
+        shown = [f"{r['params'][k]:.4g}" if isinstance(r["params"][k], float) else str(r["params"][k]) for k in keys]
+        lines.append(f"| {r['trial']} | " + " | ".join(shown) + f" | {value} | {r['best_epoch'] or '-'} | {r['status']} | {r['model_uri'] or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_tune(config: str, space_path: str, *, overrides: Sequence[str] = (), trials: Optional[int] = None, out: Optional[str] = None,
+             ray_address: Optional[str] = None, progress: bool = True) -> dict:
+    """Search the space; returns the summary ``deepsets tune --json`` prints.
+
+    Raises:
+        ConfigError: a bad run config or space, or a run with no validation metric to compare.
+        DataError: bad training data (found while fitting the shared spec).
+    """
+    import mlflow
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    started = time.perf_counter()
+    say = print if progress else (lambda *a: None)
+    cfg = load_run_config(config, overrides)
+    space = load_space(space_path)
+    selection = Selection.of(cfg.training.select, cfg.training.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid))
+    if selection.metric is None:
+        raise ConfigError(config, ["training.select: tune compares trials on a validation metric: give data.valid (and not select = \"last\")"])
+    samples = trials or space.trials
+    stamp = time.strftime("tune-%Y%m%d-%H%M%S")
+    out_dir = Path(out or stamp).absolute()
+    (out_dir / TRIALS).mkdir(parents=True, exist_ok=True)
+    spec = FeatureSpec.load(cfg.data.spec) if cfg.data.spec else FeatureSpec.fit(cfg.feature_schema(), cfg.data.train, progress=progress)
+    spec.save(out_dir / "spec.json")
+    uri = cfg.tracking.resolved_mlflow_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(cfg.tracking.experiment)
+    with mlflow.start_run(run_name=stamp, tags={"deepsets.tune": "parent"}) as parent:
+        mlflow.log_params({f"space.{p.key}": f"{p.distribution} {list(p.values)}" for p in space.params})
+    base = cfg.as_dict()
+    base["data"]["spec"] = str(out_dir / "spec.json")
+    base["tracking"].update(mlflow_uri=uri, parent_run_id=parent.info.run_id, storage_path=str(out_dir / "ray_results"))
+    per_trial = cfg.scaling.workers * cfg.scaling.cpus_per_worker + TRIAL_CPU
+    start_ray(ray_address, math.ceil(per_trial * min(samples, 2)))
+    import ray
+
+    concurrent = max(1, min(samples, int(ray.cluster_resources().get("CPU", 1) // per_trial)))
+    say(f"tuning {len(space.params)} setting(s) over {samples} trials, {concurrent} at a time, on {selection.metric}; "
+        f"ASHA grace {space.grace_epochs} epoch(s), reduction {space.reduction_factor}; output in {out_dir}")
+    # max_t one past the last epoch: ASHA stops a trial that reaches max_t, which would cut it off
+    # before its run logs the model; the last rung stays below the run's own end
+    scheduler = ASHAScheduler(metric=SCORE_KEY, mode="max", max_t=cfg.training.epochs + 1,
+                              grace_period=min(space.grace_epochs, cfg.training.epochs), reduction_factor=space.reduction_factor)
+    trainable = tune.with_parameters(_trial, base=base, out=str(out_dir), stamp=stamp)
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": TRIAL_CPU}),  # a token share: the Ray Train run inside reserves its workers' CPUs
+        param_space=space.tune_space(),
+        tune_config=tune.TuneConfig(num_samples=samples, scheduler=scheduler, max_concurrent_trials=concurrent),
+        run_config=tune.RunConfig(name=stamp, storage_path=str(out_dir / "tune"), verbose=0,
+                                  callbacks=[_progress_callback(say, selection.metric)]),
+    )
+    results = tuner.fit()
+    return _report(results, cfg, space, selection, out_dir, parent.info.run_id, stamp, started, say)
+
+
+def _report(results, cfg: RunConfig, space: SearchSpace, selection: Selection, out: Path, parent_id: str, stamp: str,
+            started: float, say) -> dict:
+    """Write the trial table and ``best.toml``, log them to the parent run, return the summary."""
+    from mlflow.tracking import MlflowClient
+
+    rows = _trial_rows(results, out, selection, cfg.training.epochs, stamp)
+    sign = 1.0 if selection.higher_is_better else -1.0
+    rows.sort(key=lambda r: -math.inf if math.isnan(r["best"]) else sign * r["best"], reverse=True)
+    keys = [p.key for p in space.params]
+    (out / "trials.json").write_text(json.dumps(rows, indent=1, default=str), encoding="utf-8")
+    (out / "trials.md").write_text(markdown(rows, selection.metric, keys), encoding="utf-8")
+    summary = {"trials": rows, "metric": selection.metric, "output": str(out), "parent_run_id": parent_id}
+    finished = [r for r in rows if not math.isnan(r["best"])]
+    if finished:
+        best = with_params(cfg.as_dict(), finished[0]["params"])
+        best["tracking"].update(run_name="", parent_run_id="")
+        (out / "best.toml").write_text(parse_run_config(best, "best trial").to_toml(), encoding="utf-8")
+        summary.update(best=finished[0], best_toml=str(out / "best.toml"))
+    client = MlflowClient(cfg.tracking.resolved_mlflow_uri())
+    for name in ("trials.md", "trials.json", "best.toml"):
+        if (out / name).exists():
+            client.log_artifact(parent_id, str(out / name), artifact_path="tune")
+    if finished:
+        client.log_metric(parent_id, f"best_{selection.metric}", finished[0]["best"])
+    for row in rows:  # say in each trial's own MLflow run how it ended (ASHA stops a trial mid-run)
+        for run in client.search_runs([client.get_run(parent_id).info.experiment_id],
+                                      filter_string=f"tags.`deepsets.run_name` = '{row['run_name']}'"):
+            client.set_tag(run.info.run_id, "deepsets.tune_status", row["status"])
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    say(markdown(rows, selection.metric, keys))
+    say(f"best: {summary['best_toml']} (deepsets train --config {summary['best_toml']})" if finished else "no trial finished an epoch")
+    return summary
