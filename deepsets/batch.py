@@ -106,6 +106,18 @@ class ModalityTensors:
         lo, hi = int(self.offsets[start]), int(self.offsets[stop])
         return ModalityTensors(self.values[lo:hi], present, self.offsets[start : stop + 1] - lo)
 
+    def take(self, rows: Tensor) -> "ModalityTensors":
+        """The given rows ``(R,)`` int64, in that order (repeats allowed), as a new modality."""
+        present = self.present[rows]  # (R,)
+        if self.offsets is None:
+            observed = None if self.observed is None else self.observed[rows]
+            return ModalityTensors(self.values[rows], present, None, observed)
+        lengths = self.lengths()[rows]  # (R,)
+        starts = torch.repeat_interleave(self.offsets[:-1][rows], lengths)  # (N',) each element's row start
+        first = torch.cumsum(lengths, 0) - lengths  # (R,) where each taken row starts in the result
+        within = torch.arange(int(lengths.sum()), device=lengths.device) - torch.repeat_interleave(first, lengths)  # (N',)
+        return ModalityTensors.from_lengths(self.values[starts + within], lengths, present)
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "ModalityTensors":
         def move(t: Optional[Tensor]) -> Optional[Tensor]:
             return None if t is None else t.to(device, non_blocking=non_blocking)
@@ -200,6 +212,22 @@ class FeatureBatch:
             num_rows=stop - start,
             labels={k: v[start:stop] for k, v in self.labels.items()},
             ids=None if self.ids is None else self.ids[start:stop],
+        )
+
+    def take(self, rows: Tensor) -> "FeatureBatch":
+        """The given rows ``(R,)`` int64, in that order (repeats allowed)."""
+        ids = self.ids
+        if isinstance(ids, Tensor):
+            ids = ids[rows]
+        elif isinstance(ids, np.ndarray):
+            ids = ids[rows.numpy()]
+        elif ids is not None:
+            ids = [ids[i] for i in rows.tolist()]
+        return FeatureBatch(
+            modalities={k: m.take(rows) for k, m in self.modalities.items()},
+            num_rows=int(rows.numel()),
+            labels={k: v[rows] for k, v in self.labels.items()},
+            ids=ids,
         )
 
     @staticmethod

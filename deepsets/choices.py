@@ -28,5 +28,8 @@ GROUPED_TASKS = ("listwise", "pairwise")
 HEAD_TASKS = TASKS[:-1]
 """Tasks with a linear task head on the fused embedding (two_tower has two towers instead)."""
 
+NEGATIVES = ("in_batch", "mixed", "catalogue")
+"""two_tower: the negatives of each query (``pipelines.training.negatives``)."""
+
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")

@@ -102,26 +102,46 @@ class InBatchSoftmax(nn.Module):
     def temperature(self) -> Tensor:
         return 1.0 / self.log_inv_temperature.clamp(max=math.log(100.0)).exp()
 
-    def forward(self, queries: Tensor, items: Tensor, item_log_q: Tensor | None = None, item_ids: Tensor | None = None) -> Tensor:
-        """Mean cross-entropy of each query against the batch's items.
+    def forward(self, queries: Tensor, items: Tensor, item_log_q: Tensor | None = None, item_ids: Tensor | None = None,
+                extra_items: Tensor | None = None, extra_ids: Tensor | None = None, extra_log_q: Tensor | None = None) -> Tensor:
+        """Mean cross-entropy of each query against the batch's items (and extra negatives).
 
         Args:
             queries: (B, D) query embeddings.
             items: (B, D) item embeddings, row b the positive of query b.
             item_log_q: (B,) log sampling probability of each row's item (None: no correction).
-            item_ids: (B,) item ids; an item that occurs twice in the batch is not used as a
-                negative of the other row (None: all rows are distinct items).
+            item_ids: (B,) item ids; an item that occurs twice in the batch is not a negative of
+                its other row, and counts once as a negative of the rest (None: all rows are
+                distinct items).
+            extra_items: (S, D) more negatives for every query (sampled items, or the whole
+                catalogue); one whose id is among ``item_ids`` is left out (the batch's own
+                column stands for that item).
+            extra_ids: (S,) their item ids (needed with ``item_ids``).
+            extra_log_q: (S,) their logit corrections (None: none).
         """
         # float32 even under bf16 autocast: at T ~ 0.05 bf16 logits would be off by ~0.1
         q, v = F.normalize(queries.float(), dim=-1), F.normalize(items.float(), dim=-1)  # (B, D), (B, D)
         with torch.autocast(device_type=q.device.type, enabled=False):
             logits = q @ v.T / self.temperature  # (B, B)
+            if extra_items is not None:
+                extra = q @ F.normalize(extra_items.float(), dim=-1).T / self.temperature  # (B, S)
         if item_log_q is not None:
             logits = logits - item_log_q.unsqueeze(0)  # (B, B): correct every column by its item's log q
         if item_ids is not None:
+            # every item once in each row's softmax: a repeat of the row's own item is not its
+            # negative, and another row's item repeated in the batch counts once (its first column)
             same = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)  # (B, B)
-            same.fill_diagonal_(False)
-            logits = logits.masked_fill(same, torch.finfo(logits.dtype).min)
+            repeat = same.tril(diagonal=-1).any(dim=1)  # (B,) column j repeats an earlier column's item
+            drop = same | repeat.unsqueeze(0)  # (B, B)
+            drop.fill_diagonal_(False)
+            logits = logits.masked_fill(drop, torch.finfo(logits.dtype).min)
+        if extra_items is not None:
+            if extra_log_q is not None:
+                extra = extra - extra_log_q.unsqueeze(0)  # (B, S)
+            if item_ids is not None and extra_ids is not None:
+                in_batch = torch.isin(extra_ids, item_ids)  # (S,) items the batch already holds
+                extra = extra.masked_fill(in_batch.unsqueeze(0), torch.finfo(extra.dtype).min)
+            logits = torch.cat([logits, extra], dim=1)  # (B, B + S)
         target = torch.arange(queries.shape[0], device=queries.device)
         return F.cross_entropy(logits, target)
 

@@ -61,10 +61,12 @@ class Tower(nn.Module):
 
 @dataclass
 class TwoTowerOutput:
-    """Both sides' unit-length embeddings of a batch of (query, item) rows: (B, D) each."""
+    """Both sides' unit-length embeddings of a batch of (query, item) rows: (B, D) each; and,
+    when extra negative items were given, theirs: (S, D)."""
 
     query: Tensor
     item: Tensor
+    negatives: Optional[Tensor] = None
 
 
 class TwoTowerModel(nn.Module):
@@ -101,15 +103,25 @@ class TwoTowerModel(nn.Module):
             raise ValueError(f"tower must be one of {TOWERS}, got {side!r}")
         return self.query if side == "query" else self.item
 
-    def forward(self, batch: FeatureBatch) -> TwoTowerOutput:
-        return TwoTowerOutput(self.query(batch).fused, self.item(batch).fused)  # (B, D), (B, D)
+    def forward(self, batch: FeatureBatch, negatives: Optional[FeatureBatch] = None) -> TwoTowerOutput:
+        """Both towers on ``batch``; the item tower also on ``negatives`` (extra negative items,
+        run here so that a data-parallel wrapper sees one forward pass)."""
+        extra = self.item(negatives).fused if negatives is not None else None  # (S, D)
+        return TwoTowerOutput(self.query(batch).fused, self.item(batch).fused, extra)  # (B, D), (B, D)
 
-    def loss(self, out: TwoTowerOutput, item_ids: Optional[Tensor] = None, item_log_q: Optional[Tensor] = None) -> Tensor:
-        """In-batch softmax of each query against the batch's items (see ``InBatchSoftmax``).
+    def loss(self, out: TwoTowerOutput, item_ids: Optional[Tensor] = None, item_log_q: Optional[Tensor] = None,
+             extra_items: Optional[Tensor] = None, extra_ids: Optional[Tensor] = None, extra_log_q: Optional[Tensor] = None) -> Tensor:
+        """Softmax of each query against the batch's items and any extra negatives (see
+        ``InBatchSoftmax``).
 
         Args:
             out: this model's output on a batch.
             item_ids: (B,) item ids: repeats of an item are not negatives of each other.
             item_log_q: (B,) log sampling probability of each row's item (logQ correction).
+            extra_items: (S, D) extra negatives' embeddings (default: ``out.negatives``).
+            extra_ids: (S,) their item ids (an extra that is one of the batch's items is left out).
+            extra_log_q: (S,) their logit corrections.
         """
-        return self.loss_fn(out.query, out.item, item_log_q=item_log_q, item_ids=item_ids)
+        extra = extra_items if extra_items is not None else out.negatives
+        return self.loss_fn(out.query, out.item, item_log_q=item_log_q, item_ids=item_ids,
+                            extra_items=extra, extra_ids=extra_ids, extra_log_q=extra_log_q)

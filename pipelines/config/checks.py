@@ -86,6 +86,16 @@ def _selection(select: str, patience: int, kind: str, k: int, valid: Optional[tu
     return ("training.select" if select not in ("", "last") or not patience else "training.patience", problem) if problem else None
 
 
+def _negatives(kind: str, negatives: str, items: Optional[tuple]) -> Optional[Tuple[str, str]]:
+    if negatives != "in_batch" and kind != "two_tower":
+        return "task.negatives", f"is used only by two_tower tasks (task.kind = {kind!r})"
+    if negatives != "in_batch" and not items:
+        return "data.items", f"{negatives} negatives come from the item table: give data.items (one row per item: item modalities and the item column)"
+    if items and negatives == "in_batch":
+        return "data.items", "the item table is used only by mixed or catalogue negatives (task.negatives)"
+    return None
+
+
 _CHECKS: List[_Check] = [
     (("task.kind", "data.label_columns", "data.group_column", "data.item_column"), (), _task_columns),
     (("task.kind", "task.query_modalities", "task.item_modalities"), ("model.fusion",), _towers),
@@ -94,6 +104,7 @@ _CHECKS: List[_Check] = [
     (("task.kind", "task.num_outputs"), (), _outputs),
     (("training.batch_size", "scaling.workers"), (), _even_batches),
     (("training.select", "training.patience", "task.kind", "task.k", "data.valid"), (), _selection),
+    (("task.kind", "task.negatives", "data.items"), (), _negatives),
 ]
 
 

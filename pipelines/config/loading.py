@@ -120,7 +120,7 @@ def _mention_override(problem: str, overrides: Mapping[str, str]) -> str:
 
 # -- paths ----------------------------------------------------------------------------------
 
-_PATH_FIELDS = (("data", "train"), ("data", "valid"), ("data", "spec"), ("schema", "path"))
+_PATH_FIELDS = (("data", "train"), ("data", "valid"), ("data", "items"), ("data", "spec"), ("schema", "path"))
 
 
 def _absolute(path: str, base: str) -> str:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Dict, Literal, Optional, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
 
-from deepsets.choices import FUSIONS, OPTIMIZERS, SCHEDULES, SEQUENCE_POOLINGS, SET_POOLINGS, TASKS
+from deepsets.choices import FUSIONS, NEGATIVES, OPTIMIZERS, SCHEDULES, SEQUENCE_POOLINGS, SET_POOLINGS, TASKS
 from deepsets.model_args import ModelArgs
 from features.kinds.base import BaseFeature
 from features.schema import FeatureSchema, features_by_kind, load_schema, parse_schema
@@ -46,8 +46,9 @@ class DataConfig(BaseModel):
     spec: Optional[_Text] = None
     group_column: Optional[_Text] = None  # listwise / pairwise: the integer query id of each row
     item_column: Optional[_Text] = None  # two_tower: the integer item id of each row
+    items: Optional[Tuple[_Text, ...]] = Field(default=None, min_length=1, strict=False)  # two_tower: the item table
 
-    _as_tuple = field_validator("train", "valid", mode="before")(_paths)
+    _as_tuple = field_validator("train", "valid", "items", mode="before")(_paths)
 
     @field_validator("label_columns")
     @classmethod
@@ -119,6 +120,9 @@ class TaskConfig(BaseModel):
     temperature: float = Field(0.07, gt=0.01, le=10.0)  # two_tower: starting softmax temperature (learned)
     logq: bool = True  # two_tower: correct in-batch negatives by item popularity
     k: int = Field(10, ge=1, le=100_000)  # ranking kinds: the cutoff of ndcg_at_k / recall_at_k
+    negatives: Literal[NEGATIVES] = "in_batch"  # type: ignore[valid-type]  # two_tower: in_batch | mixed | catalogue
+    num_negatives: int = Field(1024, ge=1, le=1_000_000)  # mixed: items drawn uniformly per step
+    refresh_steps: int = Field(1, ge=1, le=1_000_000)  # catalogue: steps between recomputing item embeddings
 
 
 class TrainingConfig(BaseModel):

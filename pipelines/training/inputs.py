@@ -40,6 +40,12 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
                 if key and not pa.types.is_integer(pf.schema_arrow.field(key).type):
                     raise DataError(f"must hold integer ids (a query group or item id), found {pf.schema_arrow.field(key).type}", file=path, column=key)
             rows += pf.metadata.num_rows if count else 0
+    if cfg.data.items:
+        items = spec.subset(list(cfg.task.item_modalities))
+        for path in resolve_inputs(list(cfg.data.items)):
+            table = items.open_checked(path, [cfg.data.item_column])
+            if not pa.types.is_integer(table.schema_arrow.field(cfg.data.item_column).type):
+                raise DataError("must hold integer item ids", file=path, column=cfg.data.item_column)
     if rows < cfg.training.batch_size:
         raise DataError(f"only {rows} training rows: fewer than one global batch (training.batch_size = {cfg.training.batch_size})")
     return rows

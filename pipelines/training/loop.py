@@ -28,6 +28,7 @@ from deepsets.optim import make_optimizer, make_scheduler
 from features.reader import ParquetBatchReader
 from features.spec import FeatureSpec
 from pipelines.models.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from pipelines.training.negatives import Negatives, item_catalogue_or_none
 from pipelines.training.objectives import ItemLogQ, Objective, unwrap
 from pipelines.training.selection import SCORE_KEY, Selection
 
@@ -122,7 +123,10 @@ def train_worker(loop_config: dict) -> None:
     t, scaling = cfg.training, cfg.scaling
     labels = list(cfg.data.label_columns)
     popularity = loop_config.get("item_counts")
-    objective = Objective.from_config(cfg, ItemLogQ(popularity["ids"], popularity["counts"]) if popularity else None)
+    negatives = None
+    if cfg.task.kind == "two_tower" and cfg.task.negatives != "in_batch":
+        negatives = Negatives(cfg.task.negatives, item_catalogue_or_none(cfg, spec), cfg.task.num_negatives, cfg.task.refresh_steps)
+    objective = Objective.from_config(cfg, ItemLogQ(popularity["ids"], popularity["counts"]) if popularity else None, negatives)
     torch.manual_seed(t.seed)
     args = cfg.model_args()
     model = build_model(spec.model_inputs(), args)
@@ -156,6 +160,8 @@ def train_worker(loop_config: dict) -> None:
         # Dropout masks differ per rank and are fixed per (seed, epoch, rank), so a resumed run
         # draws exactly what the uninterrupted run would have (the data order is seeded per epoch too).
         torch.manual_seed(t.seed + 1 + rank + 10_007 * epoch)
+        if negatives is not None:
+            negatives.reseed(t.seed * 1_000_003 + 10_007 * epoch + rank)  # the items drawn follow the seed, per epoch and rank
         started, loss_sum, steps, rows = time.perf_counter(), 0.0, 0, 0
         reader = ParquetBatchReader(spec, cfg.data.train, batch_size=t.batch_size, label_columns=labels, drop_last=True,
                                     shuffle_seed=t.seed * 100_003 + epoch, key_columns=objective.key_columns(), group_column=cfg.data.group_column)

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from deepsets.batch import FeatureBatch
 from deepsets.tasks import GROUPED_TASKS, task_loss
 from pipelines.training.metrics import TaskMetrics
+from pipelines.training.negatives import Negatives
 from pipelines.training.ranking_metrics import GroupRankingMetrics, RetrievalMetrics
 
 
@@ -78,6 +79,8 @@ class Objective:
         item_column: two_tower: the item id of each row.
         k: the cutoff of ranking metrics.
         item_log_q: two_tower: popularity of each item (None: no logQ correction).
+        negatives: two_tower: extra negatives besides the batch's items (None: in-batch only;
+            :mod:`pipelines.training.negatives`).
     """
 
     kind: str
@@ -87,12 +90,13 @@ class Objective:
     item_column: Optional[str] = None
     k: int = 10
     item_log_q: Optional[ItemLogQ] = None
+    negatives: Optional[Negatives] = None
 
     @classmethod
-    def from_config(cls, cfg, item_log_q: Optional[ItemLogQ] = None) -> "Objective":
+    def from_config(cls, cfg, item_log_q: Optional[ItemLogQ] = None, negatives: Optional[Negatives] = None) -> "Objective":
         """From a :class:`pipelines.config.RunConfig`."""
         return cls(cfg.task.kind, tuple(cfg.data.label_columns), cfg.task.num_outputs, cfg.data.group_column,
-                   cfg.data.item_column, cfg.task.k, item_log_q if cfg.task.logq else None)
+                   cfg.data.item_column, cfg.task.k, item_log_q if cfg.task.logq else None, negatives)
 
     def key_columns(self) -> list:
         """Integer columns the reader must carry as int64 (``batch.labels``)."""
@@ -101,13 +105,28 @@ class Objective:
     def loss(self, model: nn.Module, batch: FeatureBatch) -> Tensor:
         """The mean loss of ``batch`` (already on the model's device)."""
         if self.kind == "two_tower":
-            out = model(batch)
-            ids = batch.labels[self.item_column]
-            log_q = self.item_log_q(ids) if self.item_log_q is not None else None
-            return unwrap(model).loss(out, ids, log_q)
+            return self._two_tower_loss(model, batch)
         logits = model(batch).logits  # (B, K)
         group = batch.labels[self.group_column] if self.kind in GROUPED_TASKS else None
         return task_loss(self.kind, logits.float(), labels_of(batch, self.label_columns), group)
+
+    def _two_tower_loss(self, model: nn.Module, batch: FeatureBatch) -> Tensor:
+        """Softmax over the batch's items, plus this step's sampled items (``mixed``) or the
+        whole catalogue (``catalogue``)."""
+        device = batch.labels[self.item_column].device
+        drawn, drawn_ids = self.negatives.draw() if self.negatives is not None else (None, None)
+        out = model(batch, drawn.to(device)) if drawn is not None else model(batch)
+        ids = batch.labels[self.item_column]
+        log_q = self.item_log_q(ids) if self.item_log_q is not None else None
+        extra, extra_ids, extra_log_q = None, None, None
+        if drawn is not None:
+            extra, extra_ids = out.negatives, drawn_ids.to(device)
+            sampled_log_q = self.item_log_q(extra_ids) if self.item_log_q is not None else None
+            log_q, extra_log_q = self.negatives.log_q(log_q, sampled_log_q, batch.num_rows)
+        catalogue = self.negatives.catalogue_embeddings(unwrap(model).item, device) if self.negatives is not None else None
+        if catalogue is not None:  # a full softmax: every item once, nothing to correct
+            (extra, extra_ids), log_q = catalogue, None
+        return unwrap(model).loss(out, ids, log_q, extra_items=extra, extra_ids=extra_ids, extra_log_q=extra_log_q)
 
     def new_metrics(self, model: nn.Module):
         """An empty metrics accumulator for this kind (``update`` then ``compute``)."""

@@ -107,3 +107,20 @@ def test_validate_catches_row_count_mismatch():
     batch.labels["y"] = torch.zeros(3)
     with pytest.raises(ValueError, match="label y: 3 rows, batch has 2"):
         batch.validate()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 1000), rows=st.lists(st.integers(0, 11), max_size=20))
+def test_take_equals_the_rows_one_by_one(seed, rows):
+    from tests.deepsets.random_batches import random_batch
+
+    batch = random_batch(12, seed=seed, presence=0.6, max_len=5)
+    batch.ids = np.arange(12) * 10
+    taken = batch.take(torch.tensor(rows, dtype=torch.int64))
+    taken.validate()
+    assert taken.num_rows == len(rows) and taken.ids.tolist() == [r * 10 for r in rows]
+    for name in batch.names:
+        for i, r in enumerate(rows):
+            assert torch.equal(taken[name].row(i), batch[name].row(r)) and bool(taken[name].present[i]) == bool(batch[name].present[r])
+        if batch[name].observed is not None:
+            assert torch.equal(taken[name].observed, batch[name].observed[rows])

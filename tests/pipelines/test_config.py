@@ -718,3 +718,24 @@ def test_epoch_selection_defaults_per_task(tmp_path):
     rmse = Selection.of("", 0, "regression", 10, True)
     assert rmse.metric == "valid_rmse" and rmse.score({"valid_rmse": 2.0}) == -2.0 and not rmse.higher_is_better
     assert Selection("valid_auc").score({"valid_auc": float("nan")}) == float("-inf")  # a one-class set ranks lowest
+
+
+@pytest.mark.parametrize("task, data, problem", [
+    ('kind = "binary"\nnegatives = "mixed"', 'items = "items.parquet"', "task.negatives: is used only by two_tower tasks (task.kind = 'binary')"),
+    ('kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]\nnegatives = "catalogue"', 'item_column = "item_id"',
+     "data.items: catalogue negatives come from the item table: give data.items"),
+    ('kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]', 'item_column = "item_id"\nitems = "items.parquet"',
+     "data.items: the item table is used only by mixed or catalogue negatives (task.negatives)"),
+])
+def test_negatives_problems_are_named(tmp_path, task, data, problem):
+    text = with_lines(MINIMAL.replace('label_columns = ["clicked"]\n', "") if "two_tower" in task else MINIMAL, "task", task)
+    err = config_error(write(tmp_path, with_lines(text, "data", data)))
+    assert len(err.problems) == 1 and err.problems[0].startswith(problem), err.problems
+
+
+def test_the_item_table_path_resolves_like_the_data(tmp_path):
+    text = with_lines(with_lines(MINIMAL.replace('label_columns = ["clicked"]\n', ""), "task",
+                                 'kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]\nnegatives = "mixed"'),
+                      "data", 'item_column = "item_id"\nitems = "items.parquet"')
+    cfg = load_run_config(write(tmp_path, text))
+    assert cfg.data.items == (f"{tmp_path}/items.parquet",) and cfg.task.num_negatives == 1024 and cfg.task.refresh_steps == 1

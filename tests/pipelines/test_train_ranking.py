@@ -111,14 +111,19 @@ def write_two_tower_data(directory, rows, seed):
 @pytest.fixture(scope="module")
 def two_tower_run(ray_session, tmp_path_factory):
     base = tmp_path_factory.mktemp("two_tower")
-    write_two_tower_data(base / "train", 6000, seed=1)
+    train_items = write_two_tower_data(base / "train", 6000, seed=1)
     valid_items = write_two_tower_data(base / "valid", 1000, seed=2)
+    first = np.unique(train_items["item_id"].to_numpy(), return_index=True)[1]
+    catalogue = train_items.take(pa.array(first))  # one row per item: the item table
+    pq.write_table(catalogue.append_column("event_id", catalogue["item_id"]), base / "items.parquet")
     (base / "schema.toml").write_text(TWO_TOWER_SCHEMA)
     raw = {
-        "data": {"train": "train", "valid": "valid", "item_column": "item_id"},
+        # catalogue negatives: a full softmax over the item table, the towers split over 2 workers
+        "data": {"train": "train", "valid": "valid", "item_column": "item_id", "items": "items.parquet"},
         "schema": {"path": "schema.toml"},
         "model": {"dim": 16, "fusion": "deepset", "heads": 2},
-        "task": {"kind": "two_tower", "query_modalities": ["user", "liked"], "item_modalities": ["item", "item_vec"]},
+        "task": {"kind": "two_tower", "query_modalities": ["user", "liked"], "item_modalities": ["item", "item_vec"],
+                 "negatives": "catalogue", "refresh_steps": 5},
         "training": {"epochs": 4, "batch_size": 200, "lr": 1e-2},
         "scaling": {"workers": 2},
         "tracking": tracking(base, "two-tower"),
