@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
 from typing import Callable, List, Optional
 
 from pipelines.errors import USER_ERRORS
@@ -248,16 +253,45 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (*USER_ERRORS, ValueError, OSError) as err:
         # ValueError: an option the model cannot serve; OSError: an unwritable --out and the
         # like. One line even when the message has several.
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        print(f"error: {'; '.join(lines) or type(err).__name__}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - a bug or an unforeseen failure: one line here, the traceback in a file
+        log = _traceback_file(args.command)
+        print(f"internal error: {type(err).__name__}: {one_line(err)} (traceback in {log})", file=sys.stderr)
+        return 1
     if getattr(args, "json", False):
         _stop_ray()  # Ray forwards worker output asynchronously: stop it, so the JSON line is last
-        print(json.dumps(summary, default=str))
+        print(json.dumps(json_safe(summary), default=str, allow_nan=False))
     return 0
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (several lines joined by '; ')."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return "; ".join(lines) or type(err).__name__
+
+
+def json_safe(value):
+    """``value`` with every NaN or infinite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _traceback_file(command: str) -> str:
+    """Write the current exception's traceback to a log file; returns its path."""
+    folder = Path(tempfile.gettempdir()) / "deepsets-logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    path.write_text(f"deepsets {' '.join(sys.argv[1:])}\n\n{traceback.format_exc()}", encoding="utf-8")
+    return str(path)
 
 
 def _stop_ray() -> None:

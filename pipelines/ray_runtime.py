@@ -7,6 +7,12 @@ import os
 from typing import Optional
 
 
+def use_ray_train_v2() -> None:
+    """Ray Train V2 whatever the installed Ray's default: checkpoint retention, resume and the
+    reports of the training loop are written against it. Call before ``ray.train`` is imported."""
+    os.environ["RAY_TRAIN_V2_ENABLED"] = "1"
+
+
 def start_ray(address: Optional[str], num_cpus: int) -> None:
     """Join ``address`` / ``RAY_ADDRESS``, or start a private local Ray with ``num_cpus`` CPUs.
 
@@ -16,6 +22,7 @@ def start_ray(address: Optional[str], num_cpus: int) -> None:
         address: a Ray cluster address (``ray://...``, ``host:port``, ``auto``), or None.
         num_cpus: CPUs of a local Ray (ignored when joining a cluster).
     """
+    use_ray_train_v2()
     import ray
 
     if ray.is_initialized():

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from features.errors import DataError
 from features.files import check_columns, open_parquet, resolve_inputs
-from features.labels import key_tensor
+from features.labels import key_tensor, label_tensor
 from features.spec import FeatureSpec
 from pipelines.config import RunConfig
 from pipelines.errors import ConfigError
@@ -40,6 +40,7 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
                 if key and not pa.types.is_integer(pf.schema_arrow.field(key).type):
                     raise DataError(f"must hold integer ids (a query group or item id), found {pf.schema_arrow.field(key).type}", file=path, column=key)
             rows += pf.metadata.num_rows if count else 0
+            check_labels(cfg, path, pf)
     if cfg.data.items:
         items = spec.subset(list(cfg.task.item_modalities))
         for path in resolve_inputs(list(cfg.data.items)):
@@ -49,6 +50,40 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
     if rows < cfg.training.batch_size:
         raise DataError(f"only {rows} training rows: fewer than one global batch (training.batch_size = {cfg.training.batch_size})")
     return rows
+
+
+def check_labels(cfg: RunConfig, path: str, parquet) -> None:
+    """The label columns hold what the task learns from: 0/1 for binary and multilabel (lists
+    of ``num_outputs`` for multilabel with one column), class ids ``0 .. num_outputs - 1`` for
+    multiclass, finite numbers otherwise; no nulls. Reads only the label columns.
+
+    Raises:
+        DataError: naming the file, column and rows that hold something else.
+    """
+    kind, width = cfg.task.kind, cfg.task.num_outputs
+    for column in cfg.data.label_columns:
+        try:
+            values = label_tensor(parquet.read(columns=[column]).column(column), column).numpy()
+        except DataError as err:
+            raise err.located(path, 0) from None
+        per_row = values.reshape(values.shape[0], -1)  # (N, K)
+        if kind in ("binary", "multilabel"):
+            bad, expected = ~np.isin(per_row, (0.0, 1.0)).all(axis=1), "0 or 1 (a click, a label present)"
+        elif kind == "multiclass":
+            bad = ~((per_row == np.round(per_row)) & (per_row >= 0) & (per_row < width)).all(axis=1)
+            expected = f"a class id in 0..{width - 1} (task.num_outputs = {width})"
+        else:
+            continue
+        if bad.any():
+            rows = np.nonzero(bad)[0]
+            found = sorted(set(np.unique(per_row[bad]).tolist()))[:5]
+            raise DataError(f"a {kind} task learns from {expected}, found {found}{' ...' if len(found) == 5 else ''}",
+                            file=path, column=column, rows=rows)
+        if kind == "multilabel" and len(cfg.data.label_columns) == 1 and per_row.shape[1] != width:
+            raise DataError(f"a multilabel task with task.num_outputs = {width} needs lists of {width} labels, found lists of {per_row.shape[1]}",
+                            file=path, column=column)
+    if kind == "multilabel" and len(cfg.data.label_columns) > 1 and len(cfg.data.label_columns) != width:
+        raise DataError(f"a multilabel task with task.num_outputs = {width} needs {width} label columns, found {len(cfg.data.label_columns)}", file=path)
 
 
 def item_counts(cfg: RunConfig) -> Optional[dict]:

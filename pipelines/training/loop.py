@@ -31,6 +31,12 @@ from pipelines.models.checkpoint import TrainState, load_checkpoint, save_checkp
 from pipelines.training.negatives import Negatives, item_catalogue_or_none
 from pipelines.training.objectives import ItemLogQ, Objective, unwrap
 from pipelines.training.selection import SCORE_KEY, Selection
+from pipelines.training.tracking import EpochTracker
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
 
 FAIL_AT_EPOCH_ENV = "DEEPSETS_FAIL_AT_EPOCH"
 """Testing knob, read by the driver: rank 0 raises after checkpointing this epoch, on a run's
@@ -151,7 +157,7 @@ def train_worker(loop_config: dict) -> None:
         scheduler.load_state_dict(state.scheduler)
         start_epoch, step, resumed = state.epoch + 1, state.step, True
         progress.update(state.progress)
-    tracker = _Tracker(loop_config.get("mlflow")) if rank == 0 else None
+    tracker = EpochTracker(loop_config.get("mlflow")) if rank == 0 else None
     if tracker and resumed:
         tracker.log({"resumed_at_epoch": start_epoch}, step=start_epoch)
     share = t.batch_size // world
@@ -167,8 +173,13 @@ def train_worker(loop_config: dict) -> None:
                                     shuffle_seed=t.seed * 100_003 + epoch, key_columns=objective.key_columns(), group_column=cfg.data.group_column)
         for global_batch in reader:
             local = global_batch.slice(rank * share, (rank + 1) * share)
-            loss_sum += train_step(model, local, objective, optimizer, scheduler, device, amp_dtype, t.grad_clip)
+            loss = train_step(model, local, objective, optimizer, scheduler, device, amp_dtype, t.grad_clip)
             steps, rows, step = steps + 1, rows + local.num_rows, step + 1
+            if not math.isfinite(loss):
+                raise TrainingDiverged(f"the training loss is {loss} at epoch {epoch + 1}/{t.epochs}, step {steps} of the epoch "
+                                       f"(rank {rank}): training diverged; try a lower training.lr (now {t.lr:g}) or "
+                                       f"training.grad_clip, and check the labels")
+            loss_sum += loss
             if rank == 0 and steps % 20 == 0:
                 print(f"epoch {epoch + 1}/{t.epochs} step {steps}/{per_epoch} loss {loss_sum / steps:.4f}", flush=True)
         seconds = time.perf_counter() - started
@@ -208,21 +219,3 @@ def _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_
         state = TrainState(unwrap(model).state_dict(), optimizer.state_dict(), scheduler.state_dict(), epoch, step, dict(progress))
         save_checkpoint(directory, state, spec, loop_config["config"], args)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
-
-
-class _Tracker:
-    """Rank 0's MLflow logger: writes metrics into the run the driver opened."""
-
-    def __init__(self, mlflow_info: Optional[dict]) -> None:
-        self.client = None
-        if mlflow_info:
-            from mlflow.tracking import MlflowClient
-
-            self.client, self.run_id = MlflowClient(tracking_uri=mlflow_info["uri"]), mlflow_info["run_id"]
-
-    def log(self, metrics: Dict[str, float], step: int) -> None:
-        if self.client is None:
-            return
-        for key, value in metrics.items():
-            if isinstance(value, (int, float)) and math.isfinite(float(value)):
-                self.client.log_metric(self.run_id, key, float(value), step=step)

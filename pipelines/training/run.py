@@ -11,7 +11,6 @@ Recipe:
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -19,24 +18,15 @@ from typing import Optional, Sequence
 from features.spec import FeatureSpec
 from pipelines.config import RunConfig
 from pipelines.errors import JobError
-from pipelines.ray_runtime import start_ray
+from pipelines.ray_runtime import start_ray, use_ray_train_v2
 from pipelines.training.inputs import check_training_data, item_counts
+from pipelines.training.resume import check_resumable, checkpoint_dirs, save_run_record
 from pipelines.training.selection import SCORE_KEY, Selection
-
-RUN_NAME_TAG = "deepsets.run_name"
+from pipelines.training.tracking import open_mlflow_run, run_status
 
 
 class TrainingFailed(JobError):
     """Training stopped with an error more often than ``scaling.max_failures`` allows."""
-
-
-def git_commit() -> str:
-    """The current git commit of the working directory, or 'unknown'."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def prepare_spec(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> FeatureSpec:
@@ -50,51 +40,6 @@ def prepare_spec(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) ->
     run_dir.mkdir(parents=True, exist_ok=True)
     spec.save(saved)
     return spec
-
-
-def checkpoint_dirs(run_dir: Path) -> list:
-    """The checkpoint directories Ray wrote for a run (none if it never finished an epoch)."""
-    return [p for p in run_dir.glob("checkpoint_*") if p.is_dir()] if run_dir.exists() else []
-
-
-def check_resumable(cfg: RunConfig, run_dir: Path) -> None:
-    """The model the config builds must be the one in the run's latest checkpoint.
-
-    Raises:
-        JobError: naming the fields that differ.
-    """
-    import json
-
-    from deepsets.model_args import ModelArgs
-
-    latest = max(checkpoint_dirs(run_dir), key=lambda p: p.name)
-    saved = ModelArgs.from_dict(json.loads((latest / "model_config.json").read_text()))
-    changed = saved.differences(cfg.model_args())
-    if changed:
-        diffs = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in sorted(changed.items()))
-        raise JobError(f"cannot resume run '{run_dir.name}' with a different model than its checkpoint ({diffs})")
-
-
-def open_mlflow_run(cfg: RunConfig, run_name: str, resume: bool, spec_path: Path) -> tuple[str, str]:
-    """(tracking uri, run id): a new run with params, tags and artifacts, or the run to resume."""
-    import mlflow
-
-    uri = cfg.tracking.resolved_mlflow_uri()
-    mlflow.set_tracking_uri(uri)
-    experiment = mlflow.set_experiment(cfg.tracking.experiment)
-    if resume:
-        found = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'", output_format="list")
-        if found:
-            return uri, found[0].info.run_id
-    tags = {RUN_NAME_TAG: run_name, "git_commit": git_commit()}
-    if cfg.tracking.parent_run_id:
-        tags["mlflow.parentRunId"] = cfg.tracking.parent_run_id  # how MLflow nests runs
-    run = mlflow.start_run(run_name=run_name, tags=tags)
-    mlflow.log_params(cfg.flat_params())
-    mlflow.log_artifact(str(spec_path))
-    mlflow.log_text(cfg.to_toml(), "config.toml")
-    mlflow.end_run()
-    return uri, run.info.run_id
 
 
 def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[str] = None, progress: bool = True,
@@ -112,14 +57,7 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
         JobError: for a run name that exists without --resume (or is missing with it).
         TrainingFailed: when training failed more often than ``scaling.max_failures`` allows.
     """
-    import mlflow
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
-    from pipelines.models.checkpoint import load_checkpoint
-    from pipelines.models.pyfunc import log_deepsets_model
-    from pipelines.training.loop import FAIL_AT_EPOCH_ENV, train_worker
-
+    use_ray_train_v2()
     started = time.perf_counter()
     run_name = cfg.tracking.resolved_run_name()
     storage = Path(cfg.tracking.storage_path)
@@ -129,13 +67,32 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
         raise JobError(f"run '{run_name}' already exists in {storage}: pass --resume to continue it, or choose another tracking.run_name")
     if resume and not started_before:
         raise JobError(f"cannot resume: run '{run_name}' in {storage} has no checkpoint yet")
-    if resume:
-        check_resumable(cfg, run_dir)
+    notice = check_resumable(cfg, run_dir) if resume else None
+    if notice and progress:
+        print(notice)
     spec = prepare_spec(cfg, run_dir, resume, progress)
     check_training_data(cfg, spec)
+    if not resume:
+        save_run_record(cfg, run_dir)
     popularity = item_counts(cfg)  # before any run is opened: a bad item column fails here
     selection = Selection.of(cfg.training.select, cfg.training.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid))
     uri, run_id = open_mlflow_run(cfg, run_name, resume, run_dir / "spec.json")
+    with run_status(uri, run_id):  # RUNNING now; FAILED, KILLED or FINISHED as the run ends
+        return _train_and_log(cfg, spec, run_name, run_dir, uri, run_id, selection, popularity, ray_address, callbacks, started)
+
+
+def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: Path, uri: str, run_id: str, selection: Selection,
+                   popularity: Optional[dict], ray_address: Optional[str], callbacks: Sequence, started: float) -> dict:
+    """Ray Train fits the model; the selected epoch's model is logged to the run."""
+    import mlflow
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from pipelines.models.checkpoint import load_checkpoint
+    from pipelines.models.pyfunc import log_deepsets_model
+    from pipelines.training.loop import FAIL_AT_EPOCH_ENV, train_worker
+
+    storage = Path(cfg.tracking.storage_path)
     start_ray(ray_address, int(cfg.scaling.workers * cfg.scaling.cpus_per_worker) + 1)
     trainer = TorchTrainer(
         train_worker,

@@ -201,6 +201,8 @@ def _report(results, cfg: RunConfig, space: SearchSpace, selection: Selection, o
         for run in client.search_runs([client.get_run(parent_id).info.experiment_id],
                                       filter_string=f"tags.`deepsets.run_name` = '{row['run_name']}'"):
             client.set_tag(run.info.run_id, "deepsets.tune_status", row["status"])
+            if run.info.status == "RUNNING":  # ASHA stopped the trial's process mid-run
+                client.set_terminated(run.info.run_id, "KILLED")
     summary["seconds"] = round(time.perf_counter() - started, 1)
     say(markdown(rows, selection.metric, keys))
     say(f"best: {summary['best_toml']} (deepsets train --config {summary['best_toml']})" if finished else "no trial finished an epoch")

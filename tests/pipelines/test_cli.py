@@ -81,3 +81,26 @@ def test_bad_arguments_one_line(argv, tmp_path, capsys, monkeypatch):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_an_unexpected_failure_is_one_line_and_a_traceback_file(monkeypatch, capsys, tmp_path):
+    import pipelines.cli as cli
+
+    def broken(args):
+        raise KeyError("a bug somewhere deep")
+
+    monkeypatch.setattr(cli, "_run_fit", broken)
+    code = main(["fit", "--schema", "s.toml", "--input", "x", "--out", str(tmp_path / "spec.json")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("internal error: KeyError: 'a bug somewhere deep' (traceback in ") and "\n" not in err
+    log = err.rsplit("(traceback in ", 1)[1].rstrip(")")
+    text = open(log).read()
+    assert "Traceback (most recent call last)" in text and "raise KeyError" in text
+
+
+def test_json_holds_null_where_a_number_is_not_finite(monkeypatch, capsys):
+    import pipelines.cli as cli
+
+    monkeypatch.setattr(cli, "_run_read", lambda args: {"auc": float("nan"), "nested": [1.0, float("inf")]})
+    assert main(["read", "--spec", "s.json", "--input", "x", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"auc": None, "nested": [1.0, None]}

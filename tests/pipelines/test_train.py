@@ -51,6 +51,7 @@ def test_mlflow_run_holds_params_metrics_artifacts_and_a_model(two_worker_run, d
     run = client.get_run(summary["run_id"])
     assert run.data.params["training.epochs"] == "3" and run.data.params["model.fusion"] == "transformer"
     assert run.data.tags["deepsets.run_name"] == "two-workers" and len(run.data.tags["git_commit"]) in (40, 7)
+    assert run.info.status == "FINISHED"
     history = client.get_metric_history(summary["run_id"], "train_loss")
     assert [m.step for m in history] == [0, 1, 2]
     assert len(client.get_metric_history(summary["run_id"], "valid_auc")) == 3
@@ -179,3 +180,25 @@ def test_the_best_epoch_is_the_model_and_patience_stops_early(ray_session, demo_
     assert client.get_run(summary["run_id"]).data.tags["deepsets.selected_epoch"] == str(best + 1)
     kept = [p for p in (tmp_path / "ray" / "select").glob("checkpoint_*") if p.is_dir()]
     assert len(kept) == 2  # Ray Train keeps the best and the last
+
+
+def test_a_diverging_run_stops_with_the_epoch_and_step_and_is_marked_failed(ray_session, demo_data, tmp_path):
+    import numpy as np
+    import pyarrow as pa
+
+    from pipelines.training.run import TrainingFailed
+
+    for split in ("train", "valid"):  # a regression target of 1e30: the squared error overflows at once
+        (tmp_path / "huge" / split).mkdir(parents=True)
+        for path in sorted((demo_data / split).glob("*.parquet")):
+            table = pq.read_table(path)
+            pq.write_table(table.append_column("huge", pa.array(np.full(table.num_rows, 1e30, np.float32))), tmp_path / "huge" / split / path.name)
+    (tmp_path / "huge" / "schema.toml").write_text((demo_data / "schema.toml").read_text())
+    cfg = config(tmp_path / "huge", tmp_path, "diverging", workers=1, epochs=1)
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"label_columns": ("huge",)}),
+                                 "task": cfg.task.model_copy(update={"kind": "regression"})})
+    with pytest.raises(TrainingFailed, match=r"the training loss is inf at epoch 1/1, step 1 of the epoch \(rank 0\): training diverged"):
+        run_training(cfg, progress=False)
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("deepsets").experiment_id])
+    assert run.info.status == "FAILED" and not client.search_logged_models([run.info.experiment_id])

@@ -57,4 +57,5 @@ def test_four_trials_asha_a_table_and_a_best_config(ray_session, demo_data, tmp_
     parent = client.get_run(summary["parent_run_id"])
     children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(c.data.tags["deepsets.tune_status"] for c in children) == sorted(r["status"] for r in rows)
+    assert {c.info.status for c in children} <= {"FINISHED", "KILLED"}  # a trial ASHA stopped is not left RUNNING
     assert "tune/trials.md" in {a.path for a in client.list_artifacts(parent.info.run_id, "tune")}

@@ -1,0 +1,109 @@
+"""Resuming a run only into the same world: the same model, data and training settings.
+
+At its first start a run records what it trains on (``run.json`` beside its checkpoints): a
+fingerprint of every input file (path, size, modification time, rows) and its ``[training]``
+settings. ``--resume`` compares the config it is given with that record and the latest
+complete checkpoint, and refuses a change by name: new vocabularies would not match the
+spec's, and a restored optimizer keeps its own learning rate. More ``epochs`` are the one
+change it accepts, and it says what that does to the schedule.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from features.files import open_parquet, resolve_inputs
+from pipelines.config import RunConfig
+from pipelines.errors import JobError
+from pipelines.models.checkpoint import FILES
+
+RECORD = "run.json"
+SETTINGS_ALLOWED_TO_CHANGE = ("epochs",)
+
+
+def checkpoint_dirs(run_dir: Path) -> list:
+    """The complete checkpoint directories of a run (a crash can leave the last half-written)."""
+    if not run_dir.exists():
+        return []
+    return [p for p in run_dir.glob("checkpoint_*") if p.is_dir() and all((p / name).exists() for name in FILES)]
+
+
+def file_fingerprint(paths) -> List[dict]:
+    """Path, bytes, modification time (ns) and row count of every file of ``paths``."""
+    found = []
+    for path in resolve_inputs(list(paths)):
+        stat = os.stat(path)
+        found.append({"path": os.path.abspath(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                      "rows": open_parquet(path).metadata.num_rows})
+    return found
+
+
+def run_record(cfg: RunConfig) -> dict:
+    """What a run trains on: its data files' fingerprints and its training settings."""
+    data = {"train": file_fingerprint(cfg.data.train)}
+    for name in ("valid", "items"):
+        paths = getattr(cfg.data, name)
+        if paths:
+            data[name] = file_fingerprint(paths)
+    return {"data": data, "training": cfg.training.model_dump(mode="json")}
+
+
+def save_run_record(cfg: RunConfig, run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RECORD).write_text(json.dumps(run_record(cfg), indent=1, sort_keys=True), encoding="utf-8")
+
+
+def _data_changes(before: Dict[str, list], now: Dict[str, list]) -> List[str]:
+    changes = []
+    for split in sorted(set(before) | set(now)):
+        old = {f["path"]: f for f in before.get(split, [])}
+        new = {f["path"]: f for f in now.get(split, [])}
+        for path in sorted(set(old) | set(new)):
+            if path not in new:
+                changes.append(f"data.{split}: {path} is gone")
+            elif path not in old:
+                changes.append(f"data.{split}: {path} is new")
+            elif old[path] != new[path]:
+                what = [k for k in ("rows", "bytes", "mtime_ns") if old[path][k] != new[path][k]]
+                changes.append(f"data.{split}: {path} changed ({', '.join(what)})")
+    return changes
+
+
+def check_resumable(cfg: RunConfig, run_dir: Path) -> Optional[str]:
+    """The config must describe the run its latest checkpoint belongs to.
+
+    Returns:
+        A notice to print when ``training.epochs`` changed (the one change allowed), else None.
+
+    Raises:
+        JobError: naming every field or file that differs.
+    """
+    from deepsets.model_args import ModelArgs
+
+    latest = max(checkpoint_dirs(run_dir), key=lambda p: p.name)
+    saved = ModelArgs.from_dict(json.loads((latest / "model_config.json").read_text()))
+    changed = saved.differences(cfg.model_args())
+    if changed:
+        diffs = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in sorted(changed.items()))
+        raise JobError(f"cannot resume run '{run_dir.name}' with a different model than its checkpoint ({diffs})")
+    record_path = run_dir / RECORD
+    if not record_path.exists():  # a run started before runs were recorded: nothing to compare
+        return None
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    problems = _data_changes(record["data"], run_record(cfg)["data"])
+    now = cfg.training.model_dump(mode="json")
+    settings = {k: (record["training"].get(k), v) for k, v in now.items() if record["training"].get(k) != v}
+    problems += [f"training.{k}: {a} -> {b}" for k, (a, b) in sorted(settings.items()) if k not in SETTINGS_ALLOWED_TO_CHANGE]
+    if problems:
+        raise JobError(f"cannot resume run '{run_dir.name}' in a changed world ({'; '.join(problems)}): the spec, the "
+                       "optimizer state and the schedule belong to the run as it started; start a new run (another tracking.run_name)")
+    if "epochs" in settings:
+        old, new = settings["epochs"]
+        record["training"]["epochs"] = new
+        record_path.write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
+        return (f"resuming with training.epochs {old} -> {new}: the {cfg.training.schedule} schedule now spans {new} epochs "
+                f"from where the run stopped (the learning rate follows the longer schedule from here on)")
+    return None

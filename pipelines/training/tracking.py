@@ -1,0 +1,103 @@
+"""A training run in MLflow: opened RUNNING with its params, tags and artifacts, ended FINISHED,
+FAILED or KILLED as the run itself ended, and per-epoch metrics from rank 0.
+
+    uri, run_id = open_mlflow_run(cfg, run_name, resume, spec_path)
+    with run_status(uri, run_id):     # FAILED on an error, KILLED on Ctrl-C, FINISHED otherwise
+        ...train...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import subprocess
+from pathlib import Path
+from typing import Dict, Iterator, Optional
+
+RUN_NAME_TAG = "deepsets.run_name"
+PARAM_LIMIT = 500
+"""Longest parameter value logged as is (MLflow stores 6,000 characters now, older servers 500);
+a longer one keeps its start and a hash of the whole (``param_value``)."""
+
+
+def git_commit() -> str:
+    """The git commit of the deepsets source this code was installed from, or 'unknown'."""
+    source = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def param_value(value) -> str:
+    """A config value as an MLflow parameter: itself, or when longer than :data:`PARAM_LIMIT`
+    its start, its length and the sha256 of the whole, so two runs still compare."""
+    text = str(value)
+    if len(text) <= PARAM_LIMIT:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return f"{text[:PARAM_LIMIT - 60]}... ({len(text)} chars, sha256 {digest})"
+
+
+def open_mlflow_run(cfg, run_name: str, resume: bool, spec_path: Path) -> tuple[str, str]:
+    """(tracking uri, run id): a new RUNNING run with params, tags and artifacts, or the run to
+    resume (set RUNNING again)."""
+    import mlflow
+    from mlflow.entities import Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    uri = cfg.tracking.resolved_mlflow_uri()
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    experiment = mlflow.set_experiment(cfg.tracking.experiment)
+    if resume:
+        found = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'")
+        if found:
+            client.update_run(found[0].info.run_id, status="RUNNING")
+            return uri, found[0].info.run_id
+    tags = {RUN_NAME_TAG: run_name, "git_commit": git_commit()}
+    if cfg.tracking.parent_run_id:
+        tags["mlflow.parentRunId"] = cfg.tracking.parent_run_id  # how MLflow nests runs
+    run = client.create_run(experiment.experiment_id, run_name=run_name, tags=tags)  # RUNNING until run_status ends it
+    run_id = run.info.run_id
+    client.log_batch(run_id, params=[Param(k, param_value(v)) for k, v in cfg.flat_params().items()], tags=[RunTag("mlflow.runName", run_name)])
+    client.log_artifact(run_id, str(spec_path))
+    client.log_text(run_id, cfg.to_toml(), "config.toml")
+    return uri, run_id
+
+
+@contextlib.contextmanager
+def run_status(uri: str, run_id: str) -> Iterator[None]:
+    """End the run FINISHED when the block completes, KILLED on Ctrl-C, FAILED on any error."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    try:
+        yield
+    except KeyboardInterrupt:
+        client.set_terminated(run_id, "KILLED")
+        raise
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
+class EpochTracker:
+    """Rank 0's MLflow logger: writes metrics into the run the driver opened (NaN included:
+    MLflow keeps it, e.g. the AUC of a one-class validation set)."""
+
+    def __init__(self, mlflow_info: Optional[dict]) -> None:
+        self.client = None
+        if mlflow_info:
+            from mlflow.tracking import MlflowClient
+
+            self.client, self.run_id = MlflowClient(tracking_uri=mlflow_info["uri"]), mlflow_info["run_id"]
+
+    def log(self, metrics: Dict[str, float], step: int) -> None:
+        if self.client is None:
+            return
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)):
+                self.client.log_metric(self.run_id, key, float(value), step=step)

@@ -1,0 +1,92 @@
+"""What the driver checks before Ray starts: labels that fit the task, the world a resume
+continues, complete checkpoints, MLflow parameters that fit."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from features.errors import DataError
+from pipelines.demo import default_demo_config
+from pipelines.errors import JobError
+from pipelines.training.inputs import check_training_data
+from pipelines.training.resume import check_resumable, checkpoint_dirs, save_run_record
+from pipelines.training.tracking import PARAM_LIMIT, param_value
+
+
+@pytest.fixture
+def data(demo_data, tmp_path):
+    """A copy of the demo data (tests change files)."""
+    copy = tmp_path / "data"
+    shutil.copytree(demo_data, copy)
+    return copy
+
+
+def with_labels(path, column, values):
+    table = pq.read_table(path)
+    pq.write_table(table.set_column(table.schema.get_field_index(column), column, values), path)
+
+
+def config(data, **task):
+    cfg = default_demo_config(data, workers=1)
+    return cfg.model_copy(update={"task": cfg.task.model_copy(update=task)}) if task else cfg
+
+
+def test_binary_labels_must_be_zero_or_one(data, demo_spec):
+    check_training_data(config(data), demo_spec)
+    first = sorted((data / "train").glob("*.parquet"))[1]
+    rows = pq.read_metadata(first).num_rows
+    with_labels(first, "clicked", pa.array(np.where(np.arange(rows) % 7 == 3, -1, 1).astype(np.int8)))
+    with pytest.raises(DataError, match=rf"{first}, column 'clicked', rows 3\.\..* a binary task learns from 0 or 1 .*found \[-1.0\]"):
+        check_training_data(config(data), demo_spec)
+
+
+def test_multiclass_ids_and_multilabel_widths(data, demo_spec):
+    valid = next((data / "valid").glob("*.parquet"))
+    rows = pq.read_metadata(valid).num_rows
+    with_labels(valid, "clicked", pa.array(np.arange(rows) % 4, pa.int64()))
+    cfg = config(data, kind="multiclass", num_outputs=3)
+    with pytest.raises(DataError, match=r"column 'clicked', rows 3\.\.\d+ \(\d+ rows\): a multiclass task learns from a class id in 0..2 \(task.num_outputs = 3\), found \[3.0\]"):
+        check_training_data(cfg.model_copy(update={"data": cfg.data.model_copy(update={"train": cfg.data.valid})}), demo_spec)
+    cfg = config(data, kind="multilabel", num_outputs=4)
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"label_columns": ("labels",)})})
+    with pytest.raises(DataError, match="needs lists of 4 labels, found lists of 5"):
+        check_training_data(cfg, demo_spec)
+
+
+def test_resume_refuses_changed_data_and_settings_but_takes_more_epochs(data, demo_spec, tmp_path):
+    from pipelines.models.checkpoint import TrainState, save_checkpoint
+
+    cfg = config(data)
+    run_dir = tmp_path / "run"
+    save_run_record(cfg, run_dir)
+    (run_dir / "checkpoint_000000").mkdir()
+    save_checkpoint(run_dir / "checkpoint_000000", TrainState({}, {}, {}, 0, 10), demo_spec, cfg.as_dict(), cfg.model_args())
+    (run_dir / "checkpoint_000001").mkdir()  # a crash left the newest half-written
+    assert [p.name for p in checkpoint_dirs(run_dir)] == ["checkpoint_000000"]
+    assert check_resumable(cfg, run_dir) is None
+    faster = cfg.model_copy(update={"training": cfg.training.model_copy(update={"lr": 0.01, "seed": 3})})
+    with pytest.raises(JobError, match=r"changed world \(training.lr: 0.002 -> 0.01; training.seed: 0 -> 3\)"):
+        check_resumable(faster, run_dir)
+    longer = cfg.model_copy(update={"training": cfg.training.model_copy(update={"epochs": 5})})
+    assert "training.epochs 3 -> 5: the cosine schedule now spans 5 epochs" in check_resumable(longer, run_dir)
+    assert json.loads((run_dir / "run.json").read_text())["training"]["epochs"] == 5
+    touched = sorted((data / "train").glob("*.parquet"))[2]
+    os.utime(touched, ns=(0, 0))
+    with pytest.raises(JobError, match=rf"data.train: {touched} changed \(mtime_ns\)"):
+        check_resumable(longer, run_dir)
+
+
+def test_long_parameters_keep_their_start_and_a_hash():
+    short = "data/train"
+    assert param_value(short) == short
+    long = ",".join(f"s3://bucket/data/part-{i:05d}.parquet" for i in range(200))
+    shown = param_value(long)
+    assert len(shown) <= PARAM_LIMIT and shown.startswith("s3://bucket/data/part-00000.parquet")
+    assert f"({len(long)} chars, sha256 " in shown and param_value(long + "x") != shown
