@@ -36,6 +36,24 @@ from deepsets.summarize import Summarizer
 from deepsets.tasks import TaskHead
 from deepsets.two_tower import Tower, TwoTowerModel
 
+MAX_TABLE_BYTES = 8 << 30
+"""The largest embedding table built (its weights; training with Adam holds about 4 times as
+much: the gradient and two moments)."""
+
+
+def check_table_sizes(inputs: Sequence[ModalityInfo], dim: int) -> None:
+    """Refuse an embedding table that would not fit, before anything allocates it.
+
+    Raises:
+        ValueError: naming the modality, its rows and the memory it would take.
+    """
+    for info in inputs:
+        if info.num_embeddings and info.num_embeddings * dim * 4 > MAX_TABLE_BYTES:
+            gib = info.num_embeddings * dim * 4 / (1 << 30)
+            raise ValueError(f"modality {info.name!r}: an embedding table of {info.num_embeddings:,} rows x {dim} is {gib:.1f} GiB of "
+                             f"weights (about {4 * gib:.0f} GiB to train with Adam; the limit is {MAX_TABLE_BYTES >> 30} GiB): "
+                             "cap it in the schema with max_size, min_count or a smaller hash_buckets")
+
 
 def build_model(inputs: Sequence[ModalityInfo], args: Optional[ModelArgs] = None, **kwargs) -> nn.Module:
     """Assemble a model for the given modalities.
@@ -56,6 +74,7 @@ def build_model(inputs: Sequence[ModalityInfo], args: Optional[ModelArgs] = None
     if args is not None and kwargs:
         raise ValueError(f"give either args or keyword settings, not both (got args and {sorted(kwargs)})")
     args = args if args is not None else ModelArgs(**kwargs)
+    check_table_sizes(inputs, args.dim)
     if args.task == "two_tower":
         return _two_tower(inputs, args)
     names = [i.name for i in inputs]

@@ -149,12 +149,25 @@ def parse_schema(raw: dict, source: str = "<schema>") -> FeatureSchema:
     return schema
 
 
+def _reads_alike(a: BaseFeature, b: BaseFeature) -> bool:
+    """Two modalities can share a column when they fit it the same way (e.g. an id sequence
+    and an id set view of one list of ids)."""
+    return all(getattr(type(a), name) is getattr(type(b), name) for name in ("fit_view", "fit_dtype", "accepts"))
+
+
 def _cross_checks(schema: FeatureSchema) -> list[str]:
     problems = []
     if schema.id_column:
         for m in schema.modality:
             if schema.id_column in m.source_columns():
                 problems.append(f"modality '{m.name}' reads the id column '{schema.id_column}'")
+    readers: dict = {}
+    for m in schema.modality:
+        for column in m.source_columns():
+            first = readers.setdefault(column, m)
+            if first.name != m.name and not _reads_alike(first, m):  # a repeated name is reported as such
+                problems.append(f"column '{column}' is read by modality '{first.name}' ({first.kind}) and '{m.name}' ({m.kind}): "
+                                "one column holds one kind of value")
     return problems
 
 

@@ -161,6 +161,11 @@ class FeatureSpec:
             total_rows += pf.metadata.num_rows
         if total_rows == 0:
             raise DataError(f"input has no rows ({len(files)} file(s), all empty)", file=files[0] if len(files) == 1 else None)
+        untyped = [m for m in schema.modality if _reads_ids(m) and m.source_column not in id_types]
+        if untyped:
+            m = untyped[0]
+            raise DataError(f"holds no value in any training file (its Arrow type is null), so the id type (int or string) of modality "
+                            f"'{m.name}' cannot be learned: give it values, or leave the modality out", column=m.source_column)
         # Each file's columns become one canonical view per column (ids cast to Int64/String,
         # numbers to Float64, float vectors reduced to their lengths), so files may differ in
         # float width or list flavour; polars streams the union of the views.

@@ -22,6 +22,7 @@ from features.reader import ParquetBatchReader, describe_counts
 from features.schema import load_schema
 from features.spec import FeatureSpec
 from pipelines.config import RunConfig, parse_run_config
+from pipelines.errors import JobError
 from pipelines.report import describe_batch, format_stats, format_train_summary
 
 PARTS = 6  # part files; the last one is the validation split
@@ -47,9 +48,23 @@ def default_demo_config(data_dir: str | os.PathLike, workers: int = 2) -> RunCon
     return parse_run_config(raw, "<demo config>", base_dir=base)
 
 
+DEMO_MARKER = ".deepsets-demo-data"
+DEMO_FILES = {"train", "valid", "schema.toml", "truth.json", DEMO_MARKER}
+
+
 def make_demo_data(data_dir: Path, rows: int, seed: int, progress: bool) -> dict:
-    """``data_dir/{train,valid}`` Parquet parts plus ``schema.toml`` and ``truth.json``."""
+    """``data_dir/{train,valid}`` Parquet parts plus ``schema.toml`` and ``truth.json``.
+
+    An earlier demo's data there is replaced; anything else is left alone.
+
+    Raises:
+        JobError: when ``data_dir`` holds files the demo did not write.
+    """
     if data_dir.exists():
+        found = {p.name for p in data_dir.iterdir()}
+        if found and not ((data_dir / DEMO_MARKER).exists() or found <= DEMO_FILES):
+            raise JobError(f"{data_dir} holds files the demo did not write ({', '.join(sorted(found - DEMO_FILES)[:3])}): "
+                           "the demo replaces its data folder; choose another --out")
         shutil.rmtree(data_dir)
     generated = synth.generate(rows, data_dir / "all", seed=seed, rows_per_file=-(-rows // PARTS), progress=progress)
     parts = sorted((data_dir / "all").glob("part-*.parquet"))
@@ -60,6 +75,7 @@ def make_demo_data(data_dir: Path, rows: int, seed: int, progress: bool) -> dict
     for name in ("schema.toml", "truth.json"):
         (data_dir / "all" / name).rename(data_dir / name)
     (data_dir / "all").rmdir()
+    (data_dir / DEMO_MARKER).write_text("written by deepsets demo; the next demo into this folder replaces it\n")
     return {"rows": generated["rows"], "train_files": len(parts) - 1, "valid_files": 1, "dir": str(data_dir)}
 
 

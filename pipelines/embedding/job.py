@@ -16,18 +16,23 @@ The output folder and its accounting: :mod:`pipelines.embedding.output`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from pathlib import Path
 from typing import List, Literal, Optional
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from features.errors import DataError
 from features.files import resolve_inputs
 from features.fragments import Fragment, plan_fragments
-from pipelines.embedding.output import MANIFEST_FORMAT, SUCCESS, account, prepare_output, write_json
+from pipelines.embedding.output import MANIFEST_FORMAT, SUCCESS, OutputLock, account, parts_to_do, prepare_output, write_json
 from pipelines.embedding.worker import EMBEDDINGS, REJECTS, RESERVED
 from pipelines.errors import ConfigError, JobError
 from pipelines.models.source import ModelSource, load_model_source
@@ -67,24 +72,55 @@ def parse_embed_config(**values) -> EmbedConfig:
 
 
 def check_inputs(files: List[str], source: ModelSource, out: Path) -> List[dict]:
-    """Every input is Parquet, holds the spec's columns with the trained id types, and lies
-    outside the output directory; returns ``{path, rows, bytes}`` per file.
+    """Every input is Parquet, holds the spec's columns with the trained id types and row ids
+    of one kind, and lies outside the output directory; returns ``{path, rows, bytes,
+    mtime_ns}`` per file.
 
     Raises:
-        DataError: naming the file (and column) that is wrong.
+        DataError: naming the file (and column, and rows) that is wrong.
         JobError: for an input inside the output directory, or an id column named like an output column.
     """
     spec = source.input_spec
     id_column = spec.schema.id_column
     if id_column in RESERVED:
         raise JobError(f"the id column may not be named {id_column!r} (an output column of the job has that name)")
-    described = []
+    described, id_kinds = [], {}
     for path in files:
         if Path(path).absolute().is_relative_to(out):
             raise JobError(f"{path}: input file lies inside the output directory; choose an --output outside the inputs")
         parquet = spec.open_checked(path, [id_column] if id_column else [])
-        described.append({"path": path, "rows": parquet.metadata.num_rows, "bytes": os.path.getsize(path)})
+        if id_column:
+            id_kinds.setdefault(row_id_kind(path, parquet, id_column), path)
+            if len(id_kinds) > 1:
+                (a, first), (b, second) = id_kinds.items()
+                raise DataError(f"{a} row ids in {first} but {b} row ids here: one kind of id per job", file=second, column=id_column)
+        stat = os.stat(path)
+        described.append({"path": path, "rows": parquet.metadata.num_rows, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns})
     return described
+
+
+def row_id_kind(path: str, parquet, column: str) -> str:
+    """'int' (written as int64) or 'string': the kind of the file's row ids.
+
+    Raises:
+        DataError: for ids of another type (floats: what pandas writes for integers with
+            nulls), or unsigned ids beyond int64 (naming the rows).
+    """
+    found = parquet.schema_arrow.field(column).type
+    base = found.value_type if pa.types.is_dictionary(found) else found
+    if pa.types.is_string(base) or pa.types.is_large_string(base) or pa.types.is_string_view(base):
+        return "string"
+    if not pa.types.is_integer(base):
+        hint = " (pandas writes an integer column with nulls as floats: write the ids as integers, one for every row)" if pa.types.is_floating(base) else ""
+        raise DataError(f"row ids must be integers or strings, found {found}{hint}", file=path, column=column)
+    if base == pa.uint64():
+        values = parquet.read(columns=[column]).column(column)
+        if pa.types.is_dictionary(values.type):
+            values = values.cast(base)
+        too_big = pc.greater(values, pa.scalar(2**63 - 1, pa.uint64())).to_numpy(zero_copy_only=False)
+        if too_big.any():
+            raise DataError("row ids beyond 2^63 - 1 cannot be written as int64 ids", file=path, column=column, rows=np.nonzero(too_big)[0])
+    return "int"
 
 
 def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, out: Path, progress: bool) -> tuple[int, float]:
@@ -151,21 +187,27 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
     inputs = check_inputs(files, source, out)
     manifest = {
         "format": MANIFEST_FORMAT, "model_uri": source.uri, "model_version": source.version,
-        "weights_sha256": source.weights_sha256, "with_modalities": cfg.with_modalities, "tower": cfg.tower, "inputs": inputs,
+        "weights_sha256": source.weights_sha256, "spec_sha256": hashlib.sha256(json.dumps(source.spec.to_dict(), sort_keys=True).encode()).hexdigest(),
+        "model_args": source.model_args.to_dict(), "with_modalities": cfg.with_modalities, "tower": cfg.tower, "inputs": inputs,
         "fragment_rows": cfg.fragment_rows, "fragments": [f.to_dict() for f in plan_fragments(files, cfg.fragment_rows)],
     }
-    fragments = prepare_output(out, manifest, cfg.resume, cfg.overwrite)
-    todo = [f for f in fragments if not (out / EMBEDDINGS / f.name).exists()]
-    say(f"embedding {sum(f.rows for f in todo)} of {sum(f.rows for f in fragments)} rows "
-        f"({len(todo)} of {len(fragments)} fragments to do) from {len(files)} file(s) with {cfg.workers} worker(s) into {out}")
-    rows_done, processing = _run_fragments(todo, source, cfg, out, progress) if todo else (0, 0.0)
-    summary = account(out, fragments, source.input_spec.schema.id_column)
-    seconds = time.perf_counter() - started
-    summary.update({
-        "rows_this_run": rows_done, "seconds": round(seconds, 2), "rows_per_s": round(rows_done / seconds, 1) if seconds else 0.0,
-        "processing_seconds": round(processing, 2),
-        "output": str(out / EMBEDDINGS), "rejects": str(out / REJECTS), "fragments": len(fragments),
-        "model_uri": source.uri, "model_version": source.version, "resumed": cfg.resume, "tower": cfg.tower,
-    })
-    write_json(out / SUCCESS, summary)
+    with OutputLock(out) as lock:
+        if lock.took_over:
+            say(f"taking over {out}: the embed job that held it (pid {lock.took_over.get('pid')}) is gone")
+        fragments = prepare_output(out, manifest, cfg.resume, cfg.overwrite)
+        todo, redone = parts_to_do(out, fragments, source.weights_sha256)
+        for bad in redone:
+            say(f"redoing {bad['part']}: {bad['problem']}")
+        say(f"embedding {sum(f.rows for f in todo)} of {sum(f.rows for f in fragments)} rows "
+            f"({len(todo)} of {len(fragments)} fragments to do) from {len(files)} file(s) with {cfg.workers} worker(s) into {out}")
+        rows_done, processing = _run_fragments(todo, source, cfg, out, progress) if todo else (0, 0.0)
+        summary = account(out, fragments, source.input_spec.schema.id_column, source.weights_sha256)
+        seconds = time.perf_counter() - started
+        summary.update({
+            "rows_this_run": rows_done, "seconds": round(seconds, 2), "rows_per_s": round(rows_done / seconds, 1) if seconds else 0.0,
+            "processing_seconds": round(processing, 2), "parts_redone": redone,
+            "output": str(out / EMBEDDINGS), "rejects": str(out / REJECTS), "fragments": len(fragments),
+            "model_uri": source.uri, "model_version": source.version, "resumed": cfg.resume, "tower": cfg.tower,
+        })
+        write_json(out / SUCCESS, summary)
     return summary

@@ -1,5 +1,6 @@
-"""The output folder of an embedding job: its manifest (what ``--resume`` checks), getting it
-ready (fresh, resumed or overwritten), and the final accounting from the files themselves.
+"""The output folder of an embedding job: one job at a time (a lock), its manifest (what
+``--resume`` checks), getting it ready (fresh, resumed or overwritten), verifying the parts a
+resumed job keeps, and the final accounting from the files themselves.
 
     embeddings/part-FFFFF-NNNNN.parquet   source_file, source_row, <id column>, embedding
                                           [, vector_<modality>, present_<modality> ...]
@@ -7,89 +8,217 @@ ready (fresh, resumed or overwritten), and the final accounting from the files t
                                           reject_column, reject_reason
     _manifest.json                        model, inputs, fragments (what --resume checks)
     _SUCCESS.json                         the summary of the finished job
+    _job.lock                             while a job runs: who holds the folder
+
+A part is written under a hidden name (``.part-...tmp-PID``, which Arrow and polars skip when
+reading the folder), synced to disk, then renamed into place (and the folder synced), so a part
+that exists is complete: after a crash or a power loss ``--resume`` redoes only the fragments
+without one, and checks each part it keeps (footer, rows, model fingerprint).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
+import socket
+import sys
+import time
 from collections import Counter
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.fragments import Fragment
-from pipelines.embedding.worker import EMBEDDINGS, REJECT_COLUMN, REJECT_REASON, REJECTS
+from pipelines.embedding.worker import EMBEDDINGS, FINGERPRINT_KEY, REJECT_COLUMN, REJECT_REASON, REJECTS, fsync_dir, fsync_file
 from pipelines.errors import JobError
 
-MANIFEST, SUCCESS = "_manifest.json", "_SUCCESS.json"
-MANIFEST_FORMAT = 1
+MANIFEST, SUCCESS, LOCK = "_manifest.json", "_SUCCESS.json", "_job.lock"
+MANIFEST_FORMAT = 2
+OURS = re.compile(r"^\.?part-\d{5}-\d{5}\.parquet(\.tmp-\d+)?$")
+"""What this job writes into embeddings/ and rejects/ (finished parts and hidden temp files)."""
 
 
 def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    """Write ``data`` to ``path`` atomically and durably (temp file, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    fsync_file(tmp)
     os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+class OutputLock:
+    """An exclusive claim on an output folder for one job.
+
+    The lock file names its holder (host, pid, start time, command). A lock left by a process
+    of this host that is gone is stale and taken over; any other lock refuses the job.
+
+    Raises:
+        JobError: (on enter) when another live job holds the folder, naming it.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / LOCK
+        self.me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                   "command": " ".join(sys.argv)[:300]}
+        self.took_over: Optional[dict] = None
+
+    def __enter__(self) -> "OutputLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder and holder.get("host") == self.me["host"] and not _alive(int(holder.get("pid", -1))):
+                    self.took_over = holder
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                who = f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}" if holder else "an unreadable lock"
+                raise JobError(f"{self.path.parent} is in use by another embed job ({who}): wait for it to finish, "
+                               f"or delete {self.path} if that job is gone") from None
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(self.me, handle)
+            return self
+        raise JobError(f"could not take the lock {self.path}")
+
+    def _holder(self) -> Optional[dict]:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def __exit__(self, *exc) -> None:
+        if (self._holder() or {}).get("pid") == self.me["pid"]:
+            self.path.unlink(missing_ok=True)
+
+
+def _foreign_files(out: Path) -> List[str]:
+    return sorted(f"{sub}/{p.name}" for sub in (EMBEDDINGS, REJECTS) if (out / sub).is_dir()
+                  for p in (out / sub).iterdir() if not OURS.match(p.name))
+
+
+def _clear_ours(out: Path) -> None:
+    for sub in (EMBEDDINGS, REJECTS):
+        if (out / sub).is_dir():
+            for p in (out / sub).iterdir():
+                if OURS.match(p.name):
+                    p.unlink()
 
 
 def prepare_output(out: Path, manifest: dict, resume: bool, overwrite: bool) -> List[Fragment]:
     """Make ``out`` ready and return every fragment of the job (a resumed job keeps its plan).
+    Only files this job writes are ever deleted.
 
     Raises:
         JobError: when ``out`` holds a job and neither ``resume`` nor ``overwrite`` is given,
-            or ``resume`` meets a job made with another model, inputs or columns.
+            ``resume`` meets a job made with another model, inputs or columns, or the part
+            folders hold files this job did not write.
     """
     old_path = out / MANIFEST
-    stray = [p for p in (out / EMBEDDINGS, out / REJECTS) if p.exists() and any(p.iterdir())]
+    foreign = _foreign_files(out)
+    if foreign:
+        raise JobError(f"{out} holds files an embed job did not write ({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}): "
+                       "move them away or choose another --output")
+    ours = [p for sub in (EMBEDDINGS, REJECTS) if (out / sub).is_dir() for p in (out / sub).iterdir()]
     if old_path.exists() and resume:
         old = json.loads(old_path.read_text(encoding="utf-8"))
-        changed = [k for k in ("format", "weights_sha256", "with_modalities", "tower", "inputs") if old.get(k) != manifest.get(k)]
+        changed = [k for k in ("format", "weights_sha256", "spec_sha256", "model_args", "with_modalities", "tower", "inputs") if old.get(k) != manifest.get(k)]
         if changed:
             raise JobError(f"cannot resume the job in {out}: its {', '.join(changed)} differ from this run's "
-                               "(same model, inputs and --with-modalities needed; or pass --overwrite to start again)")
+                           "(same model, inputs and --with-modalities needed; or pass --overwrite to start again)")
         manifest["fragments"] = old["fragments"]
-    elif old_path.exists() or stray:
+    elif old_path.exists() or ours:
         if not overwrite:
             state = "a finished job" if (out / SUCCESS).exists() else "an unfinished job"
             raise JobError(f"{out} already holds {state}: pass --resume to complete it, or --overwrite to replace it")
-        for path in (out / EMBEDDINGS, out / REJECTS):
-            shutil.rmtree(path, ignore_errors=True)
+        _clear_ours(out)
         for path in (old_path, out / SUCCESS):
             path.unlink(missing_ok=True)
     for sub in (EMBEDDINGS, REJECTS):
         (out / sub).mkdir(parents=True, exist_ok=True)
-        for leftover in (out / sub).glob("*.tmp-*"):  # from workers killed mid-write
+        for leftover in (out / sub).glob(".part-*.tmp-*"):  # from workers killed mid-write
             leftover.unlink()
     (out / SUCCESS).unlink(missing_ok=True)
     write_json(old_path, manifest)
     return [Fragment.from_dict(f) for f in manifest["fragments"]]
 
 
+def _part_problem(out: Path, fragment: Fragment, fingerprint: str) -> Optional[str]:
+    """Why a fragment's existing part cannot be kept (None if it can)."""
+    part, rejects = out / EMBEDDINGS / fragment.name, out / REJECTS / fragment.name
+    try:
+        meta = pq.read_metadata(part)
+        rejected = pq.read_metadata(rejects).num_rows if rejects.exists() else 0
+    except (pa.ArrowInvalid, OSError) as err:
+        return f"unreadable ({str(err).splitlines()[0]})"
+    found = (meta.metadata or {}).get(FINGERPRINT_KEY, b"").decode()
+    if found != fingerprint:
+        return f"written by another model (weights {found[:12] or 'unknown'})"
+    if meta.num_rows + rejected != fragment.rows:
+        return f"{meta.num_rows} rows written + {rejected} rejected, the fragment has {fragment.rows}"
+    return None
+
+
+def parts_to_do(out: Path, fragments: List[Fragment], fingerprint: str) -> Tuple[List[Fragment], List[dict]]:
+    """The fragments still to embed: those without a part, and those whose part fails its check
+    (removed, to be redone). Returns ``(to do, [{"part", "problem"}] redone)``."""
+    todo, redone = [], []
+    for fragment in fragments:
+        if not (out / EMBEDDINGS / fragment.name).exists():
+            todo.append(fragment)
+            continue
+        problem = _part_problem(out, fragment, fingerprint)
+        if problem:
+            redone.append({"part": fragment.name, "problem": problem})
+            (out / EMBEDDINGS / fragment.name).unlink()
+            (out / REJECTS / fragment.name).unlink(missing_ok=True)
+            todo.append(fragment)
+    return todo, redone
+
+
 def duplicate_ids(id_column: str, outputs: List[Path], rejects: List[Path]) -> dict:
-    """Ids that occur more than once among all input rows (written and rejected)."""
+    """Ids that occur more than once among all input rows (written and rejected), counted by
+    polars' streaming engine (memory follows the distinct ids, not the rows)."""
     scans = [pl.scan_parquet([str(p) for p in outputs]).select(pl.col(id_column))]
     if rejects:
         dtype = scans[0].collect_schema()[id_column]
         scans.append(pl.scan_parquet([str(p) for p in rejects]).select(pl.col(id_column).cast(dtype)))
-    counts = pl.concat(scans).group_by(id_column).agg(pl.len().alias("n")).filter(pl.col("n") > 1).collect()
+    counts = pl.concat(scans).group_by(id_column).agg(pl.len().alias("n")).filter(pl.col("n") > 1).collect(engine="streaming")
     examples = counts.sort("n", descending=True).head(5)
     return {"ids": counts.height, "extra_rows": int((counts["n"] - 1).sum()) if counts.height else 0,
             "examples": {str(k): int(v) for k, v in zip(examples[id_column].to_list(), examples["n"].to_list())}}
 
 
-def account(out: Path, fragments: List[Fragment], id_column: Optional[str]) -> dict:
-    """Count rows from the written files.
+def account(out: Path, fragments: List[Fragment], id_column: Optional[str], fingerprint: str) -> dict:
+    """Count rows from the written files; every part must carry the job's model fingerprint.
 
     Raises:
-        JobError: if a fragment has no output or rows are unaccounted for.
+        JobError: if a fragment has no output, a part was written by another model, or rows
+            are unaccounted for.
     """
     outputs = [out / EMBEDDINGS / f.name for f in fragments]
     missing = [p.name for p in outputs if not p.exists()]
     if missing:
         raise JobError(f"{len(missing)} fragment(s) have no output (first: {missing[0]}); rerun with --resume")
+    mixed = [p.name for p in outputs if (pq.read_metadata(p).metadata or {}).get(FINGERPRINT_KEY, b"").decode() != fingerprint]
+    if mixed:
+        raise JobError(f"{len(mixed)} part(s) in {out} were written by another model than the manifest's (first: {mixed[0]}): "
+                       "another job wrote into this folder; rerun with --overwrite")
     rejects = [p for p in (out / REJECTS / f.name for f in fragments) if p.exists()]
     rows_in = sum(f.rows for f in fragments)
     rows_out = sum(pq.read_metadata(p).num_rows for p in outputs)
@@ -107,5 +236,3 @@ def account(out: Path, fragments: List[Fragment], id_column: Optional[str]) -> d
     if id_column:
         summary["duplicate_ids"] = duplicate_ids(id_column, outputs, rejects)
     return summary
-
-

@@ -1,9 +1,11 @@
 """One fragment of an embedding job: read its rows, embed them, write them (or reject them).
 
-A fragment's output appears all at once: rows go to ``<name>.tmp-<pid>`` which is renamed to
-``embeddings/<name>`` when complete (after the fragment's rejects, if any, were renamed into
-``rejects/<name>``). An existing ``embeddings/<name>`` therefore means "this fragment is done",
-which is what makes ``--resume`` exactly once after any crash.
+A fragment's output appears all at once: rows go to the hidden ``.<name>.tmp-<pid>``, which is
+synced to disk and renamed to ``embeddings/<name>`` when complete (after the fragment's rejects,
+if any, were renamed into ``rejects/<name>``), and the folder is synced. An existing
+``embeddings/<name>`` therefore means "this fragment is done", which is what makes
+``--resume`` exactly once after any crash (and ``pipelines.embedding.output`` checks each kept
+part's footer, rows and model fingerprint).
 """
 
 from __future__ import annotations
@@ -31,9 +33,28 @@ except OSError:  # not glibc (macOS, musl): nothing to trim
     _LIBC = None
 
 EMBEDDINGS, REJECTS = "embeddings", "rejects"
+FINGERPRINT_KEY = b"deepsets.weights_sha256"
+"""The part metadata naming the model that wrote it (the sha256 of its weights)."""
 SOURCE_FILE, SOURCE_ROW = "source_file", "source_row"
 REJECT_COLUMN, REJECT_REASON = "reject_column", "reject_reason"
 RESERVED = (SOURCE_FILE, SOURCE_ROW, "embedding", REJECT_COLUMN, REJECT_REASON)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def split_bad_rows(spec: FeatureSpec, table: pa.Table) -> Tuple[Optional[Any], np.ndarray, List[tuple]]:
@@ -67,7 +88,10 @@ def _fixed_list(values: np.ndarray) -> pa.FixedSizeListArray:
 
 
 def _ids(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Ids as int64 or string, so every output file has the same id type."""
+    """Ids as int64 or string, so every output file has the same id type (the job checked
+    before any work that every input's ids are integers fitting int64, or strings)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
     if pa.types.is_integer(column.type):
         return column.cast(pa.int64())
     if pa.types.is_large_string(column.type) or pa.types.is_string_view(column.type):
@@ -177,7 +201,7 @@ class FragmentEmbedder:
         """
         final = self.out_dir / EMBEDDINGS / fragment.name
         reject_path = self.out_dir / REJECTS / fragment.name
-        tmp = final.with_name(f"{fragment.name}.tmp-{os.getpid()}")
+        tmp = final.with_name(f".{fragment.name}.tmp-{os.getpid()}")  # hidden: readers of the folder skip it
         reject_path.unlink(missing_ok=True)  # a leftover from an attempt that did not finish
         writer: Optional[pq.ParquetWriter] = None
         rejects: List[pa.Table] = []
@@ -208,10 +232,14 @@ class FragmentEmbedder:
             if rejects:
                 joined = pa.concat_tables(rejects, promote_options="permissive")
                 rows_rejected = joined.num_rows
-                reject_tmp = reject_path.with_name(f"{fragment.name}.tmp-{os.getpid()}")
+                reject_tmp = reject_path.with_name(f".{fragment.name}.tmp-{os.getpid()}")
                 pq.write_table(joined.replace_schema_metadata(metadata), reject_tmp)
+                fsync_file(reject_tmp)
                 os.replace(reject_tmp, reject_path)
+                fsync_dir(reject_path.parent)
+            fsync_file(tmp)
             os.replace(tmp, final)
+            fsync_dir(final.parent)
         finally:
             if writer is not None:
                 writer.close()

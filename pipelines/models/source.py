@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -123,8 +124,10 @@ def _mlflow_details(uri: str) -> tuple[str, Optional[str], Optional[Dict[str, An
 
     try:
         info = mlflow.models.get_model_info(uri)
-    except Exception:  # noqa: BLE001 - informative only; the load reports real problems
-        return "", None, None
+    except Exception as err:  # noqa: BLE001 - the model itself loaded; say what is unknown, and why
+        print(f"warning: the MLflow metadata of {uri} could not be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}): "
+              "its version, run and training config are unknown", file=sys.stderr)
+        return "unknown (MLflow metadata unreadable)", None, None
     parts = [f"model_id={info.model_id}" if getattr(info, "model_id", None) else "",
              f"registered_version={info.registered_model_version}" if info.registered_model_version else "",
              f"run_id={info.run_id}" if info.run_id else ""]
@@ -132,7 +135,9 @@ def _mlflow_details(uri: str) -> tuple[str, Optional[str], Optional[Dict[str, An
     if info.run_id:
         try:
             config = tomllib.loads(mlflow.artifacts.load_text(f"runs:/{info.run_id}/config.toml"))
-        except Exception:  # noqa: BLE001 - a model logged outside `deepsets train` has no config
+        except Exception as err:  # noqa: BLE001 - a model logged outside `deepsets train` has no config
+            print(f"warning: run {info.run_id} of {uri} has no readable config.toml ({type(err).__name__}): "
+                  "its training config is unknown (ablate --retrain and the label default need it)", file=sys.stderr)
             config = None
     return " ".join(p for p in parts if p), info.run_id, config
 

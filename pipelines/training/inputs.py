@@ -7,6 +7,7 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
+from deepsets.builders import check_table_sizes
 from features.errors import DataError
 from features.files import check_columns, open_parquet, resolve_inputs
 from features.labels import key_tensor, label_tensor
@@ -23,7 +24,9 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
     Raises:
         DataError: naming the file and column, or the row count.
         ConfigError: for a tower naming a modality the schema does not have.
+        ValueError: for an embedding table too big to build.
     """
+    check_table_sizes(spec.model_inputs(), cfg.model.dim)  # a table too big to build: refused before Ray starts
     labels = list(cfg.data.label_columns) + [c for c in (cfg.data.group_column, cfg.data.item_column) if c]
     for side in ("query", "item"):
         unknown = sorted(set(getattr(cfg.task, f"{side}_modalities")) - set(spec.names))

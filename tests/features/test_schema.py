@@ -326,3 +326,10 @@ def test_a_schema_built_directly_from_dicts_picks_each_class_by_kind():
     assert parse_schema({"modality": ({"name": "img", "kind": "dense", "dim": 3},)}).names == ["img"]  # a tuple of tables too
     with pytest.raises(ValueError, match=r"modality\[0\]: unknown kind 'picture'"):
         FeatureSchema.model_validate({"modality": [{"name": "img", "kind": "picture"}]})
+
+
+def test_one_column_holds_one_kind_of_value():
+    with pytest.raises(SchemaError, match=r"column 'x' is read by modality 'a' \(dense\) and 'b' \(categorical\): one column holds one kind of value"):
+        parse_schema({"modality": [{"name": "a", "kind": "dense", "dim": 2, "column": "x"}, {"name": "b", "kind": "categorical", "column": "x"}]})
+    both = parse_schema({"modality": [{"name": "seq", "kind": "id_sequence", "column": "h"}, {"name": "bag", "kind": "id_set", "column": "h"}]})
+    assert both.source_columns() == ["h"]  # a sequence and a set view of one list of ids read it alike

@@ -17,6 +17,7 @@ import torch
 
 from pipelines.cli import main
 from pipelines.embedding.job import parse_embed_config, run_embed
+from features.errors import DataError
 from pipelines.errors import ConfigError, JobError
 from tests.pipelines.saved_models import save_model
 
@@ -147,6 +148,12 @@ def test_overwrite_and_resume_semantics(ray_session, checkpoint, demo_data, tmp_
     assert replaced["rows_out"] == 3000 and len(list((out / "embeddings").glob("*.parquet"))) == 5
     with pytest.raises(JobError, match="cannot resume .* inputs differ"):
         embed(checkpoint, [demo_data / "valid"], out, resume=True)
+    # a part cut short (a power loss after the rename) is found and redone on resume
+    part = out / "embeddings" / "part-00001-00000.parquet"
+    part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    mended = embed(checkpoint, [demo_data / "train"], out, fragment_rows=1000, resume=True)
+    assert mended["rows_out"] == 3000 and mended["rows_this_run"] == 600
+    assert [r["part"] for r in mended["parts_redone"]] == ["part-00001-00000.parquet"] and "unreadable" in mended["parts_redone"][0]["problem"]
     with pytest.raises(ConfigError, match="exclude each other"):
         parse_embed_config(model="m", inputs=["x"], output="o", resume=True, overwrite=True)
 
@@ -188,4 +195,65 @@ def test_kill_9_then_resume_writes_every_row_exactly_once(ray_session, checkpoin
     assert a.num_rows == 3000 and len(set(a.column("item_id").to_pylist())) == 3000  # one row per input id
     assert a.column("item_id").equals(b.column("item_id"))
     np.testing.assert_allclose(vectors(a), vectors(b), atol=1e-5)
-    assert not list(parts.glob("*.tmp-*"))
+    assert not list(parts.glob("*.tmp-*")) and not list(parts.glob(".*"))  # temp files gone; the dead job's lock taken over
+    assert not (out / "_job.lock").exists()
+
+
+def test_a_second_job_on_the_same_output_is_refused_and_names_the_first(checkpoint, demo_data, tmp_path):
+    import json
+    import socket
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "_job.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": "just now"}))
+    with pytest.raises(JobError, match=rf"is in use by another embed job \(pid {os.getpid()} on .*, started just now\)"):
+        embed(checkpoint, [demo_data / "valid"], out)
+    assert not (out / "embeddings").exists()  # refused before anything was written
+
+
+def test_parts_from_another_model_are_redone_and_never_mixed(ray_session, checkpoint, demo_spec, demo_data, tmp_path):
+    other = tmp_path / "other-model"
+    other.mkdir()
+    save_model(other, demo_spec, MODEL_CONFIG, seed=1)
+    out = tmp_path / "out"
+    embed(checkpoint, [demo_data / "valid"], out, fragment_rows=200)
+    embed({"dir": str(other)}, [demo_data / "valid"], tmp_path / "by-other", fragment_rows=200)
+    foreign = tmp_path / "by-other" / "embeddings" / "part-00000-00001.parquet"
+    (out / "embeddings" / foreign.name).write_bytes(foreign.read_bytes())  # a second job's part, same name
+    resumed = embed(checkpoint, [demo_data / "valid"], out, fragment_rows=200, resume=True)
+    assert [r["part"] for r in resumed["parts_redone"]] == [foreign.name] and "another model" in resumed["parts_redone"][0]["problem"]
+    embed(checkpoint, [demo_data / "valid"], tmp_path / "fresh", fragment_rows=200)
+    np.testing.assert_allclose(vectors(read_output(out)), vectors(read_output(tmp_path / "fresh")), atol=1e-6)  # all model A
+    (out / "embeddings" / "notes.txt").write_text("mine")
+    with pytest.raises(JobError, match=r"holds files an embed job did not write \(embeddings/notes.txt\)"):
+        embed(checkpoint, [demo_data / "valid"], out, overwrite=True)
+    assert (out / "embeddings" / "notes.txt").exists()
+
+
+@pytest.mark.parametrize("ids, problem", [
+    (pa.array(np.arange(600, dtype=np.float64)), r"row ids must be integers or strings, found double \(pandas writes"),
+    (pa.array(np.append(np.arange(599, dtype=np.uint64), np.uint64(2**63 + 5))), r"column 'item_id', row 599: row ids beyond 2\^63 - 1"),
+])
+def test_row_ids_that_cannot_be_written_are_refused_before_any_work(checkpoint, demo_data, tmp_path, ids, problem):
+    table = pq.read_table(next((demo_data / "valid").glob("*.parquet")))
+    (tmp_path / "in").mkdir()
+    pq.write_table(table.set_column(table.schema.get_field_index("item_id"), "item_id", ids), tmp_path / "in" / "a.parquet")
+    with pytest.raises(Exception, match=problem):
+        embed(checkpoint, [tmp_path / "in"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_ids_of_several_integer_types_and_dictionaries_are_one_int64_column(ray_session, checkpoint, demo_data, tmp_path):
+    table = pq.read_table(next((demo_data / "valid").glob("*.parquet")))
+    at = table.schema.get_field_index("item_id")
+    (tmp_path / "in").mkdir()
+    pq.write_table(table.slice(0, 300).set_column(at, "item_id", table.column("item_id").slice(0, 300).cast(pa.int32())), tmp_path / "in" / "a.parquet")
+    pq.write_table(table.slice(300).set_column(at, "item_id", table.column("item_id").slice(300).cast(pa.uint64())), tmp_path / "in" / "b.parquet")
+    summary = embed(checkpoint, [tmp_path / "in"], tmp_path / "out")
+    out = read_output(tmp_path / "out")
+    assert summary["rows_out"] == 600 and out.schema.field("item_id").type == pa.int64()
+    assert out.column("item_id").to_pylist() == table.column("item_id").to_pylist()
+    strings = table.set_column(at, "item_id", pa.array([f"i{i}" for i in range(600)]).dictionary_encode())
+    pq.write_table(strings, tmp_path / "in" / "c.parquet")
+    with pytest.raises(DataError, match=r"int row ids in .*a.parquet but string row ids here"):
+        embed(checkpoint, [tmp_path / "in"], tmp_path / "out2")
