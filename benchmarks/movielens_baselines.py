@@ -2,6 +2,7 @@
 
     pop = most_popular_scores(train_items, num_items)                        # (I,)
     knn = item_knn_scores(train_users, train_items, histories, num_items)    # (U, I)
+    ease = ease_scores(train_users, train_items, histories, num_items, 500)  # (U, I)
     topk_metrics(knn, targets, exclude=seen, k=10)   # {'ndcg_at_10': ..., 'recall_at_10': ..., 'mrr': ...}
 
 Everything works in item index space: items are ``0 .. num_items - 1`` (the caller maps
@@ -115,6 +116,47 @@ def item_knn_scores(
     rows = np.repeat(np.arange(len(histories)), [h.size for h in histories])
     q = sp.csr_matrix((np.ones(cols.size, dtype=np.float32), (rows, cols)), shape=(len(histories), num_items))
     return np.asarray((q @ sim).todense(), dtype=np.float32)  # (U, I)
+
+
+def ease_weights(train_users: np.ndarray, train_items: np.ndarray, num_items: int, l2: float) -> np.ndarray:
+    """EASE (Steck 2019): the item-item weights ``B`` with a zero diagonal that best rebuild
+    the user-item matrix ``X`` as ``X B`` under an L2 penalty ``l2``, in closed form:
+    ``P = (X^T X + l2 I)^-1``, ``B = I - P diag(1 / diag(P))``. (I, I) float64.
+
+    Raises:
+        ValueError: for mismatched lengths, bad indices or ``l2 <= 0``.
+    """
+    users = np.asarray(train_users, dtype=np.int64).reshape(-1)
+    items = _check_items(train_items, num_items, "train_items")
+    if users.size != items.size or l2 <= 0:
+        raise ValueError(f"need as many users as items ({users.size} vs {items.size}) and l2 > 0 (got {l2})")
+    num_users = int(users.max()) + 1 if users.size else 0
+    x = sp.csr_matrix((np.ones(users.size), (users, items)), shape=(num_users, num_items))
+    x.data[:] = 1.0  # a user counts once per item
+    gram = (x.T @ x).toarray()  # (I, I)
+    gram[np.diag_indices(num_items)] += l2
+    p = np.linalg.inv(gram)
+    b = -p / np.diag(p)  # column j divided by P_jj
+    b[np.diag_indices(num_items)] = 0.0
+    return b
+
+
+def ease_scores(
+    train_users: np.ndarray,
+    train_items: np.ndarray,
+    query_histories: Sequence[np.ndarray],
+    num_items: int,
+    l2: float,
+    weights: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """EASE scores of each query: ``score = x_u B`` with ``x_u`` the query's history as a 0/1
+    row (:func:`ease_weights`; pass ``weights`` to reuse them): (U, I) float32."""
+    b = ease_weights(train_users, train_items, num_items, l2) if weights is None else weights
+    histories = [np.unique(np.asarray(h, dtype=np.int64).reshape(-1)) for h in query_histories]
+    cols = _check_items(np.concatenate(histories) if histories else np.zeros(0), num_items, "query_histories")
+    rows = np.repeat(np.arange(len(histories)), [h.size for h in histories])
+    q = sp.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(len(histories), num_items))
+    return np.asarray(q @ b, dtype=np.float32)  # (U, I)
 
 
 def topk_metrics(

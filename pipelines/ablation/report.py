@@ -37,6 +37,17 @@ def _fmt(v: float) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.4f}"
 
 
+SIGN_MEANING = {
+    "loo": "the metric falls by this much without it",
+    "only": "the metric with it alone rises by this much over none present",
+    "permute": "the metric falls by this much when its vectors are shuffled",
+    "shapley": "its average contribution to the metric over all subsets",
+    "maxpool": "the share of dimensions it wins",
+    "retrain": "a model trained without it scores this much lower",
+}
+"""What a positive value of each method's column says (the table's legend)."""
+
+
 def markdown_table(summary: dict) -> str:
     """One row per modality, one column per method: delta [low, high]."""
     methods = summary["methods"]
@@ -45,6 +56,8 @@ def markdown_table(summary: dict) -> str:
         f"Ablation of {summary['model_uri']} on {summary['rows']} rows; metric {summary['metric']} "
         f"(all present {summary['full']:.4f}, none present {summary['empty']:.4f}); "
         f"95% bootstrap intervals over {summary['bootstrap']} resamples.",
+        f"Rows sorted by the {methods[0]} column, largest first. Positive means the modality helps: "
+        + "; ".join(f"{m}: {SIGN_MEANING[m]}" for m in methods if m in SIGN_MEANING) + ".",
         "",
         "| modality | " + " | ".join(methods) + " |",
         "|---|" + "---|" * len(methods),

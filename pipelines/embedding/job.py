@@ -147,7 +147,7 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
         batch_size=1,
         # one fragment at a time per actor: the first actor up does not queue fragments that
         # an idle actor could take (a fragment is seconds of work; the hand-off is a millisecond)
-        compute=ray.data.ActorPoolStrategy(size=cfg.workers, max_tasks_in_flight_per_actor=1),
+        compute=ray.data.ActorPoolStrategy(size=max(1, min(cfg.workers, len(items))), max_tasks_in_flight_per_actor=1),
         num_cpus=cfg.cpus_per_worker,
         num_gpus=cfg.gpus_per_worker or None,
         fn_constructor_kwargs={

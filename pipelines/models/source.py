@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,7 @@ def load_model_source(uri: str) -> ModelSource:
     Raises:
         JobError: when the URI names nothing loadable, with what was expected.
     """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a few small files: no bars
     local = Path(uri)
     if local.is_dir() and (local / "state.pt").exists():
         from pipelines.models.checkpoint import load_checkpoint

@@ -30,6 +30,7 @@ from features.spec import FeatureSpec
 from pipelines.models.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from pipelines.training.negatives import Negatives, item_catalogue_or_none
 from pipelines.training.objectives import ItemLogQ, Objective, unwrap
+from pipelines.training.progress import EpochProgress
 from pipelines.training.selection import SCORE_KEY, Selection
 from pipelines.training.tracking import EpochTracker
 
@@ -169,6 +170,7 @@ def train_worker(loop_config: dict) -> None:
         if negatives is not None:
             negatives.reseed(t.seed * 1_000_003 + 10_007 * epoch + rank)  # the items drawn follow the seed, per epoch and rank
         started, loss_sum, steps, rows = time.perf_counter(), 0.0, 0, 0
+        shown = EpochProgress(loop_config.get("progress", "lines") if rank == 0 else "off", epoch + 1, t.epochs, per_epoch)
         reader = ParquetBatchReader(spec, cfg.data.train, batch_size=t.batch_size, label_columns=labels, drop_last=True,
                                     shuffle_seed=t.seed * 100_003 + epoch, key_columns=objective.key_columns(), group_column=cfg.data.group_column)
         for global_batch in reader:
@@ -180,8 +182,7 @@ def train_worker(loop_config: dict) -> None:
                                        f"(rank {rank}): training diverged; try a lower training.lr (now {t.lr:g}) or "
                                        f"training.grad_clip, and check the labels")
             loss_sum += loss
-            if rank == 0 and steps % 20 == 0:
-                print(f"epoch {epoch + 1}/{t.epochs} step {steps}/{per_epoch} loss {loss_sum / steps:.4f}", flush=True)
+            shown.step(steps, loss_sum / steps)
         seconds = time.perf_counter() - started
         metrics = {"epoch": epoch, "step": step, "train_loss": _mean_across_ranks(loss_sum, steps, world, device),
                    "train_rows_per_s": rows * world / seconds, "train_rows_dropped": reader.rows_dropped}
@@ -196,13 +197,13 @@ def train_worker(loop_config: dict) -> None:
                 progress["stale_epochs"] += 1
         stop = _agree_to_stop(bool(selection.patience) and progress["stale_epochs"] >= selection.patience, world, device)
         _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_config, args, progress)
+        shown.end({k: v for k, v in metrics.items() if k not in ("epoch", "step", SCORE_KEY)})
         if rank == 0:
-            print("epoch {}/{}: ".format(epoch + 1, t.epochs) + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "step", SCORE_KEY)), flush=True)
             tracker.log({k: v for k, v in metrics.items() if k not in ("epoch", "step", SCORE_KEY)}, step=epoch)
         if rank == 0 and not resumed and loop_config.get("fail_at_epoch") == epoch:
             raise RuntimeError(f"injected failure after epoch {epoch} ({FAIL_AT_EPOCH_ENV})")
         if stop:
-            if rank == 0:
+            if rank == 0 and loop_config.get("progress", "lines") != "off":
                 print(f"stopping early after epoch {epoch + 1}: {selection.metric} has not improved for {selection.patience} "
                       f"epoch(s) (best: epoch {progress['best_epoch'] + 1})", flush=True)
             break

@@ -20,6 +20,7 @@ from pipelines.config import RunConfig
 from pipelines.errors import JobError
 from pipelines.ray_runtime import start_ray, use_ray_train_v2
 from pipelines.training.inputs import check_training_data, item_counts
+from pipelines.training.progress import progress_mode
 from pipelines.training.resume import check_resumable, checkpoint_dirs, save_run_record
 from pipelines.training.selection import SCORE_KEY, Selection
 from pipelines.training.tracking import open_mlflow_run, run_status
@@ -78,11 +79,12 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
     selection = Selection.of(cfg.training.select, cfg.training.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid))
     uri, run_id = open_mlflow_run(cfg, run_name, resume, run_dir / "spec.json")
     with run_status(uri, run_id):  # RUNNING now; FAILED, KILLED or FINISHED as the run ends
-        return _train_and_log(cfg, spec, run_name, run_dir, uri, run_id, selection, popularity, ray_address, callbacks, started)
+        return _train_and_log(cfg, spec, run_name, run_dir, uri, run_id, selection, popularity, ray_address, callbacks, started,
+                              progress_mode(progress))
 
 
 def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: Path, uri: str, run_id: str, selection: Selection,
-                   popularity: Optional[dict], ray_address: Optional[str], callbacks: Sequence, started: float) -> dict:
+                   popularity: Optional[dict], ray_address: Optional[str], callbacks: Sequence, started: float, progress: str) -> dict:
     """Ray Train fits the model; the selected epoch's model is logged to the run."""
     import mlflow
     import ray.train
@@ -100,6 +102,7 @@ def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: Pa
             "config": cfg.as_dict(),
             "spec": spec.to_dict(),
             "mlflow": {"uri": uri, "run_id": run_id},
+            "progress": progress,
             "fail_at_epoch": int(os.environ[FAIL_AT_EPOCH_ENV]) if os.environ.get(FAIL_AT_EPOCH_ENV) else None,
             "item_counts": popularity,
         },
@@ -109,6 +112,9 @@ def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: Pa
         run_config=ray.train.RunConfig(
             name=run_name, storage_path=str(storage), failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures),
             checkpoint_config=checkpoint_retention(selection), callbacks=list(callbacks),
+            # Ray Train's own INFO lines (worker groups, each report's dict, checkpoint paths) go
+            # to its log files under the Ray session's logs/train/; the console shows warnings up
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
     )
     try:
@@ -131,6 +137,7 @@ def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: Pa
         model_uri = log_deepsets_model(state.model, spec, args, step=state.epoch)
         mlflow.set_tags({"deepsets.selected_epoch": str(state.epoch + 1), "deepsets.selected_on": selection.metric or "last epoch"})
     metrics = {k: v for k, v in kept_metrics.items() if isinstance(v, (int, float)) and k != SCORE_KEY}
+    metrics["epoch"] = state.epoch + 1  # counted from 1, as every printed line counts (MLflow steps count from 0)
     last_epoch = int((result.metrics or {}).get("epoch", state.epoch))
     return {
         "run_name": run_name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import subprocess
 from pathlib import Path
 from typing import Dict, Iterator, Optional
@@ -47,6 +48,8 @@ def open_mlflow_run(cfg, run_name: str, resume: bool, spec_path: Path) -> tuple[
     from mlflow.entities import Param, RunTag
     from mlflow.tracking import MlflowClient
 
+    for name in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables..."
+        logging.getLogger(name).setLevel(logging.WARNING)
     uri = cfg.tracking.resolved_mlflow_uri()
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)

@@ -201,7 +201,10 @@ def _report(results, cfg: RunConfig, space: SearchSpace, selection: Selection, o
         for run in client.search_runs([client.get_run(parent_id).info.experiment_id],
                                       filter_string=f"tags.`deepsets.run_name` = '{row['run_name']}'"):
             client.set_tag(run.info.run_id, "deepsets.tune_status", row["status"])
-            if run.info.status == "RUNNING":  # ASHA stopped the trial's process mid-run
+            # ASHA stopped the trial mid-run: its process was killed (RUNNING left behind) or its
+            # Ray Train run was aborted first and the trial marked it FAILED on the way out
+            stopped = row["status"].startswith("stopped by ASHA")
+            if run.info.status == "RUNNING" or (stopped and run.info.status == "FAILED"):
                 client.set_terminated(run.info.run_id, "KILLED")
     summary["seconds"] = round(time.perf_counter() - started, 1)
     say(markdown(rows, selection.metric, keys))

@@ -137,3 +137,22 @@ def test_item_knn_matches_dense_cosine(data):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(mb, "SIMILARITY_CHUNK", 3)  # several row blocks
         np.testing.assert_allclose(mb.item_knn_scores(users, items, histories, num_items), want, rtol=1e-5, atol=1e-6)
+
+
+def test_ease_weights_are_each_columns_ridge_regression_without_itself():
+    """EASE's closed form equals, column by column, the ridge regression of item j on every
+    other item (the zero-diagonal constraint), with the same penalty."""
+    from benchmarks.movielens_baselines import ease_scores, ease_weights
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((40, 7)) < 0.4).astype(float)
+    users, items = np.nonzero(x)
+    b = ease_weights(users, items, 7, l2=3.0)
+    assert np.all(np.diag(b) == 0)
+    for j in range(7):
+        others = np.arange(7) != j
+        a = x[:, others]
+        expected = np.linalg.solve(a.T @ a + 3.0 * np.eye(6), a.T @ x[:, j])
+        np.testing.assert_allclose(b[others, j], expected, atol=1e-10)
+    scores = ease_scores(users, items, [np.array([0, 2, 2]), np.array([], dtype=np.int64)], 7, l2=3.0, weights=b)
+    np.testing.assert_allclose(scores, np.stack([b[0] + b[2], np.zeros(7)]), atol=1e-6)  # a repeated item counts once

@@ -1,6 +1,7 @@
 """The command line end to end on small data: synth -> fit -> read, and the demo."""
 
 import json
+import sys
 
 import pytest
 
@@ -104,3 +105,14 @@ def test_json_holds_null_where_a_number_is_not_finite(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_run_read", lambda args: {"auc": float("nan"), "nested": [1.0, float("inf")]})
     assert main(["read", "--spec", "s.json", "--input", "x", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"auc": None, "nested": [1.0, None]}
+
+
+def test_the_cli_imports_no_heavy_package_until_a_command_runs():
+    """`deepsets --help` stays fast: torch, Ray, polars, MLflow and pyarrow load only when a
+    command needs them."""
+    import subprocess
+
+    code = ("import sys; from pipelines.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'ray', 'polars', 'mlflow', 'pyarrow', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

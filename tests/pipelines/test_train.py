@@ -169,7 +169,7 @@ def test_the_best_epoch_is_the_model_and_patience_stops_early(ray_session, demo_
     ran = summary["epochs_done"]
     assert len(losses) == ran < 6 and summary["selected"]["stopped_early"], losses  # patience 1: one epoch without improvement
     assert best == ran - 2 and summary["selected"] == {"epoch": best + 1, "metric": "valid_loss", "value": losses[best], "stopped_early": True}
-    assert summary["metrics"]["valid_loss"] == losses[best] and summary["metrics"]["epoch"] == best
+    assert summary["metrics"]["valid_loss"] == losses[best] and summary["metrics"]["epoch"] == best + 1  # counted from 1 everywhere
     # the logged model is the best epoch's, carries that epoch's metrics, and reproduces its loss
     model, spec, _ = load_deepsets_model(summary["model_uri"])
     valid = ParquetBatchReader(spec, data / "valid", batch_size=1024, label_columns=["clicked"])
@@ -183,17 +183,10 @@ def test_the_best_epoch_is_the_model_and_patience_stops_early(ray_session, demo_
 
 
 def test_a_diverging_run_stops_with_the_epoch_and_step_and_is_marked_failed(ray_session, demo_data, tmp_path):
-    import numpy as np
-    import pyarrow as pa
-
+    from benchmarks.faults import overflowing_copy
     from pipelines.training.run import TrainingFailed
 
-    for split in ("train", "valid"):  # a regression target of 1e30: the squared error overflows at once
-        (tmp_path / "huge" / split).mkdir(parents=True)
-        for path in sorted((demo_data / split).glob("*.parquet")):
-            table = pq.read_table(path)
-            pq.write_table(table.append_column("huge", pa.array(np.full(table.num_rows, 1e30, np.float32))), tmp_path / "huge" / split / path.name)
-    (tmp_path / "huge" / "schema.toml").write_text((demo_data / "schema.toml").read_text())
+    overflowing_copy(demo_data, tmp_path / "huge")  # a regression target of 1e30: the squared error overflows at once
     cfg = config(tmp_path / "huge", tmp_path, "diverging", workers=1, epochs=1)
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"label_columns": ("huge",)}),
                                  "task": cfg.task.model_copy(update={"kind": "regression"})})

@@ -1,4 +1,4 @@
-"""One Ray session and one small train/valid dataset shared by every pipeline test."""
+"""One Ray session and one small train/valid dataset shared by every test package."""
 
 from __future__ import annotations
 
