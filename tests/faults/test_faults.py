@@ -15,9 +15,11 @@ from benchmarks.faults import (
     audit,
     checkpoint_registered,
     embed_command,
+    kill_job,
     killed_embed_job,
     overflowing_copy,
     save_untrained_model,
+    session_processes,
     start,
     truncate_random_part,
 )
@@ -71,21 +73,12 @@ def test_a_job_started_while_another_runs_on_the_same_output_is_refused(ray_sess
         with pytest.raises(JobError, match=rf"is in use by another embed job \(pid {first.pid} on "):
             embed(model, demo_data / "train", out)
     finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
+        kill_job(first)
 
 
 def _ray_train_workers() -> list:
     """Pids of this session's Ray Train workers (the shared test Ray was started from here)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.getsid(int(entry)) == os.getsid(0) and b"RayTrainWorker" in open(f"/proc/{entry}/cmdline", "rb").read():
-                    pids.append(int(entry))
-            except OSError:
-                continue
-    return pids
+    return session_processes(os.getsid(0), "RayTrainWorker")
 
 
 def test_a_training_worker_killed_mid_run_is_replaced_and_the_run_finishes_from_its_checkpoint(ray_session, demo_data, tmp_path):
