@@ -248,6 +248,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], dict] = args.run
+    ray_was_running = _ray_running()  # a caller's own Ray (a notebook, a test session) is left running
     try:
         summary = run(args)
     except (*USER_ERRORS, ValueError, OSError) as err:
@@ -263,7 +264,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"internal error: {type(err).__name__}: {one_line(err)} (traceback in {log})", file=sys.stderr)
         return 1
     if getattr(args, "json", False):
-        _stop_ray()  # Ray forwards worker output asynchronously: stop it, so the JSON line is last
+        if not ray_was_running:
+            _stop_ray()  # Ray forwards worker output asynchronously: stop it, so the JSON line is last
         print(json.dumps(json_safe(summary), default=str, allow_nan=False))
     return 0
 
@@ -294,10 +296,14 @@ def _traceback_file(command: str) -> str:
     return str(path)
 
 
-def _stop_ray() -> None:
+def _ray_running() -> bool:
     ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        ray.shutdown()
+    return ray is not None and ray.is_initialized()
+
+
+def _stop_ray() -> None:
+    if _ray_running():
+        sys.modules["ray"].shutdown()
 
 
 if __name__ == "__main__":  # pragma: no cover

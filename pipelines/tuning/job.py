@@ -32,6 +32,7 @@ from pipelines.config import RunConfig, load_run_config, parse_run_config
 from pipelines.errors import ConfigError
 from pipelines.ray_runtime import start_ray
 from pipelines.training.selection import SCORE_KEY, Selection
+from pipelines.tuning.orphans import orphan_sweeper, remove_orphaned_placement_groups
 from pipelines.tuning.space import SearchSpace, load_space
 
 TRIALS = "trials"
@@ -81,6 +82,25 @@ def _progress_callback(say, metric: str):
     return Progress()
 
 
+def _asha(epochs: int, grace: int, reduction: int):
+    """ASHA on the selection score that lets a trial reach its last epoch run to its end.
+
+    ASHA may stop a trial at any rung, the last epoch included (epochs 2 with grace 1 and
+    reduction 2 puts a rung there). Stopped then, the trial's training is done and only the
+    logging of its model is left, which the stop would cut off: the decision saves nothing
+    and loses the model, so a result at the last epoch always continues.
+    """
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    class FinishLastEpoch(ASHAScheduler):
+        def on_trial_result(self, tune_controller, trial, result):
+            decision = super().on_trial_result(tune_controller, trial, result)
+            return TrialScheduler.CONTINUE if result.get("training_iteration", 0) >= epochs else decision
+
+    # max_t one past the last epoch: ASHA stops any trial that reaches max_t
+    return FinishLastEpoch(metric=SCORE_KEY, mode="max", max_t=epochs + 1, grace_period=grace, reduction_factor=reduction)
+
+
 def _trial_rows(results, out: Path, selection: Selection, epochs: int, stamp: str) -> List[dict]:
     """One row per trial: settings, status, best selected metric and its epoch, model."""
     rows = []
@@ -127,7 +147,6 @@ def run_tune(config: str, space_path: str, *, overrides: Sequence[str] = (), tri
     """
     import mlflow
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     started = time.perf_counter()
     say = print if progress else (lambda *a: None)
@@ -157,19 +176,17 @@ def run_tune(config: str, space_path: str, *, overrides: Sequence[str] = (), tri
     concurrent = max(1, min(samples, int(ray.cluster_resources().get("CPU", 1) // per_trial)))
     say(f"tuning {len(space.params)} setting(s) over {samples} trials, {concurrent} at a time, on {selection.metric}; "
         f"ASHA grace {space.grace_epochs} epoch(s), reduction {space.reduction_factor}; output in {out_dir}")
-    # max_t one past the last epoch: ASHA stops a trial that reaches max_t, which would cut it off
-    # before its run logs the model; the last rung stays below the run's own end
-    scheduler = ASHAScheduler(metric=SCORE_KEY, mode="max", max_t=cfg.training.epochs + 1,
-                              grace_period=min(space.grace_epochs, cfg.training.epochs), reduction_factor=space.reduction_factor)
+    scheduler = _asha(cfg.training.epochs, min(space.grace_epochs, cfg.training.epochs), space.reduction_factor)
     trainable = tune.with_parameters(_trial, base=base, out=str(out_dir), stamp=stamp)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": TRIAL_CPU}),  # a token share: the Ray Train run inside reserves its workers' CPUs
         param_space=space.tune_space(),
         tune_config=tune.TuneConfig(num_samples=samples, scheduler=scheduler, max_concurrent_trials=concurrent),
         run_config=tune.RunConfig(name=stamp, storage_path=str(out_dir / "tune"), verbose=0,
-                                  callbacks=[_progress_callback(say, selection.metric)]),
+                                  callbacks=[_progress_callback(say, selection.metric), orphan_sweeper()]),
     )
     results = tuner.fit()
+    remove_orphaned_placement_groups()  # the trials stopped last, after the sweeper's last look
     return _report(results, cfg, space, selection, out_dir, parent.info.run_id, stamp, started, say)
 
 

@@ -13,6 +13,12 @@ def last_json(capsys) -> dict:
     return json.loads(out[-1])
 
 
+def test_json_output_leaves_a_callers_ray_running(ray_session, tmp_path, capsys):
+    # --json stops the Ray a command started (so the JSON line is printed last), never one it found
+    assert main(["synth", "--rows", "200", "--out", str(tmp_path / "data"), "--json"]) == 0
+    assert last_json(capsys)["rows"] == 200 and ray_session.is_initialized()
+
+
 def test_synth_fit_read_json(tmp_path, capsys):
     data = tmp_path / "data"
     assert main(["synth", "--rows", "1500", "--out", str(data), "--seed", "3", "--rows-per-file", "1000", "--json"]) == 0

@@ -10,6 +10,7 @@ import pytest
 from pipelines.config import load_run_config
 from pipelines.demo import default_demo_config
 from pipelines.errors import ConfigError
+from pipelines.tuning.orphans import orphaned_placement_groups
 from pipelines.tuning.space import parse_space
 
 
@@ -59,3 +60,4 @@ def test_four_trials_asha_a_table_and_a_best_config(ray_session, demo_data, tmp_
     assert sorted(c.data.tags["deepsets.tune_status"] for c in children) == sorted(r["status"] for r in rows)
     assert {c.info.status for c in children} <= {"FINISHED", "KILLED"}  # a trial ASHA stopped is not left RUNNING
     assert "tune/trials.md" in {a.path for a in client.list_artifacts(parent.info.run_id, "tune")}
+    assert orphaned_placement_groups() == []  # the stopped trials' CPUs are free again
