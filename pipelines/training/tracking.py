@@ -41,6 +41,14 @@ def param_value(value) -> str:
     return f"{text[:PARAM_LIMIT - 60]}... ({len(text)} chars, sha256 {digest})"
 
 
+def quiet_mlflow_logs() -> None:
+    """MLflow's INFO lines of a first run in a new store ("Creating initial MLflow database
+    tables...", "Experiment with name ... does not exist. Creating a new experiment.") at
+    WARNING: a user reads them as problems."""
+    for name in ("mlflow.store.db.utils", "alembic", "mlflow.tracking.fluent"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def open_mlflow_run(cfg, run_name: str, resume: bool, spec_path: Path) -> tuple[str, str]:
     """(tracking uri, run id): a new RUNNING run with params, tags and artifacts, or the run to
     resume (set RUNNING again)."""
@@ -48,8 +56,7 @@ def open_mlflow_run(cfg, run_name: str, resume: bool, spec_path: Path) -> tuple[
     from mlflow.entities import Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    for name in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables..."
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_mlflow_logs()
     uri = cfg.tracking.resolved_mlflow_uri()
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -32,6 +33,7 @@ from pipelines.config import RunConfig, load_run_config, parse_run_config
 from pipelines.errors import ConfigError
 from pipelines.ray_runtime import start_ray
 from pipelines.training.selection import SCORE_KEY, Selection
+from pipelines.training.tracking import quiet_mlflow_logs
 from pipelines.tuning.orphans import orphan_sweeper, remove_orphaned_placement_groups
 from pipelines.tuning.space import SearchSpace, load_space
 
@@ -161,6 +163,7 @@ def run_tune(config: str, space_path: str, *, overrides: Sequence[str] = (), tri
     (out_dir / TRIALS).mkdir(parents=True, exist_ok=True)
     spec = FeatureSpec.load(cfg.data.spec) if cfg.data.spec else FeatureSpec.fit(cfg.feature_schema(), cfg.data.train, progress=progress)
     spec.save(out_dir / "spec.json")
+    quiet_mlflow_logs()
     uri = cfg.tracking.resolved_mlflow_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(cfg.tracking.experiment)
@@ -185,6 +188,9 @@ def run_tune(config: str, space_path: str, *, overrides: Sequence[str] = (), tri
         run_config=tune.RunConfig(name=stamp, storage_path=str(out_dir / "tune"), verbose=0,
                                   callbacks=[_progress_callback(say, selection.metric), orphan_sweeper()]),
     )
+    # Tune's own report (a settings box, a TensorBoard hint) prints even at verbose=0 unless its
+    # older output path is chosen; the progress callback above says what a user needs
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     results = tuner.fit()
     remove_orphaned_placement_groups()  # the trials stopped last, after the sweeper's last look
     return _report(results, cfg, space, selection, out_dir, parent.info.run_id, stamp, started, say)

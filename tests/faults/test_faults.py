@@ -55,6 +55,8 @@ def test_a_job_killed_at_a_worker_and_at_the_driver_then_resumed_writes_what_an_
     found = audit(tmp_path / "out", reference, "item_id")
     assert found["rows_lost"] == 0 and found["duplicate_rows"] == 0 and found["mixed_model_parts"] == 0
     assert found["max_abs_diff"] <= 1e-5
+    finished = (logs / "embed-2.log").read_text()  # the run that got to the end
+    assert "Traceback" not in finished and "WARNING" not in finished, finished
 
     cut = truncate_random_part(tmp_path / "out", random.Random(0))
     resumed = embed(model, demo_data / "train", tmp_path / "out", resume=True)

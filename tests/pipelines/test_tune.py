@@ -33,7 +33,7 @@ def test_space_keys_and_distributions_are_checked_together():
     ]
 
 
-def test_four_trials_asha_a_table_and_a_best_config(ray_session, demo_data, tmp_path, monkeypatch):
+def test_four_trials_asha_a_table_and_a_best_config(ray_session, demo_data, tmp_path, monkeypatch, capsys):
     from pipelines.tuning.job import run_tune
 
     monkeypatch.chdir(tmp_path)
@@ -43,6 +43,9 @@ def test_four_trials_asha_a_table_and_a_best_config(ray_session, demo_data, tmp_
     (tmp_path / "space.toml").write_text('trials = 4\ngrace_epochs = 1\n[params]\n"training.lr" = { loguniform = [1e-4, 3e-2] }\n"model.dim" = [8, 16]\n')
     summary = run_tune(str(tmp_path / "run.toml"), str(tmp_path / "space.toml"), out=str(tmp_path / "tuned"), progress=False,
                        overrides=[f"tracking.mlflow_uri=sqlite:///{tmp_path}/mlflow.db"])
+    printed = capsys.readouterr()
+    assert "Configuration for experiment" not in printed.out and "tensorboard" not in printed.out.lower()  # Tune's own report
+    assert "Creating" not in printed.err  # MLflow's first-run INFO lines
     rows = summary["trials"]
     assert len(rows) == 4 and summary["metric"] == "valid_auc"
     assert all(r["status"] in ("completed", "stopped by ASHA after epoch 1") for r in rows), [r["status"] for r in rows]
