@@ -1,4 +1,4 @@
-"""The ``deepsets`` command line: ``synth``, ``fit``, ``read``, ``train``, ``tune``, ``embed``, ``ablate``, ``demo``.
+"""The ``deepsets`` command line: ``synth``, ``fit``, ``read``, ``train``, ``tune``, ``embed``, ``retrieve``, ``ablate``, ``demo``.
 
 Bad input ends with one ``error:`` line on stderr and exit status 2, never a traceback.
 With ``--json`` the last line printed is one JSON object.
@@ -183,6 +183,35 @@ def _run_embed(args) -> dict:
     return summary
 
 
+def _add_retrieve(sub) -> None:
+    p = sub.add_parser("retrieve", help="top-k items per query from `embed --tower item` and `--tower query` outputs (FAISS)")
+    p.add_argument("--items", required=True, help="the --output folder of `deepsets embed --tower item`")
+    p.add_argument("--queries", required=True, help="the --output folder of `deepsets embed --tower query`")
+    p.add_argument("--k", type=int, default=100, help="items per query (default 100)")
+    p.add_argument("--out", required=True, help="output folder: part-*.parquet of (query id, rank, item id, score)")
+    p.add_argument("--exclude", default=None, help="Parquet of (query id, item id) pairs never to return, e.g. each user's history")
+    p.add_argument("--exclude-columns", default="", help="QUERY_COLUMN,ITEM_COLUMN of --exclude (default: the embeddings' id column names)")
+    p.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="flat", help="flat: exact (default); ivf, hnsw: approximate, recall reported")
+    p.add_argument("--nprobe", type=int, default=None, help="ivf: lists searched per query (default: an eighth of them)")
+    p.add_argument("--batch-size", type=int, default=4096, help="queries per search (default 4096)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier retrieve job's output in --out")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_run_retrieve)
+
+
+def _run_retrieve(args) -> dict:
+    from pipelines.report import format_retrieve_summary
+    from pipelines.retrieval.job import parse_retrieve_config, run_retrieve
+
+    cfg = parse_retrieve_config(items=args.items, queries=args.queries, k=args.k, out=args.out, exclude=args.exclude,
+                                exclude_columns=args.exclude_columns, index=args.index, nprobe=args.nprobe,
+                                batch_size=args.batch_size, overwrite=args.overwrite)
+    summary = run_retrieve(cfg, progress=not args.json)
+    if not args.json:
+        print(format_retrieve_summary(summary))
+    return summary
+
+
 def _add_ablate(sub) -> None:
     p = sub.add_parser("ablate", help="per-modality contributions: leave-one-out, only-one, permutation, exact Shapley, max-pool wins")
     _add_model_and_input(p, "labelled Parquet files, directories or globs (e.g. the validation split)")
@@ -237,7 +266,7 @@ def _run_demo(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepsets", description="Set fusion of heterogeneous, partly missing features: Parquet in, Ray for training, MLflow for tracking.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_fit, _add_read, _add_train, _add_tune, _add_embed, _add_ablate, _add_demo):
+    for add in (_add_synth, _add_fit, _add_read, _add_train, _add_tune, _add_embed, _add_retrieve, _add_ablate, _add_demo):
         add(sub)
     return parser
 

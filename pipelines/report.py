@@ -71,6 +71,25 @@ def format_embed_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def format_retrieve_summary(summary: dict) -> str:
+    """Queries in/answered/rejected, the index, its measured recall, exclusions, the output."""
+    recall_key = f"recall_at_{summary['k']}_vs_exact"
+    lines = [f"{summary['queries_in']} queries: {summary['queries_out']} answered with up to {summary['k']} items, "
+             f"{summary['queries_rejected']} rejected ({summary['seconds']} s, {summary['queries_per_s']:.0f} queries/s)",
+             f"index: {summary['index']} over {summary['items_indexed']} items ({summary['items_rejected']} items without a usable vector)"]
+    if summary.get(recall_key) is not None:
+        lines.append(f"recall@{summary['k']} against exact search: {summary[recall_key]} (on {summary['recall_queries']} queries)")
+    if summary["queries_short"]:
+        lines.append(f"{summary['queries_short']} queries got fewer than {summary['k']} items (too few items left after exclusions)")
+    for reason, rows in summary["rejected_by_reason"].items():
+        lines.append(f"  {rows:>8} queries rejected: {reason}")
+    if summary["exclusions"]:
+        e = summary["exclusions"]
+        lines.append(f"excluded: {e['pairs']} pairs over {e['queries']} queries ({e['unknown_items']} pairs name items not in the index)")
+    lines.append(f"results: {summary['output']}")
+    return "\n".join(lines)
+
+
 def format_embeddings_head(table) -> str:
     """The first rows of an embedding output file: id columns and the first 4 dimensions."""
     keys = [c for c in table.column_names if c not in ("source_file", "embedding") and not c.startswith(("vector_", "present_"))]

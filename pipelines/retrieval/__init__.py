@@ -1,0 +1,1 @@
+"""deepsets retrieve: top-k items per query from embed outputs, on FAISS."""

@@ -1,0 +1,142 @@
+"""`deepsets retrieve`: top-k by inner product against brute force, exclusions, every query
+accounted for, approximate indexes with their recall, and one-line errors."""
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipelines.cli import main
+from pipelines.embedding.worker import _fixed_list
+from pipelines.retrieval.job import parse_retrieve_config, run_retrieve
+
+pytest.importorskip("faiss")
+
+
+def embed_output(folder: Path, id_column: str, ids, vectors: np.ndarray, tower: str, weights: str = "w" * 64,
+                 rows_per_part: int = 0, finished: bool = True) -> Path:
+    """A folder laid out as `deepsets embed --tower <tower>` writes it."""
+    (folder / "embeddings").mkdir(parents=True)
+    n = len(ids)
+    step = rows_per_part or max(n, 1)
+    for number, start in enumerate(range(0, max(n, 1), step)):
+        stop = min(n, start + step)
+        pq.write_table(pa.table({"source_file": pa.array(["in.parquet"] * (stop - start)), "source_row": pa.array(np.arange(start, stop)),
+                                 id_column: pa.array(ids[start:stop]), "embedding": _fixed_list(vectors[start:stop])}),
+                       folder / "embeddings" / f"part-{number:05d}.parquet")
+    (folder / "_manifest.json").write_text(json.dumps({"tower": tower, "weights_sha256": weights}))
+    if finished:
+        (folder / "_SUCCESS.json").write_text("{}")
+    return folder
+
+
+def results(out: Path) -> pa.Table:
+    return pq.read_table(sorted(out.glob("part-*.parquet")))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 60), st.integers(1, 20), st.integers(1, 8), st.integers(1, 70), st.booleans())
+def test_exact_top_k_matches_brute_force_with_exclusions(seed, n_items, n_queries, dim, k, exclude):
+    rng = np.random.default_rng(seed)
+    items, queries = rng.normal(size=(n_items, dim)).astype(np.float32), rng.normal(size=(n_queries, dim)).astype(np.float32)
+    item_ids, query_ids = np.arange(100, 100 + n_items), np.arange(n_queries)
+    pairs = {(int(q), int(i)) for q, i in zip(rng.integers(0, n_queries, 3 * n_items), rng.choice(item_ids, 3 * n_items))} if exclude else set()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        embed_output(tmp / "items", "item_id", item_ids, items, "item")
+        embed_output(tmp / "queries", "user_id", query_ids, queries, "query", rows_per_part=7)
+        options = {}
+        if exclude:
+            pq.write_table(pa.table({"user_id": [q for q, _ in pairs], "item_id": [i for _, i in pairs]}), tmp / "seen.parquet")
+            options["exclude"] = str(tmp / "seen.parquet")
+        summary = run_retrieve(parse_retrieve_config(items=str(tmp / "items"), queries=str(tmp / "queries"), k=k, out=str(tmp / "out"),
+                                                     batch_size=5, **options), progress=False)
+        got = results(tmp / "out").to_pydict()
+    assert summary["queries_in"] == summary["queries_out"] == n_queries and summary["queries_rejected"] == 0
+    brute = queries.astype(np.float64) @ items.T.astype(np.float64)  # (Q, N)
+    short = 0
+    for q in range(n_queries):
+        rows = [r for r, user in enumerate(got["user_id"]) if user == q]
+        allowed = [i for i in range(n_items) if (q, int(item_ids[i])) not in pairs]
+        expected = np.sort(brute[q, allowed])[::-1][:k]
+        short += len(expected) < k
+        assert [got["rank"][r] for r in rows] == list(range(1, len(expected) + 1))
+        np.testing.assert_allclose([got["score"][r] for r in rows], expected, rtol=1e-4, atol=1e-4)
+        for r in rows:  # each returned item is allowed and scores what it says
+            assert (q, got["item_id"][r]) not in pairs
+            assert brute[q, got["item_id"][r] - 100] == pytest.approx(got["score"][r], abs=1e-4)
+    assert summary["queries_short"] == short
+
+
+def test_every_query_is_accounted_for_and_bad_vectors_are_named(tmp_path):
+    rng = np.random.default_rng(0)
+    items = rng.normal(size=(30, 4)).astype(np.float32)
+    items[3] = np.nan
+    queries = rng.normal(size=(10, 4)).astype(np.float32)
+    queries[[2, 7]] = np.inf
+    embed_output(tmp_path / "items", "item_id", np.arange(30), items, "item")
+    embed_output(tmp_path / "queries", "user", [f"u{i}" for i in range(10)], queries, "query", rows_per_part=4)
+    summary = run_retrieve(parse_retrieve_config(items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=5,
+                                                 out=str(tmp_path / "out")), progress=False)
+    assert (summary["queries_in"], summary["queries_out"], summary["queries_rejected"]) == (10, 8, 2)
+    assert summary["rejected_by_reason"] == {"embedding has NaN or infinite values": 2}
+    assert (summary["items_indexed"], summary["items_rejected"]) == (29, 1)
+    rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pydict()
+    assert rejects["user"] == ["u2", "u7"] and rejects["source_part"] == ["part-00000.parquet", "part-00001.parquet"]
+    assert rejects["source_row"] == [2, 3]
+    got = results(tmp_path / "out")
+    assert got.num_rows == 8 * 5 and 3 not in got["item_id"].to_pylist()
+    assert json.loads((tmp_path / "out" / "_SUCCESS.json").read_text())["queries_out"] == 8
+
+
+@pytest.mark.parametrize("index", ["ivf", "hnsw"])
+def test_an_approximate_index_reports_its_recall_against_exact_search(tmp_path, index):
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(20, 16))
+    items = (centres[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 16))).astype(np.float32)
+    queries = (centres[rng.integers(0, 20, 300)] + 0.3 * rng.normal(size=(300, 16))).astype(np.float32)
+    embed_output(tmp_path / "items", "item_id", np.arange(3000), items, "item")
+    embed_output(tmp_path / "queries", "user_id", np.arange(300), queries, "query")
+    summary = run_retrieve(parse_retrieve_config(items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=20,
+                                                 out=str(tmp_path / "out"), index=index, recall_queries=200), progress=False)
+    assert summary["recall_queries"] == 200 and 0.9 <= summary["recall_at_20_vs_exact"] <= 1.0
+    got = results(tmp_path / "out").to_pandas()
+    assert len(got) == 300 * 20 and (got.groupby("user_id")["score"].diff().dropna() <= 1e-6).all()  # best first
+
+
+def test_cli_answers_in_json_and_says_what_is_wrong_in_one_line(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    embed_output(tmp_path / "items", "item_id", np.arange(10), rng.normal(size=(10, 3)).astype(np.float32), "item")
+    embed_output(tmp_path / "queries", "user_id", np.arange(4), rng.normal(size=(4, 3)).astype(np.float32), "query")
+    embed_output(tmp_path / "other", "user_id", np.arange(4), rng.normal(size=(4, 3)).astype(np.float32), "query", weights="x" * 64)
+    embed_output(tmp_path / "wide", "user_id", np.arange(4), rng.normal(size=(4, 5)).astype(np.float32), "query")
+    embed_output(tmp_path / "unfinished", "user_id", np.arange(4), rng.normal(size=(4, 3)).astype(np.float32), "query", finished=False)
+    pq.write_table(pa.table({"user": [1], "item_id": [2]}), tmp_path / "seen.parquet")
+    base = ["retrieve", "--items", str(tmp_path / "items"), "--k", "3"]
+    assert main(base + ["--queries", str(tmp_path / "queries"), "--out", str(tmp_path / "out"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["queries_out"] == 4
+    cases = {
+        "unfinished": "the embed job there did not finish (no _SUCCESS.json): run it again with --resume",
+        "other": "were embedded by different models",
+        "wide": "--items vectors have 3 values and --queries vectors 5: they must match",
+        "queries": "is not empty: pass --overwrite",
+    }
+    for name, message in cases.items():
+        assert main(base + ["--queries", str(tmp_path / name), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert main(base + ["--queries", str(tmp_path / "items"), "--out", str(tmp_path / "o2")]) == 2  # swapped towers
+    assert "holds the item tower" in capsys.readouterr().err
+    assert main(base + ["--queries", str(tmp_path / "queries"), "--out", str(tmp_path / "o3"), "--exclude", str(tmp_path / "seen.parquet")]) == 2
+    assert "no column 'user_id'" in capsys.readouterr().err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert main(base + ["--queries", str(tmp_path / "queries"), "--out", str(tmp_path / "mine"), "--overwrite"]) == 2
+    assert "did not write (notes.txt)" in capsys.readouterr().err and (tmp_path / "mine" / "notes.txt").exists()
+    assert main(base + ["--queries", str(tmp_path / "queries"), "--out", str(tmp_path / "out"), "--overwrite", "--json"]) == 0
