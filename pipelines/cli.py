@@ -192,7 +192,9 @@ def _add_retrieve(sub) -> None:
     p.add_argument("--exclude", default=None, help="Parquet of (query id, item id) pairs never to return, e.g. each user's history")
     p.add_argument("--exclude-columns", default="", help="QUERY_COLUMN,ITEM_COLUMN of --exclude (default: the embeddings' id column names)")
     p.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="flat", help="flat: exact (default); ivf, hnsw: approximate, recall reported")
-    p.add_argument("--nprobe", type=int, default=None, help="ivf: lists searched per query (default: an eighth of them)")
+    p.add_argument("--nprobe", type=int, default=None, help="ivf: lists searched per query (default: tuned to --target-recall)")
+    p.add_argument("--target-recall", type=float, default=0.95, help="ivf, hnsw: widen the search until recall@k against exact search "
+                   "on 1,000 queries reaches this (default 0.95)")
     p.add_argument("--batch-size", type=int, default=4096, help="queries per search (default 4096)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier retrieve job's output in --out")
     p.add_argument("--json", action="store_true")
@@ -204,7 +206,7 @@ def _run_retrieve(args) -> dict:
     from pipelines.retrieval.job import parse_retrieve_config, run_retrieve
 
     cfg = parse_retrieve_config(items=args.items, queries=args.queries, k=args.k, out=args.out, exclude=args.exclude,
-                                exclude_columns=args.exclude_columns, index=args.index, nprobe=args.nprobe,
+                                exclude_columns=args.exclude_columns, index=args.index, nprobe=args.nprobe, target_recall=args.target_recall,
                                 batch_size=args.batch_size, overwrite=args.overwrite)
     summary = run_retrieve(cfg, progress=not args.json)
     if not args.json:

@@ -78,7 +78,9 @@ def format_retrieve_summary(summary: dict) -> str:
              f"{summary['queries_rejected']} rejected ({summary['seconds']} s, {summary['queries_per_s']:.0f} queries/s)",
              f"index: {summary['index']} over {summary['items_indexed']} items ({summary['items_rejected']} items without a usable vector)"]
     if summary.get(recall_key) is not None:
-        lines.append(f"recall@{summary['k']} against exact search: {summary[recall_key]} (on {summary['recall_queries']} queries)")
+        settings = ", ".join(f"{k} {v}" for k, v in summary["index_settings"].items())
+        lines.append(f"recall@{summary['k']} against exact search: {summary[recall_key]} (on {summary['recall_queries']} queries"
+                     + (f"; tuned to {settings})" if settings else ")"))
     if summary["queries_short"]:
         lines.append(f"{summary['queries_short']} queries got fewer than {summary['k']} items (too few items left after exclusions)")
     for reason, rows in summary["rejected_by_reason"].items():

@@ -75,6 +75,30 @@ def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return scores, positions
 
 
+def tune_to_recall(index, exact, queries: np.ndarray, k: int, target: float) -> tuple[float, dict]:
+    """Widen an approximate index's search (ivf: ``nprobe``; hnsw: ``efSearch``), doubling it,
+    until its recall@k against ``exact`` on ``queries`` reaches ``target`` or cannot grow.
+
+    Returns:
+        ``(recall, {setting: value})`` as finally set.
+    """
+    faiss = import_faiss()
+    if hasattr(index, "hnsw"):
+        name, value, ceiling = "efSearch", max(index.hnsw.efSearch, k), max(4096, k)
+        setter = lambda v: setattr(index.hnsw, "efSearch", v)  # noqa: E731
+    else:
+        ivf = faiss.extract_index_ivf(index)
+        name, value, ceiling = "nprobe", ivf.nprobe, ivf.nlist
+        setter = lambda v: faiss.ParameterSpace().set_index_parameter(index, "nprobe", v)  # noqa: E731 - CPU or GPU index
+    setter(value)
+    recall = recall_against_exact(index, exact, queries, k)
+    while recall < target and value < ceiling:
+        value = min(ceiling, value * 2)
+        setter(value)
+        recall = recall_against_exact(index, exact, queries, k)
+    return recall, {name: value}
+
+
 def recall_against_exact(approximate, exact, queries: np.ndarray, k: int) -> float:
     """Mean share of each query's exact top ``k`` that ``approximate`` also returns."""
     if len(queries) == 0:

@@ -1,8 +1,9 @@
 """``deepsets retrieve``: the top-k items of every query, from two ``deepsets embed`` outputs.
 
     index    -- the item vectors (all in memory) in a FAISS index: exact inner product by
-                default, ``ivf`` or ``hnsw`` when asked (their recall against exact search is
-                measured on up to ``recall_queries`` queries and reported);
+                default, ``ivf`` or ``hnsw`` when asked: their search is widened until the
+                recall@k against exact search on the first ``recall_queries`` queries reaches
+                ``target_recall`` (ivf with ``nprobe`` given: measured only), and reported;
     search   -- the query parts streamed ``batch_size`` rows at a time; pairs in ``--exclude``
                 are dropped (the search asks for k plus the query's exclusions);
     write    -- per query part, ``part-NNNNN.parquet`` of (query id, rank, item id, score),
@@ -29,7 +30,7 @@ from pipelines.embedding.output import write_json
 from pipelines.errors import JobError
 from pipelines.options import parse_options
 from pipelines.retrieval.exclusions import Exclusions, exclusion_columns, read_exclusions
-from pipelines.retrieval.index import build_index, recall_against_exact, search
+from pipelines.retrieval.index import build_index, recall_against_exact, search, tune_to_recall
 from pipelines.retrieval.vectors import EmbeddingFolder, VectorBatch
 
 SUCCESS, REJECTS = "_SUCCESS.json", "rejects.parquet"
@@ -47,9 +48,10 @@ class RetrieveConfig(BaseModel):
     exclude: Optional[str] = Field(None, description="Parquet of (query id, item id) pairs never to return")
     exclude_columns: str = Field("", description="QUERY_COLUMN,ITEM_COLUMN in --exclude (default: the embeddings' id columns)")
     index: Literal["flat", "ivf", "hnsw"] = "flat"
-    nprobe: Optional[int] = Field(None, ge=1, description="ivf: lists searched per query")
+    nprobe: Optional[int] = Field(None, ge=1, description="ivf: lists searched per query (default: tuned to target_recall)")
+    target_recall: float = Field(0.95, gt=0, le=1, description="approximate indexes: search widened until recall@k on the sample reaches it")
     batch_size: int = Field(4096, ge=1)
-    recall_queries: int = Field(1000, ge=0, description="approximate indexes: queries whose recall against exact search is measured")
+    recall_queries: int = Field(1000, ge=1, description="approximate indexes: queries whose recall against exact search is measured")
     overwrite: bool = False
 
 
@@ -78,13 +80,21 @@ def run_retrieve(cfg: RetrieveConfig, progress: bool = True) -> dict:
     if len(index_ids) == 0:
         raise JobError(f"--items {items.path}: no item has a usable vector ({_reasons(item_rows)})")
     index = build_index(item_rows.vectors[item_rows.usable], cfg.index, nprobe=cfg.nprobe)
-    exact = build_index(item_rows.vectors[item_rows.usable], "flat") if cfg.index != "flat" and cfg.recall_queries else None
+    recall, tuned, sample = None, {}, np.zeros((0, items.dim), np.float32)
+    if cfg.index != "flat":  # measured (and, unless --nprobe fixes it, tuned) on the first queries
+        exact = build_index(item_rows.vectors[item_rows.usable], "flat")
+        sample = first_usable(queries, cfg.recall_queries, cfg.batch_size)
+        if cfg.nprobe:
+            recall = recall_against_exact(index, exact, sample, cfg.k)
+        else:
+            recall, tuned = tune_to_recall(index, exact, sample, cfg.k, cfg.target_recall)
+        del exact
     excluded = Exclusions()
     if cfg.exclude:
         query_column, item_column = exclusion_columns(cfg.exclude_columns, queries.id_column, items.id_column)
         excluded = read_exclusions(cfg.exclude, query_column, item_column, queries.id_type, index_ids)
     item_column = items.id_column if items.id_column != queries.id_column else f"item_{items.id_column}"
-    counts, sample = Counter(), []
+    counts = Counter()
     rejects = _Rejects(out / REJECTS, queries.id_column, queries.id_type)
     bar = tqdm(total=queries.rows, unit="query", disable=not progress, desc="retrieve")
     for number, part in enumerate(queries.parts):
@@ -100,19 +110,16 @@ def run_retrieve(cfg: RetrieveConfig, progress: bool = True) -> dict:
                 writer.write_table(table)
                 counts["queries_out"] += keep.size
                 counts["queries_short"] += short
-                if exact is not None and len(sample) < cfg.recall_queries:
-                    sample.extend(batch.vectors[keep][: cfg.recall_queries - len(sample)])
             bar.update(len(batch.ids))
         writer.close()
         hidden.rename(target)
     bar.close()
     rejects.close()
-    recall = recall_against_exact(index, exact, np.asarray(sample, np.float32), cfg.k) if exact is not None else None
     summary = {
         "queries_in": counts["queries_in"], "queries_out": counts["queries_out"], "queries_rejected": rejects.rows,
         "rejected_by_reason": rejects.by_reason(), "queries_short": counts["queries_short"], "k": cfg.k, "index": cfg.index,
         "items_indexed": len(index_ids), "items_rejected": int((~item_rows.usable).sum()), "items_rejected_by_reason": _reasons(item_rows),
-        f"recall_at_{cfg.k}_vs_exact": None if recall is None else round(recall, 4), "recall_queries": len(sample),
+        f"recall_at_{cfg.k}_vs_exact": None if recall is None else round(recall, 4), "recall_queries": len(sample), "index_settings": tuned,
         "exclusions": excluded.summary() if cfg.exclude else None, "output": str(out),
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -122,6 +129,17 @@ def run_retrieve(cfg: RetrieveConfig, progress: bool = True) -> dict:
                        f"{summary['queries_rejected']} rejected")
     write_json(out / SUCCESS, {"job": "retrieve", **summary, "items": str(items.path), "queries": str(queries.path)})
     return summary
+
+
+def first_usable(folder: EmbeddingFolder, count: int, batch_rows: int) -> np.ndarray:
+    """The first ``count`` usable vectors of ``folder``: (<= count, D) float32."""
+    found, total = [], 0
+    for batch in folder.batches(batch_rows):
+        found.append(batch.vectors[batch.usable][: count - total])
+        total += len(found[-1])
+        if total >= count:
+            break
+    return np.concatenate(found) if found else np.zeros((0, folder.dim), np.float32)
 
 
 def check_pair(items: EmbeddingFolder, queries: EmbeddingFolder) -> None:

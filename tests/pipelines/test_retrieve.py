@@ -12,28 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.retrieve import embed_output
 from pipelines.cli import main
-from pipelines.embedding.worker import _fixed_list
 from pipelines.retrieval.job import parse_retrieve_config, run_retrieve
 
 pytest.importorskip("faiss")
-
-
-def embed_output(folder: Path, id_column: str, ids, vectors: np.ndarray, tower: str, weights: str = "w" * 64,
-                 rows_per_part: int = 0, finished: bool = True) -> Path:
-    """A folder laid out as `deepsets embed --tower <tower>` writes it."""
-    (folder / "embeddings").mkdir(parents=True)
-    n = len(ids)
-    step = rows_per_part or max(n, 1)
-    for number, start in enumerate(range(0, max(n, 1), step)):
-        stop = min(n, start + step)
-        pq.write_table(pa.table({"source_file": pa.array(["in.parquet"] * (stop - start)), "source_row": pa.array(np.arange(start, stop)),
-                                 id_column: pa.array(ids[start:stop]), "embedding": _fixed_list(vectors[start:stop])}),
-                       folder / "embeddings" / f"part-{number:05d}.parquet")
-    (folder / "_manifest.json").write_text(json.dumps({"tower": tower, "weights_sha256": weights}))
-    if finished:
-        (folder / "_SUCCESS.json").write_text("{}")
-    return folder
 
 
 def results(out: Path) -> pa.Table:
@@ -104,10 +87,28 @@ def test_an_approximate_index_reports_its_recall_against_exact_search(tmp_path, 
     embed_output(tmp_path / "items", "item_id", np.arange(3000), items, "item")
     embed_output(tmp_path / "queries", "user_id", np.arange(300), queries, "query")
     summary = run_retrieve(parse_retrieve_config(items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=20,
-                                                 out=str(tmp_path / "out"), index=index, recall_queries=200), progress=False)
-    assert summary["recall_queries"] == 200 and 0.9 <= summary["recall_at_20_vs_exact"] <= 1.0
+                                                 out=str(tmp_path / "out"), index=index, recall_queries=200, target_recall=0.97), progress=False)
+    assert summary["recall_queries"] == 200 and 0.97 <= summary["recall_at_20_vs_exact"] <= 1.0
     got = results(tmp_path / "out").to_pandas()
     assert len(got) == 300 * 20 and (got.groupby("user_id")["score"].diff().dropna() <= 1e-6).all()  # best first
+    brute = queries @ items.T  # (Q, N): the measured recall is what the search returned
+    exact = np.argsort(-brute, axis=1)[:200, :20]
+    returned = got[got["user_id"] < 200].groupby("user_id")["item_id"].apply(list)
+    measured = np.mean([len(set(returned[q]) & set(exact[q])) / 20 for q in range(200)])
+    assert measured == pytest.approx(summary["recall_at_20_vs_exact"], abs=0.01)
+
+
+def test_a_fixed_nprobe_is_measured_not_tuned(tmp_path):
+    rng = np.random.default_rng(3)
+    items = rng.normal(size=(2000, 8)).astype(np.float32)
+    embed_output(tmp_path / "items", "item_id", np.arange(2000), items, "item")
+    embed_output(tmp_path / "queries", "user_id", np.arange(100), rng.normal(size=(100, 8)).astype(np.float32), "query")
+    fixed = run_retrieve(parse_retrieve_config(items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=50,
+                                               out=str(tmp_path / "fixed"), index="ivf", nprobe=1), progress=False)
+    tuned = run_retrieve(parse_retrieve_config(items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=50,
+                                               out=str(tmp_path / "tuned"), index="ivf"), progress=False)
+    assert fixed["index_settings"] == {} and fixed["recall_at_50_vs_exact"] < 0.95
+    assert tuned["index_settings"]["nprobe"] > 1 and tuned["recall_at_50_vs_exact"] >= 0.95
 
 
 def test_cli_answers_in_json_and_says_what_is_wrong_in_one_line(tmp_path, capsys):
