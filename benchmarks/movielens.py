@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 
 from benchmarks.movielens_baselines import ease_scores, ease_weights, item_knn_scores, most_popular_scores, target_ranks
 from benchmarks.movielens_data import ITEM_MODALITIES, QUERY_MODALITIES, write_movielens_dataset
+from benchmarks.movielens_retrieve import seen_pairs, through_retrieve
 
 K = 10
 BOOTSTRAP = 2000
@@ -191,6 +192,9 @@ def two_tower(data: Path, work: Path, epochs: int, workers: int, seed: int, base
         ranked[split] = per_query(target_ranks(query_vectors @ item_vectors.T, targets, exclude))  # (U, I) cosine similarities
     valid = {m: round(float(v.mean()), 4) for m, v in ranked["valid"].items()}
     test = {m: round(float(v.mean()), 4) for m, v in ranked["test"].items()}
+    retrieved = through_retrieve(work, "test", *seen_pairs(data, "test"))  # the same figures by `deepsets retrieve`
+    if any(abs(retrieved[m] - float(ranked["test"][m].mean())) > 1e-9 for m in (f"ndcg_at_{K}", f"recall_at_{K}")):
+        raise RuntimeError(f"deepsets retrieve gives {retrieved}, the brute-force ranking {test}")
     print(f"two-tower {negatives} seed {seed} trained in {trained['seconds']} s, kept epoch {trained['selected']['epoch']}: "
           f"over all movies, valid NDCG@{K} {valid[f'ndcg_at_{K}']:.4f}; test " + ", ".join(f"{m} {v:.4f}" for m, v in test.items()), flush=True)
     _log_to_run(trained, {f"test_two_tower_{m}": float(v.mean()) for m, v in ranked["test"].items()})
