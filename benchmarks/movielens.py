@@ -91,6 +91,11 @@ def embed_side(model_uri: str, inputs: str, out: Path, tower: str) -> tuple[np.n
     summary = run_embed(parse_embed_config(model=model_uri, inputs=[inputs], output=str(out), tower=tower, workers=2, overwrite=True), progress=False)
     if summary["rows_rejected"]:
         raise RuntimeError(f"{summary['rows_rejected']} rows rejected embedding {inputs}: {summary.get('reject_reasons')}")
+    return read_side(out)
+
+
+def read_side(out: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, embeddings) of an embed output folder, in id order: (N,), (N, D)."""
     table = pq.read_table(out / "embeddings").sort_by("event_id")
     return table["event_id"].to_numpy(), np.stack(table["embedding"].to_numpy(zero_copy_only=False))
 

@@ -60,18 +60,14 @@ def through_retrieve(work: Path, split: str, pairs: pa.Table, events: np.ndarray
 
 def brute_force(work: Path, data: Path, split: str) -> dict:
     """The same metrics as ``benchmarks.movielens.two_tower`` computes them."""
-    from benchmarks.movielens import per_query, queries
+    from benchmarks.movielens import per_query, queries, read_side
     from benchmarks.movielens_baselines import target_ranks
 
-    def vectors(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-        table = pq.read_table(folder / "embeddings").sort_by("event_id")
-        return table["event_id"].to_numpy(), np.stack(table["embedding"].to_numpy(zero_copy_only=False))
-
-    item_ids, item_vectors = vectors(work / "index" / "items")
+    item_ids, item_vectors = read_side(work / "index" / "items")
     index = {int(m): i for i, m in enumerate(item_ids)}
     before = ("train",) if split == "valid" else ("train", "valid")
     _, targets, exclude, _, _ = queries(data, split, before, index)
-    _, query_vectors = vectors(work / "index" / split)
+    _, query_vectors = read_side(work / "index" / split)
     values = per_query(target_ranks(query_vectors @ item_vectors.T, targets, exclude))
     return {f"ndcg_at_{K}": float(values[f"ndcg_at_{K}"].mean()), f"recall_at_{K}": float(values[f"recall_at_{K}"].mean())}
 

@@ -10,8 +10,9 @@ from typing import Optional
 
 HARMLESS_RAY_LINES = (
     # Ray Train V2's placement-group cleaner polls the State API, which lives in Ray's dashboard
-    # process; a private local Ray runs without one, so every poll fails. Its only job (removing a
-    # crashed controller's placement group) ends with the private Ray anyway.
+    # process; a private local Ray runs without one, so every poll fails. Its job (removing the
+    # placement group of a controller that died, as in a trial Tune stopped) is done for
+    # `deepsets tune` by pipelines.tuning.orphans; a training run's ends with the private Ray.
     "Failed to query Ray Train Controller actor state",
     # core_worker.cc about Ray Train's own PreemptionWatcher actor, logged as an error on every run
     "has constructor arguments in the object store and max_restarts > 0",
@@ -109,8 +110,8 @@ def quiet_worker_loggers() -> None:
 
     When another Ray runs on the machine, that thread's State API client cannot tell which
     cluster to ask and dies with a ``ConnectionError`` traceback on every run; the run goes on
-    unharmed (the thread only removes a crashed controller's placement group, which a private
-    Ray removes when it stops).
+    unharmed (the thread only removes a dead controller's placement group: a private Ray
+    removes it when it stops, and ``deepsets tune`` as soon as the trial stops).
     """
     import threading
 

@@ -90,12 +90,13 @@ def tune_to_recall(index, exact, queries: np.ndarray, k: int, target: float) -> 
         ivf = faiss.extract_index_ivf(index)
         name, value, ceiling = "nprobe", ivf.nprobe, ivf.nlist
         setter = lambda v: faiss.ParameterSpace().set_index_parameter(index, "nprobe", v)  # noqa: E731 - CPU or GPU index
+    _, truth = search(exact, queries, k)  # the exact answers, once
     setter(value)
-    recall = recall_against_exact(index, exact, queries, k)
+    recall = _recall(index, truth, queries, k)
     while recall < target and value < ceiling:
         value = min(ceiling, value * 2)
         setter(value)
-        recall = recall_against_exact(index, exact, queries, k)
+        recall = _recall(index, truth, queries, k)
     return recall, {name: value}
 
 
@@ -103,7 +104,14 @@ def recall_against_exact(approximate, exact, queries: np.ndarray, k: int) -> flo
     """Mean share of each query's exact top ``k`` that ``approximate`` also returns."""
     if len(queries) == 0:
         return float("nan")
-    _, found = search(approximate, queries, k)
     _, truth = search(exact, queries, k)
+    return _recall(approximate, truth, queries, k)
+
+
+def _recall(approximate, truth: np.ndarray, queries: np.ndarray, k: int) -> float:
+    """Mean share of each row of ``truth`` (exact top-k positions) that ``approximate`` returns."""
+    if len(queries) == 0:
+        return float("nan")
+    _, found = search(approximate, queries, k)
     hits = [len(np.intersect1d(f[f >= 0], t[t >= 0])) / max(1, int((t >= 0).sum())) for f, t in zip(found, truth)]
     return float(np.mean(hits))

@@ -162,6 +162,7 @@ def train_worker(loop_config: dict) -> None:
     if tracker and resumed:
         tracker.log({"resumed_at_epoch": start_epoch}, step=start_epoch)
     share = t.batch_size // world
+    shown_mode = loop_config.get("progress", "lines") if rank == 0 else "off"
     model.train()
     for epoch in range(start_epoch, t.epochs):
         # Dropout masks differ per rank and are fixed per (seed, epoch, rank), so a resumed run
@@ -170,7 +171,7 @@ def train_worker(loop_config: dict) -> None:
         if negatives is not None:
             negatives.reseed(t.seed * 1_000_003 + 10_007 * epoch + rank)  # the items drawn follow the seed, per epoch and rank
         started, loss_sum, steps, rows = time.perf_counter(), 0.0, 0, 0
-        shown = EpochProgress(loop_config.get("progress", "lines") if rank == 0 else "off", epoch + 1, t.epochs, per_epoch)
+        shown = EpochProgress(shown_mode, epoch + 1, t.epochs, per_epoch)
         reader = ParquetBatchReader(spec, cfg.data.train, batch_size=t.batch_size, label_columns=labels, drop_last=True,
                                     shuffle_seed=t.seed * 100_003 + epoch, key_columns=objective.key_columns(), group_column=cfg.data.group_column)
         for global_batch in reader:
@@ -197,13 +198,14 @@ def train_worker(loop_config: dict) -> None:
                 progress["stale_epochs"] += 1
         stop = _agree_to_stop(bool(selection.patience) and progress["stale_epochs"] >= selection.patience, world, device)
         _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_config, args, progress)
-        shown.end({k: v for k, v in metrics.items() if k not in ("epoch", "step", SCORE_KEY)})
+        epoch_metrics = {k: v for k, v in metrics.items() if k not in ("epoch", "step", SCORE_KEY)}
+        shown.end(epoch_metrics)
         if rank == 0:
-            tracker.log({k: v for k, v in metrics.items() if k not in ("epoch", "step", SCORE_KEY)}, step=epoch)
+            tracker.log(epoch_metrics, step=epoch)
         if rank == 0 and not resumed and loop_config.get("fail_at_epoch") == epoch:
             raise RuntimeError(f"injected failure after epoch {epoch} ({FAIL_AT_EPOCH_ENV})")
         if stop:
-            if rank == 0 and loop_config.get("progress", "lines") != "off":
+            if shown_mode != "off":  # rank 0's mode; "off" on every other rank
                 print(f"stopping early after epoch {epoch + 1}: {selection.metric} has not improved for {selection.patience} "
                       f"epoch(s) (best: epoch {progress['best_epoch'] + 1})", flush=True)
             break
