@@ -27,6 +27,15 @@ HARMLESS_RAY_LINES = (
 )
 """Lines Ray's workers print on every run that say nothing about this run; the driver drops them."""
 
+RAY_CORE_NOISE = (
+    # written by the driver's own C++ core worker when a Ray Data actor pool starts (Ray Data
+    # passes object refs to every pool actor's constructor; ray-project/ray#53727): harmless,
+    # as the driver holds those objects to the end of the job
+    "has constructor arguments in the object store and max_restarts > 0",
+)
+"""Lines the driver's C++ core writes straight to fd 2; the embed job drops them there
+(pipelines.stderr_filter), as no Python-side filter sees them."""
+
 PRIVATE_RAY_ENV = "DEEPSETS_PRIVATE_RAY"
 """Set in the workers of a local Ray that a job started for itself (not a cluster it joined)."""
 

@@ -137,7 +137,8 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
     import ray.data
 
     from pipelines.embedding.worker import FragmentEmbedder
-    from pipelines.ray_runtime import quiet_ray_data, start_ray
+    from pipelines.ray_runtime import RAY_CORE_NOISE, quiet_ray_data, start_ray
+    from pipelines.stderr_filter import dropping_stderr_lines
 
     start_ray(cfg.ray_address, int(cfg.workers * cfg.cpus_per_worker) + 1)
     quiet_ray_data()
@@ -157,7 +158,9 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
         },
     )
     done, first_start, last_end = 0, float("inf"), 0.0
-    with tqdm(total=sum(f.rows for f in todo), unit="rows", unit_scale=True, desc="embedding", disable=None if progress else True) as bar:
+    # the actor pool's start makes Ray's C++ core print one harmless error line (see stderr_filter)
+    with dropping_stderr_lines(RAY_CORE_NOISE), \
+            tqdm(total=sum(f.rows for f in todo), unit="rows", unit_scale=True, desc="embedding", disable=None if progress else True) as bar:
         for row in dataset.iter_rows():
             if row["error"]:
                 raise DataError(f"{row['error']} (fragments already written are kept: fix the input and rerun with --resume)")
