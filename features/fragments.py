@@ -14,7 +14,7 @@ to running a model on it). The plan depends only on the files' row-group layout 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterator, List, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence
 
 import polars as pl
 import pyarrow as pa
@@ -115,7 +115,8 @@ def read_fragment(fragment: Fragment, columns: List[str], read_rows: int) -> Ite
     yield from decode_rows(parquet, fragment.path, columns, fragment.start, fragment.stop, read_rows)
 
 
-def decode_rows(parquet, path: str, columns: List[str], start: int, stop: int, read_rows: int) -> Iterator[tuple[int, pa.Table]]:
+def decode_rows(parquet, path: str, columns: List[str], start: int, stop: int, read_rows: int,
+                on_decoded: Optional[Callable[[int], None]] = None) -> Iterator[tuple[int, pa.Table]]:
     """Decode ``columns`` of rows ``[start, stop)`` of an opened file, at most ``read_rows`` a table.
 
     pyarrow decodes the overlapping row groups; on a null ``fixed_size_list`` row, which pyarrow
@@ -123,6 +124,8 @@ def decode_rows(parquet, path: str, columns: List[str], start: int, stop: int, r
 
     Args:
         parquet: the file opened with ``open_parquet(path, pre_buffer=False)``.
+        on_decoded: called with the rows of every record batch decoded, including rows of a
+            row group before ``start`` that had to be decoded to reach it.
 
     Yields:
         ``(row_base, table)``: the file-relative row of the table's first row, and the rows.
@@ -138,6 +141,8 @@ def decode_rows(parquet, path: str, columns: List[str], start: int, stop: int, r
         for record_batch in parquet.iter_batches(batch_size=read_rows, row_groups=groups, columns=columns):
             begin, end = row, row + record_batch.num_rows
             row = end
+            if on_decoded is not None:
+                on_decoded(record_batch.num_rows)
             lo, hi = max(begin, done), min(end, stop)
             if hi > lo:
                 yield lo, pa.Table.from_batches([record_batch.slice(lo - begin, hi - lo)])
@@ -151,6 +156,8 @@ def decode_rows(parquet, path: str, columns: List[str], start: int, stop: int, r
     try:
         lazy = pl.scan_parquet(path).slice(done, stop - done).select(columns)
         for frame in lazy.collect_batches(chunk_size=read_rows):
+            if on_decoded is not None:
+                on_decoded(frame.height)
             yield done, frame.to_arrow()
             done += frame.height
     except pl.exceptions.PolarsError as err:

@@ -1,6 +1,7 @@
 """Streaming Parquet files into model-ready :class:`FeatureBatch` es of a fixed size.
 
-Each file is read in record batches of ``read_rows`` rows (large, so per-call overheads are
+The files (or, sharded, one worker's share of their rows: :mod:`features.shards`) are read in
+record batches of ``read_rows`` rows (large, so per-call overheads are
 paid rarely); each record batch is converted with vectorized Arrow/numpy operations, then cut
 into batches of exactly ``batch_size`` rows (the remainder of one file is joined to the start
 of the next). Errors name the file and its file-relative rows.
@@ -8,7 +9,7 @@ of the next). Errors name the file and its file-relative rows.
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +21,7 @@ from features.files import Paths, open_parquet, resolve_inputs
 from features.fragments import decode_rows
 from features.kinds.base import ModalityCounts
 from features.prefetch import prefetch
+from features.shards import RowRange, epoch_units, shard
 
 
 class ParquetBatchReader:
@@ -37,12 +39,21 @@ class ParquetBatchReader:
         read_rows: rows decoded per Parquet read (memory ~ read_rows x row width).
         drop_last: drop a final short batch (it is counted in ``rows_dropped``).
         progress: show a progress bar (rows) on a terminal.
-        shuffle_seed: if given, read the files in a shuffled order and shuffle the rows inside
-            each decoded chunk of ``read_rows`` (a local shuffle; memory stays bounded).
+        shuffle_seed: if given, read the row groups of all files in a shuffled order and
+            shuffle the rows inside each decoded chunk of ``read_rows`` (a local shuffle;
+            memory stays bounded).
+        shard: ``(rank, world)``: read only this worker's contiguous share of the (shuffled)
+            row sequence (:mod:`features.shards`), so N workers decode every row once.
+        equal_shards: with ``shard``, every share has ``rows // world`` rows (the rest is
+            dropped and counted by rank 0) so every worker takes the same number of batches;
+            False: the shares cover every row (validation).
 
     Attributes:
         counts: modality -> :class:`ModalityCounts` accumulated over everything read so far.
-        rows_read: rows read from the files; ``rows_dropped``: rows of a dropped last batch.
+        rows_read: rows read from the files; ``rows_dropped``: rows of a dropped last batch
+            (and, with equal shards, rank 0 counts the rows left out of every share).
+        rows_decoded: rows Parquet decoding produced (at least ``rows_read``: a share that
+            starts inside a row group decodes that row group's earlier rows too).
 
     Raises:
         DataError: (while iterating) for non-Parquet files, missing columns, wrong types,
@@ -63,9 +74,15 @@ class ParquetBatchReader:
         shuffle_seed: Optional[int] = None,
         key_columns: Sequence[str] = (),
         group_column: Optional[str] = None,
+        shard: Optional[Tuple[int, int]] = None,
+        equal_shards: bool = True,
     ) -> None:
         if batch_size < 1 or read_rows < 1:
             raise ValueError(f"batch_size and read_rows must be >= 1, got {batch_size} and {read_rows}")
+        self.rank, self.world = shard or (0, 1)
+        if not 0 <= self.rank < self.world:
+            raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
+        self.equal_shards = equal_shards
         self.spec = spec
         self.files: List[str] = resolve_inputs(paths)
         self.batch_size = batch_size
@@ -82,6 +99,7 @@ class ParquetBatchReader:
         self.counts: Dict[str, ModalityCounts] = {}
         self.rows_read = 0
         self.rows_dropped = 0
+        self.rows_decoded = 0
 
     def _columns(self) -> List[str]:
         cols = self.spec.schema.source_columns()
@@ -91,19 +109,31 @@ class ParquetBatchReader:
         """Rows in all files, from Parquet metadata (no data read)."""
         return sum(open_parquet(f).metadata.num_rows for f in self.files)
 
-    def _decoded(self) -> Iterator[tuple]:
-        """(file, file-relative first row, Arrow table) for every chunk of every file."""
+    def planned_ranges(self) -> Tuple[List[RowRange], int]:
+        """This reader's row ranges for one pass (its share when sharded) and the rows left out
+        of every share (rank 0 only). The same on every call: the shuffle is seeded."""
+        rng = np.random.default_rng(self.shuffle_seed) if self.shuffle_seed is not None else None
+        units = epoch_units(self.files, rng)
+        if self.world == 1:
+            return units, 0
+        return shard(units, self.rank, self.world, self.equal_shards)
+
+    def _count_decoded(self, rows: int) -> None:
+        self.rows_decoded += rows
+
+    def _decoded(self, ranges: List[RowRange]) -> Iterator[tuple]:
+        """(file, file-relative first row, row order or None, Arrow table) for every chunk of every range."""
         columns = self._columns()
         extra = self.label_columns + self.key_columns + ([self.spec.schema.id_column] if self.spec.schema.id_column else [])
-        rng = np.random.default_rng(self.shuffle_seed) if self.shuffle_seed is not None else None
-        files = [self.files[i] for i in rng.permutation(len(self.files))] if rng is not None else self.files
-        for path in files:
-            parquet = self.spec.open_checked(path, extra, pre_buffer=False)
-            row_base = 0
-            for table in decode_batches(path, columns, self.read_rows, parquet):
+        # the in-chunk shuffle draws from its own seeded stream, so a shard's rows do not depend on the others'
+        rng = np.random.default_rng([self.shuffle_seed, self.rank]) if self.shuffle_seed is not None else None
+        opened_path, parquet = None, None
+        for path, start, stop in ranges:
+            if path != opened_path:  # a shuffled plan visits files in turn: one open file at a time
+                parquet, opened_path = self.spec.open_checked(path, extra, pre_buffer=False), path
+            for row_base, table in decode_rows(parquet, path, columns, start, stop, self.read_rows, self._count_decoded):
                 order = self._shuffled_order(rng, table) if rng is not None else None
                 yield path, row_base, order, table if order is None else table.take(order)
-                row_base += table.num_rows
 
     def _shuffled_order(self, rng: np.random.Generator, table: pa.Table) -> np.ndarray:
         """A random row order; with ``group_column``, a random order of whole groups."""
@@ -113,8 +143,8 @@ class ParquetBatchReader:
         rank = rng.permutation(int(group.max()) + 1 if group.size else 0)  # a random position per group
         return np.argsort(rank[group], kind="stable")  # rows of a group adjacent, in file order
 
-    def _converted(self) -> Iterator[FeatureBatch]:
-        for path, row_base, order, table in prefetch(self._decoded()):
+    def _converted(self, ranges: List[RowRange]) -> Iterator[FeatureBatch]:
+        for path, row_base, order, table in prefetch(self._decoded(ranges)):
             try:
                 batch = self.spec.transform(table, label_columns=self.label_columns, counts=self.counts, key_columns=self.key_columns)
             except DataError as err:
@@ -125,12 +155,14 @@ class ParquetBatchReader:
             yield batch
 
     def __iter__(self) -> Iterator[FeatureBatch]:
-        self.counts, self.rows_read, self.rows_dropped = {}, 0, 0
-        bar = tqdm(total=self.total_rows(), unit="rows", desc=self.desc, disable=not self.progress or None, leave=False)
+        ranges, left_out = self.planned_ranges()
+        self.counts, self.rows_read, self.rows_dropped, self.rows_decoded = {}, 0, left_out, 0
+        bar = tqdm(total=sum(stop - start for _, start, stop in ranges), unit="rows", desc=self.desc,
+                   disable=not self.progress or None, leave=False)
         pending: List[FeatureBatch] = []
         pending_rows = 0
         try:
-            for converted in self._converted():
+            for converted in self._converted(ranges):
                 bar.update(converted.num_rows)
                 pending.append(converted)
                 pending_rows += converted.num_rows
@@ -145,28 +177,13 @@ class ParquetBatchReader:
                 pending_rows = rest
             if pending_rows:
                 if self.drop_last:
-                    self.rows_dropped = pending_rows
+                    self.rows_dropped += pending_rows
                 else:
                     yield FeatureBatch.concat(pending)
         finally:
             bar.close()
-        if self.rows_read == 0:
+        if self.rows_read == 0 and self.world == 1:  # a shard may be empty (fewer rows than workers)
             raise DataError(f"input has no rows ({len(self.files)} file(s), all empty)", file=self.files[0] if len(self.files) == 1 else None)
-
-
-def decode_batches(path: str, columns: List[str], read_rows: int, parquet=None) -> Iterator[pa.Table]:
-    """Decode ``columns`` of one whole Parquet file into Arrow tables of at most ``read_rows``
-    rows (:func:`features.fragments.decode_rows` over every row, with its polars fallback).
-
-    Args:
-        parquet: the file already opened (with ``pre_buffer=False``), to avoid opening it twice.
-
-    Raises:
-        DataError: naming the file when it cannot be decoded.
-    """
-    parquet = parquet or open_parquet(path, pre_buffer=False)
-    for _, table in decode_rows(parquet, path, columns, 0, parquet.metadata.num_rows, read_rows):
-        yield table
 
 
 def describe_counts(counts: Dict[str, ModalityCounts]) -> Dict[str, dict]:

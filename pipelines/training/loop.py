@@ -1,10 +1,14 @@
 """What each Ray Train worker runs: build the model, stream its share of every global batch,
 train, validate (rank 0), checkpoint every epoch, resume from the last checkpoint.
 
-Data sharding: every worker streams the same global batches of ``training.batch_size`` rows
-from Parquet (the reader never holds more than a few chunks) and keeps the slice of its rank,
-so 1 worker and N workers see exactly the same global batches and gradients. A final global
-batch shorter than ``batch_size`` is dropped (and counted) so every rank takes the same steps.
+Data sharding: every epoch the row groups of the training files are put in a seeded random
+order, the sequence is cut into one contiguous share per worker (:mod:`features.shards`), and
+each worker decodes only its share, in local batches of ``training.batch_size / workers`` rows
+(the rows inside each decoded chunk shuffled too). So every row is read once per epoch across
+the workers; the few rows that would make the shares or the last batch uneven are dropped and
+counted, so every rank takes the same steps. A global step (the gradient averaged over ranks)
+sees the same rows as one worker would only when an epoch is one step. Validation is sharded
+the same way, and rank 0 computes its metrics over the union (:mod:`pipelines.training.validation`).
 
 Task kinds (:mod:`pipelines.training.objectives`): listwise / pairwise shuffle whole query groups, so a
 group stays together unless a batch edge (or the split across workers) cuts it into two shorter
@@ -13,7 +17,6 @@ lists; two_tower takes its in-batch negatives from each worker's share of the gl
 
 from __future__ import annotations
 
-import contextlib
 import math
 import tempfile
 import time
@@ -33,6 +36,7 @@ from pipelines.training.objectives import ItemLogQ, Objective, unwrap
 from pipelines.training.progress import EpochProgress
 from pipelines.training.selection import SCORE_KEY, Selection
 from pipelines.training.tracking import EpochTracker
+from pipelines.training.validation import autocast, evaluate_sharded
 
 
 class TrainingDiverged(RuntimeError):
@@ -42,13 +46,6 @@ class TrainingDiverged(RuntimeError):
 FAIL_AT_EPOCH_ENV = "DEEPSETS_FAIL_AT_EPOCH"
 """Testing knob, read by the driver: rank 0 raises after checkpointing this epoch, on a run's
 first attempt, so failure recovery (``scaling.max_failures``) can be exercised."""
-
-
-def autocast(device: torch.device, dtype: Optional[torch.dtype]):
-    """bf16 (or ``dtype``) autocast on ``device``; a no-op context when ``dtype`` is None."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def train_step(
@@ -81,16 +78,8 @@ def train_step(
 
 
 def evaluate(model: nn.Module, batches, objective: Objective, device: torch.device, amp_dtype=None) -> Dict[str, float]:
-    """The objective's metrics over every batch (no gradient, eval mode, restored after)."""
-    metrics = objective.new_metrics(model)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for batch in batches:
-            with autocast(device, amp_dtype):
-                objective.update(metrics, model, batch.to(device))
-    model.train(was_training)
-    return metrics.compute()
+    """The objective's metrics over every batch, in this process (no gradient, eval mode, restored after)."""
+    return evaluate_sharded(model, batches, objective, device, rank=0, world=1, amp_dtype=amp_dtype)
 
 
 def _agree_to_stop(stop: bool, world: int, device: torch.device) -> bool:
@@ -103,12 +92,13 @@ def _agree_to_stop(stop: bool, world: int, device: torch.device) -> bool:
     return stop
 
 
-def _mean_across_ranks(total: float, count: int, world: int, device: torch.device) -> float:
+def _across_ranks(values: list, world: int, device: torch.device, op: str = "sum") -> list:
+    """``values`` (floats) reduced element-wise over every rank (``op``: sum or max)."""
     if world > 1 and torch.distributed.is_initialized():
-        t = torch.tensor([total, float(count)], dtype=torch.float64, device=device)  # NCCL needs CUDA tensors
-        torch.distributed.all_reduce(t)
-        total, count = float(t[0]), int(t[1])
-    return total / max(count, 1)
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)  # NCCL needs CUDA tensors
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX if op == "max" else torch.distributed.ReduceOp.SUM)
+        return t.tolist()
+    return [float(v) for v in values]
 
 
 def train_worker(loop_config: dict) -> None:
@@ -141,7 +131,8 @@ def train_worker(loop_config: dict) -> None:
     amp_dtype = torch.bfloat16 if scaling.use_gpu else None
     model = ray.train.torch.prepare_model(model)
     optimizer = make_optimizer(model, t.optimizer, t.lr, t.weight_decay)
-    per_epoch = max(1, ParquetBatchReader(spec, cfg.data.train).total_rows() // t.batch_size)
+    share = t.batch_size // world
+    per_epoch = max(1, ParquetBatchReader(spec, cfg.data.train).total_rows() // world // share)
     scheduler = make_scheduler(optimizer, t.schedule, per_epoch * t.epochs, t.warmup_steps)
     start_epoch, step, resumed = 0, 0, False
     selection = Selection.of(t.select, t.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid))
@@ -161,7 +152,6 @@ def train_worker(loop_config: dict) -> None:
     tracker = EpochTracker(loop_config.get("mlflow")) if rank == 0 else None
     if tracker and resumed:
         tracker.log({"resumed_at_epoch": start_epoch}, step=start_epoch)
-    share = t.batch_size // world
     shown_mode = loop_config.get("progress", "lines") if rank == 0 else "off"
     model.train()
     for epoch in range(start_epoch, t.epochs):
@@ -172,10 +162,9 @@ def train_worker(loop_config: dict) -> None:
             negatives.reseed(t.seed * 1_000_003 + 10_007 * epoch + rank)  # the items drawn follow the seed, per epoch and rank
         started, loss_sum, steps, rows = time.perf_counter(), 0.0, 0, 0
         shown = EpochProgress(shown_mode, epoch + 1, t.epochs, per_epoch)
-        reader = ParquetBatchReader(spec, cfg.data.train, batch_size=t.batch_size, label_columns=labels, drop_last=True,
+        reader = ParquetBatchReader(spec, cfg.data.train, batch_size=share, label_columns=labels, drop_last=True, shard=(rank, world),
                                     shuffle_seed=t.seed * 100_003 + epoch, key_columns=objective.key_columns(), group_column=cfg.data.group_column)
-        for global_batch in reader:
-            local = global_batch.slice(rank * share, (rank + 1) * share)
+        for local in reader:
             loss = train_step(model, local, objective, optimizer, scheduler, device, amp_dtype, t.grad_clip)
             steps, rows, step = steps + 1, rows + local.num_rows, step + 1
             if not math.isfinite(loss):
@@ -185,11 +174,16 @@ def train_worker(loop_config: dict) -> None:
             loss_sum += loss
             shown.step(steps, loss_sum / steps)
         seconds = time.perf_counter() - started
-        metrics = {"epoch": epoch, "step": step, "train_loss": _mean_across_ranks(loss_sum, steps, world, device),
-                   "train_rows_per_s": rows * world / seconds, "train_rows_dropped": reader.rows_dropped}
-        if rank == 0 and cfg.data.valid:
-            valid = ParquetBatchReader(spec, cfg.data.valid, batch_size=1024, label_columns=labels, key_columns=objective.key_columns())
-            metrics.update({f"valid_{k}": v for k, v in evaluate(unwrap(model), valid, objective, device, amp_dtype).items()})
+        loss_total, steps_total, dropped, decoded = _across_ranks([loss_sum, steps, reader.rows_dropped, reader.rows_decoded], world, device)
+        (most_decoded,) = _across_ranks([reader.rows_decoded], world, device, op="max")
+        metrics = {"epoch": epoch, "step": step, "train_loss": loss_total / max(steps_total, 1),
+                   "train_rows_per_s": rows * world / seconds, "train_rows_dropped": dropped,
+                   "train_rows_decoded": decoded, "train_rows_decoded_max_worker": most_decoded}
+        if cfg.data.valid:  # every rank validates its share; rank 0 gets the metrics over the union
+            valid = ParquetBatchReader(spec, cfg.data.valid, batch_size=1024, label_columns=labels, key_columns=objective.key_columns(),
+                                       shard=(rank, world), equal_shards=False)
+            found = evaluate_sharded(unwrap(model), valid, objective, device, rank, world, amp_dtype)
+            metrics.update({f"valid_{k}": v for k, v in (found or {}).items()})
         if rank == 0 and selection.metric:
             metrics[SCORE_KEY] = selection.score(metrics)
             if progress["best_epoch"] < 0 or metrics[SCORE_KEY] > progress["best_score"]:

@@ -73,13 +73,20 @@ def test_mlflow_run_holds_params_metrics_artifacts_and_a_model(two_worker_run, d
 
 
 def test_one_and_two_workers_agree(ray_session, demo_data, tmp_path):
-    """Same global batch and seed: data parallelism only splits the work. (SGD: Adam divides by
+    """When an epoch is one global step (all 3,000 training rows), the two workers' halves make
+    exactly the one worker's batch: data parallelism only splits the work. (SGD: Adam divides by
     the gradient's own scale, which blows float noise on gradient-free parameters such as the
     attention key bias up to full-size steps, so weights could not be compared.)"""
-    one = run_training(config(demo_data, tmp_path, "one", workers=1, epochs=1, optimizer="sgd", lr=0.05), progress=False)
-    two = run_training(config(demo_data, tmp_path, "two", workers=2, epochs=1, optimizer="sgd", lr=0.05), progress=False)
+    one = run_training(config(demo_data, tmp_path, "one", workers=1, epochs=2, batch_size=3000, optimizer="sgd", lr=0.05), progress=False)
+    two = run_training(config(demo_data, tmp_path, "two", workers=2, epochs=2, batch_size=3000, optimizer="sgd", lr=0.05), progress=False)
     # stated tolerance: float summation order differs between 1 and 2 workers
-    assert one["metrics"]["train_loss"] == pytest.approx(two["metrics"]["train_loss"], abs=1e-4)
+    for key in ("train_loss", "valid_loss", "valid_auc"):  # validation: sharded over both ranks, computed over the union
+        assert one["metrics"][key] == pytest.approx(two["metrics"][key], abs=1e-4), key
+    for run in (one, two):  # every training row decoded and used once per epoch, none dropped
+        assert run["metrics"]["train_rows_dropped"] == 0
+    assert one["metrics"]["train_rows_decoded"] == 3000 and one["metrics"]["train_rows_decoded_max_worker"] == 3000
+    # two shares of 1,500 rows over 600-row row groups: the row group both shares cut is decoded by both (at most 600 more rows)
+    assert 3000 <= two["metrics"]["train_rows_decoded"] <= 3600 and two["metrics"]["train_rows_decoded_max_worker"] <= 2100
     a, b = final_weights(one), final_weights(two)
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=2e-4, rtol=1e-3, msg=name)
