@@ -55,4 +55,9 @@ class EpochProgress:
         if self.bar is not None:
             self.bar.close()
         if self.mode != "off":
-            print(f"{self.label}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()), flush=True)
+            print(f"{self.label}: " + ", ".join(f"{k} {shown_value(v)}" for k, v in metrics.items()), flush=True)
+
+
+def shown_value(value: float) -> str:
+    """A metric as the epoch line prints it: whole numbers (row counts) in full, the rest to 4 digits."""
+    return f"{int(value)}" if float(value).is_integer() and abs(value) < 1e15 else f"{value:.4g}"

@@ -37,3 +37,9 @@ def test_bar_mode_counts_steps_on_a_ray_bar_and_prints_only_the_metrics(capsys):
 def test_the_mode_follows_the_progress_flag_and_the_terminal(monkeypatch, progress, tty, mode):
     monkeypatch.setattr("sys.stdout.isatty", lambda: tty)
     assert progress_mode(progress) == mode
+
+
+def test_row_counts_print_whole_and_metrics_to_four_digits():
+    from pipelines.training.progress import shown_value
+
+    assert [shown_value(v) for v in (58190.0, 30000, 0.0, 0.82143, 3471.2)] == ["58190", "30000", "0", "0.8214", "3471"]
