@@ -1,5 +1,6 @@
-"""What each Ray Train worker runs: build the model, stream its share of every global batch,
-train, validate (rank 0), checkpoint every epoch, resume from the last checkpoint.
+"""What each Ray Train worker runs: build the model, stream its share of the epoch's rows,
+train, validate its share (rank 0 computes the metrics), checkpoint every epoch, resume from
+the last checkpoint.
 
 Data sharding: every epoch the row groups of the training files are put in a seeded random
 order, the sequence is cut into one contiguous share per worker (:mod:`features.shards`), and

@@ -14,8 +14,9 @@
 | regression | ``rmse`` (over every target of every row)                                         |
 
 AUC and average precision rank the *whole* set, so they are exact only when every validation
-row goes through one ``TaskMetrics``: the training recipe computes validation in one process
-(rank 0) over the full validation set. Nothing here synchronizes across processes.
+row goes through one ``TaskMetrics``: the training recipe validates a share on every rank and
+replays every rank's updates into one accumulator on rank 0 (:mod:`pipelines.training.validation`).
+Nothing here synchronizes across processes.
 
 torchmetrics has no log loss metric, so ``log_loss`` and ``loss`` are running float64 sums of
 per-element losses divided by their count: exactly the mean over the set, whatever the batching.
