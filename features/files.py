@@ -10,6 +10,7 @@ from typing import Iterable, List, Sequence, Union
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features import storage
 from features.errors import DataError
 
 Paths = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
@@ -19,7 +20,8 @@ def resolve_inputs(paths: Paths) -> List[str]:
     """Expand files, directories and globs into a sorted list of files.
 
     A directory contributes its ``*.parquet`` files (recursively); a file or glob match is
-    taken as given, so a non-Parquet file named explicitly is reported, not skipped.
+    taken as given, so a non-Parquet file named explicitly is reported, not skipped. URIs
+    (``s3://bucket/prefix``, globs in them too) are listed through :mod:`features.storage`.
 
     Raises:
         DataError: when a path matches nothing, or nothing at all is found.
@@ -28,23 +30,48 @@ def resolve_inputs(paths: Paths) -> List[str]:
     files: List[str] = []
     for item in items:
         text = os.fspath(item)
-        if os.path.isdir(text):
-            found = sorted(str(p) for p in Path(text).rglob("*.parquet") if p.is_file())
-            if not found:
-                raise DataError(f"directory '{text}' holds no *.parquet files")
-            files.extend(found)
-        elif glob.has_magic(text):
-            found = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
-            if not found:
-                raise DataError(f"no input files match '{text}'")
-            files.extend(found)
-        elif os.path.isfile(text):
-            files.append(text)
-        else:
-            raise DataError(f"input '{text}' does not exist")
+        try:
+            files.extend(_expand_uri(text) if storage.is_uri(text) else _expand_local(storage.local_path(text)))
+        except DataError:
+            raise
+        except (OSError, ValueError) as err:  # a store that cannot be reached, a bucket that is not there
+            raise DataError(f"cannot list input '{text}': {str(err).splitlines()[0]}") from None
     if not files:
         raise DataError("no input files given")
     return list(dict.fromkeys(files))
+
+
+def _expand_local(text: str) -> List[str]:
+    if os.path.isdir(text):
+        found = sorted(str(p) for p in Path(text).rglob("*.parquet") if p.is_file())
+        if not found:
+            raise DataError(f"directory '{text}' holds no *.parquet files")
+        return found
+    if glob.has_magic(text):
+        found = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
+        if not found:
+            raise DataError(f"no input files match '{text}'")
+        return found
+    if os.path.isfile(text):
+        return [text]
+    raise DataError(f"input '{text}' does not exist")
+
+
+def _expand_uri(text: str) -> List[str]:
+    """The same rules on object storage, where a "directory" is a key prefix."""
+    if glob.has_magic(text):
+        found = storage.glob(text)
+        if not found:
+            raise DataError(f"no input files match '{text}'")
+        return found
+    if storage.is_file(text):
+        return [text]
+    if storage.is_dir(text):
+        found = storage.files_under(text, ".parquet")
+        if not found:
+            raise DataError(f"'{text}' holds no *.parquet objects")
+        return found
+    raise DataError(f"input '{text}' does not exist")
 
 
 STREAM_BUFFER_BYTES = 1 << 20
@@ -67,8 +94,9 @@ def open_parquet(path: str, pre_buffer: bool = True) -> pq.ParquetFile:
         DataError: naming the file when it is not a readable Parquet file.
     """
     try:
-        return pq.ParquetFile(path, pre_buffer=pre_buffer, buffer_size=0 if pre_buffer else STREAM_BUFFER_BYTES)
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as err:
+        store, inner = storage.filesystem(path)
+        return pq.ParquetFile(inner, filesystem=store, pre_buffer=pre_buffer, buffer_size=0 if pre_buffer else STREAM_BUFFER_BYTES)
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError, ValueError) as err:
         raise DataError(f"not a readable Parquet file ({err})", file=path) from None
 
 

@@ -24,6 +24,7 @@ Example (one ``[[modality]]`` table per modality; ``column`` defaults to ``name`
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any, List, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
+from features import storage
 from features.errors import SchemaError, describe_problem, location
 from features.kinds import feature_class, feature_kinds
 from features.kinds.base import BaseFeature
@@ -177,11 +179,11 @@ def load_schema(path: str | Path) -> FeatureSchema:
     Raises:
         SchemaError: for a missing file, a TOML syntax error, or any schema problem (all listed).
     """
-    path = Path(path)
+    path = os.fspath(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise SchemaError(str(path), [f"cannot read schema file: {err.strerror or err}"]) from None
+        text = storage.read_text(path)  # a local file or a URI (s3://...)
+    except (OSError, ValueError) as err:
+        raise SchemaError(str(path), [f"cannot read schema file: {getattr(err, 'strerror', None) or err}"]) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

@@ -19,6 +19,7 @@ import pyarrow as pa
 from deepsets.batch import FeatureBatch
 from deepsets.kinds import kind_traits
 from deepsets.modality import ModalityInfo
+from features import storage
 from features.errors import DataError
 from features.files import Paths, check_columns, open_parquet, resolve_inputs
 from features.ids import column_id_type
@@ -270,7 +271,8 @@ class FeatureSpec:
             raise DataError(f"{source}: broken fitted state: {' '.join(str(err).split())}") from None
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True), encoding="utf-8")
+        """Write the spec as JSON to a local path or a URI (``s3://...``), whole or not at all."""
+        storage.write_text(path, json.dumps(self.to_dict(), indent=1, sort_keys=True))
 
     @classmethod
     def load(cls, path: str | Path) -> "FeatureSpec":
@@ -280,7 +282,7 @@ class FeatureSpec:
             DataError: when the file is missing or not a spec.
         """
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
+            data = json.loads(storage.read_text(path))
+        except (OSError, ValueError) as err:  # json.JSONDecodeError is a ValueError
             raise DataError(f"cannot read feature spec: {err}", file=str(path)) from None
         return cls.from_dict(data, str(path))

@@ -114,11 +114,21 @@ def _run_train(args) -> dict:
     from pipelines.config import load_run_config
     from pipelines.training.run import run_training
 
-    cfg = load_run_config(args.config, args.overrides)
+    cfg = with_env_tracking_uri(load_run_config(args.config, args.overrides))
     summary = run_training(cfg, resume=args.resume, ray_address=args.ray_address, progress=not args.json)
     if not args.json:
         print(format_train_summary(summary))
     return summary
+
+
+def with_env_tracking_uri(cfg):
+    """An empty ``tracking.mlflow_uri`` filled from ``MLFLOW_TRACKING_URI`` as the user's shell set
+    it (a tracking server a cluster shares). Only here, at the start of a command: in a longer
+    process MLflow itself sets that variable on every ``set_tracking_uri``."""
+    found = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if cfg.tracking.mlflow_uri or not found:
+        return cfg
+    return cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"mlflow_uri": found})})
 
 
 def _add_tune(sub) -> None:

@@ -57,7 +57,8 @@ def format_embed_summary(summary: dict) -> str:
     """Rows in/out/rejected, why rows were rejected, duplicate ids, and where the files are."""
     lines = [
         f"{summary['rows_in']} rows in: {summary['rows_out']} written, {summary['rows_rejected']} rejected "
-        f"({summary['rows_this_run']} embedded in this run, {summary['seconds']} s, {summary['rows_per_s']:.0f} rows/s)",
+        f"({summary['rows_this_run']} embedded in this run, {summary['seconds']} s, {summary['rows_per_s']:.0f} rows/s"
+        f"{', on ' + str(summary['ray_nodes']) + ' Ray nodes' if summary.get('ray_nodes', 0) > 1 else ''})",
         f"embeddings: {summary['output']}  ({summary['fragments']} files)",
     ]
     if summary["rows_rejected"]:

@@ -17,6 +17,7 @@ Recipe (:func:`run_ablate`, one function per step):
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 
 from deepsets import ablation as ab
 from deepsets.inference import iter_outputs
+from features import storage
 from features.errors import DataError
 from features.reader import ParquetBatchReader
 from pipelines.ablation.methods import METHODS, METRIC_NAMES, CachedRows, SubsetScorer
@@ -152,13 +154,22 @@ def evaluate(cfg: AblateConfig, scorer: SubsetScorer, progress: bool) -> tuple[L
 
 
 def report(cfg: AblateConfig, source: ModelSource, summary: dict, per_row: Optional[dict], started: float) -> dict:
-    """Write the table, chart and per-row values into ``cfg.out``, log them to MLflow, and
-    return the finished summary."""
-    out = Path(cfg.out).absolute()
-    summary["files"] = write_outputs(out, summary, per_row)
-    summary["mlflow"] = log_to_mlflow(source, out) if cfg.log_mlflow else None
-    summary["seconds"] = round(time.perf_counter() - started, 2)
-    (out / "ablation.json").write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
+    """Write the table, chart and per-row values into ``cfg.out`` (a folder, or a URI: then
+    written in a local temp folder and each file PUT under it), log them to MLflow, and return
+    the finished summary."""
+    with tempfile.TemporaryDirectory(prefix="deepsets-ablation-") as scratch:
+        remote = storage.is_uri(cfg.out)
+        out = Path(scratch) if remote else Path(cfg.out).absolute()
+        summary["files"] = write_outputs(out, summary, per_row)
+        summary["mlflow"] = log_to_mlflow(source, out) if cfg.log_mlflow else None
+        summary["seconds"] = round(time.perf_counter() - started, 2)
+        (out / "ablation.json").write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
+        if remote:
+            for name, path in summary["files"].items():
+                target = storage.join(cfg.out, Path(path).name)
+                storage.write_bytes(target, Path(path).read_bytes())
+                summary["files"][name] = target
+            storage.write_text(storage.join(cfg.out, "ablation.json"), json.dumps(summary, indent=1, default=float))
     return summary
 
 
@@ -191,7 +202,7 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
     if cfg.retrain:
         from pipelines.ablation.retrain import retrain_table
 
-        retrained, summary["retrain"] = retrain_table(source, cfg.inputs, label, rows.target, task, Path(cfg.out).absolute() / "retrain",
+        retrained, summary["retrain"] = retrain_table(source, cfg.inputs, label, rows.target, task, storage.join(storage.absolute(cfg.out), "retrain"),
                                                       boot, cfg.batch_size, progress)
         table.extend(retrained)
         methods.append("retrain")

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
 
 from deepsets import ablation as ab
 from deepsets.inference import collect_outputs
+from features import storage
 from features.reader import ParquetBatchReader
 from features.spec import FeatureSpec
 from pipelines.ablation.report import table_row
@@ -34,19 +34,19 @@ from pipelines.models.source import ModelSource, load_model_source
 BASELINE = "(none)"
 
 
-def retrain_configs(base: RunConfig, spec: FeatureSpec, out: Path, stamp: str, parent_run_id: str, tracking_uri: str) -> Dict[str, RunConfig]:
+def retrain_configs(base: RunConfig, spec: FeatureSpec, out: str, stamp: str, parent_run_id: str, tracking_uri: str) -> Dict[str, RunConfig]:
     """Removed modality (``BASELINE`` for none) -> ``base`` changed to train without it (the
     spec minus that modality, its own run name, nested under ``parent_run_id``)."""
     configs = {}
     for removed in [BASELINE, *spec.names]:
         kept = spec if removed == BASELINE else spec.subset([n for n in spec.names if n != removed])
-        spec_path = out / f"spec-without-{'nothing' if removed == BASELINE else removed}.json"
+        spec_path = storage.join(out, f"spec-without-{'nothing' if removed == BASELINE else removed}.json")
         kept.save(spec_path)
         tag = "baseline" if removed == BASELINE else f"without-{removed}"
         configs[removed] = base.model_copy(update={
             "data": base.data.model_copy(update={"spec": str(spec_path)}),
             "tracking": base.tracking.model_copy(update={
-                "run_name": f"{stamp}-{tag}", "storage_path": str(out / "ray_results"),
+                "run_name": f"{stamp}-{tag}", "storage_path": storage.join(out, "ray_results"),
                 "mlflow_uri": tracking_uri, "parent_run_id": parent_run_id,
             }),
         })
@@ -82,7 +82,7 @@ def _scores(summary: dict, inputs: List[str], label: str, batch_size: int) -> to
     return collect_outputs(source.build(), reader, ("logits",))["logits"]
 
 
-def retrain_table(source: ModelSource, inputs: List[str], label: str, target: torch.Tensor, task: str, out: Path,
+def retrain_table(source: ModelSource, inputs: List[str], label: str, target: torch.Tensor, task: str, out: str,
                   boot: Optional[torch.Tensor], batch_size: int, progress: bool) -> tuple[List[dict], dict]:
     """Retrain without each modality and compare on the ablation rows.
 
@@ -94,7 +94,7 @@ def retrain_table(source: ModelSource, inputs: List[str], label: str, target: to
 
     from pipelines.ray_runtime import start_ray
 
-    out.mkdir(parents=True, exist_ok=True)
+    storage.make_dirs(out)
     stamp = time.strftime("ablate-%Y%m%d-%H%M%S")
     tracking_uri = mlflow.get_tracking_uri()
     base = parse_run_config(source.run_config, f"{source.uri} config")  # run_ablate checked that there is one

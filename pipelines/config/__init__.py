@@ -58,10 +58,11 @@ Example (every section but ``[data]`` and ``[schema]`` may be left out; defaults
     max_failures = 0
 
     [tracking]
-    mlflow_uri = ""                  # "" = sqlite:///mlflow.db in the working directory
+    mlflow_uri = ""                  # "" = sqlite:///mlflow.db in the working directory (deepsets train: $MLFLOW_TRACKING_URI first)
     experiment = "deepsets"
     run_name = ""                    # "" = generated from the time; also the Ray run name (--resume)
-    storage_path = "ray_results"     # where Ray keeps checkpoints
+    storage_path = "ray_results"     # where Ray keeps checkpoints (a folder, or s3://bucket/prefix)
+    artifact_location = ""           # where a new MLflow experiment keeps artifacts (s3://...; "" = MLflow's default)
 
 The package, by concern: :mod:`.sections` (one pydantic model per section, and ``RunConfig``),
 :mod:`.checks` (checks across fields), :mod:`.loading` (files, ``--set`` overrides, paths,

@@ -162,7 +162,8 @@ class TrackingConfig(BaseModel):
     mlflow_uri: str = ""
     experiment: _Text = "deepsets"
     run_name: str = ""  # also a directory name under storage_path
-    storage_path: _Text = "ray_results"
+    storage_path: _Text = "ray_results"  # a local folder or a URI (s3://bucket/prefix)
+    artifact_location: str = ""  # where a new MLflow experiment keeps artifacts ("" = MLflow's default)
     parent_run_id: str = ""  # nest the MLflow run under this one (ablation retrains)
 
     @field_validator("run_name")
@@ -173,7 +174,8 @@ class TrackingConfig(BaseModel):
         return name
 
     def resolved_mlflow_uri(self, cwd: Optional[str] = None) -> str:
-        """``mlflow_uri``, or ``sqlite:///<cwd>/mlflow.db`` when it is empty."""
+        """``mlflow_uri``, or ``sqlite:///<cwd>/mlflow.db`` when it is empty (the command line
+        fills an empty one from ``MLFLOW_TRACKING_URI`` first: :func:`pipelines.cli.with_env_tracking_uri`)."""
         if self.mlflow_uri:
             return self.mlflow_uri
         return "sqlite:///" + os.path.join(os.path.abspath(cwd or os.getcwd()), "mlflow.db")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import List, Literal, Optional
@@ -29,6 +28,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
+from features import storage
 from features.errors import DataError
 from features.files import resolve_inputs
 from features.fragments import Fragment, plan_fragments
@@ -71,7 +71,7 @@ def parse_embed_config(**values) -> EmbedConfig:
     return cfg
 
 
-def check_inputs(files: List[str], source: ModelSource, out: Path) -> List[dict]:
+def check_inputs(files: List[str], source: ModelSource, out: str) -> List[dict]:
     """Every input is Parquet, holds the spec's columns with the trained id types and row ids
     of one kind, and lies outside the output directory; returns ``{path, rows, bytes,
     mtime_ns}`` per file.
@@ -86,7 +86,7 @@ def check_inputs(files: List[str], source: ModelSource, out: Path) -> List[dict]
         raise JobError(f"the id column may not be named {id_column!r} (an output column of the job has that name)")
     described, id_kinds = [], {}
     for path in files:
-        if Path(path).absolute().is_relative_to(out):
+        if _inside(path, out):
             raise JobError(f"{path}: input file lies inside the output directory; choose an --output outside the inputs")
         parquet = spec.open_checked(path, [id_column] if id_column else [])
         if id_column:
@@ -94,9 +94,15 @@ def check_inputs(files: List[str], source: ModelSource, out: Path) -> List[dict]
             if len(id_kinds) > 1:
                 (a, first), (b, second) = id_kinds.items()
                 raise DataError(f"{a} row ids in {first} but {b} row ids here: one kind of id per job", file=second, column=id_column)
-        stat = os.stat(path)
-        described.append({"path": path, "rows": parquet.metadata.num_rows, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+        size, mtime_ns = storage.size_and_mtime_ns(path)
+        described.append({"path": path, "rows": parquet.metadata.num_rows, "bytes": size, "mtime_ns": mtime_ns})
     return described
+
+
+def _inside(path: str, folder: str) -> bool:
+    if storage.is_uri(path) or storage.is_uri(folder):
+        return path.startswith(folder.rstrip("/") + "/")
+    return Path(path).absolute().is_relative_to(Path(folder).absolute())
 
 
 def row_id_kind(path: str, parquet, column: str) -> str:
@@ -123,12 +129,13 @@ def row_id_kind(path: str, parquet, column: str) -> str:
     return "int"
 
 
-def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, out: Path, progress: bool) -> tuple[int, float]:
+def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, out: str, progress: bool) -> tuple[int, float, int]:
     """Embed ``todo`` on a Ray Data actor pool.
 
     Returns:
-        ``(rows done, processing seconds)``: the latter from the first fragment's start to the
-        last one's end as the workers saw it (actor start-up and model loading excluded).
+        ``(rows done, processing seconds, Ray nodes used)``: the seconds from the first
+        fragment's start to the last one's end as the workers saw it (actor start-up and model
+        loading excluded).
 
     Raises:
         DataError: the first error a worker reported (completed fragments stay written).
@@ -152,12 +159,12 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
         num_cpus=cfg.cpus_per_worker,
         num_gpus=cfg.gpus_per_worker or None,
         fn_constructor_kwargs={
-            "payload": [ray.put(source.payload())], "out_dir": str(out), "batch_size": cfg.batch_size,
+            "payload": [ray.put(source.payload())], "out_dir": out, "batch_size": cfg.batch_size,
             "with_modalities": cfg.with_modalities, "device": "cuda" if cfg.gpus_per_worker > 0 else "cpu",
             "threads": max(1, int(cfg.cpus_per_worker)),
         },
     )
-    done, first_start, last_end = 0, float("inf"), 0.0
+    done, first_start, last_end, nodes = 0, float("inf"), 0.0, set()
     # the actor pool's start makes Ray's C++ core print one harmless error line (see stderr_filter)
     with dropping_stderr_lines(RAY_CORE_NOISE), \
             tqdm(total=sum(f.rows for f in todo), unit="rows", unit_scale=True, desc="embedding", disable=None if progress else True) as bar:
@@ -166,8 +173,9 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
                 raise DataError(f"{row['error']} (fragments already written are kept: fix the input and rerun with --resume)")
             done += int(row["rows_in"])
             first_start, last_end = min(first_start, float(row["started_at"])), max(last_end, float(row["finished_at"]))
+            nodes.add(str(row["node_id"]))
             bar.update(int(row["rows_in"]))
-    return done, max(0.0, last_end - first_start)
+    return done, max(0.0, last_end - first_start), len(nodes)
 
 
 def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
@@ -185,8 +193,8 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
     if cfg.with_modalities:
         if not hasattr(model, "encode"):
             raise ValueError(f"--with-modalities needs a set-fusion model; {cfg.model} is a {type(model).__name__} (no per-modality vectors)")
-    out = Path(cfg.output).absolute()
-    files = [str(Path(f).absolute()) for f in resolve_inputs(cfg.inputs)]
+    out = storage.absolute(cfg.output).rstrip("/")
+    files = [storage.absolute(f) for f in resolve_inputs(cfg.inputs)]
     inputs = check_inputs(files, source, out)
     manifest = {
         "format": MANIFEST_FORMAT, "model_uri": source.uri, "model_version": source.version,
@@ -203,14 +211,14 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
             say(f"redoing {bad['part']}: {bad['problem']}")
         say(f"embedding {sum(f.rows for f in todo)} of {sum(f.rows for f in fragments)} rows "
             f"({len(todo)} of {len(fragments)} fragments to do) from {len(files)} file(s) with {cfg.workers} worker(s) into {out}")
-        rows_done, processing = _run_fragments(todo, source, cfg, out, progress) if todo else (0, 0.0)
+        rows_done, processing, nodes = _run_fragments(todo, source, cfg, out, progress) if todo else (0, 0.0, 0)
         summary = account(out, fragments, source.input_spec.schema.id_column, source.weights_sha256)
         seconds = time.perf_counter() - started
         summary.update({
             "rows_this_run": rows_done, "seconds": round(seconds, 2), "rows_per_s": round(rows_done / seconds, 1) if seconds else 0.0,
-            "processing_seconds": round(processing, 2), "parts_redone": redone,
-            "output": str(out / EMBEDDINGS), "rejects": str(out / REJECTS), "fragments": len(fragments),
+            "processing_seconds": round(processing, 2), "parts_redone": redone, "ray_nodes": nodes,
+            "output": storage.join(out, EMBEDDINGS), "rejects": storage.join(out, REJECTS), "fragments": len(fragments),
             "model_uri": source.uri, "model_version": source.version, "resumed": cfg.resume, "tower": cfg.tower,
         })
-        write_json(out / SUCCESS, summary)
+        write_json(storage.join(out, SUCCESS), summary)
     return summary

@@ -14,6 +14,11 @@ A part is written under a hidden name (``.part-...tmp-PID``, which Arrow and pol
 reading the folder), synced to disk, then renamed into place (and the folder synced), so a part
 that exists is complete: after a crash or a power loss ``--resume`` redoes only the fragments
 without one, and checks each part it keeps (footer, rows, model fingerprint).
+
+On object storage (``--output s3://bucket/prefix``) there is no rename: each part is one PUT of
+the finished object, which a reader sees whole or not at all; the manifest, then
+``_SUCCESS.json``, are single PUTs too. The lock there is a best-effort claim (read, then
+write, then read back), not an atomic one: do not start two jobs on one prefix at once.
 """
 
 from __future__ import annotations
@@ -25,15 +30,15 @@ import socket
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import List, Optional, Tuple
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features import storage
 from features.fragments import Fragment
-from pipelines.embedding.worker import EMBEDDINGS, FINGERPRINT_KEY, REJECT_COLUMN, REJECT_REASON, REJECTS, fsync_dir, fsync_file
+from pipelines.embedding.worker import EMBEDDINGS, FINGERPRINT_KEY, REJECT_COLUMN, REJECT_REASON, REJECTS
 from pipelines.errors import JobError
 
 MANIFEST, SUCCESS, LOCK = "_manifest.json", "_SUCCESS.json", "_job.lock"
@@ -42,13 +47,15 @@ OURS = re.compile(r"^\.?part-\d{5}-\d{5}\.parquet(\.tmp-\d+)?$")
 """What this job writes into embeddings/ and rejects/ (finished parts and hidden temp files)."""
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` atomically and durably (temp file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-    fsync_file(tmp)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+def write_json(path: str, data: dict) -> None:
+    """Write ``data`` to ``path`` whole or not at all (a local temp file synced and renamed, or one PUT)."""
+    storage.write_text(path, json.dumps(data, indent=1, sort_keys=True))
+
+
+def read_metadata(path: str) -> pq.FileMetaData:
+    """A part's Parquet footer, local or on object storage."""
+    store, inner = storage.filesystem(path)
+    return pq.read_metadata(inner, filesystem=store)
 
 
 def _alive(pid: int) -> bool:
@@ -71,56 +78,79 @@ class OutputLock:
         JobError: (on enter) when another live job holds the folder, naming it.
     """
 
-    def __init__(self, out: Path) -> None:
-        self.path = out / LOCK
+    def __init__(self, out: str) -> None:
+        self.out = out
+        self.path = storage.join(out, LOCK)
         self.me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                    "command": " ".join(sys.argv)[:300]}
         self.took_over: Optional[dict] = None
 
     def __enter__(self) -> "OutputLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if storage.is_uri(self.out):
+            return self._claim_object()
+        os.makedirs(self.out, exist_ok=True)
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._holder()
-                if holder and holder.get("host") == self.me["host"] and not _alive(int(holder.get("pid", -1))):
+                if self._stale(holder):
                     self.took_over = holder
-                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+                    storage.delete(self.path)  # stale: its process is gone
                     continue
-                who = f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}" if holder else "an unreadable lock"
-                raise JobError(f"{self.path.parent} is in use by another embed job ({who}): wait for it to finish, "
-                               f"or delete {self.path} if that job is gone") from None
+                self._refuse(holder)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(self.me, handle)
             return self
         raise JobError(f"could not take the lock {self.path}")
 
+    def _claim_object(self) -> "OutputLock":
+        """Object storage has no create-if-absent here: read, write ours, read it back."""
+        if storage.exists(self.path):
+            holder = self._holder()
+            if not self._stale(holder):
+                self._refuse(holder)
+            self.took_over = holder
+        storage.write_text(self.path, json.dumps(self.me))
+        if self._holder() != self.me:
+            self._refuse(self._holder())
+        return self
+
+    def _stale(self, holder: Optional[dict]) -> bool:
+        return bool(holder) and holder.get("host") == self.me["host"] and not _alive(int(holder.get("pid", -1)))
+
+    def _refuse(self, holder: Optional[dict]) -> None:
+        who = f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}" if holder else "an unreadable lock"
+        raise JobError(f"{self.out} is in use by another embed job ({who}): wait for it to finish, "
+                       f"or delete {self.path} if that job is gone") from None
+
     def _holder(self) -> Optional[dict]:
         try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
+            return json.loads(storage.read_text(self.path))
         except (OSError, ValueError):
             return None
 
     def __exit__(self, *exc) -> None:
         if (self._holder() or {}).get("pid") == self.me["pid"]:
-            self.path.unlink(missing_ok=True)
+            storage.delete(self.path)
 
 
-def _foreign_files(out: Path) -> List[str]:
-    return sorted(f"{sub}/{p.name}" for sub in (EMBEDDINGS, REJECTS) if (out / sub).is_dir()
-                  for p in (out / sub).iterdir() if not OURS.match(p.name))
+def _entries(out: str) -> List[Tuple[str, str]]:
+    """``(sub folder, name)`` of everything in ``embeddings/`` and ``rejects/``."""
+    return [(sub, name) for sub in (EMBEDDINGS, REJECTS) for name, _ in storage.children(storage.join(out, sub))]
 
 
-def _clear_ours(out: Path) -> None:
-    for sub in (EMBEDDINGS, REJECTS):
-        if (out / sub).is_dir():
-            for p in (out / sub).iterdir():
-                if OURS.match(p.name):
-                    p.unlink()
+def _foreign_files(out: str) -> List[str]:
+    return sorted(f"{sub}/{name}" for sub, name in _entries(out) if not OURS.match(name))
 
 
-def prepare_output(out: Path, manifest: dict, resume: bool, overwrite: bool) -> List[Fragment]:
+def _clear_ours(out: str) -> None:
+    for sub, name in _entries(out):
+        if OURS.match(name):
+            storage.delete(storage.join(out, sub, name))
+
+
+def prepare_output(out: str, manifest: dict, resume: bool, overwrite: bool) -> List[Fragment]:
     """Make ``out`` ready and return every fragment of the job (a resumed job keeps its plan).
     Only files this job writes are ever deleted.
 
@@ -129,41 +159,43 @@ def prepare_output(out: Path, manifest: dict, resume: bool, overwrite: bool) -> 
             ``resume`` meets a job made with another model, inputs or columns, or the part
             folders hold files this job did not write.
     """
-    old_path = out / MANIFEST
+    old_path, success = storage.join(out, MANIFEST), storage.join(out, SUCCESS)
     foreign = _foreign_files(out)
     if foreign:
         raise JobError(f"{out} holds files an embed job did not write ({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}): "
                        "move them away or choose another --output")
-    ours = [p for sub in (EMBEDDINGS, REJECTS) if (out / sub).is_dir() for p in (out / sub).iterdir()]
-    if old_path.exists() and resume:
-        old = json.loads(old_path.read_text(encoding="utf-8"))
+    ours = _entries(out)
+    has_manifest = storage.exists(old_path)
+    if has_manifest and resume:
+        old = json.loads(storage.read_text(old_path))
         changed = [k for k in ("format", "weights_sha256", "spec_sha256", "model_args", "with_modalities", "tower", "inputs") if old.get(k) != manifest.get(k)]
         if changed:
             raise JobError(f"cannot resume the job in {out}: its {', '.join(changed)} differ from this run's "
                            "(same model, inputs and --with-modalities needed; or pass --overwrite to start again)")
         manifest["fragments"] = old["fragments"]
-    elif old_path.exists() or ours:
+    elif has_manifest or ours:
         if not overwrite:
-            state = "a finished job" if (out / SUCCESS).exists() else "an unfinished job"
+            state = "a finished job" if storage.exists(success) else "an unfinished job"
             raise JobError(f"{out} already holds {state}: pass --resume to complete it, or --overwrite to replace it")
         _clear_ours(out)
-        for path in (old_path, out / SUCCESS):
-            path.unlink(missing_ok=True)
+        for path in (old_path, success):
+            storage.delete(path)
     for sub in (EMBEDDINGS, REJECTS):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-        for leftover in (out / sub).glob(".part-*.tmp-*"):  # from workers killed mid-write
-            leftover.unlink()
-    (out / SUCCESS).unlink(missing_ok=True)
+        storage.make_dirs(storage.join(out, sub))
+    for sub, name in _entries(out):
+        if name.startswith(".part-") and ".tmp-" in name:  # from workers killed mid-write
+            storage.delete(storage.join(out, sub, name))
+    storage.delete(success)
     write_json(old_path, manifest)
     return [Fragment.from_dict(f) for f in manifest["fragments"]]
 
 
-def _part_problem(out: Path, fragment: Fragment, fingerprint: str) -> Optional[str]:
+def _part_problem(out: str, fragment: Fragment, fingerprint: str) -> Optional[str]:
     """Why a fragment's existing part cannot be kept (None if it can)."""
-    part, rejects = out / EMBEDDINGS / fragment.name, out / REJECTS / fragment.name
+    part, rejects = storage.join(out, EMBEDDINGS, fragment.name), storage.join(out, REJECTS, fragment.name)
     try:
-        meta = pq.read_metadata(part)
-        rejected = pq.read_metadata(rejects).num_rows if rejects.exists() else 0
+        meta = read_metadata(part)
+        rejected = read_metadata(rejects).num_rows if storage.exists(rejects) else 0
     except (pa.ArrowInvalid, OSError) as err:
         return f"unreadable ({str(err).splitlines()[0]})"
     found = (meta.metadata or {}).get(FINGERPRINT_KEY, b"").decode()
@@ -174,24 +206,25 @@ def _part_problem(out: Path, fragment: Fragment, fingerprint: str) -> Optional[s
     return None
 
 
-def parts_to_do(out: Path, fragments: List[Fragment], fingerprint: str) -> Tuple[List[Fragment], List[dict]]:
+def parts_to_do(out: str, fragments: List[Fragment], fingerprint: str) -> Tuple[List[Fragment], List[dict]]:
     """The fragments still to embed: those without a part, and those whose part fails its check
     (removed, to be redone). Returns ``(to do, [{"part", "problem"}] redone)``."""
     todo, redone = [], []
     for fragment in fragments:
-        if not (out / EMBEDDINGS / fragment.name).exists():
+        part = storage.join(out, EMBEDDINGS, fragment.name)
+        if not storage.exists(part):
             todo.append(fragment)
             continue
         problem = _part_problem(out, fragment, fingerprint)
         if problem:
             redone.append({"part": fragment.name, "problem": problem})
-            (out / EMBEDDINGS / fragment.name).unlink()
-            (out / REJECTS / fragment.name).unlink(missing_ok=True)
+            storage.delete(part)
+            storage.delete(storage.join(out, REJECTS, fragment.name))
             todo.append(fragment)
     return todo, redone
 
 
-def duplicate_ids(id_column: str, outputs: List[Path], rejects: List[Path]) -> dict:
+def duplicate_ids(id_column: str, outputs: List[str], rejects: List[str]) -> dict:
     """Ids that occur more than once among all input rows (written and rejected), counted by
     polars' streaming engine (memory follows the distinct ids, not the rows)."""
     scans = [pl.scan_parquet([str(p) for p in outputs]).select(pl.col(id_column))]
@@ -204,27 +237,28 @@ def duplicate_ids(id_column: str, outputs: List[Path], rejects: List[Path]) -> d
             "examples": {str(k): int(v) for k, v in zip(examples[id_column].to_list(), examples["n"].to_list())}}
 
 
-def account(out: Path, fragments: List[Fragment], id_column: Optional[str], fingerprint: str) -> dict:
+def account(out: str, fragments: List[Fragment], id_column: Optional[str], fingerprint: str) -> dict:
     """Count rows from the written files; every part must carry the job's model fingerprint.
 
     Raises:
         JobError: if a fragment has no output, a part was written by another model, or rows
             are unaccounted for.
     """
-    outputs = [out / EMBEDDINGS / f.name for f in fragments]
-    missing = [p.name for p in outputs if not p.exists()]
+    outputs = [storage.join(out, EMBEDDINGS, f.name) for f in fragments]
+    missing = [storage.name_of(p) for p in outputs if not storage.exists(p)]
     if missing:
         raise JobError(f"{len(missing)} fragment(s) have no output (first: {missing[0]}); rerun with --resume")
-    mixed = [p.name for p in outputs if (pq.read_metadata(p).metadata or {}).get(FINGERPRINT_KEY, b"").decode() != fingerprint]
+    mixed = [storage.name_of(p) for p in outputs if (read_metadata(p).metadata or {}).get(FINGERPRINT_KEY, b"").decode() != fingerprint]
     if mixed:
         raise JobError(f"{len(mixed)} part(s) in {out} were written by another model than the manifest's (first: {mixed[0]}): "
                        "another job wrote into this folder; rerun with --overwrite")
-    rejects = [p for p in (out / REJECTS / f.name for f in fragments) if p.exists()]
+    rejects = [p for p in (storage.join(out, REJECTS, f.name) for f in fragments) if storage.exists(p)]
     rows_in = sum(f.rows for f in fragments)
-    rows_out = sum(pq.read_metadata(p).num_rows for p in outputs)
+    rows_out = sum(read_metadata(p).num_rows for p in outputs)
     reasons: Counter = Counter()
     for path in rejects:
-        table = pq.read_table(path, columns=[REJECT_COLUMN, REJECT_REASON])
+        store, inner = storage.filesystem(path)
+        table = pq.read_table(inner, columns=[REJECT_COLUMN, REJECT_REASON], filesystem=store)
         reasons.update(zip(table.column(REJECT_COLUMN).to_pylist(), table.column(REJECT_REASON).to_pylist()))
     rows_rejected = sum(reasons.values())
     if rows_in != rows_out + rows_rejected:

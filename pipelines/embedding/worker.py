@@ -1,31 +1,30 @@
 """One fragment of an embedding job: read its rows, embed them, write them (or reject them).
 
-A fragment's output appears all at once: rows go to the hidden ``.<name>.tmp-<pid>``, which is
-synced to disk and renamed to ``embeddings/<name>`` when complete (after the fragment's rejects,
-if any, were renamed into ``rejects/<name>``), and the folder is synced. An existing
-``embeddings/<name>`` therefore means "this fragment is done", which is what makes
-``--resume`` exactly once after any crash (and ``pipelines.embedding.output`` checks each kept
-part's footer, rows and model fingerprint).
+A fragment's output appears all at once (:mod:`pipelines.embedding.parts`: locally a hidden
+temp file synced and renamed into place, on object storage one PUT), ``rejects/<name>`` before
+``embeddings/<name>``. An existing ``embeddings/<name>`` therefore means "this fragment is
+done", which is what makes ``--resume`` exactly once after any crash (and
+``pipelines.embedding.output`` checks each kept part's footer, rows and model fingerprint).
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from torch import nn
 
 from deepsets.inference import outputs_of
+from features import storage
 from features.errors import DataError
+from features.files import open_parquet
 from features.fragments import Fragment, read_fragment
 from features.spec import FeatureSpec
+from pipelines.embedding.parts import PartFile
 
 try:
     _LIBC = ctypes.CDLL("libc.so.6")  # glibc, for malloc_trim
@@ -38,23 +37,6 @@ FINGERPRINT_KEY = b"deepsets.weights_sha256"
 SOURCE_FILE, SOURCE_ROW = "source_file", "source_row"
 REJECT_COLUMN, REJECT_REASON = "reject_column", "reject_reason"
 RESERVED = (SOURCE_FILE, SOURCE_ROW, "embedding", REJECT_COLUMN, REJECT_REASON)
-
-
-def fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename inside ``path`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def split_bad_rows(spec: FeatureSpec, table: pa.Table) -> Tuple[Optional[Any], np.ndarray, List[tuple]]:
@@ -130,10 +112,11 @@ class FragmentEmbedder:
 
         torch.set_num_threads(max(1, threads))
         source = ModelSource.from_payload(ray.get(payload[0]))
+        self.node_id = ray.get_runtime_context().get_node_id()  # the job reports the nodes it ran on
         self.spec = source.input_spec
         self.model: nn.Module = source.build().to(device)
         self.device = device
-        self.out_dir = Path(out_dir)
+        self.out_dir = out_dir
         self.batch_size = batch_size
         self.with_modalities = with_modalities
         self.id_column = self.spec.schema.id_column
@@ -158,7 +141,7 @@ class FragmentEmbedder:
                 done["error"] = ""
             except (DataError, ValueError, OSError) as err:
                 done = {"name": fragment.name, "rows_in": fragment.rows, "rows_out": 0, "rows_rejected": 0, "error": str(err)}
-            done.update(started_at=started, finished_at=time.time())
+            done.update(started_at=started, finished_at=time.time(), node_id=self.node_id)
             rows.append(done)
             release_memory()
         return {k: np.array([r[k] for r in rows]) for k in rows[0]}
@@ -199,13 +182,10 @@ class FragmentEmbedder:
         Raises:
             DataError: for problems that are not about single rows (file, column named).
         """
-        final = self.out_dir / EMBEDDINGS / fragment.name
-        reject_path = self.out_dir / REJECTS / fragment.name
-        tmp = final.with_name(f".{fragment.name}.tmp-{os.getpid()}")  # hidden: readers of the folder skip it
-        reject_path.unlink(missing_ok=True)  # a leftover from an attempt that did not finish
-        writer: Optional[pq.ParquetWriter] = None
+        part = PartFile(storage.join(self.out_dir, EMBEDDINGS, fragment.name))
+        reject_path = storage.join(self.out_dir, REJECTS, fragment.name)
+        storage.delete(reject_path)  # a leftover from an attempt that did not finish
         rejects: List[pa.Table] = []
-        rows_out = 0
         metadata = {**self.metadata, "deepsets.source_file": fragment.path}
         try:
             for row_base, table in read_fragment(fragment, self.columns, self.batch_size):
@@ -217,37 +197,24 @@ class FragmentEmbedder:
                     rejects.append(self._rejects_table(fragment, table, row_base, rejected))
                 if features is None:
                     continue
-                out = self._output_table(fragment, table, row_base, kept, self._forward(features))
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, out.schema.with_metadata(metadata))
-                writer.write_table(out)
-                rows_out += out.num_rows
-            if writer is None:  # no row written: an empty file still marks the fragment done
-                empty = self._empty_output(fragment)
-                writer = pq.ParquetWriter(tmp, empty.schema.with_metadata(metadata))
-                writer.write_table(empty)
-            writer.close()
-            writer = None
+                part.write(self._output_table(fragment, table, row_base, kept, self._forward(features)), metadata)
+            rows_out = part.rows
+            if part.writer is None:  # no row written: an empty file still marks the fragment done
+                part.write(self._empty_output(fragment), metadata)
             rows_rejected = 0
-            if rejects:
+            if rejects:  # rejects first: an existing part means the whole fragment is accounted for
                 joined = pa.concat_tables(rejects, promote_options="permissive")
                 rows_rejected = joined.num_rows
-                reject_tmp = reject_path.with_name(f".{fragment.name}.tmp-{os.getpid()}")
-                pq.write_table(joined.replace_schema_metadata(metadata), reject_tmp)
-                fsync_file(reject_tmp)
-                os.replace(reject_tmp, reject_path)
-                fsync_dir(reject_path.parent)
-            fsync_file(tmp)
-            os.replace(tmp, final)
-            fsync_dir(final.parent)
+                reject_part = PartFile(reject_path)
+                reject_part.write(joined.replace_schema_metadata(None), metadata)
+                reject_part.commit()
+            part.commit()
         finally:
-            if writer is not None:
-                writer.close()
-            tmp.unlink(missing_ok=True)
+            part.discard()
         return {"name": fragment.name, "rows_in": fragment.rows, "rows_out": rows_out, "rows_rejected": rows_rejected}
 
     def _empty_output(self, fragment: Fragment) -> pa.Table:
         """The output table with no rows (its schema from a zero-row forward pass)."""
-        empty = pq.read_schema(fragment.path).empty_table().select(self.columns)
+        empty = open_parquet(fragment.path).schema_arrow.empty_table().select(self.columns)
         features = self.spec.transform(empty, with_ids=False)
         return self._output_table(fragment, empty, 0, np.zeros(0, dtype=np.int64), self._forward(features))

@@ -102,6 +102,18 @@ def _across_ranks(values: list, world: int, device: torch.device, op: str = "sum
     return [float(v) for v in values]
 
 
+def _ray_nodes(world: int) -> int:
+    """How many Ray nodes the workers run on (by node id: two nodes may share an IP address)."""
+    import ray
+
+    mine = ray.get_runtime_context().get_node_id()
+    if world > 1 and torch.distributed.is_initialized():
+        every = [None] * world
+        torch.distributed.all_gather_object(every, mine)
+        return len(set(every))
+    return 1
+
+
 def train_worker(loop_config: dict) -> None:
     """Entry point of every Ray Train worker (``TorchTrainer(train_loop_per_worker=...)``).
 
@@ -154,6 +166,7 @@ def train_worker(loop_config: dict) -> None:
     if tracker and resumed:
         tracker.log({"resumed_at_epoch": start_epoch}, step=start_epoch)
     shown_mode = loop_config.get("progress", "lines") if rank == 0 else "off"
+    nodes = _ray_nodes(world)
     model.train()
     for epoch in range(start_epoch, t.epochs):
         # Dropout masks differ per rank and are fixed per (seed, epoch, rank), so a resumed run
@@ -179,7 +192,7 @@ def train_worker(loop_config: dict) -> None:
         (most_decoded,) = _across_ranks([reader.rows_decoded], world, device, op="max")
         metrics = {"epoch": epoch, "step": step, "train_loss": loss_total / max(steps_total, 1),
                    "train_rows_per_s": rows * world / seconds, "train_rows_dropped": dropped,
-                   "train_rows_decoded": decoded, "train_rows_decoded_max_worker": most_decoded}
+                   "train_rows_decoded": decoded, "train_rows_decoded_max_worker": most_decoded, "ray_nodes": nodes}
         if cfg.data.valid:  # every rank validates its share; rank 0 gets the metrics over the union
             valid = ParquetBatchReader(spec, cfg.data.valid, batch_size=1024, label_columns=labels, key_columns=objective.key_columns(),
                                        shard=(rank, world), equal_shards=False)

@@ -11,10 +11,9 @@ change it accepts, and it says what that does to the schedule.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Dict, List, Optional
 
+from features import storage
 from features.files import open_parquet, resolve_inputs
 from pipelines.config import RunConfig
 from pipelines.errors import JobError
@@ -24,19 +23,19 @@ RECORD = "run.json"
 SETTINGS_ALLOWED_TO_CHANGE = ("epochs",)
 
 
-def checkpoint_dirs(run_dir: Path) -> list:
-    """The complete checkpoint directories of a run (a crash can leave the last half-written)."""
-    if not run_dir.exists():
-        return []
-    return [p for p in run_dir.glob("checkpoint_*") if p.is_dir() and all((p / name).exists() for name in FILES)]
+def checkpoint_dirs(run_dir: str) -> List[str]:
+    """The complete checkpoint directories of a run, local or on object storage (a crash can
+    leave the last half-written)."""
+    found = [storage.join(run_dir, name) for name, folder in storage.children(run_dir) if folder and name.startswith("checkpoint_")]
+    return [path for path in found if all(storage.exists(storage.join(path, name)) for name in FILES)]
 
 
 def file_fingerprint(paths) -> List[dict]:
     """Path, bytes, modification time (ns) and row count of every file of ``paths``."""
     found = []
     for path in resolve_inputs(list(paths)):
-        stat = os.stat(path)
-        found.append({"path": os.path.abspath(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+        size, mtime_ns = storage.size_and_mtime_ns(path)
+        found.append({"path": storage.absolute(path), "bytes": size, "mtime_ns": mtime_ns,
                       "rows": open_parquet(path).metadata.num_rows})
     return found
 
@@ -51,9 +50,9 @@ def run_record(cfg: RunConfig) -> dict:
     return {"data": data, "training": cfg.training.model_dump(mode="json")}
 
 
-def save_run_record(cfg: RunConfig, run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RECORD).write_text(json.dumps(run_record(cfg), indent=1, sort_keys=True), encoding="utf-8")
+def save_run_record(cfg: RunConfig, run_dir: str) -> None:
+    storage.make_dirs(run_dir)
+    storage.write_text(storage.join(run_dir, RECORD), json.dumps(run_record(cfg), indent=1, sort_keys=True))
 
 
 def _data_changes(before: Dict[str, list], now: Dict[str, list]) -> List[str]:
@@ -72,7 +71,7 @@ def _data_changes(before: Dict[str, list], now: Dict[str, list]) -> List[str]:
     return changes
 
 
-def check_resumable(cfg: RunConfig, run_dir: Path) -> Optional[str]:
+def check_resumable(cfg: RunConfig, run_dir: str) -> Optional[str]:
     """The config must describe the run its latest checkpoint belongs to.
 
     Returns:
@@ -83,27 +82,27 @@ def check_resumable(cfg: RunConfig, run_dir: Path) -> Optional[str]:
     """
     from deepsets.model_args import ModelArgs
 
-    latest = max(checkpoint_dirs(run_dir), key=lambda p: p.name)
-    saved = ModelArgs.from_dict(json.loads((latest / "model_config.json").read_text()))
+    latest = max(checkpoint_dirs(run_dir), key=storage.name_of)
+    saved = ModelArgs.from_dict(json.loads(storage.read_text(storage.join(latest, "model_config.json"))))
     changed = saved.differences(cfg.model_args())
     if changed:
         diffs = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in sorted(changed.items()))
-        raise JobError(f"cannot resume run '{run_dir.name}' with a different model than its checkpoint ({diffs})")
-    record_path = run_dir / RECORD
-    if not record_path.exists():  # a run started before runs were recorded: nothing to compare
+        raise JobError(f"cannot resume run '{storage.name_of(run_dir)}' with a different model than its checkpoint ({diffs})")
+    record_path = storage.join(run_dir, RECORD)
+    if not storage.exists(record_path):  # a run started before runs were recorded: nothing to compare
         return None
-    record = json.loads(record_path.read_text(encoding="utf-8"))
+    record = json.loads(storage.read_text(record_path))
     problems = _data_changes(record["data"], run_record(cfg)["data"])
     now = cfg.training.model_dump(mode="json")
     settings = {k: (record["training"].get(k), v) for k, v in now.items() if record["training"].get(k) != v}
     problems += [f"training.{k}: {a} -> {b}" for k, (a, b) in sorted(settings.items()) if k not in SETTINGS_ALLOWED_TO_CHANGE]
     if problems:
-        raise JobError(f"cannot resume run '{run_dir.name}' in a changed world ({'; '.join(problems)}): the spec, the "
+        raise JobError(f"cannot resume run '{storage.name_of(run_dir)}' in a changed world ({'; '.join(problems)}): the spec, the "
                        "optimizer state and the schedule belong to the run as it started; start a new run (another tracking.run_name)")
     if "epochs" in settings:
         old, new = settings["epochs"]
         record["training"]["epochs"] = new
-        record_path.write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
+        storage.write_text(record_path, json.dumps(record, indent=1, sort_keys=True))
         return (f"resuming with training.epochs {old} -> {new}: the {cfg.training.schedule} schedule now spans {new} epochs "
                 f"from where the run stopped (the learning rate follows the longer schedule from here on)")
     return None

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Optional, Sequence
 
+from features import storage
 from features.spec import FeatureSpec
 from pipelines.config import RunConfig
 from pipelines.errors import JobError
@@ -30,15 +30,15 @@ class TrainingFailed(JobError):
     """Training stopped with an error more often than ``scaling.max_failures`` allows."""
 
 
-def prepare_spec(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> FeatureSpec:
+def prepare_spec(cfg: RunConfig, run_dir: str, resume: bool, progress: bool) -> FeatureSpec:
     """The run's spec: on resume the one saved at its start; else cfg.data.spec; else fitted."""
-    saved = run_dir / "spec.json"
+    saved = storage.join(run_dir, "spec.json")
     if resume:
-        if not saved.exists():
+        if not storage.exists(saved):
             raise JobError(f"cannot resume: {run_dir} holds no spec.json from an earlier start of this run")
         return FeatureSpec.load(saved)
     spec = FeatureSpec.load(cfg.data.spec) if cfg.data.spec else FeatureSpec.fit(cfg.feature_schema(), cfg.data.train, progress=progress)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    storage.make_dirs(run_dir)
     spec.save(saved)
     return spec
 
@@ -61,13 +61,12 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
     use_ray_train_v2()
     started = time.perf_counter()
     run_name = cfg.tracking.resolved_run_name()
-    storage = Path(cfg.tracking.storage_path)
-    run_dir = storage / run_name
+    run_dir = storage.join(cfg.tracking.storage_path, run_name)
     started_before = bool(checkpoint_dirs(run_dir))
     if started_before and not resume:
-        raise JobError(f"run '{run_name}' already exists in {storage}: pass --resume to continue it, or choose another tracking.run_name")
+        raise JobError(f"run '{run_name}' already exists in {cfg.tracking.storage_path}: pass --resume to continue it, or choose another tracking.run_name")
     if resume and not started_before:
-        raise JobError(f"cannot resume: run '{run_name}' in {storage} has no checkpoint yet")
+        raise JobError(f"cannot resume: run '{run_name}' in {cfg.tracking.storage_path} has no checkpoint yet")
     notice = check_resumable(cfg, run_dir) if resume else None
     if notice and progress:
         print(notice)
@@ -77,13 +76,13 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
         save_run_record(cfg, run_dir)
     popularity = item_counts(cfg)  # before any run is opened: a bad item column fails here
     selection = Selection.of(cfg.training.select, cfg.training.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid))
-    uri, run_id = open_mlflow_run(cfg, run_name, resume, run_dir / "spec.json")
+    uri, run_id = open_mlflow_run(cfg, run_name, resume, spec)
     with run_status(uri, run_id):  # RUNNING now; FAILED, KILLED or FINISHED as the run ends
         return _train_and_log(cfg, spec, run_name, run_dir, uri, run_id, selection, popularity, ray_address, callbacks, started,
                               progress_mode(progress))
 
 
-def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: Path, uri: str, run_id: str, selection: Selection,
+def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: str, uri: str, run_id: str, selection: Selection,
                    popularity: Optional[dict], ray_address: Optional[str], callbacks: Sequence, started: float, progress: str) -> dict:
     """Ray Train fits the model; the selected epoch's model is logged to the run."""
     import mlflow
@@ -94,7 +93,6 @@ def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: Pa
     from pipelines.models.pyfunc import log_deepsets_model
     from pipelines.training.loop import FAIL_AT_EPOCH_ENV, train_worker
 
-    storage = Path(cfg.tracking.storage_path)
     start_ray(ray_address, int(cfg.scaling.workers * cfg.scaling.cpus_per_worker) + 1)
     trainer = TorchTrainer(
         train_worker,
@@ -110,7 +108,7 @@ def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: Pa
             num_workers=cfg.scaling.workers, use_gpu=cfg.scaling.use_gpu, resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}
         ),
         run_config=ray.train.RunConfig(
-            name=run_name, storage_path=str(storage), failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures),
+            name=run_name, storage_path=cfg.tracking.storage_path, failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures),
             checkpoint_config=checkpoint_retention(selection), callbacks=list(callbacks),
             # Ray Train's own INFO lines (worker groups, each report's dict, checkpoint paths) go
             # to its log files under the Ray session's logs/train/; the console shows warnings up
@@ -144,7 +142,7 @@ def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: Pa
         "run_id": run_id,
         "model_uri": model_uri,
         "tracking_uri": uri,
-        "checkpoint": kept.path,
+        "checkpoint": storage.join(run_dir, storage.name_of(kept.path)),  # a URI when storage_path is one
         "epochs_done": last_epoch + 1,
         "selected": {"epoch": state.epoch + 1, "metric": selection.metric or "last", "value": metrics.get(selection.metric) if selection.metric else None,
                      "stopped_early": last_epoch + 1 < cfg.training.epochs},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import subprocess
 from pathlib import Path
@@ -49,9 +50,10 @@ def quiet_mlflow_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def open_mlflow_run(cfg, run_name: str, resume: bool, spec_path: Path) -> tuple[str, str]:
-    """(tracking uri, run id): a new RUNNING run with params, tags and artifacts, or the run to
-    resume (set RUNNING again)."""
+def open_mlflow_run(cfg, run_name: str, resume: bool, spec) -> tuple[str, str]:
+    """(tracking uri, run id): a new RUNNING run with params, tags and artifacts (the config and
+    the feature spec), or the run to resume (set RUNNING again). A new experiment keeps its
+    artifacts in ``tracking.artifact_location`` when set (``s3://...``), else MLflow's default."""
     import mlflow
     from mlflow.entities import Param, RunTag
     from mlflow.tracking import MlflowClient
@@ -60,7 +62,7 @@ def open_mlflow_run(cfg, run_name: str, resume: bool, spec_path: Path) -> tuple[
     uri = cfg.tracking.resolved_mlflow_uri()
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
-    experiment = mlflow.set_experiment(cfg.tracking.experiment)
+    experiment = experiment_for(client, cfg.tracking.experiment, cfg.tracking.artifact_location)
     if resume:
         found = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'")
         if found:
@@ -72,9 +74,29 @@ def open_mlflow_run(cfg, run_name: str, resume: bool, spec_path: Path) -> tuple[
     run = client.create_run(experiment.experiment_id, run_name=run_name, tags=tags)  # RUNNING until run_status ends it
     run_id = run.info.run_id
     client.log_batch(run_id, params=[Param(k, param_value(v)) for k, v in cfg.flat_params().items()], tags=[RunTag("mlflow.runName", run_name)])
-    client.log_artifact(run_id, str(spec_path))
+    client.log_text(run_id, json.dumps(spec.to_dict(), indent=1, sort_keys=True), "spec.json")
     client.log_text(run_id, cfg.to_toml(), "config.toml")
     return uri, run_id
+
+
+def experiment_for(client, name: str, artifact_location: str = ""):
+    """The experiment called ``name``, created (with its artifacts in ``artifact_location``,
+    when given) if it does not exist.
+
+    Raises:
+        JobError: when it exists with its artifacts somewhere else than ``artifact_location``.
+    """
+    from pipelines.errors import JobError
+
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        experiment_id = client.create_experiment(name, artifact_location=artifact_location or None)
+        return client.get_experiment(experiment_id)
+    if artifact_location and found.artifact_location.rstrip("/") != artifact_location.rstrip("/"):
+        raise JobError(f"MLflow experiment '{name}' keeps its artifacts in {found.artifact_location}, not in "
+                       f"tracking.artifact_location = {artifact_location}: an experiment's artifact location is fixed "
+                       "when it is created; choose another tracking.experiment")
+    return found
 
 
 @contextlib.contextmanager

@@ -122,3 +122,16 @@ def test_the_cli_imports_no_heavy_package_until_a_command_runs():
             "print(sorted(m for m in ('torch', 'ray', 'polars', 'mlflow', 'pyarrow', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_train_takes_an_empty_mlflow_uri_from_the_environment(demo_data, monkeypatch):
+    from pipelines.cli import with_env_tracking_uri
+    from pipelines.demo import default_demo_config
+
+    cfg = default_demo_config(demo_data)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert with_env_tracking_uri(cfg).tracking.mlflow_uri == ""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    assert with_env_tracking_uri(cfg).tracking.mlflow_uri == "http://tracking.example:5000"
+    explicit = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"mlflow_uri": "sqlite:///x.db"})})
+    assert with_env_tracking_uri(explicit).tracking.mlflow_uri == "sqlite:///x.db"  # the config wins
