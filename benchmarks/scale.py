@@ -43,7 +43,7 @@ def write_data(directory: Path, rows: int, row_group_rows: int, files: int = TRA
 def train(data: Path, tmp: str, workers: int, epochs: int, batch_size: int) -> dict:
     cfg = default_demo_config(data, workers=workers)
     cfg = cfg.model_copy(update={
-        "data": cfg.data.model_copy(update={"train": [str(data / "train")], "valid": [str(data / "valid")]}),
+        "data": cfg.data.model_copy(update={"train": (str(data / "train"),), "valid": (str(data / "valid"),)}),
         "model": cfg.model.model_copy(update={"layers": 1}),  # the demo model of benchmarks/train.py
         "training": cfg.training.model_copy(update={"epochs": epochs, "batch_size": batch_size}),
         "tracking": cfg.tracking.model_copy(update={

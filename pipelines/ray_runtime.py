@@ -86,6 +86,23 @@ def start_ray(address: Optional[str], num_cpus: int) -> None:
                  runtime_env=runtime_env, logging_level=logging.WARNING)
 
 
+def require_gpus(needed: float, what: str) -> None:
+    """Fail at once when the Ray cluster has fewer GPUs than ``needed`` in all (Ray would
+    otherwise wait for them without a word).
+
+    Raises:
+        JobError: naming the setting that asked for them and what the cluster has.
+    """
+    import ray
+
+    from pipelines.errors import JobError
+
+    have = float(ray.cluster_resources().get("GPU", 0.0))
+    if needed > have:
+        raise JobError(f"{what} needs {needed:g} GPU(s), but the Ray cluster has {have:g}: join a cluster with GPU nodes "
+                       "(--ray-address), or train on CPUs (use_gpu = false / no --gpus-per-worker)")
+
+
 def quiet_ray_logs() -> None:
     """Drop :data:`HARMLESS_RAY_LINES` from the worker output Ray forwards to this process, and
     leave colour codes out of it when stderr is not a terminal (a redirected log).

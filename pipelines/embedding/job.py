@@ -144,10 +144,12 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
     import ray.data
 
     from pipelines.embedding.worker import FragmentEmbedder
-    from pipelines.ray_runtime import RAY_CORE_NOISE, quiet_ray_data, start_ray
+    from pipelines.ray_runtime import RAY_CORE_NOISE, quiet_ray_data, require_gpus, start_ray
     from pipelines.stderr_filter import dropping_stderr_lines
 
     start_ray(cfg.ray_address, int(cfg.workers * cfg.cpus_per_worker) + 1)
+    if cfg.gpus_per_worker:
+        require_gpus(cfg.gpus_per_worker * min(cfg.workers, len(todo)), f"--gpus-per-worker {cfg.gpus_per_worker:g} with --workers {cfg.workers}")
     quiet_ray_data()
     items = [f.to_dict() for f in todo]
     dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from typing import Dict, Optional
+from typing import Dict, Iterable, Optional
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ from torch import nn
 from deepsets.batch import FeatureBatch
 from deepsets.builders import build_model
 from deepsets.optim import make_optimizer, make_scheduler
+from features.prefetch import prefetch
 from features.reader import ParquetBatchReader
 from features.spec import FeatureSpec
 from pipelines.models.checkpoint import TrainState, load_checkpoint, save_checkpoint
@@ -100,6 +101,15 @@ def _across_ranks(values: list, world: int, device: torch.device, op: str = "sum
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX if op == "max" else torch.distributed.ReduceOp.SUM)
         return t.tolist()
     return [float(v) for v in values]
+
+
+def host_batches(reader: Iterable[FeatureBatch], device: torch.device) -> Iterable[FeatureBatch]:
+    """The reader's batches; for a CUDA device pinned in page-locked memory by a background
+    thread, so ``batch.to(device, non_blocking=True)`` in :func:`train_step` copies while the
+    GPU still computes the previous step. On a CPU device, the reader itself."""
+    if device.type != "cuda":
+        return reader
+    return prefetch(batch.pin_memory() for batch in reader)
 
 
 def _ray_nodes(world: int) -> int:
@@ -178,7 +188,7 @@ def train_worker(loop_config: dict) -> None:
         shown = EpochProgress(shown_mode, epoch + 1, t.epochs, per_epoch)
         reader = ParquetBatchReader(spec, cfg.data.train, batch_size=share, label_columns=labels, drop_last=True, shard=(rank, world),
                                     shuffle_seed=t.seed * 100_003 + epoch, key_columns=objective.key_columns(), group_column=cfg.data.group_column)
-        for local in reader:
+        for local in host_batches(reader, device):
             loss = train_step(model, local, objective, optimizer, scheduler, device, amp_dtype, t.grad_clip)
             steps, rows, step = steps + 1, rows + local.num_rows, step + 1
             if not math.isfinite(loss):

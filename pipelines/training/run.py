@@ -18,7 +18,7 @@ from features import storage
 from features.spec import FeatureSpec
 from pipelines.config import RunConfig
 from pipelines.errors import JobError
-from pipelines.ray_runtime import start_ray, use_ray_train_v2
+from pipelines.ray_runtime import require_gpus, start_ray, use_ray_train_v2
 from pipelines.training.inputs import check_training_data, item_counts
 from pipelines.training.progress import progress_mode
 from pipelines.training.resume import check_resumable, checkpoint_dirs, save_run_record
@@ -76,6 +76,9 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
         save_run_record(cfg, run_dir)
     popularity = item_counts(cfg)  # before any run is opened: a bad item column fails here
     selection = Selection.of(cfg.training.select, cfg.training.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid))
+    start_ray(ray_address, int(cfg.scaling.workers * cfg.scaling.cpus_per_worker) + 1)
+    if cfg.scaling.use_gpu:  # Ray Train would wait for GPUs that never come
+        require_gpus(cfg.scaling.workers, f"scaling.use_gpu = true with scaling.workers = {cfg.scaling.workers}")
     uri, run_id = open_mlflow_run(cfg, run_name, resume, spec)
     with run_status(uri, run_id):  # RUNNING now; FAILED, KILLED or FINISHED as the run ends
         return _train_and_log(cfg, spec, run_name, run_dir, uri, run_id, selection, popularity, ray_address, callbacks, started,
@@ -93,7 +96,6 @@ def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: st
     from pipelines.models.pyfunc import log_deepsets_model
     from pipelines.training.loop import FAIL_AT_EPOCH_ENV, train_worker
 
-    start_ray(ray_address, int(cfg.scaling.workers * cfg.scaling.cpus_per_worker) + 1)
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={

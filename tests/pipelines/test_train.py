@@ -187,3 +187,14 @@ def test_the_best_epoch_is_the_model_and_patience_stops_early(ray_session, demo_
     assert client.get_run(summary["run_id"]).data.tags["deepsets.selected_epoch"] == str(best + 1)
     kept = [p for p in (tmp_path / "ray" / "select").glob("checkpoint_*") if p.is_dir()]
     assert len(kept) == 2  # Ray Train keeps the best and the last
+
+
+def test_gpus_asked_of_a_cluster_without_them_fail_at_once_naming_the_setting(ray_session, demo_data, tmp_path):
+    """Ray would wait for GPUs forever; the run stops before it opens an MLflow run."""
+    from pipelines.errors import JobError
+
+    cfg = config(demo_data, tmp_path, "wants-gpus", workers=2)
+    cfg = cfg.model_copy(update={"scaling": cfg.scaling.model_copy(update={"use_gpu": True})})
+    with pytest.raises(JobError, match=r"scaling.use_gpu = true with scaling.workers = 2 needs 2 GPU\(s\), but the Ray cluster has 0"):
+        run_training(cfg, progress=False)
+    assert not (tmp_path / "mlflow.db").exists()

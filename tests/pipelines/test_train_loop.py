@@ -9,7 +9,7 @@ import torch
 from deepsets.builders import build_model
 from deepsets.choices import FUSIONS
 from deepsets.optim import make_optimizer, make_scheduler
-from pipelines.training.loop import evaluate, train_step
+from pipelines.training.loop import evaluate, host_batches, train_step
 from pipelines.training.objectives import Objective, labels_of
 from tests.deepsets.random_batches import INFOS, random_batch
 
@@ -50,3 +50,32 @@ def test_labels_of_one_or_several_columns():
     batch.labels["z"] = torch.ones(4)
     assert labels_of(batch, ["y"]).shape == (4,)
     assert labels_of(batch, ["y", "z"]).shape == (4, 2)
+
+
+def test_bf16_autocast_loss_tracks_full_precision_and_weights_stay_float32():
+    losses = {}
+    for dtype in (None, torch.bfloat16):
+        torch.manual_seed(0)
+        model = build_model(INFOS, dim=16, heads=2, fusion="transformer", fusion_layers=1)
+        optimizer = make_optimizer(model, "adamw", 1e-2, 0.0)
+        scheduler = make_scheduler(optimizer, "constant", total_steps=4, warmup_steps=0)
+        losses[dtype] = [train_step(model, random_batch(64, seed=s), Objective("binary", ("y",)), optimizer, scheduler,
+                                    torch.device("cpu"), dtype, grad_clip=1.0) for s in range(3)]
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast computes in bf16, keeps fp32 weights
+    assert losses[torch.bfloat16] == pytest.approx(losses[None], abs=0.03)  # bf16 keeps ~3 significant digits
+
+
+def test_host_batches_pin_for_cuda_in_a_background_thread_and_keep_order_and_errors():
+    batches = [random_batch(8, seed=s) for s in range(5)]
+    assert host_batches(batches, torch.device("cpu")) is batches  # CPU: the reader itself, nothing added
+    pinned = list(host_batches(iter(batches), torch.device("cuda")))  # a device descriptor: no GPU needed to build it
+    assert [b.num_rows for b in pinned] == [8] * 5
+    for got, want in zip(pinned, batches):
+        assert torch.equal(got.labels["y"], want.labels["y"])
+
+    def failing():
+        yield batches[0]
+        raise ValueError("bad row 17")
+
+    with pytest.raises(ValueError, match="bad row 17"):
+        list(host_batches(failing(), torch.device("cuda")))
