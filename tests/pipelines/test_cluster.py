@@ -90,8 +90,10 @@ def s3_data(s3_server, tmp_path_factory):
 
 
 def deepsets(workdir, mlflow_uri, *args) -> dict:
-    """Run ``deepsets ARGS --json`` as a user would; its summary."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    """Run ``deepsets ARGS --json`` as a user would; its summary. Ray Data is told to wait for
+    every actor of the embed pool before handing out fragments: otherwise the first actor up
+    may embed all of this small job before the other node's actor has loaded the model."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "MLFLOW_DISABLE_TELEMETRY": "true", "RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "300"}
     done = subprocess.run([sys.executable, "-m", "pipelines.cli", *args, "--json"], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -69,7 +69,7 @@ def test_resume_refuses_changed_data_and_settings_but_takes_more_epochs(data, de
     (run_dir / "checkpoint_000000").mkdir()
     save_checkpoint(run_dir / "checkpoint_000000", TrainState({}, {}, {}, 0, 10), demo_spec, cfg.as_dict(), cfg.model_args())
     (run_dir / "checkpoint_000001").mkdir()  # a crash left the newest half-written
-    assert [p.name for p in checkpoint_dirs(run_dir)] == ["checkpoint_000000"]
+    assert checkpoint_dirs(run_dir) == [str(run_dir / "checkpoint_000000")]
     assert check_resumable(cfg, run_dir) is None
     faster = cfg.model_copy(update={"training": cfg.training.model_copy(update={"lr": 0.01, "seed": 3})})
     with pytest.raises(JobError, match=r"changed world \(training.lr: 0.002 -> 0.01; training.seed: 0 -> 3\)"):
