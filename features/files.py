@@ -48,7 +48,7 @@ def _expand_local(text: str) -> List[str]:
             raise DataError(f"directory '{text}' holds no *.parquet files")
         return found
     if glob.has_magic(text):
-        found = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
+        found = storage.glob(text)
         if not found:
             raise DataError(f"no input files match '{text}'")
         return found

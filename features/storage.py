@@ -75,11 +75,6 @@ def name_of(path: str | os.PathLike) -> str:
     return os.fspath(path).rstrip("/").rsplit("/", 1)[-1]
 
 
-def parent_of(path: str | os.PathLike) -> str:
-    text = os.fspath(path).rstrip("/")
-    return text.rsplit("/", 1)[0] if is_uri(text) else os.path.dirname(text)
-
-
 def absolute(path: str | os.PathLike) -> str:
     """A local path made absolute; a URI as given."""
     text = os.fspath(path)
@@ -183,17 +178,23 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     tmp = os.path.join(folder, f".{os.path.basename(target)}.tmp-{os.getpid()}")
     with open(tmp, "wb") as handle:
         handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
-    sync_folder(folder)
+    replace_durably(tmp, target)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def sync_folder(folder: str) -> None:
+def replace_durably(tmp: str, target: str) -> None:
+    """Move a finished local temp file into place so that it survives a crash or power loss:
+    the file synced, renamed over ``target``, the folder synced."""
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, target)
+    _sync_folder(os.path.dirname(os.path.abspath(target)))
+
+
+def _sync_folder(folder: str) -> None:
     """Make a rename inside a local folder durable (a no-op where folders cannot be opened)."""
     try:
         fd = os.open(folder, os.O_RDONLY)

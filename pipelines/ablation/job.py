@@ -160,16 +160,14 @@ def report(cfg: AblateConfig, source: ModelSource, summary: dict, per_row: Optio
     with tempfile.TemporaryDirectory(prefix="deepsets-ablation-") as scratch:
         remote = storage.is_uri(cfg.out)
         out = Path(scratch) if remote else Path(cfg.out).absolute()
-        summary["files"] = write_outputs(out, summary, per_row)
+        written = write_outputs(out, summary, per_row)
+        summary["files"] = {name: storage.join(cfg.out, Path(path).name) for name, path in written.items()} if remote else written
         summary["mlflow"] = log_to_mlflow(source, out) if cfg.log_mlflow else None
         summary["seconds"] = round(time.perf_counter() - started, 2)
         (out / "ablation.json").write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
-        if remote:
-            for name, path in summary["files"].items():
-                target = storage.join(cfg.out, Path(path).name)
-                storage.write_bytes(target, Path(path).read_bytes())
-                summary["files"][name] = target
-            storage.write_text(storage.join(cfg.out, "ablation.json"), json.dumps(summary, indent=1, default=float))
+        if remote:  # each finished file PUT once
+            for name, path in written.items():
+                storage.write_bytes(summary["files"][name], Path(path).read_bytes())
     return summary
 
 

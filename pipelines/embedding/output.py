@@ -140,12 +140,8 @@ def _entries(out: str) -> List[Tuple[str, str]]:
     return [(sub, name) for sub in (EMBEDDINGS, REJECTS) for name, _ in storage.children(storage.join(out, sub))]
 
 
-def _foreign_files(out: str) -> List[str]:
-    return sorted(f"{sub}/{name}" for sub, name in _entries(out) if not OURS.match(name))
-
-
-def _clear_ours(out: str) -> None:
-    for sub, name in _entries(out):
+def _clear_ours(out: str, entries: List[Tuple[str, str]]) -> None:
+    for sub, name in entries:
         if OURS.match(name):
             storage.delete(storage.join(out, sub, name))
 
@@ -160,11 +156,11 @@ def prepare_output(out: str, manifest: dict, resume: bool, overwrite: bool) -> L
             folders hold files this job did not write.
     """
     old_path, success = storage.join(out, MANIFEST), storage.join(out, SUCCESS)
-    foreign = _foreign_files(out)
+    ours = _entries(out)
+    foreign = sorted(f"{sub}/{name}" for sub, name in ours if not OURS.match(name))
     if foreign:
         raise JobError(f"{out} holds files an embed job did not write ({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}): "
                        "move them away or choose another --output")
-    ours = _entries(out)
     has_manifest = storage.exists(old_path)
     if has_manifest and resume:
         old = json.loads(storage.read_text(old_path))
@@ -177,13 +173,13 @@ def prepare_output(out: str, manifest: dict, resume: bool, overwrite: bool) -> L
         if not overwrite:
             state = "a finished job" if storage.exists(success) else "an unfinished job"
             raise JobError(f"{out} already holds {state}: pass --resume to complete it, or --overwrite to replace it")
-        _clear_ours(out)
+        _clear_ours(out, ours)
         for path in (old_path, success):
             storage.delete(path)
     for sub in (EMBEDDINGS, REJECTS):
         storage.make_dirs(storage.join(out, sub))
-    for sub, name in _entries(out):
-        if name.startswith(".part-") and ".tmp-" in name:  # from workers killed mid-write
+    for sub, name in ours:
+        if name.startswith(".part-") and ".tmp-" in name:  # from workers killed mid-write (gone already after an overwrite)
             storage.delete(storage.join(out, sub, name))
     storage.delete(success)
     write_json(old_path, manifest)
@@ -248,13 +244,14 @@ def account(out: str, fragments: List[Fragment], id_column: Optional[str], finge
     missing = [storage.name_of(p) for p in outputs if not storage.exists(p)]
     if missing:
         raise JobError(f"{len(missing)} fragment(s) have no output (first: {missing[0]}); rerun with --resume")
-    mixed = [storage.name_of(p) for p in outputs if (read_metadata(p).metadata or {}).get(FINGERPRINT_KEY, b"").decode() != fingerprint]
+    footers = [read_metadata(p) for p in outputs]  # one read per part (a GET each on object storage)
+    mixed = [storage.name_of(p) for p, meta in zip(outputs, footers) if (meta.metadata or {}).get(FINGERPRINT_KEY, b"").decode() != fingerprint]
     if mixed:
         raise JobError(f"{len(mixed)} part(s) in {out} were written by another model than the manifest's (first: {mixed[0]}): "
                        "another job wrote into this folder; rerun with --overwrite")
     rejects = [p for p in (storage.join(out, REJECTS, f.name) for f in fragments) if storage.exists(p)]
     rows_in = sum(f.rows for f in fragments)
-    rows_out = sum(read_metadata(p).num_rows for p in outputs)
+    rows_out = sum(meta.num_rows for meta in footers)
     reasons: Counter = Counter()
     for path in rejects:
         store, inner = storage.filesystem(path)

@@ -58,10 +58,7 @@ class PartFile:
             storage.write_bytes(self.final, self.sink.getvalue().to_pybytes())
             self.sink = None
             return
-        with open(self.tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(self.tmp, self.final)
-        storage.sync_folder(os.path.dirname(self.final))
+        storage.replace_durably(self.tmp, self.final)
 
     def discard(self) -> None:
         """Drop an unfinished write (nothing to do after :meth:`commit`)."""
