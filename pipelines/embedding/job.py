@@ -4,10 +4,12 @@ Recipe:
     plan     -- load the model (its spec travels with it), check every input file's columns
                 and types, cut the inputs into fragments (``features.fragments``) and write
                 ``_manifest.json``;
-    run      -- Ray Data: the fragments that have no output yet -> ``map_batches`` with
-                :class:`pipelines.embedding.worker.FragmentEmbedder` on an actor pool (model loaded
-                once per actor); each actor reads its fragment, embeds it and renames the
-                finished file into ``embeddings/`` (bad rows into ``rejects/``);
+    run      -- Ray Data: the fragments that have no output yet, in runs (one fragment, or
+                a few consecutive pieces of a split row group read in one pass) ->
+                ``map_batches`` with :class:`pipelines.embedding.worker.FragmentEmbedder` on an
+                actor pool (model loaded once per actor); each actor reads its run, embeds it
+                and commits each fragment's finished file into ``embeddings/`` (bad rows into
+                ``rejects/``);
     account  -- count every output from the files themselves: ``rows_in == rows_out +
                 rows_rejected`` or the job fails; report duplicate ids; write ``_SUCCESS.json``.
 
@@ -31,7 +33,7 @@ from tqdm.auto import tqdm
 from features import storage
 from features.errors import DataError
 from features.files import resolve_inputs
-from features.fragments import Fragment, plan_fragments
+from features.fragments import Fragment, plan_fragments, plan_runs
 from pipelines.embedding.output import MANIFEST_FORMAT, SUCCESS, OutputLock, account, parts_to_do, prepare_output, write_json
 from pipelines.embedding.worker import EMBEDDINGS, REJECTS, RESERVED
 from pipelines.errors import ConfigError, JobError
@@ -151,12 +153,13 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
     if cfg.gpus_per_worker:
         require_gpus(cfg.gpus_per_worker * min(cfg.workers, len(todo)), f"--gpus-per-worker {cfg.gpus_per_worker:g} with --workers {cfg.workers}")
     quiet_ray_data()
-    items = [f.to_dict() for f in todo]
+    # the pieces of a split row group go in a few one-pass runs, not one decode each (features.fragments)
+    items = [{"run": json.dumps([f.to_dict() for f in run])} for run in plan_runs(todo, cfg.workers)]
     dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         FragmentEmbedder,
         batch_size=1,
-        # one fragment at a time per actor: the first actor up does not queue fragments that
-        # an idle actor could take (a fragment is seconds of work; the hand-off is a millisecond)
+        # one run at a time per actor: the first actor up does not queue runs that an idle
+        # actor could take (a run is seconds of work; the hand-off is a millisecond)
         compute=ray.data.ActorPoolStrategy(size=max(1, min(cfg.workers, len(items))), max_tasks_in_flight_per_actor=1),
         num_cpus=cfg.cpus_per_worker,
         num_gpus=cfg.gpus_per_worker or None,

@@ -10,6 +10,7 @@ done", which is what makes ``--resume`` exactly once after any crash (and
 from __future__ import annotations
 
 import ctypes
+import json
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -22,7 +23,7 @@ from deepsets.inference import outputs_of
 from features import storage
 from features.errors import DataError
 from features.files import open_parquet
-from features.fragments import Fragment, read_fragment
+from features.fragments import Fragment, read_run
 from features.spec import FeatureSpec
 from pipelines.embedding.parts import PartFile
 
@@ -91,6 +92,53 @@ def release_memory() -> None:
         _LIBC.malloc_trim(0)
 
 
+class _FragmentOutput:
+    """One fragment's output while its rows arrive: the part being written and its rejects."""
+
+    def __init__(self, embedder: "FragmentEmbedder", fragment: Fragment) -> None:
+        self.embedder, self.fragment = embedder, fragment
+        self.started_at = time.time()
+        self.part = PartFile(storage.join(embedder.out_dir, EMBEDDINGS, fragment.name))
+        self.reject_path = storage.join(embedder.out_dir, REJECTS, fragment.name)
+        storage.delete(self.reject_path)  # a leftover from an attempt that did not finish
+        self.rejects: List[pa.Table] = []
+        self.metadata = {**embedder.metadata, "deepsets.source_file": fragment.path}
+
+    def add(self, row_base: int, table: pa.Table) -> None:
+        """Embed rows of the fragment (``row_base``: the file row of the table's first row) and
+        append them to its part; set aside the rows a check rejects.
+
+        Raises:
+            DataError: for a problem that is not about particular rows, located in the file.
+        """
+        e = self.embedder
+        try:
+            features, kept, rejected = split_bad_rows(e.spec, table)
+        except DataError as err:
+            raise err.located(self.fragment.path, row_base) from None
+        if rejected:
+            self.rejects.append(e._rejects_table(self.fragment, table, row_base, rejected))
+        if features is not None:
+            self.part.write(e._output_table(self.fragment, table, row_base, kept, e._forward(features)), self.metadata)
+
+    def finish(self) -> dict:
+        """Commit the fragment's files (rejects first: an existing part means the whole
+        fragment is accounted for); returns its counts."""
+        rows_out = self.part.rows
+        if self.part.writer is None:  # no row written: an empty file still marks the fragment done
+            self.part.write(self.embedder._empty_output(self.fragment), self.metadata)
+        rows_rejected = 0
+        if self.rejects:
+            joined = pa.concat_tables(self.rejects, promote_options="permissive")
+            rows_rejected = joined.num_rows
+            reject_part = PartFile(self.reject_path)
+            reject_part.write(joined.replace_schema_metadata(None), self.metadata)
+            reject_part.commit()
+        self.part.commit()
+        return {"name": self.fragment.name, "rows_in": self.fragment.rows, "rows_out": rows_out, "rows_rejected": rows_rejected,
+                "error": "", "started_at": self.started_at, "finished_at": time.time()}
+
+
 class FragmentEmbedder:
     """Embeds fragments with one model; a Ray Data callable class (one per actor).
 
@@ -127,23 +175,25 @@ class FragmentEmbedder:
                          "deepsets.weights_sha256": source.weights_sha256, "deepsets.tower": source.tower or ""}
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        """Ray Data entry point: a batch of fragment descriptors in, one summary row each out.
+        """Ray Data entry point: a batch of runs in (``run``: a JSON list of fragment dicts, see
+        :func:`features.fragments.plan_runs`), one summary row per fragment out.
 
-        A bad-data error is returned in the ``error`` field (not raised), so the driver can
-        stop the job with the message instead of a remote traceback.
+        A bad-data error is returned in the ``error`` field of the fragment it stopped (not
+        raised), so the driver can stop the job with the message instead of a remote traceback;
+        the fragments of the run after it are not reported (the driver stops at the error).
         """
         rows: List[dict] = []
-        for i in range(len(batch["path"])):
-            fragment = Fragment.from_dict({k: batch[k][i] for k in ("path", "file_index", "index", "start", "stop")})
+        for text in batch["run"]:
+            run = [Fragment.from_dict(d) for d in json.loads(str(text))]
+            done: List[dict] = []
             started = time.time()  # wall clock: the driver compares fragments across workers
             try:
-                done = self.embed(fragment)
-                done["error"] = ""
+                self.embed_run(run, done)
             except (DataError, ValueError, OSError) as err:
-                done = {"name": fragment.name, "rows_in": fragment.rows, "rows_out": 0, "rows_rejected": 0, "error": str(err)}
-            done.update(started_at=started, finished_at=time.time(), node_id=self.node_id)
-            rows.append(done)
-            release_memory()
+                failed = run[len(done)]
+                done.append({"name": failed.name, "rows_in": failed.rows, "rows_out": 0, "rows_rejected": 0, "error": str(err),
+                             "started_at": done[-1]["finished_at"] if done else started, "finished_at": time.time()})
+            rows.extend({**r, "node_id": self.node_id} for r in done)
         return {k: np.array([r[k] for r in rows]) for k in rows[0]}
 
     def _forward(self, features) -> Dict[str, np.ndarray]:
@@ -176,42 +226,35 @@ class FragmentEmbedder:
             parts.append(part.append_column(REJECT_REASON, pa.array([reason] * positions.size, pa.string())))
         return pa.concat_tables(parts, promote_options="permissive")
 
-    def embed(self, fragment: Fragment) -> dict:
-        """Embed one fragment and write its files; returns its counts.
+    def embed_run(self, run: List[Fragment], done: List[dict]) -> None:
+        """Embed a run's fragments from one decode pass, committing each fragment's files as it ends.
+
+        Args:
+            run: contiguous fragments of one file.
+            done: each finished fragment's counts are appended here, in order (so a caller
+                that catches an error knows which fragment it stopped).
 
         Raises:
             DataError: for problems that are not about single rows (file, column named).
         """
-        part = PartFile(storage.join(self.out_dir, EMBEDDINGS, fragment.name))
-        reject_path = storage.join(self.out_dir, REJECTS, fragment.name)
-        storage.delete(reject_path)  # a leftover from an attempt that did not finish
-        rejects: List[pa.Table] = []
-        metadata = {**self.metadata, "deepsets.source_file": fragment.path}
+        position, output = 0, None
         try:
-            for row_base, table in read_fragment(fragment, self.columns, self.batch_size):
-                try:
-                    features, kept, rejected = split_bad_rows(self.spec, table)
-                except DataError as err:
-                    raise err.located(fragment.path, row_base) from None
-                if rejected:
-                    rejects.append(self._rejects_table(fragment, table, row_base, rejected))
-                if features is None:
-                    continue
-                part.write(self._output_table(fragment, table, row_base, kept, self._forward(features)), metadata)
-            rows_out = part.rows
-            if part.writer is None:  # no row written: an empty file still marks the fragment done
-                part.write(self._empty_output(fragment), metadata)
-            rows_rejected = 0
-            if rejects:  # rejects first: an existing part means the whole fragment is accounted for
-                joined = pa.concat_tables(rejects, promote_options="permissive")
-                rows_rejected = joined.num_rows
-                reject_part = PartFile(reject_path)
-                reject_part.write(joined.replace_schema_metadata(None), metadata)
-                reject_part.commit()
-            part.commit()
+            for fragment, row_base, table in read_run(run, self.columns, self.batch_size):
+                while output is None or output.fragment != fragment:
+                    if output is not None:
+                        done.append(output.finish())
+                        release_memory()
+                        position += 1
+                    output = _FragmentOutput(self, run[position])
+                output.add(row_base, table)
+            while position < len(run):  # the last fragment, and any without rows
+                output = output if output is not None and output.fragment == run[position] else _FragmentOutput(self, run[position])
+                done.append(output.finish())
+                release_memory()
+                position += 1
         finally:
-            part.discard()
-        return {"name": fragment.name, "rows_in": fragment.rows, "rows_out": rows_out, "rows_rejected": rows_rejected}
+            if output is not None:
+                output.part.discard()
 
     def _empty_output(self, fragment: Fragment) -> pa.Table:
         """The output table with no rows (its schema from a zero-row forward pass)."""

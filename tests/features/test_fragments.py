@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.errors import DataError
-from features.fragments import Fragment, plan_fragments, read_fragment
+from features.fragments import Fragment, plan_fragments, plan_runs, read_fragment, read_run
 
 
 def write(path, row_groups):
@@ -84,3 +84,60 @@ def test_not_parquet_is_named(tmp_path):
         plan_fragments([str(bad)], 10)
     with pytest.raises(ValueError, match="target_rows"):
         plan_fragments([str(bad)], 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    layouts=st.lists(st.lists(st.integers(0, 60), min_size=0, max_size=4), min_size=1, max_size=3),
+    target=st.integers(1, 25),
+    workers=st.integers(1, 4),
+    read_rows=st.integers(1, 17),
+    skip=st.sets(st.integers(0, 30), max_size=5),
+)
+def test_runs_read_each_fragment_once_in_one_pass(tmp_path_factory, layouts, target, workers, read_rows, skip):
+    tmp = tmp_path_factory.mktemp("runs")
+    files = [write(tmp / f"f{i}.parquet", groups) for i, groups in enumerate(layouts)]
+    planned = plan_fragments(files, target)
+    todo = [f for i, f in enumerate(planned) if i not in skip]  # as on --resume: some already done
+    runs = plan_runs(todo, workers)
+    assert [f for run in runs for f in run] == todo  # every fragment once, in order
+    for run in runs:
+        assert all(a.path == b.path and a.stop == b.start for a, b in zip(run, run[1:]))
+        seen = {f.name: [] for f in run}
+        for fragment, row_base, table in read_run(run, ["x", "v"], read_rows):
+            assert 0 < table.num_rows <= read_rows
+            assert fragment.start <= row_base and row_base + table.num_rows <= fragment.stop  # never spans two fragments
+            x = table.column("x").to_numpy()
+            assert x.tolist() == list(range(row_base, row_base + table.num_rows))
+            seen[fragment.name].extend(x.tolist())
+        assert all(seen[f.name] == list(range(f.start, f.stop)) for f in run)
+
+
+def test_a_split_row_group_is_shared_by_at_most_one_run_per_worker(tmp_path):
+    path = write(tmp_path / "one.parquet", [10, 100, 10])  # the 100-row group is split in 10
+    fragments = plan_fragments([path], 10)
+    runs = plan_runs(fragments, workers=3)
+    assert [[f.index for f in run] for run in runs] == [[0], [1, 2, 3], [4, 5, 6, 7], [8, 9, 10], [11]]
+    assert plan_runs(fragments, workers=1)[1] == fragments[1:11]
+    with pytest.raises(ValueError, match="workers"):
+        plan_runs(fragments, 0)
+    with pytest.raises(ValueError, match="contiguous"):
+        list(read_run([fragments[1], fragments[3]], ["x"], 4))
+
+
+def test_a_run_decodes_its_row_group_once(tmp_path, monkeypatch):
+    import features.fragments as fragments_module
+
+    path = write(tmp_path / "one.parquet", [200])
+    fragments = plan_fragments([path], 20)
+    decoded = []
+    original = fragments_module.decode_rows
+
+    def counting(*args, **kwargs):
+        return original(*args, **kwargs, on_decoded=decoded.append)
+
+    monkeypatch.setattr(fragments_module, "decode_rows", counting)
+    runs = plan_runs(fragments, workers=2)
+    for run in runs:
+        list(read_run(run, ["x"], 10))
+    assert sum(decoded) == 200 + 100  # the second run skips the first half; one at a time would decode 1,100

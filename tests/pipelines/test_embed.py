@@ -81,21 +81,22 @@ def test_batch_size_workers_and_fragments_do_not_change_values(ray_session, chec
 
 
 def write_bad_copy(source, path):
-    """The file with planted bad rows: wrong image width (rows 3, 7), an infinite profile value
-    (row 10), a negative history id (row 12) and an image of the wrong width in row 12 too."""
+    """The file, in one row group, with planted bad rows: wrong image width (rows 3, 7), an
+    infinite profile value (rows 10, 300), a negative history id (row 12) and an image of the
+    wrong width in row 12 too."""
     table = pq.read_table(source)
     image = table.column("image").to_pylist()
     for r in (3, 7, 12):
         image[r] = [0.5] * 5
     profile = table.column("profile_0").to_numpy(zero_copy_only=False).copy()
-    profile[10] = np.inf
+    profile[10] = profile[300] = np.inf
     history = table.column("history").to_pylist()
     history[12] = [-4, 2]
     history[20] = [-1]
     table = table.set_column(table.schema.get_field_index("image"), "image", pa.array(image, table.schema.field("image").type))
     table = table.set_column(table.schema.get_field_index("profile_0"), "profile_0", pa.array(profile, table.schema.field("profile_0").type))
     table = table.set_column(table.schema.get_field_index("history"), "history", pa.array(history, table.schema.field("history").type))
-    pq.write_table(table, path, row_group_size=100)
+    pq.write_table(table, path, row_group_size=600)
     return table
 
 
@@ -103,11 +104,13 @@ def test_bad_rows_are_rejected_with_reasons_and_counted(ray_session, checkpoint,
     source = next((demo_data / "valid").glob("*.parquet"))
     (tmp_path / "in").mkdir()
     bad = write_bad_copy(source, tmp_path / "in" / "bad.parquet")
-    summary = embed(checkpoint, [tmp_path / "in"], tmp_path / "out", batch_size=64, fragment_rows=250)
-    assert (summary["rows_in"], summary["rows_out"], summary["rows_rejected"]) == (600, 595, 5)
+    # one row group cut in fragments of 250, 250, 100 rows: two workers read it in two one-pass runs
+    summary = embed(checkpoint, [tmp_path / "in"], tmp_path / "out", batch_size=64, fragment_rows=250, workers=2)
+    assert (summary["rows_in"], summary["rows_out"], summary["rows_rejected"]) == (600, 594, 6)
     rejects = pq.read_table(tmp_path / "out" / "rejects").sort_by("source_row")
-    assert rejects.column("source_row").to_pylist() == [3, 7, 10, 12, 20]
-    assert rejects.column("item_id").to_pylist() == pc.take(bad.column("item_id"), [3, 7, 10, 12, 20]).to_pylist()
+    assert rejects.column("source_row").to_pylist() == [3, 7, 10, 12, 20, 300]
+    assert sorted(os.listdir(tmp_path / "out" / "rejects")) == ["part-00000-00000.parquet", "part-00000-00001.parquet"]
+    assert rejects.column("item_id").to_pylist() == pc.take(bad.column("item_id"), [3, 7, 10, 12, 20, 300]).to_pylist()
     reasons = dict(zip(rejects.column("source_row").to_pylist(), rejects.column("reject_reason").to_pylist()))
     columns = dict(zip(rejects.column("source_row").to_pylist(), rejects.column("reject_column").to_pylist()))
     assert "expected 256 floats per vector, found 5" in reasons[3] and columns[3] == "image"
@@ -118,7 +121,7 @@ def test_bad_rows_are_rejected_with_reasons_and_counted(ray_session, checkpoint,
     written = read_output(tmp_path / "out")
     assert sorted(written.column("source_row").to_pylist() + rejects.column("source_row").to_pylist()) == list(range(600))
     by_reason = {(r["column"], r["rows"]) for r in summary["rejected_by_reason"]}
-    assert ("profile_0", 1) in by_reason and ("history", 1) in by_reason
+    assert ("profile_0", 2) in by_reason and ("history", 1) in by_reason
 
 
 def test_duplicate_ids_are_reported(ray_session, checkpoint, demo_data, tmp_path):
