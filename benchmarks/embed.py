@@ -65,7 +65,6 @@ def train_reference(spec: FeatureSpec, files, out: Path) -> Path:
 
 def write_one_row_group(files, out: Path) -> Path:
     """``files`` rewritten as one Parquet file holding a single row group."""
-
     out.mkdir()
     path = out / "all.parquet"
     table = pq.read_table(files)

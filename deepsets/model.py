@@ -82,6 +82,11 @@ class SetFusionModel(nn.Module):
         out = self.fusion(vectors, present)
         return ModelOutput(out.fused, self.task_head(out.fused), vectors, present, out.winners, self.names)
 
+    def fuse_compact(self, tokens: Tensor, slots: Tensor) -> Tensor:
+        """Logits ``(B, K)`` of rows whose present modalities are given compactly: ``tokens``
+        ``(B, J, D)`` in modality slots ``slots`` ``(B, J)`` (see ``SetFusion.fuse_compact``)."""
+        return self.task_head(self.fusion.fuse_compact(tokens, slots))
+
     def forward(self, batch: FeatureBatch) -> ModelOutput:
         vectors, present = self.encode(batch)
         return self.fuse(vectors, present)

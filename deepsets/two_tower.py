@@ -55,6 +55,11 @@ class Tower(nn.Module):
         embedding = F.normalize(out.logits, dim=-1)  # (B, D) unit length
         return ModelOutput(embedding, embedding, out.modality_vectors, out.present, out.winners, out.names)
 
+    def fuse_compact(self, tokens: Tensor, slots: Tensor) -> Tensor:
+        """This side's unit-length embeddings ``(B, D)`` of rows given compactly (see
+        ``SetFusionModel.fuse_compact``)."""
+        return F.normalize(self.model.fuse_compact(tokens, slots), dim=-1)
+
     def forward(self, batch: FeatureBatch) -> ModelOutput:
         return self.fuse(*self.encode(batch))
 

@@ -1,5 +1,6 @@
 """DeepSet fusion: pool the present modality vectors, then an MLP (Zaheer et al., 2017)."""
 
+import torch
 from torch import Tensor, nn
 
 from deepsets.choices import SET_POOLINGS
@@ -41,6 +42,17 @@ class DeepSetFusion(FusionHead):
         check_set_inputs(vectors, present, None, self.dim)
         pooled, winners = masked_pool(vectors, present, self.pooling)  # (B, D), (B, D) or None
         return FusionOutput(fused=self.mlp(pooled), winners=winners)  # (B, out_dim)
+
+    def forward_compact(self, tokens: Tensor, slots: Tensor) -> Tensor:
+        """Fuse rows given as their present vectors only (``tokens`` (B, J, D), J >= 1; the
+        slots do not matter to a symmetric pool): :meth:`forward`'s fused output, without
+        scattering into M slots and masking. Used by ablations."""
+        if self.pooling == "mean":
+            return self.mlp(tokens.mean(dim=1))  # (B, out_dim)
+        if self.pooling == "sum":
+            return self.mlp(tokens.sum(dim=1))
+        pooled, _ = masked_pool(tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device), self.pooling)  # (B, D)
+        return self.mlp(pooled)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, pooling={self.pooling!r}"

@@ -49,5 +49,29 @@ class SetFusion(nn.Module):
         winners = None if out.winners is None else torch.where(empty_row, -1, out.winners)  # (B, D)
         return FusionOutput(fused=fused, winners=winners)
 
+    def fuse_compact(self, tokens: Tensor, slots: Tensor) -> Tensor:
+        """The eval-mode output for rows whose present modalities are given compactly.
+
+        Equal to ``forward(vectors, present).fused`` with ``present`` true exactly at
+        ``slots``. A head with ``forward_compact`` (the transformer) runs on the J tokens alone;
+        any other head gets them scattered back into M slots.
+
+        Args:
+            tokens: (B, J, D) the present vectors (J = 0: nothing present).
+            slots: (B, J) int64 modality slots, distinct within a row.
+
+        Returns:
+            (B, out_dim).
+        """
+        batch, j, dim = tokens.shape
+        if j == 0:
+            return self.empty.expand(batch, -1)  # (B, out_dim)
+        compact = getattr(self.head, "forward_compact", None)
+        if compact is not None:
+            return compact(tokens, slots)
+        vectors = tokens.new_zeros(batch, self.num_modalities, dim).scatter_(1, slots.unsqueeze(-1).expand(batch, j, dim), tokens)  # (B, M, D)
+        present = torch.zeros(batch, self.num_modalities, dtype=torch.bool, device=tokens.device).scatter_(1, slots, True)  # (B, M)
+        return self.head(vectors, present).fused
+
     def extra_repr(self) -> str:
         return f"num_modalities={self.num_modalities}, dim_in={self.dim_in}, modality_dropout={self.modality_dropout}"

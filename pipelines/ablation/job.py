@@ -37,6 +37,11 @@ from pipelines.ablation.report import log_to_mlflow, write_outputs
 from pipelines.models.source import ModelSource, load_model_source
 from pipelines.options import parse_options
 
+EXACT_SHAPLEY_UP_TO = 12
+"""Above this many modalities Shapley values are sampled unless asked otherwise (2^12 subsets)."""
+SAMPLED_PERMUTATIONS = 256
+"""Random orders of the sampled estimator by default."""
+
 
 class AblateConfig(BaseModel):
     """What ``deepsets ablate`` is asked to do (validated before anything runs)."""
@@ -55,6 +60,8 @@ class AblateConfig(BaseModel):
     log_mlflow: bool = True
     truth: Optional[str] = Field(None, description="a truth.json with planted contributions (the reference workload)")
     retrain: bool = Field(False, description="also retrain without each modality (Ray tasks, nested MLflow runs)")
+    shapley_permutations: Optional[int] = Field(None, ge=2, description="estimate Shapley values from this many random modality orders "
+                                                "(default: exact up to 12 modalities, 256 orders beyond)")
 
     @field_validator("methods")
     @classmethod
@@ -143,13 +150,13 @@ def encode_rows(source: ModelSource, model, cfg: AblateConfig, label: str, progr
     return rows
 
 
-def evaluate(cfg: AblateConfig, scorer: SubsetScorer, progress: bool) -> tuple[List[dict], dict]:
+def evaluate(cfg: AblateConfig, scorer: SubsetScorer, permutations: Optional[int], progress: bool) -> tuple[List[dict], dict]:
     """Every asked method's table rows, and what methods record besides (Shapley's efficiency
-    check, per-row values)."""
+    check and estimator, per-row values); ``permutations``: sampled Shapley (None: exact)."""
     table: List[dict] = []
     extras: dict = {}
     for method in tqdm(cfg.methods, desc="methods", unit="method", disable=None if progress else True):
-        table += METHODS[method](scorer, extras, seed=cfg.seed, per_row=cfg.per_row)
+        table += METHODS[method](scorer, extras, seed=cfg.seed, per_row=cfg.per_row, permutations=permutations)
     return table, extras
 
 
@@ -184,13 +191,15 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
     say = print if progress else (lambda *a: None)
     source, model, label = load_ablatable(cfg)
     task, num = source.model_args.task, len(model.names)
-    if "shapley" in cfg.methods and num > 12:
-        say(f"warning: exact Shapley over {num} modalities evaluates {2 ** num} subsets")
+    permutations = cfg.shapley_permutations or (SAMPLED_PERMUTATIONS if num > EXACT_SHAPLEY_UP_TO else None)
+    if "shapley" in cfg.methods and permutations:
+        say(f"Shapley values estimated from {permutations} random modality orders, with standard errors "
+            f"(exact Shapley fuses all {2 ** num:,} subsets; it is the default up to {EXACT_SHAPLEY_UP_TO} modalities)")
     rows = encode_rows(source, model, cfg, label, progress)
     say(f"encoded {rows.num_rows} rows once: {num} modalities x {rows.vectors.shape[2]} dims; evaluating {', '.join(cfg.methods)}")
     boot = ab.bootstrap_indices(rows.num_rows, cfg.bootstrap, cfg.seed) if cfg.bootstrap else None
-    scorer = SubsetScorer(model, rows, task, boot, every_subset="shapley" in cfg.methods)
-    table, extras = evaluate(cfg, scorer, progress)
+    scorer = SubsetScorer(model, rows, task, boot, every_subset="shapley" in cfg.methods and not permutations)
+    table, extras = evaluate(cfg, scorer, permutations, progress)
     methods = list(cfg.methods)
     summary = {
         "rows": rows.num_rows, "modalities": rows.names, "task": task, "label": label, "metric": METRIC_NAMES[task],
@@ -208,4 +217,5 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
         summary["spearman_vs_truth"] = compare_with_truth(cfg.truth, table, methods)
     if "shapley_efficiency" in extras:
         summary["shapley_efficiency"] = extras["shapley_efficiency"]
+        summary["shapley_estimator"] = extras["shapley_estimator"]
     return report(cfg, source, summary, extras.get("per_row"), started)

@@ -118,10 +118,20 @@ def permutation(scorer: SubsetScorer, extras: dict, seed: int = 0, **_) -> List[
     return _drops("permute", scorer, shuffled)
 
 
-def shapley(scorer: SubsetScorer, extras: dict, per_row: bool = False, **_) -> List[dict]:
-    """Exact Shapley values over all ``2^M`` subsets; records the efficiency check in
-    ``extras["shapley_efficiency"]`` and, with ``per_row``, each row's contributions to its
-    score in ``extras["per_row"]``."""
+SAMPLED_CHUNK = 16
+"""Orders whose prefix subsets are fused together by sampled Shapley (bounds its memory)."""
+
+
+def shapley(scorer: SubsetScorer, extras: dict, per_row: bool = False, permutations: Optional[int] = None, seed: int = 0, **_) -> List[dict]:
+    """Shapley values: exact over all ``2^M`` subsets, or, with ``permutations``, estimated
+    from that many random orders with a standard error per modality (the rows' ``se``).
+
+    Records the efficiency check in ``extras["shapley_efficiency"]``, the estimator in
+    ``extras["shapley_estimator"]`` and, with ``per_row``, each row's contributions to its
+    score in ``extras["per_row"]``.
+    """
+    if permutations:
+        return _sampled_shapley(scorer, extras, per_row, permutations, seed)
     scores = scorer.every  # (S, N, K)
     weights = ab.shapley_matrix(scorer.num)  # (M, S)
     values = scorer.metric(scores).double()  # (S,)
@@ -129,13 +139,53 @@ def shapley(scorer: SubsetScorer, extras: dict, per_row: bool = False, **_) -> L
     samples = scorer.boot_metric(scores)  # (B, S)
     phi_boot = None if samples is None else samples.double() @ weights.T  # (B, M)
     names = scorer.rows.names
-    extras["shapley_efficiency"] = {"sum_of_values": float(phi.sum()), "full_minus_empty": float(values[-1] - values[0]),
-                                    "abs_error": float(abs(phi.sum() - (values[-1] - values[0]))), "subsets": int(scores.shape[0])}
+    _record(extras, phi, values[-1], values[0], int(scores.shape[0]), {"kind": "exact"})
     if per_row:
         row_phi = weights @ scores[:, :, 0].double()  # (M, N): per-row contribution to the score
-        extras["per_row"] = {"ids": scorer.rows.ids, "phi": row_phi.T.numpy(), "full": scores[-1, :, 0].double().numpy(),
-                             "empty": scores[0, :, 0].double().numpy(), "names": names}
+        _record_per_row(extras, scorer, row_phi, scores[-1, :, 0], scores[0, :, 0])
     return [table_row("shapley", name, phi[m], phi[m], None if phi_boot is None else phi_boot[:, m]) for m, name in enumerate(names)]
+
+
+def _sampled_shapley(scorer: SubsetScorer, extras: dict, per_row: bool, permutations: int, seed: int) -> List[dict]:
+    """Permutation-sampled Shapley (``deepsets.ablation.permutation_shapley``), fusing the
+    prefix subsets of ``SAMPLED_CHUNK`` orders at a time."""
+    orders, masks = ab.permutation_prefixes(scorer.num, permutations, seed)  # (P, M), (P, M+1, M)
+    values, boot, rows, fused = [], [], [], 0
+    for start in range(0, orders.shape[0], SAMPLED_CHUNK):
+        chunk = masks[start:start + SAMPLED_CHUNK]  # (c, M+1, M)
+        unique, where = torch.unique(chunk.reshape(-1, scorer.num), dim=0, return_inverse=True)  # (U, M), (c*(M+1),)
+        scores = scorer.scores(unique)  # (U, N, K)
+        fused += unique.shape[0]
+        values.append(scorer.metric(scores).double()[where].view(chunk.shape[:2]))  # (c, M+1)
+        samples = scorer.boot_metric(scores)  # (B, U)
+        if samples is not None:
+            boot.append(samples.double()[:, where].view(-1, *chunk.shape[:2]))  # (B, c, M+1)
+        if per_row:
+            rows.append(scores[:, :, 0].double()[where].view(*chunk.shape[:2], -1).transpose(1, 2))  # (c, N, M+1)
+    phi, se = ab.permutation_shapley(torch.cat(values), orders)  # (M,), (M,)
+    phi_boot = ab.permutation_shapley(torch.cat(boot, dim=1), orders)[0] if boot else None  # (B, M)
+    full, empty = torch.cat(values)[0, -1], torch.cat(values)[0, 0]
+    names = scorer.rows.names
+    _record(extras, phi, full, empty, fused, {"kind": "sampled", "permutations": int(orders.shape[0]),
+                                              "standard_error": {n: float(se[m]) for m, n in enumerate(names)}})
+    if per_row:
+        row_phi = ab.permutation_shapley(torch.cat(rows).transpose(0, 1), orders)[0].T  # (M, N)
+        _record_per_row(extras, scorer, row_phi, scorer.full_scores[0, :, 0], scorer.empty_scores[0, :, 0])
+    table = [table_row("shapley", name, phi[m], phi[m], None if phi_boot is None else phi_boot[:, m]) for m, name in enumerate(names)]
+    for m, row in enumerate(table):
+        row["se"] = float(se[m])
+    return table
+
+
+def _record(extras: dict, phi: Tensor, full, empty, fused: int, estimator: dict) -> None:
+    extras["shapley_efficiency"] = {"sum_of_values": float(phi.sum()), "full_minus_empty": float(full - empty),
+                                    "abs_error": float(abs(phi.sum() - (full - empty))), "subsets": fused}
+    extras["shapley_estimator"] = estimator
+
+
+def _record_per_row(extras: dict, scorer: SubsetScorer, row_phi: Tensor, full: Tensor, empty: Tensor) -> None:
+    extras["per_row"] = {"ids": scorer.rows.ids, "phi": row_phi.T.numpy(), "full": full.double().numpy(),
+                         "empty": empty.double().numpy(), "names": scorer.rows.names}
 
 
 def max_pool(scorer: SubsetScorer, extras: dict, **_) -> List[dict]:
@@ -153,4 +203,4 @@ METHODS: Dict[str, Callable[..., List[dict]]] = {
     "shapley": shapley,
     "maxpool": max_pool,
 }
-"""Method name -> ``method(scorer, extras, seed=..., per_row=...)`` returning table rows."""
+"""Method name -> ``method(scorer, extras, seed=..., per_row=..., permutations=...)`` returning table rows."""

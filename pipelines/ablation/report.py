@@ -75,7 +75,11 @@ def markdown_table(summary: dict) -> str:
     eff = summary.get("shapley_efficiency")
     if eff:
         lines += ["", f"Shapley efficiency: sum of values {eff['sum_of_values']:.6f} = all minus none "
-                      f"{eff['full_minus_empty']:.6f} (|error| {eff['abs_error']:.2e}, {eff['subsets']} subsets)."]
+                      f"{eff['full_minus_empty']:.6f} (|error| {eff['abs_error']:.2e}, {eff['subsets']} subsets fused)."]
+    estimator = summary.get("shapley_estimator") or {}
+    if estimator.get("kind") == "sampled":
+        lines += ["", f"Shapley values estimated from {estimator['permutations']} random modality orders (antithetic pairs); "
+                      "standard error of each estimate: " + ", ".join(f"{n} {se:.4f}" for n, se in estimator["standard_error"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -110,6 +110,54 @@ def test_subset_scores_equal_fusing_each_subset_alone_whatever_the_chunking(fusi
         torch.testing.assert_close(ab.subset_scores(model, vectors, present, masks, batch_rows=batch_rows), expected, atol=1e-5, rtol=1e-5)
 
 
+@settings(max_examples=25, deadline=None)
+@given(head=st.sampled_from(["transformer-1", "transformer-2", "deepset-mean", "deepset-sum", "deepset-max", "deepset-median", "attention"]),
+       rows=st.integers(1, 30), share=st.floats(0.0, 1.0), subsets=st.integers(1, 40), seed=st.integers(0, 2**16))
+def test_fusing_only_each_rows_present_subsets_equals_fusing_every_subset(head, rows, share, subsets, seed):
+    """The compact path (one fusion per row and distinct kept set, over the kept vectors only)
+    gives the dense path's scores for any presence and any list of subsets (repeats included)."""
+    from deepsets.builders import build_model
+    from tests.deepsets.random_batches import INFOS
+
+    torch.manual_seed(seed)
+    fusion, detail = (head.split("-") + [""])[:2]
+    options = {"fusion_layers": int(detail)} if fusion == "transformer" else {"fusion_pooling": detail} if detail else {}
+    model = build_model(INFOS, dim=8, heads=2, fusion=fusion, **options).eval()
+    m = len(model.names)
+    generator = torch.Generator().manual_seed(seed)
+    vectors = torch.randn(rows, m, 8, generator=generator)  # (N, M, D)
+    present = torch.rand(rows, m, generator=generator) < share  # (N, M)
+    masks = torch.rand(subsets, m, generator=generator) < 0.5  # (S, M)
+    compact = ab.subset_scores(model, vectors, present, masks, batch_rows=17)
+    dense = ab.subset_scores_dense(model, vectors, present, masks)
+    torch.testing.assert_close(compact, dense, atol=2e-5, rtol=1e-5)
+
+
+def test_sampled_shapley_is_exact_for_an_additive_game_and_always_efficient():
+    weights = torch.tensor([0.5, -1.0, 2.0, 0.25, 3.0], dtype=torch.float64)
+    orders, masks = ab.permutation_prefixes(5, 7, seed=3)  # rounded up to 8 orders, in reversed pairs
+    assert orders.shape == (8, 5) and torch.equal(orders[1], orders[0].flip(0))
+    assert masks[:, 0].sum() == 0 and masks[:, -1].all() and torch.equal(masks.sum(dim=2)[0], torch.arange(6))
+    phi, se = ab.permutation_shapley((masks.double() * weights).sum(dim=2), orders)  # v(S) = sum of S's weights
+    torch.testing.assert_close(phi, weights)
+    assert se.abs().max() == 0
+    table = torch.randn(32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))  # any game
+    phi, _ = ab.permutation_shapley(table[ab.subset_index(masks.reshape(-1, 5))].view(8, 6), orders)
+    assert float(phi.sum()) == pytest.approx(float(table[-1] - table[0]), abs=1e-12)
+    with pytest.raises(ValueError, match="at least 2 permutations"):
+        ab.permutation_prefixes(5, 1, seed=0)
+
+
+def test_sampled_shapley_falls_within_its_standard_error_of_the_exact_values():
+    m = 7
+    table = torch.randn(2**m, dtype=torch.float64, generator=torch.Generator().manual_seed(1))  # a game with interactions
+    exact = ab.shapley_matrix(m) @ table
+    orders, masks = ab.permutation_prefixes(m, 400, seed=2)
+    phi, se = ab.permutation_shapley(table[ab.subset_index(masks.reshape(-1, m))].view(400, m + 1), orders)
+    assert ((phi - exact).abs() <= 3 * se).all()
+    assert (se > 0).all() and (se < 0.3 * exact.abs().max()).all()
+
+
 class PlantedModel:
     """The reference workload's own label model as a set-fusion model: each modality's vector
     is its standardized planted signal (D = 1), and the fused score is the weighted sum of the

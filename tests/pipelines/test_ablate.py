@@ -66,6 +66,27 @@ def test_every_method_with_intervals_per_row_and_files(maxpool_checkpoint, demo_
     assert pq.read_table(files["table_parquet"]).num_rows == 5 * len(names)
 
 
+def test_sampled_shapley_for_a_transformer_head_agrees_with_exact_within_its_error(demo_spec, demo_data, tmp_path, capsys):
+    (tmp_path / "tf").mkdir()
+    save_model(tmp_path / "tf", demo_spec, {"dim": 16, "layers": 1, "heads": 2, "fusion": "transformer", "fusion_layers": 2}, seed=3,
+               run_config={"data": {"label_columns": ["clicked"]}})
+    common = dict(model=str(tmp_path / "tf"), inputs=[str(demo_data / "valid")], methods=["shapley"], bootstrap=20, log_mlflow=False)
+    exact = run_ablate(parse_ablate_config(**common, out=str(tmp_path / "exact")), progress=False)
+    assert exact["shapley_estimator"] == {"kind": "exact"} and exact["shapley_efficiency"]["subsets"] == 128
+    assert main(["ablate", "--model", str(tmp_path / "tf"), "--input", str(demo_data / "valid"), "--methods", "shapley", "--per-row",
+                 "--shapley-permutations", "64", "--bootstrap", "20", "--no-mlflow", "--out", str(tmp_path / "sampled"), "--json"]) == 0
+    sampled = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert sampled["shapley_estimator"]["kind"] == "sampled" and sampled["shapley_estimator"]["permutations"] == 64
+    assert sampled["shapley_efficiency"]["abs_error"] < 1e-9  # efficiency holds for any sample of orders
+    want = {r["modality"]: r["delta"] for r in exact["table"]}
+    for row in sampled["table"]:
+        assert row["se"] > 0 and abs(row["delta"] - want[row["modality"]]) <= 3 * row["se"], row
+    per_row = pq.read_table(tmp_path / "sampled" / "per_row_shapley.parquet").to_pandas()
+    contributions = per_row[[f"shapley_{n}" for n in sampled["modalities"]]].to_numpy().sum(axis=1)
+    np.testing.assert_allclose(contributions, per_row["score_all"] - per_row["score_none"], atol=1e-6)
+    assert "estimated from 64 random modality orders" in open(sampled["files"]["table_markdown"]).read()
+
+
 def test_cli_errors_are_one_line(maxpool_checkpoint, demo_data, tmp_path, capsys):
     base = ["ablate", "--model", maxpool_checkpoint["dir"], "--input", str(demo_data / "valid"), "--out", str(tmp_path / "a")]
     assert main(base + ["--methods", "loo,guess"]) == 2
