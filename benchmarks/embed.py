@@ -113,6 +113,7 @@ def run_job_measured(checkpoint: Path, inputs, out: Path) -> dict:
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     parent = psutil.Process(child.pid)
     peaks: dict = {}
+    names: dict = {}
     while child.poll() is None:
         try:
             tree = [parent, *parent.children(recursive=True)]
@@ -121,6 +122,8 @@ def run_job_measured(checkpoint: Path, inputs, out: Path) -> dict:
         for p in tree:
             try:
                 peaks[p.pid] = max(peaks.get(p.pid, 0), _peak_rss(p.pid))
+                if p.pid not in names:
+                    names[p.pid] = _short_name(p)
             except OSError:
                 continue
         time.sleep(0.1)
@@ -129,7 +132,23 @@ def run_job_measured(checkpoint: Path, inputs, out: Path) -> dict:
         raise RuntimeError(f"embedding job failed ({child.returncode}): {output[-2000:]}")
     result = json.loads(output.strip().splitlines()[-1])
     result["peak_rss_mb"] = round(sum(peaks.values()) / 2**20)
+    by_kind: dict = {}
+    for pid, peak in peaks.items():
+        by_kind.setdefault(names.get(pid, "?"), []).append(round(peak / 2**20))
+    result["peak_rss_mb_by_process"] = {k: sorted(v, reverse=True) for k, v in sorted(by_kind.items(), key=lambda kv: -sum(kv[1]))}
     return result
+
+
+def _short_name(process) -> str:
+    """A process's kind: the Ray actor or daemon name, else the executable."""
+    try:
+        title = " ".join(process.cmdline())
+    except psutil.Error:
+        return "?"
+    for marker in ("MapWorker", "ray::IDLE", "raylet", "gcs_server", "dashboard", "log_monitor", "runtime_env", "monitor.py", "--job"):
+        if marker in title:
+            return "driver" if marker == "--job" else marker
+    return title.split()[0].rsplit("/", 1)[-1] if title else "?"
 
 
 def job_main(checkpoint: str, out: str, inputs) -> None:
@@ -198,6 +217,8 @@ def main() -> None:
             "workers": WORKERS,
             "batch_size": BATCH,
         }
+        for name, r in (("small", job), ("10x", big), ("10x, one row group", single)):
+            print(f"peak MB by process ({name}): " + "; ".join(f"{k} {v}" for k, v in r["peak_rss_mb_by_process"].items()))
         print(f"efficiency (job / forward), end to end: {result['efficiency']:.2f} at {job['rows']:,} rows, "
               f"{result['efficiency_10x']:.2f} at {big['rows']:,} (goal 0.8); while processing: "
               f"{result['efficiency_steady']:.2f} and {result['efficiency_steady_10x']:.2f}")

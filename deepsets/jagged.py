@@ -78,18 +78,27 @@ class BucketLayout:
     flat_token: List[Tensor]
 
 
-def length_buckets(lengths: Tensor, max_waste: float = 0.1, min_tokens: int = 1024) -> List[Tensor]:
+MAX_SCORES = 1 << 22
+"""Attention scores per head in one bucket (rows x L x L): bounds the memory of a batch's
+attention (4M floats x heads) whatever its longest sequences, so a job's peak memory follows
+``--batch-size``, not the worst batch it happens to meet."""
+
+
+def length_buckets(lengths: Tensor, max_waste: float = 0.1, min_tokens: int = 1024, max_scores: int = MAX_SCORES) -> List[Tensor]:
     """Group rows (with length > 0) into buckets of similar length.
 
     Rows are sorted by length; runs of equal length start as buckets, and a bucket is merged
     into the next (longer) one while the padding this adds stays under ``max_waste`` of the
     merged bucket's real tokens, or while the bucket is too small (< ``min_tokens`` real tokens)
-    to be worth its own kernel call. The grouping never changes a row's result, only speed.
+    to be worth its own kernel call. A bucket whose ``rows x L x L`` attention scores exceed
+    ``max_scores`` is then cut into row chunks that fit (one row at least). The grouping never
+    changes a row's result, only speed and memory.
 
     Args:
         lengths: (B,) int64.
         max_waste: allowed padded fraction when merging.
         min_tokens: buckets smaller than this are merged regardless.
+        max_scores: most attention scores (per head) of one bucket.
 
     Returns:
         list of (b_k,) row-index tensors, shortest rows first.
@@ -115,7 +124,11 @@ def length_buckets(lengths: Tensor, max_waste: float = 0.1, min_tokens: int = 10
                 continue
         buckets.append((start, start + count, value, real))
         start += count
-    return [order[s:e] for s, e, _, _ in buckets]
+    chunks = []
+    for s, e, width, _ in buckets:
+        step = max(1, max_scores // (width * width))  # rows whose scores fit
+        chunks.extend(order[c:min(c + step, e)] for c in range(s, e, step))
+    return chunks
 
 
 def bucket_layout(offsets: Tensor, buckets: List[Tensor]) -> BucketLayout:

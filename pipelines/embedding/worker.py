@@ -82,6 +82,21 @@ def _ids(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column
 
 
+MMAP_THRESHOLD_BYTES = 8 << 20
+"""Allocations from this size up are mmapped, so freeing them returns them to the OS at once."""
+
+
+def fix_mmap_threshold() -> None:
+    """Stop glibc from raising its mmap threshold (up to 32 MB) after large frees.
+
+    Otherwise the 8-32 MB tensors of a forward pass move onto the heap, freed memory stays
+    mapped between batches and fragments, and a worker's peak memory creeps up with the number
+    of batches it embeds (1,096 vs 1,435 MB after 160k rows here, ~5% slower). Not glibc: no-op.
+    """
+    if _LIBC is not None:
+        _LIBC.mallopt(-3, MMAP_THRESHOLD_BYTES)  # M_MMAP_THRESHOLD; setting it disables the dynamic threshold
+
+
 def release_memory() -> None:
     """Hand a finished fragment's memory back to the OS, so a worker's footprint stays flat
     however many fragments it embeds (glibc otherwise keeps freed tensor and Arrow buffers).
@@ -159,6 +174,7 @@ class FragmentEmbedder:
         from pipelines.models.source import ModelSource
 
         torch.set_num_threads(max(1, threads))
+        fix_mmap_threshold()
         source = ModelSource.from_payload(ray.get(payload[0]))
         self.node_id = ray.get_runtime_context().get_node_id()  # the job reports the nodes it ran on
         self.spec = source.input_spec

@@ -51,10 +51,12 @@ def test_segment_reductions_match_each_row(lengths, seed):
 
 
 @settings(max_examples=80, deadline=None)
-@given(lengths=lengths_lists, max_waste=st.floats(0.0, 2.0), min_tokens=st.integers(1, 64))
-def test_buckets_hold_every_non_empty_row_once_and_the_layout_gathers_its_tokens(lengths, max_waste, min_tokens):
+@given(lengths=lengths_lists, max_waste=st.floats(0.0, 2.0), min_tokens=st.integers(1, 64), max_scores=st.integers(1, 400))
+def test_buckets_hold_every_non_empty_row_once_and_the_layout_gathers_its_tokens(lengths, max_waste, min_tokens, max_scores):
     lengths_t = torch.tensor(lengths, dtype=torch.int64)
-    buckets = length_buckets(lengths_t, max_waste=max_waste, min_tokens=min_tokens)
+    buckets = length_buckets(lengths_t, max_waste=max_waste, min_tokens=min_tokens, max_scores=max_scores)
+    # a bucket's attention scores (rows x L x L) stay within max_scores, unless one row alone exceeds it
+    assert all(len(b) == 1 or len(b) * int(lengths_t[b].max()) ** 2 <= max_scores for b in buckets)
     rows = torch.cat(buckets).tolist() if buckets else []
     assert sorted(rows) == [i for i, n in enumerate(lengths) if n > 0]
     longest = [int(lengths_t[b].max()) for b in buckets]
