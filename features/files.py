@@ -41,6 +41,14 @@ def resolve_inputs(paths: Paths) -> List[str]:
     return list(dict.fromkeys(files))
 
 
+def _expand_glob(pattern: str) -> List[str]:
+    """A glob's matches, local or on object storage."""
+    found = storage.glob(pattern)
+    if not found:
+        raise DataError(f"no input files match '{pattern}'")
+    return found
+
+
 def _expand_local(text: str) -> List[str]:
     if os.path.isdir(text):
         found = sorted(str(p) for p in Path(text).rglob("*.parquet") if p.is_file())
@@ -48,10 +56,7 @@ def _expand_local(text: str) -> List[str]:
             raise DataError(f"directory '{text}' holds no *.parquet files")
         return found
     if glob.has_magic(text):
-        found = storage.glob(text)
-        if not found:
-            raise DataError(f"no input files match '{text}'")
-        return found
+        return _expand_glob(text)
     if os.path.isfile(text):
         return [text]
     raise DataError(f"input '{text}' does not exist")
@@ -60,10 +65,7 @@ def _expand_local(text: str) -> List[str]:
 def _expand_uri(text: str) -> List[str]:
     """The same rules on object storage, where a "directory" is a key prefix."""
     if glob.has_magic(text):
-        found = storage.glob(text)
-        if not found:
-            raise DataError(f"no input files match '{text}'")
-        return found
+        return _expand_glob(text)
     if storage.is_file(text):
         return [text]
     if storage.is_dir(text):

@@ -110,16 +110,6 @@ def _row_groups_of(parquet, start: int, stop: int) -> tuple[List[int], int]:
     return groups, (first_row if first_row is not None else start)
 
 
-def _inner_boundaries(path: str) -> set:
-    """File rows where one row group ends and the next begins (0 and the end excluded)."""
-    meta = open_parquet(path).metadata
-    starts, row = set(), 0
-    for g in range(meta.num_row_groups - 1):
-        row += meta.row_group(g).num_rows
-        starts.add(row)
-    return starts
-
-
 def plan_runs(fragments: Sequence[Fragment], workers: int) -> List[List[Fragment]]:
     """Group ``fragments`` into runs, each decoded in one pass by one worker.
 
@@ -138,12 +128,12 @@ def plan_runs(fragments: Sequence[Fragment], workers: int) -> List[List[Fragment
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    boundaries: dict = {}  # path -> its row-group boundaries, read once and only where needed
+    opened: dict = {}  # path -> its footer, read once and only where needed
 
     def inside_a_row_group(path: str, row: int) -> bool:
-        if path not in boundaries:
-            boundaries[path] = _inner_boundaries(path)
-        return row not in boundaries[path]
+        if path not in opened:
+            opened[path] = open_parquet(path)
+        return _row_groups_of(opened[path], row, row + 1)[1] != row  # the group holding ``row`` starts before it
 
     chains: List[List[Fragment]] = []
     for fragment in fragments:
@@ -197,8 +187,8 @@ def read_fragment(fragment: Fragment, columns: List[str], read_rows: int) -> Ite
     Raises:
         DataError: naming the file when it cannot be read or decoded.
     """
-    parquet = open_parquet(fragment.path, pre_buffer=False)
-    yield from decode_rows(parquet, fragment.path, columns, fragment.start, fragment.stop, read_rows)
+    for _, row_base, table in read_run([fragment], columns, read_rows):
+        yield row_base, table
 
 
 def decode_rows(parquet, path: str, columns: List[str], start: int, stop: int, read_rows: int,

@@ -162,9 +162,10 @@ def _sampled_shapley(scorer: SubsetScorer, extras: dict, per_row: bool, permutat
             boot.append(samples.double()[:, where].view(-1, *chunk.shape[:2]))  # (B, c, M+1)
         if per_row:
             rows.append(scores[:, :, 0].double()[where].view(*chunk.shape[:2], -1).transpose(1, 2))  # (c, N, M+1)
-    phi, se = ab.permutation_shapley(torch.cat(values), orders)  # (M,), (M,)
+    values = torch.cat(values)  # (P, M+1)
+    phi, se = ab.permutation_shapley(values, orders)  # (M,), (M,)
     phi_boot = ab.permutation_shapley(torch.cat(boot, dim=1), orders)[0] if boot else None  # (B, M)
-    full, empty = torch.cat(values)[0, -1], torch.cat(values)[0, 0]
+    full, empty = values[0, -1], values[0, 0]
     names = scorer.rows.names
     _record(extras, phi, full, empty, fused, {"kind": "sampled", "permutations": int(orders.shape[0]),
                                               "standard_error": {n: float(se[m]) for m, n in enumerate(names)}})

@@ -10,6 +10,7 @@ done", which is what makes ``--resume`` exactly once after any crash (and
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -253,21 +254,18 @@ class FragmentEmbedder:
         Raises:
             DataError: for problems that are not about single rows (file, column named).
         """
-        position, output = 0, None
+        pieces = itertools.groupby(read_run(run, self.columns, self.batch_size), key=lambda piece: piece[0])  # by fragment
+        pending = next(pieces, None)  # (fragment, its pieces): the next fragment that has rows
+        output = None
         try:
-            for fragment, row_base, table in read_run(run, self.columns, self.batch_size):
-                while output is None or output.fragment != fragment:
-                    if output is not None:
-                        done.append(output.finish())
-                        release_memory()
-                        position += 1
-                    output = _FragmentOutput(self, run[position])
-                output.add(row_base, table)
-            while position < len(run):  # the last fragment, and any without rows
-                output = output if output is not None and output.fragment == run[position] else _FragmentOutput(self, run[position])
+            for fragment in run:
+                output = _FragmentOutput(self, fragment)
+                if pending is not None and pending[0] == fragment:  # a fragment without rows has no pieces
+                    for _, row_base, table in pending[1]:
+                        output.add(row_base, table)
+                    pending = next(pieces, None)
                 done.append(output.finish())
                 release_memory()
-                position += 1
         finally:
             if output is not None:
                 output.part.discard()
