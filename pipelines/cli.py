@@ -225,7 +225,8 @@ def _run_retrieve(args) -> dict:
 
 
 def _add_ablate(sub) -> None:
-    p = sub.add_parser("ablate", help="per-modality contributions: leave-one-out, only-one, permutation, exact Shapley, max-pool wins")
+    p = sub.add_parser("ablate", help="per-modality contributions: leave-one-out, only-one, permutation, exact Shapley, max-pool wins "
+                                      "(ranking models: NDCG@k, MRR, Recall@k)")
     _add_model_and_input(p, "labelled Parquet files, directories or globs (e.g. the validation split)")
     p.add_argument("--methods", default="loo,only,permute,shapley", help="comma-separated: loo, only, permute, shapley, maxpool (default: the first four)")
     p.add_argument("--label", default=None, help="label column (default: the one the model was trained on, when the model says)")
@@ -239,6 +240,14 @@ def _add_ablate(sub) -> None:
     p.add_argument("--truth", default=None, help="truth.json of the reference workload: report Spearman vs the planted contributions")
     p.add_argument("--shapley-permutations", type=int, default=None, metavar="P",
                    help="estimate Shapley values from P random modality orders, with standard errors (default: exact up to 12 modalities, 256 orders beyond)")
+    ranking = p.add_argument_group("ranking models (listwise, pairwise, two_tower)")
+    ranking.add_argument("--k", type=int, default=10, help="cutoff of NDCG@k and Recall@k (default 10)")
+    ranking.add_argument("--group", default=None, help="listwise / pairwise: query group column (default: the model's)")
+    ranking.add_argument("--items", action="append", default=None, metavar="PATH",
+                         help="two_tower: the item corpus each query's held-out item is ranked in (repeatable; default: the inputs' distinct items)")
+    ranking.add_argument("--item-column", default=None, help="two_tower: item id column (default: the model's)")
+    ranking.add_argument("--exclude", default=None, metavar="PATH", help="two_tower: Parquet of (query id, item id) pairs left out of each query's ranking (seen items)")
+    ranking.add_argument("--exclude-columns", default="", metavar="Q,I", help="the two columns of --exclude (default: the inputs' id column and the item column)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_run_ablate)
 
@@ -251,6 +260,7 @@ def _run_ablate(args) -> dict:
         model=args.model, inputs=args.input, out=args.out, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
         label=args.label, per_row=args.per_row, bootstrap=args.bootstrap, seed=args.seed, batch_size=args.batch_size,
         log_mlflow=not args.no_mlflow, truth=args.truth, retrain=args.retrain, shapley_permutations=args.shapley_permutations,
+        k=args.k, group=args.group, items=args.items, item_column=args.item_column, exclude=args.exclude, exclude_columns=args.exclude_columns,
     )
     summary = run_ablate(cfg, progress=not args.json)
     if not args.json:

@@ -3,13 +3,20 @@
 Recipe (:func:`run_ablate`, one function per step):
     load     -- the model and what it can answer (:func:`load_ablatable`);
     encode   -- read the rows through the model's spec, run the encoders once and keep the
-                per-modality vectors (N, M, D) and presence (N, M) (:func:`encode_rows`);
+                per-modality vectors (N, M, D) and presence (N, M) (:func:`build_scorer`);
+                a two-tower model's queries by its query tower and its item corpus
+                (``--items``) by its item tower;
     evaluate -- every method reruns only the fusion head with a changed presence mask (or, for
                 permutation, shuffled vectors of one modality): leave-one-out, only-one,
                 permutation, exact Shapley over all 2^M subsets, max-pool winners
                 (:func:`evaluate`, methods in :mod:`pipelines.ablation.methods`); with
                 ``--retrain`` also one new training run without each modality;
-    report   -- bootstrap intervals (rows resampled, the same draws for every method), a table
+    metrics  -- pointwise tasks: one task metric (AUC, ...); ranking tasks: NDCG@k, MRR and
+                Recall@k over query groups (listwise, pairwise) or of each query's held-out
+                item among the corpus (two_tower), every method run once per metric
+                (:mod:`pipelines.ablation.ranking`);
+    report   -- bootstrap intervals (rows, or for ranking tasks queries, resampled, the same
+                draws for every method), a table
                 (Parquet, JSON, Markdown), a bar chart PNG, per-row Shapley values; everything
                 logged to the model's MLflow run under ``ablation/`` (:func:`report`).
 """
@@ -19,28 +26,36 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
+import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
 
 from deepsets import ablation as ab
-from deepsets.inference import iter_outputs
+from deepsets.choices import GROUPED_TASKS
 from features import storage
 from features.errors import DataError
-from features.reader import ParquetBatchReader
-from pipelines.ablation.methods import METHODS, METRIC_NAMES, CachedRows, SubsetScorer
+from pipelines.ablation.inputs import encode_retrieval, encode_rows
+from pipelines.ablation.methods import METHODS, CachedRows, SubsetScorer
+from pipelines.ablation.ranking import GroupedScorer, RetrievalScorer, exclusion_pairs, tower_rows
 from pipelines.ablation.report import log_to_mlflow, write_outputs
 from pipelines.models.source import ModelSource, load_model_source
 from pipelines.options import parse_options
+from pipelines.retrieval.exclusions import exclusion_columns, read_exclusions
 
 EXACT_SHAPLEY_UP_TO = 12
 """Above this many modalities Shapley values are sampled unless asked otherwise (2^12 subsets)."""
 SAMPLED_PERMUTATIONS = 256
 """Random orders of the sampled estimator by default."""
+PER_ROW_TASKS = ("binary", "regression", "listwise", "pairwise", "two_tower")
+"""Tasks with one value per row to split: the score, or a two-tower query's own metric."""
+RANKING_TASKS = (*GROUPED_TASKS, "two_tower")
+UNITS = {"listwise": "query groups", "pairwise": "query groups", "two_tower": "queries"}
+"""What the bootstrap resamples for a ranking task (rows otherwise)."""
 
 
 class AblateConfig(BaseModel):
@@ -62,6 +77,12 @@ class AblateConfig(BaseModel):
     retrain: bool = Field(False, description="also retrain without each modality (Ray tasks, nested MLflow runs)")
     shapley_permutations: Optional[int] = Field(None, ge=2, description="estimate Shapley values from this many random modality orders "
                                                 "(default: exact up to 12 modalities, 256 orders beyond)")
+    k: int = Field(10, ge=1, description="ranking models: the cutoff of NDCG@k and Recall@k")
+    group: Optional[str] = Field(None, description="listwise / pairwise: the query group column (default: the model's)")
+    item_column: Optional[str] = Field(None, description="two_tower: the item id column (default: the model's)")
+    items: Optional[List[str]] = Field(None, min_length=1, description="two_tower: the item corpus (default: the inputs' distinct items)")
+    exclude: Optional[str] = Field(None, description="two_tower: Parquet of (query id, item id) pairs left out of each query's ranking")
+    exclude_columns: str = Field("", description="QUERY_COLUMN,ITEM_COLUMN in --exclude (default: the inputs' id column and the item column)")
 
     @field_validator("methods")
     @classmethod
@@ -100,63 +121,108 @@ def compare_with_truth(path: str, table: List[dict], methods: List[str]) -> dict
     return out
 
 
-def load_ablatable(cfg: AblateConfig) -> tuple[ModelSource, torch.nn.Module, str]:
-    """The model source, its model (eval mode) and the label column to score against.
+@dataclass
+class Ablatable:
+    """What a model is measured on: its task and the columns to read."""
+
+    task: str
+    label: Optional[str] = None
+    group: Optional[str] = None
+    item_column: Optional[str] = None
+
+
+def _column_of(value: Optional[str], source: ModelSource, key: str, option: str, task: str) -> str:
+    value = value or (source.run_config or {}).get("data", {}).get(key)
+    if not value:
+        raise ValueError(f"a {task} model needs its {key.replace('_', ' ')}: pass {option} COLUMN (the model does not say)")
+    return value
+
+
+def load_ablatable(cfg: AblateConfig) -> tuple[ModelSource, torch.nn.Module, Ablatable]:
+    """The model source, its model (eval mode; a two-tower model whole) and what to read.
 
     Raises:
-        ValueError: a ranking model, a model without per-modality vectors, a method or option
-            the model cannot answer, or no label column.
+        ValueError: a model without per-modality vectors, a method or option the model cannot
+            answer, or no label / group / item column.
     """
     source = load_model_source(cfg.model)
     task = source.model_args.task
-    if task not in METRIC_NAMES:
-        raise ValueError(f"{cfg.model} is a {task} ranking model: ablate measures pointwise task metrics "
-                         "(binary, multilabel, multiclass, regression); ranking ablations are not built yet")
-    model = source.build()
-    if not hasattr(model, "encode"):
+    two_tower = task == "two_tower"
+    model = source.build(both_towers=True)
+    if not two_tower and not hasattr(model, "encode"):
         raise ValueError(f"{cfg.model} is a {type(model).__name__}: ablation needs a set-fusion model (per-modality vectors)")
-    head = model.fusion.head
-    if "maxpool" in cfg.methods and getattr(head, "pooling", None) != "max":
-        raise ValueError(f"method maxpool needs a DeepSet fusion head with max pooling; this model's head is {type(head).__name__}"
-                         f"{' (' + head.pooling + ' pooling)' if hasattr(head, 'pooling') else ''}")
-    if cfg.per_row and task not in ("binary", "regression"):
-        raise ValueError(f"--per-row needs a single-score task (binary or regression); this model's task is {task}")
+    if "maxpool" in cfg.methods:
+        head = None if two_tower else model.fusion.head
+        if getattr(head, "pooling", None) != "max":
+            raise ValueError("method maxpool needs a DeepSet fusion head with max pooling; this model's head is "
+                             + ("two towers" if two_tower else type(head).__name__ + (f" ({head.pooling} pooling)" if hasattr(head, "pooling") else "")))
+    if cfg.per_row and task not in PER_ROW_TASKS:
+        raise ValueError(f"--per-row needs a task with one score per row ({', '.join(PER_ROW_TASKS)}); this model's task is {task}")
     if cfg.per_row and "shapley" not in cfg.methods:
         raise ValueError("--per-row needs the shapley method")
+    if cfg.retrain and (task in GROUPED_TASKS or two_tower):
+        raise ValueError(f"--retrain is built for pointwise tasks; this model's task is {task}")
     if cfg.retrain and not source.run_config:
         raise ValueError(f"--retrain needs the model's training config; {cfg.model} has none (train it with `deepsets train`)")
+    if not two_tower and (cfg.items or cfg.exclude):
+        raise ValueError(f"--items and --exclude are for two_tower models; this model's task is {task}")
+    if two_tower:
+        return source, model, Ablatable(task, item_column=_column_of(cfg.item_column, source, "item_column", "--item-column", task))
     label = cfg.label or (source.label_columns[0] if source.label_columns else None)
     if not label:
         raise ValueError("no label column: pass --label COLUMN (the model does not say which column it was trained on)")
-    return source, model, label
+    group = _column_of(cfg.group, source, "group_column", "--group", task) if task in GROUPED_TASKS else None
+    return source, model, Ablatable(task, label=label, group=group)
 
 
-def encode_rows(source: ModelSource, model, cfg: AblateConfig, label: str, progress: bool) -> CachedRows:
-    """Read every row through the model's spec and encode it once.
+def build_scorer(cfg: AblateConfig, source: ModelSource, model, what: Ablatable, every_subset: bool, progress: bool) -> SubsetScorer:
+    """Encode the rows once and wrap them in the scorer of the model's task.
 
     Raises:
-        DataError: for bad inputs (file, column, rows), or fewer than 2 rows.
+        DataError: bad inputs (file, column, rows), fewer than 2 rows, an item missing from
+            the corpus.
+        ValueError: a listwise / pairwise set without a relevant row.
     """
-    reader = ParquetBatchReader(source.spec, cfg.inputs, batch_size=cfg.batch_size, label_columns=[label], progress=progress, desc="encoding")
-    vectors, present, labels, ids = [], [], [], []
-    for batch, out in iter_outputs(model, reader, ("vectors", "present")):
-        vectors.append(out["vectors"])  # (b, M, D)
-        present.append(out["present"])  # (b, M)
-        labels.append(batch.labels[label])
-        ids.append(batch.ids if batch.ids is not None else np.arange(reader.rows_read - batch.num_rows, reader.rows_read))
-    rows = CachedRows(torch.cat(vectors), torch.cat(present), torch.cat(labels), np.concatenate(ids), list(model.names))
-    if rows.num_rows < 2:
-        raise DataError(f"ablation needs at least 2 rows, the input has {rows.num_rows}")
-    return rows
+    if what.task == "two_tower":
+        queries, corpus = encode_retrieval(model, source.spec, cfg.inputs, cfg.items, what.item_column, cfg.batch_size, progress)
+        exclude = read_excluded(cfg, source, queries, corpus, what.item_column) if cfg.exclude else None
+        return RetrievalScorer(model, queries, corpus, cfg.bootstrap, cfg.seed, every_subset, cfg.k, exclude, progress)
+    keys = [what.group] if what.group else []
+    rows, columns = encode_rows(model, source.spec, cfg.inputs, [what.label], keys, cfg.batch_size, progress)
+    if what.group:
+        return GroupedScorer(model, rows, what.task, cfg.bootstrap, cfg.seed, every_subset, columns[what.group], cfg.k)
+    return SubsetScorer(model, rows, what.task, cfg.bootstrap, cfg.seed, every_subset)
+
+
+def read_excluded(cfg: AblateConfig, source: ModelSource, queries: CachedRows, corpus: CachedRows, item_column: str):
+    """``--exclude`` as (query row, corpus index) pairs.
+
+    Raises:
+        DataError: as ``read_exclusions``, or query rows without ids to match pairs on.
+    """
+    id_column = source.spec.schema.id_column
+    if not id_column:
+        raise DataError("--exclude matches pairs on the query rows' ids, and the model's schema has no id_column")
+    query_column, pair_item_column = exclusion_columns(cfg.exclude_columns, id_column, item_column)
+    excluded = read_exclusions(cfg.exclude, query_column, pair_item_column, pa.array(queries.ids).type, pa.array(corpus.ids))
+    return exclusion_pairs(excluded, queries.ids)
 
 
 def evaluate(cfg: AblateConfig, scorer: SubsetScorer, permutations: Optional[int], progress: bool) -> tuple[List[dict], dict]:
-    """Every asked method's table rows, and what methods record besides (Shapley's efficiency
+    """Every asked method's table rows for each of the scorer's metrics (each row names its
+    ``metric``), and what the methods record besides for the main metric (Shapley's efficiency
     check and estimator, per-row values); ``permutations``: sampled Shapley (None: exact)."""
     table: List[dict] = []
     extras: dict = {}
-    for method in tqdm(cfg.methods, desc="methods", unit="method", disable=None if progress else True):
-        table += METHODS[method](scorer, extras, seed=cfg.seed, per_row=cfg.per_row, permutations=permutations)
+    steps = [(metric, method) for metric in scorer.metric_names for method in cfg.methods]
+    for metric, method in tqdm(steps, desc="methods", unit="method", disable=None if progress else True):
+        scorer.use_metric(metric)
+        main = metric == scorer.metric_names[0]
+        rows = METHODS[method](scorer, extras if main else {}, seed=cfg.seed, per_row=cfg.per_row and main, permutations=permutations)
+        if isinstance(scorer, RetrievalScorer) and method == cfg.methods[-1]:
+            rows += tower_rows(scorer, cfg.methods)
+        table += [{**row, "metric": metric} for row in rows]
+    scorer.use_metric(scorer.metric_names[0])
     return table, extras
 
 
@@ -189,32 +255,42 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
     """
     started = time.perf_counter()
     say = print if progress else (lambda *a: None)
-    source, model, label = load_ablatable(cfg)
-    task, num = source.model_args.task, len(model.names)
+    source, model, what = load_ablatable(cfg)
+    task, num = what.task, len(model.names)
     permutations = cfg.shapley_permutations or (SAMPLED_PERMUTATIONS if num > EXACT_SHAPLEY_UP_TO else None)
     if "shapley" in cfg.methods and permutations:
         say(f"Shapley values estimated from {permutations} random modality orders, with standard errors "
             f"(exact Shapley fuses all {2 ** num:,} subsets; it is the default up to {EXACT_SHAPLEY_UP_TO} modalities)")
-    rows = encode_rows(source, model, cfg, label, progress)
-    say(f"encoded {rows.num_rows} rows once: {num} modalities x {rows.vectors.shape[2]} dims; evaluating {', '.join(cfg.methods)}")
-    boot = ab.bootstrap_indices(rows.num_rows, cfg.bootstrap, cfg.seed) if cfg.bootstrap else None
-    scorer = SubsetScorer(model, rows, task, boot, every_subset="shapley" in cfg.methods and not permutations)
+    scorer = build_scorer(cfg, source, model, what, "shapley" in cfg.methods and not permutations, progress)
+    rows = scorer.rows
+    say(f"encoded {rows.num_rows} rows once: {num} modalities x {rows.vectors.shape[2]} dims; evaluating {', '.join(cfg.methods)}"
+        + (f" with {', '.join(scorer.metric_names)} over {scorer.units} {UNITS.get(task, 'rows')}" if task in RANKING_TASKS else ""))
     table, extras = evaluate(cfg, scorer, permutations, progress)
     methods = list(cfg.methods)
+    by_metric = {}
+    for metric in scorer.metric_names:
+        scorer.use_metric(metric)
+        by_metric[metric] = {"full": scorer.full, "empty": scorer.empty}
+    scorer.use_metric(scorer.metric_names[0])
     summary = {
-        "rows": rows.num_rows, "modalities": rows.names, "task": task, "label": label, "metric": METRIC_NAMES[task],
+        "rows": rows.num_rows, "modalities": scorer.names, "task": task, "label": what.label, "metric": scorer.metric_name,
+        "metrics": scorer.metric_names, "by_metric": by_metric, "units": {"kind": UNITS.get(task, "rows"), "count": scorer.units},
         "full": scorer.full, "empty": scorer.empty, "methods": methods, "bootstrap": cfg.bootstrap,
         "table": table, "model_uri": source.uri, "model_version": source.version,
     }
+    if isinstance(scorer, RetrievalScorer):
+        summary["towers"] = scorer.towers
+        summary["corpus_items"] = scorer.corpus.num_rows
+        summary["excluded_pairs"] = 0 if scorer.exclude is None else int(scorer.exclude[0].numel())
     if cfg.retrain:
         from pipelines.ablation.retrain import retrain_table
 
-        retrained, summary["retrain"] = retrain_table(source, cfg.inputs, label, rows.target, task, storage.join(storage.absolute(cfg.out), "retrain"),
-                                                      boot, cfg.batch_size, progress)
-        table.extend(retrained)
+        retrained, summary["retrain"] = retrain_table(source, cfg.inputs, what.label, rows.target, task, storage.join(storage.absolute(cfg.out), "retrain"),
+                                                      scorer.boot, cfg.batch_size, progress)
+        table.extend({**row, "metric": scorer.metric_name} for row in retrained)
         methods.append("retrain")
     if cfg.truth:
-        summary["spearman_vs_truth"] = compare_with_truth(cfg.truth, table, methods)
+        summary["spearman_vs_truth"] = compare_with_truth(cfg.truth, [r for r in table if r["metric"] == scorer.metric_name], methods)
     if "shapley_efficiency" in extras:
         summary["shapley_efficiency"] = extras["shapley_efficiency"]
         summary["shapley_estimator"] = extras["shapley_estimator"]

@@ -1,7 +1,7 @@
 """The ablation methods, each over rows encoded once (cached per-modality vectors).
 
     rows = CachedRows(vectors, present, target, ids, names)          # (N, M, D), (N, M), ...
-    scorer = SubsetScorer(model, rows, task, boot, every_subset=True)
+    scorer = SubsetScorer(model, rows, task, bootstrap=200, seed=0, every_subset=True)
     extras = {}                                                       # what methods record besides rows
     table = [row for method in ("loo", "only", "shapley") for row in METHODS[method](scorer, extras, seed=0, per_row=False)]
 
@@ -51,30 +51,102 @@ class CachedRows:
 class SubsetScorer:
     """Scores (logits) of the rows with only some modalities kept, and their metric values.
 
+    The ranking scorers (:mod:`pipelines.ablation.ranking`) keep this interface: what a
+    "score" is differs (a ranking task's metric is per query), the methods do not.
+
     Args:
         model: a set-fusion model (``fuse(vectors, present)``).
         rows: the cached rows.
         task: the model's task kind (picks the metric: ``deepsets.ablation.task_metric``).
-        boot: ``(B, N)`` bootstrap row draws, or None for no intervals.
+        bootstrap: resamples of rows for the intervals (0: none).
+        seed: seeds the resamples.
         every_subset: fuse all ``2^M`` subsets once up front (Shapley needs them; the other
             methods then read theirs from the same scores).
     """
 
-    def __init__(self, model, rows: CachedRows, task: str, boot: Optional[Tensor], every_subset: bool) -> None:
-        self.model, self.rows, self.task, self.boot = model, rows, task, boot
-        self.num = len(rows.names)
-        self.every = ab.subset_scores(model, rows.vectors, rows.present, ab.subset_masks(self.num)) if every_subset else None  # (2^M, N, K)
+    def __init__(self, model, rows: CachedRows, task: str, bootstrap: int, seed: int, every_subset: bool) -> None:
+        self.model, self.rows, self.task = model, rows, task
+        self.num = len(self.names)
+        self.boot = self.draws(bootstrap, seed)
+        self.metric_names = self.metrics()
+        self.metric_name = self.metric_names[0]
+        self._memo: Dict[bytes, Tensor] = {}
+        self._permuted: Dict[int, Tensor] = {}
+        self.every = self.fuse_subsets(ab.subset_masks(self.num)) if every_subset else None  # (2^M, N, K)
         self.full_scores = self.scores(torch.ones(1, self.num, dtype=torch.bool))  # (1, N, K)
         self.empty_scores = self.scores(torch.zeros(1, self.num, dtype=torch.bool))  # (1, N, K)
-        self.full = float(self.metric(self.full_scores)[0])
-        self.empty = float(self.metric(self.empty_scores)[0])
-        self.full_boot = self.boot_metric(self.full_scores)  # (B, 1) or None
+
+    @property
+    def names(self) -> List[str]:
+        return self.rows.names
+
+    def draws(self, bootstrap: int, seed: int) -> Optional[Tensor]:
+        """The bootstrap draws (here ``(B, N)`` row indices), or None for ``bootstrap = 0``."""
+        return ab.bootstrap_indices(self.rows.num_rows, bootstrap, seed) if bootstrap else None
+
+    def metrics(self) -> List[str]:
+        """The metrics this scorer measures with, the first the main one."""
+        return [METRIC_NAMES[self.task]]
+
+    @property
+    def units(self) -> int:
+        """What the bootstrap resamples: rows here, queries for ranking tasks."""
+        return self.rows.num_rows
+
+    @property
+    def full(self) -> float:
+        """The metric with every modality kept."""
+        return float(self.metric(self.full_scores)[0])
+
+    @property
+    def empty(self) -> float:
+        """The metric with none kept."""
+        return float(self.metric(self.empty_scores)[0])
+
+    @property
+    def full_boot(self) -> Optional[Tensor]:
+        """(B, 1) the full metric on every bootstrap draw, or None."""
+        return self.boot_metric(self.full_scores)
+
+    def fuse_subsets(self, masks: Tensor) -> Tensor:
+        """(S, M) subsets -> (S, N, K) logits, computed."""
+        return ab.subset_scores(self.model, self.rows.vectors, self.rows.present, masks)
 
     def scores(self, masks: Tensor) -> Tensor:
-        """(S, M) subsets -> (S, N, K) logits."""
+        """(S, M) subsets -> (S, N, K) logits; a few subsets asked again (one method per metric)
+        are fused once."""
         if self.every is not None:
             return self.every[ab.subset_index(masks)]
-        return ab.subset_scores(self.model, self.rows.vectors, self.rows.present, masks)
+        if masks.shape[0] > 2 * self.num + 2:  # sampled Shapley's many subsets: not kept
+            return self.fuse_subsets(masks)
+        keys = [bytes(mask.numpy().tobytes()) for mask in masks]
+        missing = [i for i, key in enumerate(keys) if key not in self._memo]
+        if missing:
+            for i, scores in zip(missing, self.fuse_subsets(masks[missing])):
+                self._memo[keys[i]] = scores
+        return torch.stack([self._memo[key] for key in keys])
+
+    def permuted_scores(self, seed: int) -> Tensor:
+        """(M, N, K) logits with all modalities kept and modality m's vectors shuffled among the
+        rows that have it (one seeded generator over the modalities in order)."""
+        if seed not in self._permuted:
+            generator = torch.Generator().manual_seed(seed)
+            all_mask = torch.ones(1, self.num, dtype=torch.bool)
+            rows = self.rows
+            self._permuted[seed] = torch.cat([ab.subset_scores(self.model, ab.permuted_vectors(rows.vectors, rows.present, m, generator),
+                                                               rows.present, all_mask) for m in range(self.num)])
+        return self._permuted[seed]
+
+    def only_masks(self) -> tuple[Tensor, Tensor]:
+        """``(keep, base)``, (M, M) each: the only-one subset of each modality and the subset
+        its gain is measured from (here: just m, and nothing)."""
+        return torch.eye(self.num, dtype=torch.bool), torch.zeros(self.num, self.num, dtype=torch.bool)
+
+    def use_metric(self, name: str) -> None:
+        """Measure with ``name`` (one of :attr:`metric_names`) from now on."""
+        if name not in self.metric_names:
+            raise ValueError(f"unknown metric {name!r}; this model is measured by {', '.join(self.metric_names)}")
+        self.metric_name = name
 
     def metric(self, scores: Tensor) -> Tensor:
         """(S, N, K) -> (S,) metric values on all rows."""
@@ -86,12 +158,17 @@ class SubsetScorer:
             return None
         return torch.stack([ab.task_metric(self.task, scores[..., idx, :], self.rows.target[idx]) for idx in self.boot])
 
+    def per_row_values(self, scores: Tensor) -> Tensor:
+        """(S, N, K) -> (S, N): what per-row Shapley splits (here each row's score)."""
+        return scores[:, :, 0].double()
+
 
 def _drops(method: str, scorer: SubsetScorer, scores: Tensor) -> List[dict]:
     """Rows whose delta is the full metric minus the metric of ``scores`` (M, N, K), modality by modality."""
     values, samples = scorer.metric(scores), scorer.boot_metric(scores)
-    return [table_row(method, name, values[m], scorer.full - values[m], None if samples is None else scorer.full_boot[:, 0] - samples[:, m])
-            for m, name in enumerate(scorer.rows.names)]
+    full, full_boot = scorer.full, scorer.full_boot
+    return [table_row(method, name, values[m], full - values[m], None if samples is None else full_boot[:, 0] - samples[:, m])
+            for m, name in enumerate(scorer.names)]
 
 
 def leave_one_out(scorer: SubsetScorer, extras: dict, **_) -> List[dict]:
@@ -100,22 +177,19 @@ def leave_one_out(scorer: SubsetScorer, extras: dict, **_) -> List[dict]:
 
 
 def only_one(scorer: SubsetScorer, extras: dict, **_) -> List[dict]:
-    """The metric with only each modality, as a gain over none present."""
-    scores = scorer.scores(torch.eye(scorer.num, dtype=torch.bool))  # (M, N, K): just m
-    values, samples = scorer.metric(scores), scorer.boot_metric(scores)
-    empty_boot = scorer.boot_metric(scorer.empty_scores)
-    return [table_row("only", name, values[m], values[m] - scorer.empty, None if samples is None else samples[:, m] - empty_boot[:, 0])
-            for m, name in enumerate(scorer.rows.names)]
+    """The metric with only each modality, as a gain over none present (two-tower: over its
+    tower empty, the other tower whole; see the scorer's ``only_masks``)."""
+    keep, base = scorer.only_masks()  # (M, M) each
+    scores, base_scores = scorer.scores(keep), scorer.scores(base)  # (M, N, K) each
+    values, base_values = scorer.metric(scores), scorer.metric(base_scores)
+    samples, base_samples = scorer.boot_metric(scores), scorer.boot_metric(base_scores)
+    return [table_row("only", name, values[m], values[m] - base_values[m], None if samples is None else samples[:, m] - base_samples[:, m])
+            for m, name in enumerate(scorer.names)]
 
 
 def permutation(scorer: SubsetScorer, extras: dict, seed: int = 0, **_) -> List[dict]:
     """The metric drop when a modality's vectors are shuffled among the rows that have it."""
-    generator = torch.Generator().manual_seed(seed)
-    all_mask = torch.ones(1, scorer.num, dtype=torch.bool)
-    rows = scorer.rows
-    shuffled = torch.cat([ab.subset_scores(scorer.model, ab.permuted_vectors(rows.vectors, rows.present, m, generator), rows.present, all_mask)
-                          for m in range(scorer.num)])  # (M, N, K)
-    return _drops("permute", scorer, shuffled)
+    return _drops("permute", scorer, scorer.permuted_scores(seed))  # (M, N, K)
 
 
 SAMPLED_CHUNK = 16
@@ -138,11 +212,11 @@ def shapley(scorer: SubsetScorer, extras: dict, per_row: bool = False, permutati
     phi = weights @ values  # (M,)
     samples = scorer.boot_metric(scores)  # (B, S)
     phi_boot = None if samples is None else samples.double() @ weights.T  # (B, M)
-    names = scorer.rows.names
+    names = scorer.names
     _record(extras, phi, values[-1], values[0], int(scores.shape[0]), {"kind": "exact"})
     if per_row:
-        row_phi = weights @ scores[:, :, 0].double()  # (M, N): per-row contribution to the score
-        _record_per_row(extras, scorer, row_phi, scores[-1, :, 0], scores[0, :, 0])
+        row_values = scorer.per_row_values(scores)  # (S, N)
+        _record_per_row(extras, scorer, weights @ row_values, row_values[-1], row_values[0])  # (M, N): per-row contributions
     return [table_row("shapley", name, phi[m], phi[m], None if phi_boot is None else phi_boot[:, m]) for m, name in enumerate(names)]
 
 
@@ -161,17 +235,17 @@ def _sampled_shapley(scorer: SubsetScorer, extras: dict, per_row: bool, permutat
         if samples is not None:
             boot.append(samples.double()[:, where].view(-1, *chunk.shape[:2]))  # (B, c, M+1)
         if per_row:
-            rows.append(scores[:, :, 0].double()[where].view(*chunk.shape[:2], -1).transpose(1, 2))  # (c, N, M+1)
+            rows.append(scorer.per_row_values(scores)[where].view(*chunk.shape[:2], -1).transpose(1, 2))  # (c, N, M+1)
     values = torch.cat(values)  # (P, M+1)
     phi, se = ab.permutation_shapley(values, orders)  # (M,), (M,)
     phi_boot = ab.permutation_shapley(torch.cat(boot, dim=1), orders)[0] if boot else None  # (B, M)
     full, empty = values[0, -1], values[0, 0]
-    names = scorer.rows.names
+    names = scorer.names
     _record(extras, phi, full, empty, fused, {"kind": "sampled", "permutations": int(orders.shape[0]),
                                               "standard_error": {n: float(se[m]) for m, n in enumerate(names)}})
     if per_row:
         row_phi = ab.permutation_shapley(torch.cat(rows).transpose(0, 1), orders)[0].T  # (M, N)
-        _record_per_row(extras, scorer, row_phi, scorer.full_scores[0, :, 0], scorer.empty_scores[0, :, 0])
+        _record_per_row(extras, scorer, row_phi, scorer.per_row_values(scorer.full_scores)[0], scorer.per_row_values(scorer.empty_scores)[0])
     table = [table_row("shapley", name, phi[m], phi[m], None if phi_boot is None else phi_boot[:, m]) for m, name in enumerate(names)]
     for m, row in enumerate(table):
         row["se"] = float(se[m])
@@ -186,7 +260,7 @@ def _record(extras: dict, phi: Tensor, full, empty, fused: int, estimator: dict)
 
 def _record_per_row(extras: dict, scorer: SubsetScorer, row_phi: Tensor, full: Tensor, empty: Tensor) -> None:
     extras["per_row"] = {"ids": scorer.rows.ids, "phi": row_phi.T.numpy(), "full": full.double().numpy(),
-                         "empty": empty.double().numpy(), "names": scorer.rows.names}
+                         "empty": empty.double().numpy(), "names": scorer.names}
 
 
 def max_pool(scorer: SubsetScorer, extras: dict, **_) -> List[dict]:
@@ -194,7 +268,7 @@ def max_pool(scorer: SubsetScorer, extras: dict, **_) -> List[dict]:
     with torch.inference_mode():
         winners = scorer.model.fuse(scorer.rows.vectors, scorer.rows.present).winners  # (N, D)
     shares = ab.max_pool_wins(winners, scorer.num)
-    return [table_row("maxpool", name, shares[m], shares[m], None) for m, name in enumerate(scorer.rows.names)]
+    return [table_row("maxpool", name, shares[m], shares[m], None) for m, name in enumerate(scorer.names)]
 
 
 METHODS: Dict[str, Callable[..., List[dict]]] = {

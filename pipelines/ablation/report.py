@@ -48,33 +48,61 @@ SIGN_MEANING = {
 """What a positive value of each method's column says (the table's legend)."""
 
 
-def markdown_table(summary: dict) -> str:
-    """One row per modality, one column per method: delta [low, high]."""
+def _rows_of(summary: dict, metric: str) -> list:
+    return [r for r in summary["table"] if r.get("metric", summary["metric"]) == metric]
+
+
+def _header(summary: dict) -> str:
+    units = summary.get("units") or {"kind": "rows", "count": summary["rows"]}
+    where = f"{summary['rows']} rows"
+    if units["kind"] == "query groups":
+        where += f" in {units['count']} query groups with a relevant row"
+    elif "corpus_items" in summary:
+        where += f" (queries), each one's held-out item ranked among {summary['corpus_items']} items"
+        if summary.get("excluded_pairs"):
+            where += f" ({summary['excluded_pairs']} seen pairs left out)"
+    return (f"Ablation of {summary['model_uri']} on {where}; 95% bootstrap intervals over {summary['bootstrap']} resamples of "
+            f"{units['kind']}.")
+
+
+def _metric_table(summary: dict, metric: str) -> list:
     methods = summary["methods"]
-    cells: Dict[tuple, dict] = {(r["method"], r["modality"]): r for r in summary["table"]}
-    lines = [
-        f"Ablation of {summary['model_uri']} on {summary['rows']} rows; metric {summary['metric']} "
-        f"(all present {summary['full']:.4f}, none present {summary['empty']:.4f}); "
-        f"95% bootstrap intervals over {summary['bootstrap']} resamples.",
-        f"Rows sorted by the {methods[0]} column, largest first. Positive means the modality helps: "
-        + "; ".join(f"{m}: {SIGN_MEANING[m]}" for m in methods if m in SIGN_MEANING) + ".",
-        "",
-        "| modality | " + " | ".join(methods) + " |",
-        "|---|" + "---|" * len(methods),
-    ]
+    cells: Dict[tuple, dict] = {(r["method"], r["modality"]): r for r in _rows_of(summary, metric)}
+    values = (summary.get("by_metric") or {}).get(metric, {"full": summary["full"], "empty": summary["empty"]})
+    lines = [f"Metric {metric} (all present {values['full']:.4f}, none present {values['empty']:.4f}).", "",
+             "| modality | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     order = sorted(summary["modalities"], key=lambda n: -cells.get((methods[0], n), {"delta": 0})["delta"])
-    for name in order:
+    towers = sorted({name for _, name in cells} - set(summary["modalities"]))  # two_tower: the towers as two players
+    for name in order + towers:
         row = []
         for method in methods:
-            r = cells[(method, name)]
-            interval = "" if math.isnan(r["low"]) else f" [{_fmt(r['low'])}, {_fmt(r['high'])}]"
-            row.append(f"{_fmt(r['delta'])}{interval}")
+            r = cells.get((method, name))
+            interval = "" if r is None or math.isnan(r["low"]) else f" [{_fmt(r['low'])}, {_fmt(r['high'])}]"
+            row.append("-" if r is None else f"{_fmt(r['delta'])}{interval}")
         lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return lines
+
+
+def markdown_table(summary: dict) -> str:
+    """One table per metric (the main one first): one row per modality, one column per
+    method, delta [low, high]; a two-tower model's towers as two rows below."""
+    methods = summary["methods"]
+    lines = [
+        _header(summary),
+        f"Rows sorted by the {methods[0]} column, largest first. Positive means the modality helps: "
+        + "; ".join(f"{m}: {SIGN_MEANING[m]}" for m in methods if m in SIGN_MEANING) + ".",
+    ]
+    if summary.get("towers"):
+        lines.append("Two towers: only-one keeps one modality in its tower and the other tower whole, measured from its tower empty; "
+                     "the rows 'query tower' and 'item tower' score each whole tower as one player (leave-one-out: the metric "
+                     "without it; Shapley: its share of all minus none).")
+    for metric in summary.get("metrics") or [summary["metric"]]:
+        lines += [""] + _metric_table(summary, metric)
     if summary.get("spearman_vs_truth"):
         lines += ["", "Spearman vs planted contributions: " + ", ".join(f"{k} {v:+.2f}" for k, v in summary["spearman_vs_truth"].items())]
     eff = summary.get("shapley_efficiency")
     if eff:
-        lines += ["", f"Shapley efficiency: sum of values {eff['sum_of_values']:.6f} = all minus none "
+        lines += ["", f"Shapley efficiency ({summary['metric']}): sum of values {eff['sum_of_values']:.6f} = all minus none "
                       f"{eff['full_minus_empty']:.6f} (|error| {eff['abs_error']:.2e}, {eff['subsets']} subsets fused)."]
     estimator = summary.get("shapley_estimator") or {}
     if estimator.get("kind") == "sampled":
@@ -93,7 +121,7 @@ def bar_chart(summary: dict, path: Path) -> None:
     methods = summary["methods"]
     fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 0.45 * len(summary["modalities"]) + 1.6), squeeze=False)
     for ax, method in zip(axes[0], methods):
-        rows = sorted((r for r in summary["table"] if r["method"] == method), key=lambda r: r["delta"])
+        rows = sorted((r for r in _rows_of(summary, summary["metric"]) if r["method"] == method), key=lambda r: r["delta"])
         names = [r["modality"] for r in rows]
         deltas = np.array([r["delta"] for r in rows])
         lows, highs = np.array([r["low"] for r in rows]), np.array([r["high"] for r in rows])

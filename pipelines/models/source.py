@@ -58,8 +58,9 @@ class ModelSource:
     def weights_sha256(self) -> str:
         return hashlib.sha256(self.weights).hexdigest()
 
-    def build(self) -> nn.Module:
-        """The model (for a two-tower model, its :attr:`tower`) in eval mode on the CPU.
+    def build(self, both_towers: bool = False) -> nn.Module:
+        """The model (for a two-tower model, its :attr:`tower`, or with ``both_towers`` the
+        whole two-tower model) in eval mode on the CPU.
 
         Raises:
             ValueError: a two-tower model without a tower, a tower for a one-tower model, or
@@ -68,7 +69,8 @@ class ModelSource:
         from pipelines.models.pyfunc import rebuild_model, tower_view
 
         state = torch.load(io.BytesIO(self.weights), map_location="cpu", weights_only=True)
-        return tower_view(rebuild_model(self.spec, self.model_args, state), self.spec, self.tower)[0]
+        model = rebuild_model(self.spec, self.model_args, state)
+        return model if both_towers and self.is_two_tower else tower_view(model, self.spec, self.tower)[0]
 
     @property
     def is_two_tower(self) -> bool:
