@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from pipelines.ablation.job import parse_ablate_config, run_ablate
 from pipelines.config import parse_run_config
 from pipelines.embedding.job import parse_embed_config, run_embed
 from pipelines.training.ranking_metrics import GroupRankingMetrics
@@ -74,6 +75,12 @@ def test_grouped_objectives_train_on_query_groups_and_beat_random_order(ray_sess
     # Stated bar: 2 standard deviations of random orderings above their mean (the CTR signal
     # planted in the workload is what ranks clicked rows first).
     assert metrics["valid_ndcg_at_10"] > mean + 2 * std, (metrics, mean, std)
+    # ablating the trained ranker over the validation groups starts from the metrics it logged
+    ablation = run_ablate(parse_ablate_config(model=summary["model_uri"], inputs=[str(demo_data / "valid")], out=str(tmp_path / "abl"),
+                                              methods=["loo", "shapley"], bootstrap=0), progress=False)
+    for metric in ("ndcg_at_10", "mrr", "recall_at_10"):
+        assert ablation["by_metric"][metric]["full"] == pytest.approx(metrics[f"valid_{metric}"], abs=1e-6)
+    assert ablation["units"]["count"] == metrics["valid_groups"]
 
 
 def test_a_non_integer_group_column_fails_before_ray(demo_data, tmp_path):
@@ -161,6 +168,19 @@ def test_towers_embed_separately_and_score_like_validation(two_tower_run, tmp_pa
     scores = query_vectors @ item_vectors.T  # (N, C)
     rank = (scores > scores.gather(1, target.unsqueeze(1))).sum(dim=1) + 1
     assert float((rank <= 10).double().mean()) == pytest.approx(summary["metrics"]["valid_recall_at_10"], abs=2e-3)
+
+
+def test_ablating_the_trained_two_tower_model_starts_from_its_validation_metrics(two_tower_run, tmp_path):
+    summary, base, _ = two_tower_run
+    ablation = run_ablate(parse_ablate_config(model=summary["model_uri"], inputs=[str(base / "valid")], out=str(tmp_path / "abl"),
+                                              bootstrap=50), progress=False)
+    for metric in ("ndcg_at_10", "recall_at_10", "mrr"):  # the corpus: the validation set's distinct items, as in training
+        assert ablation["by_metric"][metric]["full"] == pytest.approx(summary["metrics"][f"valid_{metric}"], abs=1e-6)
+    assert ablation["corpus_items"] == summary["metrics"]["valid_corpus_items"]
+    rows = {(r["method"], r["modality"]): r for r in ablation["table"] if r["metric"] == "ndcg_at_10"}
+    # the planted preference needs both sides: each tower is worth something as a whole
+    assert rows[("loo", "query tower")]["low"] > 0 and rows[("loo", "item tower")]["low"] > 0
+    assert ablation["mlflow"]["artifact_path"] == "ablation"
 
 
 def test_the_logged_pyfunc_serves_either_tower(two_tower_run):
