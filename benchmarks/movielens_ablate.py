@@ -1,0 +1,99 @@
+"""Which modality of the MovieLens two-tower model earns its keep: ``deepsets ablate`` on the
+models ``python -m benchmarks.movielens`` trained, one per seed.
+
+    python -m benchmarks.movielens_ablate [--work .cache/movielens] [--split test] [--negatives in_batch] [--epochs 5]
+
+Each test user's held-out movie is ranked among all movies of ``items.parquet`` with the user's
+earlier movies left out (``--exclude``), exactly as the benchmark's two-tower figures are. The
+players are both towers' modalities (query: history, user_genres; item: movie id, title, genres,
+year, imdb, budget, mpaa); item-tower subsets re-embed the catalogue from cached modality
+vectors. Prints, per modality, the mean over seeds of exact Shapley, leave-one-out and only-one
+(NDCG@10), the spread over seeds, and the seeds' bootstrap intervals; the last line is one
+JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from benchmarks.movielens_retrieve import seen_pairs
+
+METHODS = ("shapley", "loo", "only", "permute")
+METRIC = "ndcg_at_10"
+
+
+def checkpoints(work: Path, negatives: str, epochs: int) -> dict:
+    """seed -> the checkpoint directory of each two-tower run in ``work/ray_results``.
+
+    Raises:
+        SystemExit: when there is none (the benchmark has not been run).
+    """
+    found = {}
+    for run in sorted((work / "ray_results").glob(f"two-tower-{negatives}-s*-e{epochs}")):
+        saved = sorted(p for p in run.glob("checkpoint_*") if p.is_dir())
+        if saved:
+            found[int(run.name.split("-s")[-1].split("-e")[0])] = saved[-1]
+    if not found:
+        raise SystemExit(f"no two-tower-{negatives}-s*-e{epochs} checkpoints under {work / 'ray_results'}: run "
+                         f"`python -m benchmarks.movielens --negatives {negatives} --epochs {epochs}` first")
+    return found
+
+
+def ablate_seed(checkpoint: Path, data: Path, split: str, seen: Path, out: Path, bootstrap: int) -> dict:
+    from pipelines.ablation.job import parse_ablate_config, run_ablate
+
+    cfg = parse_ablate_config(model=str(checkpoint), inputs=[str(data / f"{split}.parquet")], items=[str(data / "items.parquet")],
+                              exclude=str(seen), exclude_columns="query_event,movie_id", methods=list(METHODS), bootstrap=bootstrap,
+                              out=str(out), log_mlflow=False)
+    return run_ablate(cfg, progress=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", default=".cache/movielens", help="the --work folder of benchmarks.movielens")
+    parser.add_argument("--split", choices=("valid", "test"), default="test")
+    parser.add_argument("--negatives", default="in_batch", help="which two-tower runs to ablate (their negatives)")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--bootstrap", type=int, default=200)
+    args = parser.parse_args()
+    work = Path(args.work)
+    data = work / "data"
+    runs = checkpoints(work, args.negatives, args.epochs)
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs, _, _ = seen_pairs(data, args.split)
+        pq.write_table(pairs, Path(tmp) / "seen.parquet")
+        summaries = {seed: ablate_seed(path, data, args.split, Path(tmp) / "seen.parquet", Path(tmp) / f"s{seed}", args.bootstrap)
+                     for seed, path in runs.items()}
+    first = next(iter(summaries.values()))
+    names = first["modalities"] + ["query tower", "item tower"]
+    cells = {seed: {(r["method"], r["modality"]): r for r in s["table"] if r["metric"] == METRIC} for seed, s in summaries.items()}
+    print(f"{args.split}: {first['rows']} users, held-out movie ranked among {first['corpus_items']} movies, "
+          f"{first['excluded_pairs']} seen pairs left out; seeds {', '.join(map(str, summaries))}")
+    print("full " + METRIC + ": " + ", ".join(f"s{seed} {s['full']:.4f}" for seed, s in summaries.items()) + " (none present: "
+          + ", ".join(f"{s['empty']:.4f}" for s in summaries.values()) + ")")
+    print(f"{'modality':<12} {'tower':<6} " + " ".join(f"{m + ' (sd)':>18}" for m in METHODS) + "   shapley 95% intervals by seed")
+    table = {}
+    for name in names:
+        tower = "" if name.endswith("tower") else ("query" if name in first["towers"]["query"] else "item")
+        means = {}
+        for method in METHODS:
+            values = [c[(method, name)]["delta"] for c in cells.values() if (method, name) in c]
+            if values:
+                means[method] = {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
+        intervals = [f"[{c[('shapley', name)]['low']:+.4f}, {c[('shapley', name)]['high']:+.4f}]" for c in cells.values()]
+        table[name] = {"tower": tower, **means}
+        print(f"{name:<12} {tower:<6} " + " ".join(f"{means[m]['mean']:>+9.4f} ({means[m]['sd']:.4f})" if m in means else f"{'-':>18}"
+                                                      for m in METHODS) + "   " + " ".join(intervals))
+    print(json.dumps({"split": args.split, "metric": METRIC, "seeds": list(summaries), "full": {s: v["full"] for s, v in summaries.items()},
+                      "corpus_items": first["corpus_items"], "table": table,
+                      "seconds": {s: v["seconds"] for s, v in summaries.items()}}))
+
+
+if __name__ == "__main__":
+    main()
