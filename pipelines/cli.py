@@ -230,7 +230,7 @@ def _add_ablate(sub) -> None:
     _add_model_and_input(p, "labelled Parquet files, directories or globs (e.g. the validation split)")
     p.add_argument("--methods", default="loo,only,permute,shapley", help="comma-separated: loo, only, permute, shapley, maxpool (default: the first four)")
     p.add_argument("--label", default=None, help="label column (default: the one the model was trained on, when the model says)")
-    p.add_argument("--per-row", action="store_true", help="also write per-row Shapley contributions to the score (binary/regression)")
+    p.add_argument("--per-row", action="store_true", help="also write per-row Shapley contributions to the score (binary, regression, listwise, pairwise; two_tower: to each query's NDCG@k)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals (default 200; 0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=1024)
@@ -241,7 +241,7 @@ def _add_ablate(sub) -> None:
     p.add_argument("--shapley-permutations", type=int, default=None, metavar="P",
                    help="estimate Shapley values from P random modality orders, with standard errors (default: exact up to 12 modalities, 256 orders beyond)")
     ranking = p.add_argument_group("ranking models (listwise, pairwise, two_tower)")
-    ranking.add_argument("--k", type=int, default=10, help="cutoff of NDCG@k and Recall@k (default 10)")
+    ranking.add_argument("--k", type=int, default=None, help="cutoff of NDCG@k and Recall@k (default: the model's task.k, else 10)")
     ranking.add_argument("--group", default=None, help="listwise / pairwise: query group column (default: the model's)")
     ranking.add_argument("--items", action="append", default=None, metavar="PATH",
                          help="two_tower: the item corpus each query's held-out item is ranked in (repeatable; default: the inputs' distinct items)")

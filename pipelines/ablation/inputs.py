@@ -51,7 +51,7 @@ def encode_rows(model, spec, inputs: Sequence[str], label_columns: Sequence[str]
             columns[column].append(batch.labels[column])
         ids.append(batch.ids if batch.ids is not None else np.arange(reader.rows_read - batch.num_rows, reader.rows_read))
     if reader.rows_read < MIN_ROWS:
-        raise DataError(f"ablation needs at least {MIN_ROWS} rows, {', '.join(map(str, inputs))} hold {reader.rows_read}")
+        raise DataError(f"ablation needs at least {MIN_ROWS} rows; found {reader.rows_read} in {', '.join(map(str, inputs))}")
     values = {column: torch.cat(parts) for column, parts in columns.items()}
     target = values[label_columns[0]] if label_columns else torch.zeros(reader.rows_read)
     return CachedRows(torch.cat(vectors), torch.cat(present), target, np.concatenate(ids), list(model.names)), values
@@ -83,8 +83,14 @@ def encode_retrieval(model, spec, inputs: Sequence[str], items: Optional[Sequenc
                                 progress=progress, desc="encoding queries")
     wanted = keys[item_column]  # (Q,) item id of each query
     source = list(items) if items else list(inputs)
-    corpus, corpus_keys = encode_rows(model.item, spec.subset(model.item.names), source, key_columns=[item_column], batch_size=batch_size,
-                                      progress=progress, desc="encoding items")
+    try:
+        corpus, corpus_keys = encode_rows(model.item, spec.subset(model.item.names), source, key_columns=[item_column], batch_size=batch_size,
+                                          progress=progress, desc="encoding items")
+    except DataError as err:
+        if items:
+            raise
+        raise DataError(f"{err.detail} (without --items the item corpus is read from the inputs' item columns; "
+                        "--items names an item table instead)", file=err.file, column=err.column, rows=err.rows) from None
     item_ids = corpus_keys[item_column]  # (I,)
     unique, first, counts = _first_of_each(item_ids)
     if items and bool((counts > 1).any()):

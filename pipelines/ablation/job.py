@@ -77,7 +77,7 @@ class AblateConfig(BaseModel):
     retrain: bool = Field(False, description="also retrain without each modality (Ray tasks, nested MLflow runs)")
     shapley_permutations: Optional[int] = Field(None, ge=2, description="estimate Shapley values from this many random modality orders "
                                                 "(default: exact up to 12 modalities, 256 orders beyond)")
-    k: int = Field(10, ge=1, description="ranking models: the cutoff of NDCG@k and Recall@k")
+    k: Optional[int] = Field(None, ge=1, description="ranking models: the cutoff of NDCG@k and Recall@k (default: the model's task.k, else 10)")
     group: Optional[str] = Field(None, description="listwise / pairwise: the query group column (default: the model's)")
     item_column: Optional[str] = Field(None, description="two_tower: the item id column (default: the model's)")
     items: Optional[List[str]] = Field(None, min_length=1, description="two_tower: the item corpus (default: the inputs' distinct items)")
@@ -129,6 +129,7 @@ class Ablatable:
     label: Optional[str] = None
     group: Optional[str] = None
     item_column: Optional[str] = None
+    k: int = 10
 
 
 def _column_of(value: Optional[str], source: ModelSource, key: str, option: str, task: str) -> str:
@@ -164,15 +165,22 @@ def load_ablatable(cfg: AblateConfig) -> tuple[ModelSource, torch.nn.Module, Abl
         raise ValueError(f"--retrain is built for pointwise tasks; this model's task is {task}")
     if cfg.retrain and not source.run_config:
         raise ValueError(f"--retrain needs the model's training config; {cfg.model} has none (train it with `deepsets train`)")
-    if not two_tower and (cfg.items or cfg.exclude):
-        raise ValueError(f"--items and --exclude are for two_tower models; this model's task is {task}")
+    ranking = two_tower or task in GROUPED_TASKS
+    misplaced = [option for option, given, fits in (
+        ("--items", cfg.items, two_tower), ("--exclude", cfg.exclude, two_tower), ("--exclude-columns", cfg.exclude_columns, two_tower),
+        ("--item-column", cfg.item_column, two_tower), ("--group", cfg.group, task in GROUPED_TASKS), ("--k", cfg.k, ranking),
+        ("--label", cfg.label, not two_tower), ("--truth", cfg.truth, not two_tower)) if given and not fits]
+    if misplaced:
+        raise ValueError(f"{', '.join(misplaced)}: not for a {task} model (--items, --exclude, --item-column: two_tower; "
+                         "--group: listwise, pairwise; --k: ranking models; --label, --truth: all but two_tower)")
+    k = cfg.k or int((source.run_config or {}).get("task", {}).get("k") or 10)
     if two_tower:
-        return source, model, Ablatable(task, item_column=_column_of(cfg.item_column, source, "item_column", "--item-column", task))
+        return source, model, Ablatable(task, item_column=_column_of(cfg.item_column, source, "item_column", "--item-column", task), k=k)
     label = cfg.label or (source.label_columns[0] if source.label_columns else None)
     if not label:
         raise ValueError("no label column: pass --label COLUMN (the model does not say which column it was trained on)")
     group = _column_of(cfg.group, source, "group_column", "--group", task) if task in GROUPED_TASKS else None
-    return source, model, Ablatable(task, label=label, group=group)
+    return source, model, Ablatable(task, label=label, group=group, k=k)
 
 
 def build_scorer(cfg: AblateConfig, source: ModelSource, model, what: Ablatable, every_subset: bool, progress: bool) -> SubsetScorer:
@@ -185,12 +193,17 @@ def build_scorer(cfg: AblateConfig, source: ModelSource, model, what: Ablatable,
     """
     if what.task == "two_tower":
         queries, corpus = encode_retrieval(model, source.spec, cfg.inputs, cfg.items, what.item_column, cfg.batch_size, progress)
-        exclude = read_excluded(cfg, source, queries, corpus, what.item_column) if cfg.exclude else None
-        return RetrievalScorer(model, queries, corpus, cfg.bootstrap, cfg.seed, every_subset, cfg.k, exclude, progress)
+        exclude, counts = read_excluded(cfg, source, queries, corpus, what.item_column) if cfg.exclude else (None, None)
+        scorer = RetrievalScorer(model, queries, corpus, cfg.bootstrap, cfg.seed, every_subset, what.k, exclude, progress)
+        scorer.exclusions = counts
+        return scorer
     keys = [what.group] if what.group else []
     rows, columns = encode_rows(model, source.spec, cfg.inputs, [what.label], keys, cfg.batch_size, progress)
     if what.group:
-        return GroupedScorer(model, rows, what.task, cfg.bootstrap, cfg.seed, every_subset, columns[what.group], cfg.k)
+        if rows.target.dim() != 1:
+            raise DataError(f"a {what.task} model ranks by one relevance value per row; the label column holds {rows.target.shape[1]} per row "
+                            "(pass --label COLUMN)", column=what.label)
+        return GroupedScorer(model, rows, what.task, cfg.bootstrap, cfg.seed, every_subset, columns[what.group], what.k)
     return SubsetScorer(model, rows, what.task, cfg.bootstrap, cfg.seed, every_subset)
 
 
@@ -205,7 +218,13 @@ def read_excluded(cfg: AblateConfig, source: ModelSource, queries: CachedRows, c
         raise DataError("--exclude matches pairs on the query rows' ids, and the model's schema has no id_column")
     query_column, pair_item_column = exclusion_columns(cfg.exclude_columns, id_column, item_column)
     excluded = read_exclusions(cfg.exclude, query_column, pair_item_column, pa.array(queries.ids).type, pa.array(corpus.ids))
-    return exclusion_pairs(excluded, queries.ids)
+    pairs, counts = exclusion_pairs(excluded, queries.ids, queries.target)
+    counts["unknown_items"] = excluded.unknown_items
+    if excluded.pairs and not counts["applied"]:
+        raise DataError(f"none of the {excluded.pairs} pairs of --exclude matches a query row and a corpus item (query ids in column "
+                        f"{query_column!r} are matched with the inputs' {id_column!r}, items in {pair_item_column!r} with the corpus' "
+                        f"{item_column!r}; e.g. input ids {queries.ids[:3].tolist()})", file=cfg.exclude)
+    return pairs, counts
 
 
 def evaluate(cfg: AblateConfig, scorer: SubsetScorer, permutations: Optional[int], progress: bool) -> tuple[List[dict], dict]:
@@ -282,6 +301,7 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
         summary["towers"] = scorer.towers
         summary["corpus_items"] = scorer.corpus.num_rows
         summary["excluded_pairs"] = 0 if scorer.exclude is None else int(scorer.exclude[0].numel())
+        summary["exclusions"] = scorer.exclusions
     if cfg.retrain:
         from pipelines.ablation.retrain import retrain_table
 

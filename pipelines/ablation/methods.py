@@ -22,6 +22,8 @@ from torch import Tensor
 from deepsets import ablation as ab
 from pipelines.ablation.report import table_row
 
+MEMO_BYTES = 1 << 30
+"""Scores of subsets kept for the other metrics of a ranking model (1 GiB)."""
 METRIC_NAMES = {"binary": "roc_auc", "multilabel": "macro_roc_auc", "multiclass": "accuracy", "regression": "neg_rmse"}
 
 
@@ -71,6 +73,7 @@ class SubsetScorer:
         self.metric_names = self.metrics()
         self.metric_name = self.metric_names[0]
         self._memo: Dict[bytes, Tensor] = {}
+        self._memo_bytes = 0
         self._permuted: Dict[int, Tensor] = {}
         self.every = self.fuse_subsets(ab.subset_masks(self.num)) if every_subset else None  # (2^M, N, K)
         self.full_scores = self.scores(torch.ones(1, self.num, dtype=torch.bool))  # (1, N, K)
@@ -113,18 +116,20 @@ class SubsetScorer:
         return ab.subset_scores(self.model, self.rows.vectors, self.rows.present, masks)
 
     def scores(self, masks: Tensor) -> Tensor:
-        """(S, M) subsets -> (S, N, K) logits; a few subsets asked again (one method per metric)
-        are fused once."""
+        """(S, M) subsets -> (S, N, K) logits. Scored subsets are kept while they fit in
+        :data:`MEMO_BYTES` when there are several metrics (every method runs once per metric),
+        so a subset is fused once, not once per metric."""
         if self.every is not None:
             return self.every[ab.subset_index(masks)]
-        if masks.shape[0] > 2 * self.num + 2:  # sampled Shapley's many subsets: not kept
-            return self.fuse_subsets(masks)
         keys = [bytes(mask.numpy().tobytes()) for mask in masks]
-        missing = [i for i, key in enumerate(keys) if key not in self._memo]
-        if missing:
-            for i, scores in zip(missing, self.fuse_subsets(masks[missing])):
-                self._memo[keys[i]] = scores
-        return torch.stack([self._memo[key] for key in keys])
+        missing = {key: i for i, key in reversed(list(enumerate(keys))) if key not in self._memo}  # each distinct subset once
+        fresh = dict(zip(missing, self.fuse_subsets(masks[list(missing.values())]))) if missing else {}
+        budget = MEMO_BYTES if len(self.metric_names) > 1 else 0
+        for key, scores in fresh.items():
+            if self._memo_bytes + scores.numel() * scores.element_size() <= budget:
+                self._memo[key] = scores
+                self._memo_bytes += scores.numel() * scores.element_size()
+        return torch.stack([fresh[key] if key in fresh else self._memo[key] for key in keys])
 
     def permuted_scores(self, seed: int) -> Tensor:
         """(M, N, K) logits with all modalities kept and modality m's vectors shuffled among the

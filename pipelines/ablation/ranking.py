@@ -91,6 +91,7 @@ class RetrievalScorer(SubsetScorer):
     def __init__(self, model, queries: CachedRows, corpus: CachedRows, bootstrap: int, seed: int, every_subset: bool, k: int,
                  exclude: Optional[tuple[Tensor, Tensor]] = None, progress: bool = False) -> None:
         self.corpus, self.k, self.progress = corpus, k, progress
+        self.exclusions: Optional[dict] = None  # what --exclude matched (set by the job)
         self.query_count = len(queries.names)
         self.exclude = _sorted_pairs(exclude)
         super().__init__(model, queries, "two_tower", bootstrap, seed, every_subset)
@@ -231,15 +232,27 @@ def tower_rows(scorer: RetrievalScorer, methods: List[str]) -> List[dict]:
     return out
 
 
-def exclusion_pairs(excluded, query_ids: np.ndarray) -> tuple[Tensor, Tensor]:
+def exclusion_pairs(excluded, query_ids: np.ndarray, targets: Tensor) -> tuple[tuple[Tensor, Tensor], dict]:
     """``(query row, corpus index)`` pairs of every query row from an ``Exclusions`` keyed by
-    query id (a query id on several rows excludes on each)."""
-    rows, cols = [], []
+    query id (a query id on several rows excludes on each), without the pairs naming a row's
+    own held-out item (it is never left out), and what was matched.
+
+    Returns:
+        The pairs, and counts: ``pairs`` read, ``applied`` (row, item) pairs, ``queries_matched``
+        rows with something excluded, ``held_out_item_pairs`` skipped, ``unmatched_query_ids``
+        ids of the file that no input row has.
+    """
+    rows, cols, held_out = [], [], 0
     for row, query in enumerate(query_ids.tolist()):
         positions = excluded.of(query)
         if positions.size:
-            rows.append(np.full(positions.size, row, dtype=np.int64))
-            cols.append(positions)
-    if not rows:
-        return torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
-    return torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols))
+            keep = positions != int(targets[row])
+            held_out += int((~keep).sum())
+            if keep.any():
+                rows.append(np.full(int(keep.sum()), row, dtype=np.int64))
+                cols.append(positions[keep])
+    pairs = (torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols))) if rows else \
+        (torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64))
+    unmatched = len(set(excluded.positions) - set(query_ids.tolist()))
+    return pairs, {"pairs": excluded.pairs, "applied": int(pairs[0].numel()), "queries_matched": len(rows),
+                   "held_out_item_pairs": held_out, "unmatched_query_ids": unmatched}

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 TITLES = {
     "loo": "leave-one-out: metric drop without it",
-    "only": "only-one: metric gain over nothing",
+    "only": "only-one: metric gain from it alone",
     "permute": "permutation: metric drop when shuffled",
     "shapley": "Shapley value (metric)",
     "maxpool": "max-pool: share of dimensions won",
@@ -39,7 +39,7 @@ def _fmt(v: float) -> str:
 
 SIGN_MEANING = {
     "loo": "the metric falls by this much without it",
-    "only": "the metric with it alone rises by this much over none present",
+    "only": "the metric with it alone rises by this much over none present (two towers: over its tower empty)",
     "permute": "the metric falls by this much when its vectors are shuffled",
     "shapley": "its average contribution to the metric over all subsets",
     "maxpool": "the share of dimensions it wins",
@@ -59,8 +59,13 @@ def _header(summary: dict) -> str:
         where += f" in {units['count']} query groups with a relevant row"
     elif "corpus_items" in summary:
         where += f" (queries), each one's held-out item ranked among {summary['corpus_items']} items"
-        if summary.get("excluded_pairs"):
-            where += f" ({summary['excluded_pairs']} seen pairs left out)"
+        found = summary.get("exclusions")
+        if found:
+            skipped = [f"{found[key]} {what}" for key, what in (("unknown_items", "name an item not in the corpus"),
+                                                                  ("held_out_item_pairs", "name the query's held-out item (never left out)"),
+                                                                  ("unmatched_query_ids", "query ids match no input row")) if found.get(key)]
+            where += (f" ({found['applied']} seen (query, item) pairs left out, for {found['queries_matched']} queries, of {found['pairs']} read"
+                      + (f"; not applied: {'; '.join(skipped)}" if skipped else "") + ")")
     return (f"Ablation of {summary['model_uri']} on {where}; 95% bootstrap intervals over {summary['bootstrap']} resamples of "
             f"{units['kind']}.")
 
@@ -92,7 +97,7 @@ def markdown_table(summary: dict) -> str:
         f"Rows sorted by the {methods[0]} column, largest first. Positive means the modality helps: "
         + "; ".join(f"{m}: {SIGN_MEANING[m]}" for m in methods if m in SIGN_MEANING) + ".",
     ]
-    if summary.get("towers"):
+    if summary.get("towers") and {"loo", "shapley", "only"} & set(methods):
         lines.append("Two towers: only-one keeps one modality in its tower and the other tower whole, measured from its tower empty; "
                      "the rows 'query tower' and 'item tower' score each whole tower as one player (leave-one-out: the metric "
                      "without it; Shapley: its share of all minus none).")

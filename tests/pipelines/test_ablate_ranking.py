@@ -128,7 +128,7 @@ def test_two_tower_corpus_from_items_with_seen_pairs_excluded(two_tower, demo_da
     pq.write_table(items, tmp_path / "items.parquet")
     ids = table.column("item_id").to_numpy()
     # every query except the first 50 has all other items excluded: its item ranks first
-    pairs = [(q, i) for row, q in enumerate(ids[50:], start=50) for i in ids if i != q]
+    pairs = [(q, i) for q in ids[50:] for i in ids if i != q] + [(q, q) for q in ids[:7]]  # the held-out item itself is never left out
     pq.write_table(pa.table({"query": [p[0] for p in pairs], "item": [p[1] for p in pairs]}), tmp_path / "seen.parquet")
     assert main(["ablate", "--model", two_tower["dir"], "--input", str(demo_data / "valid"), "--items", str(tmp_path / "items.parquet"),
                  "--exclude", str(tmp_path / "seen.parquet"), "--exclude-columns", "query,item", "--methods", "loo", "--bootstrap", "0",
@@ -139,7 +139,9 @@ def test_two_tower_corpus_from_items_with_seen_pairs_excluded(two_tower, demo_da
     exclude = torch.ones(len(ids), len(ids), dtype=torch.bool)
     exclude[:50] = False
     want = rank_metrics(target_ranks(queries @ corpus[order].T, torch.argsort(order), exclude), 10)
-    assert summary["excluded_pairs"] == len(pairs) and summary["by_metric"]["mrr"]["full"] == pytest.approx(want["mrr"], abs=1e-9)
+    assert summary["exclusions"] == {"pairs": len(pairs), "applied": len(pairs) - 7, "queries_matched": 550, "held_out_item_pairs": 7,
+                                     "unmatched_query_ids": 0, "unknown_items": 0}
+    assert summary["excluded_pairs"] == len(pairs) - 7 and summary["by_metric"]["mrr"]["full"] == pytest.approx(want["mrr"], abs=1e-9)
     assert summary["by_metric"]["ndcg_at_10"]["full"] == pytest.approx(want["ndcg_at_10"], abs=1e-9)
     assert want["ndcg_at_10"] >= 550 / 600  # the 550 queries with every other item excluded rank theirs first
 
@@ -158,7 +160,25 @@ def test_two_tower_errors_name_the_problem(two_tower, demo_data, valid_batch, li
     assert main(base + ["--methods", "maxpool"]) == 2
     assert "maxpool needs a DeepSet fusion head" in capsys.readouterr().err
     assert main(["ablate", "--model", listwise["dir"], "--input", str(demo_data / "valid"), "--items", str(tmp_path / "some.parquet")]) == 2
-    assert "--items and --exclude are for two_tower models" in capsys.readouterr().err
+    assert "--items: not for a listwise model" in capsys.readouterr().err
+    assert main(["ablate", "--model", listwise["dir"], "--input", str(demo_data / "valid"), "--label", "labels", "--no-mlflow"]) == 2
+    assert "ranks by one relevance value per row; the label column holds 5 per row" in capsys.readouterr().err
+    pq.write_table(pa.table({"query_id": [10**9], "item_id": [1]}), tmp_path / "nothing.parquet")
+    assert main(base + ["--exclude", str(tmp_path / "nothing.parquet"), "--exclude-columns", "query_id,item_id"]) == 2
+    assert "none of the 1 pairs of --exclude matches a query row and a corpus item" in capsys.readouterr().err
+
+
+def test_options_for_other_tasks_are_refused_and_k_defaults_to_the_models(demo_spec, demo_data, tmp_path, capsys):
+    (tmp_path / "binary").mkdir()
+    (tmp_path / "k5").mkdir()
+    save_model(tmp_path / "binary", demo_spec, SMALL, seed=0, run_config={"data": {"label_columns": ["clicked"]}})
+    assert main(["ablate", "--model", str(tmp_path / "binary"), "--input", str(demo_data / "valid"), "--group", "query_id", "--k", "5"]) == 2
+    assert "--group, --k: not for a binary model" in capsys.readouterr().err
+    save_model(tmp_path / "k5", demo_spec, {**SMALL, "task": "listwise"}, seed=0,
+               run_config={"data": {"label_columns": ["clicked"], "group_column": "query_id"}, "task": {"k": 5}})
+    summary = run_ablate(parse_ablate_config(model=str(tmp_path / "k5"), inputs=[str(demo_data / "valid")], methods=["loo"], bootstrap=0,
+                                             out=str(tmp_path / "abl"), log_mlflow=False), progress=False)
+    assert summary["metrics"] == ["ndcg_at_5", "mrr", "recall_at_5"]  # the cutoff its validation logged
 
 
 class PlantedModel:
@@ -225,3 +245,15 @@ def test_two_tower_ablation_ranks_planted_item_modalities_by_their_weight():
     for method in ("shapley", "loo", "permute"):
         values = {r["modality"]: r["delta"] for r in METHODS[method](scorer, {})}
         assert ab.spearman([values[n] for n in names], truth) >= 0.9, (method, values)
+
+
+def test_sampled_shapley_fuses_each_subset_once_for_all_three_metrics(listwise, demo_data, tmp_path, monkeypatch):
+    fused = []
+    original = GroupedScorer.fuse_subsets
+    monkeypatch.setattr(GroupedScorer, "fuse_subsets", lambda self, masks: fused.append(masks) or original(self, masks))
+    summary = run_ablate(parse_ablate_config(model=listwise["dir"], inputs=[str(demo_data / "valid")], methods=["loo", "shapley"],
+                                             shapley_permutations=8, bootstrap=10, out=str(tmp_path / "abl"), log_mlflow=False), progress=False)
+    masks = torch.cat(fused)
+    assert masks.shape[0] == torch.unique(masks, dim=0).shape[0]  # no subset fused twice across the metrics
+    assert {r["metric"] for r in summary["table"]} == {"ndcg_at_10", "mrr", "recall_at_10"}
+    assert all(r["se"] >= 0 for r in summary["table"] if r["method"] == "shapley")
