@@ -7,19 +7,19 @@ queries is a weighted mean with the draw counts (no re-ranking per draw).
     layout = GroupLayout(labels, group)                   # listwise / pairwise rows
     values = layout.values(scores, k=10)                  # {"ndcg_at_10", "mrr", "recall_at_10"}: (S, G)
     ranks = ...target_ranks of each query's item...       # two_tower: (S, Q)
-    values = rank_unit_values(ranks, k=10)                # {"ndcg_at_10", "recall_at_10", "mrr"}: (S, Q)
+    values = deepsets.ranking.rank_values(ranks, k=10)    # {"ndcg_at_10", "recall_at_10", "mrr"}: (S, Q)
     counts = bootstrap_counts(num_units, samples=200, seed=0)       # (B, U)
     boot = bootstrap_means(values["ndcg_at_10"], counts)            # (B, S)
 """
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional, Sequence
 
 import torch
 from torch import Tensor
 
-from deepsets.ranking import mrr, ndcg_at_k, rank_values, recall_at_k
+from deepsets.ranking import mrr, ndcg_at_k, recall_at_k
 
 _PADDED_BUDGET = 1 << 23  # (subset, group, slot) cells ranked per call
 
@@ -64,39 +64,36 @@ class GroupLayout:
         """Groups that count (with a relevant row)."""
         return int(self.labels.shape[0])
 
-    def values(self, scores: Tensor, k: int) -> Dict[str, Tensor]:
+    def values(self, scores: Tensor, k: int, names: Optional[Sequence[str]] = None) -> Dict[str, Tensor]:
         """Per-group ``ndcg_at_k``, ``mrr`` and ``recall_at_k`` of every subset's scores.
 
         Args:
             scores: (S, N) each row's score under each subset.
             k: the cutoff.
+            names: only these of the three (default: all).
 
         Returns:
             name -> (S, G') float64, G' the groups that count.
         """
+        metrics = {f"ndcg_at_{k}": lambda f, l, m: ndcg_at_k(f, l, m, k), "mrr": mrr, f"recall_at_{k}": lambda f, l, m: recall_at_k(f, l, m, k)}
+        if names is not None:
+            metrics = {name: metrics[name] for name in names}
         s, _ = scores.shape
         g, length = self.labels.shape
         rows = self.rank_of_group[self.rows[self.keep]]  # (N',) counted group of each kept row
         slot = self.slot[self.keep]
         picked = scores.double()[:, self.order[self.keep]]  # (S, N')
         per_call = max(1, _PADDED_BUDGET // max(1, g * length))
-        out: Dict[str, list] = {f"ndcg_at_{k}": [], "mrr": [], f"recall_at_{k}": []}
+        out: Dict[str, list] = {name: [] for name in metrics}
         for first in range(0, s, per_call):
             part = picked[first:first + per_call]  # (c, N')
             c = part.shape[0]
             padded = torch.zeros(c, g, length, dtype=torch.float64)
             padded[:, rows, slot] = part
             flat, labels, mask = padded.view(c * g, length), self.labels.repeat(c, 1), self.mask.repeat(c, 1)  # (c*G', L)
-            out[f"ndcg_at_{k}"].append(ndcg_at_k(flat, labels, mask, k).view(c, g))
-            out["mrr"].append(mrr(flat, labels, mask).view(c, g))
-            out[f"recall_at_{k}"].append(recall_at_k(flat, labels, mask, k).view(c, g))
+            for name, metric in metrics.items():
+                out[name].append(metric(flat, labels, mask).view(c, g))
         return {name: torch.cat(parts) for name, parts in out.items()}
-
-
-def rank_unit_values(ranks: Tensor, k: int) -> Dict[str, Tensor]:
-    """Per-query ``ndcg_at_k``, ``recall_at_k`` and ``mrr`` of single-target queries from their
-    1-based ranks ``(S, Q)`` (``deepsets.ranking.rank_values``): name -> (S, Q) float64."""
-    return rank_values(ranks, k)
 
 
 def bootstrap_counts(units: int, samples: int, seed: int) -> Tensor:

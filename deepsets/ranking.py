@@ -47,6 +47,15 @@ def pad_groups(scores: Tensor, labels: Tensor, group: Tensor) -> tuple[Tensor, T
     return padded_scores, padded_labels, mask
 
 
+def first_of_each(ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The sorted distinct values of ``ids`` (N,), the index of each one's first occurrence, and
+    how often each occurs: ``(U,)`` each (an item corpus from rows that repeat items)."""
+    unique, inverse, counts = torch.unique(ids, return_inverse=True, return_counts=True)
+    first = torch.full((unique.numel(),), ids.numel(), dtype=torch.int64, device=ids.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(ids.numel(), device=ids.device), "amin")
+    return unique, first, counts
+
+
 def listwise_softmax_loss_sum(scores: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor, int]:
     """ListNet-style softmax cross-entropy per group: the labels, normalized to a distribution
     over the group's rows, against the softmax of the scores; groups without a positive label

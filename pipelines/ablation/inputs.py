@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from deepsets.inference import iter_outputs
+from deepsets.ranking import first_of_each
 from features.errors import DataError
 from features.reader import ParquetBatchReader
 from pipelines.ablation.methods import CachedRows
@@ -92,7 +93,7 @@ def encode_retrieval(model, spec, inputs: Sequence[str], items: Optional[Sequenc
         raise DataError(f"{err.detail} (without --items the item corpus is read from the inputs' item columns; "
                         "--items names an item table instead)", file=err.file, column=err.column, rows=err.rows) from None
     item_ids = corpus_keys[item_column]  # (I,)
-    unique, first, counts = _first_of_each(item_ids)
+    unique, first, counts = first_of_each(item_ids)
     if items and bool((counts > 1).any()):
         twice = unique[counts > 1][:5].tolist()
         raise DataError(f"--items lists {int((counts > 1).sum())} item id(s) more than once (e.g. {twice}): one row per item",
@@ -108,9 +109,3 @@ def encode_retrieval(model, spec, inputs: Sequence[str], items: Optional[Sequenc
     queries.target = position
     return queries, corpus
 
-
-def _first_of_each(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sorted distinct ids, the row of each one's first occurrence, and how often each occurs."""
-    unique, inverse, counts = torch.unique(ids, return_inverse=True, return_counts=True)
-    first = torch.full((unique.numel(),), ids.numel(), dtype=torch.int64).scatter_reduce(0, inverse, torch.arange(ids.numel()), "amin")
-    return unique, first, counts

@@ -24,15 +24,39 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from deepsets import ablation as ab
-from deepsets.ablation_ranking import GroupLayout, bootstrap_counts, bootstrap_means, rank_unit_values
-from deepsets.ranking import target_ranks
+from deepsets.ablation_ranking import GroupLayout, bootstrap_counts, bootstrap_means
+from deepsets.ranking import rank_values, target_ranks
 from pipelines.ablation.methods import CachedRows, SubsetScorer
 from pipelines.ablation.report import table_row
 
 _QUERY_CHUNK = 1024
 
 
-class GroupedScorer(SubsetScorer):
+class PerQueryScorer(SubsetScorer):
+    """A scorer whose metric is a mean over queries (query groups, or queries): the subclass
+    gives each query's value (:meth:`query_values`); the metric is their mean, a bootstrap
+    resample their weighted mean."""
+
+    _last: Optional[tuple] = None  # (scores, metric, values): metric and boot_metric of one scores rank once
+
+    def query_values(self, scores: Tensor) -> Tensor:
+        """(S, N, 1) -> (S, U) the current metric of every query."""
+        raise NotImplementedError
+
+    def unit_values(self, scores: Tensor) -> Tensor:
+        """:meth:`query_values`, computed once for the scores asked about last."""
+        if self._last is None or self._last[0] is not scores or self._last[1] != self.metric_name:
+            self._last = (scores, self.metric_name, self.query_values(scores))
+        return self._last[2]
+
+    def metric(self, scores: Tensor) -> Tensor:
+        return self.unit_values(scores).mean(dim=1)
+
+    def boot_metric(self, scores: Tensor) -> Optional[Tensor]:
+        return None if self.boot is None else bootstrap_means(self.unit_values(scores), self.boot)
+
+
+class GroupedScorer(PerQueryScorer):
     """listwise / pairwise: rows ranked within their query groups.
 
     Args:
@@ -60,18 +84,12 @@ class GroupedScorer(SubsetScorer):
     def units(self) -> int:
         return self.layout.num_groups
 
-    def unit_values(self, scores: Tensor) -> Tensor:
+    def query_values(self, scores: Tensor) -> Tensor:
         """(S, N, 1) -> (S, G) the metric of every counted query group."""
-        return self.layout.values(scores[:, :, 0], self.k)[self.metric_name]
-
-    def metric(self, scores: Tensor) -> Tensor:
-        return self.unit_values(scores).mean(dim=1)
-
-    def boot_metric(self, scores: Tensor) -> Optional[Tensor]:
-        return None if self.boot is None else bootstrap_means(self.unit_values(scores), self.boot)
+        return self.layout.values(scores[:, :, 0], self.k, [self.metric_name])[self.metric_name]
 
 
-class RetrievalScorer(SubsetScorer):
+class RetrievalScorer(PerQueryScorer):
     """two_tower: each query's held-out item ranked among an item corpus.
 
     Args:
@@ -159,15 +177,9 @@ class RetrievalScorer(SubsetScorer):
                 base[m, :self.query_count] = True
         return base | torch.eye(self.num, dtype=torch.bool), base
 
-    def unit_values(self, scores: Tensor) -> Tensor:
+    def query_values(self, scores: Tensor) -> Tensor:
         """(S, Q, 1) ranks -> (S, Q) the metric of every query."""
-        return rank_unit_values(scores[:, :, 0], self.k)[self.metric_name]
-
-    def metric(self, scores: Tensor) -> Tensor:
-        return self.unit_values(scores).mean(dim=1)
-
-    def boot_metric(self, scores: Tensor) -> Optional[Tensor]:
-        return None if self.boot is None else bootstrap_means(self.unit_values(scores), self.boot)
+        return rank_values(scores[:, :, 0], self.k)[self.metric_name]
 
     def per_row_values(self, scores: Tensor) -> Tensor:
         """(S, Q, 1) -> (S, Q): per-query Shapley splits each query's own metric value."""

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from deepsets.ranking import (
+    first_of_each,
     listwise_softmax_loss_sum,
     mrr,
     ndcg_at_k,
@@ -165,8 +166,8 @@ class RetrievalMetrics:
         if self.rows == 0:
             raise ValueError("no rows to compute two_tower metrics on: call update() with at least one row first")
         queries, items, ids = torch.cat(self._queries), torch.cat(self._items), torch.cat(self._ids)  # (N, D), (N, D), (N,)
-        corpus_ids, target = torch.unique(ids, return_inverse=True)  # (C,), (N,) each row's item in the corpus
-        first = torch.full((corpus_ids.numel(),), ids.numel(), dtype=torch.int64).scatter_reduce(0, target, torch.arange(ids.numel()), "amin")
+        corpus_ids, first, _ = first_of_each(ids)  # (C,) distinct items, each one's first row
+        target = torch.searchsorted(corpus_ids, ids)  # (N,) each row's item in the corpus
         corpus = items[first]  # (C, D)
         ranks, loss_sum = [], 0.0
         for start in range(0, queries.shape[0], _CHUNK):
