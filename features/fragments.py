@@ -110,6 +110,21 @@ def _row_groups_of(parquet, start: int, stop: int) -> tuple[List[int], int]:
     return groups, (first_row if first_row is not None else start)
 
 
+def _record_batches(parquet, groups: List[int], first_row: int, stop: int, read_rows: int, columns: List[str]) -> Iterator[pa.RecordBatch]:
+    """Record batches of at most ``read_rows`` rows of ``groups`` (whose first row is
+    ``first_row``); when ``stop`` falls inside the last group, that group's batches are sized
+    so that one ends within a few rows of ``stop``, so the group's rest is (almost) not decoded."""
+    last_start = first_row + sum(parquet.metadata.row_group(g).num_rows for g in groups[:-1])
+    if not groups or stop >= last_start + parquet.metadata.row_group(groups[-1]).num_rows:  # ends with its last group
+        yield from parquet.iter_batches(batch_size=read_rows, row_groups=groups, columns=columns) if groups else ()
+        return
+    if len(groups) > 1:
+        yield from parquet.iter_batches(batch_size=read_rows, row_groups=groups[:-1], columns=columns)
+    needed = stop - last_start
+    pieces = -(-needed // read_rows)
+    yield from parquet.iter_batches(batch_size=-(-needed // pieces), row_groups=groups[-1:], columns=columns)  # pieces x size >= needed
+
+
 def plan_runs(fragments: Sequence[Fragment], workers: int) -> List[List[Fragment]]:
     """Group ``fragments`` into runs, each decoded in one pass by one worker.
 
@@ -214,7 +229,7 @@ def decode_rows(parquet, path: str, columns: List[str], start: int, stop: int, r
     groups, row = _row_groups_of(parquet, start, stop)
     done = start  # next file row to yield
     try:
-        for record_batch in parquet.iter_batches(batch_size=read_rows, row_groups=groups, columns=columns):
+        for record_batch in _record_batches(parquet, groups, row, stop, read_rows, columns):
             begin, end = row, row + record_batch.num_rows
             row = end
             if on_decoded is not None:

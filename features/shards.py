@@ -2,7 +2,9 @@
 
 The epoch's rows are a sequence of *units* (whole files in file order, or, when shuffled, every
 row group of every file in a seeded random order); the sequence is cut into N contiguous shares
-and each worker decodes only its own share. Every worker computes the same plan from the same
+and each worker decodes only its own share. A unit that one cut between two equal (training)
+shares splits is handed out smaller piece first, since the share taking a row group's tail has
+to decode its head to reach it. Every worker computes the same plan from the same
 seed, so no coordination is needed and a resumed run reads what the uninterrupted one read.
 
     units = epoch_units(files, rng)                 # [(path, start, stop), ...]
@@ -42,7 +44,8 @@ def epoch_units(files: Sequence[str], rng: Optional[np.random.Generator]) -> Lis
 
 
 def shard(units: Sequence[RowRange], rank: int, world: int, equal: bool) -> Tuple[List[RowRange], int]:
-    """Rank ``rank``'s contiguous share of the rows of ``units`` (in their order).
+    """Rank ``rank``'s contiguous share of the rows of ``units`` (in their order; with ``equal``,
+    the two pieces of a unit cut between two shares may be swapped, smaller piece first).
 
     Args:
         rank, world: this worker and the number of workers (``0 <= rank < world``).
@@ -69,10 +72,30 @@ def shard(units: Sequence[RowRange], rank: int, world: int, equal: bool) -> Tupl
     ranges: List[RowRange] = []
     offset = 0  # position of the unit's first row in the epoch sequence
     for path, start, stop in units:
-        lo, hi = max(begin, offset), min(end, offset + stop - start)
+        n = stop - start
+        lo, hi = max(begin, offset), min(end, offset + n)
         if hi > lo:
-            ranges.append((path, start + lo - offset, start + hi - offset))
-        offset += stop - start
+            lo, hi = _oriented(lo - offset, hi - offset, n, begin - offset, end - offset, size_if_equal=end - begin if equal else None, has_next=rank < world - 1)
+            ranges.append((path, start + lo, start + hi))
+        offset += n
         if offset >= end:
             break
     return ranges, left_out
+
+
+def _oriented(lo: int, hi: int, n: int, begin: int, end: int, size_if_equal: Optional[int], has_next: bool) -> Tuple[int, int]:
+    """This share's rows ``[lo, hi)`` of a unit of ``n`` rows, swapped with its neighbour's
+    when one cut between two equal shares splits the unit and the earlier share's piece is the
+    larger: the piece that takes the unit's tail must decode the head to reach it (Parquet
+    cannot skip rows inside a row group), so the smaller piece goes first and at most half a
+    row group is decoded twice. ``begin`` / ``end``: the share's bounds relative to the unit;
+    ``has_next``: a share follows this one (after the last come the rows left out)."""
+    if size_if_equal is None:
+        return lo, hi
+    if has_next and 0 < end < n and begin <= 0 and end + size_if_equal >= n:  # the unit is this share's head ... the next share's tail
+        head, tail = end, n - end
+        return (n - head, n) if head > tail else (lo, hi)
+    if 0 < begin < n and end >= n and begin - size_if_equal <= 0:  # the previous share's head ... this share's tail
+        head, tail = begin, n - begin
+        return (0, tail) if head > tail else (lo, hi)
+    return lo, hi

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.errors import DataError
-from features.fragments import Fragment, plan_fragments, plan_runs, read_fragment, read_run
+from features.files import open_parquet
+from features.fragments import Fragment, decode_rows, plan_fragments, plan_runs, read_fragment, read_run
 
 
 def write(path, row_groups):
@@ -141,3 +142,18 @@ def test_a_run_decodes_its_row_group_once(tmp_path, monkeypatch):
     for run in runs:
         list(read_run(run, ["x"], 10))
     assert sum(decoded) == 200 + 100  # the second run skips the first half; one at a time would decode 1,100
+
+
+@pytest.mark.parametrize("start, stop, read_rows, most_decoded", [
+    (0, 130, 4096, 130),  # ends inside the second group: its rest is not decoded
+    (150, 170, 4096, 70),  # inside one group: its head (from row 100) is decoded to reach the start
+    (0, 250, 64, 252),  # several reads of the last group, sized to end within a few rows of stop
+    (40, 300, 7, 300),
+])
+def test_a_range_ending_inside_a_row_group_stops_decoding_there(tmp_path, start, stop, read_rows, most_decoded):
+    path = write(tmp_path / "groups.parquet", [100, 200])
+    decoded = []
+    tables = list(decode_rows(open_parquet(path, pre_buffer=False), path, ["x"], start, stop, read_rows, decoded.append))
+    assert np.concatenate([t.column("x").to_numpy() for _, t in tables]).tolist() == list(range(start, stop))
+    assert stop - start <= sum(decoded) <= most_decoded
+    assert all(t.num_rows <= read_rows for _, t in tables)

@@ -45,7 +45,22 @@ def test_equal_shares_have_the_same_rows_and_count_what_they_leave_out(sizes, wo
     assert [len(rows_of(ranges)) for ranges, _ in shares] == [total // world] * world
     assert [left_out for _, left_out in shares] == [total % world] + [0] * (world - 1)
     read = sum((rows_of(ranges) for ranges, _ in shares), [])
-    assert read == rows_of(units)[:len(read)]  # the rows left out are the sequence's last
+    assert len(set(read)) == len(read) and set(read) == set(rows_of(units)[:len(read)])  # the rows left out are the sequence's last
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=unit_sizes, world=st.integers(2, 6))
+def test_a_unit_two_equal_shares_cut_is_entered_by_its_smaller_piece(sizes, world):
+    """The share taking a unit's tail decodes the unit's head to reach it: that head is at
+    most half the unit whenever only two shares cut it."""
+    units = units_of(sizes)
+    size = sum(sizes) // world
+    for rank in range(world):
+        for path, lo, hi in shard(units, rank, world, equal=True)[0]:
+            start, stop = next((s, e) for p, s, e in units if p == path)
+            if stop - start <= size and lo > start:  # a unit no bigger than a share: cut at most once
+                assert lo - start <= (stop - start) // 2
+                assert hi == stop  # the tail piece runs to the unit's end
 
 
 def test_a_rank_outside_the_world_is_refused():

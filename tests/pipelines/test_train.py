@@ -85,8 +85,9 @@ def test_one_and_two_workers_agree(ray_session, demo_data, tmp_path):
     for run in (one, two):  # every training row decoded and used once per epoch, none dropped
         assert run["metrics"]["train_rows_dropped"] == 0
     assert one["metrics"]["train_rows_decoded"] == 3000 and one["metrics"]["train_rows_decoded_max_worker"] == 3000
-    # two shares of 1,500 rows over 600-row row groups: the row group both shares cut is decoded by both (at most 600 more rows)
-    assert 3000 <= two["metrics"]["train_rows_decoded"] <= 3600 and two["metrics"]["train_rows_decoded_max_worker"] <= 2100
+    # two shares of 1,500 rows over 600-row row groups: of the row group both shares cut, the share taking its tail
+    # also decodes its head, the smaller piece (at most 300 more rows)
+    assert 3000 <= two["metrics"]["train_rows_decoded"] <= 3300 and two["metrics"]["train_rows_decoded_max_worker"] <= 1800
     a, b = final_weights(one), final_weights(two)
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=2e-4, rtol=1e-3, msg=name)
