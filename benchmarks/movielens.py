@@ -84,6 +84,42 @@ def run_config(data: Path, work: Path, name: str, task: dict, data_section: dict
     return cfg
 
 
+def train_or_reuse(cfg, reuse: bool) -> dict:
+    """``run_training(cfg)``; with ``reuse``, a finished run of the same name in the work's
+    MLflow store is taken instead (its logged model, kept epoch and duration), so an
+    interrupted benchmark continues without retraining what it already has."""
+    from pipelines.training.run import run_training
+
+    found = finished_run(cfg) if reuse else None
+    if found is not None:
+        print(f"reusing the finished run {cfg.tracking.run_name} ({found['model_uri']})", flush=True)
+        return found
+    return run_training(cfg, progress=False)
+
+
+def finished_run(cfg) -> dict | None:
+    """The latest FINISHED MLflow run named ``cfg.tracking.run_name`` with its logged model,
+    as ``run_training`` would have returned it (model URI, kept epoch, seconds), or None."""
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(cfg.tracking.mlflow_uri)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    if experiment is None:
+        return None
+    runs = client.search_runs([experiment.experiment_id], f"tags.mlflow.runName = '{cfg.tracking.run_name}' and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs or "deepsets.selected_epoch" not in runs[0].data.tags:
+        return None
+    run = runs[0]
+    mlflow.set_tracking_uri(cfg.tracking.mlflow_uri)
+    models = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list")
+    if not models:
+        return None
+    return {"run_name": cfg.tracking.run_name, "run_id": run.info.run_id, "model_uri": f"models:/{models[0].model_id}",
+            "tracking_uri": cfg.tracking.mlflow_uri, "selected": {"epoch": int(run.data.tags["deepsets.selected_epoch"])},
+            "seconds": round((run.info.end_time - run.info.start_time) / 1000, 1)}
+
+
 def embed_side(model_uri: str, inputs: str, out: Path, tower: str) -> tuple[np.ndarray, np.ndarray]:
     """(ids, unit-length embeddings) of one tower over ``inputs``, by the ``deepsets embed`` job."""
     from pipelines.embedding.job import parse_embed_config, run_embed
@@ -174,17 +210,15 @@ def baselines(data: Path, item_ids: np.ndarray) -> dict:
             "valid_queries": (valid_targets, valid_exclude)}
 
 
-def two_tower(data: Path, work: Path, epochs: int, workers: int, seed: int, base: dict, item_ids: np.ndarray, negatives: str) -> dict:
-    """Train the two-tower model with ``NEGATIVES[negatives]``, index every movie with
-    ``deepsets embed``, rank each validation and test user's movie among all movies: per-query
-    test metrics and the mean validation ones."""
-    from pipelines.training.run import run_training
-
+def two_tower(data: Path, work: Path, epochs: int, workers: int, seed: int, base: dict, item_ids: np.ndarray, negatives: str, reuse: bool = False) -> dict:
+    """Train the two-tower model with ``NEGATIVES[negatives]`` (or ``reuse`` a finished run),
+    index every movie with ``deepsets embed``, rank each validation and test user's movie among
+    all movies: per-query test metrics and the mean validation ones."""
     task = {"kind": "two_tower", "query_modalities": list(QUERY_MODALITIES), "item_modalities": list(ITEM_MODALITIES), **NEGATIVES[negatives]}
     data_section = {"train": str(data / "train.parquet"), "valid": str(data / "valid.parquet"), "item_column": "movie_id",
                     **({"items": str(data / "items.parquet")} if negatives != "in_batch" else {})}
     cfg = run_config(data, work, f"two-tower-{negatives}-s{seed}-e{epochs}", task, data_section, epochs, workers, seed)
-    trained = run_training(cfg, progress=False)
+    trained = train_or_reuse(cfg, reuse)
     indexed, item_vectors = embed_side(trained["model_uri"], str(data / "items.parquet"), work / "index" / "items", "item")  # (I,), (I, D)
     if not np.array_equal(indexed, item_ids):
         raise RuntimeError("the item embeddings do not cover the items one to one")
@@ -207,15 +241,15 @@ def two_tower(data: Path, work: Path, epochs: int, workers: int, seed: int, base
             "valid": valid, "model_uri": trained["model_uri"]}
 
 
-def retrieval(data: Path, work: Path, epochs: int, workers: int, seeds, candidates) -> dict:
+def retrieval(data: Path, work: Path, epochs: int, workers: int, seeds, candidates, reuse: bool = False) -> dict:
     """The two-tower model over ``seeds`` against the baselines, on the test users; the
     negatives chosen among ``candidates`` on validation with the first seed."""
     item_ids = pq.read_table(data / "items.parquet", columns=["movie_id"])["movie_id"].to_numpy()
     base = baselines(data, item_ids)
-    tried = {name: two_tower(data, work, epochs, workers, seeds[0], base, item_ids, name) for name in candidates}
+    tried = {name: two_tower(data, work, epochs, workers, seeds[0], base, item_ids, name, reuse) for name in candidates}
     chosen = max(tried, key=lambda name: tried[name]["valid"][f"ndcg_at_{K}"])
     print(f"negatives chosen on validation: {chosen}", flush=True)
-    runs = [tried[chosen]] + [two_tower(data, work, epochs, workers, seed, base, item_ids, chosen) for seed in seeds[1:]]
+    runs = [tried[chosen]] + [two_tower(data, work, epochs, workers, seed, base, item_ids, chosen, reuse) for seed in seeds[1:]]
     table = {name: {m: round(float(v.mean()), 4) for m, v in values.items()} for name, values in base["values"].items()}
     for m in runs[0]["values"]:
         per_seed = [float(r["values"][m].mean()) for r in runs]
@@ -267,11 +301,9 @@ def model_scores(model_uri: str, path: str) -> np.ndarray:
     return collect_outputs(source.build(), reader, ("logits",))["logits"][:, 0].double().numpy()
 
 
-def rating_ranking(data: Path, work: Path, epochs: int, workers: int, seeds, kinds=("listwise", "pairwise")) -> dict:
+def rating_ranking(data: Path, work: Path, epochs: int, workers: int, seeds, kinds=("listwise", "pairwise"), reuse: bool = False) -> dict:
     """listwise and pairwise models ranking each held-out user's movies by rating, over
     ``seeds``; the mean-rating and random baselines; the better ranker's paired lead."""
-    from pipelines.training.run import run_training
-
     train, valid = rating_split(data)
     rows = pq.read_table(valid, columns=["user_id", "movie_id", "rating"])
     section = {"train": train, "valid": valid, "label_columns": ["rating"], "group_column": "user_id"}
@@ -280,7 +312,7 @@ def rating_ranking(data: Path, work: Path, epochs: int, workers: int, seeds, kin
         found = []
         for seed in seeds:
             cfg = run_config(data, work, f"{kind}-s{seed}-e{epochs}", {"kind": kind}, section, epochs, workers, seed)
-            trained = run_training(cfg, progress=False)
+            trained = train_or_reuse(cfg, reuse)
             found.append(group_ndcg(model_scores(trained["model_uri"], valid), rows).numpy())
             # every rated movie is relevant here (ratings >= 0.5), so only NDCG (graded) says anything
             print(f"{kind} seed {seed} trained in {trained['seconds']} s, kept epoch {trained['selected']['epoch']}: "
@@ -318,7 +350,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (default 1 with 2 CPUs; each takes 256 rows of a batch)")
     parser.add_argument("--negatives", default=None, help=f"comma-separated two-tower negatives to try on validation, of {', '.join(NEGATIVES)} "
                         "(default all; --quick: in_batch)")
-    parser.add_argument("--rankers", default="listwise,pairwise", help="rating rankers to train (default listwise,pairwise)")
+    parser.add_argument("--rankers", default="listwise,pairwise", help="rating rankers to train (default listwise,pairwise; none: skip rating ranking)")
+    parser.add_argument("--reuse", action="store_true", help="keep the work's checkpoints and take every finished run of the same name "
+                        "(model, kept epoch) instead of training it again: continues an interrupted run")
     parser.add_argument("--work", default=".cache/movielens", help="dataset, Ray checkpoints, MLflow store (default .cache/movielens)")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -327,17 +361,18 @@ def main() -> None:
     candidates = (args.negatives or ("in_batch" if args.quick else ",".join(NEGATIVES))).split(",")
     if unknown := [c for c in candidates if c not in NEGATIVES]:
         parser.error(f"unknown negatives {unknown}; choose from {list(NEGATIVES)}")
-    rankers = tuple(args.rankers.split(","))
+    rankers = () if args.rankers == "none" else tuple(args.rankers.split(","))
     if unknown := [r for r in rankers if r not in ("listwise", "pairwise")]:
         parser.error(f"unknown rankers {unknown}; choose from listwise, pairwise")
     work = Path(args.work).absolute()
     data = work / "data"
-    if (work / "ray_results").exists():  # an earlier run's checkpoints: its run names would be refused
+    if (work / "ray_results").exists() and not args.reuse:  # an earlier run's checkpoints: its run names would be refused
         print(f"removing the previous run's checkpoints in {work / 'ray_results'}", flush=True)
         shutil.rmtree(work / "ray_results")
     info = write_movielens_dataset(data, progress=True)
     print(f"MovieLens: {info['users']} users, {info['items']} movies, rows {info['rows']}; item presence {info['item_presence']}", flush=True)
-    found = {"retrieval": retrieval(data, work, epochs, args.workers, seeds, candidates), "rating_ranking": rating_ranking(data, work, epochs, args.workers, seeds, rankers)}
+    found = {"retrieval": retrieval(data, work, epochs, args.workers, seeds, candidates, args.reuse),
+             "rating_ranking": rating_ranking(data, work, epochs, args.workers, seeds, rankers, args.reuse) if rankers else {}}
     r = found["retrieval"]
     print(f"\nretrieval of each test user's held-out movie among {r['items']} movies ({r['queries']} users), {len(seeds)} seed(s):")
     print(f"{'method':<14}" + "".join(f"{m:>14}" for m in r["metrics"]["two_tower"]))
@@ -347,10 +382,11 @@ def main() -> None:
                                              for n, v in r["negatives"]["tried_with_first_seed"].items()) + f"; chosen {r['negatives']['chosen']}")
     print(f"two_tower / {r['best_baseline']} (the best baseline): NDCG@{K} {r['ratio_over_best']:.2f}x, lead 95% CI {r['lead_over_best_95ci']}")
     rr = found["rating_ranking"]
-    print(f"\nrating ranking within {rr['groups']} held-out users, NDCG@{K}: " + ", ".join(f"{n} {rr[n][f'ndcg_at_{K}']:.4f}" for n in (*rankers, "movie_mean_rating", "random"))
-          + f"; {rr['better_ranker']} over the mean rating: 95% CI {rr['lead_over_mean_rating_95ci']}")
+    if rr:
+        print(f"\nrating ranking within {rr['groups']} held-out users, NDCG@{K}: " + ", ".join(f"{n} {rr[n][f'ndcg_at_{K}']:.4f}" for n in (*rankers, "movie_mean_rating", "random"))
+              + f"; {rr['better_ranker']} over the mean rating: 95% CI {rr['lead_over_mean_rating_95ci']}")
     goals = {"two_tower_1_2x_best_baseline": r["ratio_over_best"] >= 1.2, "two_tower_lead_ci_above_0": r["lead_over_best_95ci"][f"ndcg_at_{K}"][0] > 0,
-             "ranker_lead_ci_above_0": rr["lead_over_mean_rating_95ci"][0] > 0}
+             **({"ranker_lead_ci_above_0": rr["lead_over_mean_rating_95ci"][0] > 0} if rr else {})}
     print(json.dumps({"epochs": epochs, "seeds": seeds, "retrieval": r, "rating_ranking": rr, "goals": goals}))
 
 
