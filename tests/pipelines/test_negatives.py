@@ -131,3 +131,18 @@ def run_in_process(planted, negatives_mode: str, steps_per_refresh: int = 1):
 def test_each_kind_of_negatives_learns_the_planted_preference(planted, mode):
     # chance is 10 of ~200 items (0.05); knowing the user's cluster alone gives about 0.5
     assert run_in_process(planted, mode) > 0.3
+
+
+def test_a_catalogue_run_whose_loss_sits_at_chance_is_warned_about(planted):
+    import math
+
+    from pipelines.training.loop import chance_loss_warning
+
+    base, spec = planted
+    catalogue = ItemCatalogue(spec.subset(["item", "item_vec"]), [str(base / "items.parquet")], "item_id")
+    chance = math.log(len(catalogue))
+    warning = chance_loss_warning(Negatives("catalogue", catalogue), chance + 0.001)
+    assert f"softmax over {len(catalogue):,} items" in warning and "collapsed" in warning and "mixed" in warning
+    assert chance_loss_warning(Negatives("catalogue", catalogue), 0.9 * chance) is None  # learning: below chance
+    assert chance_loss_warning(Negatives("mixed", catalogue), chance + 1) is None  # only the catalogue's no-gradient items collapse
+    assert chance_loss_warning(None, chance + 1) is None
