@@ -39,6 +39,7 @@ from deepsets import ablation as ab
 from deepsets.choices import GROUPED_TASKS
 from features import storage
 from features.errors import DataError
+from features.files import open_parquet, resolve_inputs
 from pipelines.ablation.inputs import encode_retrieval, encode_rows
 from pipelines.ablation.methods import METHODS, CachedRows, SubsetScorer
 from pipelines.ablation.ranking import GroupedScorer, RetrievalScorer, exclusion_pairs, tower_rows
@@ -46,6 +47,7 @@ from pipelines.ablation.report import log_to_mlflow, write_outputs
 from pipelines.models.source import ModelSource, load_model_source
 from pipelines.options import parse_options
 from pipelines.retrieval.exclusions import exclusion_columns, read_exclusions
+from pipelines.training.inputs import check_label_values
 
 EXACT_SHAPLEY_UP_TO = 12
 """Above this many modalities Shapley values are sampled unless asked otherwise (2^12 subsets)."""
@@ -198,6 +200,7 @@ def build_scorer(cfg: AblateConfig, source: ModelSource, model, what: Ablatable,
         scorer.exclusions = counts
         return scorer
     keys = [what.group] if what.group else []
+    check_ablation_labels(cfg.inputs, what, (source.run_config or {}).get("task", {}).get("num_outputs"))
     rows, columns = encode_rows(model, source.spec, cfg.inputs, [what.label], keys, cfg.batch_size, progress)
     if what.group:
         if rows.target.dim() != 1:
@@ -205,6 +208,19 @@ def build_scorer(cfg: AblateConfig, source: ModelSource, model, what: Ablatable,
                             "(pass --label COLUMN)", column=what.label)
         return GroupedScorer(model, rows, what.task, cfg.bootstrap, cfg.seed, every_subset, columns[what.group], what.k)
     return SubsetScorer(model, rows, what.task, cfg.bootstrap, cfg.seed, every_subset)
+
+
+def check_ablation_labels(inputs, what: Ablatable, width: Optional[int]) -> None:
+    """The label column holds what the model's task scores (0/1 for binary and multilabel, class
+    ids for multiclass), as training checks it: a 2 would count twice in an AUC.
+
+    Raises:
+        DataError: naming the file, column and rows that hold something else.
+    """
+    for path in resolve_inputs(inputs):
+        parquet = open_parquet(path)
+        if what.label in parquet.schema_arrow.names:  # a missing column is the reader's error, with the others
+            check_label_values(what.task, width, [what.label], path, parquet)
 
 
 def read_excluded(cfg: AblateConfig, source: ModelSource, queries: CachedRows, corpus: CachedRows, item_column: str):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -63,8 +63,17 @@ def check_labels(cfg: RunConfig, path: str, parquet) -> None:
     Raises:
         DataError: naming the file, column and rows that hold something else.
     """
-    kind, width = cfg.task.kind, cfg.task.num_outputs
-    for column in cfg.data.label_columns:
+    check_label_values(cfg.task.kind, cfg.task.num_outputs, cfg.data.label_columns, path, parquet)
+
+
+def check_label_values(kind: str, width: Optional[int], label_columns: Sequence[str], path: str, parquet) -> None:
+    """:func:`check_labels` for a task ``kind`` with ``width`` outputs (None: unknown, widths
+    and class ids beyond 0 are then not checked), e.g. the rows an ablation scores.
+
+    Raises:
+        DataError: naming the file, column and rows that hold something else.
+    """
+    for column in label_columns:
         try:
             values = label_tensor(parquet.read(columns=[column]).column(column), column).numpy()
         except DataError as err:
@@ -73,20 +82,21 @@ def check_labels(cfg: RunConfig, path: str, parquet) -> None:
         if kind in ("binary", "multilabel"):
             bad, expected = ~np.isin(per_row, (0.0, 1.0)).all(axis=1), "0 or 1 (a click, a label present)"
         elif kind == "multiclass":
-            bad = ~((per_row == np.round(per_row)) & (per_row >= 0) & (per_row < width)).all(axis=1)
-            expected = f"a class id in 0..{width - 1} (task.num_outputs = {width})"
+            bad = ~((per_row == np.round(per_row)) & (per_row >= 0) & (per_row < (width or np.inf))).all(axis=1)
+            expected = f"a class id in 0..{width - 1} (task.num_outputs = {width})" if width else "a class id (an integer >= 0)"
         else:
             continue
         if bad.any():
             rows = np.nonzero(bad)[0]
             found = sorted(set(np.unique(per_row[bad]).tolist()))[:5]
+            found = [int(v) if float(v).is_integer() else v for v in found]
             raise DataError(f"a {kind} task learns from {expected}, found {found}{' ...' if len(found) == 5 else ''}",
                             file=path, column=column, rows=rows)
-        if kind == "multilabel" and len(cfg.data.label_columns) == 1 and per_row.shape[1] != width:
+        if width and kind == "multilabel" and len(label_columns) == 1 and per_row.shape[1] != width:
             raise DataError(f"a multilabel task with task.num_outputs = {width} needs lists of {width} labels, found lists of {per_row.shape[1]}",
                             file=path, column=column)
-    if kind == "multilabel" and len(cfg.data.label_columns) > 1 and len(cfg.data.label_columns) != width:
-        raise DataError(f"a multilabel task with task.num_outputs = {width} needs {width} label columns, found {len(cfg.data.label_columns)}", file=path)
+    if width and kind == "multilabel" and len(label_columns) > 1 and len(label_columns) != width:
+        raise DataError(f"a multilabel task with task.num_outputs = {width} needs {width} label columns, found {len(label_columns)}", file=path)
 
 
 def item_counts(cfg: RunConfig) -> Optional[dict]:

@@ -4,6 +4,7 @@ Shapley, files, and clear errors."""
 import json
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -94,6 +95,21 @@ def test_cli_errors_are_one_line(maxpool_checkpoint, demo_data, tmp_path, capsys
     assert main(base + ["--label", "nope", "--methods", "loo"]) == 2
     err = capsys.readouterr().err
     assert "column 'nope'" in err and "Traceback" not in err
+
+
+def test_labels_a_binary_model_cannot_score_are_refused_naming_file_and_rows(maxpool_checkpoint, demo_data, tmp_path, capsys):
+    """A label of 2 would count twice in the AUC: refused as training refuses it."""
+    source = sorted((demo_data / "valid").glob("*.parquet"))[0]
+    table = pq.read_table(source)
+    labels = table.column("clicked").to_numpy().copy()
+    labels[[3, 10]] = 2
+    pq.write_table(table.set_column(table.schema.get_field_index("clicked"), "clicked", pa.array(labels, table.schema.field("clicked").type)),
+                   tmp_path / "bad.parquet")
+    args = ["ablate", "--model", maxpool_checkpoint["dir"], "--input", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "a"), "--methods", "loo"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "bad.parquet" in err and "column 'clicked'" in err and "rows 3..10 (2 rows)" in err
+    assert "a binary task learns from 0 or 1" in err and "found [2]" in err and "Traceback" not in err
 
 
 def test_maxpool_needs_a_max_pool_head(demo_spec, demo_data, tmp_path, capsys):
