@@ -1,6 +1,7 @@
 """Data-parallel scaling of training: rows decoded per worker, and rows/s with 2 workers vs 1.
 
     python -m benchmarks.scale --quick
+    python -m benchmarks.scale --plan-only     # what each worker decodes, in-process, seconds
 
 Writes the reference workload (recsys-6) with row groups of 1,024 rows (8 training files), then
 trains the demo model (``deepsets train``'s recipe, one local Ray) for one epoch with 1, 2 and 4
@@ -65,13 +66,36 @@ def planned_decoding(data: Path, world: int, batch_size: int) -> dict:
     return {"decoded": sum(per_worker), "max_worker": max(per_worker)}
 
 
+def plan_only(rows: int, batch_size: int) -> dict:
+    """Rows decoded by 1, 2 and 4 workers' readers in one epoch (the training layout and the
+    3 single-group files), read in this process: the same readers and plan as training."""
+    result: dict = {"rows": rows, "batch_size": batch_size}
+    with tempfile.TemporaryDirectory() as tmp:
+        layouts = {"row_groups_1024": write_data(Path(tmp) / "data", rows, row_group_rows=1_024),
+                   "3_single_group_files": write_data(Path(tmp) / "one_group", rows, row_group_rows=-(-rows // 3), files=3)}
+        for name, data in layouts.items():
+            for workers in (1, 2, 4):
+                found = planned_decoding(data, workers, batch_size)
+                excess = (found["decoded"] - rows) / workers
+                result[f"{name}_workers{workers}"] = {**found, "ratio": round(found["decoded"] / rows, 4), "excess_rows_per_worker": round(excess)}
+                print(f"{name}, {workers} worker(s): decoded {found['decoded']:,} rows of {rows:,} ({found['decoded'] / rows:.3f}x), "
+                      f"busiest worker {found['max_worker']:,}; excess per worker {excess:,.0f} rows = {excess / batch_size:.2f} global "
+                      f"batches of {batch_size} = {excess / (batch_size // workers):.2f} local batches of {batch_size // workers}", flush=True)
+    result["decoded_rows_ratio"] = result["row_groups_1024_workers4"]["ratio"]
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="12,000 training rows")
     parser.add_argument("--rows", type=int, default=48_000, help="training rows (default 48,000)")
     parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--plan-only", action="store_true", help="only what 1, 2 and 4 workers' readers decode, read in this process (no Ray, no training)")
     args = parser.parse_args()
     rows = 12_000 if args.quick else args.rows
+    if args.plan_only:
+        print(json.dumps(plan_only(rows, args.batch_size)))
+        return
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     result: dict = {"rows": rows, "batch_size": args.batch_size}
