@@ -207,7 +207,7 @@ def read_fragment(fragment: Fragment, columns: List[str], read_rows: int) -> Ite
 
 
 def decode_rows(parquet, path: str, columns: List[str], start: int, stop: int, read_rows: int,
-                on_decoded: Optional[Callable[[int], None]] = None) -> Iterator[tuple[int, pa.Table]]:
+                on_decoded: Optional[Callable[[int], None]] = None, stop_inside_group: bool = False) -> Iterator[tuple[int, pa.Table]]:
     """Decode ``columns`` of rows ``[start, stop)`` of an opened file, at most ``read_rows`` a table.
 
     pyarrow decodes the overlapping row groups; on a null ``fixed_size_list`` row, which pyarrow
@@ -217,6 +217,11 @@ def decode_rows(parquet, path: str, columns: List[str], start: int, stop: int, r
         parquet: the file opened with ``open_parquet(path, pre_buffer=False)``.
         on_decoded: called with the rows of every record batch decoded, including rows of a
             row group before ``start`` that had to be decoded to reach it.
+        stop_inside_group: when ``stop`` falls inside a row group, read that group in pieces
+            that end at ``stop`` (training shares: the group's rest is not decoded). Off, the
+            tables follow ``read_rows`` from each group's start whatever ``stop`` is, so a
+            range read alone or as part of a longer run yields the same tables (the embed
+            job's parts then come out bit-identical when redone).
 
     Yields:
         ``(row_base, table)``: the file-relative row of the table's first row, and the rows.
@@ -229,7 +234,9 @@ def decode_rows(parquet, path: str, columns: List[str], start: int, stop: int, r
     groups, row = _row_groups_of(parquet, start, stop)
     done = start  # next file row to yield
     try:
-        for record_batch in _record_batches(parquet, groups, row, stop, read_rows, columns):
+        batches = (_record_batches(parquet, groups, row, stop, read_rows, columns) if stop_inside_group
+                   else parquet.iter_batches(batch_size=read_rows, row_groups=groups, columns=columns))
+        for record_batch in batches:
             begin, end = row, row + record_batch.num_rows
             row = end
             if on_decoded is not None:

@@ -131,7 +131,7 @@ class ParquetBatchReader:
         for path, start, stop in ranges:
             if path != opened_path:  # a shuffled plan visits files in turn: one open file at a time
                 parquet, opened_path = self.spec.open_checked(path, extra, pre_buffer=False), path
-            for row_base, table in decode_rows(parquet, path, columns, start, stop, self.read_rows, self._count_decoded):
+            for row_base, table in decode_rows(parquet, path, columns, start, stop, self.read_rows, self._count_decoded, stop_inside_group=True):
                 order = self._shuffled_order(rng, table) if rng is not None else None
                 yield path, row_base, order, table if order is None else table.take(order)
 

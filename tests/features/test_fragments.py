@@ -153,7 +153,7 @@ def test_a_run_decodes_its_row_group_once(tmp_path, monkeypatch):
 def test_a_range_ending_inside_a_row_group_stops_decoding_there(tmp_path, start, stop, read_rows, most_decoded):
     path = write(tmp_path / "groups.parquet", [100, 200])
     decoded = []
-    tables = list(decode_rows(open_parquet(path, pre_buffer=False), path, ["x"], start, stop, read_rows, decoded.append))
+    tables = list(decode_rows(open_parquet(path, pre_buffer=False), path, ["x"], start, stop, read_rows, decoded.append, stop_inside_group=True))
     assert np.concatenate([t.column("x").to_numpy() for _, t in tables]).tolist() == list(range(start, stop))
     assert stop - start <= sum(decoded) <= most_decoded
     assert all(t.num_rows <= read_rows for _, t in tables)
