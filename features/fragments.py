@@ -115,14 +115,14 @@ def _record_batches(parquet, groups: List[int], first_row: int, stop: int, read_
     ``first_row``); when ``stop`` falls inside the last group, that group's batches are sized
     so that one ends within a few rows of ``stop``, so the group's rest is (almost) not decoded."""
     last_start = first_row + sum(parquet.metadata.row_group(g).num_rows for g in groups[:-1])
-    if not groups or stop >= last_start + parquet.metadata.row_group(groups[-1]).num_rows:  # ends with its last group
-        yield from parquet.iter_batches(batch_size=read_rows, row_groups=groups, columns=columns) if groups else ()
-        return
-    if len(groups) > 1:
-        yield from parquet.iter_batches(batch_size=read_rows, row_groups=groups[:-1], columns=columns)
-    needed = stop - last_start
-    pieces = -(-needed // read_rows)
-    yield from parquet.iter_batches(batch_size=-(-needed // pieces), row_groups=groups[-1:], columns=columns)  # pieces x size >= needed
+    inside_last = bool(groups) and stop < last_start + parquet.metadata.row_group(groups[-1]).num_rows
+    whole = groups[:-1] if inside_last else groups  # groups read to their end
+    if whole:
+        yield from parquet.iter_batches(batch_size=read_rows, row_groups=whole, columns=columns)
+    if inside_last:
+        needed = stop - last_start
+        pieces = -(-needed // read_rows)
+        yield from parquet.iter_batches(batch_size=-(-needed // pieces), row_groups=groups[-1:], columns=columns)  # pieces x size >= needed
 
 
 def plan_runs(fragments: Sequence[Fragment], workers: int) -> List[List[Fragment]]:

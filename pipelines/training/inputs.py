@@ -43,7 +43,7 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
                 if key and not pa.types.is_integer(pf.schema_arrow.field(key).type):
                     raise DataError(f"must hold integer ids (a query group or item id), found {pf.schema_arrow.field(key).type}", file=path, column=key)
             rows += pf.metadata.num_rows if count else 0
-            check_labels(cfg, path, pf)
+            check_label_values(cfg.task.kind, cfg.task.num_outputs, cfg.data.label_columns, path, pf)
     if cfg.data.items:
         items = spec.subset(list(cfg.task.item_modalities))
         for path in resolve_inputs(list(cfg.data.items)):
@@ -55,20 +55,12 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
     return rows
 
 
-def check_labels(cfg: RunConfig, path: str, parquet) -> None:
-    """The label columns hold what the task learns from: 0/1 for binary and multilabel (lists
-    of ``num_outputs`` for multilabel with one column), class ids ``0 .. num_outputs - 1`` for
-    multiclass, finite numbers otherwise; no nulls. Reads only the label columns.
-
-    Raises:
-        DataError: naming the file, column and rows that hold something else.
-    """
-    check_label_values(cfg.task.kind, cfg.task.num_outputs, cfg.data.label_columns, path, parquet)
-
-
 def check_label_values(kind: str, width: Optional[int], label_columns: Sequence[str], path: str, parquet) -> None:
-    """:func:`check_labels` for a task ``kind`` with ``width`` outputs (None: unknown, widths
-    and class ids beyond 0 are then not checked), e.g. the rows an ablation scores.
+    """The label columns hold what a task of ``kind`` with ``width`` outputs learns from (or, in
+    an ablation, is scored on): 0/1 for binary and multilabel (lists of ``width`` for multilabel
+    with one column), class ids ``0 .. width - 1`` for multiclass, finite numbers otherwise; no
+    nulls. ``width`` None: unknown, so widths and class ids beyond 0 are not checked. Reads only
+    the label columns.
 
     Raises:
         DataError: naming the file, column and rows that hold something else.
