@@ -203,8 +203,6 @@ def train_worker(loop_config: dict) -> None:
         metrics = {"epoch": epoch, "step": step, "train_loss": loss_total / max(steps_total, 1),
                    "train_rows_per_s": rows * world / seconds, "train_rows_dropped": dropped,
                    "train_rows_decoded": decoded, "train_rows_decoded_max_worker": most_decoded, "ray_nodes": nodes}
-        if shown_mode != "off" and (warning := chance_loss_warning(negatives, metrics["train_loss"])):
-            print(warning, flush=True)
         if cfg.data.valid:  # every rank validates its share; rank 0 gets the metrics over the union
             valid = ParquetBatchReader(spec, cfg.data.valid, batch_size=1024, label_columns=labels, key_columns=objective.key_columns(),
                                        shard=(rank, world), equal_shards=False)
@@ -229,21 +227,6 @@ def train_worker(loop_config: dict) -> None:
                 print(f"stopping early after epoch {epoch + 1}: {selection.metric} has not improved for {selection.patience} "
                       f"epoch(s) (best: epoch {progress['best_epoch'] + 1})", flush=True)
             break
-
-
-def chance_loss_warning(negatives, train_loss: float) -> str | None:
-    """A warning when a ``catalogue`` run's training loss sits at chance, ``log(items)``: the
-    item tower has collapsed to one vector. The catalogue's items outside the batch carry no
-    gradient, so nothing pushes items apart; MovieLens (9,066 items, batches of 256) did this
-    from the first epoch (``benchmarks/RESULTS.md``). None otherwise."""
-    if negatives is None or negatives.mode != "catalogue":
-        return None
-    chance = math.log(len(negatives.catalogue))
-    if train_loss < 0.99 * chance:
-        return None
-    return (f"warning: training loss {train_loss:.3f} is at chance for a softmax over {len(negatives.catalogue):,} items "
-            f"(log = {chance:.3f}): the item tower has collapsed; catalogue negatives give items outside the batch no "
-            f"gradient, use task.negatives = \"mixed\" (or \"in_batch\")")
 
 
 def _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_config, args, progress) -> None:

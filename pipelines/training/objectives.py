@@ -111,8 +111,8 @@ class Objective:
         return task_loss(self.kind, logits.float(), labels_of(batch, self.label_columns), group)
 
     def _two_tower_loss(self, model: nn.Module, batch: FeatureBatch) -> Tensor:
-        """Softmax over the batch's items, plus this step's sampled items (``mixed``) or the
-        whole catalogue (``catalogue``)."""
+        """Softmax over the batch's items, plus this step's sampled items (``mixed``); with
+        ``catalogue``, the full softmax over the item table plus the in-batch softmax."""
         device = batch.labels[self.item_column].device
         drawn, drawn_ids = self.negatives.draw() if self.negatives is not None else (None, None)
         out = model(batch, drawn.to(device)) if drawn is not None else model(batch)
@@ -124,8 +124,13 @@ class Objective:
             sampled_log_q = self.item_log_q(extra_ids) if self.item_log_q is not None else None
             log_q, extra_log_q = self.negatives.log_q(log_q, sampled_log_q, batch.num_rows)
         catalogue = self.negatives.catalogue_embeddings(unwrap(model).item, device) if self.negatives is not None else None
-        if catalogue is not None:  # a full softmax: every item once, nothing to correct
-            (extra, extra_ids), log_q = catalogue, None
+        if catalogue is not None:
+            # the full softmax (every item once, nothing to correct) trains the query tower against
+            # the whole catalogue, but its items outside the batch carry no gradient; the in-batch
+            # softmax beside it keeps pushing the item tower's items apart (without it MovieLens's
+            # item tower collapsed to one vector, benchmarks/RESULTS.md)
+            full = unwrap(model).loss(out, ids, None, extra_items=catalogue[0], extra_ids=catalogue[1])
+            return full + unwrap(model).loss(out, ids, log_q)
         return unwrap(model).loss(out, ids, log_q, extra_items=extra, extra_ids=extra_ids, extra_log_q=extra_log_q)
 
     def new_metrics(self, model: nn.Module):

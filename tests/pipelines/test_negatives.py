@@ -75,9 +75,10 @@ def test_mixed_negatives_are_corrected_by_their_expected_count():
     assert Negatives("catalogue", items).log_q(batch_log_q, None, 20) == (None, None)
 
 
-def test_catalogue_negatives_are_a_full_softmax_over_the_item_table(planted):
+def test_catalogue_negatives_are_a_full_softmax_over_the_item_table_plus_the_in_batch_softmax(planted):
     """With fresh catalogue embeddings (refresh every step, no dropout), the loss is the plain
-    softmax of each query over every item of the table."""
+    softmax of each query over every item of the table plus the in-batch softmax (whose
+    gradient keeps the item tower's items apart)."""
     from deepsets.builders import build_model
     from features.reader import ParquetBatchReader
     from pipelines.training.objectives import Objective
@@ -98,7 +99,15 @@ def test_catalogue_negatives_are_a_full_softmax_over_the_item_table(planted):
         items = F.normalize(model.item(catalogue.items).fused, dim=1)  # (I, D)
         logits = queries @ items.T / model.loss_fn.temperature  # (B, I)
         target = torch.searchsorted(catalogue.ids, batch.labels["item_id"])
-    assert float(loss) == pytest.approx(float(F.cross_entropy(logits, target)), rel=1e-5)
+        full = F.cross_entropy(logits, target)
+        # in-batch: each row's item against the batch's distinct items (a repeat counts once)
+        batch_items = F.normalize(model.item(batch).fused, dim=1)  # (B, D)
+        in_batch_logits = queries @ batch_items.T / model.loss_fn.temperature  # (B, B)
+        in_batch_logits[:, 54:] = torch.where(torch.eye(64)[:, 54:].bool(), in_batch_logits[:, 54:], float("-inf"))
+        in_batch_logits[54:, :10] = torch.where(torch.eye(64)[54:, 54:].bool(), float("-inf"), in_batch_logits[54:, :10])
+        in_batch = F.cross_entropy(in_batch_logits, torch.arange(64))
+    assert float(full) > 0.9 * math.log(len(catalogue))  # an untrained model: near chance over the table
+    assert float(loss) == pytest.approx(float(full + in_batch), rel=1e-5)
 
 
 def run_in_process(planted, negatives_mode: str, steps_per_refresh: int = 1):
@@ -131,18 +140,3 @@ def run_in_process(planted, negatives_mode: str, steps_per_refresh: int = 1):
 def test_each_kind_of_negatives_learns_the_planted_preference(planted, mode):
     # chance is 10 of ~200 items (0.05); knowing the user's cluster alone gives about 0.5
     assert run_in_process(planted, mode) > 0.3
-
-
-def test_a_catalogue_run_whose_loss_sits_at_chance_is_warned_about(planted):
-    import math
-
-    from pipelines.training.loop import chance_loss_warning
-
-    base, spec = planted
-    catalogue = ItemCatalogue(spec.subset(["item", "item_vec"]), [str(base / "items.parquet")], "item_id")
-    chance = math.log(len(catalogue))
-    warning = chance_loss_warning(Negatives("catalogue", catalogue), chance + 0.001)
-    assert f"softmax over {len(catalogue):,} items" in warning and "collapsed" in warning and "mixed" in warning
-    assert chance_loss_warning(Negatives("catalogue", catalogue), 0.9 * chance) is None  # learning: below chance
-    assert chance_loss_warning(Negatives("mixed", catalogue), chance + 1) is None  # only the catalogue's no-gradient items collapse
-    assert chance_loss_warning(None, chance + 1) is None
