@@ -137,7 +137,8 @@ def read_side(out: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def per_query(ranks: np.ndarray) -> dict:
-    """Per-query NDCG@K, hit@K and reciprocal rank from 1-based ranks (numpy, (Q,) each)."""
+    """Per-query NDCG@K, hit@K and reciprocal rank (numpy, (Q,) each) from
+    :func:`target_ranks`' (Q, 2) counts (above, tied): expectations over the orders of ties."""
     import torch
 
     from deepsets.ranking import rank_values

@@ -181,9 +181,10 @@ def topk_metrics(
 
 
 def target_ranks(scores: np.ndarray, targets: np.ndarray, exclude: Optional[Sequence[np.ndarray]] = None) -> np.ndarray:
-    """The 1-based rank of each query's one relevant item among all items: (U,) float64, by
-    :func:`deepsets.ranking.target_ranks` (the training pipeline's rule: ties broken at random
-    in expectation, so a constant scorer ranks the target mid-list).
+    """Where each query's one relevant item ranks among all items: (U, 2) float64, the items
+    scored above it and those tied with it (itself included), by
+    :func:`deepsets.ranking.target_ranks` (the training pipeline's rule; its metrics are the
+    expectation over every order of the ties, so a constant scorer gets the random-order value).
 
     Items in ``exclude[u]`` (the query's already-seen items) are left out of its ranking; the
     target itself never is, even if listed. Queries are ranked ``METRIC_CHUNK`` rows at a time.

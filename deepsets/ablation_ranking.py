@@ -6,7 +6,7 @@ queries is a weighted mean with the draw counts (no re-ranking per draw).
 
     layout = GroupLayout(labels, group)                   # listwise / pairwise rows
     values = layout.values(scores, k=10)                  # {"ndcg_at_10", "mrr", "recall_at_10"}: (S, G)
-    ranks = ...target_ranks of each query's item...       # two_tower: (S, Q)
+    ranks = ...target_ranks of each query's item...       # two_tower: (S, Q, 2) above, tied
     values = deepsets.ranking.rank_values(ranks, k=10)    # {"ndcg_at_10", "recall_at_10", "mrr"}: (S, Q)
     counts = bootstrap_counts(num_units, samples=200, seed=0)       # (B, U)
     boot = bootstrap_means(values["ndcg_at_10"], counts)            # (B, S)

@@ -241,7 +241,9 @@ def recall_at_k(scores: Tensor, labels: Tensor, mask: Tensor, k: int) -> Tensor:
 
 
 def target_ranks(scores: Tensor, target: Tensor, exclude: Tensor | None = None) -> Tensor:
-    """1-based rank of each query's one relevant item among all candidates: (Q,) float64.
+    """Where each query's one relevant item lands among all candidates: (Q, 2) float64,
+    ``[:, 0]`` the candidates scored higher, ``[:, 1]`` those scored equal, the item itself
+    included (so >= 1). :func:`rank_values` turns these into metrics.
 
     Args:
         scores: (Q, C) score of every candidate for every query.
@@ -249,9 +251,9 @@ def target_ranks(scores: Tensor, target: Tensor, exclude: Tensor | None = None) 
         exclude: (Q, C) bool, candidates left out of the ranking (e.g. items already seen);
             the target itself is never left out.
 
-    Ties are broken at random in expectation: rank = 1 + (candidates scored higher) + half
-    of the other candidates scored equal, so a constant scorer ranks the target in the middle,
-    never first (popularity baselines tie a lot). A NaN score (a diverged model) ranks as the
+    Ties are kept as a count, not a rank, so the metrics can be the exact expectation over
+    every order of the tied candidates: a constant scorer gets Recall@k = k / C, as a random
+    order would (popularity baselines tie a lot). A NaN score (a diverged model) ranks as the
     lowest score, so it can never look better than a real one.
     """
     scores = scores.nan_to_num(nan=float("-inf"))
@@ -261,15 +263,35 @@ def target_ranks(scores: Tensor, target: Tensor, exclude: Tensor | None = None) 
         keep = ~exclude
         keep.scatter_(1, target.unsqueeze(1), True)
         higher, equal = higher & keep, equal & keep
-    return 1.0 + higher.sum(dim=1).double() + (equal.sum(dim=1).double() - 1.0) / 2.0  # (Q,)
+    return torch.stack([higher.sum(dim=1).double(), equal.sum(dim=1).double()], dim=1)  # (Q, 2)
+
+
+def mean_rank(ranks: Tensor) -> Tensor:
+    """The expected 1-based rank of each target over the orders of its ties: (...,) float64 from
+    :func:`target_ranks`' (..., 2)."""
+    return 1.0 + ranks[..., 0] + (ranks[..., 1] - 1.0) / 2.0
 
 
 def rank_values(ranks: Tensor, k: int) -> dict:
     """Per-query ``ndcg_at_k``, ``recall_at_k`` (a hit in the top k) and ``mrr`` of
-    single-target queries from their 1-based ranks (Q,): float64 (Q,) each."""
+    single-target queries from :func:`target_ranks`' (..., 2) counts: float64 (...,) each.
+
+    With ``a`` candidates above the target and ``t`` tied with it (itself included), the target
+    is equally likely at every rank ``a + 1 .. a + t``; each metric is its mean over those ranks
+    (the expectation over tie orders): recall ``clamp((k - a) / t, 0, 1)``, reciprocal rank
+    ``(H(a + t) - H(a)) / t`` (harmonic numbers), NDCG the mean of ``1 / log2(r + 1)`` over the
+    ranks ``r <= k``.
+    """
     ranks = ranks.to(torch.float64)
-    hit = ranks <= k
-    return {f"ndcg_at_{k}": torch.where(hit, 1.0 / torch.log2(ranks + 1), 0.0), f"recall_at_{k}": hit.to(torch.float64), "mrr": 1.0 / ranks}
+    above, tied = ranks[..., 0], ranks[..., 1]
+    recall = ((k - above) / tied).clamp(0.0, 1.0)
+    # H(n) = digamma(n + 1) + Euler's constant, so H(a + t) - H(a) = digamma(a + t + 1) - digamma(a + 1)
+    spread = (torch.special.digamma(above + tied + 1.0) - torch.special.digamma(above + 1.0)) / tied
+    mrr = torch.where(tied == 1, 1.0 / (above + 1.0), spread)  # no tie: exactly 1 / rank
+    discounts = torch.cat([torch.zeros(1, dtype=torch.float64), 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))]).cumsum(0)  # (k + 1,)
+    cut = lambda n: discounts[n.clamp(max=k).long()]  # noqa: E731  sum of the discounts of ranks 1..min(n, k)
+    ndcg = (cut(above + tied) - cut(above)) / tied
+    return {f"ndcg_at_{k}": ndcg, f"recall_at_{k}": recall, "mrr": mrr}
 
 
 def rank_metrics(ranks: Tensor, k: int) -> dict:

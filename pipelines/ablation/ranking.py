@@ -6,7 +6,7 @@ metrics, intervals by bootstrap over queries.
 | listwise, pairwise | each row's ranking score (S, N, 1)        | ``ndcg_at_k``, ``mrr``, ``recall_at_k``   |
 |                    |                                           | per query group with a relevant row      |
 | two_tower          | each query's rank of its held-out item    | ``ndcg_at_k``, ``recall_at_k``, ``mrr``   |
-|                    | among the item corpus (S, Q, 1)           | per query                                |
+|                    | among the item corpus (S, Q, 2)           | per query                                |
 
 A two-tower model's players are both towers' modalities. A query-tower subset changes the
 query embeddings; an item-tower subset re-embeds the corpus from its cached modality vectors
@@ -133,10 +133,11 @@ class RetrievalScorer(PerQueryScorer):
         return self.rows.num_rows
 
     def fuse_subsets(self, masks: Tensor) -> Tensor:
-        """(S, M) subsets -> (S, Q, 1) float64 rank of each query's item: the corpus embedded once
+        """(S, M) subsets -> (S, Q, 2) float64 where each query's item ranks (candidates above it,
+        candidates tied with it; :func:`deepsets.ranking.target_ranks`): the corpus embedded once
         per distinct item-tower part, the queries once per distinct query-tower part."""
         mq = self.query_count
-        out = torch.empty(masks.shape[0], self.rows.num_rows, 1, dtype=torch.float64)
+        out = torch.empty(masks.shape[0], self.rows.num_rows, 2, dtype=torch.float64)
         item_parts, which = torch.unique(masks[:, mq:], dim=0, return_inverse=True)  # (I, Mi), (S,)
         query_cache: Dict[bytes, Tensor] = {}
         for j in tqdm(range(item_parts.shape[0]), desc="item-tower subsets", unit="subset", disable=None if self.progress and len(item_parts) > 1 else True):
@@ -145,11 +146,11 @@ class RetrievalScorer(PerQueryScorer):
                 key = masks[s, :mq].numpy().tobytes()
                 if key not in query_cache:
                     query_cache[key] = self._embed(self.model.query, self.rows, masks[s, :mq])  # (Q, D)
-                out[s, :, 0] = self._ranks(query_cache[key], corpus)
+                out[s] = self._ranks(query_cache[key], corpus)
         return out
 
     def permuted_scores(self, seed: int) -> Tensor:
-        """(M, Q, 1) ranks with modality m's vectors shuffled among the queries (query tower) or
+        """(M, Q, 2) ranks with modality m's vectors shuffled among the queries (query tower) or
         the corpus items (item tower) that have it."""
         if seed not in self._permuted:
             generator = torch.Generator().manual_seed(seed)
@@ -164,7 +165,7 @@ class RetrievalScorer(PerQueryScorer):
                 else:
                     shuffled = ab.permuted_vectors(self.corpus.vectors, self.corpus.present, m - self.query_count, generator)
                     ranks.append(self._ranks(queries, self._embed(self.model.item, self.corpus, everything[self.query_count:], shuffled)))
-            self._permuted[seed] = torch.stack(ranks).unsqueeze(2)  # (M, Q, 1)
+            self._permuted[seed] = torch.stack(ranks)  # (M, Q, 2)
         return self._permuted[seed]
 
     def only_masks(self) -> tuple[Tensor, Tensor]:
@@ -178,11 +179,11 @@ class RetrievalScorer(PerQueryScorer):
         return base | torch.eye(self.num, dtype=torch.bool), base
 
     def query_values(self, scores: Tensor) -> Tensor:
-        """(S, Q, 1) ranks -> (S, Q) the metric of every query."""
-        return rank_values(scores[:, :, 0], self.k)[self.metric_name]
+        """(S, Q, 2) ranks -> (S, Q) the metric of every query."""
+        return rank_values(scores, self.k)[self.metric_name]
 
     def per_row_values(self, scores: Tensor) -> Tensor:
-        """(S, Q, 1) -> (S, Q): per-query Shapley splits each query's own metric value."""
+        """(S, Q, 2) -> (S, Q): per-query Shapley splits each query's own metric value."""
         return self.unit_values(scores)
 
     @staticmethod
@@ -191,7 +192,8 @@ class RetrievalScorer(PerQueryScorer):
         return ab.subset_scores(tower, rows.vectors if vectors is None else vectors, rows.present, keep.unsqueeze(0))[0]
 
     def _ranks(self, queries: Tensor, corpus: Tensor) -> Tensor:
-        """(Q,) float64 rank of each query's item among the corpus, excluded pairs left out."""
+        """(Q, 2) float64 where each query's item ranks among the corpus (above it, tied with it),
+        excluded pairs left out."""
         ranks = []
         for start in range(0, queries.shape[0], _QUERY_CHUNK):
             stop = min(start + _QUERY_CHUNK, queries.shape[0])
@@ -227,7 +229,7 @@ def tower_rows(scorer: RetrievalScorer, methods: List[str]) -> List[dict]:
     mq, num = scorer.query_count, scorer.num
     masks = torch.zeros(4, num, dtype=torch.bool)  # neither, query only, item only, both
     masks[1, :mq] = masks[2, mq:] = masks[3] = True
-    scores = scorer.scores(masks)  # (4, Q, 1)
+    scores = scorer.scores(masks)  # (4, Q, 2)
     values, samples = scorer.metric(scores).double(), scorer.boot_metric(scores)  # (4,), (B, 4)
     out = []
     for side, (alone, other) in (("query", (1, 2)), ("item", (2, 1))):

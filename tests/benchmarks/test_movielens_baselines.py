@@ -50,9 +50,9 @@ def test_item_knn_keeps_top_neighbors_lower_index_on_ties():
 
 
 SCORES = np.array([
-    [0.9, 0.5, 0.5, 0.1, 0.0],  # target 2; item 0 excluded -> tied with item 1 -> rank 1 + 1/2
+    [0.9, 0.5, 0.5, 0.1, 0.0],  # target 2; item 0 excluded -> tied with item 1 -> rank 1 or 2
     [0.1, 0.2, 0.3, 0.4, 0.5],  # target 0, also listed in exclude (kept); item 4 excluded -> rank 4
-    [1.0, 0.0, 0.0, 0.0, 0.0],  # target 3, below item 0, tied with items 1, 2, 4 -> rank 2 + 3/2
+    [1.0, 0.0, 0.0, 0.0, 0.0],  # target 3, below item 0, tied with items 1, 2, 4 -> rank 2, 3, 4 or 5
 ])
 TARGETS = np.array([2, 0, 3])
 EXCLUDE = [np.array([0]), np.array([0, 4]), np.array([], dtype=np.int64)]
@@ -60,17 +60,20 @@ EXCLUDE = [np.array([0]), np.array([0, 4]), np.array([], dtype=np.int64)]
 
 def test_topk_metrics_by_hand_with_exclusion_and_ties():
     before = SCORES.copy()
-    got = mb.topk_metrics(SCORES, TARGETS, EXCLUDE, k=3)  # ranks 1.5, 4, 3.5 (ties: half of them ahead)
-    mrr = (1 / 1.5 + 1 / 4 + 1 / 3.5) / 3
-    assert got == pytest.approx({"ndcg_at_3": 1 / math.log2(2.5) / 3, "recall_at_3": 1 / 3, "mrr": mrr})
+    got = mb.topk_metrics(SCORES, TARGETS, EXCLUDE, k=3)  # each metric: the mean over the tied ranks
+    ndcg = ((1 + 1 / math.log2(3)) / 2 + 0 + (1 / math.log2(3) + 1 / math.log2(4)) / 4) / 3
+    mrr = ((1 + 1 / 2) / 2 + 1 / 4 + (1 / 2 + 1 / 3 + 1 / 4 + 1 / 5) / 4) / 3
+    assert got == pytest.approx({"ndcg_at_3": ndcg, "recall_at_3": (1 + 0 + 2 / 4) / 3, "mrr": mrr})
     np.testing.assert_array_equal(SCORES, before)  # exclusion works on a copy
-    got = mb.topk_metrics(SCORES, TARGETS, EXCLUDE, k=1)
-    assert got == pytest.approx({"ndcg_at_1": 0.0, "recall_at_1": 0.0, "mrr": mrr})
+    got = mb.topk_metrics(SCORES, TARGETS, EXCLUDE, k=1)  # only row 0, first in half its orders
+    assert got == pytest.approx({"ndcg_at_1": 1 / 6, "recall_at_1": 1 / 6, "mrr": mrr})
 
 
 def test_topk_metrics_without_exclusion():
-    got = mb.topk_metrics(SCORES, TARGETS, None, k=3)  # ranks 2.5, 5, 3.5
-    assert got == pytest.approx({"ndcg_at_3": 1 / math.log2(3.5) / 3, "recall_at_3": 1 / 3, "mrr": (1 / 2.5 + 1 / 5 + 1 / 3.5) / 3})
+    got = mb.topk_metrics(SCORES, TARGETS, None, k=3)  # ranks 2 or 3; 5; 2, 3, 4 or 5
+    ndcg = ((1 / math.log2(3) + 1 / math.log2(4)) / 2 + 0 + (1 / math.log2(3) + 1 / math.log2(4)) / 4) / 3
+    mrr = ((1 / 2 + 1 / 3) / 2 + 1 / 5 + (1 / 2 + 1 / 3 + 1 / 4 + 1 / 5) / 4) / 3
+    assert got == pytest.approx({"ndcg_at_3": ndcg, "recall_at_3": (1 + 0 + 2 / 4) / 3, "mrr": mrr})
 
 
 def test_topk_metrics_chunks_agree(monkeypatch):
@@ -99,19 +102,18 @@ def test_topk_metrics_match_a_brute_force_ranking(data):
     scores = np.array(data.draw(st.lists(st.integers(-3, 3), min_size=num_queries * num_items, max_size=num_queries * num_items)), dtype=np.float64).reshape(num_queries, num_items)
     targets = np.array(data.draw(st.lists(st.integers(0, num_items - 1), min_size=num_queries, max_size=num_queries)))
     exclude = [np.array(data.draw(st.lists(st.integers(0, num_items - 1), max_size=num_items)), dtype=np.int64) for _ in range(num_queries)]
-    ranks = []
+    possible = []  # per query: the ranks its target can take, each as likely, over the orders of its ties
     for u in range(num_queries):
         rivals = [j for j in range(num_items) if j == targets[u] or j not in set(exclude[u])]
         own = scores[u, targets[u]]
-        ties = sum(scores[u, j] == own for j in rivals) - 1  # others scored equal: half of them ahead
-        ranks.append(1 + sum(scores[u, j] > own for j in rivals) + ties / 2)
-    ranks = np.array(ranks)
+        above, tied = sum(scores[u, j] > own for j in rivals), sum(scores[u, j] == own for j in rivals)
+        possible.append(np.arange(above + 1, above + tied + 1, dtype=np.float64))
     recalls = []
     for k in range(1, num_items + 2):
         got = mb.topk_metrics(scores, targets, exclude, k=k)
-        assert got[f"recall_at_{k}"] == pytest.approx(np.mean(ranks <= k))
-        assert got[f"ndcg_at_{k}"] == pytest.approx(np.mean(np.where(ranks <= k, 1 / np.log2(ranks + 1), 0.0)))
-        assert got["mrr"] == pytest.approx(np.mean(1 / ranks))
+        assert got[f"recall_at_{k}"] == pytest.approx(np.mean([np.mean(r <= k) for r in possible]))
+        assert got[f"ndcg_at_{k}"] == pytest.approx(np.mean([np.mean(np.where(r <= k, 1 / np.log2(r + 1), 0.0)) for r in possible]))
+        assert got["mrr"] == pytest.approx(np.mean([np.mean(1 / r) for r in possible]))
         recalls.append(got[f"recall_at_{k}"])
     assert recalls == sorted(recalls) and recalls[-1] == 1.0  # monotone in k, every target within I
     perfect = np.where(np.arange(num_items) == targets[:, None], 1.0, 0.0)  # the target alone scores highest

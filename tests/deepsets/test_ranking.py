@@ -1,5 +1,6 @@
 """Ranking losses and metrics against hand-computed values and torchmetrics."""
 
+import itertools
 import math
 
 import pytest
@@ -121,21 +122,52 @@ def test_in_batch_softmax_by_hand_log_q_and_duplicates():
 
 
 def test_target_ranks_ties_and_exclusion_by_hand():
-    from deepsets.ranking import rank_metrics, target_ranks
+    from deepsets.ranking import mean_rank, rank_metrics, target_ranks
 
-    scores = torch.tensor([[0.9, 0.5, 0.5, 0.1],   # target 1 ties with item 2: expected rank 2.5
-                           [0.3, 0.3, 0.3, 0.3],   # constant scorer: the middle, (1 + 4) / 2
+    scores = torch.tensor([[0.9, 0.5, 0.5, 0.1],   # target 1 ties with item 2: rank 2 or 3
+                           [0.3, 0.3, 0.3, 0.3],   # constant scorer: any of ranks 1..4 (1..3 once item 3 is excluded; the target 0 never is)
                            [0.9, 0.8, 0.2, 0.1]])  # target 2; items 0 and 1 excluded -> rank 1
     target = torch.tensor([1, 0, 2])
-    exclude = torch.tensor([[False] * 4, [True, False, False, False], [True, True, False, False]])
-    exclude_nothing = target_ranks(scores, target)
-    assert exclude_nothing.tolist() == [2.5, 2.5, 3.0]
+    exclude = torch.tensor([[False] * 4, [True, False, False, True], [True, True, False, False]])
+    assert target_ranks(scores, target).tolist() == [[1, 2], [0, 4], [2, 1]]  # (higher, tied with the target itself)
     ranks = target_ranks(scores, target, exclude)  # the target itself is never excluded
-    assert ranks.tolist() == [2.5, 2.5, 1.0]
+    assert ranks.tolist() == [[1, 2], [0, 3], [0, 1]]
+    assert mean_rank(ranks).tolist() == [2.5, 2.0, 1.0]
     out = rank_metrics(ranks, k=2)
-    assert out["recall_at_2"] == pytest.approx(1 / 3)
-    assert out["ndcg_at_2"] == pytest.approx(1 / 3)  # only the rank-1 query is within k
-    assert out["mrr"] == pytest.approx((1 / 2.5 + 1 / 2.5 + 1) / 3)
+    assert out["recall_at_2"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)  # P(rank <= 2) of each query
+    ndcg = [(1 / math.log2(3)) / 2, (1 + 1 / math.log2(3)) / 3, 1.0]
+    assert out["ndcg_at_2"] == pytest.approx(sum(ndcg) / 3)
+    assert out["mrr"] == pytest.approx(((1 / 2 + 1 / 3) / 2 + (1 + 1 / 2 + 1 / 3) / 3 + 1) / 3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 2), min_size=1, max_size=6), st.data())
+def test_rank_values_are_the_mean_over_every_order_of_the_ties(scores, data):
+    """Brute force: every tie-breaking order of the candidates (all permutations as secondary
+    keys), the target's metric at each, averaged."""
+    from deepsets.ranking import rank_values, target_ranks
+
+    target = data.draw(st.integers(0, len(scores) - 1))
+    k = data.draw(st.integers(1, 4))
+    found = {name: float(v[0]) for name, v in rank_values(target_ranks(torch.tensor([scores], dtype=torch.float64), torch.tensor([target])), k).items()}
+    totals = {name: 0.0 for name in found}
+    orders = list(itertools.permutations(range(len(scores))))
+    for order in orders:  # order[c]: candidate c's place among the tied
+        ranked = sorted(range(len(scores)), key=lambda c: (-scores[c], order[c]))
+        rank = ranked.index(target) + 1
+        totals[f"ndcg_at_{k}"] += 1 / math.log2(rank + 1) if rank <= k else 0.0
+        totals[f"recall_at_{k}"] += float(rank <= k)
+        totals["mrr"] += 1 / rank
+    for name, total in totals.items():
+        assert found[name] == pytest.approx(total / len(orders), abs=1e-12), name
+
+
+def test_a_constant_scorer_gets_the_random_order_values():
+    from deepsets.ranking import rank_metrics, target_ranks
+
+    out = rank_metrics(target_ranks(torch.zeros(3, 1000), torch.tensor([0, 10, 999])), k=10)
+    assert out["recall_at_10"] == pytest.approx(10 / 1000)
+    assert out["mrr"] == pytest.approx(sum(1 / r for r in range(1, 1001)) / 1000)
 
 
 def test_task_loss_grouped_kinds_need_groups():

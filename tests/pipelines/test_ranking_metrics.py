@@ -98,4 +98,4 @@ def test_nan_scores_never_rank_first():
 
     scores = torch.tensor([[float("nan"), 0.1, 0.2], [0.3, float("nan"), 0.1]])
     ranks = target_ranks(scores, torch.tensor([0, 0]))
-    assert ranks.tolist() == [3.0, 1.0]  # NaN target: last; a NaN rival: below every real score
+    assert ranks.tolist() == [[2.0, 1.0], [0.0, 1.0]]  # NaN target: last (2 above it); a NaN rival: below every real score
