@@ -36,14 +36,19 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
     for paths, count in ((cfg.data.train, True), (cfg.data.valid, False)):
         if not paths:
             continue
+        groups = GroupRuns(cfg.data.group_column) if count and cfg.data.group_column else None
         for path in resolve_inputs(list(paths)):
             pf = open_parquet(path)
             check_columns(path, pf.schema_arrow, spec.schema.modality, labels)
             for key in (cfg.data.group_column, cfg.data.item_column):
-                if key and not pa.types.is_integer(pf.schema_arrow.field(key).type):
-                    raise DataError(f"must hold integer ids (a query group or item id), found {pf.schema_arrow.field(key).type}", file=path, column=key)
+                if key:
+                    ids = read_key_column(path, pf, key)
+                    if groups is not None and key == cfg.data.group_column:
+                        groups.check(path, ids)
             rows += pf.metadata.num_rows if count else 0
             check_label_values(cfg.task.kind, cfg.task.num_outputs, cfg.data.label_columns, path, pf)
+        if groups is not None:
+            groups.finish()
     if cfg.data.items:
         items = spec.subset(list(cfg.task.item_modalities))
         for path in resolve_inputs(list(cfg.data.items)):
@@ -53,6 +58,77 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
     if rows < cfg.training.batch_size:
         raise DataError(f"only {rows} training rows: fewer than one global batch (training.batch_size = {cfg.training.batch_size})")
     return rows
+
+
+def read_key_column(path: str, parquet, column: str) -> np.ndarray:
+    """An integer key column (query group, item id) of one file as int64 ``(N,)``.
+
+    Raises:
+        DataError: naming the file, column and rows of a null id or a non-integer type.
+    """
+    try:
+        return key_tensor(parquet.read(columns=[column]).column(column), column).numpy()
+    except DataError as err:
+        raise err.located(path, 0) from None
+
+
+class GroupRuns:
+    """Checks that each query group's training rows lie next to each other (in one file, or
+    running on from the end of one file to the start of the next): training reads whole groups
+    from contiguous rows, so a group stored in two places would train as two shorter lists.
+    :meth:`check` each file in turn, then :meth:`finish`.
+
+    Args:
+        column: the group column.
+    """
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+        self.paths: list = []
+        self.groups: list = []  # per file: its distinct group ids
+        self.last = None  # the previous file's last group id
+
+    def hint(self) -> str:
+        return f"store each group's rows next to each other (sort the data by {self.column!r})"
+
+    def check(self, path: str, ids: np.ndarray) -> None:
+        """Add one file's group ids ``(N,)`` in row order.
+
+        Raises:
+            DataError: naming the file, column and rows of a group whose rows are not together.
+        """
+        starts = np.flatnonzero(np.diff(ids, prepend=ids[:1] - 1))  # (R,) first row of each run of one group
+        run_ids = ids[starts]  # (R,)
+        unique, counts = np.unique(run_ids, return_counts=True)
+        if (counts > 1).any():
+            group = unique[counts > 1][0]
+            runs = np.flatnonzero(run_ids == group)[:3]
+            ends = np.append(starts[1:], ids.size)
+            where = ", ".join(f"{starts[r]}-{ends[r] - 1}" for r in runs)
+            raise DataError(f"{int((counts > 1).sum())} query group(s) are split into separate runs of rows, e.g. group {int(group)} "
+                            f"at rows {where}; {self.hint()}", file=path, column=self.column)
+        if self.last is not None and ids.size and ids[0] == self.last:
+            unique = unique[unique != self.last]  # the previous file's last group goes on here: still together
+        self.last = ids[-1] if ids.size else self.last
+        self.paths.append(path)
+        self.groups.append(unique)
+
+    def finish(self) -> None:
+        """Raises:
+            DataError: for a group that two files hold (other than one running on from the end
+                of a file to the start of the next), naming both.
+        """
+        if len(self.groups) < 2:
+            return
+        ids = np.concatenate(self.groups)  # (G,)
+        files = np.repeat(np.arange(len(self.groups)), [g.size for g in self.groups])  # (G,)
+        order = np.argsort(ids, kind="stable")
+        ids, files = ids[order], files[order]
+        twice = np.flatnonzero(ids[1:] == ids[:-1])
+        if twice.size:
+            at = twice[0]
+            raise DataError(f"{twice.size} query group(s) are in more than one file, e.g. group {int(ids[at])}, also in "
+                            f"{self.paths[files[at]]}; {self.hint()}", file=self.paths[files[at + 1]], column=self.column)
 
 
 def check_label_values(kind: str, width: Optional[int], label_columns: Sequence[str], path: str, parquet) -> None:
@@ -100,11 +176,7 @@ def item_counts(cfg: RunConfig) -> Optional[dict]:
     """
     if cfg.task.kind != "two_tower" or not cfg.task.logq:
         return None
-    column, found = cfg.data.item_column, []
-    for path in resolve_inputs(list(cfg.data.train)):
-        try:
-            found.append(key_tensor(open_parquet(path).read(columns=[column]).column(column), column).numpy())
-        except DataError as err:
-            raise err.located(path, 0) from None
+    column = cfg.data.item_column
+    found = [read_key_column(path, open_parquet(path), column) for path in resolve_inputs(list(cfg.data.train))]
     ids, counts = np.unique(np.concatenate(found), return_counts=True)
     return {"ids": ids.astype(np.int64), "counts": counts.astype(np.int64)}

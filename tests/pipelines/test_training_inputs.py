@@ -90,3 +90,32 @@ def test_long_parameters_keep_their_start_and_a_hash():
     shown = param_value(long)
     assert len(shown) <= PARAM_LIMIT and shown.startswith("s3://bucket/data/part-00000.parquet")
     assert f"({len(long)} chars, sha256 " in shown and param_value(long + "x") != shown
+
+
+def ranking_config(data):
+    cfg = config(data, kind="listwise")
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"group_column": "query_id"})})
+
+
+def test_query_groups_must_be_stored_together_and_hold_no_nulls(data, demo_spec):
+    # the demo writes each group's rows together (a few run on from one file into the next)
+    check_training_data(ranking_config(data), demo_spec)
+    first, second = sorted((data / "train").glob("*.parquet"))[:2]
+    table = pq.read_table(first)
+    groups = table["query_id"].to_numpy()
+    moved = int(np.flatnonzero(groups == groups[0]).max())  # the first group's last row goes to the end
+    order = np.r_[np.arange(moved), np.arange(moved + 1, table.num_rows), moved]
+    pq.write_table(table.take(pa.array(order)), first)
+    with pytest.raises(DataError, match=rf"{first}, column 'query_id': 1 query group\(s\) are split into separate runs of rows, "
+                                        rf"e.g. group {groups[0]} at rows 0-{moved - 1}, {table.num_rows - 1}-{table.num_rows - 1}; "
+                                        r"store each group's rows next to each other \(sort the data by 'query_id'\)"):
+        check_training_data(ranking_config(data), demo_spec)
+    middle = pq.read_table(second).slice(100, 1)  # a row of a group in the middle of the second file, copied into the first
+    pq.write_table(middle, first)
+    with pytest.raises(DataError, match=rf"{second}, column 'query_id': 1 query group\(s\) are in more than one file, "
+                                        rf"e.g. group {middle['query_id'][0]}, also in {first}"):
+        check_training_data(ranking_config(data), demo_spec)
+    ids = pq.read_table(second)["query_id"].to_pylist()
+    with_labels(second, "query_id", pa.array([None if i == 5 else v for i, v in enumerate(ids)], table.schema.field("query_id").type))
+    with pytest.raises(DataError, match=rf"{second}, column 'query_id', row 5: null id"):
+        check_training_data(ranking_config(data), demo_spec)
