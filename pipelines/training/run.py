@@ -25,6 +25,9 @@ from pipelines.training.resume import check_resumable, checkpoint_dirs, save_run
 from pipelines.training.selection import SCORE_KEY, Selection
 from pipelines.training.tracking import open_mlflow_run, run_status
 
+MODEL_CHECKPOINT_TAG = "deepsets.model_checkpoint"  # the checkpoint whose weights the run's logged model holds
+MODEL_URI_TAG = "deepsets.model_uri"
+
 
 class TrainingFailed(JobError):
     """Training stopped with an error more often than ``scaling.max_failures`` allows."""
@@ -124,18 +127,25 @@ def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: st
         error = err
     if error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        where = (f"checkpoints so far are in {run_dir} (continue with --resume)" if checkpoint_dirs(run_dir) else
+                 "no epoch finished, so there is no checkpoint: fix the cause and run the same command again")
         raise TrainingFailed(
-            f"training failed (scaling.max_failures = {cfg.scaling.max_failures}): {lines[-1] if lines else type(error).__name__}; "
-            f"checkpoints so far are in {run_dir} (continue with --resume)"
+            f"training failed (scaling.max_failures = {cfg.scaling.max_failures}): {lines[-1] if lines else type(error).__name__}; {where}"
         ) from None
     kept, kept_metrics = selected_checkpoint(result, selection)
     with kept.as_directory() as directory:
         state, spec, _, args = load_checkpoint(directory)
     mlflow.set_tracking_uri(uri)
+    kept_name = storage.name_of(kept.path)
+    tags = mlflow.get_run(run_id).data.tags
     with mlflow.start_run(run_id=run_id):
-        # step: MLflow attaches the run's metrics of that step (the kept epoch) to the logged model
-        model_uri = log_deepsets_model(state.model, spec, args, step=state.epoch)
-        mlflow.set_tags({"deepsets.selected_epoch": str(state.epoch + 1), "deepsets.selected_on": selection.metric or "last epoch"})
+        if tags.get(MODEL_CHECKPOINT_TAG) == kept_name and tags.get(MODEL_URI_TAG):
+            model_uri = tags[MODEL_URI_TAG]  # a resumed run that had already finished: its model is logged
+        else:
+            # step: MLflow attaches the run's metrics of that step (the kept epoch) to the logged model
+            model_uri = log_deepsets_model(state.model, spec, args, step=state.epoch)
+            mlflow.set_tags({"deepsets.selected_epoch": str(state.epoch + 1), "deepsets.selected_on": selection.metric or "last epoch",
+                             MODEL_CHECKPOINT_TAG: kept_name, MODEL_URI_TAG: model_uri})
     metrics = {k: v for k, v in kept_metrics.items() if isinstance(v, (int, float)) and k != SCORE_KEY}
     metrics["epoch"] = state.epoch + 1  # counted from 1, as every printed line counts (MLflow steps count from 0)
     last_epoch = int((result.metrics or {}).get("epoch", state.epoch))
@@ -144,7 +154,7 @@ def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: st
         "run_id": run_id,
         "model_uri": model_uri,
         "tracking_uri": uri,
-        "checkpoint": storage.join(run_dir, storage.name_of(kept.path)),  # a URI when storage_path is one
+        "checkpoint": storage.join(run_dir, kept_name),  # a URI when storage_path is one
         "epochs_done": last_epoch + 1,
         "selected": {"epoch": state.epoch + 1, "metric": selection.metric or "last", "value": metrics.get(selection.metric) if selection.metric else None,
                      "stopped_early": last_epoch + 1 < cfg.training.epochs},

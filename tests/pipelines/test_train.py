@@ -103,6 +103,12 @@ def test_resume_continues_the_epoch_counter(ray_session, demo_data, tmp_path):
     client = mlflow.tracking.MlflowClient(resumed["tracking_uri"])
     assert [m.step for m in client.get_metric_history(resumed["run_id"], "train_loss")] == [0, 1, 2]
     assert [m.value for m in client.get_metric_history(resumed["run_id"], "resumed_at_epoch")] == [1.0]
+    # resuming a finished run trains nothing more and logs no second copy of its model
+    again = run_training(config(demo_data, tmp_path, "resumable", epochs=3), resume=True, progress=False)
+    assert again["model_uri"] == resumed["model_uri"] and again["epochs_done"] == 3
+    experiment = client.get_run(first["run_id"]).info.experiment_id
+    logged = client.search_logged_models(experiment_ids=[experiment], filter_string=f"source_run_id = '{first['run_id']}'")
+    assert len(logged) == 2  # the 1-epoch run's and the 3-epoch run's
 
 
 def test_worker_failure_is_recovered_from_the_checkpoint(ray_session, demo_data, tmp_path, monkeypatch):
