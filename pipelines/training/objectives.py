@@ -16,7 +16,7 @@ for a batch's loss and for validation metrics, so the loop itself is the same fo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -125,11 +125,13 @@ class Objective:
             log_q, extra_log_q = self.negatives.log_q(log_q, sampled_log_q, batch.num_rows)
         catalogue = self.negatives.catalogue_embeddings(unwrap(model).item, device) if self.negatives is not None else None
         if catalogue is not None:
-            # the full softmax (every item once, nothing to correct) trains the query tower against
-            # the whole catalogue, but its items outside the batch carry no gradient; the in-batch
-            # softmax beside it keeps pushing the item tower's items apart (without it MovieLens's
-            # item tower collapsed to one vector, benchmarks/RESULTS.md)
-            full = unwrap(model).loss(out, ids, None, extra_items=catalogue[0], extra_ids=catalogue[1])
+            # The full softmax (every item once, nothing to correct) trains the query tower against
+            # the whole catalogue. Its items outside the batch carry no gradient, so it would pull
+            # the item tower's items toward their queries with nothing pushing them apart (MovieLens's
+            # item tower collapsed to one vector, benchmarks/RESULTS.md): it trains the query tower
+            # only, and the in-batch softmax (with its logQ) trains both towers.
+            queries_only = replace(out, item=out.item.detach())
+            full = unwrap(model).loss(queries_only, ids, None, extra_items=catalogue[0], extra_ids=catalogue[1])
             return full + unwrap(model).loss(out, ids, log_q)
         return unwrap(model).loss(out, ids, log_q, extra_items=extra, extra_ids=extra_ids, extra_log_q=extra_log_q)
 
