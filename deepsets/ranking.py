@@ -282,13 +282,16 @@ def rank_values(ranks: Tensor, k: int) -> dict:
     ``(H(a + t) - H(a)) / t`` (harmonic numbers), NDCG the mean of ``1 / log2(r + 1)`` over the
     ranks ``r <= k``.
     """
+    if ranks.shape[-1:] != (2,) or not bool((ranks[..., 1] >= 1).all()):
+        raise ValueError(f"ranks must be target_ranks' (..., 2) counts (above, tied >= 1), got shape {tuple(ranks.shape)}")
     ranks = ranks.to(torch.float64)
     above, tied = ranks[..., 0], ranks[..., 1]
     recall = ((k - above) / tied).clamp(0.0, 1.0)
     # H(n) = digamma(n + 1) + Euler's constant, so H(a + t) - H(a) = digamma(a + t + 1) - digamma(a + 1)
     spread = (torch.special.digamma(above + tied + 1.0) - torch.special.digamma(above + 1.0)) / tied
     mrr = torch.where(tied == 1, 1.0 / (above + 1.0), spread)  # no tie: exactly 1 / rank
-    discounts = torch.cat([torch.zeros(1, dtype=torch.float64), 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))]).cumsum(0)  # (k + 1,)
+    positions = torch.arange(1, k + 2, dtype=torch.float64, device=ranks.device)  # (k + 1,) ranks 1 .. k + 1
+    discounts = torch.cat([positions.new_zeros(1), 1.0 / torch.log2(positions[:-1] + 1)]).cumsum(0)  # (k + 1,) sums over ranks 1..n
     cut = lambda n: discounts[n.clamp(max=k).long()]  # noqa: E731  sum of the discounts of ranks 1..min(n, k)
     ndcg = (cut(above + tied) - cut(above)) / tied
     return {f"ndcg_at_{k}": ndcg, f"recall_at_{k}": recall, "mrr": mrr}

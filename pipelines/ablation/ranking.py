@@ -133,11 +133,11 @@ class RetrievalScorer(PerQueryScorer):
         return self.rows.num_rows
 
     def fuse_subsets(self, masks: Tensor) -> Tensor:
-        """(S, M) subsets -> (S, Q, 2) float64 where each query's item ranks (candidates above it,
+        """(S, M) subsets -> (S, Q, 2) float32 where each query's item ranks (candidates above it,
         candidates tied with it; :func:`deepsets.ranking.target_ranks`): the corpus embedded once
         per distinct item-tower part, the queries once per distinct query-tower part."""
         mq = self.query_count
-        out = torch.empty(masks.shape[0], self.rows.num_rows, 2, dtype=torch.float64)
+        out = torch.empty(masks.shape[0], self.rows.num_rows, 2, dtype=torch.float32)  # counts, exact below 2^24 items
         item_parts, which = torch.unique(masks[:, mq:], dim=0, return_inverse=True)  # (I, Mi), (S,)
         query_cache: Dict[bytes, Tensor] = {}
         for j in tqdm(range(item_parts.shape[0]), desc="item-tower subsets", unit="subset", disable=None if self.progress and len(item_parts) > 1 else True):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-import pyarrow as pa
 
 from deepsets.builders import check_table_sizes
 from features.errors import DataError
@@ -52,9 +51,7 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
     if cfg.data.items:
         items = spec.subset(list(cfg.task.item_modalities))
         for path in resolve_inputs(list(cfg.data.items)):
-            table = items.open_checked(path, [cfg.data.item_column])
-            if not pa.types.is_integer(table.schema_arrow.field(cfg.data.item_column).type):
-                raise DataError("must hold integer item ids", file=path, column=cfg.data.item_column)
+            read_key_column(path, items.open_checked(path, [cfg.data.item_column]), cfg.data.item_column)  # integers, no nulls
     if rows < cfg.training.batch_size:
         raise DataError(f"only {rows} training rows: fewer than one global batch (training.batch_size = {cfg.training.batch_size})")
     return rows
@@ -89,7 +86,7 @@ class GroupRuns:
         self.last = None  # the previous file's last group id
 
     def hint(self) -> str:
-        return f"store each group's rows next to each other (sort the data by {self.column!r})"
+        return f"store each group's rows next to each other (sort the whole training set by {self.column!r}, across files)"
 
     def check(self, path: str, ids: np.ndarray) -> None:
         """Add one file's group ids ``(N,)`` in row order.

@@ -6,9 +6,11 @@
 | ``mixed``          | those, plus ``num_negatives`` items drawn     | ``log(B q + S / I)``: each    |
 |                    | uniformly from the item table every step      | item's expected count in the  |
 |                    | (run through the item tower with gradient)    | mixed sample (Yang et al. 2020)|
-| ``catalogue``      | every item of the item table: a full softmax  | none (every item is there     |
-|                    | (items not in the batch from item-tower       | once)                         |
-|                    | outputs refreshed every ``refresh_steps``)    |                               |
+| ``catalogue``      | every item of the item table: a full softmax  | none in the full softmax      |
+|                    | (items not in the batch from item-tower       | (every item is there once);   |
+|                    | outputs refreshed every ``refresh_steps``),   | ``log q`` in the in-batch one |
+|                    | training the query tower only; plus the       |                               |
+|                    | in-batch softmax, training both towers        |                               |
 
 In-batch negatives see popular items too often and rare ones almost never; uniform samples and
 the whole catalogue show the model the items it would otherwise never be asked to tell apart.
@@ -117,7 +119,8 @@ class Negatives:
         """The logit corrections of the batch's items and of the sampled ones.
 
         ``mixed``: an item's expected count among one step's negatives, ``B q + S / I``, for
-        both (q from the training rows); ``in_batch``: ``log q`` as given; ``catalogue``: none.
+        both (q from the training rows); ``in_batch``: ``log q`` as given; ``catalogue``: none
+        here (its full softmax needs none; its in-batch softmax takes ``log q`` as given).
         """
         if self.mode == "catalogue" or batch_log_q is None:
             return None, None

@@ -175,3 +175,12 @@ def test_task_loss_grouped_kinds_need_groups():
 
     with pytest.raises(ValueError, match="query group"):
         task_loss("listwise", torch.zeros(3, 1), torch.zeros(3))
+
+
+def test_rank_values_refuses_anything_but_target_ranks_counts():
+    from deepsets.ranking import rank_values
+
+    with pytest.raises(ValueError, match=r"\(\.\.\., 2\) counts"):
+        rank_values(torch.tensor([1.0, 2.0, 3.0]), 10)  # plain 1-based ranks
+    with pytest.raises(ValueError, match="tied >= 1"):
+        rank_values(torch.zeros(4, 2), 10)  # zero padding: no target

@@ -108,7 +108,7 @@ def test_query_groups_must_be_stored_together_and_hold_no_nulls(data, demo_spec)
     pq.write_table(table.take(pa.array(order)), first)
     with pytest.raises(DataError, match=rf"{first}, column 'query_id': 1 query group\(s\) are split into separate runs of rows, "
                                         rf"e.g. group {groups[0]} at rows 0-{moved - 1}, {table.num_rows - 1}-{table.num_rows - 1}; "
-                                        r"store each group's rows next to each other \(sort the data by 'query_id'\)"):
+                                        r"store each group's rows next to each other \(sort the whole training set by 'query_id', across files\)"):
         check_training_data(ranking_config(data), demo_spec)
     middle = pq.read_table(second).slice(100, 1)  # a row of a group in the middle of the second file, copied into the first
     pq.write_table(middle, first)
