@@ -39,11 +39,12 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
         for path in resolve_inputs(list(paths)):
             pf = open_parquet(path)
             check_columns(path, pf.schema_arrow, spec.schema.modality, labels)
-            for key in (cfg.data.group_column, cfg.data.item_column):
-                if key:
-                    ids = read_key_column(path, pf, key)
-                    if groups is not None and key == cfg.data.group_column:
-                        groups.check(path, ids)
+            if cfg.data.group_column:
+                group_ids = read_key_column(path, pf, cfg.data.group_column)
+                if groups is not None:
+                    groups.check(path, group_ids)
+            if cfg.data.item_column:
+                read_key_column(path, pf, cfg.data.item_column)  # integers, no nulls
             rows += pf.metadata.num_rows if count else 0
             check_label_values(cfg.task.kind, cfg.task.num_outputs, cfg.data.label_columns, path, pf)
         if groups is not None:
