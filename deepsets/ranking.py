@@ -266,12 +266,6 @@ def target_ranks(scores: Tensor, target: Tensor, exclude: Tensor | None = None) 
     return torch.stack([higher.sum(dim=1).double(), equal.sum(dim=1).double()], dim=1)  # (Q, 2)
 
 
-def mean_rank(ranks: Tensor) -> Tensor:
-    """The expected 1-based rank of each target over the orders of its ties: (...,) float64 from
-    :func:`target_ranks`' (..., 2)."""
-    return 1.0 + ranks[..., 0] + (ranks[..., 1] - 1.0) / 2.0
-
-
 def rank_values(ranks: Tensor, k: int) -> dict:
     """Per-query ``ndcg_at_k``, ``recall_at_k`` (a hit in the top k) and ``mrr`` of
     single-target queries from :func:`target_ranks`' (..., 2) counts: float64 (...,) each.

@@ -268,6 +268,8 @@ def report(cfg: AblateConfig, source: ModelSource, summary: dict, per_row: Optio
     with tempfile.TemporaryDirectory(prefix="deepsets-ablation-") as scratch:
         remote = storage.is_uri(cfg.out)
         out = Path(scratch) if remote else Path(cfg.out).absolute()
+        if per_row is not None:  # the rows keyed as the input keys them: its id column, else the row's position
+            per_row = {**per_row, "id_column": source.input_spec.schema.id_column or "row"}
         written = write_outputs(out, summary, per_row)
         summary["files"] = {name: storage.join(cfg.out, Path(path).name) for name, path in written.items()} if remote else written
         summary["mlflow"] = log_to_mlflow(source, out) if cfg.log_mlflow else None

@@ -144,7 +144,10 @@ def bar_chart(summary: dict, path: Path) -> None:
 
 
 def write_outputs(out: Path, summary: dict, per_row: Optional[dict]) -> Dict[str, str]:
-    """Write the table, chart and per-row values into ``out``; returns name -> path."""
+    """Write the table, chart and per-row values into ``out``; returns name -> path.
+
+    ``per_row_shapley.parquet`` keys its rows by ``per_row["id_column"]`` (the input's id
+    column, or ``row``: the row's position in the input)."""
     out.mkdir(parents=True, exist_ok=True)
     files = {"table_parquet": out / "ablation.parquet", "table_markdown": out / "ablation.md", "chart": out / "ablation.png",
              "table_json": out / "ablation.json"}
@@ -152,9 +155,12 @@ def write_outputs(out: Path, summary: dict, per_row: Optional[dict]) -> Dict[str
     files["table_markdown"].write_text(markdown_table(summary), encoding="utf-8")
     bar_chart(summary, files["chart"])
     if per_row is not None:
-        columns = {"id": pa.array(per_row["ids"]), "score_all": per_row["full"], "score_none": per_row["empty"]}
+        values = {"score_all": per_row["full"], "score_none": per_row["empty"]}
         for m, name in enumerate(per_row["names"]):
-            columns[f"shapley_{name}"] = per_row["phi"][:, m]
+            values[f"shapley_{name}"] = per_row["phi"][:, m]
+        id_name = per_row.get("id_column", "row")
+        id_name = id_name if id_name not in values else f"{id_name}_id"  # an id column named like a value column
+        columns = {id_name: pa.array(per_row["ids"]), **values}
         files["per_row"] = out / "per_row_shapley.parquet"
         pq.write_table(pa.table(columns), files["per_row"])
     files["table_json"].write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")

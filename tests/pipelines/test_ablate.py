@@ -56,7 +56,7 @@ def test_every_method_with_intervals_per_row_and_files(maxpool_checkpoint, demo_
     contributions = per_row[[f"shapley_{n}" for n in names]].to_numpy().sum(axis=1)
     np.testing.assert_allclose(contributions, per_row["score_all"] - per_row["score_none"], atol=1e-6)
     np.testing.assert_allclose(per_row["score_all"], full.numpy(), atol=1e-5)
-    assert per_row["id"].tolist() == table.column("item_id").to_pylist()
+    assert per_row["item_id"].tolist() == table.column("item_id").to_pylist()
     # a row without a modality gets exactly zero from it
     absent = ~present[:, image].numpy()
     assert absent.any() and np.abs(per_row["shapley_image"].to_numpy()[absent]).max() < 1e-6

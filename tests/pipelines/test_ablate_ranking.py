@@ -72,7 +72,7 @@ def test_listwise_ablation_matches_validation_metrics_with_groups_resampled(list
     assert all(r["low"] <= r["delta"] <= r["high"] for r in summary["table"])
     assert summary["shapley_efficiency"]["abs_error"] < 1e-9
     per_row = pq.read_table(tmp_path / "abl" / "per_row_shapley.parquet").to_pandas()
-    assert per_row["id"].tolist() == table.column("item_id").to_pylist()
+    assert per_row["item_id"].tolist() == table.column("item_id").to_pylist()
     contributions = per_row[[f"shapley_{n}" for n in names]].to_numpy().sum(axis=1)
     np.testing.assert_allclose(contributions, per_row["score_all"] - per_row["score_none"], atol=1e-6)
     markdown = open(summary["files"]["table_markdown"]).read()

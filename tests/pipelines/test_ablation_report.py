@@ -26,3 +26,18 @@ def test_a_missing_interval_is_left_out():
     summary = _summary()
     summary["table"][0].update(low=math.nan, high=math.nan)
     assert "| a | +0.0100 | +0.0200 [+0.0100, +0.0300] |" in markdown_table(summary)
+
+
+def test_per_row_values_are_keyed_by_the_inputs_id_column_or_the_row_position(tmp_path):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from pipelines.ablation.report import write_outputs
+
+    phi = np.array([[0.1, 0.2, -0.3], [0.0, 0.5, 0.1]])  # (N, M)
+    per_row = {"ids": np.array([7, 9]), "phi": phi, "full": np.array([0.9, 0.8]), "empty": np.array([0.9, 0.2]), "names": ["a", "b", "c"]}
+    for id_column, expected in [("user_id", "user_id"), ("row", "row"), ("score_all", "score_all_id")]:
+        files = write_outputs(tmp_path / id_column, _summary(), {**per_row, "id_column": id_column})
+        table = pq.read_table(files["per_row"])
+        assert table.column_names == [expected, "score_all", "score_none", "shapley_a", "shapley_b", "shapley_c"]
+        assert table.column(expected).to_pylist() == [7, 9] and table.column("shapley_b").to_pylist() == [0.2, 0.5]
