@@ -24,18 +24,23 @@ def resolve_inputs(paths: Paths) -> List[str]:
     (``s3://bucket/prefix``, globs in them too) are listed through :mod:`features.storage`.
 
     Raises:
-        DataError: when a path matches nothing, or nothing at all is found.
+        DataError: naming every path that matches nothing (up to five, then a count), or when
+            nothing at all is found.
     """
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     files: List[str] = []
+    problems: List[str] = []  # every bad path, so one run reports them all
     for item in items:
         text = os.fspath(item)
         try:
             files.extend(_expand_uri(text) if storage.is_uri(text) else _expand_local(storage.local_path(text)))
-        except DataError:
-            raise
+        except DataError as err:
+            problems.append(str(err))
         except (OSError, ValueError) as err:  # a store that cannot be reached, a bucket that is not there
-            raise DataError(f"cannot list input '{text}': {str(err).splitlines()[0]}") from None
+            problems.append(f"cannot list input '{text}': {str(err).splitlines()[0]}")
+    if problems:
+        more = f"; and {len(problems) - 5} more bad input paths" if len(problems) > 5 else ""
+        raise DataError("; ".join(problems[:5]) + more)
     if not files:
         raise DataError("no input files given")
     return list(dict.fromkeys(files))

@@ -39,6 +39,17 @@ def test_paths_that_find_nothing_are_named(tmp_path, make, message):
         resolve_inputs([])
 
 
+def test_every_bad_path_is_named_in_one_error(tmp_path):
+    good = touch_parquet(tmp_path / "good.parquet")
+    bad = [str(tmp_path / f"missing{i}.parquet") for i in range(7)]
+    with pytest.raises(DataError) as err:
+        resolve_inputs([bad[0], good, str(tmp_path / "*.nothing")])
+    assert "missing0.parquet' does not exist" in str(err.value) and "no input files match" in str(err.value)
+    with pytest.raises(DataError, match=r"missing4.parquet' does not exist; and 2 more bad input paths$") as err:
+        resolve_inputs(bad)
+    assert "missing5" not in str(err.value)
+
+
 def test_a_file_that_is_not_parquet_is_named(tmp_path):
     (tmp_path / "data.parquet").write_text("id,x\n1,2\n")
     with pytest.raises(DataError, match=r"data.parquet: not a readable Parquet file"):
