@@ -177,11 +177,7 @@ class FeatureSpec:
             raise DataError(f"cannot fit on this data: {str(err).splitlines()[0]}") from None
         spec = cls(schema, fitted)
         if validate:
-            from features.reader import ParquetBatchReader
-
-            reader = ParquetBatchReader(spec, files, batch_size=8192, progress=progress, desc="validating")
-            for _ in reader:
-                continue
+            reader = spec.validate(files, progress=progress)
             for name, counts in reader.counts.items():
                 read = counts.as_dict()
                 spec.fitted[name].stats.update(
@@ -190,6 +186,27 @@ class FeatureSpec:
                     oov_rate=read["oov_rate"] if read["ids"] else spec.fitted[name].stats.get("oov_rate", 0.0),
                 )
         return spec
+
+    def validate(self, paths: Paths, *, progress: bool = False, desc: str = "validating"):
+        """Read every row of ``paths`` through this spec, so a bad value is reported now.
+
+        Args:
+            paths: files, directories or globs of Parquet.
+            progress: show a progress bar.
+            desc: the progress bar's label.
+
+        Returns:
+            The finished reader (its ``counts`` hold truncation and OOV counts per modality).
+
+        Raises:
+            DataError: for the first bad value, naming its file, column and rows.
+        """
+        from features.reader import ParquetBatchReader
+
+        reader = ParquetBatchReader(self, resolve_inputs(paths), batch_size=8192, progress=progress, desc=desc)
+        for _ in reader:
+            continue
+        return reader
 
     # --- applying ------------------------------------------------------------------------
 

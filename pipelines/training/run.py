@@ -46,6 +46,23 @@ def prepare_spec(cfg: RunConfig, run_dir: str, resume: bool, progress: bool) -> 
     return spec
 
 
+def validate_values(cfg: RunConfig, spec: FeatureSpec, progress: bool) -> None:
+    """Read every value the workers will read through the spec, on the driver, so a bad one
+    fails here as one line naming file, column and rows rather than inside a Ray worker. A spec
+    fitted by this run has read the training files already; the validation files, the item
+    table and training files under a given ``data.spec`` are read here.
+
+    Raises:
+        DataError: for the first bad value.
+    """
+    if cfg.data.spec:
+        spec.validate(list(cfg.data.train), progress=progress, desc="checking train")
+    if cfg.data.valid:
+        spec.validate(list(cfg.data.valid), progress=progress, desc="checking valid")
+    if cfg.data.items:
+        spec.subset(list(cfg.task.item_modalities)).validate(list(cfg.data.items), progress=progress, desc="checking items")
+
+
 def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[str] = None, progress: bool = True,
                  callbacks: Sequence = ()) -> dict:
     """Train as the config says; return the summary printed by ``deepsets train --json``.
@@ -75,6 +92,8 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
         print(notice)
     spec = prepare_spec(cfg, run_dir, resume, progress)
     check_training_data(cfg, spec)
+    if not resume:
+        validate_values(cfg, spec, progress)
     if not resume:
         save_run_record(cfg, run_dir)
     popularity = item_counts(cfg)  # before any run is opened: a bad item column fails here

@@ -140,6 +140,39 @@ def test_bad_label_column_or_too_little_data_fails_before_ray(demo_data, tmp_pat
         run_training(small, progress=False)
 
 
+def with_a_short_image_vector(source_dir, out_dir, row=5):
+    """``source_dir``'s files copied to ``out_dir``, the first file's ``image`` vector at ``row`` one float short."""
+    import pyarrow as pa
+
+    out_dir.mkdir(parents=True)
+    for i, path in enumerate(sorted(source_dir.glob("*.parquet"))):
+        table = pq.read_table(path)
+        if i == 0:
+            image = table.column("image").to_pylist()
+            image[row] = image[row][:-1]
+            table = table.set_column(table.schema.get_field_index("image"), "image", pa.array(image, pa.list_(pa.float32())))
+        pq.write_table(table, out_dir / path.name)
+    return out_dir
+
+
+def test_a_bad_value_in_data_the_run_did_not_fit_on_fails_before_ray(demo_data, demo_spec, tmp_path):
+    """A given data.spec (training files never read by a fit) and the validation files: a bad
+    vector is one DataError naming file, column and row, not a traceback from a Ray worker."""
+    from features.errors import DataError
+
+    demo_spec.save(tmp_path / "spec.json")
+    bad_train = with_a_short_image_vector(demo_data / "train", tmp_path / "bad-train")
+    cfg = config(demo_data, tmp_path, "bad-train")
+    given = cfg.model_copy(update={"data": cfg.data.model_copy(update={"train": (str(bad_train),), "spec": str(tmp_path / "spec.json")})})
+    with pytest.raises(DataError, match=r"bad-train/part-.*column 'image', row 5: expected 256 floats per vector, found 255"):
+        run_training(given, progress=False)
+    bad_valid = with_a_short_image_vector(demo_data / "valid", tmp_path / "bad-valid", row=7)
+    fitted = cfg.model_copy(update={"data": cfg.data.model_copy(update={"valid": (str(bad_valid),)}),
+                                    "tracking": cfg.tracking.model_copy(update={"run_name": "bad-valid"})})
+    with pytest.raises(DataError, match=r"bad-valid/.*column 'image', row 7: expected 256 floats per vector, found 255"):
+        run_training(fitted, progress=False)
+
+
 def test_resume_with_a_different_model_is_refused_before_ray(ray_session, demo_data, tmp_path):
     from pipelines.errors import JobError
 
