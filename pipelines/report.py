@@ -4,12 +4,13 @@ from __future__ import annotations
 
 
 def format_stats(stats: dict) -> str:
-    """A fixed-width table: modality, presence, length p50/p99, truncated rows, OOV rate."""
-    lines = [f"{'modality':<14}{'presence':>9}{'len p50':>9}{'len p99':>9}{'truncated':>11}{'oov':>8}"]
+    """A fixed-width table: modality, presence, length p50/p99, truncated rows, the elements
+    truncation dropped, OOV rate."""
+    lines = [f"{'modality':<14}{'presence':>9}{'len p50':>9}{'len p99':>9}{'truncated':>11}{'dropped':>9}{'oov':>8}"]
     for name, s in sorted(stats.items()):
         lines.append(
             f"{name:<14}{s.get('presence_rate', 0):>9.3f}{_num(s.get('length_p50')):>9}{_num(s.get('length_p99')):>9}"
-            f"{int(s.get('truncated_rows', 0)):>11}{s.get('oov_rate', 0.0):>8.3f}"
+            f"{int(s.get('truncated_rows', 0)):>11}{int(s.get('dropped_elements', 0)):>9}{s.get('oov_rate', 0.0):>8.3f}"
         )
     for name, s in sorted(stats.items()):
         if s.get("encodings"):
