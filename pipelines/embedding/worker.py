@@ -41,8 +41,14 @@ REJECT_COLUMN, REJECT_REASON = "reject_column", "reject_reason"
 RESERVED = (SOURCE_FILE, SOURCE_ROW, "embedding", REJECT_COLUMN, REJECT_REASON)
 
 
-def split_bad_rows(spec: FeatureSpec, table: pa.Table) -> Tuple[Optional[Any], np.ndarray, List[tuple]]:
+def split_bad_rows(spec: FeatureSpec, table: pa.Table, id_column: Optional[str] = None) -> Tuple[Optional[Any], np.ndarray, List[tuple]]:
     """Transform ``table``, setting aside the rows a check rejects until the rest converts.
+
+    Args:
+        spec: the model's feature spec.
+        table: the rows to embed.
+        id_column: the ids that key the output: a row without one is rejected ("null id"), as
+            its embedding could not be joined back to anything.
 
     Returns:
         ``(batch, kept, rejected)``: the FeatureBatch of the kept rows (None if none is
@@ -53,6 +59,10 @@ def split_bad_rows(spec: FeatureSpec, table: pa.Table) -> Tuple[Optional[Any], n
     """
     kept = np.arange(table.num_rows)
     rejected: List[tuple] = []
+    if id_column and table.column(id_column).null_count:
+        null = table.column(id_column).is_null().to_numpy(zero_copy_only=False)  # (N,)
+        rejected.append((kept[null], id_column, "null id"))
+        kept = kept[~null]
     while kept.size:
         part = table if kept.size == table.num_rows else table.take(pa.array(kept))
         try:
@@ -129,7 +139,7 @@ class _FragmentOutput:
         """
         e = self.embedder
         try:
-            features, kept, rejected = split_bad_rows(e.spec, table)
+            features, kept, rejected = split_bad_rows(e.spec, table, e.id_column)
         except DataError as err:
             raise err.located(self.fragment.path, row_base) from None
         if rejected:

@@ -82,8 +82,8 @@ def test_batch_size_workers_and_fragments_do_not_change_values(ray_session, chec
 
 def write_bad_copy(source, path):
     """The file, in one row group, with planted bad rows: wrong image width (rows 3, 7), an
-    infinite profile value (rows 10, 300), a negative history id (row 12) and an image of the
-    wrong width in row 12 too."""
+    infinite profile value (rows 10, 300), a negative history id (rows 12, 20), an image of the
+    wrong width in row 12 too, and no item id in row 450."""
     table = pq.read_table(source)
     image = table.column("image").to_pylist()
     for r in (3, 7, 12):
@@ -96,6 +96,9 @@ def write_bad_copy(source, path):
     table = table.set_column(table.schema.get_field_index("image"), "image", pa.array(image, table.schema.field("image").type))
     table = table.set_column(table.schema.get_field_index("profile_0"), "profile_0", pa.array(profile, table.schema.field("profile_0").type))
     table = table.set_column(table.schema.get_field_index("history"), "history", pa.array(history, table.schema.field("history").type))
+    ids = table.column("item_id").to_pylist()
+    ids[450] = None
+    table = table.set_column(table.schema.get_field_index("item_id"), "item_id", pa.array(ids, pa.int64()))
     pq.write_table(table, path, row_group_size=600)
     return table
 
@@ -106,22 +109,23 @@ def test_bad_rows_are_rejected_with_reasons_and_counted(ray_session, checkpoint,
     bad = write_bad_copy(source, tmp_path / "in" / "bad.parquet")
     # one row group cut in fragments of 250, 250, 100 rows: two workers read it in two one-pass runs
     summary = embed(checkpoint, [tmp_path / "in"], tmp_path / "out", batch_size=64, fragment_rows=250, workers=2)
-    assert (summary["rows_in"], summary["rows_out"], summary["rows_rejected"]) == (600, 594, 6)
+    assert (summary["rows_in"], summary["rows_out"], summary["rows_rejected"]) == (600, 593, 7)
     rejects = pq.read_table(tmp_path / "out" / "rejects").sort_by("source_row")
-    assert rejects.column("source_row").to_pylist() == [3, 7, 10, 12, 20, 300]
+    assert rejects.column("source_row").to_pylist() == [3, 7, 10, 12, 20, 300, 450]
     assert sorted(os.listdir(tmp_path / "out" / "rejects")) == ["part-00000-00000.parquet", "part-00000-00001.parquet"]
-    assert rejects.column("item_id").to_pylist() == pc.take(bad.column("item_id"), [3, 7, 10, 12, 20, 300]).to_pylist()
+    assert rejects.column("item_id").to_pylist() == pc.take(bad.column("item_id"), [3, 7, 10, 12, 20, 300, 450]).to_pylist()
     reasons = dict(zip(rejects.column("source_row").to_pylist(), rejects.column("reject_reason").to_pylist()))
     columns = dict(zip(rejects.column("source_row").to_pylist(), rejects.column("reject_column").to_pylist()))
     assert "expected 256 floats per vector, found 5" in reasons[3] and columns[3] == "image"
     assert columns[10] == "profile_0" and "infinite" in reasons[10]
     assert columns[20] == "history" and "negative" in reasons[20]
+    assert columns[450] == "item_id" and reasons[450] == "null id"  # an embedding nothing could be joined to
     assert columns[12] in ("image", "history")  # bad twice: rejected once, for the first check that fails
     assert rejects.column("image").to_pylist()[0] == [0.5] * 5  # the row as read
     written = read_output(tmp_path / "out")
     assert sorted(written.column("source_row").to_pylist() + rejects.column("source_row").to_pylist()) == list(range(600))
     by_reason = {(r["column"], r["rows"]) for r in summary["rejected_by_reason"]}
-    assert ("profile_0", 2) in by_reason and ("history", 1) in by_reason
+    assert ("profile_0", 2) in by_reason and ("history", 1) in by_reason and ("item_id", 1) in by_reason
 
 
 def test_duplicate_ids_are_reported(ray_session, checkpoint, demo_data, tmp_path):
