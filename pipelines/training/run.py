@@ -94,7 +94,6 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
     check_training_data(cfg, spec)
     if not resume:
         validate_values(cfg, spec, progress)
-    if not resume:
         save_run_record(cfg, run_dir)
     popularity = item_counts(cfg)  # before any run is opened: a bad item column fails here
     selection = Selection.of(cfg.training.select, cfg.training.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid))
