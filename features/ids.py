@@ -37,6 +37,19 @@ def id_type_of(t: pa.DataType) -> Optional[str]:
     return None
 
 
+def row_id_type(path: str, t: pa.DataType, column: str) -> str:
+    """'int' or 'string': the kind of a file's row ids (the schema's ``id_column``).
+
+    Raises:
+        DataError: for ids of another type (floats: what pandas writes for integers with nulls).
+    """
+    kind = id_type_of(t)
+    if kind is None:
+        hint = " (pandas writes an integer column with nulls as floats: write the ids as integers, one for every row)" if pa.types.is_floating(t) else ""
+        raise DataError(f"row ids must be integers or strings, found {t}{hint}", file=path, column=column)
+    return kind
+
+
 def column_id_type(t: pa.DataType) -> Optional[str]:
     """'int' or 'string' for an id column (a scalar or a list of ids); None for a null-typed
     column (no value at all) or a type that holds no ids."""

@@ -35,13 +35,17 @@ def label_tensor(arr: pa.Array | pa.ChunkedArray, column: str) -> torch.Tensor:
 def _numeric(arr: pa.Array, column: str, row_of: np.ndarray) -> np.ndarray:
     if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_boolean(arr.type)):
         raise DataError(f"labels must be numeric, found {arr.type}", column=column)
-    ok = valid_mask(arr)
-    if not ok.all():
-        raise DataError("null label (every labelled row needs a value)", column=column, rows=np.unique(row_of[~ok]))
-    values = arr.cast(pa.float32()).to_numpy(zero_copy_only=False)
-    finite = np.isfinite(values)
-    if not finite.all():
-        raise DataError("NaN or infinite label", column=column, rows=np.unique(row_of[~finite]))
+    null = ~valid_mask(arr)
+    values = arr.cast(pa.float32()).to_numpy(zero_copy_only=False)  # nulls come out as NaN
+    not_finite = ~null & ~np.isfinite(values)
+    if null.any() and not_finite.any():  # both kinds, each counted, so fixing one does not reveal the other later
+        nulls, others = len(np.unique(row_of[null])), len(np.unique(row_of[not_finite]))
+        raise DataError(f"null label in {nulls} row(s) and NaN or infinite label in {others} row(s) (every labelled row needs a finite value)",
+                        column=column, rows=np.unique(row_of[null | not_finite]))
+    if null.any():
+        raise DataError("null label (every labelled row needs a value)", column=column, rows=np.unique(row_of[null]))
+    if not_finite.any():
+        raise DataError("NaN or infinite label", column=column, rows=np.unique(row_of[not_finite]))
     return values
 
 

@@ -34,6 +34,7 @@ from features import storage
 from features.errors import DataError
 from features.files import resolve_inputs
 from features.fragments import Fragment, plan_fragments, plan_runs
+from features.ids import row_id_type
 from pipelines.embedding.output import MANIFEST_FORMAT, SUCCESS, OutputLock, account, parts_to_do, prepare_output, write_json
 from pipelines.embedding.worker import EMBEDDINGS, REJECTS, RESERVED
 from pipelines.errors import ConfigError, JobError
@@ -115,12 +116,9 @@ def row_id_kind(path: str, parquet, column: str) -> str:
             nulls), or unsigned ids beyond int64 (naming the rows).
     """
     found = parquet.schema_arrow.field(column).type
-    base = found.value_type if pa.types.is_dictionary(found) else found
-    if pa.types.is_string(base) or pa.types.is_large_string(base) or pa.types.is_string_view(base):
+    if row_id_type(path, found, column) == "string":
         return "string"
-    if not pa.types.is_integer(base):
-        hint = " (pandas writes an integer column with nulls as floats: write the ids as integers, one for every row)" if pa.types.is_floating(base) else ""
-        raise DataError(f"row ids must be integers or strings, found {found}{hint}", file=path, column=column)
+    base = found.value_type if pa.types.is_dictionary(found) else found
     if base == pa.uint64():
         values = parquet.read(columns=[column]).column(column)
         if pa.types.is_dictionary(values.type):

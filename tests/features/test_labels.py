@@ -20,6 +20,8 @@ def test_scalar_and_list_labels():
 @pytest.mark.parametrize("arr, message", [
     (pa.array([1.0, None, 0.0]), r"column 'y', row 1: null label"),
     (pa.array([1.0, float("nan"), float("inf")]), r"column 'y', rows 1..2 \(2 rows\): NaN or infinite label"),
+    (pa.array([None, 1.0, float("nan"), None]),
+     r"column 'y', rows 0..3 \(3 rows\): null label in 2 row\(s\) and NaN or infinite label in 1 row\(s\) \(every labelled row needs a finite value\)"),
     (pa.array(["a", "b"]), r"column 'y': labels must be numeric, found string"),
     (pa.array([[1, 0], [1], None]), r"column 'y', rows 1..2 \(2 rows\): label lists must all hold 2 numbers"),
     (pa.array([[1, None]]), r"column 'y', row 0: null label"),
