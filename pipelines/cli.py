@@ -49,15 +49,20 @@ def _add_fit(sub) -> None:
     p.add_argument("--schema", required=True, help="schema TOML file")
     p.add_argument("--input", required=True, nargs="+", help="Parquet files, directories or globs")
     p.add_argument("--out", required=True, help="where to write the spec JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace a spec already at --out")
     p.add_argument("--no-validate", action="store_true", help="skip the pass that checks every value")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_run_fit)
 
 
 def _run_fit(args) -> dict:
+    from features import storage
     from features.schema import load_schema
     from features.spec import FeatureSpec
+    from pipelines.errors import JobError
 
+    if storage.exists(args.out) and not args.overwrite:
+        raise JobError(f"--out {args.out} already exists: pass --overwrite to replace it, or choose another --out")
     schema = load_schema(args.schema)
     spec = FeatureSpec.fit(schema, args.input, validate=not args.no_validate, progress=True)
     spec.save(args.out)
@@ -235,6 +240,7 @@ def _add_ablate(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--out", default="ablation", help="output directory (default: ablation)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier ablation's files in --out")
     p.add_argument("--no-mlflow", action="store_true", help="do not log the results to the model's MLflow run")
     p.add_argument("--retrain", action="store_true", help="also train a new model without each modality (parallel Ray tasks, MLflow runs nested under one parent)")
     p.add_argument("--truth", default=None, help="truth.json of the reference workload: report Spearman vs the planted contributions")
@@ -261,6 +267,7 @@ def _run_ablate(args) -> dict:
         label=args.label, per_row=args.per_row, bootstrap=args.bootstrap, seed=args.seed, batch_size=args.batch_size,
         log_mlflow=not args.no_mlflow, truth=args.truth, retrain=args.retrain, shapley_permutations=args.shapley_permutations,
         k=args.k, group=args.group, items=args.items, item_column=args.item_column, exclude=args.exclude, exclude_columns=args.exclude_columns,
+        overwrite=args.overwrite,
     )
     summary = run_ablate(cfg, progress=not args.json)
     if not args.json:

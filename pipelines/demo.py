@@ -106,7 +106,7 @@ def ablate_demo_model(model_uri: str, data_dir: Path, out: Path, quiet: bool) ->
     from pipelines.ablation.report import markdown_table
 
     cfg = parse_ablate_config(model=model_uri, inputs=[str(data_dir / "valid")], out=str(out), bootstrap=100,
-                              truth=str(data_dir / "truth.json"))
+                              truth=str(data_dir / "truth.json"), overwrite=True)  # the demo owns its folder
     summary = run_ablate(cfg, progress=not quiet)
     if not quiet:
         print(markdown_table(summary))

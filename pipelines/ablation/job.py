@@ -43,7 +43,8 @@ from features.files import open_parquet, resolve_inputs
 from pipelines.ablation.inputs import encode_retrieval, encode_rows
 from pipelines.ablation.methods import METHODS, CachedRows, SubsetScorer
 from pipelines.ablation.ranking import GroupedScorer, RetrievalScorer, exclusion_pairs, tower_rows
-from pipelines.ablation.report import log_to_mlflow, write_outputs
+from pipelines.ablation.report import OUTPUT_NAMES, log_to_mlflow, write_outputs
+from pipelines.errors import JobError
 from pipelines.models.source import ModelSource, load_model_source
 from pipelines.options import parse_options
 from pipelines.retrieval.exclusions import exclusion_columns, read_exclusions
@@ -85,6 +86,7 @@ class AblateConfig(BaseModel):
     items: Optional[List[str]] = Field(None, min_length=1, description="two_tower: the item corpus (default: the inputs' distinct items)")
     exclude: Optional[str] = Field(None, description="two_tower: Parquet of (query id, item id) pairs left out of each query's ranking")
     exclude_columns: str = Field("", description="QUERY_COLUMN,ITEM_COLUMN in --exclude (default: the inputs' id column and the item column)")
+    overwrite: bool = Field(False, description="replace an earlier ablation's files in --out")
 
     @field_validator("methods")
     @classmethod
@@ -102,6 +104,21 @@ def parse_ablate_config(**values) -> AblateConfig:
         ConfigError: naming every bad option.
     """
     return parse_options(AblateConfig, "ablate", values)
+
+
+def check_out(out: str, overwrite: bool) -> None:
+    """Refuse an ``--out`` that holds an earlier ablation's files; with ``overwrite``, delete
+    them (so no file of the earlier run outlives it, e.g. its per-row values).
+
+    Raises:
+        JobError: naming the folder and the files found there.
+    """
+    found = [storage.join(out, name) for name in OUTPUT_NAMES if storage.exists(storage.join(out, name))]
+    if found and not overwrite:
+        names = ", ".join(storage.name_of(path) for path in found)
+        raise JobError(f"--out {out} already holds an ablation ({names}): pass --overwrite to replace it, or choose another --out")
+    for path in found:
+        storage.delete(path)
 
 
 def compare_with_truth(path: str, table: List[dict], methods: List[str]) -> dict:
@@ -292,6 +309,7 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
     """
     started = time.perf_counter()
     say = print if progress else (lambda *a: None)
+    check_out(cfg.out, cfg.overwrite)
     source, model, what = load_ablatable(cfg)
     task, num = what.task, len(model.names)
     permutations = cfg.shapley_permutations or (SAMPLED_PERMUTATIONS if num > EXACT_SHAPLEY_UP_TO else None)

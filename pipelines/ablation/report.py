@@ -143,6 +143,10 @@ def bar_chart(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+OUTPUT_NAMES = ("ablation.parquet", "ablation.md", "ablation.png", "ablation.json", "per_row_shapley.parquet")
+"""What ``deepsets ablate`` writes into ``--out``: a folder holding any of them holds an earlier ablation."""
+
+
 def write_outputs(out: Path, summary: dict, per_row: Optional[dict]) -> Dict[str, str]:
     """Write the table, chart and per-row values into ``out``; returns name -> path.
 

@@ -348,6 +348,30 @@ def test_training_files_with_int_and_string_ids(tmp_path):
     assert str(info.value) == f"{strings}, column 'history': string ids here but int ids in {ints} (one type per column)"
 
 
+@pytest.mark.parametrize("second, message", [
+    (pa.array(["u1", "u2"]), "string row ids here but int row ids in {first} (one kind of id per id column)"),
+    (pa.array([1.0, None]), "row ids must be integers or strings, found double (pandas writes an integer column with nulls as floats"),
+])
+def test_an_id_column_of_two_kinds_is_refused_by_fit_not_later_by_embed(tmp_path, capsys, second, message):
+    schema = 'id_column = "user"\n' + DENSE
+    first = write_parquet(tmp_path / "a.parquet", {"user": pa.array([1, 2], pa.int64()), "img": pa.array([[1, 2, 3]] * 2, F32)})
+    bad = write_parquet(tmp_path / "b.parquet", {"user": second, "img": pa.array([[1, 2, 3]] * 2, F32)})
+    err = fit_fails(tmp_path, capsys, schema, [first, bad])
+    assert str(err).startswith(location(bad, "user") + message.format(first=first))
+
+
+def test_fit_refuses_an_existing_spec_without_overwrite(tmp_path, capsys):
+    schema = write_schema(tmp_path, DENSE)
+    good = write_parquet(tmp_path / "a.parquet", {"img": pa.array([[1, 2, 3]], F32)})
+    out = tmp_path / "spec.json"
+    out.write_text("kept", encoding="utf-8")
+    line = cli_error(capsys, ["fit", "--schema", schema, "--input", good, "--out", str(out)])
+    assert line == f"error: --out {out} already exists: pass --overwrite to replace it, or choose another --out"
+    assert out.read_text(encoding="utf-8") == "kept"
+    assert main(["fit", "--schema", schema, "--input", good, "--out", str(out), "--overwrite", "--json"]) == 0
+    assert FeatureSpec.load(out).names == ["img"]
+
+
 def test_training_files_may_differ_in_width_and_list_flavour(tmp_path):
     a = write_parquet(tmp_path / "a.parquet", {"img": pa.array([[1, 2, 3]], pa.list_(pa.float32(), 3)), "history": pa.array([[1, 2]], pa.list_(pa.int32()))})
     b = write_parquet(tmp_path / "b.parquet", {"img": pa.array([[4, 5, 6], None], pa.large_list(pa.float64())), "history": pa.array([[2], [7]], pa.list_(pa.uint64()))})
