@@ -51,6 +51,10 @@ def format_train_summary(summary: dict) -> str:
         f"MLflow run: {summary['run_id']} in {summary['tracking_uri']}",
         f"look at it: mlflow ui --backend-store-uri {summary['tracking_uri']}   (then open http://127.0.0.1:5000)",
     ]
+    dropped = int(metrics.get("train_rows_dropped", 0))
+    if dropped:  # fewer than one global batch, but on small data a visible share
+        lines.insert(2, f"dropped:    {dropped} training rows per epoch, so every worker gets the same whole number of batches "
+                        "(a smaller training.batch_size drops fewer)")
     return "\n".join(lines)
 
 

@@ -7,12 +7,34 @@ from typing import Optional, Sequence
 import numpy as np
 
 from deepsets.builders import check_table_sizes
+from features import storage
 from features.errors import DataError
 from features.files import check_columns, open_parquet, resolve_inputs
 from features.labels import key_tensor, label_tensor
 from features.spec import FeatureSpec
 from pipelines.config import RunConfig
 from pipelines.errors import ConfigError
+
+
+def check_data_paths(cfg: RunConfig) -> None:
+    """Every path of ``data.train``, ``data.valid``, ``data.items`` and ``data.spec`` exists,
+    before anything is fitted or started.
+
+    Raises:
+        DataError: naming each bad path with the config key it came from.
+    """
+    problems = []
+    for key in ("train", "valid", "items"):
+        paths = getattr(cfg.data, key)
+        if paths:
+            try:
+                resolve_inputs(list(paths))
+            except DataError as err:
+                problems.append(f"data.{key}: {err}")
+    if cfg.data.spec and not storage.is_file(cfg.data.spec):
+        problems.append(f"data.spec: no spec file at '{cfg.data.spec}'")
+    if problems:
+        raise DataError("; ".join(problems))
 
 
 def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:

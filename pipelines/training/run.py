@@ -19,7 +19,7 @@ from features.spec import FeatureSpec
 from pipelines.config import RunConfig
 from pipelines.errors import JobError
 from pipelines.ray_runtime import require_gpus, start_ray, use_ray_train_v2
-from pipelines.training.inputs import check_training_data, item_counts
+from pipelines.training.inputs import check_data_paths, check_training_data, item_counts
 from pipelines.training.progress import progress_mode
 from pipelines.training.resume import check_resumable, checkpoint_dirs, save_run_record
 from pipelines.training.selection import SCORE_KEY, Selection
@@ -87,6 +87,7 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
         raise JobError(f"run '{run_name}' already exists in {cfg.tracking.storage_path}: pass --resume to continue it, or choose another tracking.run_name")
     if resume and not started_before:
         raise JobError(f"cannot resume: run '{run_name}' in {cfg.tracking.storage_path} has no checkpoint yet")
+    check_data_paths(cfg)
     notice = check_resumable(cfg, run_dir) if resume else None
     if notice and progress:
         print(notice)

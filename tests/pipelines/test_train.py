@@ -173,6 +173,16 @@ def test_a_bad_value_in_data_the_run_did_not_fit_on_fails_before_ray(demo_data, 
         run_training(fitted, progress=False)
 
 
+def test_missing_data_paths_are_named_by_their_config_key(demo_data, tmp_path):
+    from features.errors import DataError
+
+    cfg = config(demo_data, tmp_path, "missing-paths")
+    missing = cfg.model_copy(update={"data": cfg.data.model_copy(update={"valid": (str(tmp_path / "gone"),), "spec": str(tmp_path / "spec.json")})})
+    with pytest.raises(DataError) as info:
+        run_training(missing, progress=False)
+    assert str(info.value) == f"data.valid: input '{tmp_path / 'gone'}' does not exist; data.spec: no spec file at '{tmp_path / 'spec.json'}'"
+
+
 def test_resume_with_a_different_model_is_refused_before_ray(ray_session, demo_data, tmp_path):
     from pipelines.errors import JobError
 
