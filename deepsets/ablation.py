@@ -59,26 +59,29 @@ def shapley_matrix(num_modalities: int) -> Tensor:
 
 
 @torch.inference_mode()
-def subset_scores(model, vectors: Tensor, present: Tensor, masks: Tensor, batch_rows: int = 8192) -> Tensor:
+def subset_scores(model, vectors: Tensor, present: Tensor, masks: Tensor, batch_rows: int = 2048) -> Tensor:
     """The model's logits with only each subset's modalities kept: ``(S, N, K)``.
 
     A row's score under subset ``S`` depends only on ``S & present_row``, so each row is fused
     once per distinct such set, not once per subset: a row with ``k`` of ``M`` modalities needs
     at most ``2^k`` fusions for all ``2^M`` subsets (``(1 + p)^M`` on average when each modality
     is present with probability ``p``: ~50 instead of 128 at M = 7, p = 0.75). The fusions are
-    batched by the number of modalities kept and given compactly (``model.fuse_compact``), so a
-    transformer head attends over the kept vectors only. Models without ``fuse_compact`` fall
-    back to fusing every subset over all M slots (:func:`subset_scores_dense`).
+    batched by the number of modalities kept and given compactly (``model.compact_fuser``), so
+    a transformer head attends over the kept vectors only, and does once per row the first
+    layer's work that no subset changes. Models without ``compact_fuser`` fall back to fusing
+    every subset over all M slots (:func:`subset_scores_dense`).
 
     Args:
-        model: a set-fusion model (``fuse_compact(tokens, slots)``, else ``fuse(vectors, present)``).
+        model: a set-fusion model (``compact_fuser(vectors)``, else ``fuse(vectors, present)``).
         vectors: (N, M, D) cached modality vectors.
         present: (N, M) presence of each row.
         masks: (S, M) subsets to keep.
-        batch_rows: fusions per call.
+        batch_rows: fusions per call (2,048: small enough for a call's activations to stay in cache,
+            1.35x faster than 8,192 on the transformer head here, `benchmarks/RESULTS.md`).
     """
-    if not hasattr(model, "fuse_compact"):
+    if not hasattr(model, "compact_fuser"):
         return subset_scores_dense(model, vectors, present, masks, batch_rows)
+    fuse = model.compact_fuser(vectors)
     n, m, d = vectors.shape
     bits = 1 << torch.arange(m)  # (M,)
     row_code = (present.long() * bits).sum(dim=1)  # (N,)
@@ -94,8 +97,7 @@ def subset_scores(model, vectors: Tensor, present: Tensor, masks: Tensor, batch_
         for start in range(0, chosen.numel(), batch_rows):
             part = chosen[start:start + batch_rows]  # (c,)
             slots = ((codes[part].unsqueeze(1) & bits) != 0).nonzero()[:, 1].view(part.numel(), size)  # (c, j) ascending slots
-            tokens = vectors[rows[part].unsqueeze(1), slots]  # (c, j, D)
-            out = model.fuse_compact(tokens, slots).float()  # (c, K)
+            out = fuse(rows[part], slots).float()  # (c, K)
             if logits is None:
                 logits = out.new_empty(keys.numel(), out.shape[1])  # (E, K)
             logits[part] = out

@@ -10,7 +10,7 @@ head with modalities masked.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -86,6 +86,12 @@ class SetFusionModel(nn.Module):
         """Logits ``(B, K)`` of rows whose present modalities are given compactly: ``tokens``
         ``(B, J, D)`` in modality slots ``slots`` ``(B, J)`` (see ``SetFusion.fuse_compact``)."""
         return self.task_head(self.fusion.fuse_compact(tokens, slots))
+
+    def compact_fuser(self, vectors: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        """``fuse(rows (B,), slots (B, J)) -> logits (B, K)``: :meth:`fuse_compact` of
+        ``vectors[rows]`` (from (N, M, D)) at ``slots`` (see ``SetFusion.compact_fuser``)."""
+        fused = self.fusion.compact_fuser(vectors)
+        return lambda rows, slots: self.task_head(fused(rows, slots))
 
     def forward(self, batch: FeatureBatch) -> ModelOutput:
         vectors, present = self.encode(batch)

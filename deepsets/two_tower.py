@@ -17,7 +17,7 @@ trained on. A tower only reads its own modalities: the other side's may be absen
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -59,6 +59,12 @@ class Tower(nn.Module):
         """This side's unit-length embeddings ``(B, D)`` of rows given compactly (see
         ``SetFusionModel.fuse_compact``)."""
         return F.normalize(self.model.fuse_compact(tokens, slots), dim=-1)
+
+    def compact_fuser(self, vectors: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        """This side's unit-length embeddings of ``vectors[rows]`` at ``slots`` (see
+        ``SetFusionModel.compact_fuser``)."""
+        fused = self.model.compact_fuser(vectors)
+        return lambda rows, slots: F.normalize(fused(rows, slots), dim=-1)
 
     def forward(self, batch: FeatureBatch) -> ModelOutput:
         return self.fuse(*self.encode(batch))

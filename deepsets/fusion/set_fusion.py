@@ -1,5 +1,7 @@
 """SetFusion: the wrapper every model uses around a fusion head (modality dropout, empty set)."""
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -72,6 +74,21 @@ class SetFusion(nn.Module):
         vectors = tokens.new_zeros(batch, self.num_modalities, dim).scatter_(1, slots.unsqueeze(-1).expand(batch, j, dim), tokens)  # (B, M, D)
         present = torch.zeros(batch, self.num_modalities, dtype=torch.bool, device=tokens.device).scatter_(1, slots, True)  # (B, M)
         return self.head(vectors, present).fused
+
+    def compact_fuser(self, vectors: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        """``fuse(rows (B,), slots (B, J)) -> (B, out_dim)``: :meth:`fuse_compact` of
+        ``vectors[rows]`` at ``slots``, for fusing the rows of ``vectors`` (N, M, D) under many
+        subsets. A head with its own ``compact_fuser`` (the transformer) does once per row what
+        does not depend on the subset."""
+        own = getattr(self.head, "compact_fuser", None)
+        head_fuse = own(vectors) if own is not None else None
+
+        def fuse(rows: Tensor, slots: Tensor) -> Tensor:
+            if head_fuse is None or slots.shape[1] == 0:
+                return self.fuse_compact(vectors[rows.unsqueeze(1), slots], slots)
+            return head_fuse(rows, slots)
+
+        return fuse
 
     def extra_repr(self) -> str:
         return f"num_modalities={self.num_modalities}, dim_in={self.dim_in}, modality_dropout={self.modality_dropout}"

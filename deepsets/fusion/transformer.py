@@ -1,10 +1,12 @@
 """Transformer fusion: self-attention over the present modalities plus a CLS token."""
 
+from typing import Callable
+
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deepsets.fusion.base import FusionHead, FusionOutput, check_set_inputs
+from deepsets.fusion.transformer_compact import cls_layer, first_layer, first_layer_state, full_layer
 
 
 class TransformerFusion(FusionHead):
@@ -68,7 +70,7 @@ class TransformerFusion(FusionHead):
         """Fuse rows whose present modalities are given compactly: the same result as
         :meth:`forward` with only ``slots`` present, without attending over (or computing the
         feed-forward of) the missing slots, and with the last layer computed for the CLS token
-        alone (the only output read). Used by ablations, which fuse many subsets (eval mode).
+        alone (the only output read). Eval mode.
 
         Args:
             tokens: (B, J, D) the present vectors, J >= 1.
@@ -82,26 +84,32 @@ class TransformerFusion(FusionHead):
         x = torch.cat([self.cls.expand(batch, 1, self.dim), x], dim=1)  # (B, 1+J, D)
         layers = self.encoder.layers
         for layer in layers[:-1]:
-            x = _pre_norm_layer(layer, x, x)  # (B, 1+J, D)
-        return self.norm(_pre_norm_layer(layers[-1], x[:, :1], x)[:, 0])  # (B, D)
+            x = full_layer(layer, x)  # (B, 1+J, D)
+        return self.norm(cls_layer(layers[-1], x))  # (B, D)
 
+    def compact_fuser(self, vectors: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        """For fusing the same rows under many subsets (ablations, eval mode): computes the
+        first layer's per-token work once (:mod:`.transformer_compact`) and returns
+        ``fuse(rows, slots)``, equal to :meth:`forward_compact` of ``vectors[rows]`` at ``slots``.
 
-def _pre_norm_layer(layer: nn.TransformerEncoderLayer, queries: Tensor, x: Tensor) -> Tensor:
-    """One ``norm_first`` encoder layer (eval mode, no mask) evaluated at ``queries`` only:
-    ``(B, Q, D)`` outputs for the positions of ``x`` (B, T, D) given as ``queries`` (all of
-    ``x``, or its first position)."""
-    attention = layer.self_attn
-    d, heads = x.shape[-1], attention.num_heads
-    normed_x = layer.norm1(x)  # (B, T, D)
-    normed_q = normed_x if queries is x else layer.norm1(queries)  # (B, Q, D)
-    q = F.linear(normed_q, attention.in_proj_weight[:d], attention.in_proj_bias[:d])  # (B, Q, D)
-    k, v = F.linear(normed_x, attention.in_proj_weight[d:], attention.in_proj_bias[d:]).chunk(2, dim=-1)  # (B, T, D) each
-    b, n_q = q.shape[0], q.shape[1]
-    q, k, v = (t.view(b, -1, heads, d // heads).transpose(1, 2) for t in (q, k, v))  # (B, H, Q or T, D/H)
-    # a plain matmul softmax: for a handful of tokens it beats scaled_dot_product_attention on CPU
-    weights = (torch.matmul(q, k.transpose(-1, -2)) * (d // heads) ** -0.5).softmax(dim=-1)  # (B, H, Q, T)
-    attended = torch.matmul(weights, v)  # (B, H, Q, D/H)
-    y = queries + attention.out_proj(attended.transpose(1, 2).reshape(b, n_q, d))  # (B, Q, D)
-    hidden = layer.linear1(layer.norm2(y))  # (B, Q, F)
-    hidden = hidden.relu_() if layer.activation is F.relu else layer.activation(hidden)  # in place: half the memory traffic
-    return y + layer.linear2(hidden)  # (B, Q, D)
+        Args:
+            vectors: (N, M, D) every row's modality vectors (absent ones are never read).
+
+        Returns:
+            ``fuse(rows (B,), slots (B, J)) -> (B, D)``, J >= 1.
+        """
+        n = vectors.shape[0]
+        x = torch.cat([self.cls.expand(n, 1, self.dim), vectors + self.type_embedding], dim=1)  # (N, 1+M, D): CLS at 0
+        layers = self.encoder.layers
+        state = first_layer_state(layers[0], x)
+
+        def fuse(rows: Tensor, slots: Tensor) -> Tensor:
+            tokens = torch.cat([slots.new_zeros(slots.shape[0], 1), slots + 1], dim=1)  # (B, 1+J) positions in x
+            if len(layers) == 1:
+                return self.norm(first_layer(layers[0], state, rows, tokens, tokens[:, :1])[:, 0])  # (B, D)
+            h = first_layer(layers[0], state, rows, tokens, tokens)  # (B, 1+J, D)
+            for layer in layers[1:-1]:
+                h = full_layer(layer, h)
+            return self.norm(cls_layer(layers[-1], h))  # (B, D)
+
+        return fuse

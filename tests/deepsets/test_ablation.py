@@ -111,7 +111,7 @@ def test_subset_scores_equal_fusing_each_subset_alone_whatever_the_chunking(fusi
 
 
 @settings(max_examples=25, deadline=None)
-@given(head=st.sampled_from(["transformer-1", "transformer-2", "deepset-mean", "deepset-sum", "deepset-max", "deepset-median", "attention"]),
+@given(head=st.sampled_from(["transformer-1", "transformer-2", "transformer-3", "deepset-mean", "deepset-sum", "deepset-max", "deepset-median", "attention"]),
        rows=st.integers(1, 30), share=st.floats(0.0, 1.0), subsets=st.integers(1, 40), seed=st.integers(0, 2**16))
 def test_fusing_only_each_rows_present_subsets_equals_fusing_every_subset(head, rows, share, subsets, seed):
     """The compact path (one fusion per row and distinct kept set, over the kept vectors only)
