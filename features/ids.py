@@ -12,7 +12,7 @@ Index layout of every table: ``0`` = padding (never produced), then
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +48,22 @@ def row_id_type(path: str, t: pa.DataType, column: str) -> str:
         hint = " (pandas writes an integer column with nulls as floats: write the ids as integers, one for every row)" if pa.types.is_floating(t) else ""
         raise DataError(f"row ids must be integers or strings, found {t}{hint}", file=path, column=column)
     return kind
+
+
+def check_row_id_kind(path: str, arrow_schema: pa.Schema, column: Optional[str], seen: Dict[str, tuple]) -> None:
+    """The row id column, where a file holds it, has one kind of id (int or string) in every
+    file, as ``deepsets embed`` needs to write it; ``seen`` maps the column to the first file's
+    ``(kind, path)`` across calls.
+
+    Raises:
+        DataError: naming the file and column: ids that are neither, or another kind than the first file's.
+    """
+    if not column or column not in arrow_schema.names or pa.types.is_null(arrow_schema.field(column).type):
+        return
+    kind = row_id_type(path, arrow_schema.field(column).type, column)
+    first = seen.setdefault(column, (kind, path))
+    if first[0] != kind:
+        raise DataError(f"{kind} row ids here but {first[0]} row ids in {first[1]} (one kind of id per id column)", file=path, column=column)
 
 
 def column_id_type(t: pa.DataType) -> Optional[str]:

@@ -22,7 +22,7 @@ from deepsets.modality import ModalityInfo
 from features import storage
 from features.errors import DataError
 from features.files import Paths, check_columns, open_parquet, resolve_inputs
-from features.ids import column_id_type, row_id_type
+from features.ids import check_row_id_kind, column_id_type
 from features.kinds.base import Fitted, ModalityCounts
 from features.labels import key_tensor, label_tensor
 from features.schema import FeatureSchema, parse_schema
@@ -49,21 +49,6 @@ def _check_id_types(path: str, arrow_schema: pa.Schema, schema: FeatureSchema, s
         first = seen.setdefault(m.source_column, (id_type, path))
         if first[0] != id_type:
             raise DataError(f"{id_type} ids here but {first[0]} ids in {first[1]} (one type per column)", file=path, column=m.source_column)
-
-
-def _check_row_id_type(path: str, arrow_schema: pa.Schema, column: Optional[str], seen: Dict[str, tuple]) -> None:
-    """The schema's ``id_column``, where a file holds it, has one kind of id (int or string)
-    in every file, as ``deepsets embed`` needs to write it.
-
-    Raises:
-        DataError: naming the file and column: ids that are neither, or another kind than the first file's.
-    """
-    if not column or column not in arrow_schema.names or pa.types.is_null(arrow_schema.field(column).type):
-        return
-    kind = row_id_type(path, arrow_schema.field(column).type, column)
-    first = seen.setdefault(column, (kind, path))
-    if first[0] != kind:
-        raise DataError(f"{kind} row ids here but {first[0]} row ids in {first[1]} (one kind of id per id column)", file=path, column=column)
 
 
 def _fit_views(path: str, schema: FeatureSchema, id_types: Dict[str, tuple]) -> pl.LazyFrame:
@@ -175,7 +160,7 @@ class FeatureSpec:
             pf = open_parquet(path)
             check_columns(path, pf.schema_arrow, schema.modality)
             _check_id_types(path, pf.schema_arrow, schema, id_types)
-            _check_row_id_type(path, pf.schema_arrow, schema.id_column, row_id_types)
+            check_row_id_kind(path, pf.schema_arrow, schema.id_column, row_id_types)
             total_rows += pf.metadata.num_rows
         if total_rows == 0:
             raise DataError(f"input has no rows ({len(files)} file(s), all empty)", file=files[0] if len(files) == 1 else None)

@@ -254,8 +254,8 @@ def generate(rows: int, out_dir: str | Path, seed: int = 0, rows_per_file: int =
     out.mkdir(parents=True, exist_ok=True)
     old = sorted(out.glob("part-*.parquet"))
     if old and not overwrite:
-        raise ValueError(f"{out} already holds {len(old)} part files (first: {old[0].name}); "
-                         "pass overwrite=True to replace them")
+        raise ValueError(f"{out} already holds {len(old)} part file(s) (first: {old[0].name}); "
+                         "pass --overwrite (overwrite=True from Python) to replace them")
     for path in old:
         path.unlink()
     tables = make_tables(seed)

@@ -24,6 +24,7 @@ Recipe (:func:`run_ablate`, one function per step):
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from deepsets.choices import GROUPED_TASKS
 from features import storage
 from features.errors import DataError
 from features.files import open_parquet, resolve_inputs
+from features.ids import check_row_id_kind
 from pipelines.ablation.inputs import encode_retrieval, encode_rows
 from pipelines.ablation.methods import METHODS, CachedRows, SubsetScorer
 from pipelines.ablation.ranking import GroupedScorer, RetrievalScorer, exclusion_pairs, tower_rows
@@ -217,7 +219,7 @@ def build_scorer(cfg: AblateConfig, source: ModelSource, model, what: Ablatable,
         scorer.exclusions = counts
         return scorer
     keys = [what.group] if what.group else []
-    check_ablation_labels(cfg.inputs, what, (source.run_config or {}).get("task", {}).get("num_outputs"))
+    check_ablation_labels(cfg.inputs, what, (source.run_config or {}).get("task", {}).get("num_outputs"), source.spec.schema.id_column)
     rows, columns = encode_rows(model, source.spec, cfg.inputs, [what.label], keys, cfg.batch_size, progress)
     if what.group:
         if rows.target.dim() != 1:
@@ -227,15 +229,18 @@ def build_scorer(cfg: AblateConfig, source: ModelSource, model, what: Ablatable,
     return SubsetScorer(model, rows, what.task, cfg.bootstrap, cfg.seed, every_subset)
 
 
-def check_ablation_labels(inputs, what: Ablatable, width: Optional[int]) -> None:
+def check_ablation_labels(inputs, what: Ablatable, width: Optional[int], id_column: Optional[str] = None) -> None:
     """The label column holds what the model's task scores (0/1 for binary and multilabel, class
-    ids for multiclass), as training checks it: a 2 would count twice in an AUC.
+    ids for multiclass), as training checks it: a 2 would count twice in an AUC; and the row ids
+    (which key the per-row values) are of one kind in every file, as ``fit`` and ``embed`` require.
 
     Raises:
         DataError: naming the file, column and rows that hold something else.
     """
+    id_kinds: dict = {}
     for path in resolve_inputs(inputs):
         parquet = open_parquet(path)
+        check_row_id_kind(path, parquet.schema_arrow, id_column, id_kinds)
         if what.label in parquet.schema_arrow.names:  # a missing column is the reader's error, with the others
             check_label_values(what.task, width, [what.label], path, parquet)
 
@@ -279,22 +284,25 @@ def evaluate(cfg: AblateConfig, scorer: SubsetScorer, permutations: Optional[int
 
 
 def report(cfg: AblateConfig, source: ModelSource, summary: dict, per_row: Optional[dict], started: float) -> dict:
-    """Write the table, chart and per-row values into ``cfg.out`` (a folder, or a URI: then
-    written in a local temp folder and each file PUT under it), log them to MLflow, and return
-    the finished summary."""
+    """Write the table, chart and per-row values into ``cfg.out`` (a folder or a URI), log them
+    to MLflow, and return the finished summary. Every file is written in a local temp folder
+    first and put in place only when all of them are, so a failure leaves no partial output."""
     with tempfile.TemporaryDirectory(prefix="deepsets-ablation-") as scratch:
         remote = storage.is_uri(cfg.out)
-        out = Path(scratch) if remote else Path(cfg.out).absolute()
+        final = cfg.out if remote else str(Path(cfg.out).absolute())
         if per_row is not None:  # the rows keyed as the input keys them: its id column, else the row's position
             per_row = {**per_row, "id_column": source.input_spec.schema.id_column or "row"}
-        written = write_outputs(out, summary, per_row)
-        summary["files"] = {name: storage.join(cfg.out, Path(path).name) for name, path in written.items()} if remote else written
-        summary["mlflow"] = log_to_mlflow(source, out) if cfg.log_mlflow else None
+        written = write_outputs(Path(scratch), summary, per_row)
+        summary["files"] = {name: storage.join(final, Path(path).name) for name, path in written.items()}
+        summary["mlflow"] = log_to_mlflow(source, Path(scratch)) if cfg.log_mlflow else None
         summary["seconds"] = round(time.perf_counter() - started, 2)
-        (out / "ablation.json").write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
-        if remote:  # each finished file PUT once
-            for name, path in written.items():
+        (Path(scratch) / "ablation.json").write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
+        storage.make_dirs(final)
+        for name, path in written.items():  # remote: each finished file PUT once
+            if remote:
                 storage.write_bytes(summary["files"][name], Path(path).read_bytes())
+            else:
+                shutil.move(path, summary["files"][name])
     return summary
 
 

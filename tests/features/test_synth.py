@@ -221,7 +221,7 @@ def test_rejects_non_positive_sizes(tmp_path, arg):
 
 def test_refuses_existing_parts_unless_overwrite(tmp_path):
     synth.generate(30, tmp_path, rows_per_file=10, progress=False)
-    with pytest.raises(ValueError, match="already holds 3 part files"):
+    with pytest.raises(ValueError, match="already holds 3 part file\(s\).*pass --overwrite \(overwrite=True from Python\)"):
         synth.generate(30, tmp_path, progress=False)
     summary = synth.generate(25, tmp_path, progress=False, overwrite=True)
     assert sorted(p.name for p in tmp_path.glob("part-*.parquet")) == summary["files"]

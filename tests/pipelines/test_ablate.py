@@ -114,6 +114,21 @@ def test_an_earlier_ablation_in_out_is_refused_and_overwrite_leaves_none_of_its_
     assert {r["method"] for r in json.loads((out / "ablation.json").read_text())["table"]} == {"loo"}
 
 
+def test_row_ids_of_two_kinds_are_refused_before_any_work_and_nothing_is_written(maxpool_checkpoint, demo_data, tmp_path, capsys):
+    table = pq.read_table(sorted((demo_data / "valid").glob("*.parquet"))[0]).slice(0, 300)
+    pq.write_table(table, tmp_path / "a.parquet")
+    as_text = table.set_column(table.schema.get_field_index("item_id"), "item_id", table.column("item_id").cast(pa.string()))
+    pq.write_table(as_text, tmp_path / "b.parquet")
+    out = tmp_path / "abl"
+    args = ["ablate", "--model", maxpool_checkpoint["dir"], "--input", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"),
+            "--methods", "shapley", "--per-row", "--bootstrap", "0", "--no-mlflow", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'b.parquet'}, column 'item_id': string row ids here but int row ids in {tmp_path / 'a.parquet'} "
+                   "(one kind of id per id column)"]
+    assert not out.exists()
+
+
 def test_labels_a_binary_model_cannot_score_are_refused_naming_file_and_rows(maxpool_checkpoint, demo_data, tmp_path, capsys):
     """A label of 2 would count twice in the AUC: refused as training refuses it."""
     source = sorted((demo_data / "valid").glob("*.parquet"))[0]
