@@ -115,7 +115,7 @@ def check_out(out: str, overwrite: bool) -> None:
     Raises:
         JobError: naming the folder and the files found there.
     """
-    found = [storage.join(out, name) for name in OUTPUT_NAMES if storage.exists(storage.join(out, name))]
+    found = [path for path in (storage.join(out, name) for name in OUTPUT_NAMES) if storage.exists(path)]
     if found and not overwrite:
         names = ", ".join(storage.name_of(path) for path in found)
         raise JobError(f"--out {out} already holds an ablation ({names}): pass --overwrite to replace it, or choose another --out")

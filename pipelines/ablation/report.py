@@ -143,8 +143,11 @@ def bar_chart(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-OUTPUT_NAMES = ("ablation.parquet", "ablation.md", "ablation.png", "ablation.json", "per_row_shapley.parquet")
-"""What ``deepsets ablate`` writes into ``--out``: a folder holding any of them holds an earlier ablation."""
+FILE_NAMES = {"table_parquet": "ablation.parquet", "table_markdown": "ablation.md", "chart": "ablation.png",
+              "table_json": "ablation.json", "per_row": "per_row_shapley.parquet"}
+"""What ``deepsets ablate`` writes into ``--out``, by its key in the summary's ``files``."""
+OUTPUT_NAMES = tuple(FILE_NAMES.values())
+"""A folder holding any of these holds an earlier ablation."""
 
 
 def write_outputs(out: Path, summary: dict, per_row: Optional[dict]) -> Dict[str, str]:
@@ -153,8 +156,7 @@ def write_outputs(out: Path, summary: dict, per_row: Optional[dict]) -> Dict[str
     ``per_row_shapley.parquet`` keys its rows by ``per_row["id_column"]`` (the input's id
     column, or ``row``: the row's position in the input)."""
     out.mkdir(parents=True, exist_ok=True)
-    files = {"table_parquet": out / "ablation.parquet", "table_markdown": out / "ablation.md", "chart": out / "ablation.png",
-             "table_json": out / "ablation.json"}
+    files = {key: out / FILE_NAMES[key] for key in ("table_parquet", "table_markdown", "chart", "table_json")}
     pq.write_table(pa.Table.from_pylist(summary["table"]), files["table_parquet"])
     files["table_markdown"].write_text(markdown_table(summary), encoding="utf-8")
     bar_chart(summary, files["chart"])
@@ -165,7 +167,7 @@ def write_outputs(out: Path, summary: dict, per_row: Optional[dict]) -> Dict[str
         id_name = per_row.get("id_column", "row")
         id_name = id_name if id_name not in values else f"{id_name}_id"  # an id column named like a value column
         columns = {id_name: pa.array(per_row["ids"]), **values}
-        files["per_row"] = out / "per_row_shapley.parquet"
+        files["per_row"] = out / FILE_NAMES["per_row"]
         pq.write_table(pa.table(columns), files["per_row"])
     files["table_json"].write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
     return {k: str(v) for k, v in files.items()}
