@@ -59,7 +59,7 @@ def shapley_matrix(num_modalities: int) -> Tensor:
 
 
 @torch.inference_mode()
-def subset_scores(model, vectors: Tensor, present: Tensor, masks: Tensor, batch_rows: int = 2048) -> Tensor:
+def subset_scores(model, vectors: Tensor, present: Tensor, masks: Tensor, batch_rows: int = 2048, row_block: int = 16384) -> Tensor:
     """The model's logits with only each subset's modalities kept: ``(S, N, K)``.
 
     A row's score under subset ``S`` depends only on ``S & present_row``, so each row is fused
@@ -78,9 +78,15 @@ def subset_scores(model, vectors: Tensor, present: Tensor, masks: Tensor, batch_
         masks: (S, M) subsets to keep.
         batch_rows: fusions per call (2,048: small enough for a call's activations to stay in cache,
             1.35x faster than 8,192 on the transformer head here, `benchmarks/RESULTS.md`).
+        row_block: rows whose per-row work (``compact_fuser``) is held at once: that state is
+            ~11 KB a row for a transformer head at D = 64, M = 7, so memory stays bounded.
     """
     if not hasattr(model, "compact_fuser"):
         return subset_scores_dense(model, vectors, present, masks, batch_rows)
+    if vectors.shape[0] > row_block:
+        blocks = [subset_scores(model, vectors[start:start + row_block], present[start:start + row_block], masks, batch_rows, row_block)
+                  for start in range(0, vectors.shape[0], row_block)]
+        return torch.cat(blocks, dim=1)  # (S, N, K)
     fuse = model.compact_fuser(vectors)
     n, m, d = vectors.shape
     bits = 1 << torch.arange(m)  # (M,)

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from deepsets.fusion.base import FusionHead, FusionOutput, check_set_inputs
 from deepsets.fusion.transformer_compact import cls_layer, first_layer, first_layer_state, full_layer
+from deepsets.fusion.transformer_folded import fold_layer
 
 
 class TransformerFusion(FusionHead):
@@ -82,7 +83,7 @@ class TransformerFusion(FusionHead):
         batch = tokens.shape[0]
         x = tokens + self.type_embedding[slots]  # (B, J, D)
         x = torch.cat([self.cls.expand(batch, 1, self.dim), x], dim=1)  # (B, 1+J, D)
-        layers = self.encoder.layers
+        layers = [fold_layer(layer) for layer in self.encoder.layers]
         for layer in layers[:-1]:
             x = full_layer(layer, x)  # (B, 1+J, D)
         return self.norm(cls_layer(layers[-1], x))  # (B, D)
@@ -100,7 +101,7 @@ class TransformerFusion(FusionHead):
         """
         n = vectors.shape[0]
         x = torch.cat([self.cls.expand(n, 1, self.dim), vectors + self.type_embedding], dim=1)  # (N, 1+M, D): CLS at 0
-        layers = self.encoder.layers
+        layers = [fold_layer(layer) for layer in self.encoder.layers]
         state = first_layer_state(layers[0], x)
 
         def fuse(rows: Tensor, slots: Tensor) -> Tensor:

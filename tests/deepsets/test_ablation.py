@@ -198,3 +198,33 @@ def test_shapley_and_leave_one_out_rank_the_planted_contributions_of_the_workloa
     assert summary["rows"] == 20_000 and float(values[-1]) > 0.85
     assert ab.spearman(shapley.tolist(), planted) >= 0.9
     assert ab.spearman(leave_one_out.tolist(), planted) >= 0.9
+
+
+@pytest.mark.parametrize("case", ["plain products", "sharp attention", "row blocks"])
+def test_the_compact_transformer_path_equals_the_dense_one_on_its_fallbacks(case, monkeypatch):
+    """Without oneDNN's fused products, with attention logits too spread for the shared exponent
+    (the CLS key more than SAFE_SHIFT below a query's largest), and in row blocks, the compact
+    path still gives the dense path's scores."""
+    from deepsets.builders import build_model
+    from deepsets.fusion import transformer_compact, transformer_folded
+    from tests.deepsets.random_batches import INFOS
+
+    torch.manual_seed(0)
+    model = build_model(INFOS, dim=16, heads=2, fusion="transformer", fusion_layers=2).eval()
+    m = len(model.names)
+    generator = torch.Generator().manual_seed(1)
+    vectors = torch.randn(23, m, 16, generator=generator)  # (N, M, D)
+    present = torch.rand(23, m, generator=generator) < 0.7  # (N, M)
+    layers = model.fusion.head.encoder.layers
+    if case == "plain products":
+        monkeypatch.setattr(transformer_folded, "_fused_products_work", lambda layer: False)
+        assert not transformer_folded.fold_layer(layers[0]).fused_ffn
+    if case == "sharp attention":
+        with torch.no_grad():
+            layers[0].self_attn.in_proj_weight.mul_(40.0)
+        x = torch.cat([model.fusion.head.cls.expand(23, 1, 16), vectors + model.fusion.head.type_embedding], dim=1)  # (N, 1+M, D)
+        assert not transformer_compact.first_layer_state(transformer_folded.fold_layer(layers[0]), x).exponentiated
+    masks = ab.subset_masks(m)
+    compact = ab.subset_scores(model, vectors, present, masks, batch_rows=17, row_block=5 if case == "row blocks" else 16384)
+    dense = ab.subset_scores_dense(model, vectors, present, masks)
+    torch.testing.assert_close(compact, dense, atol=2e-5, rtol=1e-5)
