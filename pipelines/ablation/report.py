@@ -39,7 +39,7 @@ def _fmt(v: float) -> str:
 
 SIGN_MEANING = {
     "loo": "the metric falls by this much without it",
-    "only": "the metric with it alone rises by this much over none present (two towers: over its tower empty)",
+    "only": "the metric with it alone rises by this much over none present",
     "permute": "the metric falls by this much when its vectors are shuffled",
     "shapley": "its average contribution to the metric over all subsets",
     "maxpool": "the share of dimensions it wins",

@@ -171,8 +171,9 @@ def prepare_output(out: str, manifest: dict, resume: bool, overwrite: bool) -> L
         manifest["fragments"] = old["fragments"]
     elif has_manifest or ours:
         if not overwrite:
-            state = "a finished job" if storage.exists(success) else "an unfinished job"
-            raise JobError(f"{out} already holds {state}: pass --resume to complete it, or --overwrite to replace it")
+            if storage.exists(success):
+                raise JobError(f"{out} already holds a finished job: choose another --output, or pass --overwrite to replace it")
+            raise JobError(f"{out} already holds an unfinished job: pass --resume to complete it, or --overwrite to replace it")
         _clear_ours(out, ours)
         for path in (old_path, success):
             storage.delete(path)

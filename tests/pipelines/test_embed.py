@@ -141,7 +141,7 @@ def test_duplicate_ids_are_reported(ray_session, checkpoint, demo_data, tmp_path
 def test_overwrite_and_resume_semantics(ray_session, checkpoint, demo_data, tmp_path):
     out = tmp_path / "out"
     first = embed(checkpoint, [demo_data / "valid"], out, fragment_rows=200)
-    with pytest.raises(JobError, match="already holds a finished job: pass --resume .* or --overwrite"):
+    with pytest.raises(JobError, match="already holds a finished job: choose another --output, or pass --overwrite"):
         embed(checkpoint, [demo_data / "valid"], out, fragment_rows=200)
     again = embed(checkpoint, [demo_data / "valid"], out, fragment_rows=200, resume=True)
     assert again["rows_this_run"] == 0 and again["rows_out"] == first["rows_out"] == 600
