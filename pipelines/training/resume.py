@@ -30,6 +30,19 @@ def checkpoint_dirs(run_dir: str) -> List[str]:
     return [path for path in found if all(storage.exists(storage.join(path, name)) for name in FILES)]
 
 
+def epochs_done(run_dir: str) -> int:
+    """Epochs the run's latest complete checkpoint has trained (0 without one)."""
+    import io
+
+    import torch
+
+    found = checkpoint_dirs(run_dir)
+    if not found:
+        return 0
+    state = torch.load(io.BytesIO(storage.read_bytes(storage.join(max(found, key=storage.name_of), "state.pt"))), map_location="cpu", weights_only=True)
+    return int(state["epoch"]) + 1
+
+
 def file_fingerprint(paths) -> List[dict]:
     """Path, bytes, modification time (ns) and row count of every file of ``paths``."""
     found = []

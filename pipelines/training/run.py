@@ -21,7 +21,7 @@ from pipelines.errors import JobError
 from pipelines.ray_runtime import require_gpus, start_ray, use_ray_train_v2
 from pipelines.training.inputs import check_data_paths, check_training_data, item_counts
 from pipelines.training.progress import progress_mode
-from pipelines.training.resume import check_resumable, checkpoint_dirs, save_run_record
+from pipelines.training.resume import check_resumable, checkpoint_dirs, epochs_done, save_run_record
 from pipelines.training.selection import SCORE_KEY, Selection
 from pipelines.training.tracking import open_mlflow_run, run_status
 
@@ -91,6 +91,7 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
     notice = check_resumable(cfg, run_dir) if resume else None
     if notice and progress:
         print(notice)
+    done_before = epochs_done(run_dir) if resume else 0
     spec = prepare_spec(cfg, run_dir, resume, progress)
     check_training_data(cfg, spec)
     if not resume:
@@ -103,8 +104,10 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
         require_gpus(cfg.scaling.workers, f"scaling.use_gpu = true with scaling.workers = {cfg.scaling.workers}")
     uri, run_id = open_mlflow_run(cfg, run_name, resume, spec)
     with run_status(uri, run_id):  # RUNNING now; FAILED, KILLED or FINISHED as the run ends
-        return _train_and_log(cfg, spec, run_name, run_dir, uri, run_id, selection, popularity, ray_address, callbacks, started,
-                              progress_mode(progress))
+        summary = _train_and_log(cfg, spec, run_name, run_dir, uri, run_id, selection, popularity, ray_address, callbacks, started,
+                                 progress_mode(progress))
+    summary["epochs_this_run"] = summary["epochs_done"] - done_before  # 0: a --resume that found nothing left to train
+    return summary
 
 
 def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: str, uri: str, run_id: str, selection: Selection,

@@ -10,6 +10,7 @@ import torch
 from deepsets.builders import build_model
 from pipelines.demo import default_demo_config
 from pipelines.models.checkpoint import load_checkpoint
+from pipelines.report import format_train_summary
 from pipelines.training.loop import FAIL_AT_EPOCH_ENV
 from pipelines.training.run import run_training
 
@@ -106,6 +107,8 @@ def test_resume_continues_the_epoch_counter(ray_session, demo_data, tmp_path):
     # resuming a finished run trains nothing more and logs no second copy of its model
     again = run_training(config(demo_data, tmp_path, "resumable", epochs=3), resume=True, progress=False)
     assert again["model_uri"] == resumed["model_uri"] and again["epochs_done"] == 3
+    assert resumed["epochs_this_run"] == 2 and again["epochs_this_run"] == 0
+    assert format_train_summary(again).startswith("run resumable: nothing left to train, its 3 epochs were done before this --resume")
     experiment = client.get_run(first["run_id"]).info.experiment_id
     logged = client.search_logged_models(experiment_ids=[experiment], filter_string=f"source_run_id = '{first['run_id']}'")
     assert len(logged) == 2  # the 1-epoch run's and the 3-epoch run's
