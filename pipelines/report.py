@@ -5,11 +5,15 @@ from __future__ import annotations
 
 def format_stats(stats: dict) -> str:
     """A fixed-width table: modality, presence, length p50/p99, truncated rows, the elements
-    truncation dropped, OOV rate."""
-    lines = [f"{'modality':<14}{'presence':>9}{'len p50':>9}{'len p99':>9}{'truncated':>11}{'dropped':>9}{'oov':>8}"]
+    truncation dropped, OOV rate. The length columns only where the stats have them (``fit``
+    computes them; ``read`` counts while streaming and keeps no lengths)."""
+    lengths = any("length_p50" in s for s in stats.values())
+    length_head = f"{'len p50':>9}{'len p99':>9}" if lengths else ""
+    lines = [f"{'modality':<14}{'presence':>9}{length_head}{'truncated':>11}{'dropped':>9}{'oov':>8}"]
     for name, s in sorted(stats.items()):
+        length_cells = f"{_num(s.get('length_p50')):>9}{_num(s.get('length_p99')):>9}" if lengths else ""
         lines.append(
-            f"{name:<14}{s.get('presence_rate', 0):>9.3f}{_num(s.get('length_p50')):>9}{_num(s.get('length_p99')):>9}"
+            f"{name:<14}{s.get('presence_rate', 0):>9.3f}{length_cells}"
             f"{int(s.get('truncated_rows', 0)):>11}{int(s.get('dropped_elements', 0)):>9}{s.get('oov_rate', 0.0):>8.3f}"
         )
     for name, s in sorted(stats.items()):

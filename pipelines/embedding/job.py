@@ -213,7 +213,7 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
         for bad in redone:
             say(f"redoing {bad['part']}: {bad['problem']}")
         say(f"embedding {sum(f.rows for f in todo)} of {sum(f.rows for f in fragments)} rows "
-            f"({len(todo)} of {len(fragments)} fragments to do) from {len(files)} file(s) with {cfg.workers} worker(s) into {out}")
+            f"({len(todo)} of {len(fragments)} fragments to do) from {len(files)} file(s) with {_workers_used(cfg.workers, len(todo))} into {out}")
         rows_done, processing, nodes = _run_fragments(todo, source, cfg, out, progress) if todo else (0, 0.0, 0)
         summary = account(out, fragments, source.input_spec.schema.id_column, source.weights_sha256)
         seconds = time.perf_counter() - started
@@ -225,3 +225,9 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
         })
         write_json(storage.join(out, SUCCESS), summary)
     return summary
+
+
+def _workers_used(asked: int, fragments: int) -> str:
+    """How many workers the job starts: one per fragment at most (a fragment is one worker's task)."""
+    used = max(1, min(asked, fragments))
+    return f"{used} worker(s)" if used == asked else f"{used} worker(s) (--workers {asked}; one per fragment at most, see --fragment-rows)"

@@ -234,3 +234,10 @@ def test_ids_of_several_integer_types_and_dictionaries_are_one_int64_column(ray_
     pq.write_table(strings, tmp_path / "in" / "c.parquet")
     with pytest.raises(DataError, match=r"int row ids in .*a.parquet but string row ids here"):
         embed(checkpoint, [tmp_path / "in"], tmp_path / "out2")
+
+
+def test_the_start_line_counts_the_workers_the_job_starts():
+    from pipelines.embedding.job import _workers_used
+
+    assert _workers_used(2, 5) == "2 worker(s)"
+    assert _workers_used(2, 1) == "1 worker(s) (--workers 2; one per fragment at most, see --fragment-rows)"
