@@ -50,7 +50,8 @@ def format_train_summary(summary: dict) -> str:
     lines = [
         f"run {summary['run_name']}: {summary['epochs_done']} epochs in {summary['seconds']} s" if summary.get("epochs_this_run", 1) else
         f"run {summary['run_name']}: nothing left to train, its {summary['epochs_done']} epochs were done before this --resume "
-        "(raise training.epochs to train further); its model and metrics:",
+        + ("(it had stopped early: training.patience); " if chosen.get("stopped_early") else "(raise training.epochs to train further); ")
+        + "its model and metrics:",
         f"kept:       {kept}; {shown}",
         f"model:      {summary['model_uri']}",
         f"checkpoint: {summary['checkpoint']}",

@@ -172,6 +172,8 @@ def train_worker(loop_config: dict) -> None:
         scheduler.load_state_dict(state.scheduler)
         start_epoch, step, resumed = state.epoch + 1, state.step, True
         progress.update(state.progress)
+        if selection.patience and progress["stale_epochs"] >= selection.patience:
+            start_epoch = t.epochs  # it stopped early: resuming has nothing left to train
     tracker = EpochTracker(loop_config.get("mlflow")) if rank == 0 else None
     if tracker and resumed:
         tracker.log({"resumed_at_epoch": start_epoch}, step=start_epoch)

@@ -240,6 +240,10 @@ def test_the_best_epoch_is_the_model_and_patience_stops_early(ray_session, demo_
     assert client.get_run(summary["run_id"]).data.tags["deepsets.selected_epoch"] == str(best + 1)
     kept = [p for p in (tmp_path / "ray" / "select").glob("checkpoint_*") if p.is_dir()]
     assert len(kept) == 2  # Ray Train keeps the best and the last
+    # resuming a run that stopped early trains nothing more and keeps its model
+    resumed = run_training(cfg, resume=True, progress=False)
+    assert resumed["epochs_this_run"] == 0 and resumed["epochs_done"] == ran and resumed["model_uri"] == summary["model_uri"]
+    assert "(it had stopped early: training.patience)" in format_train_summary(resumed).splitlines()[0]
 
 
 def test_gpus_asked_of_a_cluster_without_them_fail_at_once_naming_the_setting(ray_session, demo_data, tmp_path):
