@@ -149,7 +149,7 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
 
     start_ray(cfg.ray_address, int(cfg.workers * cfg.cpus_per_worker) + 1)
     if cfg.gpus_per_worker:
-        require_gpus(cfg.gpus_per_worker * min(cfg.workers, len(todo)), f"--gpus-per-worker {cfg.gpus_per_worker:g} with --workers {cfg.workers}")
+        require_gpus(cfg.gpus_per_worker * workers_started(cfg.workers, len(todo)), f"--gpus-per-worker {cfg.gpus_per_worker:g} with --workers {cfg.workers}")
     quiet_ray_data()
     # the pieces of a split row group go in a few one-pass runs, not one decode each (features.fragments)
     items = [{"run": json.dumps([f.to_dict() for f in run])} for run in plan_runs(todo, cfg.workers)]
@@ -158,7 +158,7 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
         batch_size=1,
         # one run at a time per actor: the first actor up does not queue runs that an idle
         # actor could take (a run is seconds of work; the hand-off is a millisecond)
-        compute=ray.data.ActorPoolStrategy(size=max(1, min(cfg.workers, len(items))), max_tasks_in_flight_per_actor=1),
+        compute=ray.data.ActorPoolStrategy(size=workers_started(cfg.workers, len(items)), max_tasks_in_flight_per_actor=1),
         num_cpus=cfg.cpus_per_worker,
         num_gpus=cfg.gpus_per_worker or None,
         fn_constructor_kwargs={
@@ -213,7 +213,7 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
         for bad in redone:
             say(f"redoing {bad['part']}: {bad['problem']}")
         say(f"embedding {sum(f.rows for f in todo)} of {sum(f.rows for f in fragments)} rows "
-            f"({len(todo)} of {len(fragments)} fragments to do) from {len(files)} file(s) with {_workers_used(cfg.workers, len(todo))} into {out}")
+            f"({len(todo)} of {len(fragments)} fragments to do) from {len(files)} file(s) with {_workers_shown(cfg.workers, len(todo))} into {out}")
         rows_done, processing, nodes = _run_fragments(todo, source, cfg, out, progress) if todo else (0, 0.0, 0)
         summary = account(out, fragments, source.input_spec.schema.id_column, source.weights_sha256)
         seconds = time.perf_counter() - started
@@ -227,7 +227,13 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
     return summary
 
 
-def _workers_used(asked: int, fragments: int) -> str:
-    """How many workers the job starts: one per fragment at most (a fragment is one worker's task)."""
-    used = max(1, min(asked, fragments))
+def workers_started(asked: int, tasks: int) -> int:
+    """The embed actors a job starts: one per task (a run of fragments) at most. Runs are never
+    fewer than ``min(asked, fragments)`` (``plan_runs``), so counting fragments gives the same."""
+    return max(1, min(asked, tasks))
+
+
+def _workers_shown(asked: int, fragments: int) -> str:
+    """The start line's worker count, saying why when it is fewer than ``--workers``."""
+    used = workers_started(asked, fragments)
     return f"{used} worker(s)" if used == asked else f"{used} worker(s) (--workers {asked}; one per fragment at most, see --fragment-rows)"

@@ -172,15 +172,15 @@ def train_worker(loop_config: dict) -> None:
         scheduler.load_state_dict(state.scheduler)
         start_epoch, step, resumed = state.epoch + 1, state.step, True
         progress.update(state.progress)
-        if selection.patience and progress["stale_epochs"] >= selection.patience:
-            start_epoch = t.epochs  # it stopped early: resuming has nothing left to train
+    # a run that had stopped early (training.patience) has nothing left to train when resumed
+    end_epoch = start_epoch if resumed and selection.patience and progress["stale_epochs"] >= selection.patience else t.epochs
     tracker = EpochTracker(loop_config.get("mlflow")) if rank == 0 else None
     if tracker and resumed:
         tracker.log({"resumed_at_epoch": start_epoch}, step=start_epoch)
     shown_mode = loop_config.get("progress", "lines") if rank == 0 else "off"
     nodes = _ray_nodes(world)
     model.train()
-    for epoch in range(start_epoch, t.epochs):
+    for epoch in range(start_epoch, end_epoch):
         # Dropout masks differ per rank and are fixed per (seed, epoch, rank), so a resumed run
         # draws exactly what the uninterrupted run would have (the data order is seeded per epoch too).
         torch.manual_seed(t.seed + 1 + rank + 10_007 * epoch)

@@ -39,7 +39,10 @@ def epochs_done(run_dir: str) -> int:
     found = checkpoint_dirs(run_dir)
     if not found:
         return 0
-    state = torch.load(io.BytesIO(storage.read_bytes(storage.join(max(found, key=storage.name_of), "state.pt"))), map_location="cpu", weights_only=True)
+    path = storage.join(max(found, key=storage.name_of), "state.pt")
+    # a local file is memory-mapped: reading the epoch does not read the weights and optimizer state
+    source = io.BytesIO(storage.read_bytes(path)) if storage.is_uri(path) else storage.local_path(path)
+    state = torch.load(source, map_location="cpu", weights_only=True, mmap=not storage.is_uri(path))
     return int(state["epoch"]) + 1
 
 

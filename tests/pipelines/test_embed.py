@@ -237,7 +237,7 @@ def test_ids_of_several_integer_types_and_dictionaries_are_one_int64_column(ray_
 
 
 def test_the_start_line_counts_the_workers_the_job_starts():
-    from pipelines.embedding.job import _workers_used
+    from pipelines.embedding.job import _workers_shown
 
-    assert _workers_used(2, 5) == "2 worker(s)"
-    assert _workers_used(2, 1) == "1 worker(s) (--workers 2; one per fragment at most, see --fragment-rows)"
+    assert _workers_shown(2, 5) == "2 worker(s)"
+    assert _workers_shown(2, 1) == "1 worker(s) (--workers 2; one per fragment at most, see --fragment-rows)"

@@ -244,6 +244,7 @@ def test_the_best_epoch_is_the_model_and_patience_stops_early(ray_session, demo_
     resumed = run_training(cfg, resume=True, progress=False)
     assert resumed["epochs_this_run"] == 0 and resumed["epochs_done"] == ran and resumed["model_uri"] == summary["model_uri"]
     assert "(it had stopped early: training.patience)" in format_train_summary(resumed).splitlines()[0]
+    assert [m.value for m in client.get_metric_history(summary["run_id"], "resumed_at_epoch")] == [float(ran)]
 
 
 def test_gpus_asked_of_a_cluster_without_them_fail_at_once_naming_the_setting(ray_session, demo_data, tmp_path):
