@@ -60,7 +60,7 @@ class ModalityCounts:
 class BaseFeature(BaseModel):
     """Fields every modality has. ``column`` defaults to ``name``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str = Field(min_length=1, pattern=NAME_PATTERN)
     column: Optional[str] = Field(default=None, min_length=1)

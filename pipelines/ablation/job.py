@@ -108,9 +108,10 @@ def parse_ablate_config(**values) -> AblateConfig:
     return parse_options(AblateConfig, "ablate", values)
 
 
-def check_out(out: str, overwrite: bool) -> None:
-    """Refuse an ``--out`` that holds an earlier ablation's files; with ``overwrite``, delete
-    them (so no file of the earlier run outlives it, e.g. its per-row values).
+def check_out(out: str, overwrite: bool) -> List[str]:
+    """Refuse an ``--out`` that holds an earlier ablation's files; with ``overwrite``, return
+    them: :func:`report` deletes the ones the new run does not replace (e.g. per-row values),
+    and only once the new files are ready, so a run that fails leaves the earlier files whole.
 
     Raises:
         JobError: naming the folder and the files found there.
@@ -119,8 +120,7 @@ def check_out(out: str, overwrite: bool) -> None:
     if found and not overwrite:
         names = ", ".join(storage.name_of(path) for path in found)
         raise JobError(f"--out {out} already holds an ablation ({names}): pass --overwrite to replace it, or choose another --out")
-    for path in found:
-        storage.delete(path)
+    return found
 
 
 def compare_with_truth(path: str, table: List[dict], methods: List[str]) -> dict:
@@ -283,10 +283,12 @@ def evaluate(cfg: AblateConfig, scorer: SubsetScorer, permutations: Optional[int
     return table, extras
 
 
-def report(cfg: AblateConfig, source: ModelSource, summary: dict, per_row: Optional[dict], started: float) -> dict:
+def report(cfg: AblateConfig, source: ModelSource, summary: dict, per_row: Optional[dict], started: float, earlier: List[str] = ()) -> dict:
     """Write the table, chart and per-row values into ``cfg.out`` (a folder or a URI), log them
     to MLflow, and return the finished summary. Every file is written in a local temp folder
-    first and put in place only when all of them are, so a failure leaves no partial output."""
+    first and put in place only when all of them are, so a failure leaves no partial output;
+    then the files of ``earlier`` (an ablation ``--overwrite`` replaces) that the new run does
+    not write are deleted."""
     with tempfile.TemporaryDirectory(prefix="deepsets-ablation-") as scratch:
         remote = storage.is_uri(cfg.out)
         final = cfg.out if remote else str(Path(cfg.out).absolute())
@@ -298,6 +300,10 @@ def report(cfg: AblateConfig, source: ModelSource, summary: dict, per_row: Optio
         summary["seconds"] = round(time.perf_counter() - started, 2)
         (Path(scratch) / "ablation.json").write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
         storage.make_dirs(final)
+        replaced = {Path(path).name for path in written.values()}
+        for path in earlier:
+            if storage.name_of(path) not in replaced:
+                storage.delete(path)
         for name, path in written.items():  # remote: each finished file PUT once
             if remote:
                 storage.write_bytes(summary["files"][name], Path(path).read_bytes())
@@ -317,7 +323,7 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
     """
     started = time.perf_counter()
     say = print if progress else (lambda *a: None)
-    check_out(cfg.out, cfg.overwrite)
+    earlier = check_out(cfg.out, cfg.overwrite)
     source, model, what = load_ablatable(cfg)
     task, num = what.task, len(model.names)
     permutations = cfg.shapley_permutations or (SAMPLED_PERMUTATIONS if num > EXACT_SHAPLEY_UP_TO else None)
@@ -358,4 +364,4 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
     if "shapley_efficiency" in extras:
         summary["shapley_efficiency"] = extras["shapley_efficiency"]
         summary["shapley_estimator"] = extras["shapley_estimator"]
-    return report(cfg, source, summary, extras.get("per_row"), started)
+    return report(cfg, source, summary, extras.get("per_row"), started, earlier)

@@ -333,3 +333,10 @@ def test_one_column_holds_one_kind_of_value():
         parse_schema({"modality": [{"name": "a", "kind": "dense", "dim": 2, "column": "x"}, {"name": "b", "kind": "categorical", "column": "x"}]})
     both = parse_schema({"modality": [{"name": "seq", "kind": "id_sequence", "column": "h"}, {"name": "bag", "kind": "id_set", "column": "h"}]})
     assert both.source_columns() == ["h"]  # a sequence and a set view of one list of ids read it alike
+
+
+def test_a_number_written_as_a_string_is_refused_not_coerced(tmp_path):
+    err = schema_error(tmp_path, '[[modality]]\nname = "img"\nkind = "dense"\ndim = "8"\n\n[[modality]]\nname = "tags"\nkind = "id_set"\nmax_len = 2.5\n')
+    assert len(err.problems) == 2, err.problems
+    assert err.problems[0] == "modality[0] (img).dim: Input should be a valid integer (found '8')"
+    assert err.problems[1].startswith("modality[1] (tags).max_len: ")

@@ -97,7 +97,7 @@ def test_cli_errors_are_one_line(maxpool_checkpoint, demo_data, tmp_path, capsys
     assert "column 'nope'" in err and "Traceback" not in err
 
 
-def test_an_earlier_ablation_in_out_is_refused_and_overwrite_leaves_none_of_its_files(maxpool_checkpoint, demo_data, tmp_path, capsys):
+def test_an_earlier_ablation_in_out_is_refused_and_overwrite_leaves_none_of_its_files_once_it_succeeds(maxpool_checkpoint, demo_data, tmp_path, capsys):
     out = tmp_path / "abl"
     base = ["ablate", "--model", maxpool_checkpoint["dir"], "--input", str(demo_data / "valid"), "--bootstrap", "0", "--no-mlflow", "--out", str(out)]
     assert main(base + ["--methods", "shapley", "--per-row", "--json"]) == 0
@@ -108,6 +108,9 @@ def test_an_earlier_ablation_in_out_is_refused_and_overwrite_leaves_none_of_its_
     assert len(err) == 1 and err[0] == (f"error: --out {out} already holds an ablation (ablation.parquet, ablation.md, ablation.png, ablation.json, "
                                         "per_row_shapley.parquet): pass --overwrite to replace it, or choose another --out")
     assert json.loads((out / "ablation.json").read_text()) == first  # untouched
+    assert main(base + ["--methods", "loo", "--overwrite", "--label", "nope"]) == 2  # fails after the check of --out
+    assert "column 'nope'" in capsys.readouterr().err
+    assert json.loads((out / "ablation.json").read_text()) == first and (out / "per_row_shapley.parquet").exists()  # a failed --overwrite keeps them
     assert main(base + ["--methods", "loo", "--overwrite", "--json"]) == 0
     assert not (out / "per_row_shapley.parquet").exists()  # the earlier run's per-row values do not outlive it
     assert {r["method"] for r in first["table"]} == {"shapley"}
