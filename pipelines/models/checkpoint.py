@@ -8,6 +8,8 @@ A checkpoint directory holds::
     spec.json         the fitted FeatureSpec
     config.json       the validated run config
     model_config.json the model's settings (``ModelArgs.to_dict()``)
+    epoch.json        {"epoch": int, "step": int}: what ``train --resume`` reads to count the
+                      epochs done without fetching state.pt (absent in older checkpoints)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from features.spec import FeatureSpec
 from pipelines.errors import JobError
 
 FILES = ("state.pt", "spec.json", "config.json", "model_config.json")
+EPOCH_FILE = "epoch.json"
 
 
 @dataclass
@@ -53,6 +56,7 @@ def save_checkpoint(directory: str | Path, state: TrainState, spec: FeatureSpec,
     spec.save(directory / "spec.json")
     (directory / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
     (directory / "model_config.json").write_text(json.dumps(model_args.to_dict(), indent=1, sort_keys=True))
+    (directory / EPOCH_FILE).write_text(json.dumps({"epoch": state.epoch, "step": state.step}))
 
 
 def load_checkpoint(directory: str | Path) -> tuple[TrainState, FeatureSpec, dict, ModelArgs]:

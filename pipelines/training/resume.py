@@ -17,7 +17,7 @@ from features import storage
 from features.files import open_parquet, resolve_inputs
 from pipelines.config import RunConfig
 from pipelines.errors import JobError
-from pipelines.models.checkpoint import FILES
+from pipelines.models.checkpoint import EPOCH_FILE, FILES
 
 RECORD = "run.json"
 SETTINGS_ALLOWED_TO_CHANGE = ("epochs",)
@@ -31,7 +31,8 @@ def checkpoint_dirs(run_dir: str) -> List[str]:
 
 
 def epochs_done(run_dir: str) -> int:
-    """Epochs the run's latest complete checkpoint has trained (0 without one)."""
+    """Epochs the run's latest complete checkpoint has trained (0 without one): from its small
+    ``epoch.json``, or, in checkpoints written before that file, from ``state.pt``."""
     import io
 
     import torch
@@ -39,7 +40,10 @@ def epochs_done(run_dir: str) -> int:
     found = checkpoint_dirs(run_dir)
     if not found:
         return 0
-    path = storage.join(max(found, key=storage.name_of), "state.pt")
+    latest = max(found, key=storage.name_of)
+    if storage.exists(storage.join(latest, EPOCH_FILE)):
+        return int(json.loads(storage.read_bytes(storage.join(latest, EPOCH_FILE)))["epoch"]) + 1
+    path = storage.join(latest, "state.pt")
     # a local file is memory-mapped: reading the epoch does not read the weights and optimizer state
     source = io.BytesIO(storage.read_bytes(path)) if storage.is_uri(path) else storage.local_path(path)
     state = torch.load(source, map_location="cpu", weights_only=True, mmap=not storage.is_uri(path))

@@ -16,7 +16,7 @@ from features.errors import DataError
 from pipelines.demo import default_demo_config
 from pipelines.errors import JobError
 from pipelines.training.inputs import check_training_data
-from pipelines.training.resume import check_resumable, checkpoint_dirs, save_run_record
+from pipelines.training.resume import check_resumable, checkpoint_dirs, epochs_done, save_run_record
 from pipelines.training.tracking import PARAM_LIMIT, param_value
 
 
@@ -60,7 +60,7 @@ def test_multiclass_ids_and_multilabel_widths(data, demo_spec):
         check_training_data(cfg, demo_spec)
 
 
-def test_resume_refuses_changed_data_and_settings_but_takes_more_epochs(data, demo_spec, tmp_path):
+def test_resume_counts_epochs_and_refuses_changed_data_and_settings_but_takes_more_epochs(data, demo_spec, tmp_path):
     from pipelines.models.checkpoint import TrainState, save_checkpoint
 
     cfg = config(data)
@@ -70,6 +70,11 @@ def test_resume_refuses_changed_data_and_settings_but_takes_more_epochs(data, de
     save_checkpoint(run_dir / "checkpoint_000000", TrainState({}, {}, {}, 0, 10), demo_spec, cfg.as_dict(), cfg.model_args())
     (run_dir / "checkpoint_000001").mkdir()  # a crash left the newest half-written
     assert checkpoint_dirs(run_dir) == [str(run_dir / "checkpoint_000000")]
+    assert epochs_done(run_dir) == 1
+    (run_dir / "checkpoint_000000" / "epoch.json").write_text('{"epoch": 4, "step": 50}')
+    assert epochs_done(run_dir) == 5  # read from epoch.json, not from state.pt
+    (run_dir / "checkpoint_000000" / "epoch.json").unlink()  # a checkpoint written before epoch.json
+    assert epochs_done(run_dir) == 1
     assert check_resumable(cfg, run_dir) is None
     faster = cfg.model_copy(update={"training": cfg.training.model_copy(update={"lr": 0.01, "seed": 3})})
     with pytest.raises(JobError, match=r"changed world \(training.lr: 0.002 -> 0.01; training.seed: 0 -> 3\)"):
