@@ -1,0 +1,126 @@
+"""One change at a time to the movies recipe: transformer set fusion's validation and test
+macro F1 under each, for the issue 15 goal (macro F1 >= 0.60). Development figures, not a
+table of peers (that is ``benchmarks/movies.py``).
+
+    pip install -e .[realdata]
+    python -m benchmarks.movies_recipes                         # every recipe below, seeds 0 and 1
+    python -m benchmarks.movies_recipes --recipes base,tokens --seeds 0,1,2
+
+Each recipe trains as ``benchmarks.movies.train`` does (AdamW, cosine schedule, clipping at 1,
+the best validation-mAP epoch kept, periodic numbers, thresholds chosen on validation) with one
+change: the optimizer's settings, the model's, a loss term, weight averaging, or the title as
+a sequence of MiniLM token vectors (``title_tokens``, a ``dense_sequence`` modality added
+beside the pooled title; ``benchmarks/movies_data.py: write_title_tokens``). The last line is
+one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import torch
+from torchmetrics.functional.classification import multilabel_average_precision
+
+from benchmarks import movies
+from benchmarks.movies_data import GENRES, write_movies_dataset, write_title_tokens
+from deepsets.builders import build_model
+from deepsets.optim import make_optimizer, make_scheduler
+from features.reader import ParquetBatchReader
+
+RECIPES = {
+    "base": {},
+    "batch 128": {"batch_size": 128},
+    "weight decay 0.05": {"weight_decay": 0.05},
+    "lr 1e-3, 12 epochs": {"lr": 1e-3, "epochs": 12},
+    "dropout 0.1": {"model": {"dropout": 0.1}},
+    "D=96": {"model": {"dim": 96}},
+    "1 fusion layer": {"model": {"fusion_layers": 1}},
+    "label smoothing 0.1": {"label_smoothing": 0.1},
+    "positive weight (neg/pos)^0.5": {"pos_weight_power": 0.5},
+    "weight EMA 0.999": {"ema": 0.999},
+    "title tokens": {"tokens": True},
+    "title tokens, batch 128": {"tokens": True, "batch_size": 128},
+}
+
+
+def train(spec, data: Path, recipe: dict, seed: int, valid) -> torch.nn.Module:
+    """``benchmarks.movies.train`` with the recipe's one change; returns the best epoch's model."""
+    torch.manual_seed(seed)
+    model = build_model(spec.model_inputs(), **{**movies.COMMON, "fusion": "transformer", **recipe.get("model", {})})
+    epochs, batch_size = recipe.get("epochs", movies.EPOCHS), recipe.get("batch_size", 256)
+    optimizer = make_optimizer(model, "adamw", recipe.get("lr", 2e-3), recipe.get("weight_decay", 0.01))
+    rows = ParquetBatchReader(spec, data / "train").total_rows()
+    scheduler = make_scheduler(optimizer, "cosine", epochs * -(-rows // batch_size), 0)
+    averaged = None
+    if "ema" in recipe:
+        averaged = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe["ema"]), use_buffers=True)
+    pos_weight = None
+    if "pos_weight_power" in recipe:
+        prevalence = torch.cat([b.labels[movies.LABEL] for b in ParquetBatchReader(spec, data / "train", batch_size=4096, label_columns=[movies.LABEL])]).float().mean(0)  # (K,)
+        pos_weight = ((1 - prevalence) / prevalence) ** recipe["pos_weight_power"]  # (K,)
+    smoothing = recipe.get("label_smoothing", 0.0)
+    target = torch.cat([b.labels[movies.LABEL] for b in valid]).long()
+    best = (-1.0, None)
+    for epoch in range(epochs):
+        model.train()
+        for batch in ParquetBatchReader(spec, data / "train", batch_size=batch_size, label_columns=[movies.LABEL], shuffle_seed=seed * 100 + epoch):
+            labels = batch.labels[movies.LABEL].float() * (1 - smoothing) + 0.5 * smoothing  # (B, K)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(batch).logits, labels, pos_weight=pos_weight)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
+        kept = averaged.module if averaged is not None else model
+        kept.eval()
+        valid_map = float(multilabel_average_precision(movies.probabilities(kept, valid), target, num_labels=len(GENRES), average="macro"))
+        if valid_map > best[0]:
+            best = (valid_map, {k: v.clone() for k, v in kept.state_dict().items()})
+    kept.load_state_dict(best[1])
+    return kept.eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default=".cache/movies", help="dataset folder of benchmarks.movies (default .cache/movies)")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated recipe names (default: all)")
+    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds (default 0,1)")
+    args = parser.parse_args()
+    work = Path(args.work).absolute()
+    write_movies_dataset(work / "data")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results = {}
+    for name in args.recipes.split(","):
+        recipe = RECIPES[name]
+        data = write_title_tokens(work / "data", work / "data_tokens") if recipe.get("tokens") else work / "data"
+        spec = movies.fit_spec(data)
+        valid = list(ParquetBatchReader(spec, data / "valid", batch_size=1024, label_columns=[movies.LABEL]))
+        test = list(ParquetBatchReader(spec, data / "test", batch_size=1024, label_columns=[movies.LABEL]))
+        valid_target, test_target = (torch.cat([b.labels[movies.LABEL] for b in split]) for split in (valid, test))
+        runs = []
+        for seed in seeds:
+            model = train(spec, data, recipe, seed, valid)
+            valid_probs = movies.probabilities(model, valid)
+            cut = movies.thresholds(valid_probs, valid_target)
+            tested = movies.scores(movies.probabilities(model, test), test_target, cut)
+            runs.append({"seed": seed, "valid_macro_f1": round(movies.scores(valid_probs, valid_target, cut)["macro_f1"], 4),
+                         "test_macro_f1": round(tested["macro_f1"], 4), "test_mAP": round(tested["mAP"], 4)})
+            print(f"  {name}, seed {seed}: {runs[-1]}", flush=True)
+        results[name] = {key: round(statistics.mean(r[key] for r in runs), 4) for key in ("valid_macro_f1", "test_macro_f1", "test_mAP")}
+    base = results.get("base", {}).get("test_macro_f1")
+    print(f"\n| recipe (seeds {args.seeds}) | valid macro F1 | test macro F1 | vs base | test mAP |\n|---|---|---|---|---|")
+    for name, row in results.items():
+        lead = f"{row['test_macro_f1'] - base:+.4f}" if base is not None else "-"
+        print(f"| {name} | {row['valid_macro_f1']:.4f} | {row['test_macro_f1']:.4f} | {lead} | {row['test_mAP']:.4f} |")
+    best = max(results, key=lambda n: results[n]["test_macro_f1"])
+    print(json.dumps({"seeds": seeds, "recipes": results, "best": best, "best_test_macro_f1": results[best]["test_macro_f1"],
+                      "goal_macro_f1_0_60": results[best]["test_macro_f1"] >= 0.60}))
+
+
+if __name__ == "__main__":
+    main()
