@@ -48,13 +48,20 @@ class FirstLayerState:
     exponentiated: bool
 
 
+def head_projections(folded: FoldedLayer, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The layer's queries, keys and values of ``x`` (N, T, D), split by head: ``(N, T, H, D/H)`` each."""
+    attention = folded.layer.self_attn
+    n, t, d = x.shape
+    qkv = F.linear(folded.layer.norm1(x), attention.in_proj_weight, attention.in_proj_bias)  # (N, T, 3D)
+    return tuple(z.view(n, t, attention.num_heads, d // attention.num_heads) for z in qkv.chunk(3, dim=-1))
+
+
 def first_layer_state(folded: FoldedLayer, x: Tensor) -> FirstLayerState:
     """Normalize and project every token of ``x`` (N, T, D) once, and their pairwise logits."""
     attention = folded.layer.self_attn
     n, t, d = x.shape
     heads = attention.num_heads
-    q, k, v = F.linear(folded.layer.norm1(x), attention.in_proj_weight, attention.in_proj_bias).chunk(3, dim=-1)  # (N, T, D) each
-    q, k, v = (z.view(n, t, heads, d // heads) for z in (q, k, v))  # (N, T, H, D/H)
+    q, k, v = head_projections(folded, x)  # (N, T, H, D/H) each
     logits = torch.einsum("nihe,njhe->nijh", q, k) * (d // heads) ** -0.5  # (N, T, T, H)
     out_weight = attention.out_proj.weight.view(d, heads, d // heads)  # (D, H, D/H)
     projected = torch.einsum("nthe,dhe->nthd", v, out_weight) + folded.head_out_bias  # (N, T, H, D)
@@ -114,8 +121,7 @@ def full_layer(folded: FoldedLayer, x: Tensor) -> Tensor:
     attention = folded.layer.self_attn
     b, t, d = x.shape
     heads = attention.num_heads
-    q, k, v = F.linear(folded.layer.norm1(x), attention.in_proj_weight, attention.in_proj_bias).chunk(3, dim=-1)  # (B, T, D) each
-    q, k, v = (z.view(b, t, heads, d // heads).transpose(1, 2) for z in (q, k, v))  # (B, H, T, D/H)
+    q, k, v = (z.transpose(1, 2) for z in head_projections(folded, x))  # (B, H, T, D/H) each
     # a plain matmul attention: for a handful of tokens it beats scaled_dot_product_attention on CPU
     weights = small_softmax(torch.matmul(q, k.transpose(-1, -2)) * (d // heads) ** -0.5)  # (B, H, T, T)
     y = x + attention.out_proj(torch.matmul(weights, v).transpose(1, 2).reshape(b, t, d))  # (B, T, D)
