@@ -34,7 +34,7 @@ RECIPES = {
     "base": {},
     "batch 128": {"batch_size": 128},
     "weight decay 0.05": {"weight_decay": 0.05},
-    "lr 1e-3, 12 epochs": {"lr": 1e-3, "epochs": 12},
+    "lr 1e-3 for 12 epochs": {"lr": 1e-3, "epochs": 12},
     "dropout 0.1": {"model": {"dropout": 0.1}},
     "D=96": {"model": {"dim": 96}},
     "1 fusion layer": {"model": {"fusion_layers": 1}},
@@ -42,7 +42,7 @@ RECIPES = {
     "positive weight (neg/pos)^0.5": {"pos_weight_power": 0.5},
     "weight EMA 0.999": {"ema": 0.999},
     "title tokens": {"tokens": True},
-    "title tokens, batch 128": {"tokens": True, "batch_size": 128},
+    "title tokens + batch 128": {"tokens": True, "batch_size": 128},
 }
 
 
@@ -91,6 +91,9 @@ def main() -> None:
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated recipe names (default: all)")
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds (default 0,1)")
     args = parser.parse_args()
+    unknown = [name for name in args.recipes.split(",") if name not in RECIPES]
+    if unknown:
+        parser.error(f"unknown recipes {unknown}; choose from {', '.join(RECIPES)}")
     work = Path(args.work).absolute()
     write_movies_dataset(work / "data")
     seeds = [int(s) for s in args.seeds.split(",")]
