@@ -31,6 +31,7 @@ import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import torch
 from torchmetrics.functional.classification import multilabel_average_precision
@@ -40,7 +41,6 @@ from benchmarks.movies_peers import gbdt_probabilities, load_splits, logistic_pr
 from deepsets.batch import FeatureBatch
 from deepsets.builders import build_model
 from deepsets.optim import make_optimizer, make_scheduler
-from deepsets.tasks import task_loss
 from features.reader import ParquetBatchReader
 from features.schema import parse_schema
 from features.spec import FeatureSpec
@@ -79,31 +79,52 @@ def drop_modalities(batch: FeatureBatch, rate: float, generator: torch.Generator
     return FeatureBatch(modalities=modalities, num_rows=batch.num_rows, labels=batch.labels, ids=batch.ids)
 
 
-def train(spec: FeatureSpec, data: Path, kwargs: dict, seed: int, epochs: int, valid) -> torch.nn.Module:
+def train(spec: FeatureSpec, data: Path, kwargs: dict, seed: int, epochs: int, valid, recipe: Optional[dict] = None) -> torch.nn.Module:
     """Train as ``deepsets train`` does (AdamW, cosine, clipping) and keep the epoch with the
-    best validation mAP (its default ``training.select`` for multilabel)."""
+    best validation mAP (its default ``training.select`` for multilabel).
+
+    Args:
+        recipe: changes to that recipe (``benchmarks/movies_recipes.py``): ``lr``,
+            ``weight_decay``, ``batch_size``, ``label_smoothing``, ``pos_weight_power`` (each
+            genre's positives weighted by (negatives / positives) to this power), ``ema`` (the
+            decay of a weight average that is evaluated and kept instead of the weights).
+    """
+    recipe = recipe or {}
     torch.manual_seed(seed)
     model = build_model(spec.model_inputs(), **{**COMMON, **kwargs})
+    batch_size = recipe.get("batch_size", 256)
     rows = ParquetBatchReader(spec, data / "train").total_rows()
-    optimizer = make_optimizer(model, "adamw", 2e-3, 0.01)
-    scheduler = make_scheduler(optimizer, "cosine", epochs * -(-rows // 256), 0)
+    optimizer = make_optimizer(model, "adamw", recipe.get("lr", 2e-3), recipe.get("weight_decay", 0.01))
+    scheduler = make_scheduler(optimizer, "cosine", epochs * -(-rows // batch_size), 0)
+    averaged = None
+    if "ema" in recipe:
+        averaged = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe["ema"]), use_buffers=True)
+    pos_weight = None
+    if "pos_weight_power" in recipe:
+        prevalence = torch.cat([b.labels[LABEL] for b in ParquetBatchReader(spec, data / "train", batch_size=4096, label_columns=[LABEL])]).float().mean(0)  # (K,)
+        pos_weight = ((1 - prevalence) / prevalence) ** recipe["pos_weight_power"]  # (K,)
+    smoothing = recipe.get("label_smoothing", 0.0)
     target = torch.cat([b.labels[LABEL] for b in valid])
     best = (-1.0, None)
     for epoch in range(epochs):
         model.train()
-        for batch in ParquetBatchReader(spec, data / "train", batch_size=256, label_columns=[LABEL], shuffle_seed=seed * 100 + epoch):
-            loss = task_loss("multilabel", model(batch).logits, batch.labels[LABEL])
+        for batch in ParquetBatchReader(spec, data / "train", batch_size=batch_size, label_columns=[LABEL], shuffle_seed=seed * 100 + epoch):
+            labels = batch.labels[LABEL].float() * (1 - smoothing) + 0.5 * smoothing  # (B, K)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(batch).logits, labels, pos_weight=pos_weight)  # the multilabel task loss
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
-        model.eval()
-        valid_map = float(multilabel_average_precision(probabilities(model, valid), target.long(), num_labels=len(GENRES), average="macro"))
+            if averaged is not None:
+                averaged.update_parameters(model)
+        kept = averaged.module if averaged is not None else model
+        kept.eval()
+        valid_map = float(multilabel_average_precision(probabilities(kept, valid), target.long(), num_labels=len(GENRES), average="macro"))
         if valid_map > best[0]:
-            best = (valid_map, {k: v.clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(best[1])
-    return model.eval()
+            best = (valid_map, {k: v.clone() for k, v in kept.state_dict().items()})
+    kept.load_state_dict(best[1])
+    return kept.eval()
 
 
 @torch.inference_mode()

@@ -6,7 +6,7 @@ table of peers (that is ``benchmarks/movies.py``).
     python -m benchmarks.movies_recipes                         # every recipe below, seeds 0 and 1
     python -m benchmarks.movies_recipes --recipes base,tokens --seeds 0,1,2
 
-Each recipe trains as ``benchmarks.movies.train`` does (AdamW, cosine schedule, clipping at 1,
+Each recipe trains with ``benchmarks.movies.train`` (AdamW, cosine schedule, clipping at 1,
 the best validation-mAP epoch kept, periodic numbers, thresholds chosen on validation) with one
 change: the optimizer's settings, the model's, a loss term, weight averaging, or the title as
 a sequence of MiniLM token vectors (``title_tokens``, a ``dense_sequence`` modality added
@@ -22,12 +22,9 @@ import statistics
 from pathlib import Path
 
 import torch
-from torchmetrics.functional.classification import multilabel_average_precision
 
 from benchmarks import movies
-from benchmarks.movies_data import GENRES, write_movies_dataset, write_title_tokens
-from deepsets.builders import build_model
-from deepsets.optim import make_optimizer, make_scheduler
+from benchmarks.movies_data import write_movies_dataset, write_title_tokens
 from features.reader import ParquetBatchReader
 
 RECIPES = {
@@ -44,45 +41,6 @@ RECIPES = {
     "title tokens": {"tokens": True},
     "title tokens + batch 128": {"tokens": True, "batch_size": 128},
 }
-
-
-def train(spec, data: Path, recipe: dict, seed: int, valid) -> torch.nn.Module:
-    """``benchmarks.movies.train`` with the recipe's one change; returns the best epoch's model."""
-    torch.manual_seed(seed)
-    model = build_model(spec.model_inputs(), **{**movies.COMMON, "fusion": "transformer", **recipe.get("model", {})})
-    epochs, batch_size = recipe.get("epochs", movies.EPOCHS), recipe.get("batch_size", 256)
-    optimizer = make_optimizer(model, "adamw", recipe.get("lr", 2e-3), recipe.get("weight_decay", 0.01))
-    rows = ParquetBatchReader(spec, data / "train").total_rows()
-    scheduler = make_scheduler(optimizer, "cosine", epochs * -(-rows // batch_size), 0)
-    averaged = None
-    if "ema" in recipe:
-        averaged = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe["ema"]), use_buffers=True)
-    pos_weight = None
-    if "pos_weight_power" in recipe:
-        prevalence = torch.cat([b.labels[movies.LABEL] for b in ParquetBatchReader(spec, data / "train", batch_size=4096, label_columns=[movies.LABEL])]).float().mean(0)  # (K,)
-        pos_weight = ((1 - prevalence) / prevalence) ** recipe["pos_weight_power"]  # (K,)
-    smoothing = recipe.get("label_smoothing", 0.0)
-    target = torch.cat([b.labels[movies.LABEL] for b in valid]).long()
-    best = (-1.0, None)
-    for epoch in range(epochs):
-        model.train()
-        for batch in ParquetBatchReader(spec, data / "train", batch_size=batch_size, label_columns=[movies.LABEL], shuffle_seed=seed * 100 + epoch):
-            labels = batch.labels[movies.LABEL].float() * (1 - smoothing) + 0.5 * smoothing  # (B, K)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(batch).logits, labels, pos_weight=pos_weight)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            if averaged is not None:
-                averaged.update_parameters(model)
-        kept = averaged.module if averaged is not None else model
-        kept.eval()
-        valid_map = float(multilabel_average_precision(movies.probabilities(kept, valid), target, num_labels=len(GENRES), average="macro"))
-        if valid_map > best[0]:
-            best = (valid_map, {k: v.clone() for k, v in kept.state_dict().items()})
-    kept.load_state_dict(best[1])
-    return kept.eval()
 
 
 def main() -> None:
@@ -107,7 +65,7 @@ def main() -> None:
         valid_target, test_target = (torch.cat([b.labels[movies.LABEL] for b in split]) for split in (valid, test))
         runs = []
         for seed in seeds:
-            model = train(spec, data, recipe, seed, valid)
+            model = movies.train(spec, data, {"fusion": "transformer", **recipe.get("model", {})}, seed, recipe.get("epochs", movies.EPOCHS), valid, recipe)
             valid_probs = movies.probabilities(model, valid)
             cut = movies.thresholds(valid_probs, valid_target)
             tested = movies.scores(movies.probabilities(model, test), test_target, cut)
