@@ -13,7 +13,10 @@ train`` runs: Ray Train, MLflow under ``--work``; each run's config is also writ
 **Retrieval** (data: ``benchmarks/movielens_data.py``; leave-last-out per user by time): the
 two-tower model's query tower reads ``history`` and ``user_genres``, its item tower the movie
 id, the title's MiniLM embedding, genres, year and the IMDb facts where matched (budget and
-MPAA are mostly missing: real missing modalities). Each test user's held-out movie is ranked among
+MPAA are mostly missing: real missing modalities), and each tower one side of EASE projected
+on 64 dimensions (``benchmarks/movielens_ease.py``: ``ease_profile`` . ``ease_item`` is the
+EASE score of the movie, fitted on the training interactions, a training row's own left out;
+``--no-ease-features`` trains without them). Each test user's held-out movie is ranked among
 all 9,066 movies, the user's earlier movies left out; baselines: most-popular, item-to-item
 co-occurrence (item-kNN, cosine, its neighbourhood size chosen on validation) and EASE (Steck
 2019, closed form, its L2 penalty chosen on validation), all from the train + valid
@@ -49,6 +52,7 @@ import pyarrow.parquet as pq
 
 from benchmarks.movielens_baselines import ease_scores, ease_weights, item_knn_scores, most_popular_scores, target_ranks
 from benchmarks.movielens_data import ITEM_MODALITIES, QUERY_MODALITIES, write_movielens_dataset
+from benchmarks.movielens_ease import ITEM_MODALITY, QUERY_MODALITY, write_ease_features
 from benchmarks.movielens_retrieve import seen_pairs, through_retrieve
 
 K = 10
@@ -211,14 +215,18 @@ def baselines(data: Path, item_ids: np.ndarray) -> dict:
             "valid_queries": (valid_targets, valid_exclude)}
 
 
-def two_tower(data: Path, work: Path, epochs: int, workers: int, seed: int, base: dict, item_ids: np.ndarray, negatives: str, reuse: bool = False) -> dict:
+def two_tower(data: Path, work: Path, epochs: int, workers: int, seed: int, base: dict, item_ids: np.ndarray, negatives: str, reuse: bool = False,
+              ease: bool = False) -> dict:
     """Train the two-tower model with ``NEGATIVES[negatives]`` (or ``reuse`` a finished run),
     index every movie with ``deepsets embed``, rank each validation and test user's movie among
-    all movies: per-query test metrics and the mean validation ones."""
-    task = {"kind": "two_tower", "query_modalities": list(QUERY_MODALITIES), "item_modalities": list(ITEM_MODALITIES), **NEGATIVES[negatives]}
+    all movies: per-query test metrics and the mean validation ones. With ``ease``, ``data``
+    holds the EASE features (``benchmarks/movielens_ease.py``) and each tower takes its side."""
+    towers = {"query_modalities": [*QUERY_MODALITIES, *([QUERY_MODALITY] if ease else [])],
+              "item_modalities": [*ITEM_MODALITIES, *([ITEM_MODALITY] if ease else [])]}
+    task = {"kind": "two_tower", **towers, **NEGATIVES[negatives]}
     data_section = {"train": str(data / "train.parquet"), "valid": str(data / "valid.parquet"), "item_column": "movie_id",
                     **({"items": str(data / "items.parquet")} if negatives != "in_batch" else {})}
-    cfg = run_config(data, work, f"two-tower-{negatives}-s{seed}-e{epochs}", task, data_section, epochs, workers, seed)
+    cfg = run_config(data, work, f"two-tower-{negatives}{'-ease' if ease else ''}-s{seed}-e{epochs}", task, data_section, epochs, workers, seed)
     trained = train_or_reuse(cfg, reuse)
     indexed, item_vectors = embed_side(trained["model_uri"], str(data / "items.parquet"), work / "index" / "items", "item")  # (I,), (I, D)
     if not np.array_equal(indexed, item_ids):
@@ -235,22 +243,27 @@ def two_tower(data: Path, work: Path, epochs: int, workers: int, seed: int, base
     retrieved = through_retrieve(work, "test", *seen_pairs(data, "test"))  # the same figures by `deepsets retrieve`
     if any(abs(retrieved[m] - float(ranked["test"][m].mean())) > 1e-9 for m in (f"ndcg_at_{K}", f"recall_at_{K}")):
         raise RuntimeError(f"deepsets retrieve gives {retrieved}, the brute-force ranking {test}")
-    print(f"two-tower {negatives} seed {seed} trained in {trained['seconds']} s, kept epoch {trained['selected']['epoch']}: "
+    print(f"two-tower {negatives}{' with EASE features' if ease else ''} seed {seed} trained in {trained['seconds']} s, kept epoch {trained['selected']['epoch']}: "
           f"over all movies, valid NDCG@{K} {valid[f'ndcg_at_{K}']:.4f}; test " + ", ".join(f"{m} {v:.4f}" for m, v in test.items()), flush=True)
     _log_to_run(trained, {f"test_two_tower_{m}": float(v.mean()) for m, v in ranked["test"].items()})
     return {"values": ranked["test"], "train_seconds": trained["seconds"], "epoch": trained["selected"]["epoch"],
             "valid": valid, "model_uri": trained["model_uri"]}
 
 
-def retrieval(data: Path, work: Path, epochs: int, workers: int, seeds, candidates, reuse: bool = False) -> dict:
+def retrieval(data: Path, work: Path, epochs: int, workers: int, seeds, candidates, reuse: bool = False, ease: bool = True) -> dict:
     """The two-tower model over ``seeds`` against the baselines, on the test users; the
-    negatives chosen among ``candidates`` on validation with the first seed."""
+    negatives chosen among ``candidates`` on validation with the first seed. With ``ease``, the
+    towers also get EASE's projected sides, fitted with the penalty EASE chose on validation."""
     item_ids = pq.read_table(data / "items.parquet", columns=["movie_id"])["movie_id"].to_numpy()
     base = baselines(data, item_ids)
-    tried = {name: two_tower(data, work, epochs, workers, seeds[0], base, item_ids, name, reuse) for name in candidates}
+    if ease:
+        print(f"writing the EASE features (L2 {base['settings']['ease_l2']:g}, about 2 minutes)", flush=True)
+        data = write_ease_features(data, work / "data_ease", base["settings"]["ease_l2"])
+    train = lambda seed, name: two_tower(data, work, epochs, workers, seed, base, item_ids, name, reuse, ease)  # noqa: E731
+    tried = {name: train(seeds[0], name) for name in candidates}
     chosen = max(tried, key=lambda name: tried[name]["valid"][f"ndcg_at_{K}"])
     print(f"negatives chosen on validation: {chosen}", flush=True)
-    runs = [tried[chosen]] + [two_tower(data, work, epochs, workers, seed, base, item_ids, chosen, reuse) for seed in seeds[1:]]
+    runs = [tried[chosen]] + [train(seed, chosen) for seed in seeds[1:]]
     table = {name: {m: round(float(v.mean()), 4) for m, v in values.items()} for name, values in base["values"].items()}
     for m in runs[0]["values"]:
         per_seed = [float(r["values"][m].mean()) for r in runs]
@@ -261,7 +274,7 @@ def retrieval(data: Path, work: Path, epochs: int, workers: int, seeds, candidat
     leads = {m: lead_interval(averaged[m], base["values"][best][m]) for m in (f"ndcg_at_{K}", f"recall_at_{K}")}
     negatives = {name: {"valid": r["valid"], "train_seconds": r["train_seconds"], "epoch": r["epoch"],
                         "test": {m: round(float(v.mean()), 4) for m, v in r["values"].items()}} for name, r in tried.items()}
-    return {"queries": int(len(base["targets"])), "items": int(len(item_ids)), "metrics": table, "best_baseline": best,
+    return {"queries": int(len(base["targets"])), "items": int(len(item_ids)), "ease_features": ease, "metrics": table, "best_baseline": best,
             "negatives": {"chosen": chosen, "settings": NEGATIVES[chosen], "tried_with_first_seed": negatives},
             "lead_over_best_95ci": leads, "ratio_over_best": round(table["two_tower"][f"ndcg_at_{K}"] / table[best][f"ndcg_at_{K}"], 3),
             "per_seed": [{"seed": s, "epoch": r["epoch"], "valid": r["valid"], "train_seconds": r["train_seconds"],
@@ -354,6 +367,8 @@ def main() -> None:
     parser.add_argument("--rankers", default="listwise,pairwise", help="rating rankers to train (default listwise,pairwise; none: skip rating ranking)")
     parser.add_argument("--reuse", action="store_true", help="keep the work's checkpoints and take every finished run of the same name "
                         "(model, kept epoch) instead of training it again: continues an interrupted run")
+    parser.add_argument("--no-ease-features", action="store_true", help="train the two-tower without EASE's projected sides "
+                        "(benchmarks/movielens_ease.py)")
     parser.add_argument("--work", default=".cache/movielens", help="dataset, Ray checkpoints, MLflow store (default .cache/movielens)")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -372,7 +387,7 @@ def main() -> None:
         shutil.rmtree(work / "ray_results")
     info = write_movielens_dataset(data, progress=True)
     print(f"MovieLens: {info['users']} users, {info['items']} movies, rows {info['rows']}; item presence {info['item_presence']}", flush=True)
-    found = {"retrieval": retrieval(data, work, epochs, args.workers, seeds, candidates, args.reuse),
+    found = {"retrieval": retrieval(data, work, epochs, args.workers, seeds, candidates, args.reuse, not args.no_ease_features),
              "rating_ranking": rating_ranking(data, work, epochs, args.workers, seeds, rankers, args.reuse) if rankers else {}}
     r = found["retrieval"]
     print(f"\nretrieval of each test user's held-out movie among {r['items']} movies ({r['queries']} users), {len(seeds)} seed(s):")

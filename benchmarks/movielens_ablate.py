@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from benchmarks.movielens_ease import two_tower_data
 from benchmarks.movielens_retrieve import seen_pairs
 
 METHODS = ("shapley", "loo", "only", "permute")
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=200)
     args = parser.parse_args()
     work = Path(args.work)
-    data = work / "data"
+    data = two_tower_data(work)  # the folder the two-tower models were trained on
     runs = checkpoints(work, args.negatives, args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
         pairs, _, _ = seen_pairs(data, args.split)

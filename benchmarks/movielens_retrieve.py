@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from benchmarks.movielens_ease import two_tower_data
+
 K = 10
 
 
@@ -78,7 +80,7 @@ def main() -> None:
     parser.add_argument("--split", choices=("valid", "test"), default="test")
     args = parser.parse_args()
     work = Path(args.work)
-    data = work / "data"
+    data = two_tower_data(work)  # the folder the two-tower models were trained on
     pairs, events, targets = seen_pairs(data, args.split)
     retrieved = through_retrieve(work, args.split, pairs, events, targets)
     brute = brute_force(work, data, args.split)

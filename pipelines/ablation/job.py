@@ -29,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import pyarrow as pa
 import torch
@@ -283,7 +283,7 @@ def evaluate(cfg: AblateConfig, scorer: SubsetScorer, permutations: Optional[int
     return table, extras
 
 
-def report(cfg: AblateConfig, source: ModelSource, summary: dict, per_row: Optional[dict], started: float, earlier: List[str] = ()) -> dict:
+def report(cfg: AblateConfig, source: ModelSource, summary: dict, per_row: Optional[dict], started: float, earlier: Sequence[str] = ()) -> dict:
     """Write the table, chart and per-row values into ``cfg.out`` (a folder or a URI), log them
     to MLflow, and return the finished summary. Every file is written in a local temp folder
     first and put in place only when all of them are, so a failure leaves no partial output;
