@@ -52,7 +52,7 @@ import pyarrow.parquet as pq
 
 from benchmarks.movielens_baselines import ease_scores, ease_weights, item_knn_scores, most_popular_scores, target_ranks
 from benchmarks.movielens_data import ITEM_MODALITIES, QUERY_MODALITIES, write_movielens_dataset
-from benchmarks.movielens_ease import ITEM_MODALITY, QUERY_MODALITY, write_ease_features
+from benchmarks.movielens_ease import ITEM_MODALITY, QUERY_MODALITY, two_tower_run, write_ease_features
 from benchmarks.movielens_retrieve import seen_pairs, through_retrieve
 
 K = 10
@@ -226,7 +226,7 @@ def two_tower(data: Path, work: Path, epochs: int, workers: int, seed: int, base
     task = {"kind": "two_tower", **towers, **NEGATIVES[negatives]}
     data_section = {"train": str(data / "train.parquet"), "valid": str(data / "valid.parquet"), "item_column": "movie_id",
                     **({"items": str(data / "items.parquet")} if negatives != "in_batch" else {})}
-    cfg = run_config(data, work, f"two-tower-{negatives}{'-ease' if ease else ''}-s{seed}-e{epochs}", task, data_section, epochs, workers, seed)
+    cfg = run_config(data, work, two_tower_run(negatives, seed, epochs, ease), task, data_section, epochs, workers, seed)
     trained = train_or_reuse(cfg, reuse)
     indexed, item_vectors = embed_side(trained["model_uri"], str(data / "items.parquet"), work / "index" / "items", "item")  # (I,), (I, D)
     if not np.array_equal(indexed, item_ids):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from benchmarks.movielens_ease import two_tower_data
+from benchmarks.movielens_ease import two_tower_data, two_tower_run
 from benchmarks.movielens_retrieve import seen_pairs
 
 METHODS = ("shapley", "loo", "only", "permute")
@@ -35,13 +35,14 @@ def checkpoints(work: Path, negatives: str, epochs: int) -> dict:
     Raises:
         SystemExit: when there is none (the benchmark has not been run).
     """
+    pattern = two_tower_run(negatives, "*", epochs, ease=two_tower_data(work).name == "data_ease")
     found = {}
-    for run in sorted((work / "ray_results").glob(f"two-tower-{negatives}-s*-e{epochs}")):
+    for run in sorted((work / "ray_results").glob(pattern)):
         saved = sorted(p for p in run.glob("checkpoint_*") if p.is_dir())
         if saved:
             found[int(run.name.split("-s")[-1].split("-e")[0])] = saved[-1]
     if not found:
-        raise SystemExit(f"no two-tower-{negatives}-s*-e{epochs} checkpoints under {work / 'ray_results'}: run "
+        raise SystemExit(f"no {pattern} checkpoints under {work / 'ray_results'}: run "
                          f"`python -m benchmarks.movielens --negatives {negatives} --epochs {epochs}` first")
     return found
 

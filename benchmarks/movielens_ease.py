@@ -128,4 +128,10 @@ def two_tower_data(work: Path) -> Path:
     return work / "data_ease" if (work / "data_ease" / "ease.txt").exists() else work / "data"
 
 
-__all__ = ["write_ease_features", "two_tower_data", "ease_projections", "earlier_items", "fold_of", "QUERY_MODALITY", "ITEM_MODALITY", "RANK", "FOLDS"]
+def two_tower_run(negatives: str, seed, epochs: int, ease: bool) -> str:
+    """The run name of a two-tower model of ``benchmarks.movielens`` (``seed`` may be a glob's
+    ``*``); the ``-ease`` runs were trained on ``two_tower_data``'s EASE features."""
+    return f"two-tower-{negatives}{'-ease' if ease else ''}-s{seed}-e{epochs}"
+
+
+__all__ = ["write_ease_features", "two_tower_data", "two_tower_run", "ease_projections", "earlier_items", "fold_of", "QUERY_MODALITY", "ITEM_MODALITY", "RANK", "FOLDS"]
