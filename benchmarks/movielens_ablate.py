@@ -24,13 +24,16 @@ import pyarrow.parquet as pq
 
 from benchmarks.movielens_ease import two_tower_data, two_tower_run
 from benchmarks.movielens_retrieve import seen_pairs
+from pipelines.models.checkpoint import EPOCH_FILE
 
 METHODS = ("shapley", "loo", "only", "permute")
 METRIC = "ndcg_at_10"
 
 
 def checkpoints(work: Path, negatives: str, epochs: int) -> dict:
-    """seed -> the checkpoint directory of each two-tower run in ``work/ray_results``.
+    """seed -> the checkpoint directory of each two-tower run in ``work/ray_results``: the one
+    of the epoch the run kept (its MLflow run's ``deepsets.selected_epoch``, which the
+    benchmark's figures are of), or the last one when the work's MLflow store does not say.
 
     Raises:
         SystemExit: when there is none (the benchmark has not been run).
@@ -38,13 +41,33 @@ def checkpoints(work: Path, negatives: str, epochs: int) -> dict:
     pattern = two_tower_run(negatives, "*", epochs, ease=two_tower_data(work).name == "data_ease")
     found = {}
     for run in sorted((work / "ray_results").glob(pattern)):
-        saved = sorted(p for p in run.glob("checkpoint_*") if p.is_dir())
-        if saved:
-            found[int(run.name.split("-s")[-1].split("-e")[0])] = saved[-1]
+        by_epoch = {json.loads((p / EPOCH_FILE).read_text())["epoch"] + 1: p for p in run.glob("checkpoint_*") if (p / EPOCH_FILE).is_file()}
+        if not by_epoch:
+            continue
+        kept = kept_epoch(work, run.name)
+        if kept not in by_epoch:
+            print(f"{run.name}: the kept epoch is {'unknown' if kept is None else f'{kept}, not among the checkpoints'}; taking the last "
+                  f"(epoch {max(by_epoch)})", flush=True)
+            kept = max(by_epoch)
+        found[int(run.name.split("-s")[-1].split("-e")[0])] = by_epoch[kept]
     if not found:
         raise SystemExit(f"no {pattern} checkpoints under {work / 'ray_results'}: run "
                          f"`python -m benchmarks.movielens --negatives {negatives} --epochs {epochs}` first")
     return found
+
+
+def kept_epoch(work: Path, run_name: str) -> int | None:
+    """The epoch (from 1) the latest finished MLflow run ``run_name`` of ``work/mlflow.db`` kept."""
+    import mlflow
+
+    if not (work / "mlflow.db").is_file():
+        return None
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{(work / 'mlflow.db').absolute()}")
+    experiment = client.get_experiment_by_name("movielens")
+    runs = client.search_runs([experiment.experiment_id], f"tags.mlflow.runName = '{run_name}' and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=1) if experiment else []
+    tag = runs[0].data.tags.get("deepsets.selected_epoch") if runs else None
+    return int(tag) if tag else None
 
 
 def ablate_seed(checkpoint: Path, data: Path, split: str, seen: Path, out: Path, bootstrap: int) -> dict:
