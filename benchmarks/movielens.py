@@ -16,7 +16,8 @@ id, the title's MiniLM embedding, genres, year and the IMDb facts where matched 
 MPAA are mostly missing: real missing modalities), and each tower one side of EASE projected
 on 64 dimensions (``benchmarks/movielens_ease.py``: ``ease_profile`` . ``ease_item`` is the
 EASE score of the movie, fitted on the training interactions, a training row's own left out;
-``--no-ease-features`` trains without them). Each test user's held-out movie is ranked among
+``--no-ease-features`` trains without them, ``--ease-rank`` and ``--dim`` change the projection's
+rank and the model width). Each test user's held-out movie is ranked among
 all 9,066 movies, the user's earlier movies left out; baselines: most-popular, item-to-item
 co-occurrence (item-kNN, cosine, its neighbourhood size chosen on validation) and EASE (Steck
 2019, closed form, its L2 penalty chosen on validation), all from the train + valid
@@ -52,7 +53,7 @@ import pyarrow.parquet as pq
 
 from benchmarks.movielens_baselines import ease_scores, ease_weights, item_knn_scores, most_popular_scores, target_ranks
 from benchmarks.movielens_data import ITEM_MODALITIES, QUERY_MODALITIES, write_movielens_dataset
-from benchmarks.movielens_ease import ITEM_MODALITY, QUERY_MODALITY, two_tower_run, write_ease_features
+from benchmarks.movielens_ease import ITEM_MODALITY, QUERY_MODALITY, RANK, ease_folder, two_tower_run, write_ease_features
 from benchmarks.movielens_retrieve import seen_pairs, through_retrieve
 
 K = 10
@@ -68,14 +69,14 @@ NEGATIVES = {
 (each validation user's movie ranked among all movies) is trained with the other seeds."""
 
 
-def run_config(data: Path, work: Path, name: str, task: dict, data_section: dict, epochs: int, workers: int, seed: int):
-    """A validated training config over the MovieLens schema."""
+def run_config(data: Path, work: Path, name: str, task: dict, data_section: dict, epochs: int, workers: int, seed: int, dim: int = 64):
+    """A validated training config over the MovieLens schema (model width ``dim``)."""
     from pipelines.config import parse_run_config
 
     raw = {
         "data": data_section,
         "schema": {"path": str(data / "schema.toml")},
-        "model": {"dim": 64, "layers": 1, "heads": 4, "pooling": "attention", "fusion": "transformer", "fusion_layers": 1, "modality_dropout": 0.1},
+        "model": {"dim": dim, "layers": 1, "heads": 4, "pooling": "attention", "fusion": "transformer", "fusion_layers": 1, "modality_dropout": 0.1},
         "task": task,
         "training": {"epochs": epochs, "batch_size": 256 * workers, "lr": 2e-3, "seed": seed, "warmup_steps": 50},
         "scaling": {"workers": workers, "cpus_per_worker": 2 if workers == 1 else 1},
@@ -216,17 +217,18 @@ def baselines(data: Path, item_ids: np.ndarray) -> dict:
 
 
 def two_tower(data: Path, work: Path, epochs: int, workers: int, seed: int, base: dict, item_ids: np.ndarray, negatives: str, reuse: bool = False,
-              ease: bool = False) -> dict:
+              ease: bool = False, dim: int = 64, ease_rank: int = RANK) -> dict:
     """Train the two-tower model with ``NEGATIVES[negatives]`` (or ``reuse`` a finished run),
     index every movie with ``deepsets embed``, rank each validation and test user's movie among
     all movies: per-query test metrics and the mean validation ones. With ``ease``, ``data``
-    holds the EASE features (``benchmarks/movielens_ease.py``) and each tower takes its side."""
+    holds the EASE features (``benchmarks/movielens_ease.py``, of rank ``ease_rank``) and each
+    tower takes its side; ``dim`` is the model width."""
     towers = {"query_modalities": [*QUERY_MODALITIES, *([QUERY_MODALITY] if ease else [])],
               "item_modalities": [*ITEM_MODALITIES, *([ITEM_MODALITY] if ease else [])]}
     task = {"kind": "two_tower", **towers, **NEGATIVES[negatives]}
     data_section = {"train": str(data / "train.parquet"), "valid": str(data / "valid.parquet"), "item_column": "movie_id",
                     **({"items": str(data / "items.parquet")} if negatives != "in_batch" else {})}
-    cfg = run_config(data, work, two_tower_run(negatives, seed, epochs, ease), task, data_section, epochs, workers, seed)
+    cfg = run_config(data, work, two_tower_run(negatives, seed, epochs, ease, dim, ease_rank), task, data_section, epochs, workers, seed, dim)
     trained = train_or_reuse(cfg, reuse)
     indexed, item_vectors = embed_side(trained["model_uri"], str(data / "items.parquet"), work / "index" / "items", "item")  # (I,), (I, D)
     if not np.array_equal(indexed, item_ids):
@@ -250,16 +252,18 @@ def two_tower(data: Path, work: Path, epochs: int, workers: int, seed: int, base
             "valid": valid, "model_uri": trained["model_uri"]}
 
 
-def retrieval(data: Path, work: Path, epochs: int, workers: int, seeds, candidates, reuse: bool = False, ease: bool = True) -> dict:
+def retrieval(data: Path, work: Path, epochs: int, workers: int, seeds, candidates, reuse: bool = False, ease: bool = True, dim: int = 64,
+              ease_rank: int = RANK) -> dict:
     """The two-tower model over ``seeds`` against the baselines, on the test users; the
     negatives chosen among ``candidates`` on validation with the first seed. With ``ease``, the
-    towers also get EASE's projected sides, fitted with the penalty EASE chose on validation."""
+    towers also get EASE's projected sides (on ``ease_rank`` dimensions), fitted with the
+    penalty EASE chose on validation; ``dim`` is the model width."""
     item_ids = pq.read_table(data / "items.parquet", columns=["movie_id"])["movie_id"].to_numpy()
     base = baselines(data, item_ids)
     if ease:
-        print(f"writing the EASE features (L2 {base['settings']['ease_l2']:g}, about 2 minutes)", flush=True)
-        data = write_ease_features(data, work / "data_ease", base["settings"]["ease_l2"])
-    train = lambda seed, name: two_tower(data, work, epochs, workers, seed, base, item_ids, name, reuse, ease)  # noqa: E731
+        print(f"writing the EASE features (L2 {base['settings']['ease_l2']:g}, rank {ease_rank}, about 2 minutes)", flush=True)
+        data = write_ease_features(data, ease_folder(work, ease_rank), base["settings"]["ease_l2"], rank=ease_rank)
+    train = lambda seed, name: two_tower(data, work, epochs, workers, seed, base, item_ids, name, reuse, ease, dim, ease_rank)  # noqa: E731
     tried = {name: train(seeds[0], name) for name in candidates}
     chosen = max(tried, key=lambda name: tried[name]["valid"][f"ndcg_at_{K}"])
     print(f"negatives chosen on validation: {chosen}", flush=True)
@@ -274,7 +278,8 @@ def retrieval(data: Path, work: Path, epochs: int, workers: int, seeds, candidat
     leads = {m: lead_interval(averaged[m], base["values"][best][m]) for m in (f"ndcg_at_{K}", f"recall_at_{K}")}
     negatives = {name: {"valid": r["valid"], "train_seconds": r["train_seconds"], "epoch": r["epoch"],
                         "test": {m: round(float(v.mean()), 4) for m, v in r["values"].items()}} for name, r in tried.items()}
-    return {"queries": int(len(base["targets"])), "items": int(len(item_ids)), "ease_features": ease, "metrics": table, "best_baseline": best,
+    return {"queries": int(len(base["targets"])), "items": int(len(item_ids)), "ease_features": ease, "dim": dim,
+            **({"ease_rank": ease_rank} if ease else {}), "metrics": table, "best_baseline": best,
             "negatives": {"chosen": chosen, "settings": NEGATIVES[chosen], "tried_with_first_seed": negatives},
             "lead_over_best_95ci": leads, "ratio_over_best": round(table["two_tower"][f"ndcg_at_{K}"] / table[best][f"ndcg_at_{K}"], 3),
             "per_seed": [{"seed": s, "epoch": r["epoch"], "valid": r["valid"], "train_seconds": r["train_seconds"],
@@ -369,6 +374,9 @@ def main() -> None:
                         "(model, kept epoch) instead of training it again: continues an interrupted run")
     parser.add_argument("--no-ease-features", action="store_true", help="train the two-tower without EASE's projected sides "
                         "(benchmarks/movielens_ease.py)")
+    parser.add_argument("--dim", type=int, default=64, help="two-tower model width (default 64; another width adds -d<dim> to the run names)")
+    parser.add_argument("--ease-rank", type=int, default=RANK, help=f"dimensions EASE is projected on (default {RANK}; another rank is written to "
+                        "<work>/data_ease_r<rank> and adds -r<rank> to the run names)")
     parser.add_argument("--work", default=".cache/movielens", help="dataset, Ray checkpoints, MLflow store (default .cache/movielens)")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -387,7 +395,9 @@ def main() -> None:
         shutil.rmtree(work / "ray_results")
     info = write_movielens_dataset(data, progress=True)
     print(f"MovieLens: {info['users']} users, {info['items']} movies, rows {info['rows']}; item presence {info['item_presence']}", flush=True)
-    found = {"retrieval": retrieval(data, work, epochs, args.workers, seeds, candidates, args.reuse, not args.no_ease_features),
+    if args.dim < 4 or args.dim % 4 or args.ease_rank < 1:
+        parser.error(f"--dim must be a positive multiple of 4 (the heads), got {args.dim}; --ease-rank at least 1, got {args.ease_rank}")
+    found = {"retrieval": retrieval(data, work, epochs, args.workers, seeds, candidates, args.reuse, not args.no_ease_features, args.dim, args.ease_rank),
              "rating_ranking": rating_ranking(data, work, epochs, args.workers, seeds, rankers, args.reuse) if rankers else {}}
     r = found["retrieval"]
     print(f"\nretrieval of each test user's held-out movie among {r['items']} movies ({r['queries']} users), {len(seeds)} seed(s):")

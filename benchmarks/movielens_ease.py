@@ -128,10 +128,18 @@ def two_tower_data(work: Path) -> Path:
     return work / "data_ease" if (work / "data_ease" / "ease.txt").exists() else work / "data"
 
 
-def two_tower_run(negatives: str, seed, epochs: int, ease: bool) -> str:
+def two_tower_run(negatives: str, seed, epochs: int, ease: bool, dim: int = 64, rank: int = RANK) -> str:
     """The run name of a two-tower model of ``benchmarks.movielens`` (``seed`` may be a glob's
-    ``*``); the ``-ease`` runs were trained on ``two_tower_data``'s EASE features."""
-    return f"two-tower-{negatives}{'-ease' if ease else ''}-s{seed}-e{epochs}"
+    ``*``); the ``-ease`` runs were trained on ``two_tower_data``'s EASE features. A model
+    width other than 64 adds ``-d<dim>``, an EASE rank other than ``RANK`` ``-r<rank>``."""
+    variant = (f"-d{dim}" if dim != 64 else "") + (f"-r{rank}" if ease and rank != RANK else "")
+    return f"two-tower-{negatives}{'-ease' if ease else ''}{variant}-s{seed}-e{epochs}"
 
 
-__all__ = ["write_ease_features", "two_tower_data", "two_tower_run", "ease_projections", "earlier_items", "fold_of", "QUERY_MODALITY", "ITEM_MODALITY", "RANK", "FOLDS"]
+def ease_folder(work: Path, rank: int = RANK) -> Path:
+    """Where ``benchmarks.movielens`` writes the EASE features of ``rank``: ``work/data_ease``
+    for the default rank (what ``two_tower_data`` reads), ``work/data_ease_r<rank>`` else."""
+    return Path(work) / ("data_ease" if rank == RANK else f"data_ease_r{rank}")
+
+
+__all__ = ["write_ease_features", "two_tower_data", "two_tower_run", "ease_folder", "ease_projections", "earlier_items", "fold_of", "QUERY_MODALITY", "ITEM_MODALITY", "RANK", "FOLDS"]

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.movielens_baselines import ease_weights
-from benchmarks.movielens_ease import FOLDS, earlier_items, ease_projections, fold_of
+from benchmarks.movielens_ease import FOLDS, earlier_items, ease_folder, ease_projections, fold_of, two_tower_run
 
 L2 = 5.0
 
@@ -78,3 +78,12 @@ def test_bad_rank_is_refused():
     user, item, split, items = interactions(0)
     with pytest.raises(ValueError, match="rank"):
         ease_projections(user, item, split, items, L2, rank=items + 1)
+
+
+def test_run_names_and_folders_tell_the_variants_apart(tmp_path):
+    assert two_tower_run("in_batch", 0, 5, ease=True) == "two-tower-in_batch-ease-s0-e5"
+    assert two_tower_run("mixed", "*", 5, ease=False) == "two-tower-mixed-s*-e5"
+    assert two_tower_run("in_batch", 1, 5, ease=True, dim=128, rank=128) == "two-tower-in_batch-ease-d128-r128-s1-e5"
+    assert two_tower_run("in_batch", 1, 5, ease=False, rank=128) == "two-tower-in_batch-s1-e5"  # no EASE features, no rank
+    assert ease_folder(tmp_path) == tmp_path / "data_ease"
+    assert ease_folder(tmp_path, 128) == tmp_path / "data_ease_r128"

@@ -1,0 +1,114 @@
+"""What EASE's own score and seed averaging add to the MovieLens two-tower models that
+``python -m benchmarks.movielens`` trained: a probe for the retrieval goal (1.2x EASE).
+
+    python -m benchmarks.movielens_blend [--work .cache/movielens] [--negatives in_batch] [--epochs 5]
+
+For each seed's model, both towers embed the validation and test rows and the catalogue
+(``deepsets embed``); each query's scores over the unseen movies are standardized, and so are
+EASE's (its L2 penalty chosen on validation, fitted on train for validation queries and on
+train + valid for test queries, as the benchmark's baseline). Reported, on test:
+
+- ``blend``: ``(1 - w) * tower + w * EASE`` with ``w`` chosen on validation (mean over seeds);
+- ``ensemble``: the seeds' tower scores summed (one model made of all seeds);
+- each one's ratio to EASE and the 95% paired bootstrap interval of its lead, and the lead the
+  tower alone would need for that interval to clear 0 (``needed_lead``: the interval's
+  half-width, so ``EASE + needed_lead`` is the NDCG@10 to reach at this test size).
+
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from benchmarks.movielens import K, choose_ease_l2, embed_side, lead_interval, per_query, queries
+from benchmarks.movielens_ablate import checkpoints
+from benchmarks.movielens_baselines import ease_scores, target_ranks
+from benchmarks.movielens_ease import two_tower_data
+
+WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0)
+SPLITS = {"valid": ("train",), "test": ("train", "valid")}
+
+
+def standardized(scores: np.ndarray, exclude) -> np.ndarray:
+    """Each row of ``scores`` (Q, I) as z-scores over its unseen items; seen items at -1e9
+    (finite, so a blend weight of 0 or 1 leaves no NaN; the ranking excludes them anyway)."""
+    out = scores.astype(np.float64)  # (Q, I)
+    seen = np.zeros(out.shape, dtype=bool)
+    for row, items in enumerate(exclude):
+        seen[row, items] = True
+    unseen = np.ma.masked_array(out, seen)
+    out = ((unseen - unseen.mean(axis=1, keepdims=True)) / (unseen.std(axis=1, keepdims=True) + 1e-12)).filled(-1e9)
+    return out
+
+
+def ndcg(scores: np.ndarray, targets: np.ndarray, exclude) -> np.ndarray:
+    """Per-query NDCG@K (Q,) of the held-out movie."""
+    return per_query(target_ranks(scores, targets, exclude))[f"ndcg_at_{K}"]
+
+
+def tower_scores(checkpoint: Path, data: Path, scratch: Path) -> dict:
+    """split -> (Q, I) cosine similarities of one model's query and item embeddings."""
+    _, items = embed_side(str(checkpoint), str(data / "items.parquet"), scratch / "items", "item")  # (I, D)
+    return {split: embed_side(str(checkpoint), str(data / f"{split}.parquet"), scratch / split, "query")[1] @ items.T for split in SPLITS}
+
+
+def summary(values: np.ndarray, ease: np.ndarray) -> dict:
+    """Mean NDCG@10 of per-query ``values`` (Q,), its ratio to EASE's and its paired lead interval."""
+    return {"ndcg_at_10": round(float(values.mean()), 4), "ratio_to_ease": round(float(values.mean() / ease.mean()), 3),
+            "lead_95ci": lead_interval(values, ease)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", default=".cache/movielens", help="the benchmark's work folder (default .cache/movielens)")
+    parser.add_argument("--negatives", default="in_batch", help="which trained two-tower runs to read (default in_batch)")
+    parser.add_argument("--epochs", type=int, default=5, help="their epochs (default 5)")
+    args = parser.parse_args()
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    work = Path(args.work).absolute()
+    data = two_tower_data(work)
+    found = checkpoints(work, args.negatives, args.epochs)
+    item_ids = pq.read_table(data / "items.parquet", columns=["movie_id"])["movie_id"].to_numpy()
+    index = {int(m): i for i, m in enumerate(item_ids)}
+    l2 = choose_ease_l2(data, index)
+    truth, ease = {}, {}
+    for split, before in SPLITS.items():
+        _, targets, exclude, seen_users, seen_items = queries(data, split, before, index)
+        truth[split] = (targets, exclude)
+        ease[split] = standardized(ease_scores(seen_users, seen_items, exclude, len(item_ids), l2), exclude)  # (Q, I)
+    with tempfile.TemporaryDirectory() as scratch:
+        towers = {seed: {split: standardized(s, truth[split][1]) for split, s in tower_scores(ckpt, data, Path(scratch)).items()}
+                  for seed, ckpt in sorted(found.items())}
+    by_weight = {w: {split: [ndcg((1 - w) * towers[s][split] + w * ease[split], *truth[split]) for s in towers] for split in SPLITS}
+                 for w in WEIGHTS}
+    for w, found_w in by_weight.items():
+        print(f"w {w:<4} valid NDCG@{K} " + " ".join(f"{v.mean():.4f}" for v in found_w["valid"])
+              + "  test " + " ".join(f"{v.mean():.4f}" for v in found_w["test"]), flush=True)
+    chosen = max(WEIGHTS, key=lambda w: np.mean([v.mean() for v in by_weight[w]["valid"]]))
+    ease_test = ndcg(ease["test"], *truth["test"])
+    tower_alone = np.mean(by_weight[0.0]["test"], axis=0)  # (Q,) over seeds
+    ensemble = ndcg(sum(t["test"] for t in towers.values()), *truth["test"])
+    alone = summary(tower_alone, ease_test)
+    report = {"seeds": sorted(towers), "ease_l2": l2, "ease": round(float(ease_test.mean()), 4), "queries": int(ease_test.size),
+              "tower": alone, "blend": {"weight": chosen, **summary(np.mean(by_weight[chosen]["test"], axis=0), ease_test)},
+              "ensemble": summary(ensemble, ease_test),
+              "needed_lead": round((alone["lead_95ci"][1] - alone["lead_95ci"][0]) / 2, 4)}
+    for name in ("tower", "blend", "ensemble"):
+        r = report[name]
+        print(f"{name:<9} test NDCG@{K} {r['ndcg_at_10']:.4f} = {r['ratio_to_ease']:.3f}x EASE ({report['ease']:.4f}), lead 95% CI {r['lead_95ci']}"
+              + (f" (w = {chosen} on validation)" if name == "blend" else ""))
+    print(f"at {report['queries']} test queries the tower's lead interval is +-{report['needed_lead']}: clearing 0 takes NDCG@{K} "
+          f"{report['ease'] + report['needed_lead']:.4f} ({(report['ease'] + report['needed_lead']) / report['ease']:.2f}x EASE)")
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
