@@ -388,6 +388,8 @@ def main() -> None:
     rankers = () if args.rankers == "none" else tuple(args.rankers.split(","))
     if unknown := [r for r in rankers if r not in ("listwise", "pairwise")]:
         parser.error(f"unknown rankers {unknown}; choose from listwise, pairwise")
+    if args.dim < 4 or args.dim % 4 or args.ease_rank < 1:
+        parser.error(f"--dim must be a positive multiple of 4 (the heads), got {args.dim}; --ease-rank at least 1, got {args.ease_rank}")
     work = Path(args.work).absolute()
     data = work / "data"
     if (work / "ray_results").exists() and not args.reuse:  # an earlier run's checkpoints: its run names would be refused
@@ -395,8 +397,6 @@ def main() -> None:
         shutil.rmtree(work / "ray_results")
     info = write_movielens_dataset(data, progress=True)
     print(f"MovieLens: {info['users']} users, {info['items']} movies, rows {info['rows']}; item presence {info['item_presence']}", flush=True)
-    if args.dim < 4 or args.dim % 4 or args.ease_rank < 1:
-        parser.error(f"--dim must be a positive multiple of 4 (the heads), got {args.dim}; --ease-rank at least 1, got {args.ease_rank}")
     found = {"retrieval": retrieval(data, work, epochs, args.workers, seeds, candidates, args.reuse, not args.no_ease_features, args.dim, args.ease_rank),
              "rating_ranking": rating_ranking(data, work, epochs, args.workers, seeds, rankers, args.reuse) if rankers else {}}
     r = found["retrieval"]
