@@ -107,22 +107,30 @@ def finished_run(cfg) -> dict | None:
     as ``run_training`` would have returned it (model URI, kept epoch, seconds), or None."""
     import mlflow
 
-    client = mlflow.tracking.MlflowClient(cfg.tracking.mlflow_uri)
-    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
-    if experiment is None:
+    run = latest_finished_run(cfg.tracking.mlflow_uri, cfg.tracking.experiment, cfg.tracking.run_name)
+    if run is None or "deepsets.selected_epoch" not in run.data.tags:
         return None
-    runs = client.search_runs([experiment.experiment_id], f"tags.mlflow.runName = '{cfg.tracking.run_name}' and attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
-    if not runs or "deepsets.selected_epoch" not in runs[0].data.tags:
-        return None
-    run = runs[0]
     mlflow.set_tracking_uri(cfg.tracking.mlflow_uri)
-    models = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list")
+    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list")
     if not models:
         return None
     return {"run_name": cfg.tracking.run_name, "run_id": run.info.run_id, "model_uri": f"models:/{models[0].model_id}",
             "tracking_uri": cfg.tracking.mlflow_uri, "selected": {"epoch": int(run.data.tags["deepsets.selected_epoch"])},
             "seconds": round((run.info.end_time - run.info.start_time) / 1000, 1)}
+
+
+def latest_finished_run(mlflow_uri: str, experiment: str, run_name: str):
+    """The latest FINISHED MLflow run named ``run_name`` in ``experiment`` of the store at
+    ``mlflow_uri``, or None."""
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(mlflow_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs([found.experiment_id], f"tags.mlflow.runName = '{run_name}' and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
 
 
 def embed_side(model_uri: str, inputs: str, out: Path, tower: str) -> tuple[np.ndarray, np.ndarray]:

@@ -58,15 +58,12 @@ def checkpoints(work: Path, negatives: str, epochs: int) -> dict:
 
 def kept_epoch(work: Path, run_name: str) -> int | None:
     """The epoch (from 1) the latest finished MLflow run ``run_name`` of ``work/mlflow.db`` kept."""
-    import mlflow
+    from benchmarks.movielens import latest_finished_run
 
     if not (work / "mlflow.db").is_file():
         return None
-    client = mlflow.tracking.MlflowClient(f"sqlite:///{(work / 'mlflow.db').absolute()}")
-    experiment = client.get_experiment_by_name("movielens")
-    runs = client.search_runs([experiment.experiment_id], f"tags.mlflow.runName = '{run_name}' and attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], max_results=1) if experiment else []
-    tag = runs[0].data.tags.get("deepsets.selected_epoch") if runs else None
+    run = latest_finished_run(f"sqlite:///{(work / 'mlflow.db').absolute()}", "movielens", run_name)
+    tag = run.data.tags.get("deepsets.selected_epoch") if run else None
     return int(tag) if tag else None
 
 
