@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from benchmarks.movielens_ease import two_tower_data, two_tower_run
+from benchmarks.movielens_ease import has_recent, two_tower_data, two_tower_run
 from benchmarks.movielens_retrieve import seen_pairs
 from pipelines.models.checkpoint import EPOCH_FILE
 
@@ -38,7 +38,8 @@ def checkpoints(work: Path, negatives: str, epochs: int) -> dict:
     Raises:
         SystemExit: when there is none (the benchmark has not been run).
     """
-    pattern = two_tower_run(negatives, "*", epochs, ease=two_tower_data(work).name == "data_ease")
+    data = two_tower_data(work)
+    pattern = two_tower_run(negatives, "*", epochs, ease=data.name == "data_ease", recent=has_recent(data))
     found = {}
     for run in sorted((work / "ray_results").glob(pattern)):
         by_epoch = {json.loads((p / EPOCH_FILE).read_text())["epoch"] + 1: p for p in run.glob("checkpoint_*") if (p / EPOCH_FILE).is_file()}

@@ -3,6 +3,7 @@
     pop = most_popular_scores(train_items, num_items)                        # (I,)
     knn = item_knn_scores(train_users, train_items, histories, num_items)    # (U, I)
     ease = ease_scores(train_users, train_items, histories, num_items, 500)  # (U, I)
+    recent = ease_scores(train_users, train_items, histories, num_items, 500, decay=0.9)  # recency-weighted
     topk_metrics(knn, targets, exclude=seen, k=10)   # {'ndcg_at_10': ..., 'recall_at_10': ..., 'mrr': ...}
 
 Everything works in item index space: items are ``0 .. num_items - 1`` (the caller maps
@@ -141,6 +142,27 @@ def ease_weights(train_users: np.ndarray, train_items: np.ndarray, num_items: in
     return b
 
 
+def history_rows(query_histories: Sequence[np.ndarray], num_items: int, decay: Optional[float] = None) -> sp.csr_matrix:
+    """The queries' histories as rows ``x_u`` of a ``(U, num_items)`` matrix: 1 for every movie
+    in the history, or with ``decay`` the sum over its ratings of ``decay ** age``, ``age``
+    counting the ratings after it (0 for the most recent; histories must then be in time order).
+
+    Raises:
+        ValueError: for bad indices or a decay outside (0, 1].
+    """
+    if decay is not None and not 0 < decay <= 1:
+        raise ValueError(f"decay must lie in (0, 1], got {decay}")
+    histories = [_check_items(h, num_items, "query_histories") for h in query_histories]
+    cols = np.concatenate(histories) if histories else np.zeros(0, np.int64)
+    rows = np.repeat(np.arange(len(histories)), [h.size for h in histories])
+    age = np.concatenate([np.arange(h.size)[::-1] for h in histories]) if histories else np.zeros(0)
+    values = np.ones(cols.size) if decay is None else decay ** age.astype(np.float64)
+    matrix = sp.csr_matrix((values, (rows, cols)), shape=(len(histories), num_items))  # repeated movies summed
+    if decay is None:
+        matrix.data[:] = 1.0  # a movie rated twice counts once
+    return matrix
+
+
 def ease_scores(
     train_users: np.ndarray,
     train_items: np.ndarray,
@@ -148,15 +170,13 @@ def ease_scores(
     num_items: int,
     l2: float,
     weights: Optional[np.ndarray] = None,
+    decay: Optional[float] = None,
 ) -> np.ndarray:
     """EASE scores of each query: ``score = x_u B`` with ``x_u`` the query's history as a 0/1
-    row (:func:`ease_weights`; pass ``weights`` to reuse them): (U, I) float32."""
+    row (:func:`ease_weights`; pass ``weights`` to reuse them): (U, I) float32. With ``decay``
+    the history is weighted by recency (:func:`history_rows`; histories in time order)."""
     b = ease_weights(train_users, train_items, num_items, l2) if weights is None else weights
-    histories = [np.unique(np.asarray(h, dtype=np.int64).reshape(-1)) for h in query_histories]
-    cols = _check_items(np.concatenate(histories) if histories else np.zeros(0), num_items, "query_histories")
-    rows = np.repeat(np.arange(len(histories)), [h.size for h in histories])
-    q = sp.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(len(histories), num_items))
-    return np.asarray(q @ b, dtype=np.float32)  # (U, I)
+    return np.asarray(history_rows(query_histories, num_items, decay) @ b, dtype=np.float32)  # (U, I)
 
 
 def topk_metrics(

@@ -1,14 +1,19 @@
 """What EASE's own score and seed averaging add to the MovieLens two-tower models that
-``python -m benchmarks.movielens`` trained: a probe for the retrieval goal (1.2x EASE).
+``python -m benchmarks.movielens`` trained: a probe for the retrieval goal (1.2x EASE), and
+whether the towers add anything to recency-weighted EASE.
 
     python -m benchmarks.movielens_blend [--work .cache/movielens] [--negatives in_batch] [--epochs 5]
 
 For each seed's model, both towers embed the validation and test rows and the catalogue
 (``deepsets embed``); each query's scores over the unseen movies are standardized, and so are
 EASE's (its L2 penalty chosen on validation, fitted on train for validation queries and on
-train + valid for test queries, as the benchmark's baseline). Reported, on test:
+train + valid for test queries, as the benchmark's baseline), and so are recency-weighted
+EASE's (``ease_recent``: the history weighted by ``decay ** age``, the decay chosen on
+validation). Reported, on test:
 
 - ``blend``: ``(1 - w) * tower + w * EASE`` with ``w`` chosen on validation (mean over seeds);
+- ``blend_recent``: the same with ``ease_recent``, and ``ease_recent`` alone: what the towers
+  add to it;
 - ``ensemble``: the seeds' tower scores summed (one model made of all seeds);
 - each one's ratio to EASE and the 95% paired bootstrap interval of its lead, and the lead the
   tower alone would need for that interval to clear 0 (``needed_lead``: the interval's
@@ -28,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from benchmarks.movielens import K, choose_ease_l2, embed_side, lead_interval, per_query, queries
+from benchmarks.movielens import K, choose_ease_decay, choose_ease_l2, embed_side, lead_interval, per_query, queries
 from benchmarks.movielens_ablate import checkpoints
-from benchmarks.movielens_baselines import ease_scores, target_ranks
+from benchmarks.movielens_baselines import ease_scores, ease_weights, target_ranks
 from benchmarks.movielens_ease import two_tower_data
 
 WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0)
@@ -79,32 +84,45 @@ def main() -> None:
     item_ids = pq.read_table(data / "items.parquet", columns=["movie_id"])["movie_id"].to_numpy()
     index = {int(m): i for i, m in enumerate(item_ids)}
     l2 = choose_ease_l2(data, index)
-    truth, ease = {}, {}
+    decay = choose_ease_decay(data, index, l2)
+    truth, partners = {}, {"ease": {}, "ease_recent": {}}
     for split, before in SPLITS.items():
         _, targets, exclude, seen_users, seen_items = queries(data, split, before, index)
         truth[split] = (targets, exclude)
-        ease[split] = standardized(ease_scores(seen_users, seen_items, exclude, len(item_ids), l2), exclude)  # (Q, I)
+        weights = ease_weights(seen_users, seen_items, len(item_ids), l2)
+        for name, d in (("ease", None), ("ease_recent", decay)):
+            scores = ease_scores(seen_users, seen_items, exclude, len(item_ids), l2, weights=weights, decay=d)  # (Q, I)
+            partners[name][split] = standardized(scores, exclude)
     with tempfile.TemporaryDirectory() as scratch:
         towers = {seed: {split: standardized(s, truth[split][1]) for split, s in tower_scores(ckpt, data, Path(scratch)).items()}
                   for seed, ckpt in sorted(found.items())}
-    by_weight = {w: {split: [ndcg((1 - w) * towers[s][split] + w * ease[split], *truth[split]) for s in towers] for split in SPLITS}
-                 for w in WEIGHTS}
-    for w, found_w in by_weight.items():
-        print(f"w {w:<4} valid NDCG@{K} " + " ".join(f"{v.mean():.4f}" for v in found_w["valid"])
-              + "  test " + " ".join(f"{v.mean():.4f}" for v in found_w["test"]), flush=True)
-    chosen = max(WEIGHTS, key=lambda w: np.mean([v.mean() for v in by_weight[w]["valid"]]))
-    ease_test = ndcg(ease["test"], *truth["test"])
-    tower_alone = np.mean(by_weight[0.0]["test"], axis=0)  # (Q,) over seeds
+    ease_test = ndcg(partners["ease"]["test"], *truth["test"])
+    recent_test = ndcg(partners["ease_recent"]["test"], *truth["test"])
+    tower_alone = np.mean([ndcg(towers[s]["test"], *truth["test"]) for s in towers], axis=0)  # (Q,) over seeds
     ensemble = ndcg(sum(t["test"] for t in towers.values()), *truth["test"])
     alone = summary(tower_alone, ease_test)
-    report = {"seeds": sorted(towers), "ease_l2": l2, "ease": round(float(ease_test.mean()), 4), "queries": int(ease_test.size),
-              "tower": alone, "blend": {"weight": chosen, **summary(np.mean(by_weight[chosen]["test"], axis=0), ease_test)},
-              "ensemble": summary(ensemble, ease_test),
+    report = {"seeds": sorted(towers), "ease_l2": l2, "ease_decay": decay, "ease": round(float(ease_test.mean()), 4),
+              "ease_recent": round(float(recent_test.mean()), 4), "queries": int(ease_test.size), "tower": alone,
+              "tower_over_ease_recent": summary(tower_alone, recent_test), "ensemble": summary(ensemble, ease_test),
               "needed_lead": round((alone["lead_95ci"][1] - alone["lead_95ci"][0]) / 2, 4)}
-    for name in ("tower", "blend", "ensemble"):
+    for name, partner in partners.items():
+        by_weight = {w: {split: [ndcg((1 - w) * towers[s][split] + w * partner[split], *truth[split]) for s in towers] for split in SPLITS}
+                     for w in WEIGHTS}
+        for w, found_w in by_weight.items():
+            print(f"{name} w {w:<4} valid NDCG@{K} " + " ".join(f"{v.mean():.4f}" for v in found_w["valid"])
+                  + "  test " + " ".join(f"{v.mean():.4f}" for v in found_w["test"]), flush=True)
+        chosen = max(WEIGHTS, key=lambda w: np.mean([v.mean() for v in by_weight[w]["valid"]]))
+        blended = np.mean(by_weight[chosen]["test"], axis=0)  # (Q,) over seeds
+        key = "blend" if name == "ease" else "blend_recent"
+        report[key] = {"weight": chosen, **summary(blended, ease_test)}
+        if name == "ease_recent":
+            report[key]["over_ease_recent"] = summary(blended, recent_test)
+    for name in ("tower", "blend", "blend_recent", "ensemble"):
         r = report[name]
-        print(f"{name:<9} test NDCG@{K} {r['ndcg_at_10']:.4f} = {r['ratio_to_ease']:.3f}x EASE ({report['ease']:.4f}), lead 95% CI {r['lead_95ci']}"
-              + (f" (w = {chosen} on validation)" if name == "blend" else ""))
+        print(f"{name:<12} test NDCG@{K} {r['ndcg_at_10']:.4f} = {r['ratio_to_ease']:.3f}x EASE ({report['ease']:.4f}), lead 95% CI {r['lead_95ci']}"
+              + (f" (w = {r['weight']} on validation)" if "weight" in r else ""))
+    for name, r in (("tower", report["tower_over_ease_recent"]), ("blend_recent", report["blend_recent"]["over_ease_recent"])):
+        print(f"{name:<12} over recency-weighted EASE ({report['ease_recent']:.4f}, decay {decay:g}): {r['ratio_to_ease']:.3f}x, lead 95% CI {r['lead_95ci']}")
     print(f"at {report['queries']} test queries the tower's lead interval is +-{report['needed_lead']}: clearing 0 takes NDCG@{K} "
           f"{report['ease'] + report['needed_lead']:.4f} ({(report['ease'] + report['needed_lead']) / report['ease']:.2f}x EASE)")
     print(json.dumps(report))

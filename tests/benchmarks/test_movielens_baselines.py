@@ -158,3 +158,23 @@ def test_ease_weights_are_each_columns_ridge_regression_without_itself():
         np.testing.assert_allclose(b[others, j], expected, atol=1e-10)
     scores = ease_scores(users, items, [np.array([0, 2, 2]), np.array([], dtype=np.int64)], 7, l2=3.0, weights=b)
     np.testing.assert_allclose(scores, np.stack([b[0] + b[2], np.zeros(7)]), atol=1e-6)  # a repeated item counts once
+
+
+def test_recency_weighted_ease_weights_each_rating_by_its_age():
+    """With ``decay`` the most recent rating weighs 1, the one before ``decay``, and so on; a
+    movie rated twice adds both weights; ``decay = 1`` is the plain count."""
+    from benchmarks.movielens_baselines import ease_scores, ease_weights, history_rows
+
+    rng = np.random.default_rng(1)
+    x = (rng.random((30, 6)) < 0.5).astype(float)
+    users, items = np.nonzero(x)
+    b = ease_weights(users, items, 6, l2=2.0)
+    histories = [np.array([4, 1, 3]), np.array([2, 5, 2]), np.array([], dtype=np.int64)]
+    rows = history_rows(histories, 6, decay=0.5).toarray()
+    np.testing.assert_allclose(rows[0], [0, 0.5, 0, 1, 0.25, 0])
+    np.testing.assert_allclose(rows[1], [0, 0, 1 + 0.25, 0, 0, 0.5])
+    np.testing.assert_allclose(rows[2], np.zeros(6))
+    np.testing.assert_allclose(ease_scores(users, items, histories, 6, 2.0, weights=b, decay=0.5), rows @ b, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(history_rows(histories[:1], 6, decay=1.0).toarray(), history_rows(histories[:1], 6).toarray())
+    with pytest.raises(ValueError, match="decay must lie in"):
+        history_rows(histories, 6, decay=1.5)
