@@ -206,26 +206,23 @@ def choose_k_neighbors(data: Path, index: dict) -> int | None:
     return best
 
 
-def choose_ease_l2(data: Path, index: dict) -> float:
-    """The EASE penalty with the best validation NDCG@10 (history: train split)."""
+def choose_ease(data: Path, index: dict) -> tuple[float, float]:
+    """``(l2, decay)``: the EASE penalty with the best validation NDCG@10 (history: train split),
+    then, with that penalty's weights, the recency weight of the history (``history_rows``, in
+    time order) with the best validation NDCG@10 of recency-weighted EASE."""
     users, targets, exclude, seen_users, seen_items = queries(data, "valid", ("train",), index)
-    found = {l2: per_query(target_ranks(ease_scores(seen_users, seen_items, exclude, len(index), l2), targets, exclude))[f"ndcg_at_{K}"].mean()
-             for l2 in EASE_L2}
-    best = max(found, key=found.get)
-    print("EASE validation NDCG@10 by L2: " + ", ".join(f"{k:g} {v:.4f}" for k, v in found.items()) + f" -> {best:g}", flush=True)
-    return best
-
-
-def choose_ease_decay(data: Path, index: dict, l2: float) -> float:
-    """The recency weight of the history (``history_rows``) with the best validation NDCG@10
-    of EASE (history: train split, in time order; ``l2`` as chosen for plain EASE)."""
-    users, targets, exclude, seen_users, seen_items = queries(data, "valid", ("train",), index)
-    weights = ease_weights(seen_users, seen_items, len(index), l2)
-    found = {d: per_query(target_ranks(ease_scores(seen_users, seen_items, exclude, len(index), l2, weights=weights, decay=d), targets, exclude))
-             [f"ndcg_at_{K}"].mean() for d in EASE_DECAY}
-    best = max(found, key=found.get)
-    print("recency-weighted EASE validation NDCG@10 by decay: " + ", ".join(f"{k:g} {v:.4f}" for k, v in found.items()) + f" -> {best:g}", flush=True)
-    return best
+    ndcg = lambda scores: per_query(target_ranks(scores, targets, exclude))[f"ndcg_at_{K}"].mean()  # noqa: E731
+    by_l2, l2, best_weights = {}, None, None
+    for penalty in EASE_L2:
+        weights = ease_weights(seen_users, seen_items, len(index), penalty)  # (I, I)
+        by_l2[penalty] = ndcg(ease_scores(seen_users, seen_items, exclude, len(index), penalty, weights=weights))
+        if l2 is None or by_l2[penalty] > by_l2[l2]:  # the first of equal scores, as max() picks
+            l2, best_weights = penalty, weights
+    print("EASE validation NDCG@10 by L2: " + ", ".join(f"{k:g} {v:.4f}" for k, v in by_l2.items()) + f" -> {l2:g}", flush=True)
+    by_decay = {d: ndcg(ease_scores(seen_users, seen_items, exclude, len(index), l2, weights=best_weights, decay=d)) for d in EASE_DECAY}
+    decay = max(by_decay, key=by_decay.get)
+    print("recency-weighted EASE validation NDCG@10 by decay: " + ", ".join(f"{k:g} {v:.4f}" for k, v in by_decay.items()) + f" -> {decay:g}", flush=True)
+    return l2, decay
 
 
 def baselines(data: Path, item_ids: np.ndarray) -> dict:
@@ -233,8 +230,7 @@ def baselines(data: Path, item_ids: np.ndarray) -> dict:
     tuned on validation)."""
     index = {int(m): i for i, m in enumerate(item_ids)}
     users, targets, exclude, seen_users, seen_items = queries(data, "test", ("train", "valid"), index)
-    k_neighbors, l2 = choose_k_neighbors(data, index), choose_ease_l2(data, index)
-    decay = choose_ease_decay(data, index, l2)
+    k_neighbors, (l2, decay) = choose_k_neighbors(data, index), choose_ease(data, index)
     weights = ease_weights(seen_users, seen_items, len(item_ids), l2)
     scores = {
         "most_popular": np.broadcast_to(most_popular_scores(seen_items, len(item_ids)), (len(users), len(item_ids))),

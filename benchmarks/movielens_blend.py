@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from benchmarks.movielens import K, choose_ease_decay, choose_ease_l2, embed_side, lead_interval, per_query, queries
+from benchmarks.movielens import K, choose_ease, embed_side, lead_interval, per_query, queries
 from benchmarks.movielens_ablate import checkpoints
 from benchmarks.movielens_baselines import ease_scores, ease_weights, target_ranks
 from benchmarks.movielens_ease import two_tower_data
@@ -83,8 +83,7 @@ def main() -> None:
     found = checkpoints(work, args.negatives, args.epochs)
     item_ids = pq.read_table(data / "items.parquet", columns=["movie_id"])["movie_id"].to_numpy()
     index = {int(m): i for i, m in enumerate(item_ids)}
-    l2 = choose_ease_l2(data, index)
-    decay = choose_ease_decay(data, index, l2)
+    l2, decay = choose_ease(data, index)
     truth, partners = {}, {"ease": {}, "ease_recent": {}}
     for split, before in SPLITS.items():
         _, targets, exclude, seen_users, seen_items = queries(data, split, before, index)
