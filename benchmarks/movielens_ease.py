@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from benchmarks.movielens_baselines import ease_weights
+from benchmarks.movielens_baselines import ease_weights, history_rows
 
 SPLITS = ("train", "valid", "test")
 RANK = 64
@@ -47,21 +47,11 @@ def fold_of(rows: int, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
 
 def earlier_items(users: np.ndarray, items: np.ndarray, num_items: int, decay: float | None = None) -> sp.csr_matrix:
     """Row r: the items of row r's user in the rows before r (rows sorted by user, then time),
-    as a 0/1 ``(rows, num_items)`` matrix; with ``decay``, each earlier rating weighs
-    ``decay ** age`` (``age`` = 0 for the row just before r), a movie rated twice summed."""
-    rows, cols, ages = [], [], []
+    as ``history_rows`` writes a history: a 0/1 ``(rows, num_items)`` matrix, or with ``decay``
+    each earlier rating weighing ``decay ** age`` (``age`` = 0 for the row just before r)."""
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    for start, end in zip(starts, np.r_[starts[1:], len(users)]):
-        for r in range(start + 1, end):
-            rows.append(np.full(r - start, r))
-            cols.append(items[start:r])
-            ages.append(np.arange(r - start - 1, -1, -1))
-    rows, cols, ages = (np.concatenate(a) if a else np.zeros(0, np.int64) for a in (rows, cols, ages))
-    values = np.ones(rows.size) if decay is None else decay ** ages.astype(np.float64)
-    matrix = sp.csr_matrix((values, (rows, cols)), shape=(len(users), num_items))
-    if decay is None:
-        matrix.data[:] = 1.0  # a movie rated twice counts once
-    return matrix
+    first = np.repeat(starts, np.diff(np.r_[starts, len(users)]))  # (rows,) the first row of each row's user
+    return history_rows([items[first[r]:r] for r in range(len(users))], num_items, decay)
 
 
 def ease_projections(users, items, split, num_items: int, l2: float, rank: int = RANK, folds: int = FOLDS, seed: int = 0,
