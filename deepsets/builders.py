@@ -108,12 +108,17 @@ def _two_tower(inputs: Sequence[ModalityInfo], args: ModelArgs) -> TwoTowerModel
     if shared:
         raise ValueError(f"two_tower query and item modalities overlap: {shared}")
 
-    def tower(names: Sequence[str]) -> Tower:
-        chosen = [i for i in inputs if i.name in set(names)]
-        side = replace(args, task="regression", num_outputs=args.dim, query_modalities=(), item_modalities=())
-        return Tower(build_model(chosen, side))  # its task head: the projection to (B, dim)
+    for pair in args.shortcuts:
+        if pair[0] not in query or pair[1] not in item:
+            raise ValueError(f"two_tower shortcut {list(pair)} must pair one of the query_modalities {list(query)} with one of the item_modalities {list(item)}")
 
-    return TwoTowerModel(tower(query), tower(item), InBatchSoftmax(args.temperature))
+    def tower(names: Sequence[str], shortcuts: Sequence[str]) -> Tower:
+        chosen = [i for i in inputs if i.name in set(names)]
+        side = replace(args, task="regression", num_outputs=args.dim, query_modalities=(), item_modalities=(), shortcuts=())
+        return Tower(build_model(chosen, side), shortcuts, args.dim)  # its task head: the projection to (B, dim)
+
+    sides = list(zip(*args.shortcuts)) or [(), ()]
+    return TwoTowerModel(tower(query, sides[0]), tower(item, sides[1]), InBatchSoftmax(args.temperature))
 
 
 def build_fusion(

@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from deepsets.choices import FUSIONS, SEQUENCE_POOLINGS, SET_POOLINGS, TASKS
 
-TWO_TOWER_FIELDS = ("query_modalities", "item_modalities", "temperature")
+TWO_TOWER_FIELDS = ("query_modalities", "item_modalities", "temperature", "shortcuts")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class ModelArgs:
         query_modalities: two_tower only: the query tower's modalities.
         item_modalities: two_tower only: the item tower's modalities.
         temperature: two_tower only: the starting softmax temperature (it is learned).
+        shortcuts: two_tower only: (query modality, item modality) pairs whose own vectors
+            also meet in the score (``deepsets.two_tower``: wide-and-deep style shortcuts).
 
     Raises:
         ValueError: naming every field outside its choices or range.
@@ -60,10 +62,12 @@ class ModelArgs:
     query_modalities: Tuple[str, ...] = ()
     item_modalities: Tuple[str, ...] = ()
     temperature: float = 0.07
+    shortcuts: Tuple[Tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("query_modalities", "item_modalities"):  # JSON gives lists
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "shortcuts", tuple(tuple(pair) for pair in self.shortcuts))
         problems = []
         for name, value, choices in (("pooling", self.pooling, SEQUENCE_POOLINGS), ("fusion", self.fusion, FUSIONS),
                                      ("fusion_pooling", self.fusion_pooling, SET_POOLINGS), ("task", self.task, TASKS)):
@@ -74,6 +78,11 @@ class ModelArgs:
                 problems.append(f"{name} must be >= 1 (found {getattr(self, name)})")
         if self.layers < 0 or (self.ff_dim is not None and self.ff_dim < 1):
             problems.append(f"layers must be >= 0 and ff_dim None or >= 1 (found {self.layers}, {self.ff_dim})")
+        bad_pairs = [list(pair) for pair in self.shortcuts if len(pair) != 2]
+        if bad_pairs:
+            problems.append(f"shortcuts must be (query modality, item modality) pairs (found {bad_pairs})")
+        if self.shortcuts and self.task != "two_tower":
+            problems.append(f"shortcuts are used only by two_tower (task {self.task!r})")
         if problems:
             raise ValueError("model arguments: " + "; ".join(problems))
 
@@ -82,6 +91,7 @@ class ModelArgs:
         out = asdict(self)
         for name in ("query_modalities", "item_modalities"):
             out[name] = list(out[name])
+        out["shortcuts"] = [list(pair) for pair in self.shortcuts]
         if self.task != "two_tower":
             for name in TWO_TOWER_FIELDS:
                 del out[name]

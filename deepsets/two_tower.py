@@ -12,13 +12,22 @@ into the shared space; :class:`Tower` L2-normalizes that projection and returns 
 row's embedding (``fused``), so a tower runs anywhere a one-tower model does (``deepsets
 embed --tower``): dot products of stored embeddings are the cosine similarities it was
 trained on. A tower only reads its own modalities: the other side's may be absent.
+
+Shortcuts (``shortcuts=[("ease_recent", "ease_item")]``, wide-and-deep style): each pair's
+query and item modality vectors (their encoders' outputs, before fusion) are appended, times a
+learned scale, to the towers' fused embeddings before the final L2 normalization, so the
+score gains their own dot product beside the fused one: a feature that already is a good
+two-tower score (a projected EASE side, say) reaches the score without passing through fusion.
+The embedding is then ``D * (1 + len(shortcuts))`` wide, still unit length; a missing or
+ablated modality adds a zero part.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -36,11 +45,24 @@ class Tower(nn.Module):
     Args:
         model: a :class:`deepsets.model.SetFusionModel` over this side's modalities, with a
             linear head of width ``D`` (the shared space).
+        shortcuts: this side's modality of each shortcut pair, in pair order (repeats allowed):
+            their vectors are appended to the embedding (see the module docstring).
+        dim: ``D``, the width of a modality vector (sets the shortcuts' starting scale).
+
+    Raises:
+        ValueError: for a shortcut that is not one of the model's modalities.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, shortcuts: Sequence[str] = (), dim: int = 1) -> None:
         super().__init__()
         self.model = model
+        unknown = sorted(set(shortcuts) - set(model.names))
+        if unknown:
+            raise ValueError(f"shortcut modalities {unknown} are not in this tower ({', '.join(model.names)})")
+        self.shortcuts = tuple(shortcuts)
+        self.shortcut_slots = [model.names.index(name) for name in self.shortcuts]
+        if self.shortcuts:  # a starting part about as long as the unit-length fused one
+            self.shortcut_scale = nn.Parameter(torch.full((len(self.shortcuts),), dim ** -0.5))
 
     @property
     def names(self) -> tuple:
@@ -50,21 +72,50 @@ class Tower(nn.Module):
         """Per-modality vectors ``(B, M, D)`` and presence ``(B, M)`` of this side."""
         return self.model.encode(batch)
 
+    def embedding(self, projected: Tensor, shortcut: Optional[Tensor] = None) -> Tensor:
+        """The unit-length embedding ``(B, D')`` of the head's output ``projected`` ``(B, D)``
+        and the shortcut modalities' vectors ``shortcut`` ``(B, P, D)`` (zero where absent)."""
+        embedding = F.normalize(projected, dim=-1)  # (B, D)
+        if not self.shortcuts:
+            return embedding
+        scaled = (shortcut * self.shortcut_scale[:, None].to(shortcut.dtype)).flatten(1)  # (B, P * D)
+        return F.normalize(torch.cat([embedding, scaled], dim=-1), dim=-1)  # (B, D * (1 + P))
+
     def fuse(self, vectors: Tensor, present: Tensor) -> ModelOutput:
         out = self.model.fuse(vectors, present)
-        embedding = F.normalize(out.logits, dim=-1)  # (B, D) unit length
+        shortcut = None
+        if self.shortcuts:
+            slots = self.shortcut_slots
+            shortcut = vectors[:, slots] * present[:, slots].unsqueeze(-1).to(vectors.dtype)  # (B, P, D)
+        embedding = self.embedding(out.logits, shortcut)  # (B, D')
         return ModelOutput(embedding, embedding, out.modality_vectors, out.present, out.winners, out.names)
 
+    def _compact_shortcut(self, tokens: Tensor, slots: Tensor) -> Optional[Tensor]:
+        """(B, P, D): each shortcut modality's token among ``tokens`` (B, J, D) at ``slots``
+        (B, J), zero where it is not given."""
+        if not self.shortcuts:
+            return None
+        parts = [(tokens * (slots == slot).unsqueeze(-1).to(tokens.dtype)).sum(dim=1) for slot in self.shortcut_slots]  # P x (B, D)
+        return torch.stack(parts, dim=1)  # (B, P, D)
+
     def fuse_compact(self, tokens: Tensor, slots: Tensor) -> Tensor:
-        """This side's unit-length embeddings ``(B, D)`` of rows given compactly (see
+        """This side's unit-length embeddings ``(B, D')`` of rows given compactly (see
         ``SetFusionModel.fuse_compact``)."""
-        return F.normalize(self.model.fuse_compact(tokens, slots), dim=-1)
+        return self.embedding(self.model.fuse_compact(tokens, slots), self._compact_shortcut(tokens, slots))
 
     def compact_fuser(self, vectors: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
         """This side's unit-length embeddings of ``vectors[rows]`` at ``slots`` (see
         ``SetFusionModel.compact_fuser``)."""
         fused = self.model.compact_fuser(vectors)
-        return lambda rows, slots: F.normalize(fused(rows, slots), dim=-1)
+
+        def fuse(rows: Tensor, slots: Tensor) -> Tensor:
+            shortcut = None
+            if self.shortcuts:
+                given = torch.stack([(slots == slot).any(dim=1) for slot in self.shortcut_slots], dim=1)  # (B, P)
+                shortcut = vectors[rows][:, self.shortcut_slots] * given.unsqueeze(-1).to(vectors.dtype)  # (B, P, D)
+            return self.embedding(fused(rows, slots), shortcut)
+
+        return fuse
 
     def forward(self, batch: FeatureBatch) -> ModelOutput:
         return self.fuse(*self.encode(batch))

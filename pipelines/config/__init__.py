@@ -37,6 +37,7 @@ Example (every section but ``[data]`` and ``[schema]`` may be left out; defaults
     # query_modalities = ["history"] # two_tower: the query tower's modalities
     # item_modalities = ["title"]    # two_tower: the item tower's modalities
     temperature = 0.07               # two_tower: starting softmax temperature (learned)
+    # shortcuts = [["ease_recent", "ease_item"]]  # two_tower: (query, item) modality pairs whose own vectors also meet in the score
     logq = true                      # two_tower: logQ correction of in-batch negatives
     k = 10                           # ranking kinds: cutoff of the ndcg_at_k / recall_at_k metrics
 

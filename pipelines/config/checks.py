@@ -66,10 +66,13 @@ def _task_columns(kind: str, labels: tuple, group: Optional[str], item: Optional
     return None
 
 
-def _towers(kind: str, query: tuple, item: tuple, fusion: Optional[str]) -> Optional[Tuple[str, str]]:
+def _towers(kind: str, query: tuple, item: tuple, fusion: Optional[str], shortcuts: Optional[tuple] = None) -> Optional[Tuple[str, str]]:
+    shortcuts = shortcuts or ()
     if kind != "two_tower":
         if query or item:
             return "task.query_modalities", f"query_modalities / item_modalities are used only by two_tower (task.kind = {kind!r})"
+        if shortcuts:
+            return "task.shortcuts", f"shortcuts are used only by two_tower (task.kind = {kind!r})"
         return None
     if not query or not item:
         return "task.query_modalities" if not query else "task.item_modalities", "a two_tower task needs both query_modalities and item_modalities"
@@ -78,6 +81,9 @@ def _towers(kind: str, query: tuple, item: tuple, fusion: Optional[str]) -> Opti
     shared = sorted(set(query) & set(item))
     if shared:
         return "task.item_modalities", f"a modality belongs to one tower, found in both: {shared}"
+    for pair in shortcuts:
+        if pair[0] not in query or pair[1] not in item:
+            return "task.shortcuts", f"each pair is [query modality, item modality]: {list(pair)} must pair one of {list(query)} with one of {list(item)}"
     return None
 
 
@@ -98,7 +104,7 @@ def _negatives(kind: str, negatives: str, items: Optional[tuple]) -> Optional[Tu
 
 _CHECKS: List[_Check] = [
     (("task.kind", "data.label_columns", "data.group_column", "data.item_column"), (), _task_columns),
-    (("task.kind", "task.query_modalities", "task.item_modalities"), ("model.fusion",), _towers),
+    (("task.kind", "task.query_modalities", "task.item_modalities"), ("model.fusion", "task.shortcuts"), _towers),
     (("model.heads", "model.dim"), ("model.layers", "model.fusion"), _heads_divide_dim),
     (("model.fusion", "model.fusion_pooling"), (), _tmm_pooling),
     (("task.kind", "task.num_outputs"), (), _outputs),

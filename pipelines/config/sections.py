@@ -22,6 +22,7 @@ Scalar = Union[str, int, float, bool]
 _STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 _Text = Annotated[str, Field(min_length=1)]
 _Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
+_Pair = Annotated[Tuple[_Text, _Text], Field(strict=False)]  # TOML gives a list
 
 
 def _paths(value: Any) -> Any:
@@ -118,6 +119,7 @@ class TaskConfig(BaseModel):
     query_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only
     item_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only
     temperature: float = Field(0.07, gt=0.01, le=10.0)  # two_tower: starting softmax temperature (learned)
+    shortcuts: Tuple[_Pair, ...] = Field((), strict=False)  # two_tower: (query, item) modality pairs scored directly too
     logq: bool = True  # two_tower: correct in-batch negatives by item popularity
     k: int = Field(10, ge=1, le=100_000)  # ranking kinds: the cutoff of ndcg_at_k / recall_at_k
     negatives: Literal[NEGATIVES] = "in_batch"  # type: ignore[valid-type]  # two_tower: in_batch | mixed | catalogue
@@ -264,7 +266,8 @@ class RunConfig(BaseModel):
         """What :func:`deepsets.builders.build_model` needs besides the modalities: the
         ``[model]`` section, plus the task and (two_tower) its towers."""
         m, t = self.model, self.task
-        towers = {"query_modalities": t.query_modalities, "item_modalities": t.item_modalities, "temperature": t.temperature}
+        towers = {"query_modalities": t.query_modalities, "item_modalities": t.item_modalities, "temperature": t.temperature,
+                  "shortcuts": t.shortcuts}
         return ModelArgs(
             dim=m.dim, layers=m.layers, heads=m.heads, ff_dim=m.ff_dim or None, pooling=m.pooling, fusion=m.fusion,
             fusion_layers=m.fusion_layers, fusion_pooling=m.fusion_pooling, dropout=m.dropout,

@@ -671,6 +671,9 @@ def test_flat_params_keys_are_unique_and_values_are_scalars(raw):
         ('kind = "two_tower"\nquery_modalities = ["image"]\nitem_modalities = ["image"]', 'item_column = "item_id"', "task.item_modalities: a modality belongs to one tower, found in both: ['image']"),
         ('kind = "binary"\nquery_modalities = ["image"]', "", "task.query_modalities: query_modalities / item_modalities are used only by two_tower"),
         ('kind = "binary"', 'item_column = "item_id"', "data.item_column: is used only by two_tower tasks"),
+        ('kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]\nshortcuts = [["image", "history"]]', 'item_column = "item_id"',
+         "task.shortcuts: each pair is [query modality, item modality]: ['image', 'history'] must pair one of ['history'] with one of ['image']"),
+        ('kind = "binary"\nshortcuts = [["history", "image"]]', "", "task.shortcuts: shortcuts are used only by two_tower"),
         ('kind = "listwise"', 'group_column = "query_id"\nlabel_columns = ["a", "b"]', "data.label_columns: a listwise task ranks by one relevance column"),
         ('kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]', 'item_column = "item_id"\nlabel_columns = ["clicked"]', "data.label_columns: a two_tower task learns from (query, item) rows and reads no labels"),
     ],
@@ -685,12 +688,13 @@ def test_ranking_task_problems_are_named(tmp_path, task, data, problem):
 
 
 def test_two_tower_config_reaches_the_builder(tmp_path):
-    text = with_lines(with_lines(MINIMAL.replace('label_columns = ["clicked"]\n', ""), "task", 'kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]\ntemperature = 0.1'),
+    text = with_lines(with_lines(MINIMAL.replace('label_columns = ["clicked"]\n', ""), "task", 'kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]\ntemperature = 0.1\nshortcuts = [["history", "image"]]'),
                       "data", 'item_column = "item_id"')
     cfg = C.load_run_config(write(tmp_path, text))
     args = cfg.model_args()
     assert args.task == "two_tower" and args.query_modalities == ("history",) and args.item_modalities == ("image",)
     assert args.temperature == 0.1 and args.to_dict()["query_modalities"] == ["history"]
+    assert args.shortcuts == (("history", "image"),) and args.to_dict()["shortcuts"] == [["history", "image"]]
     assert "query_modalities" not in C.load_run_config(write(tmp_path, MINIMAL)).model_args().to_dict()  # older checkpoints still resume
 
 
