@@ -125,12 +125,13 @@ def two_tower_run(ray_session, tmp_path_factory):
     pq.write_table(catalogue.append_column("event_id", catalogue["item_id"]), base / "items.parquet")
     (base / "schema.toml").write_text(TWO_TOWER_SCHEMA)
     raw = {
-        # catalogue negatives: a full softmax over the item table, the towers split over 2 workers
+        # catalogue negatives: a full softmax over the item table, the towers split over 2 workers;
+        # a shortcut: the liked set's and the item vector's own vectors meet in the score too
         "data": {"train": "train", "valid": "valid", "item_column": "item_id", "items": "items.parquet"},
         "schema": {"path": "schema.toml"},
         "model": {"dim": 16, "fusion": "deepset", "heads": 2},
         "task": {"kind": "two_tower", "query_modalities": ["user", "liked"], "item_modalities": ["item", "item_vec"],
-                 "negatives": "catalogue", "refresh_steps": 5},
+                 "negatives": "catalogue", "refresh_steps": 5, "shortcuts": [["liked", "item_vec"]]},
         "training": {"epochs": 4, "batch_size": 200, "lr": 1e-2},
         "scaling": {"workers": 2},
         "tracking": tracking(base, "two-tower"),
@@ -162,6 +163,7 @@ def test_towers_embed_separately_and_score_like_validation(two_tower_run, tmp_pa
     queries = pq.read_table(tmp_path / "queries" / "embeddings").sort_by("source_row")
     item_vectors = torch.tensor(np.stack(items["embedding"].to_numpy(zero_copy_only=False)))  # (C, D)
     query_vectors = torch.tensor(np.stack(queries["embedding"].to_numpy(zero_copy_only=False)))  # (N, D)
+    assert item_vectors.shape[1] == query_vectors.shape[1] == 16 * 2  # the fused part and the shortcut's
     assert torch.allclose(item_vectors.norm(dim=1), torch.ones(len(item_vectors)), atol=1e-5)
     # offline dot-product retrieval reproduces the validation recall the training run logged
     target = torch.searchsorted(torch.tensor(items["event_id"].to_numpy()), torch.tensor(valid_items["item_id"].to_numpy()))
