@@ -19,7 +19,9 @@ EASE score of the movie, fitted on the training interactions, a training row's o
 ``--no-ease-features`` trains without them, ``--ease-rank`` and ``--dim`` change the projection's
 rank and the model width), and the query tower also ``ease_recent``, the same projection of
 the history weighted by recency (``decay ** age``, the decay recency-weighted EASE chose on
-validation; ``--no-recency`` leaves it out). Each test user's held-out movie is ranked among
+validation; ``--no-recency`` leaves it out), paired with ``ease_item`` as a two-tower shortcut
+(``task.shortcuts``: their own dot product reaches the score beside the fused embeddings;
+``--no-shortcut`` leaves it out). Each test user's held-out movie is ranked among
 all 9,066 movies, the user's earlier movies left out; baselines: most-popular, item-to-item
 co-occurrence (item-kNN, cosine, its neighbourhood size chosen on validation) and EASE (Steck
 2019, closed form, its L2 penalty chosen on validation), all from the train + valid
@@ -245,19 +247,21 @@ def baselines(data: Path, item_ids: np.ndarray) -> dict:
 
 
 def two_tower(data: Path, work: Path, epochs: int, workers: int, seed: int, base: dict, item_ids: np.ndarray, negatives: str, reuse: bool = False,
-              ease: bool = False, dim: int = 64, ease_rank: int = RANK, recent: bool = False) -> dict:
+              ease: bool = False, dim: int = 64, ease_rank: int = RANK, recent: bool = False, shortcut: bool = False) -> dict:
     """Train the two-tower model with ``NEGATIVES[negatives]`` (or ``reuse`` a finished run),
     index every movie with ``deepsets embed``, rank each validation and test user's movie among
     all movies: per-query test metrics and the mean validation ones. With ``ease``, ``data``
     holds the EASE features (``benchmarks/movielens_ease.py``, of rank ``ease_rank``) and each
-    tower takes its side, the query tower with ``recent`` also ``ease_recent``; ``dim`` is the
+    tower takes its side, the query tower with ``recent`` also ``ease_recent`` (with ``shortcut``
+    paired with ``ease_item`` as a two-tower shortcut, ``task.shortcuts``); ``dim`` is the
     model width."""
     towers = {"query_modalities": [*QUERY_MODALITIES, *([QUERY_MODALITY] if ease else []), *([RECENT_MODALITY] if ease and recent else [])],
               "item_modalities": [*ITEM_MODALITIES, *([ITEM_MODALITY] if ease else [])]}
-    task = {"kind": "two_tower", **towers, **NEGATIVES[negatives]}
+    shortcuts = [[RECENT_MODALITY, ITEM_MODALITY]] if ease and recent and shortcut else []
+    task = {"kind": "two_tower", **towers, **NEGATIVES[negatives], **({"shortcuts": shortcuts} if shortcuts else {})}
     data_section = {"train": str(data / "train.parquet"), "valid": str(data / "valid.parquet"), "item_column": "movie_id",
                     **({"items": str(data / "items.parquet")} if negatives != "in_batch" else {})}
-    cfg = run_config(data, work, two_tower_run(negatives, seed, epochs, ease, dim, ease_rank, recent), task, data_section, epochs, workers, seed, dim)
+    cfg = run_config(data, work, two_tower_run(negatives, seed, epochs, ease, dim, ease_rank, recent, bool(shortcuts)), task, data_section, epochs, workers, seed, dim)
     trained = train_or_reuse(cfg, reuse)
     indexed, item_vectors = embed_side(trained["model_uri"], str(data / "items.parquet"), work / "index" / "items", "item")  # (I,), (I, D)
     if not np.array_equal(indexed, item_ids):
@@ -274,7 +278,7 @@ def two_tower(data: Path, work: Path, epochs: int, workers: int, seed: int, base
     retrieved = through_retrieve(work, "test", *seen_pairs(data, "test"))  # the same figures by `deepsets retrieve`
     if any(abs(retrieved[m] - float(ranked["test"][m].mean())) > 1e-9 for m in (f"ndcg_at_{K}", f"recall_at_{K}")):
         raise RuntimeError(f"deepsets retrieve gives {retrieved}, the brute-force ranking {test}")
-    print(f"two-tower {negatives}{' with EASE features' if ease else ''}{' and recency' if ease and recent else ''} seed {seed} trained in {trained['seconds']} s, kept epoch {trained['selected']['epoch']}: "
+    print(f"two-tower {negatives}{' with EASE features' if ease else ''}{' and recency' if ease and recent else ''}{' (shortcut)' if shortcuts else ''} seed {seed} trained in {trained['seconds']} s, kept epoch {trained['selected']['epoch']}: "
           f"over all movies, valid NDCG@{K} {valid[f'ndcg_at_{K}']:.4f}; test " + ", ".join(f"{m} {v:.4f}" for m, v in test.items()), flush=True)
     _log_to_run(trained, {f"test_two_tower_{m}": float(v.mean()) for m, v in ranked["test"].items()})
     return {"values": ranked["test"], "train_seconds": trained["seconds"], "epoch": trained["selected"]["epoch"],
@@ -282,13 +286,13 @@ def two_tower(data: Path, work: Path, epochs: int, workers: int, seed: int, base
 
 
 def retrieval(data: Path, work: Path, epochs: int, workers: int, seeds, candidates, reuse: bool = False, ease: bool = True, dim: int = 64,
-              ease_rank: int = RANK, recent: bool = True) -> dict:
+              ease_rank: int = RANK, recent: bool = True, shortcut: bool = True) -> dict:
     """The two-tower model over ``seeds`` against the baselines, on the test users; the
     negatives chosen among ``candidates`` on validation with the first seed. With ``ease``, the
     towers also get EASE's projected sides (on ``ease_rank`` dimensions), fitted with the
     penalty EASE chose on validation, and with ``recent`` the query tower the recency-weighted
-    history's side too (the decay recency-weighted EASE chose on validation); ``dim`` is the
-    model width. The goal's best baseline is the best of ``ISSUE_BASELINES``; the lead over
+    history's side too (the decay recency-weighted EASE chose on validation), with ``shortcut``
+    also as a two-tower shortcut; ``dim`` is the model width. The goal's best baseline is the best of ``ISSUE_BASELINES``; the lead over
     ``ease_recent`` is reported beside it."""
     item_ids = pq.read_table(data / "items.parquet", columns=["movie_id"])["movie_id"].to_numpy()
     base = baselines(data, item_ids)
@@ -296,7 +300,7 @@ def retrieval(data: Path, work: Path, epochs: int, workers: int, seeds, candidat
         decay = base["settings"]["ease_decay"] if recent else None
         print(f"writing the EASE features (L2 {base['settings']['ease_l2']:g}, rank {ease_rank}, recency decay {decay}, about 3 minutes)", flush=True)
         data = write_ease_features(data, ease_folder(work, ease_rank, recent), base["settings"]["ease_l2"], rank=ease_rank, decay=decay)
-    train = lambda seed, name: two_tower(data, work, epochs, workers, seed, base, item_ids, name, reuse, ease, dim, ease_rank, recent)  # noqa: E731
+    train = lambda seed, name: two_tower(data, work, epochs, workers, seed, base, item_ids, name, reuse, ease, dim, ease_rank, recent, shortcut)  # noqa: E731
     tried = {name: train(seeds[0], name) for name in candidates}
     chosen = max(tried, key=lambda name: tried[name]["valid"][f"ndcg_at_{K}"])
     print(f"negatives chosen on validation: {chosen}", flush=True)
@@ -313,7 +317,7 @@ def retrieval(data: Path, work: Path, epochs: int, workers: int, seeds, candidat
                    "ratio": round(table["two_tower"][f"ndcg_at_{K}"] / table["ease_recent"][f"ndcg_at_{K}"], 3)}
     negatives = {name: {"valid": r["valid"], "train_seconds": r["train_seconds"], "epoch": r["epoch"],
                         "test": {m: round(float(v.mean()), 4) for m, v in r["values"].items()}} for name, r in tried.items()}
-    return {"queries": int(len(base["targets"])), "items": int(len(item_ids)), "ease_features": ease, "recency_feature": ease and recent, "dim": dim,
+    return {"queries": int(len(base["targets"])), "items": int(len(item_ids)), "ease_features": ease, "recency_feature": ease and recent, "shortcut": ease and recent and shortcut, "dim": dim,
             **({"ease_rank": ease_rank} if ease else {}), "metrics": table, "best_baseline": best,
             "negatives": {"chosen": chosen, "settings": NEGATIVES[chosen], "tried_with_first_seed": negatives},
             "lead_over_best_95ci": leads, "ratio_over_best": round(table["two_tower"][f"ndcg_at_{K}"] / table[best][f"ndcg_at_{K}"], 3),
@@ -412,6 +416,8 @@ def main() -> None:
                         "(benchmarks/movielens_ease.py)")
     parser.add_argument("--no-recency", action="store_true", help="without ease_recent, the recency-weighted history's EASE side, in the "
                         "query tower (written to <work>/data_ease_plain; run names lose -rec)")
+    parser.add_argument("--no-shortcut", action="store_true", help="without the two-tower shortcut that pairs ease_recent with ease_item "
+                        "(task.shortcuts: their own dot product reaches the score beside the fused one; run names lose -sc)")
     parser.add_argument("--dim", type=int, default=64, help="two-tower model width (default 64; another width adds -d<dim> to the run names)")
     parser.add_argument("--ease-rank", type=int, default=RANK, help=f"dimensions EASE is projected on (default {RANK}; another rank is written to "
                         "<work>/data_ease_r<rank> and adds -r<rank> to the run names)")
@@ -436,7 +442,7 @@ def main() -> None:
     info = write_movielens_dataset(data, progress=True)
     print(f"MovieLens: {info['users']} users, {info['items']} movies, rows {info['rows']}; item presence {info['item_presence']}", flush=True)
     found = {"retrieval": retrieval(data, work, epochs, args.workers, seeds, candidates, args.reuse, not args.no_ease_features, args.dim, args.ease_rank,
-                                       not args.no_recency),
+                                       not args.no_recency, not args.no_shortcut),
              "rating_ranking": rating_ranking(data, work, epochs, args.workers, seeds, rankers, args.reuse) if rankers else {}}
     r = found["retrieval"]
     print(f"\nretrieval of each test user's held-out movie among {r['items']} movies ({r['queries']} users), {len(seeds)} seed(s):")

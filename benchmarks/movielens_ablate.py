@@ -30,16 +30,17 @@ METHODS = ("shapley", "loo", "only", "permute")
 METRIC = "ndcg_at_10"
 
 
-def checkpoints(work: Path, negatives: str, epochs: int) -> dict:
+def checkpoints(work: Path, negatives: str, epochs: int, shortcut: bool = True) -> dict:
     """seed -> the checkpoint directory of each two-tower run in ``work/ray_results``: the one
     of the epoch the run kept (its MLflow run's ``deepsets.selected_epoch``, which the
     benchmark's figures are of), or the last one when the work's MLflow store does not say.
+    ``shortcut``: the runs trained with the ``ease_recent`` / ``ease_item`` shortcut (``-sc``).
 
     Raises:
         SystemExit: when there is none (the benchmark has not been run).
     """
     data = two_tower_data(work)
-    pattern = two_tower_run(negatives, "*", epochs, ease=data.name == "data_ease", recent=has_recent(data))
+    pattern = two_tower_run(negatives, "*", epochs, ease=data.name == "data_ease", recent=has_recent(data), shortcut=shortcut)
     found = {}
     for run in sorted((work / "ray_results").glob(pattern)):
         by_epoch = {json.loads((p / EPOCH_FILE).read_text())["epoch"] + 1: p for p in run.glob("checkpoint_*") if (p / EPOCH_FILE).is_file()}
@@ -53,7 +54,7 @@ def checkpoints(work: Path, negatives: str, epochs: int) -> dict:
         found[int(run.name.split("-s")[-1].split("-e")[0])] = by_epoch[kept]
     if not found:
         raise SystemExit(f"no {pattern} checkpoints under {work / 'ray_results'}: run "
-                         f"`python -m benchmarks.movielens --negatives {negatives} --epochs {epochs}` first")
+                         f"`python -m benchmarks.movielens --negatives {negatives} --epochs {epochs}{'' if shortcut else ' --no-shortcut'}` first")
     return found
 
 
@@ -84,10 +85,11 @@ def main() -> None:
     parser.add_argument("--negatives", default="in_batch", help="which two-tower runs to ablate (their negatives)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument("--no-shortcut", action="store_true", help="the runs trained without the shortcut (benchmarks.movielens --no-shortcut)")
     args = parser.parse_args()
     work = Path(args.work)
     data = two_tower_data(work)  # the folder the two-tower models were trained on
-    runs = checkpoints(work, args.negatives, args.epochs)
+    runs = checkpoints(work, args.negatives, args.epochs, not args.no_shortcut)
     with tempfile.TemporaryDirectory() as tmp:
         pairs, _, _ = seen_pairs(data, args.split)
         pq.write_table(pairs, Path(tmp) / "seen.parquet")

@@ -76,11 +76,12 @@ def main() -> None:
     parser.add_argument("--work", default=".cache/movielens", help="the benchmark's work folder (default .cache/movielens)")
     parser.add_argument("--negatives", default="in_batch", help="which trained two-tower runs to read (default in_batch)")
     parser.add_argument("--epochs", type=int, default=5, help="their epochs (default 5)")
+    parser.add_argument("--no-shortcut", action="store_true", help="the runs trained without the shortcut (benchmarks.movielens --no-shortcut)")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     work = Path(args.work).absolute()
     data = two_tower_data(work)
-    found = checkpoints(work, args.negatives, args.epochs)
+    found = checkpoints(work, args.negatives, args.epochs, not args.no_shortcut)
     item_ids = pq.read_table(data / "items.parquet", columns=["movie_id"])["movie_id"].to_numpy()
     index = {int(m): i for i, m in enumerate(item_ids)}
     l2, decay = choose_ease(data, index)

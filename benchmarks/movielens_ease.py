@@ -147,12 +147,13 @@ def has_recent(folder: Path) -> bool:
     return stamp.exists() and "decay=" in stamp.read_text()
 
 
-def two_tower_run(negatives: str, seed, epochs: int, ease: bool, dim: int = 64, rank: int = RANK, recent: bool = True) -> str:
+def two_tower_run(negatives: str, seed, epochs: int, ease: bool, dim: int = 64, rank: int = RANK, recent: bool = True, shortcut: bool = False) -> str:
     """The run name of a two-tower model of ``benchmarks.movielens`` (``seed`` may be a glob's
     ``*``); the ``-ease`` runs were trained on the EASE features of ``ease_folder``, ``-ease-rec``
-    ones also on ``ease_recent``. A model width other than 64 adds ``-d<dim>``, an EASE rank
-    other than ``RANK`` ``-r<rank>``."""
-    features = ("-ease" + ("-rec" if recent else "")) if ease else ""
+    ones also on ``ease_recent``, ``-ease-rec-sc`` ones with the ``ease_recent`` / ``ease_item``
+    shortcut. A model width other than 64 adds ``-d<dim>``, an EASE rank other than ``RANK``
+    ``-r<rank>``."""
+    features = ("-ease" + ("-rec" if recent else "") + ("-sc" if recent and shortcut else "")) if ease else ""
     variant = (f"-d{dim}" if dim != 64 else "") + (f"-r{rank}" if ease and rank != RANK else "")
     return f"two-tower-{negatives}{features}{variant}-s{seed}-e{epochs}"
 
