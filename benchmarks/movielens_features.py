@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from benchmarks.movielens import K, choose_ease, lead_interval, per_query, queries
-from benchmarks.movielens_baselines import ease_scores, target_ranks
+from benchmarks.movielens import K, choose_ease, lead_interval, queries
+from benchmarks.movielens_baselines import ease_scores
+from benchmarks.movielens_blend import SPLITS, ndcg
 from benchmarks.movielens_ease import ITEM_MODALITY, QUERY_MODALITY, RECENT_MODALITY, has_recent, two_tower_data
-
-SPLITS = {"valid": ("train",), "test": ("train", "valid")}
 
 
 def vectors(table, column: str) -> np.ndarray:
@@ -50,14 +49,13 @@ def main() -> None:
     report, ease_test = {}, None
     for split, before in SPLITS.items():
         _, targets, exclude, seen_users, seen_items = queries(data, split, before, index)
-        ndcg = lambda scores: per_query(target_ranks(scores, targets, exclude))[f"ndcg_at_{K}"]  # noqa: E731
         if split == "test":
-            ease_test = ndcg(ease_scores(seen_users, seen_items, exclude, len(item_ids), l2))
+            ease_test = ndcg(ease_scores(seen_users, seen_items, exclude, len(item_ids), l2), targets, exclude)
         rows = pq.read_table(data / f"{split}.parquet").sort_by("event_id")  # the order of queries()
         for feature in features:
             query = vectors(rows, feature)  # (Q, R)
             for score, items_side in (("dot", item_vectors), ("cosine", unit_items)):
-                values = ndcg(query @ items_side.T)  # (Q,)
+                values = ndcg(query @ items_side.T, targets, exclude)  # (Q,)
                 entry = report.setdefault(f"{feature}_{score}", {})
                 entry[split] = round(float(values.mean()), 4)
                 if split == "test":

@@ -81,13 +81,17 @@ class Tower(nn.Module):
         scaled = (shortcut * self.shortcut_scale[:, None].to(shortcut.dtype)).flatten(1)  # (B, P * D)
         return F.normalize(torch.cat([embedding, scaled], dim=-1), dim=-1)  # (B, D * (1 + P))
 
+    def _shortcut(self, vectors: Tensor, present: Tensor) -> Optional[Tensor]:
+        """(B, P, D): each shortcut modality's vector among ``vectors`` (B, M, D), zero where
+        ``present`` (B, M) says it is absent; None without shortcuts."""
+        if not self.shortcuts:
+            return None
+        slots = self.shortcut_slots
+        return vectors[:, slots] * present[:, slots].unsqueeze(-1).to(vectors.dtype)  # (B, P, D)
+
     def fuse(self, vectors: Tensor, present: Tensor) -> ModelOutput:
         out = self.model.fuse(vectors, present)
-        shortcut = None
-        if self.shortcuts:
-            slots = self.shortcut_slots
-            shortcut = vectors[:, slots] * present[:, slots].unsqueeze(-1).to(vectors.dtype)  # (B, P, D)
-        embedding = self.embedding(out.logits, shortcut)  # (B, D')
+        embedding = self.embedding(out.logits, self._shortcut(vectors, present))  # (B, D')
         return ModelOutput(embedding, embedding, out.modality_vectors, out.present, out.winners, out.names)
 
     def _compact_shortcut(self, tokens: Tensor, slots: Tensor) -> Optional[Tensor]:
@@ -109,11 +113,8 @@ class Tower(nn.Module):
         fused = self.model.compact_fuser(vectors)
 
         def fuse(rows: Tensor, slots: Tensor) -> Tensor:
-            shortcut = None
-            if self.shortcuts:
-                given = torch.stack([(slots == slot).any(dim=1) for slot in self.shortcut_slots], dim=1)  # (B, P)
-                shortcut = vectors[rows][:, self.shortcut_slots] * given.unsqueeze(-1).to(vectors.dtype)  # (B, P, D)
-            return self.embedding(fused(rows, slots), shortcut)
+            given = torch.zeros(slots.shape[0], vectors.shape[1], dtype=torch.bool, device=slots.device).scatter_(1, slots, True)  # (B, M)
+            return self.embedding(fused(rows, slots), self._shortcut(vectors[rows], given))
 
         return fuse
 
