@@ -100,15 +100,21 @@ def run_config(data: Path, work: Path, name: str, task: dict, data_section: dict
 
 def train_or_reuse(cfg, reuse: bool) -> dict:
     """``run_training(cfg)``; with ``reuse``, a finished run of the same name in the work's
-    MLflow store is taken instead (its logged model, kept epoch and duration), so an
-    interrupted benchmark continues without retraining what it already has."""
+    MLflow store is taken instead (its logged model, kept epoch and duration), and a run
+    interrupted before it finished is resumed from its last checkpoint, so an interrupted
+    benchmark continues without retraining what it already has."""
+    from features import storage
+    from pipelines.training.resume import checkpoint_dirs
     from pipelines.training.run import run_training
 
     found = finished_run(cfg) if reuse else None
     if found is not None:
         print(f"reusing the finished run {cfg.tracking.run_name} ({found['model_uri']})", flush=True)
         return found
-    return run_training(cfg, progress=False)
+    interrupted = reuse and bool(checkpoint_dirs(storage.join(cfg.tracking.storage_path, cfg.tracking.run_name)))
+    if interrupted:
+        print(f"resuming the interrupted run {cfg.tracking.run_name} from its last checkpoint", flush=True)
+    return run_training(cfg, resume=interrupted, progress=False)
 
 
 def finished_run(cfg) -> dict | None:
