@@ -417,7 +417,7 @@ def main() -> None:
                         "(default all; --quick: in_batch)")
     parser.add_argument("--rankers", default="listwise,pairwise", help="rating rankers to train (default listwise,pairwise; none: skip rating ranking)")
     parser.add_argument("--reuse", action="store_true", help="keep the work's checkpoints and take every finished run of the same name "
-                        "(model, kept epoch) instead of training it again: continues an interrupted run")
+                        "(model, kept epoch) instead of training it again, and resume a run interrupted after a checkpoint: continues an interrupted benchmark")
     parser.add_argument("--no-ease-features", action="store_true", help="train the two-tower without EASE's projected sides "
                         "(benchmarks/movielens_ease.py)")
     parser.add_argument("--no-recency", action="store_true", help="without ease_recent, the recency-weighted history's EASE side, in the "
