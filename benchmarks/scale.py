@@ -41,11 +41,16 @@ def write_data(directory: Path, rows: int, row_group_rows: int, files: int = TRA
     return directory
 
 
-def train(data: Path, tmp: str, workers: int, epochs: int, batch_size: int) -> dict:
+def demo_model_config(data: Path, workers: int):
+    """The demo's run config with one transformer layer per sequence (the model of benchmarks/train.py)."""
     cfg = default_demo_config(data, workers=workers)
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"layers": 1})})
+
+
+def train(data: Path, tmp: str, workers: int, epochs: int, batch_size: int) -> dict:
+    cfg = demo_model_config(data, workers)
     cfg = cfg.model_copy(update={
         "data": cfg.data.model_copy(update={"train": (str(data / "train"),), "valid": (str(data / "valid"),)}),
-        "model": cfg.model.model_copy(update={"layers": 1}),  # the demo model of benchmarks/train.py
         "training": cfg.training.model_copy(update={"epochs": epochs, "batch_size": batch_size}),
         "tracking": cfg.tracking.model_copy(update={
             "run_name": f"scale-{workers}", "storage_path": f"{tmp}/ray", "mlflow_uri": f"sqlite:///{tmp}/mlflow.db",
