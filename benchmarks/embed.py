@@ -31,7 +31,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import psutil
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
@@ -90,6 +92,34 @@ def forward_rows_per_s(checkpoint: Path, files) -> float:
                 model(batch)
 
     return rows / best_seconds(one_pass, repeats=2)
+
+
+def stage_costs(checkpoint: Path, files, forward: float) -> dict:
+    """What the job's stages cost on one thread, in this process: reading and converting
+    (the reader), the forward pass, writing the embeddings as Parquet; and the rows/s that
+    ``WORKERS`` one-thread workers doing all three would reach with perfect scaling and no
+    start-up, as a share of ``forward`` (the ceiling of the job's efficiency on these cores)."""
+    from pipelines.models.source import load_model_source
+
+    source = load_model_source(str(checkpoint))
+    model = source.build()
+    torch.set_num_threads(1)
+    started = time.process_time()
+    batches = list(ParquetBatchReader(source.spec, files, batch_size=BATCH))
+    read_s = time.process_time() - started
+    rows = sum(b.num_rows for b in batches)
+    with torch.inference_mode():
+        forward_s = best_seconds(lambda: [model(b) for b in batches], repeats=2)
+        fused = torch.cat([model(b).fused for b in batches]).numpy()  # (N, D)
+    started = time.process_time()
+    with tempfile.TemporaryDirectory() as tmp:
+        flat = pa.array(fused.reshape(-1))
+        pq.write_table(pa.table({"row": np.arange(rows), "embedding": pa.FixedSizeListArray.from_arrays(flat, fused.shape[1])}), f"{tmp}/out.parquet")
+    write_s = time.process_time() - started
+    ceiling = WORKERS * rows / (read_s + forward_s + write_s)
+    torch.set_num_threads(WORKERS)
+    return {"read_convert_rows_per_cpu_s": round(rows / read_s), "forward_1_thread_rows_per_s": round(rows / forward_s),
+            "write_rows_per_cpu_s": round(rows / write_s), "ceiling_efficiency": round(ceiling / forward, 3)}
 
 
 def _peak_rss(pid: int) -> int:
@@ -186,6 +216,10 @@ def main() -> None:
         checkpoint = train_reference(spec, small, tmp)
         forward = forward_rows_per_s(checkpoint, small)
         print(f"forward alone: {forward:,.0f} rows/s ({WORKERS} threads, batches of {BATCH})")
+        stages = stage_costs(checkpoint, small, forward)
+        print(f"one thread: read+convert {stages['read_convert_rows_per_cpu_s']:,} rows per CPU s, forward "
+              f"{stages['forward_1_thread_rows_per_s']:,} rows/s, write {stages['write_rows_per_cpu_s']:,} rows per CPU s: "
+              f"{WORKERS} such workers, scaling perfectly with no start-up, would reach {stages['ceiling_efficiency']:.2f} of the forward alone")
         job = run_job_measured(checkpoint, small, tmp / "out-small")
         big = run_job_measured(checkpoint, large, tmp / "out-10x")
         one_group = write_one_row_group(large, tmp / "one-row-group")
@@ -214,6 +248,7 @@ def main() -> None:
             "peak_rss_mb_one_row_group": single["peak_rss_mb"],
             "memory_ratio_one_row_group": round(single["peak_rss_mb"] / job["peak_rss_mb"], 3),
             "ray_start_s": round(job["ray_start_s"], 1),
+            "stages": stages,
             "workers": WORKERS,
             "batch_size": BATCH,
         }
