@@ -103,15 +103,14 @@ def train_or_reuse(cfg, reuse: bool) -> dict:
     MLflow store is taken instead (its logged model, kept epoch and duration), and a run
     interrupted before it finished is resumed from its last checkpoint, so an interrupted
     benchmark continues without retraining what it already has."""
-    from features import storage
-    from pipelines.training.resume import checkpoint_dirs
+    from pipelines.training.resume import checkpoint_dirs, run_directory
     from pipelines.training.run import run_training
 
     found = finished_run(cfg) if reuse else None
     if found is not None:
         print(f"reusing the finished run {cfg.tracking.run_name} ({found['model_uri']})", flush=True)
         return found
-    interrupted = reuse and bool(checkpoint_dirs(storage.join(cfg.tracking.storage_path, cfg.tracking.run_name)))
+    interrupted = reuse and bool(checkpoint_dirs(run_directory(cfg, cfg.tracking.run_name)))
     if interrupted:
         print(f"resuming the interrupted run {cfg.tracking.run_name} from its last checkpoint", flush=True)
     return run_training(cfg, resume=interrupted, progress=False)

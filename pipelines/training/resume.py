@@ -23,6 +23,11 @@ RECORD = "run.json"
 SETTINGS_ALLOWED_TO_CHANGE = ("epochs",)
 
 
+def run_directory(cfg: RunConfig, run_name: str) -> str:
+    """Where Ray Train keeps the checkpoints of the run named ``run_name``: ``tracking.storage_path/run_name``."""
+    return storage.join(cfg.tracking.storage_path, run_name)
+
+
 def checkpoint_dirs(run_dir: str) -> List[str]:
     """The complete checkpoint directories of a run, local or on object storage (a crash can
     leave the last half-written)."""

@@ -21,7 +21,7 @@ from pipelines.errors import JobError
 from pipelines.ray_runtime import require_gpus, start_ray, use_ray_train_v2
 from pipelines.training.inputs import check_data_paths, check_training_data, item_counts
 from pipelines.training.progress import progress_mode
-from pipelines.training.resume import check_resumable, checkpoint_dirs, epochs_done, save_run_record
+from pipelines.training.resume import check_resumable, checkpoint_dirs, epochs_done, run_directory, save_run_record
 from pipelines.training.selection import SCORE_KEY, Selection
 from pipelines.training.tracking import open_mlflow_run, run_status
 
@@ -81,7 +81,7 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
     use_ray_train_v2()
     started = time.perf_counter()
     run_name = cfg.tracking.resolved_run_name()
-    run_dir = storage.join(cfg.tracking.storage_path, run_name)
+    run_dir = run_directory(cfg, run_name)
     started_before = bool(checkpoint_dirs(run_dir))
     if started_before and not resume:
         raise JobError(f"run '{run_name}' already exists in {cfg.tracking.storage_path}: pass --resume to continue it, or choose another tracking.run_name")
