@@ -34,7 +34,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def train_rows_per_second(rank: int, world: int, data: Path, mode: str, batch_size: int, port: int, out) -> None:
+def train_rows_per_second(rank: int, world: int, data: Path, spec_dict: dict, mode: str, batch_size: int, port: int, out) -> None:
     """One process: read its share of the rows in local batches, train one pass, put
     ``(rows, seconds)`` of the steps after 3 warm-up steps on ``out``."""
     import torch
@@ -44,13 +44,11 @@ def train_rows_per_second(rank: int, world: int, data: Path, mode: str, batch_si
     from deepsets.builders import build_model
     from deepsets.optim import make_optimizer, make_scheduler
     from features.reader import ParquetBatchReader
-    from features.schema import load_schema
     from features.spec import FeatureSpec
     from pipelines.training.loop import train_step
     from pipelines.training.objectives import Objective
 
-    spec = FeatureSpec.fit(load_schema(data / "schema.toml"), data / "train", validate=False)
-    cfg = demo_model_config(data, workers=1)
+    spec, cfg = FeatureSpec.from_dict(spec_dict), demo_model_config(data, workers=1)
     if mode == "ddp":
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
@@ -77,13 +75,13 @@ def train_rows_per_second(rank: int, world: int, data: Path, mode: str, batch_si
         torch.distributed.destroy_process_group()
 
 
-def measure(data: Path, mode: str, batch_size: int) -> float:
+def measure(data: Path, spec_dict: dict, mode: str, batch_size: int) -> float:
     """Training rows/s of ``mode``: all processes' rows over the slowest one's seconds."""
     import torch.multiprocessing as mp
 
     context = mp.get_context("spawn")
     out, world, port = context.Queue(), MODES[mode], free_port()
-    processes = [context.Process(target=train_rows_per_second, args=(rank, world, data, mode, batch_size, port, out)) for rank in range(world)]
+    processes = [context.Process(target=train_rows_per_second, args=(rank, world, data, spec_dict, mode, batch_size, port, out)) for rank in range(world)]
     for process in processes:
         process.start()
     found = [out.get() for _ in processes]
@@ -94,6 +92,8 @@ def measure(data: Path, mode: str, batch_size: int) -> float:
 
 def main() -> None:
     from benchmarks.scale import write_data
+    from features.schema import load_schema
+    from features.spec import FeatureSpec
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=48_000, help="training rows (default 48,000, as benchmarks/scale.py)")
@@ -101,7 +101,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = write_data(Path(tmp) / "data", args.rows, row_group_rows=1_024)
-        rates = {mode: measure(data, mode, args.batch_size) for mode in MODES}
+        spec_dict = FeatureSpec.fit(load_schema(data / "schema.toml"), data / "train", validate=False).to_dict()  # fitted once, for every process
+        rates = {mode: measure(data, spec_dict, mode, args.batch_size) for mode in MODES}
     for mode, rate in rates.items():
         print(f"{mode:12s} {MODES[mode]} process(es): {rate:8,.0f} rows/s  ({rate / rates['single']:.2f}x one process)")
     print(json.dumps({"rows": args.rows, "batch_size": args.batch_size, "rows_per_s": {m: round(r) for m, r in rates.items()},
