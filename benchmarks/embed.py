@@ -76,49 +76,52 @@ def write_one_row_group(files, out: Path) -> Path:
     return path
 
 
-def forward_rows_per_s(checkpoint: Path, files) -> float:
-    """(b): the model alone over pre-collated batches, 2 threads, best of 2 passes."""
+def reference_batches(checkpoint: Path, files) -> tuple:
+    """The reference model and ``files`` as pre-collated batches of ``BATCH`` rows, with the CPU
+    seconds reading and converting them took on one thread: the least of 3 reads (the first pays
+    one-time costs, a cold page cache, first calls and a growing heap, that a long job pays once)."""
     from pipelines.models.source import load_model_source
 
     source = load_model_source(str(checkpoint))
-    model = source.build()
-    batches = list(ParquetBatchReader(source.spec, files, batch_size=BATCH))
-    rows = sum(b.num_rows for b in batches)
-    torch.set_num_threads(WORKERS)
+    torch.set_num_threads(1)
+    seconds = []
+    for _ in range(3):
+        started = time.process_time()
+        batches = list(ParquetBatchReader(source.spec, files, batch_size=BATCH))
+        seconds.append(time.process_time() - started)
+    print("read + convert, CPU s of 3 reads: " + ", ".join(f"{s:.3f}" for s in seconds))
+    return source.build(), batches, min(seconds)
+
+
+def forward_rows_per_s(model, batches, threads: int) -> float:
+    """(b): the model alone over pre-collated ``batches``, on ``threads`` torch threads, best of 2 passes."""
+    torch.set_num_threads(threads)
 
     def one_pass() -> None:
         with torch.inference_mode():
             for batch in batches:
                 model(batch)
 
-    return rows / best_seconds(one_pass, repeats=2)
+    return sum(b.num_rows for b in batches) / best_seconds(one_pass, repeats=2)
 
 
-def stage_costs(checkpoint: Path, files, forward: float) -> dict:
+def stage_costs(model, batches, read_s: float, forward: float) -> dict:
     """What the job's stages cost on one thread, in this process: reading and converting
-    (the reader), the forward pass, writing the embeddings as Parquet; and the rows/s that
-    ``WORKERS`` one-thread workers doing all three would reach with perfect scaling and no
-    start-up, as a share of ``forward`` (the ceiling of the job's efficiency on these cores)."""
-    from pipelines.models.source import load_model_source
-
-    source = load_model_source(str(checkpoint))
-    model = source.build()
-    torch.set_num_threads(1)
-    started = time.process_time()
-    batches = list(ParquetBatchReader(source.spec, files, batch_size=BATCH))
-    read_s = time.process_time() - started
+    (``read_s`` CPU seconds for ``batches``), the forward pass, writing the embeddings as
+    Parquet; and the rows/s that ``WORKERS`` one-thread workers doing all three would reach with
+    perfect scaling and no start-up, as a share of ``forward`` (the ceiling of the job's
+    efficiency on these cores)."""
     rows = sum(b.num_rows for b in batches)
+    forward_1 = forward_rows_per_s(model, batches, threads=1)
     with torch.inference_mode():
-        forward_s = best_seconds(lambda: [model(b) for b in batches], repeats=2)
         fused = torch.cat([model(b).fused for b in batches]).numpy()  # (N, D)
     started = time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         flat = pa.array(fused.reshape(-1))
         pq.write_table(pa.table({"row": np.arange(rows), "embedding": pa.FixedSizeListArray.from_arrays(flat, fused.shape[1])}), f"{tmp}/out.parquet")
     write_s = time.process_time() - started
-    ceiling = WORKERS * rows / (read_s + forward_s + write_s)
-    torch.set_num_threads(WORKERS)
-    return {"read_convert_rows_per_cpu_s": round(rows / read_s), "forward_1_thread_rows_per_s": round(rows / forward_s),
+    ceiling = WORKERS * rows / (read_s + rows / forward_1 + write_s)
+    return {"read_convert_rows_per_cpu_s": round(rows / read_s), "forward_1_thread_rows_per_s": round(forward_1),
             "write_rows_per_cpu_s": round(rows / write_s), "ceiling_efficiency": round(ceiling / forward, 3)}
 
 
@@ -214,9 +217,11 @@ def main() -> None:
         small, large = files[:2], files
         spec = FeatureSpec.fit(load_schema(tmp / "data" / "schema.toml"), small, validate=False)
         checkpoint = train_reference(spec, small, tmp)
-        forward = forward_rows_per_s(checkpoint, small)
+        model, batches, read_s = reference_batches(checkpoint, small)
+        forward = forward_rows_per_s(model, batches, threads=WORKERS)
         print(f"forward alone: {forward:,.0f} rows/s ({WORKERS} threads, batches of {BATCH})")
-        stages = stage_costs(checkpoint, small, forward)
+        stages = stage_costs(model, batches, read_s, forward)
+        del model, batches
         print(f"one thread: read+convert {stages['read_convert_rows_per_cpu_s']:,} rows per CPU s, forward "
               f"{stages['forward_1_thread_rows_per_s']:,} rows/s, write {stages['write_rows_per_cpu_s']:,} rows per CPU s: "
               f"{WORKERS} such workers, scaling perfectly with no start-up, would reach {stages['ceiling_efficiency']:.2f} of the forward alone")
