@@ -9,10 +9,12 @@ transformer fusion, trained one pass over the rows) and the same recsys-6 rows t
     timed from the call to the written, counted output (model load, input checks, actor start,
     read, convert, forward, write), on a Ray that is already running (a nightly job joins a
     running cluster; starting Ray is reported apart as ``ray_start_s``);
-(b) the forward pass alone on pre-collated batches, in one process with 2 torch threads.
+(b) the forward pass alone on pre-collated batches, in one process with 2 torch threads,
+    measured before and after the jobs; the efficiencies divide by the faster of the two.
 
 Each job runs in a fresh subprocess (its own Ray); memory is the sum of every process's peak
-RSS in that tree (driver, Ray daemons, workers); the 10x run embeds ten times the rows, in part files
+RSS in that tree (driver, Ray daemons, workers), and the CPU seconds each kind of process used
+are printed beside it; the 10x run embeds ten times the rows, in part files
 (one fragment each) of the same size, half the small run, so both runs keep both workers busy.
 A third run embeds the same 10x rows from one file written as a single row group (the layout a
 writer that never cuts row groups produces): the job cuts it into ``--fragment-rows`` fragments
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -72,6 +75,7 @@ def write_one_row_group(files, out: Path) -> Path:
     table = pq.read_table(files)
     pq.write_table(table, path, row_group_size=table.num_rows)
     del table
+    os.sync()  # on disk before its job starts, like an input written earlier (not 2.7 GB of writeback during it)
     assert pq.ParquetFile(path).metadata.num_row_groups == 1
     return path
 
@@ -147,6 +151,7 @@ def run_job_measured(checkpoint: Path, inputs, out: Path) -> dict:
     parent = psutil.Process(child.pid)
     peaks: dict = {}
     names: dict = {}
+    cpu: dict = {}
     while child.poll() is None:
         try:
             tree = [parent, *parent.children(recursive=True)]
@@ -155,9 +160,11 @@ def run_job_measured(checkpoint: Path, inputs, out: Path) -> dict:
         for p in tree:
             try:
                 peaks[p.pid] = max(peaks.get(p.pid, 0), _peak_rss(p.pid))
-                if p.pid not in names:
+                times = p.cpu_times()
+                cpu[p.pid] = times.user + times.system  # the last sample before the process ends
+                if names.get(p.pid, "?") in ("?", "ray::IDLE"):  # unread yet, or an idle worker that becomes a MapWorker
                     names[p.pid] = _short_name(p)
-            except OSError:
+            except (OSError, psutil.Error):
                 continue
         time.sleep(0.1)
     output = child.stdout.read()
@@ -169,18 +176,28 @@ def run_job_measured(checkpoint: Path, inputs, out: Path) -> dict:
     for pid, peak in peaks.items():
         by_kind.setdefault(names.get(pid, "?"), []).append(round(peak / 2**20))
     result["peak_rss_mb_by_process"] = {k: sorted(v, reverse=True) for k, v in sorted(by_kind.items(), key=lambda kv: -sum(kv[1]))}
+    cpu_by_kind: dict = {}
+    for pid, seconds in cpu.items():
+        kind = names.get(pid, "?")
+        cpu_by_kind[kind] = cpu_by_kind.get(kind, 0.0) + seconds
+    result["cpu_s_by_process"] = {k: round(v, 1) for k, v in sorted(cpu_by_kind.items(), key=lambda kv: -kv[1])}
     return result
 
 
 def _short_name(process) -> str:
-    """A process's kind: the Ray actor or daemon name, else the executable."""
+    """A process's kind: the Ray actor or daemon name, else the executable. A Ray worker's title
+    becomes its actor's name only once it runs one (``default_worker.py`` while starting, then
+    ``ray::IDLE``, then ``ray::MapWorker(...)``), so callers ask again until it has."""
     try:
         title = " ".join(process.cmdline())
     except psutil.Error:
         return "?"
-    for marker in ("MapWorker", "ray::IDLE", "raylet", "gcs_server", "dashboard", "log_monitor", "runtime_env", "monitor.py", "--job"):
+    for marker, kind in (("MapWorker", "embed worker"), ("ray::IDLE", "ray::IDLE"), ("default_worker.py", "ray::IDLE"),
+                         ("DashboardAgent", "dashboard"), ("RuntimeEnvAgent", "runtime_env"), ("raylet/raylet", "raylet"),
+                         ("gcs_server", "gcs_server"), ("dashboard.py", "dashboard"), ("log_monitor", "log_monitor"),
+                         ("monitor.py", "autoscaler monitor"), ("--job", "driver")):
         if marker in title:
-            return "driver" if marker == "--job" else marker
+            return kind
     return title.split()[0].rsplit("/", 1)[-1] if title else "?"
 
 
@@ -218,17 +235,22 @@ def main() -> None:
         spec = FeatureSpec.fit(load_schema(tmp / "data" / "schema.toml"), small, validate=False)
         checkpoint = train_reference(spec, small, tmp)
         model, batches, read_s = reference_batches(checkpoint, small)
-        forward = forward_rows_per_s(model, batches, threads=WORKERS)
-        print(f"forward alone: {forward:,.0f} rows/s ({WORKERS} threads, batches of {BATCH})")
+        forward_before = forward_rows_per_s(model, batches, threads=WORKERS)
+        job = run_job_measured(checkpoint, small, tmp / "out-small")
+        big = run_job_measured(checkpoint, large, tmp / "out-10x")
+        one_group = write_one_row_group(large, tmp / "one-row-group")
+        single = run_job_measured(checkpoint, [one_group], tmp / "out-one-row-group")
+        forward_after = forward_rows_per_s(model, batches, threads=WORKERS)
+        # this machine's speed drifts by up to a third between minutes: the job is held to the
+        # faster of the two measurements around it (a conservative denominator)
+        forward = max(forward_before, forward_after)
+        print(f"forward alone: {forward_before:,.0f} rows/s before the jobs, {forward_after:,.0f} after "
+              f"({WORKERS} threads, batches of {BATCH}); the efficiencies divide by {forward:,.0f}")
         stages = stage_costs(model, batches, read_s, forward)
         del model, batches
         print(f"one thread: read+convert {stages['read_convert_rows_per_cpu_s']:,} rows per CPU s, forward "
               f"{stages['forward_1_thread_rows_per_s']:,} rows/s, write {stages['write_rows_per_cpu_s']:,} rows per CPU s: "
               f"{WORKERS} such workers, scaling perfectly with no start-up, would reach {stages['ceiling_efficiency']:.2f} of the forward alone")
-        job = run_job_measured(checkpoint, small, tmp / "out-small")
-        big = run_job_measured(checkpoint, large, tmp / "out-10x")
-        one_group = write_one_row_group(large, tmp / "one-row-group")
-        single = run_job_measured(checkpoint, [one_group], tmp / "out-one-row-group")
         for name, r in (("small", job), ("10x", big), ("10x, one row group", single)):
             print(f"job ({name}), {r['rows']:,} rows: {r['rows'] / r['seconds']:,.0f} rows/s end to end ({r['seconds']:.1f} s), "
                   f"{r['rows'] / r['processing_s']:,.0f} rows/s while processing ({r['processing_s']:.1f} s; "
@@ -238,6 +260,7 @@ def main() -> None:
             "rows": job["rows"],
             "job_rows_per_s": round(job_rate, 1),
             "forward_rows_per_s": round(forward, 1),
+            "forward_rows_per_s_before_after": [round(forward_before, 1), round(forward_after, 1)],
             "efficiency": round(job_rate / forward, 3),
             "peak_rss_mb_small": job["peak_rss_mb"],
             "peak_rss_mb_10x": big["peak_rss_mb"],
@@ -259,6 +282,8 @@ def main() -> None:
         }
         for name, r in (("small", job), ("10x", big), ("10x, one row group", single)):
             print(f"peak MB by process ({name}): " + "; ".join(f"{k} {v}" for k, v in r["peak_rss_mb_by_process"].items()))
+            print(f"CPU s by process ({name}; {WORKERS * r['seconds']:.1f} CPU s in {r['seconds']:.1f} s on {WORKERS} cores): "
+                  + "; ".join(f"{k} {v}" for k, v in r["cpu_s_by_process"].items()))
         print(f"efficiency (job / forward), end to end: {result['efficiency']:.2f} at {job['rows']:,} rows, "
               f"{result['efficiency_10x']:.2f} at {big['rows']:,} (goal 0.8); while processing: "
               f"{result['efficiency_steady']:.2f} and {result['efficiency_steady_10x']:.2f}")
