@@ -282,7 +282,8 @@ def main() -> None:
         }
         for name, r in (("small", job), ("10x", big), ("10x, one row group", single)):
             print(f"peak MB by process ({name}): " + "; ".join(f"{k} {v}" for k, v in r["peak_rss_mb_by_process"].items()))
-            print(f"CPU s by process ({name}; {WORKERS * r['seconds']:.1f} CPU s in {r['seconds']:.1f} s on {WORKERS} cores): "
+            cores = os.cpu_count() or 1
+            print(f"CPU s by process ({name}; {cores * r['seconds']:.1f} CPU s in {r['seconds']:.1f} s on {cores} cores): "
                   + "; ".join(f"{k} {v}" for k, v in r["cpu_s_by_process"].items()))
         print(f"efficiency (job / forward), end to end: {result['efficiency']:.2f} at {job['rows']:,} rows, "
               f"{result['efficiency_10x']:.2f} at {big['rows']:,} (goal 0.8); while processing: "
