@@ -10,8 +10,6 @@ import pytest
 
 from pipelines.embedding import worker
 
-REPO = Path(__file__).resolve().parents[2]
-
 ALLOCATE = """
 import resource, sys
 import torch
@@ -40,8 +38,7 @@ def _huge_pages_mode() -> str:
 
 def _threads_and_page_faults(mode: str) -> tuple[int, int]:
     env = {k: v for k, v in os.environ.items() if k not in worker.HUGE_PAGES_ENV}
-    env["PYTHONPATH"] = str(REPO)
-    done = subprocess.run([sys.executable, "-c", ALLOCATE, mode], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", ALLOCATE, mode], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     threads, faults = done.stdout.strip().splitlines()[-1].split()
     return int(threads), int(faults)
