@@ -172,16 +172,18 @@ def run_job_measured(checkpoint: Path, inputs, out: Path) -> dict:
         raise RuntimeError(f"embedding job failed ({child.returncode}): {output[-2000:]}")
     result = json.loads(output.strip().splitlines()[-1])
     result["peak_rss_mb"] = round(sum(peaks.values()) / 2**20)
-    by_kind: dict = {}
-    for pid, peak in peaks.items():
-        by_kind.setdefault(names.get(pid, "?"), []).append(round(peak / 2**20))
-    result["peak_rss_mb_by_process"] = {k: sorted(v, reverse=True) for k, v in sorted(by_kind.items(), key=lambda kv: -sum(kv[1]))}
-    cpu_by_kind: dict = {}
-    for pid, seconds in cpu.items():
-        kind = names.get(pid, "?")
-        cpu_by_kind[kind] = cpu_by_kind.get(kind, 0.0) + seconds
-    result["cpu_s_by_process"] = {k: round(v, 1) for k, v in sorted(cpu_by_kind.items(), key=lambda kv: -kv[1])}
+    peaks_mb = _by_kind({pid: round(peak / 2**20) for pid, peak in peaks.items()}, names)
+    result["peak_rss_mb_by_process"] = {k: sorted(v, reverse=True) for k, v in peaks_mb.items()}
+    result["cpu_s_by_process"] = {k: round(sum(v), 1) for k, v in _by_kind(cpu, names).items()}
     return result
+
+
+def _by_kind(per_pid: dict, names: dict) -> dict:
+    """``{kind: [value per process of that kind]}``, the kinds with the largest sum first."""
+    grouped: dict = {}
+    for pid, value in per_pid.items():
+        grouped.setdefault(names.get(pid, "?"), []).append(value)
+    return dict(sorted(grouped.items(), key=lambda kv: -sum(kv[1])))
 
 
 def _short_name(process) -> str:
