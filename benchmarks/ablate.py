@@ -39,10 +39,10 @@ from benchmarks.timing import best_seconds
 from deepsets import ablation as ab
 from deepsets.builders import build_model
 from deepsets.inference import collect_outputs
-from features import synth
-from features.reader import ParquetBatchReader
-from features.schema import load_schema
-from features.spec import FeatureSpec
+from deepsets.features import synth
+from deepsets.features.reader import ParquetBatchReader
+from deepsets.features.schema import load_schema
+from deepsets.features.spec import FeatureSpec
 
 NAIVE_SAMPLE = 16
 SAMPLED_ORDERS = 64

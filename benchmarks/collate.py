@@ -25,10 +25,10 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from benchmarks.timing import best_seconds
-from features import synth
-from features.reader import ParquetBatchReader
-from features.schema import load_schema
-from features.spec import FeatureSpec
+from deepsets.features import synth
+from deepsets.features.reader import ParquetBatchReader
+from deepsets.features.schema import load_schema
+from deepsets.features.spec import FeatureSpec
 
 BATCH = 512
 

@@ -43,12 +43,12 @@ import torch
 from benchmarks.timing import best_seconds
 from benchmarks.training import train_in_process
 from deepsets.builders import build_model
-from features import synth
-from features.reader import ParquetBatchReader
-from features.schema import load_schema
-from features.spec import FeatureSpec
-from pipelines.demo import default_demo_config
-from pipelines.models.checkpoint import TrainState, save_checkpoint
+from deepsets.features import synth
+from deepsets.features.reader import ParquetBatchReader
+from deepsets.features.schema import load_schema
+from deepsets.features.spec import FeatureSpec
+from deepsets.pipelines.demo import default_demo_config
+from deepsets.pipelines.models.checkpoint import TrainState, save_checkpoint
 
 WORKERS = 2
 BATCH = 1024
@@ -84,7 +84,7 @@ def reference_batches(checkpoint: Path, files) -> tuple:
     """The reference model and ``files`` as pre-collated batches of ``BATCH`` rows, with the CPU
     seconds reading and converting them took on one thread: the least of 3 reads (the first pays
     one-time costs, a cold page cache, first calls and a growing heap, that a long job pays once)."""
-    from pipelines.models.source import load_model_source
+    from deepsets.pipelines.models.source import load_model_source
 
     source = load_model_source(str(checkpoint))
     torch.set_num_threads(1)
@@ -205,8 +205,8 @@ def _short_name(process) -> str:
 
 def job_main(checkpoint: str, out: str, inputs) -> None:
     """The subprocess side of :func:`run_job_measured`."""
-    from pipelines.embedding.job import parse_embed_config, run_embed
-    from pipelines.ray_runtime import start_ray
+    from deepsets.pipelines.embedding.job import parse_embed_config, run_embed
+    from deepsets.pipelines.ray_runtime import start_ray
 
     started = time.perf_counter()
     start_ray(None, WORKERS + 1)

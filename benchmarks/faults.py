@@ -4,7 +4,7 @@ same output, a truncated part, a killed training worker and a diverging run.
     python -m benchmarks.faults             # 10 kills over 6,000 rows, every fault kind
     python -m benchmarks.faults --quick     # 4 kills over 3,000 rows
 
-Every job runs as a user runs it, ``python -m pipelines.cli ...`` in its own process group, and
+Every job runs as a user runs it, ``python -m deepsets.pipelines.cli ...`` in its own process group, and
 is killed with SIGKILL: the *driver* (the CLI process, its private Ray and every worker: a
 power cut) at a random point, or one *worker* (a Ray Data actor embedding a fragment). After a
 driver kill the same command runs again with ``--resume``; after a worker kill the job goes on
@@ -47,9 +47,9 @@ def save_untrained_model(directory: Path, data: Path, seed: int = 0) -> Path:
 
     from deepsets.builders import build_model
     from deepsets.model_args import ModelArgs
-    from features.schema import load_schema
-    from features.spec import FeatureSpec
-    from pipelines.models.checkpoint import TrainState, save_checkpoint
+    from deepsets.features.schema import load_schema
+    from deepsets.features.spec import FeatureSpec
+    from deepsets.pipelines.models.checkpoint import TrainState, save_checkpoint
 
     spec = FeatureSpec.fit(load_schema(data / "schema.toml"), data / "train", validate=False)
     directory.mkdir(parents=True, exist_ok=True)
@@ -61,7 +61,7 @@ def save_untrained_model(directory: Path, data: Path, seed: int = 0) -> Path:
 
 
 def embed_command(model: Path, inputs: Path, out: Path, *flags: str) -> List[str]:
-    return [sys.executable, "-m", "pipelines.cli", "embed", "--model", str(model), "--input", str(inputs), "--output", str(out),
+    return [sys.executable, "-m", "deepsets.pipelines.cli", "embed", "--model", str(model), "--input", str(inputs), "--output", str(out),
             "--fragment-rows", str(FRAGMENT_ROWS), "--batch-size", "32", "--workers", "2", "--json", *flags]
 
 
@@ -123,7 +123,7 @@ def wait_for_parts(job: subprocess.Popen, out: Path, at_least: int) -> bool:
 def audit(out: Path, reference: Path, id_column: str) -> dict:
     """``out`` against the uninterrupted run in ``reference``: ids lost or repeated, parts of
     another model than the manifest's, and the largest vector difference."""
-    from pipelines.embedding.worker import FINGERPRINT_KEY
+    from deepsets.pipelines.embedding.worker import FINGERPRINT_KEY
 
     manifest = json.loads((out / "_manifest.json").read_text())
     parts = sorted((out / "embeddings").glob("part-*.parquet"))
@@ -195,14 +195,14 @@ def training_worker_killed(data: Path, work: Path, logs: Path, epochs: int = 4) 
     the first checkpoint exists. The run must finish every epoch from its checkpoint."""
     import mlflow
 
-    from pipelines.demo import default_demo_config
+    from deepsets.pipelines.demo import default_demo_config
 
     work.mkdir(parents=True, exist_ok=True)
     cfg = default_demo_config(data, workers=2)
     config = work / "train.toml"
     config.write_text(cfg.to_toml())
     storage = work / "ray_results"
-    command = [sys.executable, "-m", "pipelines.cli", "train", "--config", str(config), "--json",
+    command = [sys.executable, "-m", "deepsets.pipelines.cli", "train", "--config", str(config), "--json",
                "--set", f"training.epochs={epochs}", "--set", "training.batch_size=100", "--set", "scaling.max_failures=1",
                "--set", "tracking.run_name=killed-worker", "--set", f"tracking.storage_path={storage}",
                "--set", f"tracking.mlflow_uri=sqlite:///{work / 'mlflow.db'}"]
@@ -252,13 +252,13 @@ def diverging_run(data: Path, work: Path, logs: Path) -> dict:
     """A regression run on a label of 1e30 (the loss overflows at once) through the CLI."""
     import mlflow
 
-    from pipelines.demo import default_demo_config
+    from deepsets.pipelines.demo import default_demo_config
 
     huge = overflowing_copy(data, work / "huge")
     config = work / "diverging.toml"
     config.write_text(default_demo_config(huge, workers=1).to_toml())
     uri = f"sqlite:///{work / 'diverging.db'}"
-    command = [sys.executable, "-m", "pipelines.cli", "train", "--config", str(config), "--set", "task.kind=regression",
+    command = [sys.executable, "-m", "deepsets.pipelines.cli", "train", "--config", str(config), "--set", "task.kind=regression",
                "--set", "data.label_columns=['huge']", "--set", "training.epochs=1", "--set", "tracking.run_name=diverging",
                "--set", f"tracking.storage_path={work / 'ray_results'}", "--set", f"tracking.mlflow_uri={uri}"]
     log = logs / "diverging.log"
@@ -272,7 +272,7 @@ def diverging_run(data: Path, work: Path, logs: Path) -> dict:
 
 def sweep(work: Path, rows: int, kills: int, seed: int, training: bool = True, progress=print) -> dict:
     """Every fault kind once (kills: ``kills`` over one job); the figures for the JSON line."""
-    from pipelines.demo import make_demo_data
+    from deepsets.pipelines.demo import make_demo_data
 
     rng = random.Random(seed)
     logs = work / "logs"

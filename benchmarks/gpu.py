@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.scale import write_data
-from pipelines.demo import default_demo_config
-from pipelines.embedding.job import parse_embed_config, run_embed
-from pipelines.ray_runtime import start_ray
-from pipelines.training.run import run_training
+from deepsets.pipelines.demo import default_demo_config
+from deepsets.pipelines.embedding.job import parse_embed_config, run_embed
+from deepsets.pipelines.ray_runtime import start_ray
+from deepsets.pipelines.training.run import run_training
 
 
 def gpu_counts(available: int, limit: int) -> list:

@@ -25,10 +25,10 @@ from benchmarks.padded_baseline import PaddedModel, is_sequence, pad_batch
 from deepsets.builders import build_model
 from deepsets.jagged import length_buckets
 from deepsets.tasks import task_loss
-from features import synth
-from features.reader import ParquetBatchReader
-from features.schema import load_schema
-from features.spec import FeatureSpec
+from deepsets.features import synth
+from deepsets.features.reader import ParquetBatchReader
+from deepsets.features.schema import load_schema
+from deepsets.features.spec import FeatureSpec
 
 DIM, HEADS, FF = 128, 4, 512
 

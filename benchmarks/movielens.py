@@ -5,7 +5,7 @@ rating ranking with set fusion, against non-learned baselines in the same run.
     python -m benchmarks.movielens             # 3 seeds, 4 negatives tried, about an hour on 2 cores
     python -m benchmarks.movielens --quick     # 1 epoch, seed 0: a smoke run
 
-Also a recipe: every model is trained with ``pipelines.training.run.run_training`` (what ``deepsets
+Also a recipe: every model is trained with ``deepsets.pipelines.training.run.run_training`` (what ``deepsets
 train`` runs: Ray Train, MLflow under ``--work``; each run's config is also written to
 ``<work>/<kind>.toml``, for ``deepsets train --config``), and the retrieval index is built with
 ``deepsets embed --tower item`` over ``items.parquet`` and ``--tower query`` over the test rows.
@@ -80,7 +80,7 @@ NEGATIVES = {
 
 def run_config(data: Path, work: Path, name: str, task: dict, data_section: dict, epochs: int, workers: int, seed: int, dim: int = 64):
     """A validated training config over the MovieLens schema (model width ``dim``)."""
-    from pipelines.config import parse_run_config
+    from deepsets.pipelines.config import parse_run_config
 
     raw = {
         "data": data_section,
@@ -103,8 +103,8 @@ def train_or_reuse(cfg, reuse: bool) -> dict:
     MLflow store is taken instead (its logged model, kept epoch and duration), and a run
     interrupted before it finished is resumed from its last checkpoint, so an interrupted
     benchmark continues without retraining what it already has."""
-    from pipelines.training.resume import checkpoint_dirs, run_directory
-    from pipelines.training.run import run_training
+    from deepsets.pipelines.training.resume import checkpoint_dirs, run_directory
+    from deepsets.pipelines.training.run import run_training
 
     found = finished_run(cfg) if reuse else None
     if found is not None:
@@ -149,7 +149,7 @@ def latest_finished_run(mlflow_uri: str, experiment: str, run_name: str):
 
 def embed_side(model_uri: str, inputs: str, out: Path, tower: str) -> tuple[np.ndarray, np.ndarray]:
     """(ids, unit-length embeddings) of one tower over ``inputs``, by the ``deepsets embed`` job."""
-    from pipelines.embedding.job import parse_embed_config, run_embed
+    from deepsets.pipelines.embedding.job import parse_embed_config, run_embed
 
     summary = run_embed(parse_embed_config(model=model_uri, inputs=[inputs], output=str(out), tower=tower, workers=2, overwrite=True), progress=False)
     if summary["rows_rejected"]:
@@ -357,8 +357,8 @@ def group_ndcg(scores, rows: pa.Table):
 def model_scores(model_uri: str, path: str) -> np.ndarray:
     """A ranking model's score of every row of ``path``, in file order."""
     from deepsets.inference import collect_outputs
-    from features.reader import ParquetBatchReader
-    from pipelines.models.source import load_model_source
+    from deepsets.features.reader import ParquetBatchReader
+    from deepsets.pipelines.models.source import load_model_source
 
     source = load_model_source(model_uri)
     reader = ParquetBatchReader(source.spec, path, batch_size=4096)

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from benchmarks.movielens_ease import has_recent, two_tower_data, two_tower_run
 from benchmarks.movielens_retrieve import seen_pairs
-from pipelines.models.checkpoint import EPOCH_FILE
+from deepsets.pipelines.models.checkpoint import EPOCH_FILE
 
 METHODS = ("shapley", "loo", "only", "permute")
 METRIC = "ndcg_at_10"
@@ -70,7 +70,7 @@ def kept_epoch(work: Path, run_name: str) -> int | None:
 
 
 def ablate_seed(checkpoint: Path, data: Path, split: str, seen: Path, out: Path, bootstrap: int) -> dict:
-    from pipelines.ablation.job import parse_ablate_config, run_ablate
+    from deepsets.pipelines.ablation.job import parse_ablate_config, run_ablate
 
     cfg = parse_ablate_config(model=str(checkpoint), inputs=[str(data / f"{split}.parquet")], items=[str(data / "items.parquet")],
                               exclude=str(seen), exclude_columns="query_event,movie_id", methods=list(METHODS), bootstrap=bootstrap,

@@ -42,7 +42,7 @@ def seen_pairs(data: Path, split: str) -> tuple[pa.Table, np.ndarray, np.ndarray
 
 def through_retrieve(work: Path, split: str, pairs: pa.Table, events: np.ndarray, targets: np.ndarray) -> dict:
     """Mean NDCG@10 and Recall@10 of the held-out movie in ``deepsets retrieve``'s top 10."""
-    from pipelines.retrieval.job import parse_retrieve_config, run_retrieve
+    from deepsets.pipelines.retrieval.job import parse_retrieve_config, run_retrieve
 
     with tempfile.TemporaryDirectory() as tmp:
         pq.write_table(pairs, Path(tmp) / "seen.parquet")

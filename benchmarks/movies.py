@@ -43,9 +43,9 @@ from benchmarks.movies_peers import gbdt_probabilities, load_splits, logistic_pr
 from deepsets.batch import FeatureBatch
 from deepsets.builders import build_model
 from deepsets.optim import make_optimizer, make_scheduler
-from features.reader import ParquetBatchReader
-from features.schema import parse_schema
-from features.spec import FeatureSpec
+from deepsets.features.reader import ParquetBatchReader
+from deepsets.features.schema import parse_schema
+from deepsets.features.spec import FeatureSpec
 
 VARIANTS = {
     "transformer set fusion": {"fusion": "transformer"},

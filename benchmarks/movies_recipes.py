@@ -25,7 +25,7 @@ import torch
 
 from benchmarks import movies
 from benchmarks.movies_data import write_movies_dataset, write_title_tokens
-from features.reader import ParquetBatchReader
+from deepsets.features.reader import ParquetBatchReader
 
 RECIPES = {
     "base": {},

@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.timing import best_seconds
-from pipelines.embedding.worker import _fixed_list
-from pipelines.retrieval.index import build_index, search, tune_to_recall
+from deepsets.pipelines.embedding.worker import _fixed_list
+from deepsets.pipelines.retrieval.index import build_index, search, tune_to_recall
 
 K, DIM = 100, 64
 
@@ -78,7 +78,7 @@ def same_top_k(a_ids, a_scores, b_ids, b_scores, tol: float = 1e-5) -> tuple[boo
 
 def command_seconds(items: np.ndarray, queries: np.ndarray, index: str) -> tuple[float, dict]:
     """``deepsets retrieve`` end to end on the vectors written as two embed outputs."""
-    from pipelines.retrieval.job import parse_retrieve_config, run_retrieve
+    from deepsets.pipelines.retrieval.job import parse_retrieve_config, run_retrieve
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         embed_output(tmp / "items", "item_id", np.arange(len(items)), items, "item")

@@ -21,13 +21,13 @@ import os
 import tempfile
 from pathlib import Path
 
-from features import synth
-from features.reader import ParquetBatchReader
-from features.schema import load_schema
-from features.spec import FeatureSpec
-from pipelines.demo import default_demo_config
-from pipelines.ray_runtime import start_ray
-from pipelines.training.run import run_training
+from deepsets.features import synth
+from deepsets.features.reader import ParquetBatchReader
+from deepsets.features.schema import load_schema
+from deepsets.features.spec import FeatureSpec
+from deepsets.pipelines.demo import default_demo_config
+from deepsets.pipelines.ray_runtime import start_ray
+from deepsets.pipelines.training.run import run_training
 
 TRAIN_FILES = 8
 

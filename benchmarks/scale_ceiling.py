@@ -43,10 +43,10 @@ def train_rows_per_second(rank: int, world: int, data: Path, spec_dict: dict, mo
     from benchmarks.scale import demo_model_config
     from deepsets.builders import build_model
     from deepsets.optim import make_optimizer, make_scheduler
-    from features.reader import ParquetBatchReader
-    from features.spec import FeatureSpec
-    from pipelines.training.loop import train_step
-    from pipelines.training.objectives import Objective
+    from deepsets.features.reader import ParquetBatchReader
+    from deepsets.features.spec import FeatureSpec
+    from deepsets.pipelines.training.loop import train_step
+    from deepsets.pipelines.training.objectives import Objective
 
     spec, cfg = FeatureSpec.from_dict(spec_dict), demo_model_config(data, workers=1)
     if mode == "ddp":
@@ -92,8 +92,8 @@ def measure(data: Path, spec_dict: dict, mode: str, batch_size: int) -> float:
 
 def main() -> None:
     from benchmarks.scale import write_data
-    from features.schema import load_schema
-    from features.spec import FeatureSpec
+    from deepsets.features.schema import load_schema
+    from deepsets.features.spec import FeatureSpec
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=48_000, help="training rows (default 48,000, as benchmarks/scale.py)")

@@ -23,10 +23,10 @@ import torch
 from benchmarks.timing import best_seconds
 from deepsets.builders import build_model
 from deepsets.tasks import task_loss
-from features import synth
-from features.reader import ParquetBatchReader
-from features.schema import parse_schema
-from features.spec import FeatureSpec
+from deepsets.features import synth
+from deepsets.features.reader import ParquetBatchReader
+from deepsets.features.schema import parse_schema
+from deepsets.features.spec import FeatureSpec
 
 BASE = {"dim": 64, "layers": 0, "heads": 4, "fusion": "transformer"}
 VARIANTS = {

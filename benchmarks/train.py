@@ -2,7 +2,7 @@
 
     python -m benchmarks.train --quick
 
-Runs ``deepsets train``'s recipe (pipelines.training.run.run_training) twice on the reference workload
+Runs ``deepsets train``'s recipe (deepsets.pipelines.training.run.run_training) twice on the reference workload
 in one process and one local Ray: D=64, one transformer layer per sequence modality, transformer
 fusion, global batch 512, 2 epochs. Reports
 the training rows/s of the last epoch (as measured inside the workers) and the wall time of each
@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.demo import default_demo_config, make_demo_data
-from pipelines.ray_runtime import start_ray
-from pipelines.training.run import run_training
+from deepsets.pipelines.demo import default_demo_config, make_demo_data
+from deepsets.pipelines.ray_runtime import start_ray
+from deepsets.pipelines.training.run import run_training
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from typing import List, Optional
 import torch
 
 from deepsets.tasks import task_loss
-from features.reader import ParquetBatchReader
+from deepsets.features.reader import ParquetBatchReader
 
 
 def train_in_process(model, spec, files, label: str, task: str, *, epochs: int = 1, batch_size: int = 256,

@@ -1,7 +1,7 @@
 """Every choice list of the model library, in one torch-free module.
 
 The modules that implement a choice check against these lists, and the run config
-(``pipelines.config``) validates against the same lists. This module imports nothing, so
+(``deepsets.pipelines.config``) validates against the same lists. This module imports nothing, so
 whatever reads a list does not load the model library for it.
 """
 
@@ -29,7 +29,7 @@ HEAD_TASKS = TASKS[:-1]
 """Tasks with a linear task head on the fused embedding (two_tower has two towers instead)."""
 
 NEGATIVES = ("in_batch", "mixed", "catalogue")
-"""two_tower: the negatives of each query (``pipelines.training.negatives``)."""
+"""two_tower: the negatives of each query (``deepsets.pipelines.training.negatives``)."""
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from features.errors import DataError
+from deepsets.features.errors import DataError
 
 
 @dataclass

@@ -10,8 +10,8 @@ from typing import Iterable, List, Sequence, Union
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features import storage
-from features.errors import DataError
+from deepsets.features import storage
+from deepsets.features.errors import DataError
 
 Paths = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
@@ -21,7 +21,7 @@ def resolve_inputs(paths: Paths) -> List[str]:
 
     A directory contributes its ``*.parquet`` files (recursively); a file or glob match is
     taken as given, so a non-Parquet file named explicitly is reported, not skipped. URIs
-    (``s3://bucket/prefix``, globs in them too) are listed through :mod:`features.storage`.
+    (``s3://bucket/prefix``, globs in them too) are listed through :mod:`deepsets.features.storage`.
 
     Raises:
         DataError: naming every path that matches nothing (up to five, then a count), or when

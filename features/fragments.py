@@ -27,8 +27,8 @@ from typing import Callable, Iterator, List, Optional, Sequence
 import polars as pl
 import pyarrow as pa
 
-from features.errors import DataError
-from features.files import open_parquet
+from deepsets.features.errors import DataError
+from deepsets.features.files import open_parquet
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.arrow_lists import is_list_type
-from features.errors import DataError
+from deepsets.features.arrow_lists import is_list_type
+from deepsets.features.errors import DataError
 
 OOV_INDEX = 1
 FIRST_VOCAB_INDEX = 2

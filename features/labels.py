@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from features.arrow_lists import is_list_type, split_list, valid_mask
-from features.errors import DataError
+from deepsets.features.arrow_lists import is_list_type, split_list, valid_mask
+from deepsets.features.errors import DataError
 
 
 def label_tensor(arr: pa.Array | pa.ChunkedArray, column: str) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Streaming Parquet files into model-ready :class:`FeatureBatch` es of a fixed size.
 
-The files (or, sharded, one worker's share of their rows: :mod:`features.shards`) are read in
+The files (or, sharded, one worker's share of their rows: :mod:`deepsets.features.shards`) are read in
 record batches of ``read_rows`` rows (large, so per-call overheads are
 paid rarely); each record batch is converted with vectorized Arrow/numpy operations, then cut
 into batches of exactly ``batch_size`` rows (the remainder of one file is joined to the start
@@ -16,12 +16,12 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from deepsets.batch import FeatureBatch
-from features.errors import DataError
-from features.files import Paths, open_parquet, resolve_inputs
-from features.fragments import decode_rows
-from features.kinds.base import ModalityCounts
-from features.prefetch import prefetch
-from features.shards import RowRange, epoch_units, shard
+from deepsets.features.errors import DataError
+from deepsets.features.files import Paths, open_parquet, resolve_inputs
+from deepsets.features.fragments import decode_rows
+from deepsets.features.kinds.base import ModalityCounts
+from deepsets.features.prefetch import prefetch
+from deepsets.features.shards import RowRange, epoch_units, shard
 
 
 class ParquetBatchReader:
@@ -43,7 +43,7 @@ class ParquetBatchReader:
             shuffle the rows inside each decoded chunk of ``read_rows`` (a local shuffle;
             memory stays bounded).
         shard: ``(rank, world)``: read only this worker's contiguous share of the (shuffled)
-            row sequence (:mod:`features.shards`), so N workers decode every row once.
+            row sequence (:mod:`deepsets.features.shards`), so N workers decode every row once.
         equal_shards: with ``shard``, every share has ``rows // world`` rows (the rest is
             dropped and counted by rank 0) so every worker takes the same number of batches;
             False: the shares cover every row (validation).

@@ -32,17 +32,17 @@ from typing import Any, List, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
-from features import storage
-from features.errors import SchemaError, describe_problem, location
-from features.kinds import feature_class, feature_kinds
-from features.kinds.base import BaseFeature
+from deepsets.features import storage
+from deepsets.features.errors import SchemaError, describe_problem, location
+from deepsets.features.kinds import feature_class, feature_kinds
+from deepsets.features.kinds.base import BaseFeature
 
 
 class FeatureSchema(BaseModel):
     """The declared modalities of a dataset and its optional id column.
 
     Build it with :func:`parse_schema` or :func:`load_schema`, which pick each modality's class
-    by its ``kind`` (``features.kinds``) and report every problem at once.
+    by its ``kind`` (``deepsets.features.kinds``) and report every problem at once.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from features.files import open_parquet
+from deepsets.features.files import open_parquet
 
 RowRange = Tuple[str, int, int]
 """``(path, start, stop)``: file-relative rows ``[start, stop)`` of one Parquet file."""

@@ -19,13 +19,13 @@ import pyarrow as pa
 from deepsets.batch import FeatureBatch
 from deepsets.kinds import kind_traits
 from deepsets.modality import ModalityInfo
-from features import storage
-from features.errors import DataError
-from features.files import Paths, check_columns, open_parquet, resolve_inputs
-from features.ids import check_row_id_kind, column_id_type
-from features.kinds.base import Fitted, ModalityCounts
-from features.labels import key_tensor, label_tensor
-from features.schema import FeatureSchema, parse_schema
+from deepsets.features import storage
+from deepsets.features.errors import DataError
+from deepsets.features.files import Paths, check_columns, open_parquet, resolve_inputs
+from deepsets.features.ids import check_row_id_kind, column_id_type
+from deepsets.features.kinds.base import Fitted, ModalityCounts
+from deepsets.features.labels import key_tensor, label_tensor
+from deepsets.features.schema import FeatureSchema, parse_schema
 
 SPEC_FORMAT_VERSION = 1
 
@@ -203,7 +203,7 @@ class FeatureSpec:
         Raises:
             DataError: for the first bad value, naming its file, column and rows.
         """
-        from features.reader import ParquetBatchReader
+        from deepsets.features.reader import ParquetBatchReader
 
         reader = ParquetBatchReader(self, resolve_inputs(paths), batch_size=8192, progress=progress, desc=desc)
         for _ in reader:

@@ -1,6 +1,6 @@
 """Generator of the "recsys-6" reference workload (DESIGN.md): Parquet, schema.toml, truth.json.
 
-    >>> from features import synth
+    >>> from deepsets.features import synth
     >>> summary = synth.generate(1_000, "/tmp/recsys6", seed=0, progress=False)  # doctest: +SKIP
     >>> summary["files"]                                                          # doctest: +SKIP
     ['part-00000.parquet']
@@ -9,7 +9,7 @@ Rows are written in chunks of ``chunk_rows`` (one Parquet row group each), so me
 however many rows are asked for. Chunk ``c`` (counted across files) is drawn from
 ``np.random.default_rng([seed, c])`` and the fixed tables from ``np.random.default_rng(seed)``, so
 the same ``(rows, seed, rows_per_file, chunk_rows)`` always gives the same values. Labels come from
-planted per-modality signals (`features.synth_signals`); truth.json records the planted truth.
+planted per-modality signals (`deepsets.features.synth_signals`); truth.json records the planted truth.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from features import synth_signals as sig
-from features.synth_signals import MODALITIES, PRESENCE, WEIGHTS, SynthTables, make_tables
+from deepsets.features import synth_signals as sig
+from deepsets.features.synth_signals import MODALITIES, PRESENCE, WEIGHTS, SynthTables, make_tables
 
 __all__ = ["SCHEMA", "SCHEMA_TOML", "generate", "make_tables", "presence", "read_parts", "signals",
            "truth"]

@@ -163,7 +163,7 @@ def presence(table: pa.Table) -> dict[str, np.ndarray]:
     """Whether each modality is present in each row (null or empty list means missing).
 
     Args:
-        table: a recsys-6 table (as written by `features.synth.generate`).
+        table: a recsys-6 table (as written by `deepsets.features.synth.generate`).
 
     Returns:
         modality -> (rows,) bool array, in MODALITIES order.
@@ -200,7 +200,7 @@ def signals(table: pa.Table, tables: SynthTables) -> dict[str, np.ndarray]:
     """Standardized per-row signal of each modality, exactly 0 where the modality is missing.
 
     Args:
-        table: a recsys-6 table (as written by `features.synth.generate`), any number of chunks.
+        table: a recsys-6 table (as written by `deepsets.features.synth.generate`), any number of chunks.
         tables: the `make_tables` result of the seed the table was generated with.
 
     Returns:

@@ -17,8 +17,8 @@ import traceback
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from pipelines.errors import USER_ERRORS
-from pipelines.report import describe_batch, format_stats, format_train_summary
+from deepsets.pipelines.errors import USER_ERRORS
+from deepsets.pipelines.report import describe_batch, format_stats, format_train_summary
 
 
 def _add_synth(sub) -> None:
@@ -33,7 +33,7 @@ def _add_synth(sub) -> None:
 
 
 def _run_synth(args) -> dict:
-    from features import synth
+    from deepsets.features import synth
 
     summary = synth.generate(
         args.rows, args.out, seed=args.seed, rows_per_file=args.rows_per_file, overwrite=args.overwrite, progress=True
@@ -56,10 +56,10 @@ def _add_fit(sub) -> None:
 
 
 def _run_fit(args) -> dict:
-    from features import storage
-    from features.schema import load_schema
-    from features.spec import FeatureSpec
-    from pipelines.errors import JobError
+    from deepsets.features import storage
+    from deepsets.features.schema import load_schema
+    from deepsets.features.spec import FeatureSpec
+    from deepsets.pipelines.errors import JobError
 
     if storage.exists(args.out) and not args.overwrite:
         raise JobError(f"--out {args.out} already exists: pass --overwrite to replace it, or choose another --out")
@@ -84,8 +84,8 @@ def _add_read(sub) -> None:
 
 
 def _run_read(args) -> dict:
-    from features.reader import ParquetBatchReader, describe_counts
-    from features.spec import FeatureSpec
+    from deepsets.features.reader import ParquetBatchReader, describe_counts
+    from deepsets.features.spec import FeatureSpec
 
     spec = FeatureSpec.load(args.spec)
     reader = ParquetBatchReader(spec, args.input, batch_size=args.batch_size, label_columns=args.labels, progress=True)
@@ -116,8 +116,8 @@ def _add_train(sub) -> None:
 
 
 def _run_train(args) -> dict:
-    from pipelines.config import load_run_config
-    from pipelines.training.run import run_training
+    from deepsets.pipelines.config import load_run_config
+    from deepsets.pipelines.training.run import run_training
 
     cfg = with_env_tracking_uri(load_run_config(args.config, args.overrides))
     summary = run_training(cfg, resume=args.resume, ray_address=args.ray_address, progress=not args.json)
@@ -150,7 +150,7 @@ def _add_tune(sub) -> None:
 
 
 def _run_tune(args) -> dict:
-    from pipelines.tuning.job import run_tune
+    from deepsets.pipelines.tuning.job import run_tune
 
     if args.trials is not None and args.trials < 1:
         raise ValueError(f"--trials must be >= 1, got {args.trials}")
@@ -183,8 +183,8 @@ def _add_embed(sub) -> None:
 
 
 def _run_embed(args) -> dict:
-    from pipelines.embedding.job import parse_embed_config, run_embed
-    from pipelines.report import format_embed_summary
+    from deepsets.pipelines.embedding.job import parse_embed_config, run_embed
+    from deepsets.pipelines.report import format_embed_summary
 
     cfg = parse_embed_config(
         model=args.model, inputs=args.input, output=args.output, batch_size=args.batch_size, workers=args.workers,
@@ -217,8 +217,8 @@ def _add_retrieve(sub) -> None:
 
 
 def _run_retrieve(args) -> dict:
-    from pipelines.report import format_retrieve_summary
-    from pipelines.retrieval.job import parse_retrieve_config, run_retrieve
+    from deepsets.pipelines.report import format_retrieve_summary
+    from deepsets.pipelines.retrieval.job import parse_retrieve_config, run_retrieve
 
     cfg = parse_retrieve_config(items=args.items, queries=args.queries, k=args.k, out=args.out, exclude=args.exclude,
                                 exclude_columns=args.exclude_columns, index=args.index, nprobe=args.nprobe, target_recall=args.target_recall,
@@ -259,8 +259,8 @@ def _add_ablate(sub) -> None:
 
 
 def _run_ablate(args) -> dict:
-    from pipelines.ablation.job import parse_ablate_config, run_ablate
-    from pipelines.ablation.report import markdown_table
+    from deepsets.pipelines.ablation.job import parse_ablate_config, run_ablate
+    from deepsets.pipelines.ablation.report import markdown_table
 
     cfg = parse_ablate_config(
         model=args.model, inputs=args.input, out=args.out, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
@@ -289,7 +289,7 @@ def _add_demo(sub) -> None:
 
 
 def _run_demo(args) -> dict:
-    from pipelines.demo import run_demo
+    from deepsets.pipelines.demo import run_demo
 
     return run_demo(out_dir=args.out, rows=args.rows, seed=args.seed, workers=args.workers, quiet=args.json)
 

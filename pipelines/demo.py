@@ -17,13 +17,13 @@ import shutil
 import time
 from pathlib import Path
 
-from features import synth
-from features.reader import ParquetBatchReader, describe_counts
-from features.schema import load_schema
-from features.spec import FeatureSpec
-from pipelines.config import RunConfig, parse_run_config
-from pipelines.errors import JobError
-from pipelines.report import describe_batch, format_stats, format_train_summary
+from deepsets.features import synth
+from deepsets.features.reader import ParquetBatchReader, describe_counts
+from deepsets.features.schema import load_schema
+from deepsets.features.spec import FeatureSpec
+from deepsets.pipelines.config import RunConfig, parse_run_config
+from deepsets.pipelines.errors import JobError
+from deepsets.pipelines.report import describe_batch, format_stats, format_train_summary
 
 PARTS = 6  # part files; the last one is the validation split
 
@@ -84,8 +84,8 @@ def embed_demo_data(model_uri: str, data_dir: Path, out: Path, workers: int, qui
     summary, the command to rerun it, and the first rows written."""
     import pyarrow.parquet as pq
 
-    from pipelines.embedding.job import parse_embed_config, run_embed
-    from pipelines.report import format_embed_summary, format_embeddings_head
+    from deepsets.pipelines.embedding.job import parse_embed_config, run_embed
+    from deepsets.pipelines.report import format_embed_summary, format_embeddings_head
 
     cfg = parse_embed_config(model=model_uri, inputs=[str(data_dir / "train"), str(data_dir / "valid")], output=str(out),
                              workers=workers, overwrite=True)
@@ -102,8 +102,8 @@ def embed_demo_data(model_uri: str, data_dir: Path, out: Path, workers: int, qui
 def ablate_demo_model(model_uri: str, data_dir: Path, out: Path, quiet: bool) -> dict:
     """``deepsets ablate --model URI --input data_dir/valid --truth data_dir/truth.json``; prints
     the table and where the chart is."""
-    from pipelines.ablation.job import parse_ablate_config, run_ablate
-    from pipelines.ablation.report import markdown_table
+    from deepsets.pipelines.ablation.job import parse_ablate_config, run_ablate
+    from deepsets.pipelines.ablation.report import markdown_table
 
     cfg = parse_ablate_config(model=model_uri, inputs=[str(data_dir / "valid")], out=str(out), bootstrap=100,
                               truth=str(data_dir / "truth.json"), overwrite=True)  # the demo owns its folder
@@ -151,7 +151,7 @@ def run_demo(out_dir: str = "demo_output", rows: int = 60_000, seed: int = 0, wo
     reusable = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_name": ""})})
     (out / "run.toml").write_text(reusable.to_toml())  # without the demo's run name, so it can be reused
     say(f"      run config written to {out / 'run.toml'} (edit it, or pass --set, for your own runs)")
-    from pipelines.training.run import run_training
+    from deepsets.pipelines.training.run import run_training
 
     trained = run_training(cfg, progress=not quiet)
     say(format_train_summary(trained))

@@ -3,8 +3,8 @@
 
 | error                            | raised when                                                      |
 |----------------------------------|------------------------------------------------------------------|
-| ``features.errors.DataError``    | the data is not what the spec expects (file, column, rows named) |
-| ``features.errors.SchemaError``  | a feature schema has problems (each with its location)           |
+| ``deepsets.features.errors.DataError``    | the data is not what the spec expects (file, column, rows named) |
+| ``deepsets.features.errors.SchemaError``  | a feature schema has problems (each with its location)           |
 | :class:`ConfigError`             | a run config or a command's options have problems (each located) |
 | :class:`JobError`                | a job cannot go on as asked: a run name taken or not resumable,  |
 |                                  | a model or checkpoint that cannot be loaded, an output folder in |
@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from features.errors import DataError, ValidationProblems
+from deepsets.features.errors import DataError, ValidationProblems
 
 
 class ConfigError(ValidationProblems):

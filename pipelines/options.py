@@ -7,8 +7,8 @@ from typing import Any, Mapping, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from features.errors import describe_problem, location
-from pipelines.errors import ConfigError
+from deepsets.features.errors import describe_problem, location
+from deepsets.pipelines.errors import ConfigError
 
 Options = TypeVar("Options", bound=BaseModel)
 

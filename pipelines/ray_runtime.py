@@ -12,7 +12,7 @@ HARMLESS_RAY_LINES = (
     # Ray Train V2's placement-group cleaner polls the State API, which lives in Ray's dashboard
     # process; a private local Ray runs without one, so every poll fails. Its job (removing the
     # placement group of a controller that died, as in a trial Tune stopped) is done for
-    # `deepsets tune` by pipelines.tuning.orphans; a training run's ends with the private Ray.
+    # `deepsets tune` by deepsets.pipelines.tuning.orphans; a training run's ends with the private Ray.
     "Failed to query Ray Train Controller actor state",
     # core_worker.cc about Ray Train's own PreemptionWatcher actor, logged as an error on every run
     "has constructor arguments in the object store and max_restarts > 0",
@@ -34,7 +34,7 @@ RAY_CORE_NOISE = (
     "has constructor arguments in the object store and max_restarts > 0",
 )
 """Lines the driver's C++ core writes straight to fd 2; the embed job drops them there
-(pipelines.stderr_filter), as no Python-side filter sees them."""
+(deepsets.pipelines.stderr_filter), as no Python-side filter sees them."""
 
 PRIVATE_RAY_ENV = "DEEPSETS_PRIVATE_RAY"
 """Set in the workers of a local Ray that a job started for itself (not a cluster it joined)."""
@@ -95,7 +95,7 @@ def require_gpus(needed: float, what: str) -> None:
     """
     import ray
 
-    from pipelines.errors import JobError
+    from deepsets.pipelines.errors import JobError
 
     have = float(ray.cluster_resources().get("GPU", 0.0))
     if needed > have:

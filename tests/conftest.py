@@ -23,7 +23,7 @@ def ray_session():
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory):
     """5 train part files and 1 validation file of the reference workload (3,600 rows)."""
-    from pipelines.demo import make_demo_data
+    from deepsets.pipelines.demo import make_demo_data
 
     data_dir = tmp_path_factory.mktemp("data") / "recsys6"
     make_demo_data(data_dir, rows=3600, seed=0, progress=False)
@@ -33,8 +33,8 @@ def demo_data(tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_spec(demo_data):
     """The feature spec fitted once on ``demo_data/train``."""
-    from features.schema import load_schema
-    from features.spec import FeatureSpec
+    from deepsets.features.schema import load_schema
+    from deepsets.features.spec import FeatureSpec
 
     return FeatureSpec.fit(load_schema(demo_data / "schema.toml"), demo_data / "train", validate=False)
 

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, mod
 from deepsets.batch import ModalityTensors
 from deepsets.kinds import kind_traits
 from deepsets.modality import ModalityInfo
-from features.arrow_lists import is_list_type, split_list
-from features.ids import IdMapper, id_type_of
+from deepsets.features.arrow_lists import is_list_type, split_list
+from deepsets.features.ids import IdMapper, id_type_of
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # an identifier: names key nn.ModuleDicts and columns
 

@@ -11,9 +11,9 @@ import torch
 from pydantic import PositiveInt
 
 from deepsets.batch import ModalityTensors
-from features.arrow_lists import float_values, is_list_type, split_list
-from features.errors import DataError
-from features.kinds.base import BaseFeature, Fitted, ModalityCounts, collect_stats, length_view, presence_stats
+from deepsets.features.arrow_lists import float_values, is_list_type, split_list
+from deepsets.features.errors import DataError
+from deepsets.features.kinds.base import BaseFeature, Fitted, ModalityCounts, collect_stats, length_view, presence_stats
 
 
 def is_float_list(t: pa.DataType) -> bool:

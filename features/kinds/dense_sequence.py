@@ -11,10 +11,10 @@ import torch
 from pydantic import PositiveInt
 
 from deepsets.batch import ModalityTensors
-from features.arrow_lists import ListParts, float_values, is_list_type, split_list, truncate
-from features.errors import DataError
-from features.kinds.base import BaseFeature, Fitted, ModalityCounts, collect_stats, length_view, presence_stats
-from features.kinds.dense import is_float_list
+from deepsets.features.arrow_lists import ListParts, float_values, is_list_type, split_list, truncate
+from deepsets.features.errors import DataError
+from deepsets.features.kinds.base import BaseFeature, Fitted, ModalityCounts, collect_stats, length_view, presence_stats
+from deepsets.features.kinds.dense import is_float_list
 
 
 class DenseSequenceFeature(BaseFeature):

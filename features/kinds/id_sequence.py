@@ -8,8 +8,8 @@ import pyarrow as pa
 import torch
 
 from deepsets.batch import ModalityTensors
-from features.arrow_lists import truncate
-from features.kinds.base import Fitted, IdListFeature, ModalityCounts, mapped_id_list
+from deepsets.features.arrow_lists import truncate
+from deepsets.features.kinds.base import Fitted, IdListFeature, ModalityCounts, mapped_id_list
 
 
 class IdSequenceFeature(IdListFeature):

@@ -16,9 +16,9 @@ import pyarrow as pa
 import torch
 
 from deepsets.batch import ModalityTensors
-from features.arrow_lists import truncate
-from features.ids import OOV_INDEX
-from features.kinds.base import Fitted, IdListFeature, ModalityCounts, mapped_id_list
+from deepsets.features.arrow_lists import truncate
+from deepsets.features.ids import OOV_INDEX
+from deepsets.features.kinds.base import Fitted, IdListFeature, ModalityCounts, mapped_id_list
 
 
 class IdSetFeature(IdListFeature):

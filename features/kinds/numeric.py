@@ -1,5 +1,5 @@
 """``numeric``: a group of scalar numeric columns forming one modality, each column encoded
-(standardized by default; ``features.numeric_encodings`` lists the encodings)."""
+(standardized by default; ``deepsets.features.numeric_encodings`` lists the encodings)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from deepsets.batch import ModalityTensors
 from deepsets.modality import ModalityInfo
-from features import numeric_encodings as enc
-from features.errors import DataError
-from features.kinds.base import BaseFeature, Fitted, ModalityCounts
+from deepsets.features import numeric_encodings as enc
+from deepsets.features.errors import DataError
+from deepsets.features.kinds.base import BaseFeature, Fitted, ModalityCounts
 
 Encoding = Literal["auto", "standard", "log1p", "quantile", "ple", "periodic"]
 

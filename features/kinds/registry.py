@@ -13,13 +13,13 @@ import typing
 from typing import Dict, Tuple, Type
 
 from deepsets.kinds import kind_traits, load_plugin
-from features.kinds.base import BaseFeature
-from features.kinds.categorical import CategoricalFeature
-from features.kinds.dense import DenseFeature
-from features.kinds.dense_sequence import DenseSequenceFeature
-from features.kinds.id_sequence import IdSequenceFeature
-from features.kinds.id_set import IdSetFeature
-from features.kinds.numeric import NumericFeature
+from deepsets.features.kinds.base import BaseFeature
+from deepsets.features.kinds.categorical import CategoricalFeature
+from deepsets.features.kinds.dense import DenseFeature
+from deepsets.features.kinds.dense_sequence import DenseSequenceFeature
+from deepsets.features.kinds.id_sequence import IdSequenceFeature
+from deepsets.features.kinds.id_set import IdSetFeature
+from deepsets.features.kinds.numeric import NumericFeature
 
 
 def kind_of(cls: Type[BaseFeature]) -> str:

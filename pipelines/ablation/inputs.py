@@ -13,9 +13,9 @@ import torch
 
 from deepsets.inference import iter_outputs
 from deepsets.ranking import first_of_each
-from features.errors import DataError
-from features.reader import ParquetBatchReader
-from pipelines.ablation.methods import CachedRows
+from deepsets.features.errors import DataError
+from deepsets.features.reader import ParquetBatchReader
+from deepsets.pipelines.ablation.methods import CachedRows
 
 MIN_ROWS = 2
 

@@ -9,12 +9,12 @@ Recipe (:func:`run_ablate`, one function per step):
     evaluate -- every method reruns only the fusion head with a changed presence mask (or, for
                 permutation, shuffled vectors of one modality): leave-one-out, only-one,
                 permutation, exact Shapley over all 2^M subsets, max-pool winners
-                (:func:`evaluate`, methods in :mod:`pipelines.ablation.methods`); with
+                (:func:`evaluate`, methods in :mod:`deepsets.pipelines.ablation.methods`); with
                 ``--retrain`` also one new training run without each modality;
     metrics  -- pointwise tasks: one task metric (AUC, ...); ranking tasks: NDCG@k, MRR and
                 Recall@k over query groups (listwise, pairwise) or of each query's held-out
                 item among the corpus (two_tower), every method run once per metric
-                (:mod:`pipelines.ablation.ranking`);
+                (:mod:`deepsets.pipelines.ablation.ranking`);
     report   -- bootstrap intervals (rows, or for ranking tasks queries, resampled, the same
                 draws for every method), a table
                 (Parquet, JSON, Markdown), a bar chart PNG, per-row Shapley values; everything
@@ -38,19 +38,19 @@ from tqdm.auto import tqdm
 
 from deepsets import ablation as ab
 from deepsets.choices import GROUPED_TASKS
-from features import storage
-from features.errors import DataError
-from features.files import open_parquet, resolve_inputs
-from features.ids import check_row_id_kind
-from pipelines.ablation.inputs import encode_retrieval, encode_rows
-from pipelines.ablation.methods import METHODS, CachedRows, SubsetScorer
-from pipelines.ablation.ranking import GroupedScorer, RetrievalScorer, exclusion_pairs, tower_rows
-from pipelines.ablation.report import OUTPUT_NAMES, log_to_mlflow, write_outputs
-from pipelines.errors import JobError
-from pipelines.models.source import ModelSource, load_model_source
-from pipelines.options import parse_options
-from pipelines.retrieval.exclusions import exclusion_columns, read_exclusions
-from pipelines.training.inputs import check_label_values
+from deepsets.features import storage
+from deepsets.features.errors import DataError
+from deepsets.features.files import open_parquet, resolve_inputs
+from deepsets.features.ids import check_row_id_kind
+from deepsets.pipelines.ablation.inputs import encode_retrieval, encode_rows
+from deepsets.pipelines.ablation.methods import METHODS, CachedRows, SubsetScorer
+from deepsets.pipelines.ablation.ranking import GroupedScorer, RetrievalScorer, exclusion_pairs, tower_rows
+from deepsets.pipelines.ablation.report import OUTPUT_NAMES, log_to_mlflow, write_outputs
+from deepsets.pipelines.errors import JobError
+from deepsets.pipelines.models.source import ModelSource, load_model_source
+from deepsets.pipelines.options import parse_options
+from deepsets.pipelines.retrieval.exclusions import exclusion_columns, read_exclusions
+from deepsets.pipelines.training.inputs import check_label_values
 
 EXACT_SHAPLEY_UP_TO = 12
 """Above this many modalities Shapley values are sampled unless asked otherwise (2^12 subsets)."""
@@ -353,7 +353,7 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
         summary["excluded_pairs"] = 0 if scorer.exclude is None else int(scorer.exclude[0].numel())
         summary["exclusions"] = scorer.exclusions
     if cfg.retrain:
-        from pipelines.ablation.retrain import retrain_table
+        from deepsets.pipelines.ablation.retrain import retrain_table
 
         retrained, summary["retrain"] = retrain_table(source, cfg.inputs, what.label, rows.target, task, storage.join(storage.absolute(cfg.out), "retrain"),
                                                       scorer.boot, cfg.batch_size, progress)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from deepsets import ablation as ab
-from pipelines.ablation.report import table_row
+from deepsets.pipelines.ablation.report import table_row
 
 MEMO_BYTES = 1 << 30
 """Scores of subsets kept for the other metrics of a ranking model (1 GiB)."""
@@ -53,7 +53,7 @@ class CachedRows:
 class SubsetScorer:
     """Scores (logits) of the rows with only some modalities kept, and their metric values.
 
-    The ranking scorers (:mod:`pipelines.ablation.ranking`) keep this interface: what a
+    The ranking scorers (:mod:`deepsets.pipelines.ablation.ranking`) keep this interface: what a
     "score" is differs (a ranking task's metric is per query), the methods do not.
 
     Args:

@@ -1,4 +1,4 @@
-"""Ablation of ranking models: the methods of :mod:`pipelines.ablation.methods` with ranking
+"""Ablation of ranking models: the methods of :mod:`deepsets.pipelines.ablation.methods` with ranking
 metrics, intervals by bootstrap over queries.
 
 | task               | a "score" of a subset                     | metrics (mean over queries)              |
@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 from deepsets import ablation as ab
 from deepsets.ablation_ranking import GroupLayout, bootstrap_counts, bootstrap_means
 from deepsets.ranking import rank_values, target_ranks
-from pipelines.ablation.methods import CachedRows, SubsetScorer
-from pipelines.ablation.report import table_row
+from deepsets.pipelines.ablation.methods import CachedRows, SubsetScorer
+from deepsets.pipelines.ablation.report import table_row
 
 _QUERY_CHUNK = 1024
 

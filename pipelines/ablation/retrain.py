@@ -7,7 +7,7 @@ it). Recipe:
     plan    -- the model's own run config (from its checkpoint or its MLflow run's config.toml),
                with ``data.spec`` set to the model's spec minus one modality; plus one baseline
                run with every modality, so the drops compare like with like (same epochs, seeds);
-    train   -- every run is a Ray task calling :func:`pipelines.training.run.run_training`, so they run
+    train   -- every run is a Ray task calling :func:`deepsets.pipelines.training.run.run_training`, so they run
                side by side as far as the cluster's CPUs allow; each is its own MLflow run,
                nested under one parent run (tag ``mlflow.parentRunId``);
     compare -- each retrained model scores the ablation rows; the drop is baseline metric minus
@@ -24,12 +24,12 @@ import torch
 
 from deepsets import ablation as ab
 from deepsets.inference import collect_outputs
-from features import storage
-from features.reader import ParquetBatchReader
-from features.spec import FeatureSpec
-from pipelines.ablation.report import table_row
-from pipelines.config import RunConfig, parse_run_config
-from pipelines.models.source import ModelSource, load_model_source
+from deepsets.features import storage
+from deepsets.features.reader import ParquetBatchReader
+from deepsets.features.spec import FeatureSpec
+from deepsets.pipelines.ablation.report import table_row
+from deepsets.pipelines.config import RunConfig, parse_run_config
+from deepsets.pipelines.models.source import ModelSource, load_model_source
 
 BASELINE = "(none)"
 
@@ -57,7 +57,7 @@ def _train_all(configs: Dict[str, RunConfig], progress: bool) -> Dict[str, dict]
     """Run every config as a Ray task; returns removed modality -> training summary."""
     import ray
 
-    from pipelines.training.run import run_training
+    from deepsets.pipelines.training.run import run_training
 
     @ray.remote(num_cpus=0)  # the trainer inside reserves its workers' CPUs itself
     def train(cfg_dict: dict) -> dict:
@@ -92,7 +92,7 @@ def retrain_table(source: ModelSource, inputs: List[str], label: str, target: to
     """
     import mlflow
 
-    from pipelines.ray_runtime import start_ray
+    from deepsets.pipelines.ray_runtime import start_ray
 
     storage.make_dirs(out)
     stamp = time.strftime("ablate-%Y%m%d-%H%M%S")

@@ -67,15 +67,15 @@ Example (every section but ``[data]`` and ``[schema]`` may be left out; defaults
 
 The package, by concern: :mod:`.sections` (one pydantic model per section, and ``RunConfig``),
 :mod:`.checks` (checks across fields), :mod:`.loading` (files, ``--set`` overrides, paths,
-collecting every problem into one :class:`pipelines.errors.ConfigError`), :mod:`.toml_text`
+collecting every problem into one :class:`deepsets.pipelines.errors.ConfigError`), :mod:`.toml_text`
 (writing a config back as TOML).
 
 Relative paths in the file are relative to the file's directory; :mod:`.loading` says how each
 path is resolved.
 """
 
-from pipelines.config.loading import load_run_config, parse_run_config
-from pipelines.config.sections import (
+from deepsets.pipelines.config.loading import load_run_config, parse_run_config
+from deepsets.pipelines.config.sections import (
     SECTIONS,
     DataConfig,
     ModelConfig,

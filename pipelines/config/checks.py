@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 from deepsets.choices import GROUPED_TASKS, TMM_POOLINGS
-from pipelines.training.selection import select_problem
+from deepsets.pipelines.training.selection import select_problem
 
 # (fields that must be valid, fields passed as None when invalid, the check)
 _Check = Tuple[Tuple[str, ...], Tuple[str, ...], Callable[..., Optional[Tuple[str, str]]]]

@@ -1,5 +1,5 @@
 """Reading a run config: the TOML file, ``--set`` overrides, paths made absolute, and every
-problem of every section collected into one :class:`pipelines.errors.ConfigError`.
+problem of every section collected into one :class:`deepsets.pipelines.errors.ConfigError`.
 
 **Paths.** Relative paths in the file (``data.train``, ``data.valid``, ``data.spec``,
 ``schema.path``) are relative to the directory of the config file, so a config travels with its
@@ -20,11 +20,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pydantic import BaseModel, ValidationError
 
-from features.errors import SchemaError, describe_problem, location, unknown_name
-from features.schema import parse_schema
-from pipelines.config.checks import cross_problems, schema_source_problem
-from pipelines.config.sections import REQUIRED_SECTIONS, SECTIONS, RunConfig, SchemaConfig, attr
-from pipelines.errors import ConfigError
+from deepsets.features.errors import SchemaError, describe_problem, location, unknown_name
+from deepsets.features.schema import parse_schema
+from deepsets.pipelines.config.checks import cross_problems, schema_source_problem
+from deepsets.pipelines.config.sections import REQUIRED_SECTIONS, SECTIONS, RunConfig, SchemaConfig, attr
+from deepsets.pipelines.errors import ConfigError
 
 
 def _validate_section(section: str, cls: type[BaseModel], raw: Any) -> Tuple[Optional[BaseModel], List[str], Dict[str, Any]]:

@@ -12,10 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validat
 
 from deepsets.choices import FUSIONS, NEGATIVES, OPTIMIZERS, SCHEDULES, SEQUENCE_POOLINGS, SET_POOLINGS, TASKS
 from deepsets.model_args import ModelArgs
-from features.kinds.base import BaseFeature
-from features.schema import FeatureSchema, features_by_kind, load_schema, parse_schema
-from pipelines.config.checks import cross_problems, schema_source_problem
-from pipelines.config.toml_text import dump_toml
+from deepsets.features.kinds.base import BaseFeature
+from deepsets.features.schema import FeatureSchema, features_by_kind, load_schema, parse_schema
+from deepsets.pipelines.config.checks import cross_problems, schema_source_problem
+from deepsets.pipelines.config.toml_text import dump_toml
 
 Scalar = Union[str, int, float, bool]
 
@@ -67,7 +67,7 @@ class SchemaConfig(BaseModel):
 
     path: Optional[_Text] = None
     id_column: Optional[_Text] = None
-    modality: Optional[Tuple[SerializeAsAny[BaseFeature], ...]] = None  # inline tables, parsed by features.schema
+    modality: Optional[Tuple[SerializeAsAny[BaseFeature], ...]] = None  # inline tables, parsed by deepsets.features.schema
 
     @field_validator("modality", mode="before")
     @classmethod
@@ -177,7 +177,7 @@ class TrackingConfig(BaseModel):
 
     def resolved_mlflow_uri(self, cwd: Optional[str] = None) -> str:
         """``mlflow_uri``, or ``sqlite:///<cwd>/mlflow.db`` when it is empty (the command line
-        fills an empty one from ``MLFLOW_TRACKING_URI`` first: :func:`pipelines.cli.with_env_tracking_uri`)."""
+        fills an empty one from ``MLFLOW_TRACKING_URI`` first: :func:`deepsets.pipelines.cli.with_env_tracking_uri`)."""
         if self.mlflow_uri:
             return self.mlflow_uri
         return "sqlite:///" + os.path.join(os.path.abspath(cwd or os.getcwd()), "mlflow.db")

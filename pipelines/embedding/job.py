@@ -2,18 +2,18 @@
 
 Recipe:
     plan     -- load the model (its spec travels with it), check every input file's columns
-                and types, cut the inputs into fragments (``features.fragments``) and write
+                and types, cut the inputs into fragments (``deepsets.features.fragments``) and write
                 ``_manifest.json``;
     run      -- Ray Data: the fragments that have no output yet, in runs (one fragment, or
                 a few consecutive pieces of a split row group read in one pass) ->
-                ``map_batches`` with :class:`pipelines.embedding.worker.FragmentEmbedder` on an
+                ``map_batches`` with :class:`deepsets.pipelines.embedding.worker.FragmentEmbedder` on an
                 actor pool (model loaded once per actor); each actor reads its run, embeds it
                 and commits each fragment's finished file into ``embeddings/`` (bad rows into
                 ``rejects/``);
     account  -- count every output from the files themselves: ``rows_in == rows_out +
                 rows_rejected`` or the job fails; report duplicate ids; write ``_SUCCESS.json``.
 
-The output folder and its accounting: :mod:`pipelines.embedding.output`.
+The output folder and its accounting: :mod:`deepsets.pipelines.embedding.output`.
 """
 
 from __future__ import annotations
@@ -30,16 +30,16 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
-from features import storage
-from features.errors import DataError
-from features.files import resolve_inputs
-from features.fragments import Fragment, plan_fragments, plan_runs
-from features.ids import row_id_type
-from pipelines.embedding.output import MANIFEST_FORMAT, SUCCESS, OutputLock, account, parts_to_do, prepare_output, write_json
-from pipelines.embedding.worker import EMBEDDINGS, REJECTS, RESERVED
-from pipelines.errors import ConfigError, JobError
-from pipelines.models.source import ModelSource, load_model_source
-from pipelines.options import parse_options
+from deepsets.features import storage
+from deepsets.features.errors import DataError
+from deepsets.features.files import resolve_inputs
+from deepsets.features.fragments import Fragment, plan_fragments, plan_runs
+from deepsets.features.ids import row_id_type
+from deepsets.pipelines.embedding.output import MANIFEST_FORMAT, SUCCESS, OutputLock, account, parts_to_do, prepare_output, write_json
+from deepsets.pipelines.embedding.worker import EMBEDDINGS, REJECTS, RESERVED
+from deepsets.pipelines.errors import ConfigError, JobError
+from deepsets.pipelines.models.source import ModelSource, load_model_source
+from deepsets.pipelines.options import parse_options
 
 
 class EmbedConfig(BaseModel):
@@ -143,15 +143,15 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
     import ray
     import ray.data
 
-    from pipelines.embedding.worker import FragmentEmbedder
-    from pipelines.ray_runtime import RAY_CORE_NOISE, quiet_ray_data, require_gpus, start_ray
-    from pipelines.stderr_filter import dropping_stderr_lines
+    from deepsets.pipelines.embedding.worker import FragmentEmbedder
+    from deepsets.pipelines.ray_runtime import RAY_CORE_NOISE, quiet_ray_data, require_gpus, start_ray
+    from deepsets.pipelines.stderr_filter import dropping_stderr_lines
 
     start_ray(cfg.ray_address, int(cfg.workers * cfg.cpus_per_worker) + 1)
     if cfg.gpus_per_worker:
         require_gpus(cfg.gpus_per_worker * workers_started(cfg.workers, len(todo)), f"--gpus-per-worker {cfg.gpus_per_worker:g} with --workers {cfg.workers}")
     quiet_ray_data()
-    # the pieces of a split row group go in a few one-pass runs, not one decode each (features.fragments)
+    # the pieces of a split row group go in a few one-pass runs, not one decode each (deepsets.features.fragments)
     items = [{"run": json.dumps([f.to_dict() for f in run])} for run in plan_runs(todo, cfg.workers)]
     dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         FragmentEmbedder,

@@ -36,10 +36,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features import storage
-from features.fragments import Fragment
-from pipelines.embedding.worker import EMBEDDINGS, FINGERPRINT_KEY, REJECT_COLUMN, REJECT_REASON, REJECTS
-from pipelines.errors import JobError
+from deepsets.features import storage
+from deepsets.features.fragments import Fragment
+from deepsets.pipelines.embedding.worker import EMBEDDINGS, FINGERPRINT_KEY, REJECT_COLUMN, REJECT_REASON, REJECTS
+from deepsets.pipelines.errors import JobError
 
 MANIFEST, SUCCESS, LOCK = "_manifest.json", "_SUCCESS.json", "_job.lock"
 MANIFEST_FORMAT = 2

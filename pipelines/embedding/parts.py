@@ -19,7 +19,7 @@ from typing import Dict, Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features import storage
+from deepsets.features import storage
 
 
 class PartFile:

@@ -1,10 +1,10 @@
 """One fragment of an embedding job: read its rows, embed them, write them (or reject them).
 
-A fragment's output appears all at once (:mod:`pipelines.embedding.parts`: locally a hidden
+A fragment's output appears all at once (:mod:`deepsets.pipelines.embedding.parts`: locally a hidden
 temp file synced and renamed into place, on object storage one PUT), ``rejects/<name>`` before
 ``embeddings/<name>``. An existing ``embeddings/<name>`` therefore means "this fragment is
 done", which is what makes ``--resume`` exactly once after any crash (and
-``pipelines.embedding.output`` checks each kept part's footer, rows and model fingerprint).
+``deepsets.pipelines.embedding.output`` checks each kept part's footer, rows and model fingerprint).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import torch
 from torch import nn
 
 from deepsets.inference import outputs_of
-from features import storage
-from features.errors import DataError
-from features.files import open_parquet
-from features.fragments import Fragment, read_run
-from features.spec import FeatureSpec
-from pipelines.embedding.parts import PartFile
+from deepsets.features import storage
+from deepsets.features.errors import DataError
+from deepsets.features.files import open_parquet
+from deepsets.features.fragments import Fragment, read_run
+from deepsets.features.spec import FeatureSpec
+from deepsets.pipelines.embedding.parts import PartFile
 
 try:
     _LIBC = ctypes.CDLL("libc.so.6")  # glibc, for malloc_trim
@@ -202,7 +202,7 @@ class FragmentEmbedder:
                  device: str = "cpu", threads: int = 1) -> None:
         import ray
 
-        from pipelines.models.source import ModelSource
+        from deepsets.pipelines.models.source import ModelSource
 
         prepare_process(threads)  # before the first tensor (the model's weights come next)
         source = ModelSource.from_payload(ray.get(payload[0]))
@@ -222,7 +222,7 @@ class FragmentEmbedder:
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Ray Data entry point: a batch of runs in (``run``: a JSON list of fragment dicts, see
-        :func:`features.fragments.plan_runs`), one summary row per fragment out.
+        :func:`deepsets.features.fragments.plan_runs`), one summary row per fragment out.
 
         A bad-data error is returned in the ``error`` field of the fragment it stopped (not
         raised), so the driver can stop the job with the message instead of a remote traceback;

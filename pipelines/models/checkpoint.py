@@ -23,8 +23,8 @@ from typing import Any, Dict
 import torch
 
 from deepsets.model_args import ModelArgs
-from features.spec import FeatureSpec
-from pipelines.errors import JobError
+from deepsets.features.spec import FeatureSpec
+from deepsets.pipelines.errors import JobError
 
 FILES = ("state.pt", "spec.json", "config.json", "model_config.json")
 EPOCH_FILE = "epoch.json"
@@ -41,7 +41,7 @@ class TrainState:
     step: int
     progress: Dict[str, Any] = field(default_factory=dict)
     """Epoch selection so far: ``best_epoch``, ``best_score`` and ``stale_epochs`` (see
-    :mod:`pipelines.training.selection`); empty in checkpoints written before it existed."""
+    :mod:`deepsets.pipelines.training.selection`); empty in checkpoints written before it existed."""
 
 
 def save_checkpoint(directory: str | Path, state: TrainState, spec: FeatureSpec, config: dict, model_args: ModelArgs) -> None:

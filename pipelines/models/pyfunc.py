@@ -11,7 +11,7 @@ The logged model is three plain artifacts plus a tiny pyfunc wrapper:
 
 - ``weights``: ``weights.pt``, the ``state_dict`` written by ``torch.save`` and read back with
   ``torch.load(weights_only=True)`` (tensors only, no arbitrary pickle);
-- ``spec``: ``spec.json``, the fitted :class:`features.spec.FeatureSpec` (``FeatureSpec.save``);
+- ``spec``: ``spec.json``, the fitted :class:`deepsets.features.spec.FeatureSpec` (``FeatureSpec.save``);
 - ``model_config``: ``model_config.json``, the model's settings
   (:class:`deepsets.model_args.ModelArgs` as plain JSON values).
 
@@ -61,7 +61,7 @@ from deepsets.builders import build_model
 from deepsets.inference import collect_outputs
 from deepsets.kinds import kind_traits
 from deepsets.model_args import ModelArgs
-from features.spec import FeatureSpec
+from deepsets.features.spec import FeatureSpec
 
 WEIGHTS, SPEC, MODEL_CONFIG = "weights", "spec", "model_config"
 FILES = {WEIGHTS: "weights.pt", SPEC: "spec.json", MODEL_CONFIG: "model_config.json"}
@@ -85,7 +85,7 @@ MODEL_CODE = '''"""Entry point of a deepsets pyfunc model (MLflow models-from-co
 deepsets package, the weights are this model's artifacts."""
 import mlflow
 
-from pipelines.models.pyfunc import DeepsetsPyfunc
+from deepsets.pipelines.models.pyfunc import DeepsetsPyfunc
 
 mlflow.models.set_model(DeepsetsPyfunc())
 '''

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from deepsets.model_args import ModelArgs
-from features.spec import FeatureSpec
-from pipelines.errors import JobError
+from deepsets.features.spec import FeatureSpec
+from deepsets.pipelines.errors import JobError
 
 
 @dataclass
@@ -66,7 +66,7 @@ class ModelSource:
             ValueError: a two-tower model without a tower, a tower for a one-tower model, or
                 settings that do not rebuild the weights.
         """
-        from pipelines.models.pyfunc import rebuild_model, tower_view
+        from deepsets.pipelines.models.pyfunc import rebuild_model, tower_view
 
         state = torch.load(io.BytesIO(self.weights), map_location="cpu", weights_only=True)
         model = rebuild_model(self.spec, self.model_args, state)
@@ -158,7 +158,7 @@ def load_model_source(uri: str) -> ModelSource:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a few small files: no bars
     local = Path(uri)
     if local.is_dir() and (local / "state.pt").exists():
-        from pipelines.models.checkpoint import load_checkpoint
+        from deepsets.pipelines.models.checkpoint import load_checkpoint
 
         state, spec, config, args = load_checkpoint(local)
         labels = list((config.get("data") or {}).get("label_columns") or [])
@@ -171,7 +171,7 @@ def load_model_source(uri: str) -> ModelSource:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from pipelines.models.pyfunc import load_deepsets_model
+    from deepsets.pipelines.models.pyfunc import load_deepsets_model
 
     try:
         model, spec, args = load_deepsets_model(uri)

@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from features.errors import DataError
-from features.files import resolve_inputs
+from deepsets.features.errors import DataError
+from deepsets.features.files import resolve_inputs
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from pipelines.errors import JobError
+from deepsets.pipelines.errors import JobError
 
 INDEXES = ("flat", "ivf", "hnsw")
 

@@ -26,12 +26,12 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
-from pipelines.embedding.output import SUCCESS, write_json
-from pipelines.errors import JobError
-from pipelines.options import parse_options
-from pipelines.retrieval.exclusions import Exclusions, exclusion_columns, read_exclusions
-from pipelines.retrieval.index import build_index, recall_against_exact, search, tune_to_recall
-from pipelines.retrieval.vectors import EmbeddingFolder, VectorBatch
+from deepsets.pipelines.embedding.output import SUCCESS, write_json
+from deepsets.pipelines.errors import JobError
+from deepsets.pipelines.options import parse_options
+from deepsets.pipelines.retrieval.exclusions import Exclusions, exclusion_columns, read_exclusions
+from deepsets.pipelines.retrieval.index import build_index, recall_against_exact, search, tune_to_recall
+from deepsets.pipelines.retrieval.vectors import EmbeddingFolder, VectorBatch
 
 REJECTS = "rejects.parquet"  # beside part-*.parquet and _SUCCESS.json (named as the embed job names its own)
 

@@ -17,10 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.errors import DataError
-from pipelines.embedding.output import MANIFEST, SUCCESS
-from pipelines.embedding.worker import EMBEDDINGS, SOURCE_FILE, SOURCE_ROW
-from pipelines.errors import JobError
+from deepsets.features.errors import DataError
+from deepsets.pipelines.embedding.output import MANIFEST, SUCCESS
+from deepsets.pipelines.embedding.worker import EMBEDDINGS, SOURCE_FILE, SOURCE_ROW
+from deepsets.pipelines.errors import JobError
 
 NOT_ID = (SOURCE_FILE, SOURCE_ROW, "embedding")
 NOT_ID_PREFIXES = ("vector_", "present_")

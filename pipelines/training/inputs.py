@@ -7,13 +7,13 @@ from typing import Optional, Sequence
 import numpy as np
 
 from deepsets.builders import check_table_sizes
-from features import storage
-from features.errors import DataError
-from features.files import check_columns, open_parquet, resolve_inputs
-from features.labels import key_tensor, label_tensor
-from features.spec import FeatureSpec
-from pipelines.config import RunConfig
-from pipelines.errors import ConfigError
+from deepsets.features import storage
+from deepsets.features.errors import DataError
+from deepsets.features.files import check_columns, open_parquet, resolve_inputs
+from deepsets.features.labels import key_tensor, label_tensor
+from deepsets.features.spec import FeatureSpec
+from deepsets.pipelines.config import RunConfig
+from deepsets.pipelines.errors import ConfigError
 
 
 def check_data_paths(cfg: RunConfig) -> None:

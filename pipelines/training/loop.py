@@ -3,15 +3,15 @@ train, validate its share (rank 0 computes the metrics), checkpoint every epoch,
 the last checkpoint.
 
 Data sharding: every epoch the row groups of the training files are put in a seeded random
-order, the sequence is cut into one contiguous share per worker (:mod:`features.shards`), and
+order, the sequence is cut into one contiguous share per worker (:mod:`deepsets.features.shards`), and
 each worker decodes only its share, in local batches of ``training.batch_size / workers`` rows
 (the rows inside each decoded chunk shuffled too). So every row is read once per epoch across
 the workers; the few rows that would make the shares or the last batch uneven are dropped and
 counted, so every rank takes the same steps. A global step (the gradient averaged over ranks)
 sees the same rows as one worker would only when an epoch is one step. Validation is sharded
-the same way, and rank 0 computes its metrics over the union (:mod:`pipelines.training.validation`).
+the same way, and rank 0 computes its metrics over the union (:mod:`deepsets.pipelines.training.validation`).
 
-Task kinds (:mod:`pipelines.training.objectives`): listwise / pairwise shuffle whole query groups, so a
+Task kinds (:mod:`deepsets.pipelines.training.objectives`): listwise / pairwise shuffle whole query groups, so a
 group stays together unless a batch edge (or the split across workers) cuts it into two shorter
 lists; two_tower takes its in-batch negatives from each worker's share of the global batch.
 """
@@ -29,16 +29,16 @@ from torch import nn
 from deepsets.batch import FeatureBatch
 from deepsets.builders import build_model
 from deepsets.optim import make_optimizer, make_scheduler
-from features.prefetch import prefetch
-from features.reader import ParquetBatchReader
-from features.spec import FeatureSpec
-from pipelines.models.checkpoint import TrainState, load_checkpoint, save_checkpoint
-from pipelines.training.negatives import Negatives, item_catalogue_or_none
-from pipelines.training.objectives import ItemLogQ, Objective, unwrap
-from pipelines.training.progress import EpochProgress
-from pipelines.training.selection import SCORE_KEY, Selection
-from pipelines.training.tracking import EpochTracker
-from pipelines.training.validation import autocast, evaluate_sharded
+from deepsets.features.prefetch import prefetch
+from deepsets.features.reader import ParquetBatchReader
+from deepsets.features.spec import FeatureSpec
+from deepsets.pipelines.models.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from deepsets.pipelines.training.negatives import Negatives, item_catalogue_or_none
+from deepsets.pipelines.training.objectives import ItemLogQ, Objective, unwrap
+from deepsets.pipelines.training.progress import EpochProgress
+from deepsets.pipelines.training.selection import SCORE_KEY, Selection
+from deepsets.pipelines.training.tracking import EpochTracker
+from deepsets.pipelines.training.validation import autocast, evaluate_sharded
 
 
 class TrainingDiverged(RuntimeError):
@@ -134,7 +134,7 @@ def train_worker(loop_config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    from pipelines.config import parse_run_config
+    from deepsets.pipelines.config import parse_run_config
 
     cfg = parse_run_config(loop_config["config"], "<run config>")
     spec = FeatureSpec.from_dict(loop_config["spec"])

@@ -15,7 +15,7 @@
 
 AUC and average precision rank the *whole* set, so they are exact only when every validation
 row goes through one ``TaskMetrics``: the training recipe validates a share on every rank and
-replays every rank's updates into one accumulator on rank 0 (:mod:`pipelines.training.validation`).
+replays every rank's updates into one accumulator on rank 0 (:mod:`deepsets.pipelines.training.validation`).
 Nothing here synchronizes across processes.
 
 torchmetrics has no log loss metric, so ``log_loss`` and ``loss`` are running float64 sums of

@@ -27,8 +27,8 @@ from torch import Tensor, nn
 
 from deepsets.batch import FeatureBatch
 from deepsets.choices import NEGATIVES
-from features.errors import DataError
-from features.reader import ParquetBatchReader
+from deepsets.features.errors import DataError
+from deepsets.features.reader import ParquetBatchReader
 
 
 class ItemCatalogue:

@@ -25,9 +25,9 @@ from torch import Tensor, nn
 
 from deepsets.batch import FeatureBatch
 from deepsets.tasks import GROUPED_TASKS, task_loss
-from pipelines.training.metrics import TaskMetrics
-from pipelines.training.negatives import Negatives
-from pipelines.training.ranking_metrics import GroupRankingMetrics, RetrievalMetrics
+from deepsets.pipelines.training.metrics import TaskMetrics
+from deepsets.pipelines.training.negatives import Negatives
+from deepsets.pipelines.training.ranking_metrics import GroupRankingMetrics, RetrievalMetrics
 
 
 def labels_of(batch: FeatureBatch, columns: Sequence[str]) -> Tensor:
@@ -80,7 +80,7 @@ class Objective:
         k: the cutoff of ranking metrics.
         item_log_q: two_tower: popularity of each item (None: no logQ correction).
         negatives: two_tower: extra negatives besides the batch's items (None: in-batch only;
-            :mod:`pipelines.training.negatives`).
+            :mod:`deepsets.pipelines.training.negatives`).
     """
 
     kind: str
@@ -94,7 +94,7 @@ class Objective:
 
     @classmethod
     def from_config(cls, cfg, item_log_q: Optional[ItemLogQ] = None, negatives: Optional[Negatives] = None) -> "Objective":
-        """From a :class:`pipelines.config.RunConfig`."""
+        """From a :class:`deepsets.pipelines.config.RunConfig`."""
         return cls(cfg.task.kind, tuple(cfg.data.label_columns), cfg.task.num_outputs, cfg.data.group_column,
                    cfg.data.item_column, cfg.task.k, item_log_q if cfg.task.logq else None, negatives)
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 from typing import Dict, List, Optional
 
-from features import storage
-from features.files import open_parquet, resolve_inputs
-from pipelines.config import RunConfig
-from pipelines.errors import JobError
-from pipelines.models.checkpoint import EPOCH_FILE, FILES
+from deepsets.features import storage
+from deepsets.features.files import open_parquet, resolve_inputs
+from deepsets.pipelines.config import RunConfig
+from deepsets.pipelines.errors import JobError
+from deepsets.pipelines.models.checkpoint import EPOCH_FILE, FILES
 
 RECORD = "run.json"
 SETTINGS_ALLOWED_TO_CHANGE = ("epochs",)

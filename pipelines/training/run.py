@@ -3,9 +3,9 @@
 Recipe:
     setup    -- validate the config, fit/load the FeatureSpec, open (or find, on --resume) the
                 MLflow run, start or join Ray;
-    train    -- ray.train.torch.TorchTrainer runs pipelines.training.loop.train_worker on every
+    train    -- ray.train.torch.TorchTrainer runs deepsets.pipelines.training.loop.train_worker on every
                 worker, checkpointing every epoch under storage_path/run_name;
-    cleanup  -- log the final model (pyfunc, see pipelines.models.pyfunc) and close the run.
+    cleanup  -- log the final model (pyfunc, see deepsets.pipelines.models.pyfunc) and close the run.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import os
 import time
 from typing import Optional, Sequence
 
-from features import storage
-from features.spec import FeatureSpec
-from pipelines.config import RunConfig
-from pipelines.errors import JobError
-from pipelines.ray_runtime import require_gpus, start_ray, use_ray_train_v2
-from pipelines.training.inputs import check_data_paths, check_training_data, item_counts
-from pipelines.training.progress import progress_mode
-from pipelines.training.resume import check_resumable, checkpoint_dirs, epochs_done, run_directory, save_run_record
-from pipelines.training.selection import SCORE_KEY, Selection
-from pipelines.training.tracking import open_mlflow_run, run_status
+from deepsets.features import storage
+from deepsets.features.spec import FeatureSpec
+from deepsets.pipelines.config import RunConfig
+from deepsets.pipelines.errors import JobError
+from deepsets.pipelines.ray_runtime import require_gpus, start_ray, use_ray_train_v2
+from deepsets.pipelines.training.inputs import check_data_paths, check_training_data, item_counts
+from deepsets.pipelines.training.progress import progress_mode
+from deepsets.pipelines.training.resume import check_resumable, checkpoint_dirs, epochs_done, run_directory, save_run_record
+from deepsets.pipelines.training.selection import SCORE_KEY, Selection
+from deepsets.pipelines.training.tracking import open_mlflow_run, run_status
 
 MODEL_CHECKPOINT_TAG = "deepsets.model_checkpoint"  # the checkpoint whose weights the run's logged model holds
 MODEL_URI_TAG = "deepsets.model_uri"
@@ -117,9 +117,9 @@ def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: st
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from pipelines.models.checkpoint import load_checkpoint
-    from pipelines.models.pyfunc import log_deepsets_model
-    from pipelines.training.loop import FAIL_AT_EPOCH_ENV, train_worker
+    from deepsets.pipelines.models.checkpoint import load_checkpoint
+    from deepsets.pipelines.models.pyfunc import log_deepsets_model
+    from deepsets.pipelines.training.loop import FAIL_AT_EPOCH_ENV, train_worker
 
     trainer = TorchTrainer(
         train_worker,

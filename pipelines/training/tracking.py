@@ -86,7 +86,7 @@ def experiment_for(client, name: str, artifact_location: str = ""):
     Raises:
         JobError: when it exists with its artifacts somewhere else than ``artifact_location``.
     """
-    from pipelines.errors import JobError
+    from deepsets.pipelines.errors import JobError
 
     found = client.get_experiment_by_name(name)
     if found is None:

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
-from pipelines.training.objectives import Objective
+from deepsets.pipelines.training.objectives import Objective
 
 
 def autocast(device: torch.device, dtype: Optional[torch.dtype]):

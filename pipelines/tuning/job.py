@@ -28,14 +28,14 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from features.spec import FeatureSpec
-from pipelines.config import RunConfig, load_run_config, parse_run_config
-from pipelines.errors import ConfigError
-from pipelines.ray_runtime import start_ray
-from pipelines.training.selection import SCORE_KEY, Selection
-from pipelines.training.tracking import quiet_mlflow_logs
-from pipelines.tuning.orphans import orphan_sweeper, remove_orphaned_placement_groups
-from pipelines.tuning.space import SearchSpace, load_space
+from deepsets.features.spec import FeatureSpec
+from deepsets.pipelines.config import RunConfig, load_run_config, parse_run_config
+from deepsets.pipelines.errors import ConfigError
+from deepsets.pipelines.ray_runtime import start_ray
+from deepsets.pipelines.training.selection import SCORE_KEY, Selection
+from deepsets.pipelines.training.tracking import quiet_mlflow_logs
+from deepsets.pipelines.tuning.orphans import orphan_sweeper, remove_orphaned_placement_groups
+from deepsets.pipelines.tuning.space import SearchSpace, load_space
 
 TRIALS = "trials"
 TRIAL_CPU = 0.01
@@ -56,7 +56,7 @@ def _trial(params: Dict[str, Any], base: Dict[str, Any], out: str, stamp: str) -
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from pipelines.training.run import run_training
+    from deepsets.pipelines.training.run import run_training
 
     trial_id = ray.tune.get_context().get_trial_id()
     raw = with_params(base, params)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from pipelines.config.sections import SECTIONS
-from pipelines.errors import ConfigError
+from deepsets.pipelines.config.sections import SECTIONS
+from deepsets.pipelines.errors import ConfigError
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform")
 

@@ -79,9 +79,9 @@ def test_item_columns_copied_from_items(built):
 
 def test_schema_fits_and_every_file_reads(built):
     from benchmarks.movielens_data import ITEM_MODALITIES, QUERY_MODALITIES
-    from features.reader import ParquetBatchReader
-    from features.schema import load_schema
-    from features.spec import FeatureSpec
+    from deepsets.features.reader import ParquetBatchReader
+    from deepsets.features.schema import load_schema
+    from deepsets.features.spec import FeatureSpec
 
     work, info = built
     schema = load_schema(work / "schema.toml")

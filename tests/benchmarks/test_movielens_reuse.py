@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
-import pipelines.training.run as training_run
+import deepsets.pipelines.training.run as training_run
 from benchmarks import movielens
-from pipelines.models.checkpoint import FILES
+from deepsets.pipelines.models.checkpoint import FILES
 
 FINISHED = {"run_name": "r", "model_uri": "models:/m-1", "selected": {"epoch": 2}, "seconds": 1.0}
 

@@ -161,7 +161,7 @@ def test_sampled_shapley_falls_within_its_standard_error_of_the_exact_values():
 class PlantedModel:
     """The reference workload's own label model as a set-fusion model: each modality's vector
     is its standardized planted signal (D = 1), and the fused score is the weighted sum of the
-    present ones, exactly how ``features.synth`` draws ``clicked``."""
+    present ones, exactly how ``deepsets.features.synth`` draws ``clicked``."""
 
     def __init__(self, names, weights):
         self.names = tuple(names)
@@ -179,7 +179,7 @@ def test_shapley_and_leave_one_out_rank_the_planted_contributions_of_the_workloa
     what is left between a trained model's ranking and the truth is the model's, not the method's."""
     import pyarrow.parquet as pq
 
-    from features import synth, synth_signals
+    from deepsets.features import synth, synth_signals
 
     summary = synth.generate(20_000, tmp_path, seed=3, progress=False)
     table = pq.read_table([str(tmp_path / f) for f in summary["files"]])

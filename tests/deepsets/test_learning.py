@@ -9,10 +9,10 @@ from deepsets.batch import FeatureBatch
 from deepsets.builders import build_model
 from deepsets.choices import FUSIONS
 from deepsets.tasks import task_loss
-from features import synth
-from features.reader import ParquetBatchReader
-from features.schema import load_schema
-from features.spec import FeatureSpec
+from deepsets.features import synth
+from deepsets.features.reader import ParquetBatchReader
+from deepsets.features.schema import load_schema
+from deepsets.features.spec import FeatureSpec
 
 
 def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:

@@ -23,9 +23,9 @@ from benchmarks.faults import (
     start,
     truncate_random_part,
 )
-from pipelines.cli import main
-from pipelines.embedding.job import parse_embed_config, run_embed
-from pipelines.errors import JobError
+from deepsets.pipelines.cli import main
+from deepsets.pipelines.embedding.job import parse_embed_config, run_embed
+from deepsets.pipelines.errors import JobError
 
 
 def embed(model, inputs, out, **options):
@@ -84,8 +84,8 @@ def _ray_train_workers() -> list:
 
 
 def test_a_training_worker_killed_mid_run_is_replaced_and_the_run_finishes_from_its_checkpoint(ray_session, demo_data, tmp_path):
-    from pipelines.demo import default_demo_config
-    from pipelines.training.run import run_training
+    from deepsets.pipelines.demo import default_demo_config
+    from deepsets.pipelines.training.run import run_training
 
     cfg = default_demo_config(demo_data, workers=2)
     cfg = cfg.model_copy(update={
@@ -127,7 +127,7 @@ def test_a_training_worker_killed_mid_run_is_replaced_and_the_run_finishes_from_
 
 
 def test_a_diverging_run_stops_naming_epoch_and_step_exits_2_is_failed_in_mlflow_and_logs_no_model(ray_session, demo_data, tmp_path, capsys):
-    from pipelines.demo import default_demo_config
+    from deepsets.pipelines.demo import default_demo_config
 
     overflowing_copy(demo_data, tmp_path / "huge")  # a regression label of 1e30: the squared error overflows at once
     (tmp_path / "run.toml").write_text(default_demo_config(tmp_path / "huge", workers=1).to_toml())

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.arrow_lists import float_values, split_list, truncate, valid_mask
-from features.errors import DataError
+from deepsets.features.arrow_lists import float_values, split_list, truncate, valid_mask
+from deepsets.features.errors import DataError
 
 ROWS = [[1, 2], None, [], [3], None, [4, 5, 6]]
 

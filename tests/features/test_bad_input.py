@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features.errors import DataError
-from features.reader import ParquetBatchReader
-from features.schema import load_schema
-from features.spec import FeatureSpec
-from pipelines.cli import main
+from deepsets.features.errors import DataError
+from deepsets.features.reader import ParquetBatchReader
+from deepsets.features.schema import load_schema
+from deepsets.features.spec import FeatureSpec
+from deepsets.pipelines.cli import main
 
 NAN, INF = math.nan, math.inf
 F32 = pa.list_(pa.float32())
@@ -430,9 +430,9 @@ def test_an_id_column_with_no_value_at_all_cannot_be_fitted(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from features.errors import DataError
-    from features.schema import parse_schema
-    from features.spec import FeatureSpec
+    from deepsets.features.errors import DataError
+    from deepsets.features.schema import parse_schema
+    from deepsets.features.spec import FeatureSpec
 
     pq.write_table(pa.table({"brand": pa.nulls(5), "price": [1.0, 2.0, 3.0, 4.0, 5.0]}), tmp_path / "a.parquet")
     schema = parse_schema({"modality": [{"name": "brand", "kind": "categorical"}, {"name": "num", "kind": "numeric", "columns": ["price"]}]})

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deepsets.batch import FeatureBatch
-from features.reader import ParquetBatchReader
-from features.schema import parse_schema
-from features.spec import FeatureSpec
+from deepsets.features.reader import ParquetBatchReader
+from deepsets.features.schema import parse_schema
+from deepsets.features.spec import FeatureSpec
 
 SCHEMA = {
     "id_column": "rid",

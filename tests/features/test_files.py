@@ -6,9 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features.errors import DataError
-from features.files import check_columns, open_parquet, resolve_inputs
-from features.schema import parse_schema
+from deepsets.features.errors import DataError
+from deepsets.features.files import check_columns, open_parquet, resolve_inputs
+from deepsets.features.schema import parse_schema
 
 
 def touch_parquet(path, **columns):

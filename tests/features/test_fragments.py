@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.errors import DataError
-from features.files import open_parquet
-from features.fragments import Fragment, decode_rows, plan_fragments, plan_runs, read_fragment, read_run
+from deepsets.features.errors import DataError
+from deepsets.features.files import open_parquet
+from deepsets.features.fragments import Fragment, decode_rows, plan_fragments, plan_runs, read_fragment, read_run
 
 
 def write(path, row_groups):
@@ -127,7 +127,7 @@ def test_a_split_row_group_is_shared_by_at_most_one_run_per_worker(tmp_path):
 
 
 def test_a_run_decodes_its_row_group_once(tmp_path, monkeypatch):
-    import features.fragments as fragments_module
+    import deepsets.features.fragments as fragments_module
 
     path = write(tmp_path / "one.parquet", [200])
     fragments = plan_fragments([path], 20)

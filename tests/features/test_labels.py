@@ -6,8 +6,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from features.errors import DataError
-from features.labels import key_tensor, label_tensor
+from deepsets.features.errors import DataError
+from deepsets.features.labels import key_tensor, label_tensor
 
 
 def test_scalar_and_list_labels():

@@ -13,10 +13,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features import numeric_encodings as enc
-from features.errors import SchemaError
-from features.schema import parse_schema
-from features.spec import FeatureSpec
+from deepsets.features import numeric_encodings as enc
+from deepsets.features.errors import SchemaError
+from deepsets.features.schema import parse_schema
+from deepsets.features.spec import FeatureSpec
 
 
 def schema(**numeric):

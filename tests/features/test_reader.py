@@ -6,10 +6,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from features.errors import DataError
-from features.reader import ParquetBatchReader
-from features.schema import parse_schema
-from features.spec import FeatureSpec
+from deepsets.features.errors import DataError
+from deepsets.features.reader import ParquetBatchReader
+from deepsets.features.schema import parse_schema
+from deepsets.features.spec import FeatureSpec
 
 SCHEMA = {"id_column": "rid", "modality": [{"name": "img", "kind": "dense", "dim": 2}]}
 

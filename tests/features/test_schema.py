@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from features.errors import SchemaError
-from features.kinds.categorical import CategoricalFeature
-from features.kinds.dense import DenseFeature
-from features.kinds.dense_sequence import DenseSequenceFeature
-from features.kinds.id_sequence import IdSequenceFeature
-from features.kinds.id_set import IdSetFeature
-from features.kinds.numeric import NumericFeature
-from features.schema import FeatureSchema, load_schema, parse_schema
-from pipelines.cli import main
+from deepsets.features.errors import SchemaError
+from deepsets.features.kinds.categorical import CategoricalFeature
+from deepsets.features.kinds.dense import DenseFeature
+from deepsets.features.kinds.dense_sequence import DenseSequenceFeature
+from deepsets.features.kinds.id_sequence import IdSequenceFeature
+from deepsets.features.kinds.id_set import IdSetFeature
+from deepsets.features.kinds.numeric import NumericFeature
+from deepsets.features.schema import FeatureSchema, load_schema, parse_schema
+from deepsets.pipelines.cli import main
 
 ALL_KINDS = """
 id_column = "item_id"

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.reader import ParquetBatchReader
-from features.schema import parse_schema
-from features.shards import epoch_units, shard
-from features.spec import FeatureSpec
+from deepsets.features.reader import ParquetBatchReader
+from deepsets.features.schema import parse_schema
+from deepsets.features.shards import epoch_units, shard
+from deepsets.features.spec import FeatureSpec
 
 SCHEMA = {"id_column": "rid", "modality": [{"name": "img", "kind": "dense", "dim": 2}]}
 

@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from features.ids import FIRST_VOCAB_INDEX, OOV_INDEX, IdMapper, fnv1a64, splitmix64
-from features.schema import parse_schema
-from features.spec import FeatureSpec
+from deepsets.features.ids import FIRST_VOCAB_INDEX, OOV_INDEX, IdMapper, fnv1a64, splitmix64
+from deepsets.features.schema import parse_schema
+from deepsets.features.spec import FeatureSpec
 
 SCHEMA = {
     "id_column": "rid",

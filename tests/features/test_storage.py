@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features import storage
-from features.errors import DataError
-from features.files import resolve_inputs
-from features.reader import ParquetBatchReader
-from features.schema import load_schema
-from features.spec import FeatureSpec
+from deepsets.features import storage
+from deepsets.features.errors import DataError
+from deepsets.features.files import resolve_inputs
+from deepsets.features.reader import ParquetBatchReader
+from deepsets.features.schema import load_schema
+from deepsets.features.spec import FeatureSpec
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features import synth
-from features.synth_signals import MODALITIES, PRESENCE, WEIGHTS
+from deepsets.features import synth
+from deepsets.features.synth_signals import MODALITIES, PRESENCE, WEIGHTS
 
 ROWS, ROWS_PER_FILE, CHUNK_ROWS, SEED = 20_000, 8_000, 3_000, 7
 

@@ -10,7 +10,7 @@ def save_model(directory, spec, model_config: dict, seed: int, run_config: dict 
 
     from deepsets.builders import build_model
     from deepsets.model_args import ModelArgs
-    from pipelines.models.checkpoint import TrainState, save_checkpoint
+    from deepsets.pipelines.models.checkpoint import TrainState, save_checkpoint
 
     torch.manual_seed(seed)
     args = ModelArgs(**model_config)

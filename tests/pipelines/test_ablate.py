@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipelines.ablation.job import parse_ablate_config, run_ablate
-from pipelines.cli import main
+from deepsets.pipelines.ablation.job import parse_ablate_config, run_ablate
+from deepsets.pipelines.cli import main
 from tests.pipelines.saved_models import save_model
 
 MAXPOOL = {"dim": 16, "layers": 1, "heads": 2, "ff_dim": 32, "fusion": "deepset", "fusion_pooling": "max"}
@@ -156,7 +156,7 @@ def test_maxpool_needs_a_max_pool_head(demo_spec, demo_data, tmp_path, capsys):
 def test_retrain_without_each_modality_runs_nested_mlflow_runs(ray_session, demo_spec, demo_data, tmp_path, monkeypatch):
     import mlflow
 
-    from pipelines.demo import default_demo_config
+    from deepsets.pipelines.demo import default_demo_config
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     run_config = default_demo_config(demo_data, workers=1)

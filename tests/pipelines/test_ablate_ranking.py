@@ -12,11 +12,11 @@ import torch
 
 from deepsets import ablation as ab
 from deepsets.ranking import rank_metrics, target_ranks
-from pipelines.ablation.job import parse_ablate_config, run_ablate
-from pipelines.ablation.methods import METHODS, CachedRows
-from pipelines.ablation.ranking import GroupedScorer, RetrievalScorer
-from pipelines.cli import main
-from pipelines.training.ranking_metrics import GroupRankingMetrics, RetrievalMetrics
+from deepsets.pipelines.ablation.job import parse_ablate_config, run_ablate
+from deepsets.pipelines.ablation.methods import METHODS, CachedRows
+from deepsets.pipelines.ablation.ranking import GroupedScorer, RetrievalScorer
+from deepsets.pipelines.cli import main
+from deepsets.pipelines.training.ranking_metrics import GroupRankingMetrics, RetrievalMetrics
 from tests.pipelines.saved_models import save_model
 
 SMALL = {"dim": 16, "layers": 1, "heads": 2, "ff_dim": 32, "fusion": "transformer", "fusion_layers": 1}
@@ -194,7 +194,7 @@ class PlantedModel:
 def test_ndcg_shapley_and_leave_one_out_rank_the_planted_contributions_of_the_workload(tmp_path):
     """Ranking the workload's query groups by the model that generated the clicks, the NDCG
     ablation recovers truth.json's ranking of the modalities."""
-    from features import synth, synth_signals
+    from deepsets.features import synth, synth_signals
 
     summary = synth.generate(20_000, tmp_path, seed=5, progress=False)
     table = pq.read_table([str(tmp_path / f) for f in summary["files"]])

@@ -2,7 +2,7 @@
 
 import math
 
-from pipelines.ablation.report import markdown_table
+from deepsets.pipelines.ablation.report import markdown_table
 
 
 def _summary() -> dict:
@@ -32,7 +32,7 @@ def test_per_row_values_are_keyed_by_the_inputs_id_column_or_the_row_position(tm
     import numpy as np
     import pyarrow.parquet as pq
 
-    from pipelines.ablation.report import write_outputs
+    from deepsets.pipelines.ablation.report import write_outputs
 
     phi = np.array([[0.1, 0.2, -0.3], [0.0, 0.5, 0.1]])  # (N, M)
     per_row = {"ids": np.array([7, 9]), "phi": phi, "full": np.array([0.9, 0.8]), "empty": np.array([0.9, 0.2]), "names": ["a", "b", "c"]}

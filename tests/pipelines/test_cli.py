@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pipelines.cli import main
+from deepsets.pipelines.cli import main
 
 
 def last_json(capsys) -> dict:
@@ -91,7 +91,7 @@ def test_bad_arguments_one_line(argv, tmp_path, capsys, monkeypatch):
 
 
 def test_an_unexpected_failure_is_one_line_and_a_traceback_file(monkeypatch, capsys, tmp_path):
-    import pipelines.cli as cli
+    import deepsets.pipelines.cli as cli
 
     def broken(args):
         raise KeyError("a bug somewhere deep")
@@ -106,7 +106,7 @@ def test_an_unexpected_failure_is_one_line_and_a_traceback_file(monkeypatch, cap
 
 
 def test_json_holds_null_where_a_number_is_not_finite(monkeypatch, capsys):
-    import pipelines.cli as cli
+    import deepsets.pipelines.cli as cli
 
     monkeypatch.setattr(cli, "_run_read", lambda args: {"auc": float("nan"), "nested": [1.0, float("inf")]})
     assert main(["read", "--spec", "s.json", "--input", "x", "--json"]) == 0
@@ -118,15 +118,15 @@ def test_the_cli_imports_no_heavy_package_until_a_command_runs():
     command needs them."""
     import subprocess
 
-    code = ("import sys; from pipelines.cli import build_parser; build_parser(); "
+    code = ("import sys; from deepsets.pipelines.cli import build_parser; build_parser(); "
             "print(sorted(m for m in ('torch', 'ray', 'polars', 'mlflow', 'pyarrow', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_train_takes_an_empty_mlflow_uri_from_the_environment(demo_data, monkeypatch):
-    from pipelines.cli import with_env_tracking_uri
-    from pipelines.demo import default_demo_config
+    from deepsets.pipelines.cli import with_env_tracking_uri
+    from deepsets.pipelines.demo import default_demo_config
 
     cfg = default_demo_config(demo_data)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

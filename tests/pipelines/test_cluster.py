@@ -24,9 +24,9 @@ import urllib.request
 import pyarrow.parquet as pq
 import pytest
 
-from features import storage
-from pipelines.config import parse_run_config
-from pipelines.demo import make_demo_data
+from deepsets.features import storage
+from deepsets.pipelines.config import parse_run_config
+from deepsets.pipelines.demo import make_demo_data
 
 BUCKET = "s3://deepsets/cluster"
 
@@ -94,7 +94,7 @@ def deepsets(workdir, mlflow_uri, *args) -> dict:
     every actor of the embed pool before handing out fragments: otherwise the first actor up
     may embed all of this small job before the other node's actor has loaded the model."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "MLFLOW_DISABLE_TELEMETRY": "true", "RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "300"}
-    done = subprocess.run([sys.executable, "-m", "pipelines.cli", *args, "--json"], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "deepsets.pipelines.cli", *args, "--json"], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

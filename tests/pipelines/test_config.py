@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from deepsets.choices import FUSIONS, SET_POOLINGS, TASKS
-from features.errors import SchemaError
-from features.schema import FeatureSchema
-from pipelines import config as C
-from pipelines.config import (
+from deepsets.features.errors import SchemaError
+from deepsets.features.schema import FeatureSchema
+from deepsets.pipelines import config as C
+from deepsets.pipelines.config import (
     DataConfig,
     ModelConfig,
     RunConfig,
@@ -30,8 +30,8 @@ from pipelines.config import (
     load_run_config,
     parse_run_config,
 )
-from pipelines.demo import default_demo_config
-from pipelines.errors import ConfigError
+from deepsets.pipelines.demo import default_demo_config
+from deepsets.pipelines.errors import ConfigError
 
 MINIMAL = """
 [data]
@@ -711,7 +711,7 @@ def test_epoch_selection_problems_are_named(tmp_path, valid, training, problem):
 
 
 def test_epoch_selection_defaults_per_task(tmp_path):
-    from pipelines.training.selection import Selection
+    from deepsets.pipelines.training.selection import Selection
 
     cfg = load_run_config(write(tmp_path, with_lines(MINIMAL, "data", 'valid = "data/valid/"')))
     assert (cfg.training.select, cfg.training.patience) == ("", 0)

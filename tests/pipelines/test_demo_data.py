@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.demo import DEMO_MARKER, make_demo_data
-from pipelines.errors import JobError
+from deepsets.pipelines.demo import DEMO_MARKER, make_demo_data
+from deepsets.pipelines.errors import JobError
 
 
 def test_the_demo_replaces_its_own_data_but_nothing_else(tmp_path):

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from features.errors import DataError
-from pipelines.cli import main
-from pipelines.embedding.job import parse_embed_config, run_embed
-from pipelines.errors import ConfigError, JobError
+from deepsets.features.errors import DataError
+from deepsets.pipelines.cli import main
+from deepsets.pipelines.embedding.job import parse_embed_config, run_embed
+from deepsets.pipelines.errors import ConfigError, JobError
 from tests.pipelines.saved_models import save_model
 
 MODEL_CONFIG = {"dim": 16, "layers": 1, "heads": 2, "ff_dim": 32, "fusion": "transformer", "fusion_layers": 1}
@@ -237,7 +237,7 @@ def test_ids_of_several_integer_types_and_dictionaries_are_one_int64_column(ray_
 
 
 def test_the_start_line_counts_the_workers_the_job_starts():
-    from pipelines.embedding.job import _workers_shown
+    from deepsets.pipelines.embedding.job import _workers_shown
 
     assert _workers_shown(2, 5) == "2 worker(s)"
     assert _workers_shown(2, 1) == "1 worker(s) (--workers 2; one per fragment at most, see --fragment-rows)"

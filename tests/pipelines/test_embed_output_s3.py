@@ -13,12 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features import storage
-from features.fragments import plan_fragments
-from pipelines.embedding.output import LOCK, MANIFEST, OutputLock, account, parts_to_do, prepare_output, read_metadata
-from pipelines.embedding.parts import PartFile
-from pipelines.embedding.worker import EMBEDDINGS, FINGERPRINT_KEY
-from pipelines.errors import JobError
+from deepsets.features import storage
+from deepsets.features.fragments import plan_fragments
+from deepsets.pipelines.embedding.output import LOCK, MANIFEST, OutputLock, account, parts_to_do, prepare_output, read_metadata
+from deepsets.pipelines.embedding.parts import PartFile
+from deepsets.pipelines.embedding.worker import EMBEDDINGS, FINGERPRINT_KEY
+from deepsets.pipelines.errors import JobError
 
 
 @pytest.fixture

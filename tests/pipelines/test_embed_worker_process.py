@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.embedding import worker
+from deepsets.pipelines.embedding import worker
 
 ALLOCATE = """
 import resource, sys
 import torch
-from pipelines.embedding.worker import fix_mmap_threshold, prepare_process
+from deepsets.pipelines.embedding.worker import fix_mmap_threshold, prepare_process
 if sys.argv[1] == "prepared":
     prepare_process(1)
 else:

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pipelines.training.metrics import METRIC_NAMES, TaskMetrics
+from deepsets.pipelines.training.metrics import METRIC_NAMES, TaskMetrics
 
 
 def col(*values):

@@ -18,10 +18,10 @@ mlflow = pytest.importorskip("mlflow")
 
 from deepsets.builders import build_model  # noqa: E402
 from deepsets.model_args import ModelArgs  # noqa: E402
-from features import synth  # noqa: E402
-from features.schema import load_schema  # noqa: E402
-from features.spec import FeatureSpec  # noqa: E402
-from pipelines.models.pyfunc import embed_table, load_deepsets_model, log_deepsets_model  # noqa: E402
+from deepsets.features import synth  # noqa: E402
+from deepsets.features.schema import load_schema  # noqa: E402
+from deepsets.features.spec import FeatureSpec  # noqa: E402
+from deepsets.pipelines.models.pyfunc import embed_table, load_deepsets_model, log_deepsets_model  # noqa: E402
 
 CONFIG = ModelArgs(dim=16, heads=2, fusion="transformer", fusion_layers=1)
 
@@ -148,8 +148,8 @@ def test_fresh_process_loads_without_our_imports(logged):
 def test_pandas_int_categorical_with_nulls_is_read_as_ints(tmp_path):
     import pyarrow as pa
 
-    from features.schema import parse_schema
-    from pipelines.models.pyfunc import to_arrow
+    from deepsets.features.schema import parse_schema
+    from deepsets.pipelines.models.pyfunc import to_arrow
 
     path = tmp_path / "c.parquet"
     pq.write_table(pa.table({"level": pa.array([3, None, 7, 3], pa.int64())}), path)

@@ -6,8 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipelines.errors import JobError
-from pipelines.models.source import ModelSource, load_model_source
+from deepsets.pipelines.errors import JobError
+from deepsets.pipelines.models.source import ModelSource, load_model_source
 from tests.pipelines.saved_models import save_model
 
 SMALL = {"dim": 8, "layers": 0, "heads": 2, "fusion": "deepset"}

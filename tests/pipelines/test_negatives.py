@@ -14,9 +14,9 @@ import torch.nn.functional as F
 
 from deepsets.batch import FeatureBatch
 from deepsets.ranking import InBatchSoftmax
-from features.schema import parse_schema
-from features.spec import FeatureSpec
-from pipelines.training.negatives import ItemCatalogue, Negatives
+from deepsets.features.schema import parse_schema
+from deepsets.features.spec import FeatureSpec
+from deepsets.pipelines.training.negatives import ItemCatalogue, Negatives
 from tests.pipelines.test_train_ranking import CLUSTERS, ITEMS_PER_CLUSTER, TWO_TOWER_SCHEMA, write_two_tower_data
 
 
@@ -80,8 +80,8 @@ def test_catalogue_negatives_are_a_full_softmax_over_the_item_table_plus_the_in_
     softmax of each query over every item of the table plus the in-batch softmax (whose
     gradient keeps the item tower's items apart)."""
     from deepsets.builders import build_model
-    from features.reader import ParquetBatchReader
-    from pipelines.training.objectives import Objective
+    from deepsets.features.reader import ParquetBatchReader
+    from deepsets.pipelines.training.objectives import Objective
 
     base, spec = planted
     torch.manual_seed(0)
@@ -115,9 +115,9 @@ def run_in_process(planted, negatives_mode: str, steps_per_refresh: int = 1):
     recall@10 among the 200 items."""
     from deepsets.builders import build_model
     from deepsets.optim import make_optimizer, make_scheduler
-    from features.reader import ParquetBatchReader
-    from pipelines.training.loop import evaluate, train_step
-    from pipelines.training.objectives import ItemLogQ, Objective
+    from deepsets.features.reader import ParquetBatchReader
+    from deepsets.pipelines.training.loop import evaluate, train_step
+    from deepsets.pipelines.training.objectives import ItemLogQ, Objective
 
     base, spec = planted
     torch.manual_seed(0)

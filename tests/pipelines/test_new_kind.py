@@ -21,14 +21,14 @@ from torch import nn
 
 import deepsets.encoders.registry as encoder_registry
 import deepsets.kinds as kinds
-import features.kinds.registry as feature_registry
+import deepsets.features.kinds.registry as feature_registry
 from deepsets.batch import ModalityTensors
 from deepsets.encoders import Encoded, register_encoder
 from deepsets.kinds import KindTraits, kind_traits
 from deepsets.modality import ModalityInfo
-from features.errors import DataError, SchemaError
-from features.kinds import register_feature_kind
-from features.kinds.base import BaseFeature, Fitted, ModalityCounts, collect_stats, presence_stats
+from deepsets.features.errors import DataError, SchemaError
+from deepsets.features.kinds import register_feature_kind
+from deepsets.features.kinds.base import BaseFeature, Fitted, ModalityCounts, collect_stats, presence_stats
 
 # --- the model side: traits and an encoder ------------------------------------------------
 
@@ -137,12 +137,12 @@ def test_a_kind_registered_here_fits_reads_trains_and_serves(geo_point, tmp_path
     from deepsets.ablation import auc
     from deepsets.builders import build_model
     from deepsets.optim import make_optimizer, make_scheduler
-    from features.reader import ParquetBatchReader
-    from features.schema import parse_schema
-    from features.spec import FeatureSpec
-    from pipelines.models.pyfunc import embed_table
-    from pipelines.training.loop import train_step
-    from pipelines.training.objectives import Objective
+    from deepsets.features.reader import ParquetBatchReader
+    from deepsets.features.schema import parse_schema
+    from deepsets.features.spec import FeatureSpec
+    from deepsets.pipelines.models.pyfunc import embed_table
+    from deepsets.pipelines.training.loop import train_step
+    from deepsets.pipelines.training.objectives import Objective
 
     write_shops(tmp_path / "train.parquet", 4000, seed=0)
     write_shops(tmp_path / "valid.parquet", 1000, seed=1)
@@ -176,8 +176,8 @@ def test_a_kind_registered_here_fits_reads_trains_and_serves(geo_point, tmp_path
 
 
 def test_the_new_kind_checks_its_data(geo_point, tmp_path):
-    from features.schema import parse_schema
-    from features.spec import FeatureSpec
+    from deepsets.features.schema import parse_schema
+    from deepsets.features.spec import FeatureSpec
 
     write_shops(tmp_path / "train.parquet", 200, seed=0)
     spec = FeatureSpec.fit(parse_schema(SCHEMA), tmp_path / "train.parquet")
@@ -191,8 +191,8 @@ def test_the_new_kind_checks_its_data(geo_point, tmp_path):
 
 def test_unknown_kinds_are_named_on_every_side():
     from deepsets.encoders import build_encoder
-    from features.kinds import feature_kinds
-    from features.schema import parse_schema
+    from deepsets.features.kinds import feature_kinds
+    from deepsets.features.schema import parse_schema
 
     with pytest.raises(ValueError, match=r"unknown modality kind 'geo_point' \(known kinds: dense, dense_sequence"):
         kind_traits("geo_point")
@@ -230,8 +230,8 @@ from deepsets.batch import ModalityTensors
 from deepsets.encoders import Encoded, register_encoder
 from deepsets.kinds import KindTraits
 from deepsets.modality import ModalityInfo
-from features.kinds import register_feature_kind
-from features.kinds.base import BaseFeature, Fitted
+from deepsets.features.kinds import register_feature_kind
+from deepsets.features.kinds.base import BaseFeature, Fitted
 
 
 class CompassEncoder(nn.Module):
@@ -300,7 +300,7 @@ def test_an_installed_plugin_is_found_by_its_entry_point(monkeypatch, tmp_path):
 def check_compass_kind() -> None:
     from deepsets.batch import FeatureBatch
     from deepsets.builders import build_model
-    from features.schema import parse_schema
+    from deepsets.features.schema import parse_schema
 
     schema = parse_schema({"modality": [{"name": "heading", "kind": "compass"}]})  # imports compass_kind
     assert type(schema.modality[0]).__name__ == "CompassFeature" and kind_traits("compass").needs == "dim"

@@ -11,8 +11,8 @@ import torch
 from deepsets.builders import build_model
 from deepsets.optim import make_optimizer, make_scheduler
 from deepsets.ranking import listwise_softmax_loss, pad_groups, pairwise_logistic_loss
-from pipelines.training.loop import evaluate, train_step
-from pipelines.training.objectives import ItemLogQ, Objective
+from deepsets.pipelines.training.loop import evaluate, train_step
+from deepsets.pipelines.training.objectives import ItemLogQ, Objective
 from tests.deepsets.random_batches import INFOS, random_batch
 
 QUERY, ITEM = ["history", "country", "profile"], ["image", "frames", "tags"]

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.training.ranking_metrics import GroupRankingMetrics, RetrievalMetrics
+from deepsets.pipelines.training.ranking_metrics import GroupRankingMetrics, RetrievalMetrics
 
 
 def test_group_metrics_by_hand():
@@ -78,7 +78,7 @@ def test_empty_metrics_raise():
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 10_000), st.sampled_from(["listwise", "pairwise"]))
 def test_chunked_set_loss_equals_the_one_shot_loss(seed, kind):
-    import pipelines.training.ranking_metrics as rm
+    import deepsets.pipelines.training.ranking_metrics as rm
     from deepsets.tasks import task_loss
 
     g = torch.Generator().manual_seed(seed)

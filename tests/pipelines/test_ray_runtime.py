@@ -4,7 +4,7 @@ import logging
 import re
 import threading
 
-from pipelines.ray_runtime import CHATTY_RAY_LOGGERS, RAY_TRAIN_CLEANER_THREAD, quiet_ray_logs, quiet_worker_loggers
+from deepsets.pipelines.ray_runtime import CHATTY_RAY_LOGGERS, RAY_TRAIN_CLEANER_THREAD, quiet_ray_logs, quiet_worker_loggers
 
 SEEN_IN_MAKE_DEMO = [
     "Failed to query Ray Train Controller actor state. State API may be temporarily unavailable. Continuing to monitor.",
@@ -59,7 +59,7 @@ def test_worker_set_up_quiets_ray_loggers_and_only_the_cleaner_threads_end():
 
 
 def test_in_a_private_ray_the_autoscaler_request_warning_is_dropped_and_nothing_else(monkeypatch):
-    from pipelines.ray_runtime import AUTOSCALER_CLIENT_LOGGER, PRIVATE_RAY_ENV
+    from deepsets.pipelines.ray_runtime import AUTOSCALER_CLIENT_LOGGER, PRIVATE_RAY_ENV
 
     monkeypatch.setenv(PRIVATE_RAY_ENV, "1")
     previous_hook = threading.excepthook

@@ -1,6 +1,6 @@
 """The summaries the CLI prints."""
 
-from pipelines.report import format_stats, format_train_summary
+from deepsets.pipelines.report import format_stats, format_train_summary
 
 
 def summary(**metrics) -> dict:

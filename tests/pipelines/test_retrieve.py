@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.retrieve import embed_output
-from pipelines.cli import main
-from pipelines.retrieval.job import parse_retrieve_config, run_retrieve
+from deepsets.pipelines.cli import main
+from deepsets.pipelines.retrieval.job import parse_retrieve_config, run_retrieve
 
 pytest.importorskip("faiss")
 

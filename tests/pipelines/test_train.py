@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from deepsets.builders import build_model
-from pipelines.demo import default_demo_config
-from pipelines.models.checkpoint import load_checkpoint
-from pipelines.report import format_train_summary
-from pipelines.training.loop import FAIL_AT_EPOCH_ENV
-from pipelines.training.run import run_training
+from deepsets.pipelines.demo import default_demo_config
+from deepsets.pipelines.models.checkpoint import load_checkpoint
+from deepsets.pipelines.report import format_train_summary
+from deepsets.pipelines.training.loop import FAIL_AT_EPOCH_ENV
+from deepsets.pipelines.training.run import run_training
 
 
 def config(data_dir, tmp_path, name, workers=2, epochs=2, **training):
@@ -132,7 +132,7 @@ def test_failure_beyond_max_failures_is_reported(ray_session, demo_data, tmp_pat
 
 
 def test_bad_label_column_or_too_little_data_fails_before_ray(demo_data, tmp_path):
-    from features.errors import DataError
+    from deepsets.features.errors import DataError
 
     cfg = config(demo_data, tmp_path, "bad-label")
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"label_columns": ("clickd",)})})
@@ -161,7 +161,7 @@ def with_a_short_image_vector(source_dir, out_dir, row=5):
 def test_a_bad_value_in_data_the_run_did_not_fit_on_fails_before_ray(demo_data, demo_spec, tmp_path):
     """A given data.spec (training files never read by a fit) and the validation files: a bad
     vector is one DataError naming file, column and row, not a traceback from a Ray worker."""
-    from features.errors import DataError
+    from deepsets.features.errors import DataError
 
     demo_spec.save(tmp_path / "spec.json")
     bad_train = with_a_short_image_vector(demo_data / "train", tmp_path / "bad-train")
@@ -177,7 +177,7 @@ def test_a_bad_value_in_data_the_run_did_not_fit_on_fails_before_ray(demo_data, 
 
 
 def test_missing_data_paths_are_named_by_their_config_key(demo_data, tmp_path):
-    from features.errors import DataError
+    from deepsets.features.errors import DataError
 
     cfg = config(demo_data, tmp_path, "missing-paths")
     missing = cfg.model_copy(update={"data": cfg.data.model_copy(update={"valid": (str(tmp_path / "gone"),), "spec": str(tmp_path / "spec.json")})})
@@ -187,7 +187,7 @@ def test_missing_data_paths_are_named_by_their_config_key(demo_data, tmp_path):
 
 
 def test_resume_with_a_different_model_is_refused_before_ray(ray_session, demo_data, tmp_path):
-    from pipelines.errors import JobError
+    from deepsets.pipelines.errors import JobError
 
     run_training(config(demo_data, tmp_path, "fixed-model", epochs=1), progress=False)
     changed = config(demo_data, tmp_path, "fixed-model", epochs=2)
@@ -215,10 +215,10 @@ def shuffled_labels(data_dir, out_dir, seed=0):
 
 
 def test_the_best_epoch_is_the_model_and_patience_stops_early(ray_session, demo_data, tmp_path):
-    from features.reader import ParquetBatchReader
-    from pipelines.models.pyfunc import load_deepsets_model
-    from pipelines.training.loop import evaluate
-    from pipelines.training.objectives import Objective
+    from deepsets.features.reader import ParquetBatchReader
+    from deepsets.pipelines.models.pyfunc import load_deepsets_model
+    from deepsets.pipelines.training.loop import evaluate
+    from deepsets.pipelines.training.objectives import Objective
 
     data = shuffled_labels(demo_data, tmp_path / "noise")
     cfg = config(data, tmp_path, "select", workers=2, epochs=6, batch_size=100, lr=1e-2, select="valid_loss", patience=1)
@@ -249,7 +249,7 @@ def test_the_best_epoch_is_the_model_and_patience_stops_early(ray_session, demo_
 
 def test_gpus_asked_of_a_cluster_without_them_fail_at_once_naming_the_setting(ray_session, demo_data, tmp_path):
     """Ray would wait for GPUs forever; the run stops before it opens an MLflow run."""
-    from pipelines.errors import JobError
+    from deepsets.pipelines.errors import JobError
 
     cfg = config(demo_data, tmp_path, "wants-gpus", workers=2)
     cfg = cfg.model_copy(update={"scaling": cfg.scaling.model_copy(update={"use_gpu": True})})

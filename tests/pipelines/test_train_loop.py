@@ -9,8 +9,8 @@ import torch
 from deepsets.builders import build_model
 from deepsets.choices import FUSIONS
 from deepsets.optim import make_optimizer, make_scheduler
-from pipelines.training.loop import evaluate, host_batches, train_step
-from pipelines.training.objectives import Objective, labels_of
+from deepsets.pipelines.training.loop import evaluate, host_batches, train_step
+from deepsets.pipelines.training.objectives import Objective, labels_of
 from tests.deepsets.random_batches import INFOS, random_batch
 
 

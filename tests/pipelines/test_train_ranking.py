@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipelines.ablation.job import parse_ablate_config, run_ablate
-from pipelines.config import parse_run_config
-from pipelines.embedding.job import parse_embed_config, run_embed
-from pipelines.training.ranking_metrics import GroupRankingMetrics
-from pipelines.training.run import run_training
+from deepsets.pipelines.ablation.job import parse_ablate_config, run_ablate
+from deepsets.pipelines.config import parse_run_config
+from deepsets.pipelines.embedding.job import parse_embed_config, run_embed
+from deepsets.pipelines.training.ranking_metrics import GroupRankingMetrics
+from deepsets.pipelines.training.run import run_training
 
 USERS, CLUSTERS, ITEMS_PER_CLUSTER = 60, 10, 20
 TWO_TOWER_SCHEMA = """
@@ -84,7 +84,7 @@ def test_grouped_objectives_train_on_query_groups_and_beat_random_order(ray_sess
 
 
 def test_a_non_integer_group_column_fails_before_ray(demo_data, tmp_path):
-    from features.errors import DataError
+    from deepsets.features.errors import DataError
 
     raw = {
         "data": {"train": "train", "label_columns": ["clicked"], "group_column": "country"},
@@ -200,8 +200,8 @@ def test_the_logged_pyfunc_serves_either_tower(two_tower_run):
 
 
 def test_item_counts_name_a_null_item_id(tmp_path):
-    from features.errors import DataError
-    from pipelines.training.run import item_counts
+    from deepsets.features.errors import DataError
+    from deepsets.pipelines.training.run import item_counts
 
     pq.write_table(pa.table({"item_id": pa.array([3, None, 3, 5], pa.int64())}), tmp_path / "part.parquet")
     (tmp_path / "schema.toml").write_text(TWO_TOWER_SCHEMA)

@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features.errors import DataError
-from pipelines.demo import default_demo_config
-from pipelines.errors import JobError
-from pipelines.training.inputs import check_training_data
-from pipelines.training.resume import check_resumable, checkpoint_dirs, epochs_done, save_run_record
-from pipelines.training.tracking import PARAM_LIMIT, param_value
+from deepsets.features.errors import DataError
+from deepsets.pipelines.demo import default_demo_config
+from deepsets.pipelines.errors import JobError
+from deepsets.pipelines.training.inputs import check_training_data
+from deepsets.pipelines.training.resume import check_resumable, checkpoint_dirs, epochs_done, save_run_record
+from deepsets.pipelines.training.tracking import PARAM_LIMIT, param_value
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_multiclass_ids_and_multilabel_widths(data, demo_spec):
 
 
 def test_resume_counts_epochs_and_refuses_changed_data_and_settings_but_takes_more_epochs(data, demo_spec, tmp_path):
-    from pipelines.models.checkpoint import TrainState, save_checkpoint
+    from deepsets.pipelines.models.checkpoint import TrainState, save_checkpoint
 
     cfg = config(data)
     run_dir = tmp_path / "run"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipelines.training.progress import EpochProgress, progress_mode
+from deepsets.pipelines.training.progress import EpochProgress, progress_mode
 
 
 def run_epoch(mode, steps=40):
@@ -40,6 +40,6 @@ def test_the_mode_follows_the_progress_flag_and_the_terminal(monkeypatch, progre
 
 
 def test_row_counts_print_whole_and_metrics_to_four_digits():
-    from pipelines.training.progress import shown_value
+    from deepsets.pipelines.training.progress import shown_value
 
     assert [shown_value(v) for v in (58190.0, 30000, 0.0, 0.82143, 3471.2)] == ["58190", "30000", "0", "0.8214", "3471"]

@@ -7,11 +7,11 @@ import math
 import mlflow
 import pytest
 
-from pipelines.config import load_run_config
-from pipelines.demo import default_demo_config
-from pipelines.errors import ConfigError
-from pipelines.tuning.orphans import orphaned_placement_groups
-from pipelines.tuning.space import parse_space
+from deepsets.pipelines.config import load_run_config
+from deepsets.pipelines.demo import default_demo_config
+from deepsets.pipelines.errors import ConfigError
+from deepsets.pipelines.tuning.orphans import orphaned_placement_groups
+from deepsets.pipelines.tuning.space import parse_space
 
 
 def test_space_keys_and_distributions_are_checked_together():
@@ -34,7 +34,7 @@ def test_space_keys_and_distributions_are_checked_together():
 
 
 def test_four_trials_asha_a_table_and_a_best_config(ray_session, demo_data, tmp_path, monkeypatch, capsys):
-    from pipelines.tuning.job import run_tune
+    from deepsets.pipelines.tuning.job import run_tune
 
     monkeypatch.chdir(tmp_path)
     cfg = default_demo_config(demo_data, workers=1)

@@ -5,7 +5,7 @@ import time
 import ray
 from ray.util.placement_group import placement_group, placement_group_table
 
-from pipelines.tuning.orphans import orphaned_placement_groups, remove_orphaned_placement_groups
+from deepsets.pipelines.tuning.orphans import orphaned_placement_groups, remove_orphaned_placement_groups
 
 
 @ray.remote(num_cpus=0)
