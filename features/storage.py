@@ -135,6 +135,12 @@ def glob(pattern: str) -> List[str]:
     return [path for path in files_under(base, "") if _matches(path[len(base) + 1:].split("/"), wanted)]
 
 
+def matches(relative: str, pattern: str) -> bool:
+    """Whether the ``/``-separated ``relative`` path matches the glob ``pattern`` as :func:`glob`
+    matches it (``**`` for any depth)."""
+    return _matches(relative.split("/"), pattern.split("/"))
+
+
 def _matches(names: List[str], pattern: List[str]) -> bool:
     if not pattern:
         return not names

@@ -18,6 +18,7 @@ The output folder and its accounting: :mod:`deepsets.pipelines.embedding.output`
 
 from __future__ import annotations
 
+import glob as local_glob
 import hashlib
 import json
 import time
@@ -100,6 +101,45 @@ def check_inputs(files: List[str], source: ModelSource, out: str) -> List[dict]:
         size, mtime_ns = storage.size_and_mtime_ns(path)
         described.append({"path": path, "rows": parquet.metadata.num_rows, "bytes": size, "mtime_ns": mtime_ns})
     return described
+
+
+def check_output_apart(inputs: List[str], out: str) -> None:
+    """Refuse an output folder that is, lies inside or contains an input folder (or lies where
+    an input glob would find the job's own parts): a later ``--resume`` or ``--overwrite``
+    would list the job's parts as inputs. Input files are checked in :func:`check_inputs`.
+
+    Args:
+        inputs: the input paths as given (files, folders, globs).
+        out: the output folder, absolute (a URI as given).
+
+    Raises:
+        JobError: naming the output folder and the input folder or glob it overlaps.
+    """
+    apart = "choose an --output outside the input folders (the job's own parts would be read as inputs)"
+    for given in inputs:
+        text = storage.absolute(given).rstrip("/")
+        if local_glob.has_magic(text):
+            parts = text.split("/")
+            fixed = next(i for i, part in enumerate(parts) if local_glob.has_magic(part))
+            folder, pattern = "/".join(parts[:fixed]), "/".join(parts[fixed:])
+            if _within(folder, out):
+                raise JobError(f"--output {out} contains the input folder {folder} (of {given}): {apart}")
+            if _within(out, folder) and any(storage.matches(storage.join(out[len(folder) + 1:], sub, "part-00000-00000.parquet"), pattern)
+                                            for sub in (EMBEDDINGS, REJECTS)):
+                raise JobError(f"--output {out} lies where the input glob {given} would find the job's own parts: {apart}")
+        elif storage.is_dir(text):
+            if text == out:
+                raise JobError(f"--output {out} is the input folder {given}: {apart}")
+            if _within(out, text):
+                raise JobError(f"--output {out} lies inside the input folder {given}: {apart}")
+            if _within(text, out):
+                raise JobError(f"--output {out} contains the input folder {given}: {apart}")
+
+
+def _within(path: str, folder: str) -> bool:
+    """``path`` is ``folder`` or lies inside it (both absolute, or URIs)."""
+    path, folder = path.rstrip("/"), folder.rstrip("/")
+    return path == folder or path.startswith(folder + "/")
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -191,12 +231,13 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
     """
     started = time.perf_counter()
     say = print if progress else (lambda *a: None)
+    out = storage.absolute(cfg.output).rstrip("/")
+    check_output_apart(cfg.inputs, out)
     source = load_model_source(cfg.model).with_tower(cfg.tower)
     model = source.build()  # here, once: settings that do not fit the weights fail before any worker starts
     if cfg.with_modalities:
         if not hasattr(model, "encode"):
             raise ValueError(f"--with-modalities needs a set-fusion model; {cfg.model} is a {type(model).__name__} (no per-modality vectors)")
-    out = storage.absolute(cfg.output).rstrip("/")
     files = [storage.absolute(f) for f in resolve_inputs(cfg.inputs)]
     inputs = check_inputs(files, source, out)
     manifest = {

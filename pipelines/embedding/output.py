@@ -13,7 +13,8 @@ resumed job keeps, and the final accounting from the files themselves.
 A part is written under a hidden name (``.part-...tmp-PID``, which Arrow and polars skip when
 reading the folder), synced to disk, then renamed into place (and the folder synced), so a part
 that exists is complete: after a crash or a power loss ``--resume`` redoes only the fragments
-without one, and checks each part it keeps (footer, rows, model fingerprint).
+without one, and checks each part it keeps (footer, rows, model fingerprint): a corrupt part is
+redone, while a part that could not be read (a network error) stops the job with nothing deleted.
 
 On object storage (``--output s3://bucket/prefix``) there is no rename: each part is one PUT of
 the finished object, which a reader sees whole or not at all; the manifest, then
@@ -33,18 +34,19 @@ from collections import Counter
 from typing import List, Optional, Tuple
 
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deepsets.features import storage
 from deepsets.features.fragments import Fragment
+from deepsets.pipelines.embedding.parts import CorruptPart, read_footer
 from deepsets.pipelines.embedding.worker import EMBEDDINGS, FINGERPRINT_KEY, REJECT_COLUMN, REJECT_REASON, REJECTS
 from deepsets.pipelines.errors import JobError
 
 MANIFEST, SUCCESS, LOCK = "_manifest.json", "_SUCCESS.json", "_job.lock"
 MANIFEST_FORMAT = 2
-OURS = re.compile(r"^\.?part-\d{5}-\d{5}\.parquet(\.tmp-\d+)?$")
-"""What this job writes into embeddings/ and rejects/ (finished parts and hidden temp files)."""
+OURS = re.compile(r"^\.?part-\d{5,}-\d{5,}\.parquet(\.tmp-\d+)?$")
+"""What this job writes into embeddings/ and rejects/ (finished parts and hidden temp files):
+``Fragment.name`` pads indexes to five digits, and a larger index has more."""
 
 
 def write_json(path: str, data: dict) -> None:
@@ -188,13 +190,23 @@ def prepare_output(out: str, manifest: dict, resume: bool, overwrite: bool) -> L
 
 
 def _part_problem(out: str, fragment: Fragment, fingerprint: str) -> Optional[str]:
-    """Why a fragment's existing part cannot be kept (None if it can)."""
+    """Why a fragment's existing part cannot be kept (None if it can): a corrupt file, rows
+    missing, another model's fingerprint.
+
+    Raises:
+        JobError: a part or its rejects could not be read (a network error, a timeout): the
+            part may be fine, so nothing is deleted and the job can be resumed.
+    """
     part, rejects = storage.join(out, EMBEDDINGS, fragment.name), storage.join(out, REJECTS, fragment.name)
     try:
-        meta = read_metadata(part)
-        rejected = read_metadata(rejects).num_rows if storage.exists(rejects) else 0
-    except (pa.ArrowInvalid, OSError) as err:
-        return f"unreadable ({str(err).splitlines()[0]})"
+        meta = read_footer(part)
+        rejected = read_footer(rejects).num_rows if storage.exists(rejects) else 0
+    except CorruptPart as err:
+        return f"unreadable ({err})"
+    except OSError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise JobError(f"cannot check {fragment.name} in {out} ({first}): nothing was deleted; "
+                       "run the job again with --resume") from err
     found = (meta.metadata or {}).get(FINGERPRINT_KEY, b"").decode()
     if found != fingerprint:
         return f"written by another model (weights {found[:12] or 'unknown'})"

@@ -9,6 +9,8 @@ Locally the rows stream into a hidden ``.<name>.tmp-<pid>`` beside the target (A
 skip it when reading the folder), which is synced and renamed into place, and the folder
 synced. On object storage (a URI) there is no rename: the rows go to memory and ``commit``
 is one PUT of the finished object (a part holds one fragment, ``--fragment-rows`` rows).
+
+    meta = read_footer(part.final)   # its footer; CorruptPart when the bytes do not parse
 """
 
 from __future__ import annotations
@@ -20,6 +22,43 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deepsets.features import storage
+
+
+class CorruptPart(ValueError):
+    """A file whose bytes are not a readable Parquet footer."""
+
+
+def read_footer(path: str) -> pq.FileMetaData:
+    """A Parquet file's footer, local or on object storage, telling a corrupt file from a
+    failed read: the footer's bytes are fetched first (a read that fails, such as a network
+    error or a timeout, raises its OSError unchanged), then parsed in memory, where only the
+    bytes themselves can be wrong.
+
+    Raises:
+        CorruptPart: the bytes are not a Parquet footer (too short, no magic bytes, an
+            unparsable footer), naming the file.
+        OSError: the file could not be read (missing, unreachable, refused).
+    """
+    data = _footer_bytes(path)
+    try:
+        return pq.read_metadata(pa.BufferReader(data))
+    except (pa.ArrowException, OSError, ValueError) as err:  # parsing bytes in memory: nothing here is I/O
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CorruptPart(f"{storage.name_of(path)}: {first}") from None
+
+
+def _footer_bytes(path: str) -> bytes:
+    """What a Parquet reader needs to parse the footer of ``path``: ``PAR1``, the footer, its
+    length and ``PAR1`` (two reads at the file's end). A file too short or without the magic
+    bytes at its end comes back as its last bytes, which do not parse."""
+    store, inner = storage.filesystem(path)
+    with store.open_input_file(inner) as handle:
+        size = handle.size()
+        tail = handle.read_at(min(size, 8), max(0, size - 8))
+        length = int.from_bytes(tail[:4], "little") if len(tail) == 8 else -1
+        if tail[4:] != b"PAR1" or not 0 < length <= size - 12:
+            return tail
+        return b"PAR1" + handle.read_at(length + 8, size - 8 - length)
 
 
 class PartFile:
