@@ -11,12 +11,9 @@ import json
 import math
 import os
 import sys
-import tempfile
-import time
-import traceback
-from pathlib import Path
 from typing import Callable, List, Optional
 
+from deepsets.pipelines.error_log import report_internal_error
 from deepsets.pipelines.errors import USER_ERRORS
 from deepsets.pipelines.report import describe_batch, format_stats, format_train_summary
 
@@ -320,8 +317,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - a bug or an unforeseen failure: one line here, the traceback in a file
-        log = _traceback_file(args.command)
-        print(f"internal error: {type(err).__name__}: {one_line(err)} (traceback in {log})", file=sys.stderr)
+        report_internal_error(args.command, err, one_line(err))
         return 1
     if getattr(args, "json", False):
         if not ray_was_running:
@@ -345,15 +341,6 @@ def json_safe(value):
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
-
-
-def _traceback_file(command: str) -> str:
-    """Write the current exception's traceback to a log file; returns its path."""
-    folder = Path(tempfile.gettempdir()) / "deepsets-logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    path.write_text(f"deepsets {' '.join(sys.argv[1:])}\n\n{traceback.format_exc()}", encoding="utf-8")
-    return str(path)
 
 
 def _ray_running() -> bool:

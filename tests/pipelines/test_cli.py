@@ -97,6 +97,7 @@ def test_an_unexpected_failure_is_one_line_and_a_traceback_file(monkeypatch, cap
         raise KeyError("a bug somewhere deep")
 
     monkeypatch.setattr(cli, "_run_fit", broken)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # the log folder (tests/pipelines/test_error_log.py)
     code = main(["fit", "--schema", "s.toml", "--input", "x", "--out", str(tmp_path / "spec.json")])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith("internal error: KeyError: 'a bug somewhere deep' (traceback in ") and "\n" not in err
