@@ -14,7 +14,9 @@ A checkpoint directory holds::
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +24,9 @@ from typing import Any, Dict
 
 import torch
 
-from deepsets.model_args import ModelArgs
+from deepsets.features import storage
 from deepsets.features.spec import FeatureSpec
+from deepsets.model_args import ModelArgs
 from deepsets.pipelines.errors import JobError
 
 FILES = ("state.pt", "spec.json", "config.json", "model_config.json")
@@ -60,7 +63,9 @@ def save_checkpoint(directory: str | Path, state: TrainState, spec: FeatureSpec,
 
 
 def load_checkpoint(directory: str | Path) -> tuple[TrainState, FeatureSpec, dict, ModelArgs]:
-    """Read a checkpoint written by :func:`save_checkpoint` (no arbitrary pickle is executed).
+    """Read a checkpoint written by :func:`save_checkpoint` (no arbitrary pickle is executed),
+    from a local directory or from object storage (``s3://bucket/.../checkpoint_000002``, read
+    through :mod:`deepsets.features.storage`).
 
     Returns:
         ``(state, spec, run config dict, model args)``.
@@ -69,17 +74,19 @@ def load_checkpoint(directory: str | Path) -> tuple[TrainState, FeatureSpec, dic
         JobError: naming the missing file, or the file that cannot be read.
         DataError: for a spec.json that is not a spec.
     """
-    directory = Path(directory)
+    directory = os.fspath(directory).rstrip("/")
     for name in FILES:
-        if not (directory / name).exists():
+        if not storage.exists(storage.join(directory, name)):
             raise JobError(f"{directory}: not a deepsets checkpoint (no {name})")
     try:
-        raw = torch.load(directory / "state.pt", map_location="cpu", weights_only=True)
+        weights = storage.join(directory, "state.pt")  # a local file is read by torch itself: no second copy in memory
+        raw = torch.load(io.BytesIO(storage.read_bytes(weights)) if storage.is_uri(weights) else storage.local_path(weights),
+                         map_location="cpu", weights_only=True)
         state = TrainState(raw["model"], raw["optimizer"], raw["scheduler"], int(raw["epoch"]), int(raw["step"]), dict(raw.get("progress") or {}))
-        config = json.loads((directory / "config.json").read_text())
-        model_args = ModelArgs.from_dict(json.loads((directory / "model_config.json").read_text()))
+        config = json.loads(storage.read_text(storage.join(directory, "config.json")))
+        model_args = ModelArgs.from_dict(json.loads(storage.read_text(storage.join(directory, "model_config.json"))))
     except (OSError, RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as err:  # torch.load, JSON, ModelArgs
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise JobError(f"{directory}: cannot read the checkpoint ({type(err).__name__}: {first})") from None
-    spec = FeatureSpec.load(directory / "spec.json")
+    spec = FeatureSpec.load(storage.join(directory, "spec.json"))
     return state, spec, config, model_args

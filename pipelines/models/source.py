@@ -1,6 +1,7 @@
-"""Finding a trained model for batch jobs: an MLflow model URI or a local checkpoint directory.
+"""Finding a trained model for batch jobs: an MLflow model URI or a checkpoint directory (local
+or on object storage).
 
-    source = load_model_source("models:/m-0123abcd")   # or runs:/<run>/model, or ray_results/.../checkpoint_000002
+    source = load_model_source("models:/m-0123abcd")   # or runs:/<run>/model, or [s3://.../]ray_results/.../checkpoint_000002
     model = source.build()                              # eval mode, on the CPU
     source.spec                                         # the fitted FeatureSpec that travels with it
 
@@ -22,8 +23,9 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import nn
 
-from deepsets.model_args import ModelArgs
+from deepsets.features import storage
 from deepsets.features.spec import FeatureSpec
+from deepsets.model_args import ModelArgs
 from deepsets.pipelines.errors import JobError
 
 
@@ -145,22 +147,45 @@ def _mlflow_details(uri: str) -> tuple[str, Optional[str], Optional[Dict[str, An
     return " ".join(p for p in parts if p), info.run_id, config
 
 
+def _stored_checkpoint(uri: str) -> bool:
+    """Whether ``uri`` names a checkpoint directory on object storage (``s3://.../checkpoint_000002``:
+    a prefix holding any of a checkpoint's files and no ``MLmodel``); a half-written one counts,
+    so that loading it names the missing file.
+
+    Raises:
+        JobError: the store cannot be reached to look.
+    """
+    from deepsets.pipelines.models.checkpoint import FILES
+
+    if not storage.is_uri(uri):
+        return False
+    try:
+        names = {name for name, folder in storage.children(uri) if not folder}
+    except ValueError:  # a scheme pyarrow has no filesystem for (an MLflow artifact URI): MLflow's to load
+        return False
+    except OSError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise JobError(f"cannot look for a model at {uri}: {first}") from None
+    return "MLmodel" not in names and bool(names & set(FILES))
+
+
 def load_model_source(uri: str) -> ModelSource:
     """Load a model logged by ``log_deepsets_model`` or a training checkpoint directory.
 
     Args:
         uri: ``runs:/...``, ``models:/...``, any MLflow model URI or local model directory
-            (one holding ``MLmodel``), or a checkpoint directory (one holding ``state.pt``).
+            (one holding ``MLmodel``), or a checkpoint directory (one holding ``state.pt``),
+            local or on object storage (``s3://bucket/.../checkpoint_000002``).
 
     Raises:
         JobError: when the URI names nothing loadable, with what was expected.
     """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a few small files: no bars
     local = Path(uri)
-    if local.is_dir() and (local / "state.pt").exists():
+    if (local.is_dir() and (local / "state.pt").exists()) or _stored_checkpoint(uri):
         from deepsets.pipelines.models.checkpoint import load_checkpoint
 
-        state, spec, config, args = load_checkpoint(local)
+        state, spec, config, args = load_checkpoint(uri)
         labels = list((config.get("data") or {}).get("label_columns") or [])
         return ModelSource(uri, f"checkpoint epoch={state.epoch} step={state.step}", _to_bytes(state.model), spec, args,
                            labels, None, config or None)

@@ -86,3 +86,35 @@ def test_a_checkpoint_whose_settings_are_unreadable_is_named(checkpoint, tmp_pat
     (broken / "model_config.json").write_text('{"dim": 16, "layers": 0, "heads": 2, "fusion": "deepset"}')
     with pytest.raises(ValueError, match="do not rebuild these weights"):
         load_model_source(str(broken)).build()
+
+
+def copy_to_store(directory, prefix: str, skip: tuple = ()) -> str:
+    """Every file of a local checkpoint directory under ``prefix`` on object storage."""
+    from deepsets.features import storage
+
+    for path in sorted(directory.iterdir()):
+        if path.name not in skip:
+            storage.write_bytes(storage.join(prefix, path.name), path.read_bytes())
+    return prefix
+
+
+def test_a_checkpoint_on_object_storage_loads_and_embeds_as_the_local_one(checkpoint, demo_spec, demo_data, s3_server):
+    import uuid
+
+    directory, model = checkpoint
+    stored = copy_to_store(directory, f"s3://deepsets/runs-{uuid.uuid4().hex[:8]}/run/checkpoint_000003")
+    local, remote = load_model_source(str(directory)), load_model_source(stored)
+    assert remote.uri == stored and remote.version == "checkpoint epoch=3 step=42" and remote.label_columns == ["clicked"]
+    assert remote.weights_sha256 == local.weights_sha256 and remote.spec.to_dict() == local.spec.to_dict()
+    assert remote.model_args == local.model_args and remote.run_config == local.run_config
+    batch = demo_spec.transform(pq.read_table(next((demo_data / "valid").glob("*.parquet"))).slice(0, 50))
+    with torch.no_grad():
+        torch.testing.assert_close(remote.build()(batch).fused, model(batch).fused)
+
+
+def test_a_half_written_checkpoint_on_object_storage_names_the_missing_file(checkpoint, s3_server):
+    import uuid
+
+    stored = copy_to_store(checkpoint[0], f"s3://deepsets/runs-{uuid.uuid4().hex[:8]}/run/checkpoint_000003", skip=("state.pt",))
+    with pytest.raises(JobError, match=r"checkpoint_000003: not a deepsets checkpoint \(no state.pt\)"):
+        load_model_source(stored)
