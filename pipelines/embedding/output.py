@@ -19,11 +19,14 @@ redone, while a part that could not be read (a network error) stops the job with
 On object storage (``--output s3://bucket/prefix``) there is no rename: each part is one PUT of
 the finished object, which a reader sees whole or not at all; the manifest, then
 ``_SUCCESS.json``, are single PUTs too. The lock there is a best-effort claim (read, then
-write, then read back), not an atomic one: do not start two jobs on one prefix at once.
+write, then read back), not an atomic one: do not start two jobs on one prefix at once. On
+local disk the lock is a kernel lock (``flock``) on ``_job.lock``, which the kernel releases
+when the job's process ends.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -60,6 +63,16 @@ def read_metadata(path: str) -> pq.FileMetaData:
     return pq.read_metadata(inner, filesystem=store)
 
 
+def _same_file(fd: int, path: str) -> bool:
+    """True when ``path`` still names the file open as ``fd`` (not deleted or replaced since)."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (found.st_dev, found.st_ino) == (mine.st_dev, mine.st_ino)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -73,8 +86,11 @@ def _alive(pid: int) -> bool:
 class OutputLock:
     """An exclusive claim on an output folder for one job.
 
-    The lock file names its holder (host, pid, start time, command). A lock left by a process
-    of this host that is gone is stale and taken over; any other lock refuses the job.
+    The lock file names its holder (host, pid, start time, command). On local disk the claim is
+    a kernel lock on that file (``flock``), held while the job runs and dropped by the kernel
+    when its process ends, however it ends: a free lock is taken over, a held one refuses the
+    job. On object storage a lock left by a process of this host that is gone is stale and taken
+    over; any other lock refuses the job.
 
     Raises:
         JobError: (on enter) when another live job holds the folder, naming it.
@@ -86,25 +102,35 @@ class OutputLock:
         self.me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                    "command": " ".join(sys.argv)[:300]}
         self.took_over: Optional[dict] = None
+        self._fd: Optional[int] = None  # local: the open lock file whose flock this job holds
 
     def __enter__(self) -> "OutputLock":
         if storage.is_uri(self.out):
             return self._claim_object()
         os.makedirs(self.out, exist_ok=True)
-        for _ in range(2):
+        return self._claim_local()
+
+    def _claim_local(self) -> "OutputLock":
+        """A kernel lock (``flock``) on the lock file, held through an open file for the job's
+        life: the kernel drops it when the holder exits or dies, so a file whose lock is free
+        was left by a job that is gone and is taken over, and of two jobs exactly one gets it."""
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                if self._stale(holder):
-                    self.took_over = holder
-                    storage.delete(self.path)  # stale: its process is gone
-                    continue
-                self._refuse(holder)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self.me, handle)
-            return self
-        raise JobError(f"could not take the lock {self.path}")
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                self._refuse(self._named_holder(), unnamed="a job that is just starting")
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # the holder deleted the file as it finished, after we opened it: lock the new one
+        self._fd = fd
+        previous = self._holder()
+        self.took_over = previous if previous else None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(self.me).encode("utf-8"), 0)
+        os.fsync(fd)
+        return self
 
     def _claim_object(self) -> "OutputLock":
         """Object storage has no create-if-absent here: read, write ours, read it back."""
@@ -121,10 +147,10 @@ class OutputLock:
     def _stale(self, holder: Optional[dict]) -> bool:
         return bool(holder) and holder.get("host") == self.me["host"] and not _alive(int(holder.get("pid", -1)))
 
-    def _refuse(self, holder: Optional[dict]) -> None:
-        who = f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}" if holder else "an unreadable lock"
-        raise JobError(f"{self.out} is in use by another embed job ({who}): wait for it to finish, "
-                       f"or delete {self.path} if that job is gone") from None
+    def _refuse(self, holder: Optional[dict], unnamed: str = "an unreadable lock") -> None:
+        who = f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}" if holder else unnamed
+        gone = f", or delete {self.path} if that job is gone" if storage.is_uri(self.out) else ""  # a local lock frees itself
+        raise JobError(f"{self.out} is in use by another embed job ({who}): wait for it to finish{gone}") from None
 
     def _holder(self) -> Optional[dict]:
         try:
@@ -132,8 +158,29 @@ class OutputLock:
         except (OSError, ValueError):
             return None
 
+    def _named_holder(self) -> Optional[dict]:
+        """The job a held lock's file names. A job that has just taken the lock writes its name an
+        instant later (until then the file is empty or names the gone job before it), so the file
+        is read again for up to half a second; None when it names no live job by then."""
+        for _ in range(50):
+            holder = self._holder()
+            if holder and not self._stale(holder):
+                return holder
+            time.sleep(0.01)
+        return None
+
+    def _is_mine(self, holder: Optional[dict]) -> bool:
+        return bool(holder) and holder.get("host") == self.me["host"] and holder.get("pid") == self.me["pid"]
+
     def __exit__(self, *exc) -> None:
-        if (self._holder() or {}).get("pid") == self.me["pid"]:
+        if self._fd is not None:  # local: holding the kernel lock, the file is ours
+            try:
+                if self._is_mine(self._holder()):
+                    os.unlink(self.path)  # while still locked: a job that opened it meanwhile sees a new file and retries
+            finally:
+                os.close(self._fd)  # drops the lock
+                self._fd = None
+        elif self._is_mine(self._holder()):
             storage.delete(self.path)
 
 

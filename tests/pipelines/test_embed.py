@@ -177,14 +177,12 @@ def test_cli_names_a_non_parquet_input_and_bad_options(checkpoint, demo_data, tm
 
 
 def test_a_second_job_on_the_same_output_is_refused_and_names_the_first(checkpoint, demo_data, tmp_path):
-    import json
-    import socket
+    from deepsets.pipelines.embedding.output import OutputLock
 
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "_job.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": "just now"}))
-    with pytest.raises(JobError, match=rf"is in use by another embed job \(pid {os.getpid()} on .*, started just now\)"):
-        embed(checkpoint, [demo_data / "valid"], out)
+    with OutputLock(str(out)) as first:  # the first job's lock, held as a running job holds it
+        with pytest.raises(JobError, match=rf"is in use by another embed job \(pid {os.getpid()} on .*, started {first.me['started']}\)"):
+            embed(checkpoint, [demo_data / "valid"], out)
     assert not (out / "embeddings").exists()  # refused before anything was written
 
 
