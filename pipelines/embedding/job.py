@@ -136,6 +136,27 @@ def check_output_apart(inputs: List[str], out: str) -> None:
                 raise JobError(f"--output {out} contains the input folder {given}: {apart}")
 
 
+def check_output_folder(out: str) -> None:
+    """``--output`` names a folder, or a place where one can be made: not a file, nor a path
+    through one. On object storage nothing is in the way (writing below a prefix makes it).
+
+    Args:
+        out: the output folder, absolute (a URI as given).
+
+    Raises:
+        JobError: naming the file in the way.
+    """
+    if storage.is_uri(out):
+        return
+    for place in (Path(out), *Path(out).parents):
+        if place.exists():
+            if not place.is_dir():
+                where = "" if str(place) == out else f", in the way of --output {out}"
+                raise JobError(f"{place} is a file{where}: --output names a folder (a new one, or one an embed job wrote); "
+                               "choose another --output")
+            return
+
+
 def _within(path: str, folder: str) -> bool:
     """``path`` is ``folder`` or lies inside it (both absolute, or URIs)."""
     path, folder = path.rstrip("/"), folder.rstrip("/")
@@ -232,6 +253,7 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
     started = time.perf_counter()
     say = print if progress else (lambda *a: None)
     out = storage.absolute(cfg.output).rstrip("/")
+    check_output_folder(out)
     check_output_apart(cfg.inputs, out)
     source = load_model_source(cfg.model).with_tower(cfg.tower)
     model = source.build()  # here, once: settings that do not fit the weights fail before any worker starts
