@@ -49,22 +49,26 @@ def default_demo_config(data_dir: str | os.PathLike, workers: int = 2) -> RunCon
 
 
 DEMO_MARKER = ".deepsets-demo-data"
-DEMO_FILES = {"train", "valid", "schema.toml", "truth.json", DEMO_MARKER}
+"""The file the demo writes into the data folder it makes: only a folder holding it is replaced."""
 
 
 def make_demo_data(data_dir: Path, rows: int, seed: int, progress: bool) -> dict:
     """``data_dir/{train,valid}`` Parquet parts plus ``schema.toml`` and ``truth.json``.
 
-    An earlier demo's data there is replaced; anything else is left alone.
+    An earlier demo's data there (a folder holding :data:`DEMO_MARKER`) is replaced, and an
+    empty folder used; anything else is left alone, even a user's data in the same layout.
 
     Raises:
-        JobError: when ``data_dir`` holds files the demo did not write.
+        JobError: when ``data_dir`` is a file, or a folder with files and no marker.
     """
+    if data_dir.is_file():
+        raise JobError(f"{data_dir} is a file, not a folder: choose another --out")
     if data_dir.exists():
-        found = {p.name for p in data_dir.iterdir()}
-        if found and not ((data_dir / DEMO_MARKER).exists() or found <= DEMO_FILES):
-            raise JobError(f"{data_dir} holds files the demo did not write ({', '.join(sorted(found - DEMO_FILES)[:3])}): "
-                           "the demo replaces its data folder; choose another --out")
+        found = sorted(p.name for p in data_dir.iterdir())
+        if found and not (data_dir / DEMO_MARKER).is_file():
+            raise JobError(f"{data_dir} holds files the demo did not write ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}) "
+                           f"and no {DEMO_MARKER} file: the demo replaces only a data folder it made; move that folder away, "
+                           "or choose another --out")
         shutil.rmtree(data_dir)
     generated = synth.generate(rows, data_dir / "all", seed=seed, rows_per_file=-(-rows // PARTS), progress=progress)
     parts = sorted((data_dir / "all").glob("part-*.parquet"))
