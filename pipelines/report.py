@@ -94,6 +94,8 @@ def format_retrieve_summary(summary: dict) -> str:
         settings = ", ".join(f"{k} {v}" for k, v in summary["index_settings"].items())
         lines.append(f"recall@{summary['k']} against exact search: {summary[recall_key]} (on {summary['recall_queries']} queries"
                      + (f"; tuned to {settings})" if settings else ")"))
+    elif summary.get("recall_not_measured"):
+        lines.append(f"recall@{summary['k']} against exact search: not measured ({summary['recall_not_measured']})")
     if summary["queries_short"]:
         lines.append(f"{summary['queries_short']} queries got fewer than {summary['k']} items (too few items left after exclusions)")
     for reason, rows in summary["rejected_by_reason"].items():

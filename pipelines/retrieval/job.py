@@ -6,27 +6,34 @@
                 ``target_recall`` (ivf with ``nprobe`` given: measured only), and reported;
     search   -- the query parts streamed ``batch_size`` rows at a time; pairs in ``--exclude``
                 are dropped (the search asks for k plus the query's exclusions);
-    write    -- per query part, ``part-NNNNN.parquet`` of (query id, rank, item id, score),
-                written hidden and renamed when complete; queries without a usable vector go
-                to ``rejects.parquet`` with the reason; ``_SUCCESS.json`` holds the summary.
+    write    -- per query part, ``part-NNNNN.parquet`` of (query id, rank, item id, score);
+                queries without a usable vector go to ``rejects.parquet`` with the reason; each
+                file appears whole when complete (written hidden and renamed, or one PUT on
+                object storage: :class:`deepsets.pipelines.embedding.parts.PartFile`);
+                ``_SUCCESS.json`` holds the summary.
 
-Every query is accounted for: ``queries_in == queries_out + queries_rejected``.
+Every query is accounted for: ``queries_in == queries_out + queries_rejected``. ``--items``,
+``--queries`` and ``--out`` may each be local or on object storage (``s3://bucket/prefix``).
+A job that fails leaves its finished parts and no half-written file; ``--overwrite`` clears
+what it wrote (known by name) and starts again.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
-from deepsets.pipelines.embedding.output import SUCCESS, write_json
+from deepsets.features import storage
+from deepsets.pipelines.embedding.output import SUCCESS
+from deepsets.pipelines.embedding.parts import PartFile
 from deepsets.pipelines.errors import JobError
 from deepsets.pipelines.options import parse_options
 from deepsets.pipelines.retrieval.exclusions import Exclusions, exclusion_columns, read_exclusions
@@ -34,6 +41,9 @@ from deepsets.pipelines.retrieval.index import build_index, recall_against_exact
 from deepsets.pipelines.retrieval.vectors import EmbeddingFolder, VectorBatch
 
 REJECTS = "rejects.parquet"  # beside part-*.parquet and _SUCCESS.json (named as the embed job names its own)
+OURS = re.compile(r"^(_SUCCESS\.json|rejects\.parquet|part-\d{5,}\.parquet|\.(rejects|part-\d{5,})\.parquet\.tmp(-\d+)?)$")
+"""What a retrieve job writes into --out: its parts, rejects and summary, and the hidden temp
+files of a write it did not finish (its process killed mid-write)."""
 
 
 class RetrieveConfig(BaseModel):
@@ -74,60 +84,71 @@ def run_retrieve(cfg: RetrieveConfig, progress: bool = True) -> dict:
     started = time.perf_counter()
     items, queries = EmbeddingFolder.open(cfg.items, "--items"), EmbeddingFolder.open(cfg.queries, "--queries")
     check_pair(items, queries)
-    out = prepare_out(Path(cfg.out), cfg.overwrite)
+    out = prepare_out(storage.absolute(cfg.out).rstrip("/"), cfg.overwrite)
     item_ids, item_rows = items.load()
     index_ids = item_ids.filter(pa.array(item_rows.usable))
     if len(index_ids) == 0:
         raise JobError(f"--items {items.path}: no item has a usable vector ({_reasons(item_rows)})")
     index = build_index(item_rows.vectors[item_rows.usable], cfg.index, nprobe=cfg.nprobe)
-    recall, tuned, sample = None, {}, np.zeros((0, items.dim), np.float32)
+    recall, tuned, sample, unmeasured = None, {}, np.zeros((0, items.dim), np.float32), None
     if cfg.index != "flat":  # measured (and, unless --nprobe fixes it, tuned) on the first queries
-        exact = build_index(item_rows.vectors[item_rows.usable], "flat")
         sample = first_usable(queries, cfg.recall_queries, cfg.batch_size)
-        if cfg.nprobe:
-            recall = recall_against_exact(index, exact, sample, cfg.k)
+        if len(sample):
+            exact = build_index(item_rows.vectors[item_rows.usable], "flat")
+            if cfg.nprobe:
+                recall = recall_against_exact(index, exact, sample, cfg.k)
+            else:
+                recall, tuned = tune_to_recall(index, exact, sample, cfg.k, cfg.target_recall)
+            del exact
         else:
-            recall, tuned = tune_to_recall(index, exact, sample, cfg.k, cfg.target_recall)
-        del exact
+            unmeasured = "no query has a usable vector to measure it on"
     excluded = Exclusions()
     if cfg.exclude:
         query_column, item_column = exclusion_columns(cfg.exclude_columns, queries.id_column, items.id_column)
         excluded = read_exclusions(cfg.exclude, query_column, item_column, queries.id_type, index_ids)
     item_column = items.id_column if items.id_column != queries.id_column else f"item_{items.id_column}"
     counts = Counter()
-    rejects = _Rejects(out / REJECTS, queries.id_column, queries.id_type)
+    schema = _schema(queries, item_column, items.id_type)
+    rejects = _Rejects(storage.join(out, REJECTS), queries.id_column, queries.id_type)
     bar = tqdm(total=queries.rows, unit="query", disable=not progress, desc="retrieve")
-    for number, part in enumerate(queries.parts):
-        target = out / f"part-{number:05d}.parquet"
-        hidden = out / f".{target.name}.tmp"
-        writer = pq.ParquetWriter(hidden, _schema(queries, item_column, items.id_type))
-        for batch in queries.batches_of(part, cfg.batch_size):
-            counts["queries_in"] += len(batch.ids)
-            rejects.add(batch)
-            keep = np.flatnonzero(batch.usable)
-            if keep.size:
-                table, short = _top_k(index, index_ids, batch, keep, cfg.k, excluded, queries.id_column, item_column)
-                writer.write_table(table)
-                counts["queries_out"] += keep.size
-                counts["queries_short"] += short
-            bar.update(len(batch.ids))
-        writer.close()
-        hidden.rename(target)
-    bar.close()
-    rejects.close()
+    try:
+        for number, part in enumerate(queries.parts):
+            written = PartFile(storage.join(out, f"part-{number:05d}.parquet"))
+            try:
+                for batch in queries.batches_of(part, cfg.batch_size):
+                    counts["queries_in"] += len(batch.ids)
+                    rejects.add(batch)
+                    keep = np.flatnonzero(batch.usable)
+                    if keep.size:
+                        table, short = _top_k(index, index_ids, batch, keep, cfg.k, excluded, queries.id_column, item_column)
+                        written.write(table.cast(schema), {})
+                        counts["queries_out"] += keep.size
+                        counts["queries_short"] += short
+                    bar.update(len(batch.ids))
+                if written.rows == 0:  # every query of the part rejected: the part still says so, with no rows
+                    written.write(schema.empty_table(), {})
+                written.commit()
+            finally:
+                written.discard()  # closes and removes an unfinished write (nothing after commit)
+        rejects.commit()
+    finally:
+        rejects.discard()
+        bar.close()
     summary = {
         "queries_in": counts["queries_in"], "queries_out": counts["queries_out"], "queries_rejected": rejects.rows,
         "rejected_by_reason": rejects.by_reason(), "queries_short": counts["queries_short"], "k": cfg.k, "index": cfg.index,
         "items_indexed": len(index_ids), "items_rejected": int((~item_rows.usable).sum()), "items_rejected_by_reason": _reasons(item_rows),
-        f"recall_at_{cfg.k}_vs_exact": None if recall is None else round(recall, 4), "recall_queries": len(sample), "index_settings": tuned,
-        "exclusions": excluded.summary() if cfg.exclude else None, "output": str(out),
+        f"recall_at_{cfg.k}_vs_exact": None if recall is None else round(recall, 4), "recall_not_measured": unmeasured,
+        "recall_queries": len(sample), "index_settings": tuned, "exclusions": excluded.summary() if cfg.exclude else None, "output": out,
         "seconds": round(time.perf_counter() - started, 2),
     }
     summary["queries_per_s"] = round(summary["queries_in"] / max(summary["seconds"], 1e-9), 1)
     if summary["queries_in"] != summary["queries_out"] + summary["queries_rejected"]:
         raise JobError(f"accounting failed: {summary['queries_in']} queries read, {summary['queries_out']} answered, "
                        f"{summary['queries_rejected']} rejected")
-    write_json(out / SUCCESS, {"job": "retrieve", **summary, "items": str(items.path), "queries": str(queries.path)})
+    # allow_nan=False: a number that is not one fails here rather than write JSON no parser reads
+    storage.write_text(storage.join(out, SUCCESS), json.dumps({"job": "retrieve", **summary, "items": items.path, "queries": queries.path},
+                                                              indent=1, sort_keys=True, allow_nan=False))
     return summary
 
 
@@ -157,23 +178,24 @@ def check_pair(items: EmbeddingFolder, queries: EmbeddingFolder) -> None:
         raise JobError(f"--items vectors have {items.dim} values and --queries vectors {queries.dim}: they must match")
 
 
-def prepare_out(out: Path, overwrite: bool) -> Path:
-    """An empty output folder; ``overwrite`` clears an earlier retrieve job's files, and only those.
+def prepare_out(out: str, overwrite: bool) -> str:
+    """An empty output folder (local or a prefix on object storage); ``overwrite`` clears what a
+    retrieve job writes (:data:`OURS`: a finished job's files, or what a failed or killed one
+    left), and only that.
 
     Raises:
-        JobError: the folder holds files, and ``overwrite`` was not given or they are not a retrieve job's.
+        JobError: the folder holds files, and ``overwrite`` was not given or some are not a retrieve job's.
     """
-    if out.exists() and any(out.iterdir()):
-        ours = [p for p in out.iterdir() if p.name in (SUCCESS, REJECTS) or (p.name.startswith(("part-", ".part-")) and ".parquet" in p.name)]
-        foreign = sorted(set(out.iterdir()) - set(ours))
+    found = storage.children(out)
+    if found:
         if not overwrite:
             raise JobError(f"--out {out} is not empty: pass --overwrite to replace an earlier retrieve job's output")
-        if foreign or not (out / SUCCESS).exists():
-            raise JobError(f"--out {out} holds files deepsets retrieve did not write ({foreign[0].name if foreign else 'no ' + SUCCESS}): "
-                           "choose another folder")
-        for path in ours:
-            path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+        foreign = [name for name, is_dir in found if is_dir or not OURS.match(name)]
+        if foreign:
+            raise JobError(f"--out {out} holds files deepsets retrieve did not write ({foreign[0]}): choose another folder")
+        for name, _ in found:
+            storage.delete(storage.join(out, name))
+    storage.make_dirs(out)
     return out
 
 
@@ -208,27 +230,30 @@ def _reasons(rows: VectorBatch) -> dict:
 
 
 class _Rejects:
-    """Queries without a usable vector: written to ``rejects.parquet`` as they come."""
+    """Queries without a usable vector, written to ``rejects.parquet`` as they come; the file
+    appears (whole) at :meth:`commit`, and only when a query was rejected."""
 
-    def __init__(self, path: Path, id_column: str, id_type: pa.DataType):
-        self.path, self.writer, self.rows, self.reasons = path, None, 0, Counter()
+    def __init__(self, path: str, id_column: str, id_type: pa.DataType):
+        self.file, self.rows, self.reasons = PartFile(path), 0, Counter()
         self.schema = pa.schema([(id_column, id_type), ("source_part", pa.string()), ("source_row", pa.int64()), ("reason", pa.string())])
 
     def add(self, batch: VectorBatch) -> None:
         bad = np.flatnonzero(~batch.usable)
         if not bad.size:
             return
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, self.schema)
         reasons = batch.problem[bad].tolist()
-        self.writer.write_table(pa.table([batch.ids.take(pa.array(bad)), pa.array([batch.part.name] * bad.size),
-                                          pa.array(batch.first_row + bad, pa.int64()), pa.array(reasons, pa.string())], schema=self.schema))
+        self.file.write(pa.table([batch.ids.take(pa.array(bad)), pa.array([storage.name_of(batch.part)] * bad.size),
+                                  pa.array(batch.first_row + bad, pa.int64()), pa.array(reasons, pa.string())], schema=self.schema), {})
         self.rows += bad.size
         self.reasons.update(reasons)
 
     def by_reason(self) -> dict:
         return dict(self.reasons)
 
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+    def commit(self) -> None:
+        if self.rows:
+            self.file.commit()
+
+    def discard(self) -> None:
+        """Drop an unfinished file (nothing to do after :meth:`commit`)."""
+        self.file.discard()

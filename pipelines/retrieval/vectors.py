@@ -3,20 +3,22 @@
 A folder holds ``embeddings/part-*.parquet`` with ``source_file``, ``source_row``, the id
 column, ``embedding`` (a fixed-size list of float32) and, with ``--with-modalities``,
 ``vector_<m>`` / ``present_<m>``; ``_manifest.json`` names the model and the tower, and
-``_SUCCESS.json`` says the job finished.
+``_SUCCESS.json`` says the job finished. The folder may be local or on object storage
+(``s3://bucket/prefix``): everything is read through :mod:`deepsets.features.storage`.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, List, Optional
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from deepsets.features import storage
 from deepsets.features.errors import DataError
 from deepsets.pipelines.embedding.output import MANIFEST, SUCCESS
 from deepsets.pipelines.embedding.worker import EMBEDDINGS, SOURCE_FILE, SOURCE_ROW
@@ -30,7 +32,7 @@ NOT_ID_PREFIXES = ("vector_", "present_")
 class VectorBatch:
     """Rows of one part: ids, vectors and which rows have a usable vector."""
 
-    part: Path
+    part: str  # the part's path or URI
     first_row: int  # the part's row number of the first row here
     ids: pa.Array
     vectors: np.ndarray  # (n, D) float32; zeros where not usable
@@ -42,8 +44,8 @@ class VectorBatch:
 class EmbeddingFolder:
     """A finished embed job's output, checked on open."""
 
-    path: Path
-    parts: List[Path]
+    path: str  # absolute, or a URI
+    parts: List[str]
     id_column: str
     id_type: pa.DataType
     dim: int
@@ -63,18 +65,21 @@ class EmbeddingFolder:
             DataError: no such folder, no parts, no id column or no embedding column.
             JobError: the embed job did not finish.
         """
-        root = Path(path)
-        if root.name == EMBEDDINGS and not (root / EMBEDDINGS).is_dir():
-            root = root.parent
-        if not root.is_dir():
-            raise DataError(f"{option}: no such folder (expected the --output folder of deepsets embed)", file=str(root))
-        if not (root / SUCCESS).exists():
+        root = storage.absolute(path).rstrip("/")
+        if storage.name_of(root) == EMBEDDINGS and not storage.is_dir(storage.join(root, EMBEDDINGS)):
+            root = root.rsplit("/", 1)[0]
+        if not storage.is_dir(root):
+            raise DataError(f"{option}: no such folder (expected the --output folder of deepsets embed)", file=root)
+        if not storage.exists(storage.join(root, SUCCESS)):
             raise JobError(f"{option} {root}: the embed job there did not finish (no {SUCCESS}): run it again with --resume")
-        parts = sorted((root / EMBEDDINGS).glob("part-*.parquet"))
+        folder = storage.join(root, EMBEDDINGS)
+        parts = [storage.join(folder, name) for name, is_dir in storage.children(folder)
+                 if not is_dir and fnmatch.fnmatchcase(name, "part-*.parquet")]
         if not parts:
-            raise DataError(f"{option}: no embedding parts in {EMBEDDINGS}/", file=str(root))
-        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8")) if (root / MANIFEST).exists() else {}
-        schema = pq.read_schema(parts[0])
+            raise DataError(f"{option}: no embedding parts in {EMBEDDINGS}/", file=root)
+        manifest_path = storage.join(root, MANIFEST)
+        manifest = json.loads(storage.read_text(manifest_path)) if storage.exists(manifest_path) else {}
+        schema = _read_schema(parts[0])
         if "embedding" not in schema.names:
             raise DataError(f"{option}: no 'embedding' column (found {schema.names})", file=str(parts[0]))
         ids = [n for n in schema.names if n not in NOT_ID and not n.startswith(NOT_ID_PREFIXES)]
@@ -84,7 +89,7 @@ class EmbeddingFolder:
         kind = schema.field("embedding").type
         if not (pa.types.is_fixed_size_list(kind) and pa.types.is_floating(kind.value_type)):
             raise DataError(f"{option}: 'embedding' must be a fixed-size list of floats (found {kind})", file=str(parts[0]), column="embedding")
-        rows = sum(pq.read_metadata(p).num_rows for p in parts)
+        rows = sum(_read_metadata(p).num_rows for p in parts)
         return cls(root, parts, ids[0], schema.field(ids[0]).type, kind.list_size, manifest.get("tower"),
                    manifest.get("weights_sha256", ""), rows)
 
@@ -93,13 +98,15 @@ class EmbeddingFolder:
         for part in self.parts:
             yield from self.batches_of(part, batch_rows)
 
-    def batches_of(self, part: Path, batch_rows: int) -> Iterator[VectorBatch]:
+    def batches_of(self, part: str, batch_rows: int) -> Iterator[VectorBatch]:
         """The rows of one part, ``batch_rows`` at a time."""
         first = 0
-        for batch in pq.ParquetFile(part).iter_batches(batch_size=batch_rows, columns=[self.id_column, "embedding"]):
-            vectors, usable, problem = _vectors(batch.column(1), self.dim)
-            yield VectorBatch(part, first, batch.column(0), vectors, usable, problem)
-            first += batch.num_rows
+        store, inner = storage.filesystem(part)
+        with store.open_input_file(inner) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=[self.id_column, "embedding"]):
+                vectors, usable, problem = _vectors(batch.column(1), self.dim)
+                yield VectorBatch(part, first, batch.column(0), vectors, usable, problem)
+                first += batch.num_rows
 
     def load(self) -> tuple[pa.Array, VectorBatch]:
         """All rows at once: ``(ids, batch)`` with the vectors of every part stacked."""
@@ -111,6 +118,16 @@ class EmbeddingFolder:
         stacked = VectorBatch(self.parts[0], 0, ids, np.concatenate([b.vectors for b in found]), np.concatenate([b.usable for b in found]),
                               np.concatenate([b.problem for b in found]))
         return ids, stacked
+
+
+def _read_schema(path: str) -> pa.Schema:
+    store, inner = storage.filesystem(path)
+    return pq.read_schema(inner, filesystem=store)
+
+
+def _read_metadata(path: str) -> pq.FileMetaData:
+    store, inner = storage.filesystem(path)
+    return pq.read_metadata(inner, filesystem=store)
 
 
 def _vectors(column: pa.Array, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

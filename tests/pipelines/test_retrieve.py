@@ -13,7 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.retrieve import embed_output
+from deepsets.features.errors import DataError
 from deepsets.pipelines.cli import main
+from deepsets.pipelines.errors import JobError
+from deepsets.pipelines.report import format_retrieve_summary
 from deepsets.pipelines.retrieval.job import parse_retrieve_config, run_retrieve
 
 pytest.importorskip("faiss")
@@ -141,3 +144,98 @@ def test_cli_answers_in_json_and_says_what_is_wrong_in_one_line(tmp_path, capsys
     assert main(base + ["--queries", str(tmp_path / "queries"), "--out", str(tmp_path / "mine"), "--overwrite"]) == 2
     assert "did not write (notes.txt)" in capsys.readouterr().err and (tmp_path / "mine" / "notes.txt").exists()
     assert main(base + ["--queries", str(tmp_path / "queries"), "--out", str(tmp_path / "out"), "--overwrite", "--json"]) == 0
+
+
+def upload(folder: Path, prefix: str) -> str:
+    """Every file under a local folder, at the same relative keys under ``prefix`` on object storage."""
+    from deepsets.features import storage
+
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        storage.write_bytes(storage.join(prefix, *path.relative_to(folder).parts), path.read_bytes())
+    return prefix
+
+
+def test_items_queries_exclusions_and_out_on_object_storage(tmp_path, s3_server):
+    import uuid
+
+    from deepsets.features import storage
+
+    rng = np.random.default_rng(4)
+    queries = rng.normal(size=(9, 4)).astype(np.float32)
+    queries[5] = np.nan
+    embed_output(tmp_path / "items", "item_id", np.arange(40), rng.normal(size=(40, 4)).astype(np.float32), "item")
+    embed_output(tmp_path / "queries", "user_id", np.arange(9), queries, "query", rows_per_part=4)
+    pq.write_table(pa.table({"user_id": [0, 0, 7], "item_id": [1, 2, 3]}), tmp_path / "seen.parquet")
+    bucket = f"s3://deepsets/retrieve-{uuid.uuid4().hex[:8]}"
+    upload(tmp_path, bucket)
+    local = run_retrieve(parse_retrieve_config(items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=6,
+                                               out=str(tmp_path / "out"), exclude=str(tmp_path / "seen.parquet")), progress=False)
+    options = {"items": f"{bucket}/items", "queries": f"{bucket}/queries/", "k": 6, "out": f"{bucket}/top", "exclude": f"{bucket}/seen.parquet"}
+    remote = run_retrieve(parse_retrieve_config(**options), progress=False)
+    assert not (Path.cwd() / "s3:").exists()  # nothing went to a local folder named after the URI
+    for key in ("queries_in", "queries_out", "queries_rejected", "rejected_by_reason", "items_indexed", "exclusions"):
+        assert remote[key] == local[key], key
+    assert remote["output"] == f"{bucket}/top" and (remote["queries_out"], remote["queries_rejected"]) == (8, 1)
+    names = [name for name, _ in storage.children(f"{bucket}/top")]
+    assert names == ["_SUCCESS.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet", "rejects.parquet"]
+    store, inner = storage.filesystem(f"{bucket}/top")
+    got = pq.read_table([f"{inner}/{name}" for name in names if name.startswith("part-")], filesystem=store)
+    assert got.equals(results(tmp_path / "out"))
+    assert pq.read_table(f"{inner}/rejects.parquet", filesystem=store).to_pydict()["source_part"] == ["part-00001.parquet"]
+    success = json.loads(storage.read_text(f"{bucket}/top/_SUCCESS.json"))
+    assert success["items"] == f"{bucket}/items" and success["queries"] == f"{bucket}/queries"
+    with pytest.raises(JobError, match="is not empty: pass --overwrite"):
+        run_retrieve(parse_retrieve_config(**options), progress=False)
+    assert run_retrieve(parse_retrieve_config(**options, overwrite=True), progress=False)["queries_out"] == 8
+    with pytest.raises(DataError, match="--items: no such folder"):
+        run_retrieve(parse_retrieve_config(**{**options, "items": f"{bucket}/nothing"}), progress=False)
+
+
+def test_a_failed_job_leaves_no_half_written_file_and_overwrite_clears_what_it_left(tmp_path, monkeypatch):
+    import deepsets.pipelines.retrieval.job as job
+
+    rng = np.random.default_rng(5)
+    queries = rng.normal(size=(12, 3)).astype(np.float32)
+    queries[1] = np.nan  # a reject in the first part
+    embed_output(tmp_path / "items", "item_id", np.arange(20), rng.normal(size=(20, 3)).astype(np.float32), "item")
+    embed_output(tmp_path / "queries", "user_id", np.arange(12), queries, "query", rows_per_part=4)
+    cfg = parse_retrieve_config(items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=3, out=str(tmp_path / "out"), batch_size=2)
+    real_top_k, calls = job._top_k, []
+
+    def failing_top_k(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # the second batch of the second part
+            raise OSError("disk full")
+        return real_top_k(*args, **kwargs)
+
+    monkeypatch.setattr(job, "_top_k", failing_top_k)
+    with pytest.raises(OSError, match="disk full"):
+        run_retrieve(cfg, progress=False)
+    monkeypatch.setattr(job, "_top_k", real_top_k)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["part-00000.parquet"]  # no rejects.parquet, no temp file
+    (tmp_path / "out" / ".part-00002.parquet.tmp-99999").write_bytes(b"PAR1")  # what a killed job leaves
+    (tmp_path / "out" / ".rejects.parquet.tmp-99999").write_bytes(b"PAR1")
+    with pytest.raises(JobError, match="is not empty: pass --overwrite"):
+        run_retrieve(cfg, progress=False)
+    summary = run_retrieve(cfg.model_copy(update={"overwrite": True}), progress=False)
+    assert (summary["queries_in"], summary["queries_out"], summary["queries_rejected"]) == (12, 11, 1)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "_SUCCESS.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet", "rejects.parquet"]
+    assert results(tmp_path / "out").num_rows == 11 * 3
+
+
+def test_a_recall_that_cannot_be_measured_is_null_with_the_reason(tmp_path):
+    rng = np.random.default_rng(6)
+    embed_output(tmp_path / "items", "item_id", np.arange(200), rng.normal(size=(200, 4)).astype(np.float32), "item")
+    embed_output(tmp_path / "queries", "user_id", np.arange(5), np.full((5, 4), np.nan, np.float32), "query")
+    summary = run_retrieve(parse_retrieve_config(items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=5,
+                                                 out=str(tmp_path / "out"), index="ivf"), progress=False)
+    assert summary["recall_at_5_vs_exact"] is None and summary["recall_queries"] == 0
+    assert summary["recall_not_measured"] == "no query has a usable vector to measure it on"
+
+    def refuse(constant):
+        raise ValueError(f"{constant} in _SUCCESS.json")
+
+    written = json.loads((tmp_path / "out" / "_SUCCESS.json").read_text(), parse_constant=refuse)
+    assert written["recall_at_5_vs_exact"] is None and written["recall_not_measured"] == summary["recall_not_measured"]
+    assert "recall@5 against exact search: not measured (no query has a usable vector to measure it on)" in format_retrieve_summary(summary)
