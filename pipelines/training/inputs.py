@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Optional, Sequence
 
 import numpy as np
@@ -40,10 +41,12 @@ def check_data_paths(cfg: RunConfig) -> None:
 def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
     """Before any worker starts: every train/valid file has the modality, label and key
     columns, two_tower towers name modalities of the spec, and there is at least one global
-    batch of training rows. Returns the training row count.
+    batch of training rows. A file with no rows among files with rows holds nothing to read
+    or check: a note on stderr says it is skipped. Returns the training row count.
 
     Raises:
-        DataError: naming the file and column, or the row count.
+        DataError: naming the file and column, or the row count; naming the files when every
+            file of data.train or data.valid is empty.
         ConfigError: for a tower naming a modality the schema does not have.
         ValueError: for an embedding table too big to build.
     """
@@ -54,13 +57,17 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
         if unknown:
             raise ConfigError("run config", [f"task.{side}_modalities: names {unknown}, not modalities of the schema ({', '.join(spec.names)})"])
     rows = 0
-    for paths, count in ((cfg.data.train, True), (cfg.data.valid, False)):
+    for key, paths, count in (("data.train", cfg.data.train, True), ("data.valid", cfg.data.valid, False)):
         if not paths:
             continue
         groups = GroupRuns(cfg.data.group_column) if count and cfg.data.group_column else None
-        for path in resolve_inputs(list(paths)):
+        files, empty = resolve_inputs(list(paths)), []
+        for path in files:
             pf = open_parquet(path)
             check_columns(path, pf.schema_arrow, spec.schema.modality, labels)
+            if pf.metadata.num_rows == 0:
+                empty.append(path)
+                continue
             if cfg.data.group_column:
                 group_ids = read_key_column(path, pf, cfg.data.group_column)
                 if groups is not None:
@@ -71,6 +78,7 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
             check_label_values(cfg.task.kind, cfg.task.num_outputs, cfg.data.label_columns, path, pf)
         if groups is not None:
             groups.finish()
+        skip_empty_files(key, files, empty)
     if cfg.data.items:
         items = spec.subset(list(cfg.task.item_modalities))
         for path in resolve_inputs(list(cfg.data.items)):
@@ -78,6 +86,23 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
     if rows < cfg.training.batch_size:
         raise DataError(f"only {rows} training rows: fewer than one global batch (training.batch_size = {cfg.training.batch_size})")
     return rows
+
+
+def skip_empty_files(key: str, files: Sequence[str], empty: Sequence[str]) -> None:
+    """A note on stderr for each file of ``files`` that has no rows (the readers skip them).
+
+    Raises:
+        DataError: when every file is empty, naming them.
+    """
+    if empty and len(empty) == len(files):
+        what, other_way = ("validation", ", or leave data.valid out") if key == "data.valid" else ("training", "")
+        hint = f"give {what} files with rows{other_way}"
+        if len(empty) == 1:
+            raise DataError(f"{key} has no rows (its only file is empty); {hint}", file=empty[0])
+        shown = ", ".join(empty[:3]) + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
+        raise DataError(f"{key} has no rows (every file is empty: {shown}); {hint}")
+    for path in empty:
+        print(f"note: {key}: {path} has no rows; skipped", file=sys.stderr)
 
 
 def read_key_column(path: str, parquet, column: str) -> np.ndarray:
@@ -161,6 +186,8 @@ def check_label_values(kind: str, width: Optional[int], label_columns: Sequence[
     Raises:
         DataError: naming the file, column and rows that hold something else.
     """
+    if parquet.metadata.num_rows == 0:
+        return  # no values to check
     for column in label_columns:
         try:
             values = label_tensor(parquet.read(columns=[column]).column(column), column).numpy()

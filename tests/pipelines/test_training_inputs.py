@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from deepsets.features.errors import DataError
+from deepsets.features.reader import ParquetBatchReader
 from deepsets.pipelines.demo import default_demo_config
 from deepsets.pipelines.errors import JobError
 from deepsets.pipelines.training.inputs import check_training_data
@@ -124,3 +125,42 @@ def test_query_groups_must_be_stored_together_and_hold_no_nulls(data, demo_spec)
     with_labels(second, "query_id", pa.array([None if i == 5 else v for i, v in enumerate(ids)], table.schema.field("query_id").type))
     with pytest.raises(DataError, match=rf"{second}, column 'query_id', row 5: null id"):
         check_training_data(ranking_config(data), demo_spec)
+
+
+def empty_copy(source, target):
+    """A Parquet file with ``source``'s columns and no rows."""
+    pq.write_table(pq.read_table(source).slice(0, 0), target)
+    return target
+
+
+def test_an_empty_validation_file_among_others_is_skipped_with_a_note(data, demo_spec, capsys):
+    valid = next((data / "valid").glob("*.parquet"))
+    rows = pq.read_metadata(valid).num_rows
+    empty = empty_copy(valid, data / "valid" / "part-00009.parquet")
+    train_rows = check_training_data(config(data), demo_spec)
+    assert train_rows == sum(pq.read_metadata(f).num_rows for f in (data / "train").glob("*.parquet"))
+    assert capsys.readouterr().err == f"note: data.valid: {empty} has no rows; skipped\n"
+    check_training_data(ranking_config(data), demo_spec)  # the group checks skip it too
+    # what every worker reads from it: the other file's rows, once, over every share
+    shares = [ParquetBatchReader(demo_spec, data / "valid", batch_size=256, label_columns=["clicked"], shard=(rank, 2), equal_shards=False)
+              for rank in (0, 1)]
+    assert sum(batch.num_rows for reader in shares for batch in reader) == rows
+
+
+def test_a_validation_set_with_no_rows_is_an_error_naming_its_files(data, demo_spec):
+    valid = next((data / "valid").glob("*.parquet"))
+    empty_copy(valid, valid)
+    with pytest.raises(DataError, match=rf"^{valid}: data.valid has no rows \(its only file is empty\); "
+                                        r"give validation files with rows, or leave data.valid out"):
+        check_training_data(config(data), demo_spec)
+    second = empty_copy(valid, data / "valid" / "part-00009.parquet")
+    with pytest.raises(DataError, match=rf"^data.valid has no rows \(every file is empty: {valid}, {second}\)"):
+        check_training_data(config(data), demo_spec)
+
+
+def test_a_training_set_with_no_rows_is_an_error_naming_its_files(data, demo_spec):
+    files = sorted((data / "train").glob("*.parquet"))
+    for path in files:
+        empty_copy(path, path)
+    with pytest.raises(DataError, match=rf"^data.train has no rows \(every file is empty: {files[0]}, {files[1]}, {files[2]} and 2 more\)"):
+        check_training_data(config(data), demo_spec)
