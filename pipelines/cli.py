@@ -1,4 +1,4 @@
-"""The ``deepsets`` command line: ``synth``, ``fit``, ``read``, ``train``, ``tune``, ``embed``, ``retrieve``, ``ablate``, ``demo``.
+"""The ``deepsets`` command line: ``synth``, ``init``, ``fit``, ``read``, ``train``, ``tune``, ``embed``, ``retrieve``, ``ablate``, ``demo``.
 
 Bad input ends with one ``error:`` line on stderr and exit status 2, never a traceback.
 With ``--json`` the last line printed is one JSON object.
@@ -38,6 +38,33 @@ def _run_synth(args) -> dict:
     if not args.json:
         print(f"wrote {summary['rows']} rows in {len(summary['files'])} file(s) to {summary['out_dir']} "
               f"({summary['seconds']:.1f} s); schema: {os.path.join(summary['out_dir'], 'schema.toml')}")
+    return summary
+
+
+def _add_init(sub) -> None:
+    p = sub.add_parser("init", help="write schema.toml and run.toml for a new table, each choice explained (one pass over the data)")
+    p.add_argument("--input", required=True, nargs="+", help="training Parquet files, directories or globs")
+    p.add_argument("--label", required=True, help="the label column")
+    p.add_argument("--valid", nargs="+", default=None, help="validation Parquet files, directories or globs")
+    p.add_argument("--id", dest="id_column", default=None, help="the row id column (default: a unique int or string column)")
+    p.add_argument("--out", default=".", help="folder for schema.toml and run.toml (default: the current one)")
+    p.add_argument("--overwrite", action="store_true", help="replace schema.toml and run.toml already in --out")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_run_init)
+
+
+def _run_init(args) -> dict:
+    from deepsets.pipelines.init.job import run_init
+    from deepsets.pipelines.init.writing import format_choices
+
+    summary = run_init(args.input, args.label, valid=args.valid, id_column=args.id_column, out=args.out,
+                       overwrite=args.overwrite, progress=not args.json)
+    if not args.json:
+        print(format_choices(summary["choices"]))
+        task = summary["task"]
+        print(f"task: {task['kind']} ({task['reason']})")
+        print(f"wrote {summary['schema']} and {summary['run_config']}; check them, then: deepsets train --config {summary['run_config']}")
+    summary.pop("choices")
     return summary
 
 
@@ -294,7 +321,7 @@ def _run_demo(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepsets", description="Set fusion of heterogeneous, partly missing features: Parquet in, Ray for training, MLflow for tracking.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_fit, _add_read, _add_train, _add_tune, _add_embed, _add_retrieve, _add_ablate, _add_demo):
+    for add in (_add_synth, _add_init, _add_fit, _add_read, _add_train, _add_tune, _add_embed, _add_retrieve, _add_ablate, _add_demo):
         add(sub)
     return parser
 
