@@ -10,8 +10,10 @@ Numerical Features in Tabular Deep Learning", 2022).
 |            |        | fraction of its bin, 0 above                                                 |
 | periodic   | 1      | standardized, then a learned periodic embedding in the model                 |
 |            |        | (``sin``/``cos`` of learned frequencies, linear, ReLU: "PLR")                |
-| auto       |        | ``log1p`` when the column's skewness is beyond 2 (say counts reaching 2,000  |
-|            |        | with a median of 50), else ``standard``; decided by ``deepsets fit``         |
+| auto       |        | ``log1p`` for a non-negative column with a heavy right tail (skewness beyond |
+|            |        | 2, say counts reaching 2,000 with a median of 50), else ``standard``; a      |
+|            |        | left-skewed column (most values at the top of its range) stays ``standard`` |
+|            |        | (:func:`prefers_log1p`); decided by ``deepsets fit``                         |
 
 Missing values (null or NaN) stay missing: every value of the column is marked unobserved.
 Everything fitted is plain numbers in the spec (``Fitted.encodings``, ``mean``, ``std``,
@@ -28,7 +30,16 @@ import torch
 
 ENCODINGS = ("auto", "standard", "log1p", "quantile", "ple", "periodic")
 SKEWED = 2.0
-"""``auto`` takes log1p beyond this absolute skewness (a normal column has 0, an exponential 2)."""
+"""``auto`` takes log1p beyond this skewness (a normal column has 0, an exponential 2)."""
+
+
+def prefers_log1p(skew: Optional[float], minimum: Optional[float]) -> bool:
+    """``auto``'s choice of log1p: a right-skewed (heavy right tail, skewness beyond
+    :data:`SKEWED`), non-negative column (minutes, counts, prices). A left-skewed column has
+    its long tail towards zero, where log1p would stretch it further, and a column with
+    negative values is no count."""
+    ok = skew is not None and minimum is not None and np.isfinite(skew) and np.isfinite(minimum)
+    return bool(ok and skew > SKEWED and minimum >= 0)
 
 
 def symlog(x):
@@ -53,14 +64,13 @@ def fit_columns(lf: pl.LazyFrame, columns: Sequence[str], encodings: Sequence[st
     for i, c in enumerate(columns):
         x = pl.col(c).cast(pl.Float64).fill_nan(None)
         exprs += [x.mean().alias(f"mean{i}"), x.std(ddof=0).alias(f"std{i}"), x.null_count().alias(f"missing{i}"),
-                  x.skew().alias(f"skew{i}"), _symlog_expr(c).mean().alias(f"lmean{i}"), _symlog_expr(c).std(ddof=0).alias(f"lstd{i}")]
+                  x.skew().alias(f"skew{i}"), x.min().alias(f"min{i}"), _symlog_expr(c).mean().alias(f"lmean{i}"), _symlog_expr(c).std(ddof=0).alias(f"lstd{i}")]
     exprs.append(pl.any_horizontal([pl.col(c).cast(pl.Float64).fill_nan(None).is_not_null() for c in columns]).sum().alias("present_rows"))
     row = lf.select(exprs).collect(engine="streaming").row(0, named=True)
     chosen, means, stds = [], [], []
     for i, encoding in enumerate(encodings):
-        skew = row[f"skew{i}"]
         if encoding == "auto":
-            encoding = "log1p" if skew is not None and np.isfinite(skew) and abs(skew) > SKEWED else "standard"
+            encoding = "log1p" if prefers_log1p(row[f"skew{i}"], row[f"min{i}"]) else "standard"
         logged = encoding == "log1p"
         mean, std = row[f"lmean{i}" if logged else f"mean{i}"], row[f"lstd{i}" if logged else f"std{i}"]
         chosen.append(encoding)

@@ -127,3 +127,28 @@ def test_periodic_values_get_a_learned_embedding():
     model(batch).fused.sum().backward()
     assert encoder.embed.frequencies.shape == (1, 16) and encoder.embed.frequencies.grad.abs().sum() > 0
     assert encoder.mlp[0].in_features == 2 + 16 + 3  # two plain values, one embedded value, three observed flags
+
+
+def test_auto_keeps_a_left_skewed_column_standard_and_logs_its_mirror_image(tmp_path):
+    """Scores from 0 to 10, most at 10 (skewness about -3.2): the long tail points at zero,
+    where log1p would only stretch it, so auto standardizes; the same column mirrored
+    (``10 - x``, a heavy right tail) takes log1p."""
+    rng = np.random.default_rng(0)
+    score = np.where(rng.random(4000) < 0.12, rng.integers(0, 10, 4000), 10).astype(np.float64)
+    mirrored = 10 - score
+    centred = score - score.mean()
+    skew = (centred**3).mean() / (centred**2).mean() ** 1.5
+    assert -3.4 < skew < -3.0 and (score == 10).mean() > 0.85
+    path = tmp_path / "scores.parquet"
+    pq.write_table(pa.table({"score": score, "mirrored": mirrored}), path)
+    s = parse_schema({"modality": [{"name": "num", "kind": "numeric", "columns": ["score", "mirrored"]}]})
+    spec = FeatureSpec.fit(s, path)
+    assert spec.fitted["num"].encodings == ["standard", "log1p"]
+    assert spec.fitted["num"].mean[0] == pytest.approx(score.mean()) and spec.fitted["num"].std[0] == pytest.approx(score.std())
+    assert spec.fitted["num"].mean[1] == pytest.approx(np.log1p(mirrored).mean())
+
+
+def test_auto_never_logs_a_column_with_negative_values():
+    assert enc.prefers_log1p(5.0, 0.0) and not enc.prefers_log1p(5.0, -1.0)
+    assert not enc.prefers_log1p(-5.0, 0.0) and not enc.prefers_log1p(1.5, 0.0)
+    assert not enc.prefers_log1p(None, 0.0) and not enc.prefers_log1p(float("nan"), 0.0)
