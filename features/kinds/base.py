@@ -26,9 +26,9 @@ class Fitted(BaseModel):
 
     id_type: Optional[str] = None
     vocab: Optional[List[Union[int, str]]] = None
-    mean: Optional[List[float]] = None
+    mean: Optional[List[float]] = None  # numeric: per column; dense, dense_sequence: per dimension
     std: Optional[List[float]] = None
-    encodings: Optional[List[str]] = None  # numeric: each column's encoding, ``auto`` resolved
+    encodings: Optional[List[str]] = None  # each column's / dimension's encoding, ``auto`` resolved
     edges: Optional[List[List[float]]] = None  # numeric: each column's quantile edges ([] if unused)
     stats: Dict[str, Any] = Field(default_factory=dict)
     _mapper: Any = PrivateAttr(default=None)  # IdMapper built once, on first use

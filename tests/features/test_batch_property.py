@@ -19,15 +19,15 @@ from deepsets.features.reader import ParquetBatchReader
 from deepsets.features.schema import parse_schema
 from deepsets.features.spec import FeatureSpec
 
-SCHEMA = {
+SCHEMA = {  # float vectors raw (encoding none): scaling has its own tests
     "id_column": "rid",
     "modality": [
-        {"name": "vec", "kind": "dense", "dim": 3},
-        {"name": "fixed", "kind": "dense", "dim": 2},
+        {"name": "vec", "kind": "dense", "dim": 3, "encoding": "none"},
+        {"name": "fixed", "kind": "dense", "dim": 2, "encoding": "none"},
         {"name": "clicks", "kind": "id_sequence", "max_len": 4, "truncate": "keep_last"},
         {"name": "firsts", "kind": "id_sequence", "column": "clicks", "max_len": 2, "truncate": "keep_first", "hash_buckets": 13},
         {"name": "tags", "kind": "id_set", "max_len": 3},
-        {"name": "frames", "kind": "dense_sequence", "dim": 2, "max_len": 3},
+        {"name": "frames", "kind": "dense_sequence", "dim": 2, "max_len": 3, "encoding": "none"},
         {"name": "city", "kind": "categorical", "hash_buckets": 11},
         {"name": "level", "kind": "categorical", "min_count": 2},
         {"name": "num", "kind": "numeric", "columns": ["a", "b"]},

@@ -11,7 +11,7 @@ from deepsets.features.reader import ParquetBatchReader
 from deepsets.features.schema import parse_schema
 from deepsets.features.spec import FeatureSpec
 
-SCHEMA = {"id_column": "rid", "modality": [{"name": "img", "kind": "dense", "dim": 2}]}
+SCHEMA = {"id_column": "rid", "modality": [{"name": "img", "kind": "dense", "dim": 2, "encoding": "none"}]}  # raw values: rows are checked by value
 
 
 def write(path, start, n, bad_row=None):

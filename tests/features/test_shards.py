@@ -12,7 +12,7 @@ from deepsets.features.schema import parse_schema
 from deepsets.features.shards import epoch_units, shard
 from deepsets.features.spec import FeatureSpec
 
-SCHEMA = {"id_column": "rid", "modality": [{"name": "img", "kind": "dense", "dim": 2}]}
+SCHEMA = {"id_column": "rid", "modality": [{"name": "img", "kind": "dense", "dim": 2, "encoding": "none"}]}  # raw values: rows are checked by value
 
 unit_sizes = st.lists(st.integers(0, 40), min_size=1, max_size=12)
 
