@@ -8,6 +8,7 @@ import stat
 import tempfile
 
 import pytest
+
 from deepsets.pipelines import cli
 from deepsets.pipelines.cli import main
 from deepsets.pipelines.error_log import log_folder, private_folder

@@ -7,10 +7,11 @@ import sys
 import textwrap
 
 import pytest
-from deepsets.pipelines.ray_runtime import RAY_CORE_NOISE
-from deepsets.pipelines.stderr_filter import dropping_stderr_lines
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from deepsets.pipelines.ray_runtime import RAY_CORE_NOISE
+from deepsets.pipelines.stderr_filter import dropping_stderr_lines
 
 CORE_LINE = ("[2026-11-30 10:12:01,412 E 4242 4300] core_worker.cc:2465: Actor with class name: 'MapWorker(MapBatches(FragmentEmbedder))' "
              "and ID: 'f00d' has constructor arguments in the object store and max_restarts > 0. If the arguments in the object "
