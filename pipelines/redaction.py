@@ -123,3 +123,31 @@ def redacted_parts(text: str) -> list[str]:
                 m.group("value") == REDACTED and is_secret_name(m.group("key")) for m in _QUERY_PARAM.finditer(query)):
             found.append(match.group(0))
     return found
+
+
+def config_toml(cfg) -> str:
+    """A run config as the TOML text deepsets writes (``config.toml``, ``best.toml``): as
+    ``cfg.to_toml()``, every URI's credentials redacted.
+
+    Args:
+        cfg: a :class:`deepsets.pipelines.config.RunConfig`.
+    """
+    from deepsets.pipelines.config.toml_text import dump_toml
+
+    return dump_toml(redact_secrets(cfg.as_dict()))
+
+
+def require_unredacted(uri: str, field: str = "tracking.mlflow_uri") -> str:
+    """``uri`` itself, when it holds no credential that deepsets redacted.
+
+    Raises:
+        ConfigError: for a URI copied from what deepsets wrote (``config.toml``, ``best.toml``,
+            a checkpoint's ``config.json``) with its password as ``***``: it cannot connect.
+    """
+    from deepsets.pipelines.errors import ConfigError
+
+    if redacted_parts(uri):
+        raise ConfigError(field, [
+            f"{uri} holds a password (or token) that deepsets replaced by {REDACTED} when it wrote this config; give the real "
+            f"URI: --set {field}=... (deepsets train also takes MLFLOW_TRACKING_URI when {field} is empty)"])
+    return uri

@@ -6,7 +6,8 @@ A checkpoint directory holds::
                        "epoch": int, "step": int, "progress": {...}}
                                                         (tensors, numbers, dicts: no pickled code)
     spec.json         the fitted FeatureSpec
-    config.json       the validated run config
+    config.json       the validated run config, every URI's password redacted (a resumed run
+                      takes its tracking URI from its own config, never from here)
     model_config.json the model's settings (``ModelArgs.to_dict()``)
     epoch.json        {"epoch": int, "step": int}: what ``train --resume`` reads to count the
                       epochs done without fetching state.pt (absent in older checkpoints)
@@ -28,6 +29,7 @@ from deepsets.features import storage
 from deepsets.features.spec import FeatureSpec
 from deepsets.model_args import ModelArgs
 from deepsets.pipelines.errors import JobError
+from deepsets.pipelines.redaction import redact_secrets
 
 FILES = ("state.pt", "spec.json", "config.json", "model_config.json")
 EPOCH_FILE = "epoch.json"
@@ -49,7 +51,7 @@ class TrainState:
 
 def save_checkpoint(directory: str | Path, state: TrainState, spec: FeatureSpec, config: dict, model_args: ModelArgs) -> None:
     """Write a checkpoint into ``directory`` (which must exist); ``config`` is the run config
-    (``RunConfig.as_dict()``)."""
+    (``RunConfig.as_dict()``), written with the passwords of its URIs redacted."""
     directory = Path(directory)
     torch.save(
         {"model": state.model, "optimizer": state.optimizer, "scheduler": state.scheduler, "epoch": state.epoch, "step": state.step,
@@ -57,7 +59,7 @@ def save_checkpoint(directory: str | Path, state: TrainState, spec: FeatureSpec,
         directory / "state.pt",
     )
     spec.save(directory / "spec.json")
-    (directory / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
+    (directory / "config.json").write_text(json.dumps(redact_secrets(config), indent=1, sort_keys=True))
     (directory / "model_config.json").write_text(json.dumps(model_args.to_dict(), indent=1, sort_keys=True))
     (directory / EPOCH_FILE).write_text(json.dumps({"epoch": state.epoch, "step": state.step}))
 

@@ -27,6 +27,7 @@ from deepsets.features import storage
 from deepsets.features.spec import FeatureSpec
 from deepsets.model_args import ModelArgs
 from deepsets.pipelines.errors import JobError
+from deepsets.pipelines.redaction import redact_uris
 
 
 @dataclass
@@ -130,8 +131,8 @@ def _mlflow_details(uri: str) -> tuple[str, Optional[str], Optional[Dict[str, An
     try:
         info = mlflow.models.get_model_info(uri)
     except Exception as err:  # noqa: BLE001 - the model itself loaded; say what is unknown, and why
-        print(f"warning: the MLflow metadata of {uri} could not be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}): "
-              "its version, run and training config are unknown", file=sys.stderr)
+        print(redact_uris(f"warning: the MLflow metadata of {uri} could not be read ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0] if str(err) else ''}): its version, run and training config are unknown"), file=sys.stderr)
         return "unknown (MLflow metadata unreadable)", None, None
     parts = [f"model_id={info.model_id}" if getattr(info, "model_id", None) else "",
              f"registered_version={info.registered_model_version}" if info.registered_model_version else "",
@@ -202,7 +203,8 @@ def load_model_source(uri: str) -> ModelSource:
         model, spec, args = load_deepsets_model(uri)
     except (MlflowException, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise JobError(f"cannot load model '{uri}' (tracking URI {mlflow.get_tracking_uri()}): {first}") from None
+        # redacted: the tracking URI, and MLflow's message naming it ("API request to <uri>/api/... failed"), may hold a password
+        raise JobError(redact_uris(f"cannot load model '{uri}' (tracking URI {mlflow.get_tracking_uri()}): {first}")) from None
     version, run_id, config = _mlflow_details(uri)
     labels = list(((config or {}).get("data") or {}).get("label_columns") or [])
     return ModelSource(uri, version, _to_bytes(model.state_dict()), spec, args, labels, run_id, config)

@@ -16,6 +16,8 @@ import subprocess
 from pathlib import Path
 from typing import Dict, Iterator, Optional
 
+from deepsets.pipelines.redaction import config_toml, redact_secrets, redact_uris, require_unredacted
+
 RUN_NAME_TAG = "deepsets.run_name"
 PARAM_LIMIT = 500
 """Longest parameter value logged as is (MLflow stores 6,000 characters now, older servers 500);
@@ -53,13 +55,18 @@ def quiet_mlflow_logs() -> None:
 def open_mlflow_run(cfg, run_name: str, resume: bool, spec) -> tuple[str, str]:
     """(tracking uri, run id): a new RUNNING run with params, tags and artifacts (the config and
     the feature spec), or the run to resume (set RUNNING again). A new experiment keeps its
-    artifacts in ``tracking.artifact_location`` when set (``s3://...``), else MLflow's default."""
+    artifacts in ``tracking.artifact_location`` when set (``s3://...``), else MLflow's default.
+    The run's params and ``config.toml`` hold every URI with its password redacted.
+
+    Raises:
+        ConfigError: for a tracking URI whose password deepsets itself redacted (``user:***@``).
+    """
     import mlflow
     from mlflow.entities import Param, RunTag
     from mlflow.tracking import MlflowClient
 
     quiet_mlflow_logs()
-    uri = cfg.tracking.resolved_mlflow_uri()
+    uri = require_unredacted(cfg.tracking.resolved_mlflow_uri())
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     experiment = experiment_for(client, cfg.tracking.experiment, cfg.tracking.artifact_location)
@@ -73,9 +80,10 @@ def open_mlflow_run(cfg, run_name: str, resume: bool, spec) -> tuple[str, str]:
         tags["mlflow.parentRunId"] = cfg.tracking.parent_run_id  # how MLflow nests runs
     run = client.create_run(experiment.experiment_id, run_name=run_name, tags=tags)  # RUNNING until run_status ends it
     run_id = run.info.run_id
-    client.log_batch(run_id, params=[Param(k, param_value(v)) for k, v in cfg.flat_params().items()], tags=[RunTag("mlflow.runName", run_name)])
+    params = redact_secrets(cfg.flat_params())  # the run keeps no password of a URI, the tracking URI's included
+    client.log_batch(run_id, params=[Param(k, param_value(v)) for k, v in params.items()], tags=[RunTag("mlflow.runName", run_name)])
     client.log_text(run_id, json.dumps(spec.to_dict(), indent=1, sort_keys=True), "spec.json")
-    client.log_text(run_id, cfg.to_toml(), "config.toml")
+    client.log_text(run_id, config_toml(cfg), "config.toml")
     return uri, run_id
 
 
@@ -93,8 +101,8 @@ def experiment_for(client, name: str, artifact_location: str = ""):
         experiment_id = client.create_experiment(name, artifact_location=artifact_location or None)
         return client.get_experiment(experiment_id)
     if artifact_location and found.artifact_location.rstrip("/") != artifact_location.rstrip("/"):
-        raise JobError(f"MLflow experiment '{name}' keeps its artifacts in {found.artifact_location}, not in "
-                       f"tracking.artifact_location = {artifact_location}: an experiment's artifact location is fixed "
+        raise JobError(f"MLflow experiment '{name}' keeps its artifacts in {redact_uris(found.artifact_location)}, not in "
+                       f"tracking.artifact_location = {redact_uris(artifact_location)}: an experiment's artifact location is fixed "
                        "when it is created; choose another tracking.experiment")
     return found
 
