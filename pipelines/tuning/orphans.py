@@ -7,9 +7,11 @@ and the job is this driver. Ray Train's own cleaner actor notices a dead control
 State API, which lives in the dashboard process a private local Ray does not start. Left alone,
 the stopped trials' groups keep their CPUs until the next trial waits forever for them.
 
-:class:`OrphanSweeper` removes, at most every few seconds, each placement group whose creator
-actor is dead. It reads the placement-group table from Ray's control store (no dashboard
-needed). Nobody can use such a group any more: its creator was the only holder of its handle.
+:class:`OrphanSweeper` removes, at most every few seconds, each placement group of this driver's
+job whose creator actor is dead. It reads the placement-group table from Ray's control store (no
+dashboard needed). Nobody can use such a group any more: its creator was the only holder of its
+handle. Groups of other jobs (other drivers on a shared cluster) are never touched: their own
+drivers, or Ray once those end, remove them.
 """
 
 from __future__ import annotations
@@ -19,22 +21,39 @@ import time
 from typing import List
 
 logger = logging.getLogger(__name__)
+_failures_told: set = set()  # kinds of failure already warned of (a sweep runs every few seconds)
+
+
+def placement_group_table() -> list:
+    """Every placement group Ray's control store knows of, as ``PlacementGroupTableData``."""
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+
+    return [gcs_pb2.PlacementGroupTableData.FromString(raw) for raw in state._connect_and_get_accessor().get_placement_group_table()]
+
+
+def current_job_id() -> str:
+    """Hex id of this driver's Ray job."""
+    import ray
+
+    return ray.get_runtime_context().get_job_id()
 
 
 def orphaned_placement_groups() -> List[str]:
-    """Hex ids of live placement groups whose creator actor is dead."""
+    """Hex ids of this job's live placement groups whose creator actor is dead."""
     import ray
-    from ray._private.state import state
     from ray.core.generated import gcs_pb2
 
     live = (gcs_pb2.PlacementGroupTableData.PENDING, gcs_pb2.PlacementGroupTableData.PREPARED,
             gcs_pb2.PlacementGroupTableData.CREATED, gcs_pb2.PlacementGroupTableData.RESCHEDULING)
+    table = placement_group_table()
+    job = current_job_id()
     orphans = []
-    for raw in state._connect_and_get_accessor().get_placement_group_table():
-        group = gcs_pb2.PlacementGroupTableData.FromString(raw)
+    for group in table:
         # a group the driver created names no actor: Ray's nil id, every byte 0xff
         created_by_actor = bool(group.creator_actor_id) and set(group.creator_actor_id) != {0xFF}
-        if group.state in live and created_by_actor and group.creator_actor_dead and not group.is_detached:
+        ours = group.creator_job_id.hex() == job  # another driver's job is not ours to clean
+        if ours and group.state in live and created_by_actor and group.creator_actor_dead and not group.is_detached:
             orphans.append(ray.PlacementGroupID(group.placement_group_id).hex())
     return orphans
 
@@ -42,20 +61,30 @@ def orphaned_placement_groups() -> List[str]:
 def remove_orphaned_placement_groups() -> int:
     """Remove every placement group :func:`orphaned_placement_groups` finds; returns how many.
 
-    A Ray whose internals differ from what this reads (another version) is left alone: the
-    failure is logged once at debug level and 0 returned.
+    Never raises: a table that cannot be read (a Ray whose internals differ from what this
+    reads) or a group that cannot be removed is logged as a warning and the search goes on.
     """
+    import importlib
+
     import ray
-    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    groups = importlib.import_module("ray.util.placement_group")  # the module: ray.util.placement_group is also a function
 
     try:
         orphans = orphaned_placement_groups()
     except Exception as err:  # noqa: BLE001 - private Ray API: never fail a search over it
-        logger.debug("could not read the placement-group table: %s", err)
+        level = logging.DEBUG if type(err) in _failures_told else logging.WARNING
+        _failures_told.add(type(err))
+        logger.log(level, "could not look for the placement groups of stopped trials: %s: %s", type(err).__name__, err)
         return 0
+    removed = 0
     for group_id in orphans:
-        remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id))))
-    return len(orphans)
+        try:
+            groups.remove_placement_group(groups.PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id))))
+            removed += 1
+        except Exception as err:  # noqa: BLE001 - the next sweep tries again
+            logger.warning("could not remove placement group %s of a stopped trial: %s: %s", group_id, type(err).__name__, err)
+    return removed
 
 
 def orphan_sweeper(every_s: float = 2.0):
