@@ -59,40 +59,54 @@ class DistinctValues:
 
     def __init__(self, cap: Optional[int] = None) -> None:
         self.cap = COUNT_CAP if cap is None else cap
-        self.counts: Optional[Dict] = {}
-        self._unique = np.empty(0, dtype=np.uint64)
-        self._pending: List[np.ndarray] = []
+        self._hashes = pl.Series("h", [], dtype=pl.UInt64)
+        self._pending: List[pl.Series] = []
         self._pending_size = 0
+        self._count_parts: List[pl.DataFrame] = []
+        self._too_many = False
+        self._counts: Optional[Dict] = None
 
     def add(self, values: pl.Series) -> None:
         """Count a batch of values (nulls already dropped)."""
         if values.len() == 0:
             return
-        hashes = np.unique(values.hash(seed=0).to_numpy())
-        self._pending.append(hashes)
-        self._pending_size += hashes.size
-        if self._pending_size > max(1 << 16, self._unique.size):
+        found = pl.DataFrame({"value": values}).group_by("value").agg(pl.len().cast(pl.Int64).alias("n"))
+        self._pending.append(found["value"].hash(seed=0))
+        self._pending_size += found.height
+        if not self._too_many:
+            self._count_parts.append(found)
+        self._counts = None
+        if self._pending_size > max(1 << 16, self._hashes.len()):
             self._compact()
-        if self.counts is not None:
-            found = values.value_counts()
-            for value, n in zip(found[values.name].to_list(), found["count"].to_list()):
-                self.counts[value] = self.counts.get(value, 0) + n
-            if len(self.counts) > self.cap:
-                self.counts = None
 
     def _compact(self) -> None:
-        self._unique = np.unique(np.concatenate([self._unique, *self._pending]))
+        self._hashes = pl.concat([self._hashes, *self._pending]).unique()
         self._pending, self._pending_size = [], 0
+        if not self._too_many and self._count_parts:
+            merged = pl.concat(self._count_parts).group_by("value").agg(pl.col("n").sum())
+            self._too_many = merged.height > self.cap
+            self._count_parts = [] if self._too_many else [merged]
 
-    def hashes(self) -> np.ndarray:
-        """The sorted hashes of every distinct value."""
+    def hashes(self) -> pl.Series:
+        """The hash of every distinct value."""
         if self._pending:
             self._compact()
-        return self._unique
+        return self._hashes
+
+    @property
+    def counts(self) -> Optional[Dict]:
+        """``{value: rows}``, or None when there are more than ``cap`` distinct values."""
+        self.hashes()
+        if self._too_many:
+            return None
+        if self._counts is None:
+            merged = self._count_parts[0] if self._count_parts else pl.DataFrame({"value": [], "n": []})
+            self._counts = dict(zip(merged["value"].to_list(), merged["n"].to_list()))
+        return self._counts
 
     @property
     def count(self) -> int:
-        return int(self.hashes().size)
+        return self.hashes().len()
 
 
 @dataclass
@@ -304,7 +318,7 @@ def unseen_in_valid(files: Sequence[str], train: TableProfile, columns: Mapping[
                         low, high = (p.low, p.high) if p.low is not None else (np.inf, -np.inf)
                         counted.unseen += int(((s < low) | (s > high)).sum())
                     else:
-                        counted.unseen += int((~np.isin(s.hash(seed=0).to_numpy(), p.distinct.hashes())).sum())
+                        counted.unseen += int((~s.hash(seed=0).is_in(p.distinct.hashes())).sum())
                     counted.present += s.len()
                 bar.update(batch.num_rows)
     return found

@@ -136,7 +136,7 @@ def run_toml(d: RunDefaults) -> str:
         f"{'workers = 2':<40} # Ray Train workers, one CPU each; the batch is split between them",
         "",
         "[tracking]",
-        f"{'run_name = ' + toml_value(''):<40} # \"\" = run-<date>-<time>; name it to --resume it",
+        f"{'run_name = ' + toml_value(''):<40} # \"\" = a generated name; name the run to --resume it later",
     ]
     return "\n".join(lines) + "\n"
 

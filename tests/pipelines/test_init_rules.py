@@ -7,6 +7,7 @@ import tomllib
 from collections import Counter
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -224,3 +225,14 @@ def test_a_label_name_with_a_score_word_is_a_leak_and_the_label_alone_is_not(lab
     column = f"{word}_{label}" if before else f"{label}_{word}"
     assert name_leak(column, label) is not None
     assert name_leak(label, label) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 60), max_size=50), min_size=1, max_size=8), st.integers(1, 40))
+def test_distinct_values_count_exactly_and_keep_counts_up_to_the_cap(batches, cap):
+    distinct = profile_module.DistinctValues(cap=cap)
+    for batch in batches:
+        distinct.add(pl.Series("v", batch, dtype=pl.Int64))
+    everything = Counter(v for batch in batches for v in batch)
+    assert distinct.count == len(everything)
+    assert distinct.counts == (dict(everything) if len(everything) <= cap else None)
