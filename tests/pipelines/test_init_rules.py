@@ -236,3 +236,15 @@ def test_distinct_values_count_exactly_and_keep_counts_up_to_the_cap(batches, ca
     everything = Counter(v for batch in batches for v in batch)
     assert distinct.count == len(everything)
     assert distinct.counts == (dict(everything) if len(everything) <= cap else None)
+
+
+def test_column_names_that_are_not_identifiers_get_modality_names_and_keep_their_column(tmp_path):
+    rng = np.random.default_rng(7)
+    path = write(tmp_path / "data", with_label({
+        "photo vec": pa.array(rng.normal(size=(N, 4)).tolist(), pa.list_(pa.float32())), "2nd-brand": rng.choice(["a", "b"], N),
+        "unit price": rng.normal(size=N),
+    }))
+    written = run_init([str(path)], "y", out=str(tmp_path / "cfg"))
+    modalities = {m.name: m for m in load_schema(written["schema"]).modality}
+    assert modalities["photo_vec"].column == "photo vec" and modalities["c_2nd_brand"].column == "2nd-brand"
+    assert modalities["numbers"].columns == ["unit price"]
