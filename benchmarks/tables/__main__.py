@@ -7,16 +7,15 @@
 Each table (one module each in ``benchmarks/tables/``: movielens, flights, movies, nlswork) is
 built from an R data set with list columns and a fixed split by time. Per table and seed:
 
-- **deepsets**: a run config from ``deepsets init`` (or, where the installed command line has
-  no ``init``, the suite's stand-in that declares each column by its Arrow type and sets nothing
-  else; the output says which), ``deepsets train`` as a subprocess with every default but the
-  seed, and the logged model's logits on test through ``mlflow.pyfunc``;
+- **deepsets**: ``deepsets init`` on the training split, ``deepsets train`` on the run config it
+  wrote (every setting as written, but the seed), both as subprocesses, and the logged model's
+  logits on test through ``mlflow.pyfunc``;
 - **peers**: LightGBM, CatBoost and HistGradientBoosting on the flat columns plus count, mean,
   last and max of every list column, a 4-setting grid each, early-stopped and chosen on
   validation (``benchmarks/tables/peers.py``).
 
 Scores: test AUC (binary) or RMSE (regression), mean and spread (standard deviation) over the
-seeds, and wall time (deepsets: config, training and scoring processes, start-up included;
+seeds, and wall time (deepsets: the init, training and scoring processes, start-up included;
 peers: the whole grid with predictions; building the table excluded). Then deepsets minus the
 best peer (positive is better for AUC, negative for RMSE) and deepsets' time over that peer's.
 The last line printed is one JSON object.
@@ -32,8 +31,8 @@ import time
 from pathlib import Path
 
 from benchmarks.tables import flights, movielens, movies, nlswork
-from benchmarks.tables.deepsets_run import has_init, run_deepsets
-from benchmarks.tables.peers import GRIDS, feature_frames, run_peer
+from benchmarks.tables.deepsets_run import run_deepsets
+from benchmarks.tables.peers import GRIDS, ROUNDS, feature_frames, run_peer
 
 TABLES = {m.NAME: m for m in (movielens, flights, movies, nlswork)}
 QUICK_ROWS = 2000
@@ -44,16 +43,16 @@ QUICK_ROUNDS = 300
 PEERS = tuple(GRIDS)
 
 
-def run_table(module, work: Path, seeds: int, max_rows: int, rounds: int, use_init: bool) -> dict:
+def run_table(module, work: Path, seeds: int, max_rows: int, rounds: int) -> dict:
     """Build one table and run deepsets and every peer on it for each seed."""
     info = module.build(work / "data", max_rows)
     print(f"\n{info.name}: {info.rows} rows, {info.task} {info.label!r}, lists {', '.join(info.lists)}; {info.split}", flush=True)
     x, y, categorical = feature_frames(work / "data", info.label)
     results = {name: [] for name in ("deepsets", *PEERS)}
     for seed in range(seeds):
-        outcome = run_deepsets(work / "data", info, work / f"deepsets-seed{seed}", seed, use_init)
+        outcome = run_deepsets(work / "data", info, work / f"deepsets-seed{seed}", seed)
         results["deepsets"].append(outcome)
-        print(f"  deepsets ({outcome['config']} + defaults), seed {seed}: test {outcome['test']:.4f} ({outcome['seconds']:.0f} s)", flush=True)
+        print(f"  deepsets (init + defaults), seed {seed}: test {outcome['test']:.4f} ({outcome['seconds']:.0f} s)", flush=True)
         for peer in PEERS:
             outcome = run_peer(peer, info.task, seed, x, y, categorical, rounds)
             results[peer].append(outcome)
@@ -64,8 +63,7 @@ def run_table(module, work: Path, seeds: int, max_rows: int, rounds: int, use_in
     return {"task": info.task, "metric": "AUC" if info.task == "binary" else "RMSE", "rows": info.rows, "source": info.source,
             "split": info.split, "models": summary, "best_peer": best,
             "deepsets_minus_best_peer": round(summary["deepsets"]["test"][0] - summary[best]["test"][0], 4),
-            "deepsets_time_over_best_peer": round(summary["deepsets"]["seconds"][0] / summary[best]["seconds"][0], 2),
-            "deepsets_config": results["deepsets"][0]["config"]}
+            "deepsets_time_over_best_peer": round(summary["deepsets"]["seconds"][0] / summary[best]["seconds"][0], 2)}
 
 
 def summarize(runs: list) -> dict:
@@ -80,7 +78,7 @@ def print_table(name: str, result: dict) -> None:
     metric = result["metric"]
     print(f"\n{name} (test {metric}, {result['rows']['train']:,} training rows)\n\n| model | test {metric} | seconds |\n|---|---|---|")
     for model, row in result["models"].items():
-        label = f"deepsets ({result['deepsets_config']} + defaults)" if model == "deepsets" else model
+        label = "deepsets (init + defaults)" if model == "deepsets" else model
         print(f"| {label} | {row['test'][0]:.4f} ± {row['test'][1]:.4f} | {row['seconds'][0]:.0f} ± {row['seconds'][1]:.0f} |")
     print(f"\ndeepsets minus best peer ({result['best_peer']}): {result['deepsets_minus_best_peer']:+.4f} {metric}; "
           f"time {result['deepsets_time_over_best_peer']:.2f}x")
@@ -98,17 +96,15 @@ def main() -> None:
     unknown = [n for n in names if n not in TABLES]
     if unknown or not names:
         parser.error(f"--tables: unknown {unknown or 'none given'}; choose from {', '.join(TABLES)}")
-    seeds, max_rows, rounds = (1, QUICK_ROWS, QUICK_ROUNDS) if args.quick else (args.seeds, args.max_rows, None)
-    use_init = has_init()
-    print(f"deepsets config: {'deepsets init' if use_init else 'the suite stand-in (this deepsets has no init command)'}; "
-          f"{seeds} seed(s), at most {max_rows:,} rows per split", flush=True)
+    seeds, max_rows, rounds = (1, QUICK_ROWS, QUICK_ROUNDS) if args.quick else (args.seeds, args.max_rows, ROUNDS)
+    print(f"{seeds} seed(s), at most {max_rows:,} rows per split", flush=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(args.work).absolute() if args.work else Path(scratch)
-        results = {name: run_table(TABLES[name], work / name, seeds, max_rows, rounds or 2000, use_init) for name in names}
+        results = {name: run_table(TABLES[name], work / name, seeds, max_rows, rounds) for name in names}
     for name, result in results.items():
         print_table(name, result)
-    print(json.dumps({"quick": args.quick, "seeds": seeds, "max_rows": max_rows, "deepsets_config": "deepsets init" if use_init else "stand-in",
+    print(json.dumps({"quick": args.quick, "seeds": seeds, "max_rows": max_rows,
                       "seconds": round(time.perf_counter() - started), "tables": results}))
 
 
