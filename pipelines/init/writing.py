@@ -11,7 +11,7 @@ from deepsets.pipelines.config.toml_text import toml_value
 from deepsets.pipelines.init.rules import Choice
 
 NUMERIC_NAME = "numbers"
-ENCODING_NOTE = "each column: log1p when skewed beyond 2, else standardized (deepsets fit prints which)"
+ENCODING_NOTE = "each column: log1p when non-negative and right-skewed, else standardized (deepsets fit prints which)"
 
 
 @dataclass
