@@ -61,6 +61,9 @@ def _run_init(args) -> dict:
                        overwrite=args.overwrite, progress=not args.json)
     if not args.json:
         print(format_choices(summary["choices"]))
+        for c in summary["choices"]:
+            if c.warning:
+                print(f"warning: column '{c.column}': {c.warning}")
         task = summary["task"]
         print(f"task: {task['kind']} ({task['reason']})")
         print(f"wrote {summary['schema']} and {summary['run_config']}; check them, then: deepsets train --config {summary['run_config']}")

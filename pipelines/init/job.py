@@ -125,6 +125,6 @@ def run_init(inputs: Sequence[str], label: str, valid: Optional[Sequence[str]] =
         "schema": targets[0], "run_config": targets[1], "rows": table.rows, "files": len(files),
         "task": {"kind": task, "num_outputs": outputs, "reason": task_reason},
         "columns": [{"column": c.column, "arrow_type": c.arrow_type, "role": c.role, "kind": c.kind,
-                     "settings": {k: v for k, v, _ in c.settings}, "reason": c.reason} for c in choices],
+                     "settings": {k: v for k, v, _ in c.settings}, "reason": c.reason, "warning": c.warning} for c in choices],
         "choices": choices,  # the same as Choice objects, for the printed table
     }

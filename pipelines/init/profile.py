@@ -125,6 +125,13 @@ class ColumnProfile:
     repeat_rows: int = 0  # id lists: rows holding an id twice
     inner_lengths: Counter = field(default_factory=Counter)  # vector lists: vectors by length (None: null vector)
     inner_examples: Dict[Optional[int], List[Tuple[str, int]]] = field(default_factory=dict)  # length -> [(file, row)]
+    bad_rows: int = 0  # rows training refuses: NaN, infinite or null floats in a vector, an infinite number
+    bad_examples: List[Tuple[str, int]] = field(default_factory=list)  # [(file, row)]
+
+    def note_bad(self, rows: np.ndarray, path: str) -> None:
+        """Count the rows (file rows, unique) holding values training refuses; keep a few."""
+        self.bad_rows += int(rows.size)
+        self.bad_examples.extend((path, int(r)) for r in rows[: max(0, EXAMPLES - len(self.bad_examples))])
 
     @property
     def present(self) -> int:
@@ -158,12 +165,20 @@ def values_of(arr: pa.Array) -> pl.Series:
     return s.cast(pl.String) if s.dtype == pl.String or pa.types.is_large_string(arr.type) else s
 
 
-def _add_scalar(p: ColumnProfile, arr: pa.Array) -> None:
+def _bad_floats(flat: pa.Array) -> np.ndarray:
+    """(N,) True where a float element is null, NaN or infinite."""
+    values = flat.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls come out as NaN
+    return ~np.isfinite(values)
+
+
+def _add_scalar(p: ColumnProfile, arr: pa.Array, path: str, row_base: int) -> None:
     s = values_of(arr)
     if p.shape == "number":
         s = s.cast(pl.Float64)
         p.missing += s.null_count() + int(s.is_nan().sum())
+        p.note_bad(np.nonzero(s.is_infinite().fill_null(False).to_numpy())[0] + row_base, path)
         s = s.drop_nulls().drop_nans()
+        s = s.filter(s.is_finite())
     else:
         p.missing += s.null_count()
         s = s.drop_nulls()
@@ -194,9 +209,19 @@ def _add_id_list(p: ColumnProfile, arr: pa.Array) -> None:
     p.repeat_rows += int((lists.list.n_unique() < lists.list.len()).sum())
 
 
+def _add_float_list(p: ColumnProfile, arr: pa.Array, path: str, row_base: int) -> None:
+    parts = _lengths(p, arr)
+    bad = _bad_floats(parts.flat)  # (N,)
+    if bad.any():
+        p.note_bad(np.unique(parts.row_of_element()[bad]) + row_base, path)
+
+
 def _add_vector_list(p: ColumnProfile, arr: pa.Array, path: str, row_base: int) -> None:
     outer = _lengths(p, arr)
     inner = split_list(outer.flat)
+    bad = _bad_floats(inner.flat)  # (N,)
+    if bad.any():
+        p.note_bad(np.unique(outer.row_of_element()[inner.row_of_element()[bad]]) + row_base, path)
     keys = np.where(inner.valid, inner.lengths, -1)  # (V,), -1 = a null vector
     rows = outer.row_of_element() + row_base  # (V,) the file row of each vector
     found, counts = np.unique(keys, return_counts=True)
@@ -212,9 +237,9 @@ def _add_vector_list(p: ColumnProfile, arr: pa.Array, path: str, row_base: int) 
 def _add(p: ColumnProfile, arr: pa.Array, path: str, row_base: int) -> None:
     p.rows += len(arr)
     if p.shape in ("ids", "number"):
-        _add_scalar(p, arr)
+        _add_scalar(p, arr, path, row_base)
     elif p.shape == "float_list":
-        _lengths(p, arr)
+        _add_float_list(p, arr, path, row_base)
     elif p.shape == "id_list":
         _add_id_list(p, arr)
     elif p.shape == "vector_list":

@@ -53,6 +53,7 @@ class Choice:
     reason: str
     kind: str = ""
     settings: List[Setting] = field(default_factory=list)
+    warning: str = ""  # what training will refuse in this column as it is
 
     def settings_text(self) -> str:
         return ", ".join(f"{k}={v}" for k, v, _ in self.settings)
@@ -202,11 +203,23 @@ def _id_list(p: ColumnProfile) -> Choice:
 
 
 def choose_kind(p: ColumnProfile) -> Choice:
-    """The kind and settings of a column that is neither label, id nor a leak.
+    """The kind and settings of a column that is neither label, id nor a leak, with a warning
+    when some rows hold values training refuses (NaN, infinite or null floats in a vector, an
+    infinite number).
 
     Raises:
         DataError: for a ``list<list<float>>`` column with vectors of different lengths.
     """
+    choice = _kind_of(p)
+    if choice.role == "feature" and p.bad_rows:
+        path, row = p.bad_examples[0]
+        what = "an infinite value" if p.shape == "number" else "NaN, infinite or null floats"
+        choice.warning = (f"{p.bad_rows:,} rows hold {what}, which training refuses (first: {path}, row {row}): "
+                          "fix them, or make those rows null (missing)")
+    return choice
+
+
+def _kind_of(p: ColumnProfile) -> Choice:
     if p.present == 0:
         return _left_out(p, "no value in any row")
     if p.shape in ("ids", "number"):

@@ -70,11 +70,13 @@ def schema_toml(choices: Sequence[Choice], source: str, rows: int) -> str:
         if c.role != "feature" or c.kind == "numeric":
             continue
         lines.append(_comment(f"{c.column} ({c.arrow_type}): {c.reason}"))
+        lines.extend([_comment(f"WARNING: {c.warning}")] if c.warning else [])
         _table(lines, modality_name(c.column, taken), c.kind, c.column, c.settings)
         lines.append("")
     if numeric:
         lines.append(_comment("The number columns, one numeric modality:"))
-        lines.extend(_comment(f"  {c.column} ({c.arrow_type}): {c.reason}") for c in numeric)
+        for c in numeric:
+            lines.append(_comment(f"  {c.column} ({c.arrow_type}): {c.reason}" + (f"; WARNING: {c.warning}" if c.warning else "")))
         _table(lines, modality_name(NUMERIC_NAME, taken), "numeric", None,
                [("columns", [c.column for c in numeric], ""), ("encoding", "auto", ENCODING_NOTE)])
         lines.append("")

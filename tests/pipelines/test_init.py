@@ -87,3 +87,13 @@ def test_a_missing_label_is_one_error_line(tmp_path, capsys):
     assert main(["init", "--input", str(tmp_path / "t.parquet"), "--label", "clicked", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "column 'clicked': --label column missing (file has: x)" in err[0]
+
+
+def test_rows_training_would_refuse_are_printed_as_warnings(tmp_path, capsys):
+    photo = np.random.default_rng(0).normal(size=(100, 3)).tolist()
+    photo[7][0] = float("nan")
+    pq.write_table(pa.table({"photo": pa.array(photo, pa.list_(pa.float32())), "y": np.arange(100) % 2}), tmp_path / "t.parquet")
+    assert main(["init", "--input", str(tmp_path / "t.parquet"), "--label", "y", "--out", str(tmp_path / "cfg")]) == 0
+    out = capsys.readouterr().out
+    assert f"warning: column 'photo': 1 rows hold NaN, infinite or null floats, which training refuses (first: {tmp_path / 't.parquet'}, row 7)" in out
+    assert "# WARNING: 1 rows hold NaN" in (tmp_path / "cfg" / "schema.toml").read_text()

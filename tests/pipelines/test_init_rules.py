@@ -248,3 +248,22 @@ def test_column_names_that_are_not_identifiers_get_modality_names_and_keep_their
     modalities = {m.name: m for m in load_schema(written["schema"]).modality}
     assert modalities["photo_vec"].column == "photo vec" and modalities["c_2nd_brand"].column == "2nd-brand"
     assert modalities["numbers"].columns == ["unit price"]
+
+
+def test_values_training_refuses_are_warned_about_naming_the_first_row(tmp_path):
+    rng = np.random.default_rng(8)
+    photo = rng.normal(size=(N, 3)).tolist()
+    photo[205][1] = float("nan")
+    frames = [[[1.0, 2.0]] * 2 for _ in range(N)]
+    frames[301][1] = [1.0, None]
+    price = rng.normal(size=N)
+    price[9] = np.inf
+    path = write(tmp_path, with_label({
+        "photo": pa.array(photo, pa.list_(pa.float32())), "frames": pa.array(frames, pa.list_(pa.list_(pa.float32()))),
+        "price": price, "clean": rng.normal(size=N),
+    }))
+    found = choices_of(path)
+    assert found["photo"].warning.startswith(f"1 rows hold NaN, infinite or null floats, which training refuses (first: {path}, row 205)")
+    assert f"(first: {path}, row 301)" in found["frames"].warning
+    assert found["price"].warning.startswith(f"1 rows hold an infinite value, which training refuses (first: {path}, row 9)")
+    assert found["clean"].warning == "" and found["price"].kind == "numeric"
