@@ -64,7 +64,7 @@ def build(out: Path, max_rows: int | None = None) -> TableInfo:
         "origin": pa.array(frame["origin"].to_numpy(object), pa.string()),
         "dest": pa.array(frame["dest"].to_numpy(object), pa.string()),
         "sched_hour": (frame["sched_dep_time"] // 100 + frame["sched_dep_time"] % 100 / 60).to_numpy(np.float64),
-        "weekday": date.dt.weekday.to_numpy(np.int64),
+        "weekday": date.dt.day_of_week.to_numpy(np.int64),
         "distance": frame["distance"].to_numpy(np.float64),
         "plane_flights": pa.ListArray.from_arrays(event_day.offsets, history, mask=pa.array(unknown)),
         "plane_dests": pa.ListArray.from_arrays(event_day.offsets, pa.array(frame["dest"].to_numpy(object)[event], pa.string()), mask=pa.array(unknown)),
