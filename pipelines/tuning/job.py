@@ -20,35 +20,28 @@ Output folder::
 
 from __future__ import annotations
 
-import copy
+import functools
 import json
 import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 from deepsets.features.spec import FeatureSpec
 from deepsets.pipelines.config import RunConfig, load_run_config, parse_run_config
 from deepsets.pipelines.errors import ConfigError
 from deepsets.pipelines.ray_runtime import start_ray
+from deepsets.pipelines.redaction import config_toml, redact_uris, require_unredacted
 from deepsets.pipelines.training.selection import SCORE_KEY, Selection
 from deepsets.pipelines.training.tracking import quiet_mlflow_logs
 from deepsets.pipelines.tuning.orphans import orphan_sweeper, remove_orphaned_placement_groups
-from deepsets.pipelines.tuning.space import SearchSpace, load_space
+from deepsets.pipelines.tuning.output import TRIALS, prepare_output
+from deepsets.pipelines.tuning.progress import trial_progress
+from deepsets.pipelines.tuning.space import SearchSpace, check_values, default_space, load_space, with_params
 
-TRIALS = "trials"
 TRIAL_CPU = 0.01
 """CPUs a trial's own process reserves (it only drives its Ray Train run, whose workers reserve theirs)."""
-
-
-def with_params(raw: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
-    """A copy of the config dict with each ``section.field`` of ``params`` set."""
-    out = copy.deepcopy(raw)
-    for key, value in params.items():
-        section, _, name = key.partition(".")
-        out.setdefault(section, {})[name] = value.item() if hasattr(value, "item") else value
-    return out
 
 
 def _trial(params: Dict[str, Any], base: Dict[str, Any], out: str, stamp: str) -> None:
@@ -67,23 +60,6 @@ def _trial(params: Dict[str, Any], base: Dict[str, Any], out: str, stamp: str) -
     path.write_text(json.dumps({"params": params, **summary}, default=str), encoding="utf-8")
 
 
-def _progress_callback(say, metric: str):
-    from ray import tune
-
-    class Progress(tune.Callback):
-        """One line per trial epoch and per finished trial."""
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            value = result.get(metric)
-            say(f"  {trial.trial_id} epoch {result.get('training_iteration')}: {metric} "
-                f"{value:.4g}" if isinstance(value, (int, float)) else f"  {trial.trial_id} epoch {result.get('training_iteration')}")
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            say(f"  {trial.trial_id} done ({sum(t.status == 'TERMINATED' for t in trials)} of {len(trials)} trials finished)")
-
-    return Progress()
-
-
 def _asha(epochs: int, grace: int, reduction: int):
     """ASHA on the selection score that lets a trial reach its last epoch run to its end.
 
@@ -95,16 +71,29 @@ def _asha(epochs: int, grace: int, reduction: int):
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
     class FinishLastEpoch(ASHAScheduler):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.stopped: Set[str] = set()  # ids of the trials ASHA stopped (a time budget stops others)
+
         def on_trial_result(self, tune_controller, trial, result):
             decision = super().on_trial_result(tune_controller, trial, result)
-            return TrialScheduler.CONTINUE if result.get("training_iteration", 0) >= epochs else decision
+            if result.get("training_iteration", 0) >= epochs:
+                return TrialScheduler.CONTINUE
+            if decision == TrialScheduler.STOP:
+                self.stopped.add(trial.trial_id)
+            return decision
 
     # max_t one past the last epoch: ASHA stops any trial that reaches max_t
     return FinishLastEpoch(metric=SCORE_KEY, mode="max", max_t=epochs + 1, grace_period=grace, reduction_factor=reduction)
 
 
-def _trial_rows(results, out: Path, selection: Selection, epochs: int, stamp: str) -> List[dict]:
-    """One row per trial: settings, status, best selected metric and its epoch, model."""
+def _trial_rows(results, out: Path, selection: Selection, epochs: int, stamp: str, asha_stopped: Set[str], budget: bool) -> List[dict]:
+    """One row per trial: settings, status, best selected metric and its epoch, model.
+
+    Args:
+        asha_stopped: ids of the trials ASHA stopped; any other trial that ended without its
+            model was stopped by the time budget (``budget``).
+    """
     rows = []
     for result in results:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path or "?").name
@@ -118,11 +107,15 @@ def _trial_rows(results, out: Path, selection: Selection, epochs: int, stamp: st
             at = int(scores.astype(float).fillna(-math.inf).idxmax())
             best_value, best_epoch = float(history[selection.metric].iloc[at]), int(history["training_iteration"].iloc[at])
         if result.error:
-            status = f"error: {str(result.error).strip().splitlines()[-1] if str(result.error).strip() else type(result.error).__name__}"
+            status = redact_uris(f"error: {str(result.error).strip().splitlines()[-1] if str(result.error).strip() else type(result.error).__name__}")
         elif saved:
             status = "completed" if ran >= epochs else f"stopped early by patience after epoch {ran}"
-        else:
+        elif trial_id in asha_stopped or not budget:
             status = f"stopped by ASHA after epoch {ran}"
+        elif ran:
+            status = f"stopped by the time budget after epoch {ran}"
+        else:
+            status = "stopped by the time budget before its first epoch"
         rows.append({"trial": trial_id, "params": result.config, "status": status, "epochs": ran, "best": best_value,
                      "best_epoch": best_epoch, "model_uri": saved.get("model_uri"), "run_id": saved.get("run_id"),
                      "run_name": f"{stamp}-{trial_id}"})
@@ -139,97 +132,117 @@ def markdown(rows: List[dict], metric: str, keys: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_tune(config: str, space_path: str, *, overrides: Sequence[str] = (), trials: Optional[int] = None, out: Optional[str] = None,
+def run_tune(config: str, space_path: Optional[str] = None, *, overrides: Sequence[str] = (), trials: Optional[int] = None,
+             budget_s: Optional[float] = None, out: Optional[str] = None, overwrite: bool = False, mlflow_uri: str = "",
              ray_address: Optional[str] = None, progress: bool = True) -> dict:
     """Search the space; returns the summary ``deepsets tune --json`` prints.
 
+    Args:
+        space_path: the space TOML; None searches :func:`~.space.default_space`.
+        trials: configurations to try (default: the space's ``trials``; else 8, or as many as
+            ``budget_s`` allows).
+        budget_s: wall-clock seconds for the whole search: Tune starts no trial after it and
+            stops the running ones; the best trial that ended is reported.
+        overwrite: replace an earlier search's outputs in ``out`` (refused otherwise).
+        mlflow_uri: the tracking URI when the run config gives none (the CLI passes
+            ``MLFLOW_TRACKING_URI``); without either, ``./mlflow.db``.
+
     Raises:
         ConfigError: a bad run config or space, or a run with no validation metric to compare.
+        JobError: ``out`` holds an earlier search and ``overwrite`` is False.
         DataError: bad training data (found while fitting the shared spec).
     """
     import mlflow
     from ray import tune
 
     started = time.perf_counter()
-    say = print if progress else (lambda *a: None)
+    say = functools.partial(print, flush=True) if progress else (lambda *a: None)  # flushed: a log shows each line as it comes
     cfg = load_run_config(config, overrides)
-    space = load_space(space_path)
     selection = Selection.of(cfg.training.select, cfg.training.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid))
     if selection.metric is None:
         raise ConfigError(config, ["training.select: tune compares trials on a validation metric: give data.valid (and not select = \"last\")"])
-    samples = trials or space.trials
+    space = load_space(space_path) if space_path else default_space(cfg.as_dict())
+    check_values(space, cfg.as_dict(), space_path or "default space")
+    samples = trials or space.trials or (-1 if budget_s else 8)  # -1: Tune samples until the budget ends
     stamp = time.strftime("tune-%Y%m%d-%H%M%S")
     out_dir = Path(out or stamp).absolute()
-    (out_dir / TRIALS).mkdir(parents=True, exist_ok=True)
+    prepare_output(out_dir, overwrite)
+    if not space_path:
+        say("no --space: searching the default space: " + "; ".join(p.describe() for p in space.params))
     spec = FeatureSpec.load(cfg.data.spec) if cfg.data.spec else FeatureSpec.fit(cfg.feature_schema(), cfg.data.train, progress=progress)
     spec.save(out_dir / "spec.json")
     quiet_mlflow_logs()
-    uri = cfg.tracking.resolved_mlflow_uri()
+    uri = require_unredacted(cfg.tracking.mlflow_uri or mlflow_uri or cfg.tracking.resolved_mlflow_uri())
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(cfg.tracking.experiment)
     with mlflow.start_run(run_name=stamp, tags={"deepsets.tune": "parent"}) as parent:
         mlflow.log_params({f"space.{p.key}": f"{p.distribution} {list(p.values)}" for p in space.params})
+        if budget_s:
+            mlflow.log_param("budget_s", budget_s)
     base = cfg.as_dict()
     base["data"]["spec"] = str(out_dir / "spec.json")
     base["tracking"].update(mlflow_uri=uri, parent_run_id=parent.info.run_id, storage_path=str(out_dir / "ray_results"))
     per_trial = cfg.scaling.workers * cfg.scaling.cpus_per_worker + TRIAL_CPU
-    start_ray(ray_address, math.ceil(per_trial * min(samples, 2)))
+    start_ray(ray_address, math.ceil(per_trial * (min(samples, 2) if samples > 0 else 2)))
     import ray
 
-    concurrent = max(1, min(samples, int(ray.cluster_resources().get("CPU", 1) // per_trial)))
-    say(f"tuning {len(space.params)} setting(s) over {samples} trials, {concurrent} at a time, on {selection.metric}; "
+    concurrent = max(1, int(ray.cluster_resources().get("CPU", 1) // per_trial))
+    concurrent = min(concurrent, samples) if samples > 0 else concurrent
+    say(f"tuning {len(space.params)} setting(s) over {f'{samples} trials' if samples > 0 else 'as many trials as the budget allows'}"
+        f"{f' within {budget_s:g} s' if budget_s else ''}, {concurrent} at a time, on {selection.metric}; "
         f"ASHA grace {space.grace_epochs} epoch(s), reduction {space.reduction_factor}; output in {out_dir}")
     scheduler = _asha(cfg.training.epochs, min(space.grace_epochs, cfg.training.epochs), space.reduction_factor)
     trainable = tune.with_parameters(_trial, base=base, out=str(out_dir), stamp=stamp)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": TRIAL_CPU}),  # a token share: the Ray Train run inside reserves its workers' CPUs
         param_space=space.tune_space(),
-        tune_config=tune.TuneConfig(num_samples=samples, scheduler=scheduler, max_concurrent_trials=concurrent),
+        tune_config=tune.TuneConfig(num_samples=samples, scheduler=scheduler, max_concurrent_trials=concurrent, time_budget_s=budget_s),
         run_config=tune.RunConfig(name=stamp, storage_path=str(out_dir / "tune"), verbose=0,
-                                  callbacks=[_progress_callback(say, selection.metric), orphan_sweeper()]),
+                                  callbacks=[trial_progress(selection.metric, progress), orphan_sweeper()]),
     )
     # Tune's own report (a settings box, a TensorBoard hint) prints even at verbose=0 unless its
     # older output path is chosen; the progress callback above says what a user needs
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     results = tuner.fit()
     remove_orphaned_placement_groups()  # the trials stopped last, after the sweeper's last look
-    return _report(results, cfg, space, selection, out_dir, parent.info.run_id, stamp, started, say)
+    rows = _trial_rows(results, out_dir, selection, cfg.training.epochs, stamp, scheduler.stopped, bool(budget_s))
+    summary = _report(rows, cfg, space, selection, out_dir, uri, parent.info.run_id, say)
+    summary.update(budget_s=budget_s, seconds=round(time.perf_counter() - started, 1))
+    return summary
 
 
-def _report(results, cfg: RunConfig, space: SearchSpace, selection: Selection, out: Path, parent_id: str, stamp: str,
-            started: float, say) -> dict:
-    """Write the trial table and ``best.toml``, log them to the parent run, return the summary."""
+def _report(rows: List[dict], cfg: RunConfig, space: SearchSpace, selection: Selection, out: Path, uri: str, parent_id: str,
+            say) -> dict:
+    """Write the trial table and ``best.toml`` (the best trial that logged its model; failing
+    that, the best with a metric), log the files written now to the parent run, return the summary."""
     from mlflow.tracking import MlflowClient
 
-    rows = _trial_rows(results, out, selection, cfg.training.epochs, stamp)
     sign = 1.0 if selection.higher_is_better else -1.0
     rows.sort(key=lambda r: -math.inf if math.isnan(r["best"]) else sign * r["best"], reverse=True)
     keys = [p.key for p in space.params]
     (out / "trials.json").write_text(json.dumps(rows, indent=1, default=str), encoding="utf-8")
     (out / "trials.md").write_text(markdown(rows, selection.metric, keys), encoding="utf-8")
     summary = {"trials": rows, "metric": selection.metric, "output": str(out), "parent_run_id": parent_id}
-    finished = [r for r in rows if not math.isnan(r["best"])]
+    finished = [r for r in rows if r["model_uri"] and not math.isnan(r["best"])] or [r for r in rows if not math.isnan(r["best"])]
     if finished:
         best = with_params(cfg.as_dict(), finished[0]["params"])
         best["tracking"].update(run_name="", parent_run_id="")
-        (out / "best.toml").write_text(parse_run_config(best, "best trial").to_toml(), encoding="utf-8")
+        (out / "best.toml").write_text(config_toml(parse_run_config(best, "best trial")), encoding="utf-8")  # passwords redacted
         summary.update(best=finished[0], best_toml=str(out / "best.toml"))
-    client = MlflowClient(cfg.tracking.resolved_mlflow_uri())
-    for name in ("trials.md", "trials.json", "best.toml"):
-        if (out / name).exists():
-            client.log_artifact(parent_id, str(out / name), artifact_path="tune")
+    client = MlflowClient(uri)
+    for name in ("trials.md", "trials.json", "best.toml") if finished else ("trials.md", "trials.json"):
+        client.log_artifact(parent_id, str(out / name), artifact_path="tune")  # only what this search wrote
     if finished:
         client.log_metric(parent_id, f"best_{selection.metric}", finished[0]["best"])
-    for row in rows:  # say in each trial's own MLflow run how it ended (ASHA stops a trial mid-run)
+    for row in rows:  # say in each trial's own MLflow run how it ended (ASHA or the budget stops a trial mid-run)
         for run in client.search_runs([client.get_run(parent_id).info.experiment_id],
                                       filter_string=f"tags.`deepsets.run_name` = '{row['run_name']}'"):
             client.set_tag(run.info.run_id, "deepsets.tune_status", row["status"])
-            # ASHA stopped the trial mid-run: its process was killed (RUNNING left behind) or its
-            # Ray Train run was aborted first and the trial marked it FAILED on the way out
-            stopped = row["status"].startswith("stopped by ASHA")
+            # ASHA or the budget stopped the trial mid-run: its process was killed (RUNNING left
+            # behind) or its Ray Train run was aborted first and the trial marked it FAILED on the way out
+            stopped = row["status"].startswith("stopped by")
             if run.info.status == "RUNNING" or (stopped and run.info.status == "FAILED"):
                 client.set_terminated(run.info.run_id, "KILLED")
-    summary["seconds"] = round(time.perf_counter() - started, 1)
     say(markdown(rows, selection.metric, keys))
     say(f"best: {summary['best_toml']} (deepsets train --config {summary['best_toml']})" if finished else "no trial finished an epoch")
     return summary

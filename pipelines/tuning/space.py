@@ -12,22 +12,41 @@
     "model.dropout" = { uniform = [0.0, 0.3] }         # uniform between the bounds
     "training.batch_size" = { choice = [256, 512] }    # the same as a list
 
-Every key must name a field of the run config (``section.field``) and every sampled value is
-checked by the run config's own validation when its trial starts.
+Every key must name a field of the run config (``section.field``), and every value a trial can
+draw (each choice, each bound of a range) is checked up front by the run config's own validation
+(:func:`value_problems`). Without a space file the search uses :func:`default_space`.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from deepsets.pipelines.config import parse_run_config
 from deepsets.pipelines.config.sections import SECTIONS
 from deepsets.pipelines.errors import ConfigError
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform")
+DEFAULT_PARAMS: Dict[str, Any] = {
+    "training.lr": {"loguniform": [1e-4, 1e-2]},
+    "model.dim": [32, 64, 128],
+    "model.dropout": {"uniform": [0.0, 0.3]},
+    "model.modality_dropout": {"uniform": [0.0, 0.3]},
+}
+"""The space searched when no space file is given; epochs stay the run config's (ASHA's last rung)."""
+
+
+def with_params(raw: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
+    """A copy of the config dict with each ``section.field`` of ``params`` set."""
+    out = copy.deepcopy(raw)
+    for key, value in params.items():
+        section, _, name = key.partition(".")
+        out.setdefault(section, {})[name] = value.item() if hasattr(value, "item") else value
+    return out
 
 
 @dataclass(frozen=True)
@@ -51,13 +70,26 @@ class Param:
             return tune.lograndint(low, high) if self.distribution == "loguniform" else tune.randint(low, high)
         return tune.loguniform(low, high) if self.distribution == "loguniform" else tune.uniform(low, high)
 
+    def extremes(self) -> tuple:
+        """Every choice, or the two bounds a range can draw (integer fields: the integers inside)."""
+        if self.distribution == "choice":
+            return self.values
+        section, _, name = self.key.partition(".")
+        if SECTIONS[section].model_fields[name].annotation is int:
+            return (math.ceil(self.values[0]), math.floor(self.values[1]))
+        return self.values
+
+    def describe(self) -> str:
+        """``training.lr loguniform [0.0001, 0.01]``."""
+        return f"{self.key} {self.distribution} {list(self.values)}"
+
 
 @dataclass(frozen=True)
 class SearchSpace:
     """A parsed space file."""
 
     params: List[Param]
-    trials: int = 8
+    trials: Optional[int] = None  # None: not given (8, or open-ended under a time budget)
     grace_epochs: int = 1
     reduction_factor: int = 2
 
@@ -106,7 +138,48 @@ def parse_space(raw: Dict[str, Any], source: str = "<space>") -> SearchSpace:
             problems += [problem] if problem else []
     if problems:
         raise ConfigError(source, problems)
-    return SearchSpace(params, raw.get("trials", 8), raw.get("grace_epochs", 1), raw.get("reduction_factor", 2))
+    return SearchSpace(params, raw.get("trials"), raw.get("grace_epochs", 1), raw.get("reduction_factor", 2))
+
+
+def value_problems(param: Param, base: Dict[str, Any]) -> List[str]:
+    """What the run config ``base`` (``RunConfig.as_dict()``) says about each value ``param`` can
+    draw; empty when every one is valid."""
+    low, high = param.extremes()[0], param.extremes()[-1]
+    if param.distribution != "choice" and low > high:
+        return [f"params.\"{param.key}\": no integer between {param.values[0]} and {param.values[1]}"]
+    problems = []
+    for value in dict.fromkeys(param.extremes()):
+        try:
+            parse_run_config(with_params(base, {param.key: value}), "space")
+        except ConfigError as err:
+            problems.append(f"params.\"{param.key}\": the value {value!r} is refused by the run config ({'; '.join(err.problems)})")
+    return problems
+
+
+def check_values(space: SearchSpace, base: Dict[str, Any], source: str) -> None:
+    """Refuse a space with a value that no trial could train with, before any trial starts.
+
+    Raises:
+        ConfigError: listing every refused value of every key.
+    """
+    problems = [problem for param in space.params for problem in value_problems(param, base)]
+    if problems:
+        raise ConfigError(source, problems)
+
+
+def default_space(base: Dict[str, Any]) -> SearchSpace:
+    """:data:`DEFAULT_PARAMS` fitted to the run config ``base``: a choice it refuses (a ``model.dim``
+    its ``model.heads`` do not divide) is left out, as is a range with a refused bound."""
+    params = []
+    for key, value in DEFAULT_PARAMS.items():
+        param, _ = _param(key, value)
+        if param.distribution == "choice":
+            kept = tuple(v for v in param.values if not value_problems(Param(key, "choice", (v,)), base))
+            param = Param(key, "choice", kept) if kept else None
+        elif value_problems(param, base):
+            param = None
+        params += [param] if param else []
+    return SearchSpace(params)
 
 
 def load_space(path: str | Path) -> SearchSpace:
