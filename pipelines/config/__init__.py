@@ -61,7 +61,7 @@ Example (every section but ``[data]`` and ``[schema]`` may be left out; defaults
     [tracking]
     mlflow_uri = ""                  # "" = sqlite:///mlflow.db in the working directory (deepsets train: $MLFLOW_TRACKING_URI first)
     experiment = "deepsets"
-    run_name = ""                    # "" = generated from the time; also the Ray run name (--resume)
+    run_name = ""                    # "" = generated from the time and a random suffix; also the Ray run name (--resume)
     storage_path = "ray_results"     # where Ray keeps checkpoints (a folder, or s3://bucket/prefix)
     artifact_location = ""           # where a new MLflow experiment keeps artifacts (s3://...; "" = MLflow's default)
 

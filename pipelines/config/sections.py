@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 from datetime import datetime
 from typing import Annotated, Any, Dict, Literal, Optional, Tuple, Union
 
@@ -182,9 +183,13 @@ class TrackingConfig(BaseModel):
             return self.mlflow_uri
         return "sqlite:///" + os.path.join(os.path.abspath(cwd or os.getcwd()), "mlflow.db")
 
-    def resolved_run_name(self, now: Optional[datetime] = None) -> str:
-        """``run_name``, or ``run-YYYYmmdd-HHMMSS`` from ``now`` (default: the current time)."""
-        return self.run_name or (now or datetime.now()).strftime("run-%Y%m%d-%H%M%S")
+    def resolved_run_name(self, now: Optional[datetime] = None, suffix: Optional[str] = None) -> str:
+        """``run_name``, or ``run-YYYYmmdd-HHMMSS-xxxxxx`` from ``now`` (default: the current
+        time) and ``suffix`` (default: 6 random hex digits, so that two runs started in the same
+        second get two names)."""
+        if self.run_name:
+            return self.run_name
+        return f"{(now or datetime.now()).strftime('run-%Y%m%d-%H%M%S')}-{suffix or secrets.token_hex(3)}"
 
 
 SECTIONS: Dict[str, type[BaseModel]] = {

@@ -19,6 +19,7 @@ from deepsets.features.spec import FeatureSpec
 from deepsets.pipelines.config import RunConfig
 from deepsets.pipelines.errors import JobError
 from deepsets.pipelines.ray_runtime import require_gpus, start_ray, use_ray_train_v2
+from deepsets.pipelines.training.claim import RunClaim
 from deepsets.pipelines.training.inputs import check_data_paths, check_training_data, item_counts
 from deepsets.pipelines.training.progress import progress_mode
 from deepsets.pipelines.training.resume import check_resumable, checkpoint_dirs, epochs_done, run_directory, save_run_record
@@ -75,7 +76,8 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
 
     Raises:
         DataError: for bad data.
-        JobError: for a run name that exists without --resume (or is missing with it).
+        JobError: for a run name that exists (or is claimed by a run that runs now) without
+            --resume, or is missing or still running with it.
         TrainingFailed: when training failed more often than ``scaling.max_failures`` allows.
     """
     use_ray_train_v2()
@@ -87,6 +89,18 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
         raise JobError(f"run '{run_name}' already exists in {cfg.tracking.storage_path}: pass --resume to continue it, or choose another tracking.run_name")
     if resume and not started_before:
         raise JobError(f"cannot resume: run '{run_name}' in {cfg.tracking.storage_path} has no checkpoint yet")
+    claim = RunClaim(run_dir, run_name, cfg.tracking.storage_path).take(resume)  # before anything is written there
+    try:
+        summary = _run_claimed(cfg, run_name, run_dir, resume, ray_address, progress, callbacks, started)
+    finally:
+        claim.release(keep=bool(checkpoint_dirs(run_dir)))  # a new run that left no checkpoint gives the name back
+    return summary
+
+
+def _run_claimed(cfg: RunConfig, run_name: str, run_dir: str, resume: bool, ray_address: Optional[str], progress: bool,
+                 callbacks: Sequence, started: float) -> dict:
+    """:func:`run_training` once the run folder is claimed: check the data, save the spec and
+    the run record, open the MLflow run, train and log."""
     check_data_paths(cfg)
     notice = check_resumable(cfg, run_dir) if resume else None
     if notice and progress:

@@ -203,7 +203,7 @@ def test_defaults(tmp_path, monkeypatch):
         mlflow_uri="", experiment="deepsets", run_name="", storage_path=str(tmp_path / "ray_results")
     )
     assert cfg.tracking.resolved_mlflow_uri() == f"sqlite:///{tmp_path}/mlflow.db"
-    assert cfg.tracking.resolved_run_name(datetime(2025, 1, 2, 3, 4, 5)) == "run-20250102-030405"
+    assert cfg.tracking.resolved_run_name(datetime(2025, 1, 2, 3, 4, 5), suffix="0a1b2c") == "run-20250102-030405-0a1b2c"
     assert cfg.model_args().ff_dim is None  # 0 means 4 * dim, decided by the builder
 
 
