@@ -1,12 +1,15 @@
 """``deepsets tune``: search a run config's settings on Ray Tune, poor trials stopped early by ASHA.
 
 Recipe:
-    setup  -- the run config and the space are validated; the feature spec is fitted once and
-              shared by every trial; a parent MLflow run is opened;
+    setup  -- the run config and the space (or the default space) are validated, every value a
+              trial can draw included; an output folder holding an earlier search is refused
+              (or cleared); the feature spec is fitted once and shared by every trial; a parent
+              MLflow run is opened;
     search -- every trial is ``deepsets train`` with the sampled settings (a Ray Train run inside
               a Tune trial, its MLflow run nested under the parent); each epoch's selected
               validation metric (``training.select``) goes to Tune, whose ASHA scheduler stops
-              trials that fall behind at each rung;
+              trials that fall behind at each rung; a time budget, when given, ends the search
+              (trials running then are stopped);
     report -- a table of every trial, ``best.toml`` (the run config with the best trial's
               settings, for ``deepsets train --config``), both logged to the parent run.
 
@@ -31,7 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set
 from deepsets.features.spec import FeatureSpec
 from deepsets.pipelines.config import RunConfig, load_run_config, parse_run_config
 from deepsets.pipelines.errors import ConfigError
-from deepsets.pipelines.ray_runtime import start_ray
+from deepsets.pipelines.ray_runtime import PRIVATE_RAY_ENV, start_ray
 from deepsets.pipelines.redaction import config_toml, redact_uris, require_unredacted
 from deepsets.pipelines.training.selection import SCORE_KEY, Selection
 from deepsets.pipelines.training.tracking import quiet_mlflow_logs
@@ -42,6 +45,8 @@ from deepsets.pipelines.tuning.space import SearchSpace, check_values, default_s
 
 TRIAL_CPU = 0.01
 """CPUs a trial's own process reserves (it only drives its Ray Train run, whose workers reserve theirs)."""
+PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+"""Ray Train's switch for its preemption watcher, an actor per run that polls whether Ray drains the run's nodes."""
 
 
 def _trial(params: Dict[str, Any], base: Dict[str, Any], out: str, stamp: str) -> None:
@@ -51,6 +56,13 @@ def _trial(params: Dict[str, Any], base: Dict[str, Any], out: str, stamp: str) -
 
     from deepsets.pipelines.training.run import run_training
 
+    if os.environ.get(PRIVATE_RAY_ENV) == "1":
+        # One node, started by this search and never drained: the watcher would watch nothing.
+        # Each trial runs ~8 Ray processes (its own, Tune's result queue, Ray Train's controller,
+        # cleaner, synchronizer, dataset manager, watcher, worker); two at once on 2 cores reached
+        # the 16 the raylet warns at ("8 PYTHON worker processes ... 4x the maximum expected
+        # startup concurrency") when the watchers started. Ray Train passes the switch on to its controller.
+        os.environ[PREEMPTION_WATCHER_ENV] = "0"
     trial_id = ray.tune.get_context().get_trial_id()
     raw = with_params(base, params)
     raw["tracking"]["run_name"] = f"{stamp}-{trial_id}"
