@@ -76,6 +76,11 @@ class ValidationProblems(ValueError):
             text = f"{source}: {len(self.problems)} problems: " + "; ".join(self.problems)
         super().__init__(text)
 
+    def __reduce__(self):
+        # rebuilt from its own arguments: Ray pickles an error raised in a worker or a Tune trial
+        # (the default would call __init__ with the message alone and fail)
+        return (type(self), (self.source, self.problems))
+
 
 class SchemaError(ValidationProblems):
     """A feature schema (TOML, or the schema part of a spec or run config) with problems."""
