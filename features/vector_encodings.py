@@ -40,6 +40,9 @@ UNIT_NORM_SHARE = 0.99
 CENTRED_MEAN = 0.1
 UNIT_SCALE = (0.5, 2.0)
 """``auto`` leaves a dimension with ``|mean| <= CENTRED_MEAN`` and a std within ``UNIT_SCALE``."""
+MIN_STD = 1e-30
+"""A dimension whose std is at most this counts as constant (std 1): dividing float32 values by
+less could give infinities."""
 BATCH_VALUES = 1 << 20
 """About how many floats one fitting batch holds."""
 
@@ -134,12 +137,11 @@ def values_view(column: str, dtype: pl.DataType, sequence: bool, dim: int) -> pl
         sequence: the column is a ``dense_sequence``.
     """
     col = pl.col(column)
-    nested = sequence and isinstance(dtype.inner, (pl.List, pl.Array))
-    if not nested:
-        return col.cast(pl.List(pl.Float64)).alias(column)
-    if dim == 1:
+    if sequence and dim > 1:
+        return col.cast(pl.List(pl.List(pl.Float64))).alias(column)
+    if sequence and isinstance(getattr(dtype, "inner", None), (pl.List, pl.Array)):  # 1-d vectors
         return col.cast(pl.List(pl.List(pl.Float64))).list.eval(pl.element().explode()).alias(column)
-    return col.cast(pl.List(pl.List(pl.Float64))).alias(column)
+    return col.cast(pl.List(pl.Float64)).alias(column)  # also a column of nulls only
 
 
 class RowCounts:
@@ -214,7 +216,7 @@ def choose(encoding: str, moments: VectorMoments) -> List[str]:
     unit-scaled, then standard)."""
     if encoding != "auto":
         return [encoding] * moments.dim
-    if moments.count and moments.unit_norm_share() >= UNIT_NORM_SHARE:
+    if not moments.count or moments.unit_norm_share() >= UNIT_NORM_SHARE:  # nothing to scale by, or unit-norm
         return ["none"] * moments.dim
     std, skew = moments.std(), moments.skew()
     chosen = []
@@ -241,7 +243,7 @@ def fit(lf: pl.LazyFrame, column: str, dim: int, encoding: str, *, sequence: boo
         ``{"stats": {...}, "encodings": [...], "mean": [...], "std": [...],
         "unit_norm_share": float, "unit_norm": bool (the unit-norm rule chose)}``, one list
         entry per dimension; ``mean``/``std`` on the encoded scale (after log1p), 0 and 1 for
-        ``none`` dimensions, std 1 for constant ones.
+        ``none`` dimensions, std 1 for constant ones (std at most :data:`MIN_STD`).
     """
     per_row = 16 if sequence else 1  # vectors in a row, to size the batches
     counts, moments = accumulate(lf, column, dim, encoding, max(64, BATCH_VALUES // (dim * per_row)))
@@ -249,7 +251,7 @@ def fit(lf: pl.LazyFrame, column: str, dim: int, encoding: str, *, sequence: boo
     logged = np.array([e == "log1p" for e in chosen])  # (dim,)
     mean = np.where(logged, moments.log_mean, moments.mean)
     std = np.where(logged, moments.log_std(), moments.std())
-    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    std = np.where(np.isfinite(std) & (std > MIN_STD), std, 1.0)  # constant: centred only
     raw = np.array([e == "none" for e in chosen])
     mean, std = np.where(raw, 0.0, mean), np.where(raw, 1.0, std)
     unit_norm = encoding == "auto" and bool(moments.count) and moments.unit_norm_share() >= UNIT_NORM_SHARE

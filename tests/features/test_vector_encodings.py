@@ -169,6 +169,17 @@ def test_scalars_and_one_dimensional_vectors_fit_together_across_files(durations
     torch.testing.assert_close(both.transform(pa.table({"minutes": nested}))["minutes"].values, both.transform(table)["minutes"].values)
 
 
+def test_a_file_holding_only_nulls_fits_beside_files_with_vectors(tmp_path):
+    pq.write_table(pa.table({"f": pa.nulls(5), "g": pa.nulls(5)}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"f": pa.array([[[1.0, 2.0]], [[3.0, 5.0], [2.0, 2.0]]]), "g": pa.array([[1.0], [2.0, 3.0]])}), tmp_path / "b.parquet")
+    schema = parse_schema({"modality": [{"name": "f", "kind": "dense_sequence", "dim": 2}, {"name": "g", "kind": "dense_sequence", "dim": 1}]})
+    spec = FeatureSpec.fit(schema, [tmp_path / "a.parquet", tmp_path / "b.parquet"])
+    assert spec.fitted["f"].mean == pytest.approx([2.0, 3.0]) and spec.fitted["g"].mean == pytest.approx([2.0])
+    assert spec.stats()["f"]["rows"] == 7 and spec.stats()["f"]["present_rows"] == 2
+    empty = FeatureSpec.fit(schema, tmp_path / "a.parquet")  # no vector at all: nothing to scale by
+    assert empty.fitted["f"].encodings == ["none", "none"] and empty.stats()["f"]["present_rows"] == 0
+
+
 def test_one_pass_row_statistics_match_the_polars_ones(tmp_path):
     rng = np.random.default_rng(2)
     rows = [None if rng.random() < 0.1 else [[float(v)] * 2 for v in rng.normal(size=rng.integers(0, 40))] for _ in range(500)]
@@ -208,7 +219,7 @@ def test_scaled_vectors_are_finite_missing_stays_missing_and_stats_match_numpy(t
             continue
         col = np.sign(x[:, j]) * np.log1p(np.abs(x[:, j])) if e == "log1p" else x[:, j]
         assert fitted.mean[j] == pytest.approx(col.mean(), rel=1e-9, abs=1e-9)
-        if col.std() > 1e-9 * max(1.0, np.abs(col).max()):
+        if col.std() > max(venc.MIN_STD, 1e-9 * np.abs(col).max()):
             assert fitted.std[j] == pytest.approx(col.std(), rel=1e-6)
     if encoding == "auto" and x.size:
         moments = venc.VectorMoments(dim)
