@@ -5,7 +5,8 @@ Each traceback goes to a new file of its own in the user's own log folder,
 not set): never a shared folder such as the system's temp folder, where another user could
 plant a symlink under a name the command would write to. The folder is created private
 (0700); the file gets a random name, is created exclusively and never through a symlink. When
-no such file can be written, the traceback goes to stderr instead.
+no such file can be written, the traceback goes to stderr instead. Either way every URI in it
+(the command line, the messages) has its password redacted (:mod:`deepsets.pipelines.redaction`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+
+from deepsets.pipelines.redaction import redact_uris
 
 
 def log_folder() -> Path:
@@ -63,7 +66,7 @@ def write_traceback_file(command: str, argv: list[str], err: BaseException, fold
     # mkstemp: a random name, created exclusively (O_EXCL: never through a symlink), mode 0600
     fd, path = tempfile.mkstemp(prefix=f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-", suffix=".log", dir=where)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(f"deepsets {' '.join(argv)}\n\n{''.join(traceback.format_exception(err))}")
+        handle.write(redact_uris(f"deepsets {' '.join(argv)}\n\n{''.join(traceback.format_exception(err))}"))
     return path
 
 
@@ -81,6 +84,6 @@ def report_internal_error(command: str, err: BaseException, summary: str) -> Non
         log = write_traceback_file(command, sys.argv[1:], err)
     except OSError as problem:
         print(f"{head} (no log file could be written in {log_folder()}: {problem}; the traceback follows)", file=sys.stderr)
-        traceback.print_exception(err, file=sys.stderr)  # err's own, not this OSError's on top of it
+        print(redact_uris("".join(traceback.format_exception(err))), end="", file=sys.stderr)  # err's own, not this OSError's on top
         return
     print(f"{head} (traceback in {log})", file=sys.stderr)

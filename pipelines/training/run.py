@@ -19,6 +19,7 @@ from deepsets.features.spec import FeatureSpec
 from deepsets.pipelines.config import RunConfig
 from deepsets.pipelines.errors import JobError
 from deepsets.pipelines.ray_runtime import require_gpus, start_ray, use_ray_train_v2
+from deepsets.pipelines.redaction import redact_uris
 from deepsets.pipelines.training.claim import RunClaim
 from deepsets.pipelines.training.inputs import check_data_paths, check_training_data, item_counts
 from deepsets.pipelines.training.progress import progress_mode
@@ -165,9 +166,9 @@ def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: st
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         where = (f"checkpoints so far are in {run_dir} (continue with --resume)" if checkpoint_dirs(run_dir) else
                  "no epoch finished, so there is no checkpoint: fix the cause and run the same command again")
-        raise TrainingFailed(
+        raise TrainingFailed(redact_uris(  # a worker's error may name the tracking URI
             f"training failed (scaling.max_failures = {cfg.scaling.max_failures}): {lines[-1] if lines else type(error).__name__}; {where}"
-        ) from None
+        )) from None
     kept, kept_metrics = selected_checkpoint(result, selection)
     with kept.as_directory() as directory:
         state, spec, _, args = load_checkpoint(directory)
@@ -189,7 +190,7 @@ def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: st
         "run_name": run_name,
         "run_id": run_id,
         "model_uri": model_uri,
-        "tracking_uri": uri,
+        "tracking_uri": redact_uris(uri),  # printed and written (deepsets tune's trial files): its password redacted
         "checkpoint": storage.join(run_dir, kept_name),  # a URI when storage_path is one
         "epochs_done": last_epoch + 1,
         "selected": {"epoch": state.epoch + 1, "metric": selection.metric or "last", "value": metrics.get(selection.metric) if selection.metric else None,
