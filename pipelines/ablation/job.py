@@ -18,18 +18,18 @@ Recipe (:func:`run_ablate`, one function per step):
     report   -- bootstrap intervals (rows, or for ranking tasks queries, resampled, the same
                 draws for every method), a table
                 (Parquet, JSON, Markdown), a bar chart PNG, per-row Shapley values; everything
-                logged to the model's MLflow run under ``ablation/`` (:func:`report`).
+                logged to the model's MLflow run under ``ablation/<time>-<hex>/`` (:func:`report`).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import pyarrow as pa
 import torch
@@ -45,7 +45,7 @@ from deepsets.features.ids import check_row_id_kind
 from deepsets.pipelines.ablation.inputs import encode_retrieval, encode_rows
 from deepsets.pipelines.ablation.methods import METHODS, CachedRows, SubsetScorer
 from deepsets.pipelines.ablation.ranking import GroupedScorer, RetrievalScorer, exclusion_pairs, tower_rows
-from deepsets.pipelines.ablation.report import OUTPUT_NAMES, log_to_mlflow, write_outputs
+from deepsets.pipelines.ablation.report import OUTPUT_NAMES, RETRAIN, log_to_mlflow, replacing_folder, write_outputs
 from deepsets.pipelines.errors import JobError
 from deepsets.pipelines.models.source import ModelSource, load_model_source
 from deepsets.pipelines.options import parse_options
@@ -110,8 +110,9 @@ def parse_ablate_config(**values) -> AblateConfig:
 
 def check_out(out: str, overwrite: bool) -> List[str]:
     """Refuse an ``--out`` that holds an earlier ablation's files; with ``overwrite``, return
-    them: :func:`report` deletes the ones the new run does not replace (e.g. per-row values),
-    and only once the new files are ready, so a run that fails leaves the earlier files whole.
+    them: :func:`report` replaces them only once the new files are ready, so a run that fails
+    leaves the earlier files whole. A local ``--out`` is replaced as a whole folder, so one that
+    holds anything but an ablation's files (and its ``retrain/``) is refused.
 
     Raises:
         JobError: naming the folder and the files found there.
@@ -120,6 +121,13 @@ def check_out(out: str, overwrite: bool) -> List[str]:
     if found and not overwrite:
         names = ", ".join(storage.name_of(path) for path in found)
         raise JobError(f"--out {out} already holds an ablation ({names}): pass --overwrite to replace it, or choose another --out")
+    if not storage.is_uri(out) and os.path.lexists(out):  # a local --out is replaced as a whole folder
+        if not os.path.isdir(out) or os.path.islink(out):
+            raise JobError(f"--out {out} is a file, not a folder: choose another --out")
+        others = sorted(set(os.listdir(out)) - set(OUTPUT_NAMES) - {RETRAIN})
+        if others:
+            raise JobError(f"--out {out} holds files that are not an ablation's ({', '.join(others[:3])}{' ...' if len(others) > 3 else ''}): "
+                           "ablate replaces the folder as a whole; choose another --out")
     return found
 
 
@@ -285,31 +293,39 @@ def evaluate(cfg: AblateConfig, scorer: SubsetScorer, permutations: Optional[int
 
 def report(cfg: AblateConfig, source: ModelSource, summary: dict, per_row: Optional[dict], started: float, earlier: Sequence[str] = ()) -> dict:
     """Write the table, chart and per-row values into ``cfg.out`` (a folder or a URI), log them
-    to MLflow, and return the finished summary. Every file is written in a local temp folder
-    first and put in place only when all of them are, so a failure leaves no partial output;
-    then the files of ``earlier`` (an ablation ``--overwrite`` replaces) that the new run does
-    not write are deleted."""
-    with tempfile.TemporaryDirectory(prefix="deepsets-ablation-") as scratch:
-        remote = storage.is_uri(cfg.out)
-        final = cfg.out if remote else str(Path(cfg.out).absolute())
-        if per_row is not None:  # the rows keyed as the input keys them: its id column, else the row's position
-            per_row = {**per_row, "id_column": source.input_spec.schema.id_column or "row"}
+    to the model's MLflow run under a folder of their own, and return the finished summary.
+
+    A local ``--out`` is written as a fresh folder beside it, which then replaces it as a whole
+    (its ``retrain/`` kept; :func:`replacing_folder`): a failure or a crash never leaves a mix
+    of two runs' files, nor an empty folder. On object storage, which has no rename, every file
+    is one PUT once all are written, ``ablation.json`` (which names the run's files) last; then
+    the files of ``earlier`` (an ablation ``--overwrite`` replaces) that the new run does not
+    write are deleted."""
+    remote = storage.is_uri(cfg.out)
+    final = cfg.out if remote else str(Path(cfg.out).absolute())
+    if per_row is not None:  # the rows keyed as the input keys them: its id column, else the row's position
+        per_row = {**per_row, "id_column": source.input_spec.schema.id_column or "row"}
+    staging = tempfile.TemporaryDirectory(prefix="deepsets-ablation-") if remote else replacing_folder(Path(final))
+    with staging as scratch:
         written = write_outputs(Path(scratch), summary, per_row)
         summary["files"] = {name: storage.join(final, Path(path).name) for name, path in written.items()}
         summary["mlflow"] = log_to_mlflow(source, Path(scratch)) if cfg.log_mlflow else None
         summary["seconds"] = round(time.perf_counter() - started, 2)
         (Path(scratch) / "ablation.json").write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
-        storage.make_dirs(final)
-        replaced = {Path(path).name for path in written.values()}
-        for path in earlier:
-            if storage.name_of(path) not in replaced:
-                storage.delete(path)
-        for name, path in written.items():  # remote: each finished file PUT once
-            if remote:
-                storage.write_bytes(summary["files"][name], Path(path).read_bytes())
-            else:
-                shutil.move(path, summary["files"][name])
+        if remote:
+            put_outputs(written, summary["files"], earlier)
     return summary
+
+
+def put_outputs(written: Dict[str, str], files: Dict[str, str], earlier: Sequence[str]) -> None:
+    """PUT each finished local file of ``written`` to its object in ``files`` (by key),
+    ``ablation.json`` last; then delete the objects of ``earlier`` that none of them replaced."""
+    for name in sorted(written, key=lambda key: key == "table_json"):
+        storage.write_bytes(files[name], Path(written[name]).read_bytes())
+    replaced = {storage.name_of(path) for path in files.values()}
+    for path in earlier:
+        if storage.name_of(path) not in replaced:
+            storage.delete(path)
 
 
 def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
@@ -355,7 +371,7 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
     if cfg.retrain:
         from deepsets.pipelines.ablation.retrain import retrain_table
 
-        retrained, summary["retrain"] = retrain_table(source, cfg.inputs, what.label, rows.target, task, storage.join(storage.absolute(cfg.out), "retrain"),
+        retrained, summary["retrain"] = retrain_table(source, cfg.inputs, what.label, rows.target, task, storage.join(storage.absolute(cfg.out), RETRAIN),
                                                       scorer.boot, cfg.batch_size, progress)
         table.extend({**row, "metric": scorer.metric_name} for row in retrained)
         methods.append("retrain")

@@ -1,11 +1,18 @@
-"""Writing an ablation: table (Parquet, JSON, Markdown), bar chart PNG, per-row Parquet, MLflow."""
+"""Writing an ablation: table (Parquet, JSON, Markdown), bar chart PNG, per-row Parquet, MLflow;
+a local ``--out`` replaced as a whole folder (:func:`replacing_folder`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import secrets
+import shutil
+import tempfile
+import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -173,11 +180,92 @@ def write_outputs(out: Path, summary: dict, per_row: Optional[dict]) -> Dict[str
     return {k: str(v) for k, v in files.items()}
 
 
+LATEST_TAG = "deepsets.ablation"
+"""The model run's tag naming the artifact folder of its latest ablation."""
+
+
 def log_to_mlflow(source, out: Path) -> Optional[dict]:
-    """Log ``out`` as artifacts ``ablation/`` of the model's MLflow run (when it has one)."""
+    """Log the files of ``out`` to the model's MLflow run (when it has one) under a folder of
+    their own, ``ablation/<YYYYmmdd-HHMMSS>-<random hex>``, and tag the run with it
+    (:data:`LATEST_TAG`): an ablation never mixes its files with an earlier one's, whose folder
+    stays as it was (MLflow has no call to delete or rename a run's artifacts)."""
     if not source.run_id:
         return None
     from mlflow.tracking import MlflowClient
 
-    MlflowClient().log_artifacts(source.run_id, str(out), artifact_path="ablation")
-    return {"run_id": source.run_id, "artifact_path": "ablation"}
+    folder = f"ablation/{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    client = MlflowClient()
+    client.log_artifacts(source.run_id, str(out), artifact_path=folder)
+    client.set_tag(source.run_id, LATEST_TAG, folder)
+    return {"run_id": source.run_id, "artifact_path": folder}
+
+
+RETRAIN = "retrain"
+"""The folder inside ``--out`` where ``--retrain`` trains (specs, checkpoints): kept when the
+ablation's files are replaced."""
+
+
+@contextlib.contextmanager
+def replacing_folder(target: Path) -> Iterator[Path]:
+    """A fresh hidden folder beside the local folder ``target`` to write a new output into;
+    when the block ends, it takes ``target``'s place as a whole (:func:`swap_in`), so ``target``
+    never holds a mix of two runs' files. An error in the block deletes the fresh folder and
+    leaves ``target`` as it was.
+
+    Raises:
+        OSError: when the folder beside ``target`` cannot be made or the swap fails.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    try:
+        yield fresh
+        swap_in(fresh, target)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+
+
+def swap_in(fresh: Path, target: Path) -> None:
+    """Replace ``target`` by ``fresh`` (two folders side by side): ``fresh``'s files synced,
+    ``target``'s ``retrain/`` moved into ``fresh``, ``target`` renamed away, ``fresh`` renamed
+    in, the old folder deleted. A rename that fails puts everything back. Only a crash in the
+    instant between the two renames leaves no ``target``: then the earlier output is the
+    ``.<name>.old-*`` folder beside it and the new one ``.<name>.new-*``.
+
+    Raises:
+        OSError: when a rename fails (``target`` is left as it was).
+    """
+    for path in fresh.iterdir():
+        if path.is_file():
+            with open(path, "rb+") as handle:
+                os.fsync(handle.fileno())
+    if not target.exists():
+        os.rename(fresh, target)
+        _sync_folder(target.parent)
+        return
+    old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
+    carried = (target / RETRAIN).is_dir() and not (fresh / RETRAIN).exists()
+    if carried:
+        os.rename(target / RETRAIN, fresh / RETRAIN)
+    try:
+        os.rename(target, old)
+        try:
+            os.rename(fresh, target)
+        except BaseException:
+            os.rename(old, target)
+            raise
+    except BaseException:
+        if carried:
+            os.rename(fresh / RETRAIN, target / RETRAIN)
+        raise
+    _sync_folder(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the renames inside a local folder durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -19,4 +19,5 @@ def test_quickstart_notebook_runs(ray_session, tmp_path, monkeypatch, capsys):
     assert namespace["ablation"]["shapley_efficiency"]["abs_error"] < 1e-9
     assert (tmp_path / "ablation" / "ablation.png").exists() and (tmp_path / "run.toml").exists()
     out = capsys.readouterr().out
-    assert "ablation artifacts: ['ablation/ablation.json'" in out and "mlflow ui --backend-store-uri" in out
+    folder = namespace["ablation"]["mlflow"]["artifact_path"]  # ablation/<time>-<hex>: this ablation's own folder
+    assert f"ablation artifacts: ['{folder}/ablation.json'" in out and "mlflow ui --backend-store-uri" in out
