@@ -27,8 +27,8 @@ def is_float_list(t: pa.DataType) -> bool:
 class ScaledVectors:
     """What ``dense`` and ``dense_sequence`` share: ``encoding`` fitted per dimension.
 
-    With ``encoding = "none"`` fitting reads only list lengths, as it always did; otherwise
-    it also streams the values once (``vector_encodings.fit``).
+    With ``encoding = "none"`` fitting reads only list lengths; otherwise it streams the
+    values once (``vector_encodings.fit``), gathering the row statistics on the way.
     """
 
     def _fit_scaling(self, lf: pl.LazyFrame, sequence: bool, max_len: Optional[int]) -> Fitted:
