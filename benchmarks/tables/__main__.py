@@ -8,8 +8,8 @@ Each table (one module each in ``benchmarks/tables/``: movielens, flights, movie
 built from an R data set with list columns and a fixed split by time. Per table and seed:
 
 - **deepsets**: ``deepsets init`` on the training split, ``deepsets train`` on the run config it
-  wrote (every setting as written, but the seed), both as subprocesses, and the logged model's
-  logits on test through ``mlflow.pyfunc``;
+  wrote (every setting as written but the seed, run name and tracking store), both as
+  subprocesses, and the logged model's logits on test through ``mlflow.pyfunc``;
 - **peers**: LightGBM, CatBoost and HistGradientBoosting on the flat columns plus count, mean,
   last and max of every list column, a 4-setting grid each, early-stopped and chosen on
   validation (``benchmarks/tables/peers.py``).

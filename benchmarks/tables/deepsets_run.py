@@ -1,6 +1,7 @@
 """deepsets as a user runs it on a new table: ``deepsets init`` writes the schema and run config,
 ``deepsets train`` trains it, each as a subprocess; the logged model (MLflow pyfunc, logits) is
-scored on the test split. Nothing in the written config is changed but the seed and run name.
+scored on the test split. Nothing in the written config is changed but the seed, the run name
+and the tracking store (one per run).
 """
 
 from __future__ import annotations
@@ -46,20 +47,24 @@ def run_deepsets(data: Path, info: TableInfo, work: Path, seed: int) -> dict:
     started = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     config = init_config(data, info, work / "config")
+    # the run's own tracking store, named outright: an inherited MLFLOW_TRACKING_URI (MLflow sets it
+    # in this process on every set_tracking_uri) would send the run to another store
+    tracking = f"sqlite:///{work / 'mlflow.db'}"
     summary = json.loads(_run([*CLI, "train", "--config", str(config), "--json", "--set", f"training.seed={seed}",
-                               "--set", f"tracking.run_name={info.name}-seed{seed}"], work).splitlines()[-1])
+                               "--set", f"tracking.run_name={info.name}-seed{seed}", "--set", f"tracking.mlflow_uri={tracking}"],
+                              work).splitlines()[-1])
     test = pq.read_table(data / "test")
-    logits = _logits(summary["model_uri"], work, test)  # (N,)
+    logits = _logits(summary["model_uri"], tracking, work, test)  # (N,)
     metric = "valid_auc" if info.task == "binary" else "valid_rmse"
     return {"valid": summary["metrics"].get(metric), "test": score(info.task, test.column(info.label).to_numpy().astype(np.float64), logits),
             "seconds": time.perf_counter() - started}
 
 
-def _logits(model_uri: str, work: Path, table: pa.Table) -> np.ndarray:
+def _logits(model_uri: str, tracking: str, work: Path, table: pa.Table) -> np.ndarray:
     """The logged model's logits on ``table`` through ``mlflow.pyfunc``, from the run's store."""
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
+    mlflow.set_tracking_uri(tracking)
     here = Path.cwd()
     os.chdir(work)  # the model's files live under the run's ./mlruns
     try:
