@@ -15,6 +15,7 @@ from typing import Callable, List, Optional
 
 from deepsets.pipelines.error_log import report_internal_error
 from deepsets.pipelines.errors import USER_ERRORS
+from deepsets.pipelines.redaction import redact_secrets, redact_uris
 from deepsets.pipelines.report import describe_batch, format_stats, format_train_summary
 
 
@@ -352,14 +353,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     if getattr(args, "json", False):
         if not ray_was_running:
             _stop_ray()  # Ray forwards worker output asynchronously: stop it, so the JSON line is last
-        print(json.dumps(json_safe(summary), default=str, allow_nan=False))
+        print(json.dumps(redact_secrets(json_safe(summary)), default=str, allow_nan=False))  # no URI's password
     return 0
 
 
 def one_line(err: BaseException) -> str:
-    """The error's message on one line (several lines joined by '; ')."""
+    """The error's message on one line (several lines joined by '; '), every URI's password
+    redacted (MLflow's messages name the tracking URI as given)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return "; ".join(lines) or type(err).__name__
+    return redact_uris("; ".join(lines)) or type(err).__name__
 
 
 def json_safe(value):
