@@ -167,23 +167,32 @@ def with_env_tracking_uri(cfg):
 def _add_tune(sub) -> None:
     p = sub.add_parser("tune", help="search a run config's settings on Ray Tune (ASHA stops poor trials early); writes best.toml")
     p.add_argument("--config", required=True, help="run config TOML (see README 'Training'); needs data.valid")
-    p.add_argument("--space", required=True, help="search space TOML (see README 'Choosing settings')")
-    p.add_argument("--trials", type=int, default=None, help="configurations to try (default: the space's trials, else 8)")
+    p.add_argument("--space", default=None, help="search space TOML (see README 'Choosing settings'; default: learning rate, "
+                   "model dim, dropout and modality dropout, printed at start)")
+    p.add_argument("--trials", type=int, default=None, help="configurations to try (default: the space's trials, else 8; "
+                   "with --budget: as many as it allows)")
+    p.add_argument("--budget", default=None, metavar="TIME", help="wall-clock time for the whole search: 90s, 20m, 1h, 1h30m or "
+                   "seconds; trials still running then are stopped and the best that ended is reported")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a config field for every trial (repeatable)")
     p.add_argument("--out", default=None, help="output directory (default: tune-<date>-<time>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier search's results in --out")
     p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_run_tune)
 
 
 def _run_tune(args) -> dict:
+    from deepsets.pipelines.tuning.budget import parse_budget
     from deepsets.pipelines.tuning.job import run_tune
 
     if args.trials is not None and args.trials < 1:
         raise ValueError(f"--trials must be >= 1, got {args.trials}")
-    return run_tune(args.config, args.space, overrides=args.overrides, trials=args.trials, out=args.out,
-                    ray_address=args.ray_address, progress=not args.json)
+    budget_s = parse_budget(args.budget) if args.budget is not None else None
+    # an empty tracking.mlflow_uri: the server the user's shell names, as `deepsets train` does
+    return run_tune(args.config, args.space, overrides=args.overrides, trials=args.trials, budget_s=budget_s, out=args.out,
+                    overwrite=args.overwrite, mlflow_uri=os.environ.get("MLFLOW_TRACKING_URI", ""), ray_address=args.ray_address,
+                    progress=not args.json)
 
 
 def _add_model_and_input(p, input_help: str) -> None:
