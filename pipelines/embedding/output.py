@@ -44,6 +44,7 @@ from deepsets.features.fragments import Fragment
 from deepsets.pipelines.embedding.parts import CorruptPart, read_footer
 from deepsets.pipelines.embedding.worker import EMBEDDINGS, FINGERPRINT_KEY, REJECT_COLUMN, REJECT_REASON, REJECTS
 from deepsets.pipelines.errors import JobError
+from deepsets.pipelines.locking import same_file
 
 MANIFEST, SUCCESS, LOCK = "_manifest.json", "_SUCCESS.json", "_job.lock"
 MANIFEST_FORMAT = 2
@@ -61,16 +62,6 @@ def read_metadata(path: str) -> pq.FileMetaData:
     """A part's Parquet footer, local or on object storage."""
     store, inner = storage.filesystem(path)
     return pq.read_metadata(inner, filesystem=store)
-
-
-def _same_file(fd: int, path: str) -> bool:
-    """True when ``path`` still names the file open as ``fd`` (not deleted or replaced since)."""
-    try:
-        found = os.stat(path)
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fd)
-    return (found.st_dev, found.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def _alive(pid: int) -> bool:
@@ -121,7 +112,7 @@ class OutputLock:
             except BlockingIOError:
                 os.close(fd)
                 self._refuse(self._named_holder(), unnamed="a job that is just starting")
-            if _same_file(fd, self.path):
+            if same_file(fd, self.path):
                 break
             os.close(fd)  # the holder deleted the file as it finished, after we opened it: lock the new one
         self._fd = fd

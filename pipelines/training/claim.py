@@ -35,6 +35,7 @@ from typing import Optional
 
 from deepsets.features import storage
 from deepsets.pipelines.errors import JobError
+from deepsets.pipelines.locking import same_file
 from deepsets.pipelines.training.resume import checkpoint_dirs
 
 CLAIM = "run.claim"
@@ -85,7 +86,7 @@ class RunClaim:
             except BlockingIOError:
                 os.close(fd)
                 self._refuse_running(resume)
-            if _same_file(fd, path):
+            if same_file(fd, path):
                 break
             os.close(fd)  # given back after we opened it: claim anew
         if found and not resume and checkpoint_dirs(self.run_dir):
@@ -145,16 +146,6 @@ class RunClaim:
                 self._fd = None
         elif give_back:
             storage.delete(self.path)
-
-
-def _same_file(fd: int, path: str) -> bool:
-    """True when ``path`` still names the file open as ``fd`` (not deleted or replaced since)."""
-    try:
-        found = os.stat(path)
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fd)
-    return (found.st_dev, found.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def _who(holder: Optional[dict]) -> str:
