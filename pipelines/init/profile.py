@@ -343,7 +343,7 @@ def unseen_in_valid(files: Sequence[str], train: TableProfile, columns: Mapping[
                         low, high = (p.low, p.high) if p.low is not None else (np.inf, -np.inf)
                         counted.unseen += int(((s < low) | (s > high)).sum())
                     else:
-                        counted.unseen += int((~s.hash(seed=0).is_in(p.distinct.hashes())).sum())
+                        counted.unseen += int((~s.hash(seed=0).is_in(p.distinct.hashes().implode())).sum())
                     counted.present += s.len()
                 bar.update(batch.num_rows)
     return found
