@@ -11,7 +11,7 @@ reads this table; an unknown kind raises instead of falling through to a default
 
 A new kind is registered once with :func:`register_kind` (the encoder side does it for you:
 ``deepsets.encoders.register_encoder(traits, build)``), next to one feature-reading class on
-the ``features`` side (``deepsets.features.kinds.register_feature_kind``). README "How the code is
+the ``features`` side (``deepsets.features.kinds.register_feature_kind``). docs/layout.md "How the code is
 laid out" walks through it.
 
 In other processes (Ray workers, a served model) the module that registers a kind must be

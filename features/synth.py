@@ -1,4 +1,4 @@
-"""Generator of the "recsys-6" reference workload (DESIGN.md): Parquet, schema.toml, truth.json.
+"""Generator of the "recsys-6" reference workload (docs/design.md): Parquet, schema.toml, truth.json.
 
     >>> from deepsets.features import synth
     >>> summary = synth.generate(1_000, "/tmp/recsys6", seed=0, progress=False)  # doctest: +SKIP
@@ -54,7 +54,7 @@ SCHEMA = pa.schema(
 )
 
 SCHEMA_TOML = """\
-# Reference workload "recsys-6" (see DESIGN.md). One [[modality]] table per modality.
+# Reference workload "recsys-6" (see docs/design.md). One [[modality]] table per modality.
 id_column = "item_id"
 
 [[modality]]

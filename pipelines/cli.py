@@ -134,7 +134,7 @@ def _run_read(args) -> dict:
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model on Ray Train, tracked in MLflow")
-    p.add_argument("--config", required=True, help="run config TOML (see README 'Training')")
+    p.add_argument("--config", required=True, help="run config TOML (see docs/training.md)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a config field, e.g. --set training.lr=0.01 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run named tracking.run_name from its last checkpoint")
@@ -166,8 +166,8 @@ def with_env_tracking_uri(cfg):
 
 def _add_tune(sub) -> None:
     p = sub.add_parser("tune", help="search a run config's settings on Ray Tune (ASHA stops poor trials early); writes best.toml")
-    p.add_argument("--config", required=True, help="run config TOML (see README 'Training'); needs data.valid")
-    p.add_argument("--space", default=None, help="search space TOML (see README 'Choosing settings'; default: learning rate, "
+    p.add_argument("--config", required=True, help="run config TOML (see docs/training.md); needs data.valid")
+    p.add_argument("--space", default=None, help="search space TOML (see docs/choosing-settings.md; default: learning rate, "
                    "model dim, dropout and modality dropout, printed at start)")
     p.add_argument("--trials", type=int, default=None, help="configurations to try (default: the space's trials, else 8; "
                    "with --budget: as many as it allows)")

@@ -1,4 +1,4 @@
-"""The three layers import one way: pipelines -> features -> deepsets (README "How the code is laid out")."""
+"""The three layers import one way: pipelines -> features -> deepsets (docs/layout.md)."""
 
 from __future__ import annotations
 

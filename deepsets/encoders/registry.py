@@ -2,7 +2,7 @@
 
     build_encoder(ModalityInfo("tags", "id_set", num_embeddings=1002), dim=128, ff_dim=512)
 
-A new kind registers its traits and its encoder together (see README "How the code is laid
+A new kind registers its traits and its encoder together (see docs/layout.md "How the code is laid
 out")::
 
     register_encoder(KindTraits("geo_point", jagged=False, values="floats", summarized=False, needs="dim"),

@@ -59,7 +59,7 @@ def schema_toml(choices: Sequence[Choice], source: str, rows: int) -> str:
     with the reason for it."""
     lines = [_comment(f"Feature schema written by `deepsets init` from {source} ({rows:,} rows); each choice is explained"),
              _comment("beside it. Edit freely: `deepsets fit --schema schema.toml --input ...` checks it against the data."),
-             _comment("The kinds and their fields: README, \"Declaring features: the schema\"."), ""]
+             _comment("The kinds and their fields: docs/schema.md."), ""]
     ids = [c for c in choices if c.role == "id"]
     if ids:
         lines.append(f"{'id_column = ' + toml_value(ids[0].column):<28} # {ids[0].reason}")
@@ -106,7 +106,7 @@ def run_toml(d: RunDefaults) -> str:
     batch = batch_size_for(d.rows)
     lines = [
         _comment("Run config written by `deepsets init`: paths are relative to this file; every field and its"),
-        _comment("default is in README \"Training\". Train with: deepsets train --config run.toml"),
+        _comment("default is in docs/training.md. Train with: deepsets train --config run.toml"),
         "",
         "[data]",
         f"{'train = ' + toml_value(d.train):<40} # the --input of deepsets init",

@@ -10,7 +10,7 @@ from deepsets.batch import FeatureBatch, ModalityTensors
 
 
 def history() -> ModalityTensors:
-    # The DESIGN.md example: [7, 3, 9], missing, [4]
+    # The docs/design.md example: [7, 3, 9], missing, [4]
     return ModalityTensors.from_lengths(torch.tensor([7, 3, 9, 4]), torch.tensor([3, 0, 1]))
 
 

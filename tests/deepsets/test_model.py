@@ -1,4 +1,4 @@
-"""The invariants of DESIGN.md, checked on every fusion head (each test can fail: see the
+"""The invariants of docs/design.md, checked on every fusion head (each test can fail: see the
 module docstring of each check for what would break it)."""
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ workers must use both). ``deepsets fit``, ``train``, ``embed`` and ``ablate`` ru
 them, as subprocesses, from an empty working directory, with every path an ``s3://`` URI: the
 data (its local copy is deleted before the first command), the schema, the spec, the
 checkpoints, the embeddings, the ablation tables and the MLflow model. The commands are the
-README's "Running on a cluster" section.
+docs/cluster.md.
 """
 
 from __future__ import annotations
