@@ -42,14 +42,12 @@ def reference_batches(tmp_path_factory):
     return spec, batches[:12], FeatureBatch.concat(batches[12:])  # 3000 train rows, 1000 held out
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
-def test_fusion_head_learns_the_planted_signal(fusion, reference_batches):
-    spec, train, held_out = reference_batches
-    torch.manual_seed(0)
-    model = build_model(spec.model_inputs(), dim=32, layers=1, heads=2, fusion=fusion, fusion_layers=1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+def train_and_score(model: torch.nn.Module, train: list, held_out: FeatureBatch, epochs: int, lr: float = 3e-3) -> float:
+    """Train ``model`` on the binary label ``clicked`` with AdamW for ``epochs`` passes over
+    ``train``; its AUC on ``held_out``."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
-    for _ in range(3):
+    for _ in range(epochs):
         for batch in train:
             loss = task_loss("binary", model(batch).logits, batch.labels["clicked"])
             optimizer.zero_grad()
@@ -57,6 +55,14 @@ def test_fusion_head_learns_the_planted_signal(fusion, reference_batches):
             optimizer.step()
     model.eval()
     with torch.no_grad():
-        scores = model(held_out).logits.squeeze(1)
+        scores = model(held_out).logits.squeeze(1)  # (N,)
+    return auc(scores, held_out.labels["clicked"])
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_fusion_head_learns_the_planted_signal(fusion, reference_batches):
+    spec, train, held_out = reference_batches
+    torch.manual_seed(0)
+    model = build_model(spec.model_inputs(), dim=32, layers=1, heads=2, fusion=fusion, fusion_layers=1)
     # chance is 0.5; with 1,000 held-out rows the standard error of an AUC is about 0.02
-    assert auc(scores, held_out.labels["clicked"]) > 0.6, fusion
+    assert train_and_score(model, train, held_out, epochs=3) > 0.6, fusion

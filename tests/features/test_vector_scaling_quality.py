@@ -20,8 +20,7 @@ from deepsets.builders import build_model
 from deepsets.features.reader import ParquetBatchReader
 from deepsets.features.schema import parse_schema
 from deepsets.features.spec import FeatureSpec
-from deepsets.tasks import task_loss
-from tests.deepsets.test_learning import auc
+from tests.deepsets.test_learning import train_and_score
 
 MEDIAN_MINUTES = 30.0
 SIGMA = 1.3
@@ -62,18 +61,7 @@ def validation_auc(folder, column: str, encoding: str) -> tuple[float, list]:
     valid = FeatureBatch.concat(list(ParquetBatchReader(spec, folder / "valid.parquet", batch_size=4000, label_columns=["clicked"])))
     torch.manual_seed(0)
     model = build_model(spec.model_inputs(), dim=16, layers=0, heads=2, fusion="deepset", fusion_layers=1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(2):
-        for batch in train:
-            loss = task_loss("binary", model(batch).logits, batch.labels["clicked"])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        scores = model(valid).logits.squeeze(1)  # (4000,)
-    return auc(scores, valid.labels["clicked"]), spec.fitted["events"].encodings
+    return train_and_score(model, train, valid, epochs=2), spec.fitted["events"].encodings
 
 
 def test_auto_scaling_of_durations_learns_as_well_as_a_hand_log1p(events):
