@@ -30,8 +30,6 @@ import fcntl
 import json
 import os
 import re
-import socket
-import sys
 import time
 from collections import Counter
 from typing import List, Optional, Tuple
@@ -44,7 +42,7 @@ from deepsets.features.fragments import Fragment
 from deepsets.pipelines.embedding.parts import CorruptPart, read_footer
 from deepsets.pipelines.embedding.worker import EMBEDDINGS, FINGERPRINT_KEY, REJECT_COLUMN, REJECT_REASON, REJECTS
 from deepsets.pipelines.errors import JobError
-from deepsets.pipelines.locking import same_file
+from deepsets.pipelines.locking import holder_record, is_holder, read_holder, same_file, unlock, write_holder
 
 MANIFEST, SUCCESS, LOCK = "_manifest.json", "_SUCCESS.json", "_job.lock"
 MANIFEST_FORMAT = 2
@@ -90,8 +88,7 @@ class OutputLock:
     def __init__(self, out: str) -> None:
         self.out = out
         self.path = storage.join(out, LOCK)
-        self.me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                   "command": " ".join(sys.argv)[:300]}
+        self.me = holder_record()
         self.took_over: Optional[dict] = None
         self._fd: Optional[int] = None  # local: the open lock file whose flock this job holds
 
@@ -118,9 +115,7 @@ class OutputLock:
         self._fd = fd
         previous = self._holder()
         self.took_over = previous if previous else None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(self.me).encode("utf-8"), 0)
-        os.fsync(fd)
+        write_holder(fd, self.me)
         return self
 
     def _claim_object(self) -> "OutputLock":
@@ -144,10 +139,7 @@ class OutputLock:
         raise JobError(f"{self.out} is in use by another embed job ({who}): wait for it to finish{gone}") from None
 
     def _holder(self) -> Optional[dict]:
-        try:
-            return json.loads(storage.read_text(self.path))
-        except (OSError, ValueError):
-            return None
+        return read_holder(self.path)
 
     def _named_holder(self) -> Optional[dict]:
         """The job a held lock's file names. A job that has just taken the lock writes its name an
@@ -161,16 +153,12 @@ class OutputLock:
         return None
 
     def _is_mine(self, holder: Optional[dict]) -> bool:
-        return bool(holder) and holder.get("host") == self.me["host"] and holder.get("pid") == self.me["pid"]
+        return is_holder(holder, self.me)
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:  # local: holding the kernel lock, the file is ours
-            try:
-                if self._is_mine(self._holder()):
-                    os.unlink(self.path)  # while still locked: a job that opened it meanwhile sees a new file and retries
-            finally:
-                os.close(self._fd)  # drops the lock
-                self._fd = None
+            unlock(self._fd, self.path, delete=self._is_mine(self._holder()))
+            self._fd = None
         elif self._is_mine(self._holder()):
             storage.delete(self.path)
 

@@ -28,14 +28,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
-import sys
 import time
 from typing import Optional
 
 from deepsets.features import storage
 from deepsets.pipelines.errors import JobError
-from deepsets.pipelines.locking import same_file
+from deepsets.pipelines.locking import holder_record, is_holder, read_holder, same_file, unlock, write_holder
 from deepsets.pipelines.training.resume import checkpoint_dirs
 
 CLAIM = "run.claim"
@@ -53,8 +51,7 @@ class RunClaim:
     def __init__(self, run_dir: str, run_name: str, storage_path: str) -> None:
         self.run_dir, self.run_name, self.storage_path = run_dir, run_name, storage_path
         self.path = storage.join(run_dir, CLAIM)
-        self.me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                   "command": " ".join(sys.argv)[:300]}
+        self.me = holder_record()
         self.new = False  # True once a new run holds the claim
         self.took_over: Optional[dict] = None  # the claim of an ended run without a checkpoint that a new run took
         self._fd: Optional[int] = None  # local: the open claim file whose flock this run holds
@@ -94,9 +91,7 @@ class RunClaim:
             self._refuse_new(self._holder())
         self._fd, self.new = fd, not resume
         self.took_over = self._holder() if found and not resume else None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(self.me).encode("utf-8"), 0)
-        os.fsync(fd)
+        write_holder(fd, self.me)
         return self
 
     def _take_object(self, resume: bool) -> "RunClaim":
@@ -124,13 +119,10 @@ class RunClaim:
         raise JobError(f"run '{self.run_name}' in {self.storage_path} is running now ({_who(holder)}): {what}") from None
 
     def _holder(self) -> Optional[dict]:
-        try:
-            return json.loads(storage.read_text(self.path))
-        except (OSError, ValueError):
-            return None
+        return read_holder(self.path)
 
     def _is_mine(self, holder: Optional[dict]) -> bool:
-        return bool(holder) and holder.get("host") == self.me["host"] and holder.get("pid") == self.me["pid"]
+        return is_holder(holder, self.me)
 
     def release(self, keep: bool) -> None:
         """End this run's hold. A new run that leaves no checkpoint (``keep`` False) gives the
@@ -138,12 +130,8 @@ class RunClaim:
         claim stays and the folder is the run's (``--resume`` continues it)."""
         give_back = self.new and not keep and self._is_mine(self._holder())
         if self._fd is not None:
-            try:
-                if give_back:
-                    os.unlink(storage.local_path(self.path))  # while still locked
-            finally:
-                os.close(self._fd)  # drops the lock
-                self._fd = None
+            unlock(self._fd, storage.local_path(self.path), delete=give_back)
+            self._fd = None
         elif give_back:
             storage.delete(self.path)
 
