@@ -31,10 +31,10 @@ test: install
 	$(PY) -m pytest -q
 
 bench: install
-	$(PY) -m benchmarks.collate --quick
-	$(PY) -m benchmarks.attention --quick
-	$(PY) -m benchmarks.model --quick
-	$(PY) -m benchmarks.train --quick
+	$(PY) -m benchmarks.speed.collate --quick
+	$(PY) -m benchmarks.speed.attention --quick
+	$(PY) -m benchmarks.speed.model --quick
+	$(PY) -m benchmarks.speed.ray_train --quick
 
 clean:
 	rm -rf $(VENV) demo_output ray_results mlruns mlflow.db .pytest_cache

@@ -1,11 +1,11 @@
-"""``benchmarks.movielens_ablate.checkpoints``: the ablation (and ``benchmarks.movielens_blend``)
+"""``benchmarks.movielens.ablate.checkpoints``: the ablation (and ``benchmarks.movielens.blend``)
 reads the checkpoint of the epoch the run kept, the one the benchmark's figures are of."""
 
 import json
 
 import mlflow
 
-from benchmarks.movielens_ablate import checkpoints
+from benchmarks.movielens.ablate import checkpoints
 
 
 def two_checkpoints(work):

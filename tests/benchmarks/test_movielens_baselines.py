@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks import movielens_baselines as mb
+from benchmarks.movielens import baselines as mb
 
 # 4 users, 5 items. User 3 rated item 4 twice: two interactions, one co-occurrence user.
 USERS = np.array([0, 0, 0, 1, 1, 2, 2, 3, 3])
@@ -144,7 +144,7 @@ def test_item_knn_matches_dense_cosine(data):
 def test_ease_weights_are_each_columns_ridge_regression_without_itself():
     """EASE's closed form equals, column by column, the ridge regression of item j on every
     other item (the zero-diagonal constraint), with the same penalty."""
-    from benchmarks.movielens_baselines import ease_scores, ease_weights
+    from benchmarks.movielens.baselines import ease_scores, ease_weights
 
     rng = np.random.default_rng(0)
     x = (rng.random((40, 7)) < 0.4).astype(float)
@@ -163,7 +163,7 @@ def test_ease_weights_are_each_columns_ridge_regression_without_itself():
 def test_recency_weighted_ease_weights_each_rating_by_its_age():
     """With ``decay`` the most recent rating weighs 1, the one before ``decay``, and so on; a
     movie rated twice adds both weights; ``decay = 1`` is the plain count."""
-    from benchmarks.movielens_baselines import ease_scores, ease_weights, history_rows
+    from benchmarks.movielens.baselines import ease_scores, ease_weights, history_rows
 
     rng = np.random.default_rng(1)
     x = (rng.random((30, 6)) < 0.5).astype(float)

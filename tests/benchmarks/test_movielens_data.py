@@ -18,7 +18,7 @@ MAX_HISTORY = 50
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from benchmarks.movielens_data import write_movielens_dataset
+    from benchmarks.movielens.dataset import write_movielens_dataset
 
     work = tmp_path_factory.mktemp("movielens")
     return work, write_movielens_dataset(work, max_history=MAX_HISTORY, progress=False)
@@ -65,7 +65,7 @@ def test_interactions_are_leave_last_out_with_past_only_history(built):
 
 
 def test_item_columns_copied_from_items(built):
-    from benchmarks.movielens_data import ITEM_COLUMNS
+    from benchmarks.movielens.dataset import ITEM_COLUMNS
 
     work, _ = built
     items = pq.read_table(work / "items.parquet")
@@ -78,7 +78,7 @@ def test_item_columns_copied_from_items(built):
 
 
 def test_schema_fits_and_every_file_reads(built):
-    from benchmarks.movielens_data import ITEM_MODALITIES, QUERY_MODALITIES
+    from benchmarks.movielens.dataset import ITEM_MODALITIES, QUERY_MODALITIES
     from deepsets.features.reader import ParquetBatchReader
     from deepsets.features.schema import load_schema
     from deepsets.features.spec import FeatureSpec
@@ -97,7 +97,7 @@ def test_schema_fits_and_every_file_reads(built):
 
 
 def test_second_call_reuses_the_embeddings(built):
-    from benchmarks.movielens_data import write_movielens_dataset
+    from benchmarks.movielens.dataset import write_movielens_dataset
 
     work, info = built
     stamp = (work / "items.parquet").stat().st_mtime_ns

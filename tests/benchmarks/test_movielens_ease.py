@@ -1,4 +1,4 @@
-"""EASE projected into two-tower features (``benchmarks/movielens_ease.py``): the dot product
+"""EASE projected into two-tower features (``benchmarks/movielens/ease.py``): the dot product
 of the two sides is the projected EASE score, and a training row is scored by a fit that never
 saw its own interaction."""
 
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.movielens_baselines import ease_weights, history_rows
-from benchmarks.movielens_ease import FOLDS, earlier_items, ease_folder, ease_projections, fold_of, two_tower_run
+from benchmarks.movielens.baselines import ease_weights, history_rows
+from benchmarks.movielens.ease import FOLDS, earlier_items, ease_folder, ease_projections, fold_of, two_tower_run
 
 L2 = 5.0
 

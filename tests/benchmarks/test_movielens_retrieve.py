@@ -1,9 +1,9 @@
-"""The pairs `benchmarks.movielens_retrieve` excludes: the user's earlier movies, never the held-out one."""
+"""The pairs `benchmarks.movielens.retrieve` excludes: the user's earlier movies, never the held-out one."""
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmarks.movielens_retrieve import seen_pairs
+from benchmarks.movielens.retrieve import seen_pairs
 
 
 def test_seen_pairs_are_the_earlier_splits_history_without_the_target(tmp_path):

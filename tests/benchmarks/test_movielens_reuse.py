@@ -1,12 +1,13 @@
-"""``--reuse`` in ``benchmarks/movielens.py``: a finished run is taken as it is, a run with a
-complete checkpoint but no finished MLflow run is resumed, anything else trains afresh."""
+"""``--reuse`` of ``benchmarks.movielens.benchmark`` (``trained_runs.train_or_reuse``): a finished
+run is taken as it is, a run with a complete checkpoint but no finished MLflow run is resumed,
+anything else trains afresh."""
 
 from types import SimpleNamespace
 
 import pytest
 
 import deepsets.pipelines.training.run as training_run
-from benchmarks import movielens
+from benchmarks.movielens import trained_runs
 from deepsets.pipelines.models.checkpoint import FILES
 
 FINISHED = {"run_name": "r", "model_uri": "models:/m-1", "selected": {"epoch": 2}, "seconds": 1.0}
@@ -38,15 +39,15 @@ def calls(monkeypatch):
     ("complete", False, False),  # without --reuse the benchmark never resumes (run_training refuses the name)
 ])
 def test_an_unfinished_run_is_resumed_only_from_a_whole_checkpoint(tmp_path, monkeypatch, calls, checkpoint, reuse, resumed):
-    monkeypatch.setattr(movielens, "finished_run", lambda cfg: None)
+    monkeypatch.setattr(trained_runs, "finished_run", lambda cfg: None)
     if checkpoint:
         write_checkpoint(tmp_path, complete=checkpoint == "complete")
-    assert movielens.train_or_reuse(config(tmp_path), reuse) == {"trained": resumed}
+    assert trained_runs.train_or_reuse(config(tmp_path), reuse) == {"trained": resumed}
     assert calls == [resumed]
 
 
 def test_a_finished_run_is_taken_without_training(tmp_path, monkeypatch, calls):
-    monkeypatch.setattr(movielens, "finished_run", lambda cfg: FINISHED)
+    monkeypatch.setattr(trained_runs, "finished_run", lambda cfg: FINISHED)
     write_checkpoint(tmp_path, complete=True)
-    assert movielens.train_or_reuse(config(tmp_path), True) == FINISHED
+    assert trained_runs.train_or_reuse(config(tmp_path), True) == FINISHED
     assert calls == []

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.movies_data import GENRES, SPLITS, write_title_neighbors
+from benchmarks.movies.dataset import GENRES, SPLITS, write_title_neighbors
 
 
 def write_splits(root, titles: dict, genres: dict):

@@ -1,6 +1,7 @@
-"""benchmarks.scale's data layouts and its in-process plan of what N workers decode."""
+"""benchmarks.speed.scale's data layouts and its in-process plan of what N workers decode."""
 
-from benchmarks.scale import planned_decoding, write_data
+from benchmarks.speed.scale import planned_decoding
+from benchmarks.speed.scaling_workload import write_data
 
 
 def test_small_row_groups_are_decoded_once_and_single_group_files_pay_for_the_smaller_piece_of_cut_groups(tmp_path):

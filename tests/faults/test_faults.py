@@ -1,4 +1,4 @@
-"""Fault injection (the short form of ``python -m benchmarks.faults``): jobs killed with SIGKILL,
+"""Fault injection (the short form of ``python -m benchmarks.faults.injection``): jobs killed with SIGKILL,
 a second job on one output, a truncated part, a training worker killed, a diverging run."""
 
 import os
@@ -11,7 +11,7 @@ import mlflow
 import pyarrow.parquet as pq
 import pytest
 
-from benchmarks.faults import (
+from benchmarks.faults.injection import (
     audit,
     checkpoint_registered,
     embed_command,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.retrieve import embed_output
+from benchmarks.speed.retrieve import embed_output
 from deepsets.features.errors import DataError
 from deepsets.pipelines.cli import main
 from deepsets.pipelines.errors import JobError

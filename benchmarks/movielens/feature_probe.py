@@ -1,14 +1,14 @@
 """What the MovieLens EASE features score on their own, before any training: a probe of how
-much a two-tower model gets handed (``benchmarks/movielens_ease.py``).
+much a two-tower model gets handed (``benchmarks/movielens/ease.py``).
 
-    python -m benchmarks.movielens_features [--work .cache/movielens]
+    python -m benchmarks.movielens.feature_probe [--work .cache/movielens]
 
 Each query feature (``ease_profile``, ``ease_recent``) is scored against every movie's
 ``ease_item`` by its plain dot product (the projected EASE score) and by cosine similarity
 (what a unit-length two-tower embedding keeps), on the validation and test rows, with the
-users' earlier movies left out as in ``benchmarks.movielens``. Reported: NDCG@10 and, on
+users' earlier movies left out as in ``benchmarks.movielens.benchmark``. Reported: NDCG@10 and, on
 test, the ratio to EASE (its L2 penalty chosen on validation, fitted on train + valid) and the
-95% paired bootstrap interval of the lead. Reads the features ``benchmarks.movielens`` wrote
+95% paired bootstrap interval of the lead. Reads the features ``benchmarks.movielens.benchmark`` wrote
 (run it first); takes seconds. The last line printed is one JSON object.
 """
 
@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from benchmarks.movielens import K, choose_ease, lead_interval, queries
-from benchmarks.movielens_baselines import ease_scores
-from benchmarks.movielens_blend import SPLITS, ndcg
-from benchmarks.movielens_ease import ITEM_MODALITY, QUERY_MODALITY, RECENT_MODALITY, has_recent, two_tower_data
+from benchmarks.movielens.baselines import ease_scores
+from benchmarks.movielens.blend import SPLITS, ndcg
+from benchmarks.movielens.ease import ITEM_MODALITY, QUERY_MODALITY, RECENT_MODALITY, has_recent, two_tower_data
+from benchmarks.movielens.ranking import K, lead_interval, queries
+from benchmarks.movielens.tuned_baselines import choose_ease
 
 
 def vectors(table, column: str) -> np.ndarray:
@@ -38,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     data = two_tower_data(Path(args.work).absolute())
     if not (data / "ease.txt").exists():
-        raise SystemExit(f"no EASE features under {args.work}: run python -m benchmarks.movielens first")
+        raise SystemExit(f"no EASE features under {args.work}: run python -m benchmarks.movielens.benchmark first")
     items = pq.read_table(data / "items.parquet")
     item_ids = items["movie_id"].to_numpy()
     index = {int(m): i for i, m in enumerate(item_ids)}

@@ -1,4 +1,4 @@
-"""The movies dataset for ``benchmarks/movies.py``: real movies, real missing modalities.
+"""The movies dataset for ``benchmarks/movies/genres.py``: real movies, real missing modalities.
 
     write_movies_dataset(Path("work/movies"))   # train/valid/test Parquet + schema.toml
 
@@ -33,7 +33,7 @@ GENRES = ("Action", "Animation", "Comedy", "Drama", "Documentary", "Romance", "S
 SPLITS = {"train": 0.6, "valid": 0.2, "test": 0.2}
 
 SCHEMA_TOML = """\
-# The movies genre dataset of benchmarks/movies.py: real movies, naturally missing modalities.
+# The movies genre dataset of benchmarks/movies/genres.py: real movies, naturally missing modalities.
 id_column = "movie_id"
 
 [[modality]]
@@ -67,7 +67,7 @@ max_size = 1000
 """
 
 
-def _key(title: pd.Series, year: pd.Series) -> pd.Series:
+def title_year_key(title: pd.Series, year: pd.Series) -> pd.Series:
     """A join key: lower-cased title without punctuation, and the year."""
     clean = title.str.lower().str.replace(r"[^a-z0-9 ]", "", regex=True).str.replace(r"\s+", " ", regex=True).str.strip()
     return clean + "|" + year.astype("Int64").astype(str)
@@ -82,10 +82,10 @@ def _movielens_raters(movies: pd.DataFrame) -> pd.Series:
     # Both tables usually write "Matrix, The"; a MovieLens title is also tried with its trailing
     # article moved to the front ("The Matrix"), for the titles one table writes the other way.
     moved = ratings["title"].str.replace(r"^(.*), (The|A|An)$", r"\2 \1", regex=True)
-    users = ratings.groupby(_key(ratings["title"], ratings["year"]))["userId"].apply(lambda u: sorted(set(int(x) for x in u)))
-    users_moved = ratings.assign(t=moved).groupby(_key(moved, ratings["year"]))["userId"].apply(lambda u: sorted(set(int(x) for x in u)))
+    users = ratings.groupby(title_year_key(ratings["title"], ratings["year"]))["userId"].apply(lambda u: sorted(set(int(x) for x in u)))
+    users_moved = ratings.assign(t=moved).groupby(title_year_key(moved, ratings["year"]))["userId"].apply(lambda u: sorted(set(int(x) for x in u)))
     lookup = {**users_moved.to_dict(), **users.to_dict()}
-    keys = _key(movies["title"], movies["year"])
+    keys = title_year_key(movies["title"], movies["year"])
     return keys.map(lambda k: lookup.get(k))
 
 

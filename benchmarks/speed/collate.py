@@ -1,7 +1,7 @@
 """Parquet -> model-ready batches of 512: this reader vs the naive tutorial path vs pure decode.
 
-    python -m benchmarks.collate --quick        # 20k rows
-    python -m benchmarks.collate --rows 200000
+    python -m benchmarks.speed.collate --quick        # 20k rows
+    python -m benchmarks.speed.collate --rows 200000
 
 (a) ``ParquetBatchReader``: polars decode + vectorized Arrow/numpy conversion, batches of 512.
 (b) naive: ``pq.read_table(...).to_pylist()``, then per row tensors, dict lookups for ids and
@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from benchmarks.timing import best_seconds
+from benchmarks.speed.timing import best_seconds
 from deepsets.features import synth
 from deepsets.features.reader import ParquetBatchReader
 from deepsets.features.schema import load_schema

@@ -4,7 +4,7 @@ training row's own interaction.
     write_ease_features(Path("work/data"), Path("work/data_ease"), l2=200.0)
 
 EASE (Steck 2019) scores a query by ``x B``: ``x`` the 0/1 row of the movies the user rated
-before, ``B`` the (I, I) item-item weights (``benchmarks.movielens_baselines.ease_weights``).
+before, ``B`` the (I, I) item-item weights (``benchmarks.movielens.baselines.ease_weights``).
 A two-tower model scores by a dot product of one vector per side, so ``B`` is projected on
 ``V``, its top ``rank`` right singular vectors (fitted on every training interaction):
 
@@ -14,7 +14,7 @@ A two-tower model scores by a dot product of one vector per side, so ``B`` is pr
   ``history``), so ``ease_profile . ease_item`` is the EASE score of the movie, projected;
 - query side, ``ease_recent`` (with a ``decay``): the same with ``x`` weighted by recency,
   ``decay ** age`` (``age`` = ratings since; 0 for the last one), the recency-weighted EASE
-  score projected (``benchmarks.movielens_baselines.history_rows``).
+  score projected (``benchmarks.movielens.baselines.history_rows``).
 
 For a validation or test row, ``B'`` is fitted on all training interactions. A training row's
 own interaction must not be in the fit that scores it, or the model learns to trust a feature
@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from benchmarks.movielens_baselines import ease_weights, history_rows
+from benchmarks.movielens.baselines import ease_weights, history_rows
 
 SPLITS = ("train", "valid", "test")
 RANK = 64
@@ -98,7 +98,7 @@ def ease_projections(users, items, split, num_items: int, l2: float, rank: int =
 
 
 def write_ease_features(data: Path, out: Path, l2: float, rank: int = RANK, folds: int = FOLDS, decay: float | None = None) -> Path:
-    """Copy the MovieLens dataset in ``data`` (``benchmarks.movielens_data``) to ``out`` with
+    """Copy the MovieLens dataset in ``data`` (``benchmarks.movielens.dataset``) to ``out`` with
     ``ease_profile`` (and with ``decay`` ``ease_recent``) on every interaction row and
     ``ease_item`` on items.parquet and on every row's target movie; the schema gains them as
     ``dense`` modalities. Reused if ``out`` already has them for the same ``l2``, ``rank``,
@@ -135,7 +135,7 @@ def write_ease_features(data: Path, out: Path, l2: float, rank: int = RANK, fold
 
 
 def two_tower_data(work: Path) -> Path:
-    """The folder ``benchmarks.movielens`` trained its two-tower models on: ``work/data_ease``
+    """The folder ``benchmarks.movielens.benchmark`` trained its two-tower models on: ``work/data_ease``
     when it holds the EASE features (a superset of ``work/data``'s columns), else ``work/data``."""
     work = Path(work)
     return work / "data_ease" if (work / "data_ease" / "ease.txt").exists() else work / "data"
@@ -148,7 +148,7 @@ def has_recent(folder: Path) -> bool:
 
 
 def two_tower_run(negatives: str, seed, epochs: int, ease: bool, dim: int = 64, rank: int = RANK, recent: bool = True, shortcut: bool = False) -> str:
-    """The run name of a two-tower model of ``benchmarks.movielens`` (``seed`` may be a glob's
+    """The run name of a two-tower model of ``benchmarks.movielens.benchmark`` (``seed`` may be a glob's
     ``*``); the ``-ease`` runs were trained on the EASE features of ``ease_folder``, ``-ease-rec``
     ones also on ``ease_recent``, ``-ease-rec-sc`` ones with the ``ease_recent`` / ``ease_item``
     shortcut. A model width other than 64 adds ``-d<dim>``, an EASE rank other than ``RANK``
@@ -159,7 +159,7 @@ def two_tower_run(negatives: str, seed, epochs: int, ease: bool, dim: int = 64, 
 
 
 def ease_folder(work: Path, rank: int = RANK, recent: bool = True) -> Path:
-    """Where ``benchmarks.movielens`` writes the EASE features of ``rank``: ``work/data_ease``
+    """Where ``benchmarks.movielens.benchmark`` writes the EASE features of ``rank``: ``work/data_ease``
     for the default rank with ``ease_recent`` (what ``two_tower_data`` reads); another rank adds
     ``_r<rank>``, features without ``ease_recent`` ``_plain``."""
     return Path(work) / ("data_ease" + (f"_r{rank}" if rank != RANK else "") + ("" if recent else "_plain"))

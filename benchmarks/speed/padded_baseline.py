@@ -1,4 +1,4 @@
-"""The straightforward padded model a user writes today (the baseline of benchmarks/model.py).
+"""The straightforward padded model a user writes today (the baseline of benchmarks/speed/model.py).
 
 Per sequence modality: sequences padded to ``max_len`` (every row, missing ones included),
 ``nn.TransformerEncoder`` with ``src_key_padding_mask``, masked mean. Fixed-size modalities:

@@ -1,7 +1,7 @@
 """Data-parallel scaling of training: rows decoded per worker, and rows/s with 2 workers vs 1.
 
-    python -m benchmarks.scale --quick
-    python -m benchmarks.scale --plan-only     # what each worker decodes, in-process, seconds
+    python -m benchmarks.speed.scale --quick
+    python -m benchmarks.speed.scale --plan-only     # what each worker decodes, in-process, seconds
 
 Writes the reference workload (recsys-6) with row groups of 1,024 rows (8 training files), then
 trains the demo model (``deepsets train``'s recipe, one local Ray) for one epoch with 1, 2 and 4
@@ -21,31 +21,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from deepsets.features import synth
+from benchmarks.speed.scaling_workload import demo_model_config, write_data
 from deepsets.features.reader import ParquetBatchReader
 from deepsets.features.schema import load_schema
 from deepsets.features.spec import FeatureSpec
-from deepsets.pipelines.demo import default_demo_config
 from deepsets.pipelines.ray_runtime import start_ray
 from deepsets.pipelines.training.run import run_training
-
-TRAIN_FILES = 8
-
-
-def write_data(directory: Path, rows: int, row_group_rows: int, files: int = TRAIN_FILES) -> Path:
-    """``directory/{train,valid}``: the training rows in ``files`` files, 1,000 validation rows."""
-    per_file = -(-rows // files)
-    synth.generate(rows, directory / "train", seed=0, rows_per_file=per_file, chunk_rows=row_group_rows, progress=False)
-    synth.generate(1_000, directory / "valid", seed=1, rows_per_file=1_000, chunk_rows=row_group_rows, progress=False)
-    (directory / "valid" / "schema.toml").rename(directory / "schema.toml")
-    return directory
-
-
-def demo_model_config(data: Path, workers: int):
-    """The demo's run config with one transformer layer per sequence (the model of benchmarks/train.py)."""
-    cfg = default_demo_config(data, workers=workers)
-    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"layers": 1})})
-
 
 def train(data: Path, tmp: str, workers: int, epochs: int, batch_size: int) -> dict:
     cfg = demo_model_config(data, workers)

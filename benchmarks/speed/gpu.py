@@ -1,11 +1,11 @@
 """Training and embedding rows/s on GPUs, at batch 4096, and their scaling from 1 to N GPUs.
 
-    python -m benchmarks.gpu                 # on a machine with CUDA GPUs: every count 1, 2, 4, ... up to all of them
-    python -m benchmarks.gpu --max-gpus 2 --rows 400000
-    python -m benchmarks.gpu --allow-cpu --quick   # no GPU: runs the same code on CPU workers (a smoke run, not a GPU figure)
+    python -m benchmarks.speed.gpu                 # on a machine with CUDA GPUs: every count 1, 2, 4, ... up to all of them
+    python -m benchmarks.speed.gpu --max-gpus 2 --rows 400000
+    python -m benchmarks.speed.gpu --allow-cpu --quick   # no GPU: runs the same code on CPU workers (a smoke run, not a GPU figure)
 
 Writes the reference workload (recsys-6, row groups of 2,048 rows), then for each GPU count N
-trains the demo model (``layers = 1``, the model of benchmarks/train.py) with
+trains the demo model (``layers = 1``, the model of benchmarks/speed/ray_train.py) with
 ``scaling.use_gpu = true`` and N workers (bf16 autocast, pinned host batches), 2 epochs, and
 reads the last epoch's training rows/s from the workers; then embeds every training row with
 the trained model on N actors of one GPU each (``deepsets embed --gpus-per-worker 1``) and reads
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.scale import write_data
+from benchmarks.speed.scaling_workload import write_data
 from deepsets.pipelines.demo import default_demo_config
 from deepsets.pipelines.embedding.job import parse_embed_config, run_embed
 from deepsets.pipelines.ray_runtime import start_ray
@@ -72,7 +72,7 @@ def main() -> None:
     rows = 20_000 if args.quick else args.rows
     available = torch.cuda.device_count()
     if not available and not args.allow_cpu:
-        sys.exit("benchmarks.gpu: no CUDA device here (torch.cuda.device_count() == 0); run it on a GPU machine, "
+        sys.exit("benchmarks.speed.gpu: no CUDA device here (torch.cuda.device_count() == 0); run it on a GPU machine, "
                  "or pass --allow-cpu for a smoke run of the same code on CPU workers")
     use_gpu = available > 0
     counts = gpu_counts(available, args.max_gpus) if use_gpu else [1, 2]

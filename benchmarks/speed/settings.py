@@ -2,8 +2,8 @@
 as ``layers``, ``max_len`` (of the click history) and ``dim`` change, one at a time from the
 demo's model (D=64, pooling only, transformer fusion), side by side in one run.
 
-    python -m benchmarks.settings --quick        # 2,048 rows; the full run uses 8,192
-    python -m benchmarks.settings --device cuda  # the same on a GPU (bf16 autocast)
+    python -m benchmarks.speed.settings --quick        # 2,048 rows; the full run uses 8,192
+    python -m benchmarks.speed.settings --device cuda  # the same on a GPU (bf16 autocast)
 
 Batches of 512 are collated before timing (only the model is timed); best of 3 passes. Ratios
 are against the demo's model in the same run. The last line printed is one JSON object.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.timing import best_seconds
+from benchmarks.speed.timing import best_seconds
 from deepsets.builders import build_model
 from deepsets.tasks import task_loss
 from deepsets.features import synth

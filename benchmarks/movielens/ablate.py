@@ -1,7 +1,7 @@
 """Which modality of the MovieLens two-tower model earns its keep: ``deepsets ablate`` on the
-models ``python -m benchmarks.movielens`` trained, one per seed.
+models ``python -m benchmarks.movielens.benchmark`` trained, one per seed.
 
-    python -m benchmarks.movielens_ablate [--work .cache/movielens] [--split test] [--negatives in_batch] [--epochs 5]
+    python -m benchmarks.movielens.ablate [--work .cache/movielens] [--split test] [--negatives in_batch] [--epochs 5]
 
 Each test user's held-out movie is ranked among all movies of ``items.parquet`` with the user's
 earlier movies left out (``--exclude``), exactly as the benchmark's two-tower figures are. The
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from benchmarks.movielens_ease import has_recent, two_tower_data, two_tower_run
-from benchmarks.movielens_retrieve import seen_pairs
+from benchmarks.movielens.ease import has_recent, two_tower_data, two_tower_run
+from benchmarks.movielens.retrieve import seen_pairs
+from benchmarks.movielens.trained_runs import latest_finished_run
 from deepsets.pipelines.models.checkpoint import EPOCH_FILE
 
 METHODS = ("shapley", "loo", "only", "permute")
@@ -54,14 +55,12 @@ def checkpoints(work: Path, negatives: str, epochs: int, shortcut: bool = True) 
         found[int(run.name.split("-s")[-1].split("-e")[0])] = by_epoch[kept]
     if not found:
         raise SystemExit(f"no {pattern} checkpoints under {work / 'ray_results'}: run "
-                         f"`python -m benchmarks.movielens --negatives {negatives} --epochs {epochs}{'' if shortcut else ' --no-shortcut'}` first")
+                         f"`python -m benchmarks.movielens.benchmark --negatives {negatives} --epochs {epochs}{'' if shortcut else ' --no-shortcut'}` first")
     return found
 
 
 def kept_epoch(work: Path, run_name: str) -> int | None:
     """The epoch (from 1) the latest finished MLflow run ``run_name`` of ``work/mlflow.db`` kept."""
-    from benchmarks.movielens import latest_finished_run
-
     if not (work / "mlflow.db").is_file():
         return None
     run = latest_finished_run(f"sqlite:///{(work / 'mlflow.db').absolute()}", "movielens", run_name)
@@ -80,12 +79,12 @@ def ablate_seed(checkpoint: Path, data: Path, split: str, seen: Path, out: Path,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default=".cache/movielens", help="the --work folder of benchmarks.movielens")
+    parser.add_argument("--work", default=".cache/movielens", help="the --work folder of benchmarks.movielens.benchmark")
     parser.add_argument("--split", choices=("valid", "test"), default="test")
     parser.add_argument("--negatives", default="in_batch", help="which two-tower runs to ablate (their negatives)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--bootstrap", type=int, default=200)
-    parser.add_argument("--no-shortcut", action="store_true", help="the runs trained without the shortcut (benchmarks.movielens --no-shortcut)")
+    parser.add_argument("--no-shortcut", action="store_true", help="the runs trained without the shortcut (benchmarks.movielens.benchmark --no-shortcut)")
     args = parser.parse_args()
     work = Path(args.work)
     data = two_tower_data(work)  # the folder the two-tower models were trained on

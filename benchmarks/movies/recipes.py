@@ -1,16 +1,16 @@
 """One change at a time to the movies recipe: transformer set fusion's validation and test
-macro F1 under each, for the issue 15 goal (macro F1 >= 0.60). Development figures, not a
-table of peers (that is ``benchmarks/movies.py``).
+macro F1 under each, for the goal of macro F1 >= 0.60. Development figures, not a
+table of peers (that is ``benchmarks/movies/genres.py``).
 
     pip install -e .[realdata]
-    python -m benchmarks.movies_recipes                         # every recipe below, seeds 0 and 1
-    python -m benchmarks.movies_recipes --recipes base,tokens --seeds 0,1,2
+    python -m benchmarks.movies.recipes                         # every recipe below, seeds 0 and 1
+    python -m benchmarks.movies.recipes --recipes base,tokens --seeds 0,1,2
 
-Each recipe trains with ``benchmarks.movies.train`` (AdamW, cosine schedule, clipping at 1,
+Each recipe trains with ``benchmarks.movies.genres.train`` (AdamW, cosine schedule, clipping at 1,
 the best validation-mAP epoch kept, periodic numbers, thresholds chosen on validation) with one
 change: the optimizer's settings, the model's, a loss term, weight averaging, or the title as
 a sequence of MiniLM token vectors (``title_tokens``, a ``dense_sequence`` modality added
-beside the pooled title; ``benchmarks/movies_data.py: write_title_tokens``). The last line is
+beside the pooled title; ``benchmarks/movies/dataset.py: write_title_tokens``). The last line is
 one JSON object.
 """
 
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import movies
-from benchmarks.movies_data import write_movies_dataset, write_title_tokens
+from benchmarks.movies import genres
+from benchmarks.movies.dataset import write_movies_dataset, write_title_tokens
 from deepsets.features.reader import ParquetBatchReader
 
 RECIPES = {
@@ -45,7 +45,7 @@ RECIPES = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", default=".cache/movies", help="dataset folder of benchmarks.movies (default .cache/movies)")
+    parser.add_argument("--work", default=".cache/movies", help="dataset folder of benchmarks.movies.genres (default .cache/movies)")
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated recipe names (default: all)")
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds (default 0,1)")
     args = parser.parse_args()
@@ -59,17 +59,17 @@ def main() -> None:
     for name in args.recipes.split(","):
         recipe = RECIPES[name]
         data = write_title_tokens(work / "data", work / "data_tokens") if recipe.get("tokens") else work / "data"
-        spec = movies.fit_spec(data)
-        valid = list(ParquetBatchReader(spec, data / "valid", batch_size=1024, label_columns=[movies.LABEL]))
-        test = list(ParquetBatchReader(spec, data / "test", batch_size=1024, label_columns=[movies.LABEL]))
-        valid_target, test_target = (torch.cat([b.labels[movies.LABEL] for b in split]) for split in (valid, test))
+        spec = genres.fit_spec(data)
+        valid = list(ParquetBatchReader(spec, data / "valid", batch_size=1024, label_columns=[genres.LABEL]))
+        test = list(ParquetBatchReader(spec, data / "test", batch_size=1024, label_columns=[genres.LABEL]))
+        valid_target, test_target = (torch.cat([b.labels[genres.LABEL] for b in split]) for split in (valid, test))
         runs = []
         for seed in seeds:
-            model = movies.train(spec, data, {"fusion": "transformer", **recipe.get("model", {})}, seed, recipe.get("epochs", movies.EPOCHS), valid, recipe)
-            valid_probs = movies.probabilities(model, valid)
-            cut = movies.thresholds(valid_probs, valid_target)
-            tested = movies.scores(movies.probabilities(model, test), test_target, cut)
-            runs.append({"seed": seed, "valid_macro_f1": round(movies.scores(valid_probs, valid_target, cut)["macro_f1"], 4),
+            model = genres.train(spec, data, {"fusion": "transformer", **recipe.get("model", {})}, seed, recipe.get("epochs", genres.EPOCHS), valid, recipe)
+            valid_probs = genres.probabilities(model, valid)
+            cut = genres.thresholds(valid_probs, valid_target)
+            tested = genres.scores(genres.probabilities(model, test), test_target, cut)
+            runs.append({"seed": seed, "valid_macro_f1": round(genres.scores(valid_probs, valid_target, cut)["macro_f1"], 4),
                          "test_macro_f1": round(tested["macro_f1"], 4), "test_mAP": round(tested["mAP"], 4)})
             print(f"  {name}, seed {seed}: {runs[-1]}", flush=True)
         results[name] = {key: round(statistics.mean(r[key] for r in runs), 4) for key in ("valid_macro_f1", "test_macro_f1", "test_mAP")}

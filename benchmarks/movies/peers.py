@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 import pyarrow.parquet as pq
 
-from benchmarks.movies_data import GENRES
+from benchmarks.movies.dataset import GENRES
 
 TABULAR = ["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "year", "length", "log_votes", "rating", "log_budget"]
 LOGISTIC_C = (0.01, 0.1, 1.0)

@@ -1,8 +1,8 @@
 """What EASE's own score and seed averaging add to the MovieLens two-tower models that
-``python -m benchmarks.movielens`` trained: a probe for the retrieval goal (1.2x EASE), and
+``python -m benchmarks.movielens.benchmark`` trained: a probe for the retrieval goal (1.2x EASE), and
 whether the towers add anything to recency-weighted EASE.
 
-    python -m benchmarks.movielens_blend [--work .cache/movielens] [--negatives in_batch] [--epochs 5]
+    python -m benchmarks.movielens.blend [--work .cache/movielens] [--negatives in_batch] [--epochs 5]
 
 For each seed's model, both towers embed the validation and test rows and the catalogue
 (``deepsets embed``); each query's scores over the unseen movies are standardized, and so are
@@ -33,10 +33,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from benchmarks.movielens import K, choose_ease, embed_side, lead_interval, per_query, queries
-from benchmarks.movielens_ablate import checkpoints
-from benchmarks.movielens_baselines import ease_scores, ease_weights, target_ranks
-from benchmarks.movielens_ease import two_tower_data
+from benchmarks.movielens.ablate import checkpoints
+from benchmarks.movielens.baselines import ease_scores, ease_weights, target_ranks
+from benchmarks.movielens.ease import two_tower_data
+from benchmarks.movielens.ranking import K, embed_side, lead_interval, per_query, queries
+from benchmarks.movielens.tuned_baselines import choose_ease
 
 WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0)
 SPLITS = {"valid": ("train",), "test": ("train", "valid")}
@@ -76,7 +77,7 @@ def main() -> None:
     parser.add_argument("--work", default=".cache/movielens", help="the benchmark's work folder (default .cache/movielens)")
     parser.add_argument("--negatives", default="in_batch", help="which trained two-tower runs to read (default in_batch)")
     parser.add_argument("--epochs", type=int, default=5, help="their epochs (default 5)")
-    parser.add_argument("--no-shortcut", action="store_true", help="the runs trained without the shortcut (benchmarks.movielens --no-shortcut)")
+    parser.add_argument("--no-shortcut", action="store_true", help="the runs trained without the shortcut (benchmarks.movielens.benchmark --no-shortcut)")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     work = Path(args.work).absolute()

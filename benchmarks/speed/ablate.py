@@ -1,6 +1,6 @@
 """Cost of leave-one-out + exact Shapley with cached modality vectors, on M = 7 modalities.
 
-    python -m benchmarks.ablate --quick
+    python -m benchmarks.speed.ablate --quick
 
 The same rows (recsys-6 reference workload, pre-collated batches of 1024), two models built
 like the demo's (D=64, 1 layer per sequence modality), one with transformer fusion and one with
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.timing import best_seconds
+from benchmarks.speed.timing import best_seconds
 from deepsets import ablation as ab
 from deepsets.builders import build_model
 from deepsets.inference import collect_outputs

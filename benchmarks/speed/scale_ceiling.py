@@ -1,8 +1,8 @@
 """The ceiling on 2-vs-1-worker training speedup on this machine, without Ray and without decoding.
 
-    python -m benchmarks.scale_ceiling            # about 1 minute on 2 cores
+    python -m benchmarks.speed.scale_ceiling            # about 1 minute on 2 cores
 
-``benchmarks/scale.py`` measures training rows/s with 1 and 2 Ray Train workers. This script
+``benchmarks/speed/scale.py`` measures training rows/s with 1 and 2 Ray Train workers. This script
 trains the same model on the same rows (the demo model with one transformer layer, recsys-6,
 48,000 rows, global batch 512) in plain processes with one torch thread each and every batch
 read before the clock starts, so neither Ray nor Parquet decoding is in the figures:
@@ -11,7 +11,7 @@ read before the clock starts, so neither Ray nor Parquet decoding is in the figu
 - 2 independent processes, batches of 256 each (no gradient exchange): what two cores give;
 - 2 processes under DistributedDataParallel (gloo), batches of 256 each: plus the all-reduce.
 
-The speedups over 1 process bound what ``benchmarks/scale.py`` can reach. Last line: one JSON object.
+The speedups over 1 process bound what ``benchmarks/speed/scale.py`` can reach. Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import socket
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.speed.scaling_workload import demo_model_config, write_data
 
 MODES = {"single": 1, "independent": 2, "ddp": 2}
 """How many processes each mode trains with."""
@@ -40,7 +42,6 @@ def train_rows_per_second(rank: int, world: int, data: Path, spec_dict: dict, mo
     import torch
 
     torch.set_num_threads(1)
-    from benchmarks.scale import demo_model_config
     from deepsets.builders import build_model
     from deepsets.optim import make_optimizer, make_scheduler
     from deepsets.features.reader import ParquetBatchReader
@@ -91,12 +92,11 @@ def measure(data: Path, spec_dict: dict, mode: str, batch_size: int) -> float:
 
 
 def main() -> None:
-    from benchmarks.scale import write_data
     from deepsets.features.schema import load_schema
     from deepsets.features.spec import FeatureSpec
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=48_000, help="training rows (default 48,000, as benchmarks/scale.py)")
+    parser.add_argument("--rows", type=int, default=48_000, help="training rows (default 48,000, as benchmarks/speed/scale.py)")
     parser.add_argument("--batch-size", type=int, default=512, help="global batch (default 512)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -44,7 +44,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmarks.movies_data import _key
+from benchmarks.movies.dataset import title_year_key
 
 QUERY_MODALITIES = ("history", "user_genres")
 ITEM_MODALITIES = ("movie", "title", "genres", "year", "imdb", "budget", "mpaa")
@@ -58,7 +58,7 @@ EMBED_BATCH = 256
 def schema_toml(max_history: int = 50) -> str:
     """The feature schema of the interaction files (and, through a subset, of items.parquet)."""
     return f"""\
-# MovieLens two-tower retrieval (benchmarks/movielens_data.py). Query side: history, user_genres;
+# MovieLens two-tower retrieval (benchmarks/movielens/dataset.py). Query side: history, user_genres;
 # item side: movie (the id itself), title, genres, year, imdb, budget, mpaa. items.parquet has event_id = movie_id.
 id_column = "event_id"
 
@@ -132,14 +132,14 @@ def _imdb_rows(movies: pd.DataFrame, imdb: pd.DataFrame) -> np.ndarray:
     same-year films) goes to the most voted one.
     """
     imdb = imdb.reset_index(drop=True)
-    keys = _key(imdb["title"], imdb["year"])
+    keys = title_year_key(imdb["title"], imdb["year"])
     order = imdb["votes"].to_numpy().argsort(kind="stable")[::-1]  # most voted first wins below
     lookup: dict = {}
     for row in order:
         lookup.setdefault(keys.iat[row], int(row))
     short = movies["title"].str.replace(r"\s*\([^()]*\)$", "", regex=True)
     candidates = [  # in order of preference
-        _key(title.str.replace(r"^(.*), (The|A|An)$", r"\2 \1", regex=True) if move else title, movies["year"])
+        title_year_key(title.str.replace(r"^(.*), (The|A|An)$", r"\2 \1", regex=True) if move else title, movies["year"])
         for title in (movies["title"], short)
         for move in (False, True)
     ]

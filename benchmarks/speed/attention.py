@@ -1,6 +1,6 @@
 """Self-attention over variable-length rows on CPU: which layout? (the choice in summarize.py)
 
-    python -m benchmarks.attention --quick
+    python -m benchmarks.speed.attention --quick
 
 Rows with click-history lengths (lognormal, median 20, cut at 200; 85% present), D=128,
 4 heads, one attention block (qkv projection, attention, output projection), inference:
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.timing import best_seconds
+from benchmarks.speed.timing import best_seconds
 from deepsets.jagged import bucket_layout, length_buckets
 from deepsets.summarize import JaggedSelfAttention
 

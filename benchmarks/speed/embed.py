@@ -1,6 +1,6 @@
 """Batch embedding job vs the model's forward pass alone, and the job's memory at 10x the rows.
 
-    python -m benchmarks.embed --quick
+    python -m benchmarks.speed.embed --quick
 
 One trained reference model (the demo's, with one transformer layer per sequence modality: D=64,
 transformer fusion, trained one pass over the rows) and the same recsys-6 rows through:
@@ -40,8 +40,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from benchmarks.timing import best_seconds
-from benchmarks.training import train_in_process
+from benchmarks.speed.timing import best_seconds
+from benchmarks.speed.in_process_training import train_in_process
 from deepsets.builders import build_model
 from deepsets.features import synth
 from deepsets.features.reader import ParquetBatchReader
@@ -146,7 +146,7 @@ def run_job_measured(checkpoint: Path, inputs, out: Path) -> dict:
     an upper bound of the tree's peak, measured the same way for both runs. Shared libraries
     count once per process in both runs.
     """
-    command = [sys.executable, "-m", "benchmarks.embed", "--job", str(checkpoint), str(out), *map(str, inputs)]
+    command = [sys.executable, "-m", "benchmarks.speed.embed", "--job", str(checkpoint), str(out), *map(str, inputs)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     parent = psutil.Process(child.pid)
     peaks: dict = {}

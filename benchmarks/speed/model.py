@@ -1,10 +1,10 @@
 """Model speed on the reference rows: this set-fusion model vs the padded model vs MMT.
 
-    python -m benchmarks.model --quick
+    python -m benchmarks.speed.model --quick
 
 Same rows (batches of 512), D=128, 4 heads, 1 layer per sequence modality, 2 fusion layers:
 (a) this model, transformer fusion, jagged tokens with length-bucketed attention;
-(b) the padded implementation a user writes today (benchmarks/padded_baseline.py);
+(b) the padded implementation a user writes today (benchmarks/speed/padded_baseline.py);
 (c) the MMT-style single transformer over all tokens (``fusion="mmt"``).
 Batches are collated before timing (jagged for a and c, padded for b): only the model is timed.
 The padding-free limit is the padded model's work divided by the real work, counted in
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.padded_baseline import PaddedModel, is_sequence, pad_batch
+from benchmarks.speed.padded_baseline import PaddedModel, is_sequence, pad_batch
 from deepsets.builders import build_model
 from deepsets.jagged import length_buckets
 from deepsets.tasks import task_loss

@@ -1,10 +1,10 @@
 """The MovieLens two-tower test figures through ``deepsets retrieve``, next to the brute-force
-ranking ``benchmarks.movielens`` computes them with, on the same embed outputs.
+ranking ``benchmarks.movielens.benchmark`` computes them with, on the same embed outputs.
 
-    python -m benchmarks.movielens_retrieve [--work .cache/movielens] [--split test]
+    python -m benchmarks.movielens.retrieve [--work .cache/movielens] [--split test]
 
 Reads ``<work>/index/items`` and ``<work>/index/<split>`` (the item and query embeddings the
-last two-tower model of ``python -m benchmarks.movielens`` wrote with ``deepsets embed``), asks
+last two-tower model of ``python -m benchmarks.movielens.benchmark`` wrote with ``deepsets embed``), asks
 ``deepsets retrieve`` for the top 10 movies of every query with the user's earlier movies
 excluded, and scores NDCG@10 / Recall@10 of the held-out movie from that list. The brute-force
 side scores every movie (``query @ items.T``) and ranks the held-out one among the unseen.
@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from benchmarks.movielens_ease import two_tower_data
-
-K = 10
+from benchmarks.movielens.baselines import target_ranks
+from benchmarks.movielens.ease import two_tower_data
+from benchmarks.movielens.ranking import K, per_query, queries, read_side
 
 
 def seen_pairs(data: Path, split: str) -> tuple[pa.Table, np.ndarray, np.ndarray]:
@@ -61,10 +61,7 @@ def through_retrieve(work: Path, split: str, pairs: pa.Table, events: np.ndarray
 
 
 def brute_force(work: Path, data: Path, split: str) -> dict:
-    """The same metrics as ``benchmarks.movielens.two_tower`` computes them."""
-    from benchmarks.movielens import per_query, queries, read_side
-    from benchmarks.movielens_baselines import target_ranks
-
+    """The same metrics as ``benchmarks.movielens.two_tower.two_tower`` computes them."""
     item_ids, item_vectors = read_side(work / "index" / "items")
     index = {int(m): i for i, m in enumerate(item_ids)}
     before = ("train",) if split == "valid" else ("train", "valid")
@@ -76,7 +73,7 @@ def brute_force(work: Path, data: Path, split: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default=".cache/movielens", help="the --work folder of benchmarks.movielens")
+    parser.add_argument("--work", default=".cache/movielens", help="the --work folder of benchmarks.movielens.benchmark")
     parser.add_argument("--split", choices=("valid", "test"), default="test")
     args = parser.parse_args()
     work = Path(args.work)

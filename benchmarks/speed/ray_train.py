@@ -1,6 +1,6 @@
 """Training throughput on Ray Train: 1 worker vs 2 workers, same data, same global batch.
 
-    python -m benchmarks.train --quick
+    python -m benchmarks.speed.ray_train --quick
 
 Runs ``deepsets train``'s recipe (deepsets.pipelines.training.run.run_training) twice on the reference workload
 in one process and one local Ray: D=64, one transformer layer per sequence modality, transformer
