@@ -47,8 +47,8 @@ class FeatureSchema(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id_column: Optional[str] = None
-    modality: List[SerializeAsAny[BaseFeature]] = Field(min_length=1)
+    id_column: Optional[str] = None  # the row id column (optional), carried along as batch.ids and into outputs
+    modality: List[SerializeAsAny[BaseFeature]] = Field(min_length=1)  # one [[modality]] table per modality
 
     @field_validator("modality", mode="before")
     @classmethod

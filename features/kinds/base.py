@@ -62,8 +62,8 @@ class BaseFeature(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    name: str = Field(min_length=1, pattern=NAME_PATTERN)
-    column: Optional[str] = Field(default=None, min_length=1)
+    name: str = Field(min_length=1, pattern=NAME_PATTERN)  # the modality's name, unique in the schema
+    column: Optional[str] = Field(default=None, min_length=1)  # the Parquet column it reads (default: name)
 
     @property
     def source_column(self) -> str:
@@ -125,9 +125,9 @@ class BaseFeature(BaseModel):
 class IdVocabulary(BaseModel):
     """Id mapping fields: a fitted vocabulary (``min_count``, ``max_size``) or ``hash_buckets``."""
 
-    min_count: PositiveInt = 1
-    max_size: Optional[PositiveInt] = None
-    hash_buckets: Optional[PositiveInt] = None
+    min_count: PositiveInt = 1  # vocabulary: ids seen fewer times in training are out of vocabulary
+    max_size: Optional[PositiveInt] = None  # vocabulary: keep at most this many ids, the most frequent
+    hash_buckets: Optional[PositiveInt] = None  # hash the ids into this many buckets instead of a vocabulary
 
     @model_validator(mode="after")
     def _one_mapping(self) -> "IdVocabulary":
@@ -227,7 +227,7 @@ def mapped_id_list(feature: "BaseFeature", mapper: IdMapper, table: pa.Table, co
 class IdListFeature(BaseFeature, IdVocabulary):
     """What ``id_sequence`` and ``id_set`` share: a list of int or string ids, cut to ``max_len``."""
 
-    max_len: Optional[PositiveInt] = None
+    max_len: Optional[PositiveInt] = None  # longer rows are cut (and counted); unset: no cut
 
     def expected_type(self) -> str:
         return "list<int> or list<string>"

@@ -59,8 +59,8 @@ class DenseFeature(ScaledVectors, BaseFeature):
     """
 
     kind: Literal["dense"]
-    dim: PositiveInt
-    encoding: VectorEncoding = "auto"
+    dim: PositiveInt  # floats per vector
+    encoding: VectorEncoding = "auto"  # each dimension's scaling, fitted by deepsets fit
 
     def expected_type(self) -> str:
         return f"list<float> or fixed_size_list<float, {self.dim}>"

@@ -34,10 +34,10 @@ class DenseSequenceFeature(ScaledVectors, BaseFeature):
     """
 
     kind: Literal["dense_sequence"]
-    dim: PositiveInt
-    max_len: Optional[PositiveInt] = None
-    truncate: Literal["keep_first", "keep_last"] = "keep_first"
-    encoding: VectorEncoding = "auto"
+    dim: PositiveInt  # floats per vector
+    max_len: Optional[PositiveInt] = None  # longer rows are cut (and counted); unset: no cut
+    truncate: Literal["keep_first", "keep_last"] = "keep_first"  # which vectors a cut row keeps
+    encoding: VectorEncoding = "auto"  # each dimension's scaling, fitted by deepsets fit
 
     def expected_type(self) -> str:
         scalars = " or list<float> (a sequence of scalars)" if self.dim == 1 else ""

@@ -16,7 +16,7 @@ class IdSequenceFeature(IdListFeature):
     """Ordered ids, cut to ``max_len`` (keeping the last ones by default: the most recent clicks)."""
 
     kind: Literal["id_sequence"]
-    truncate: Literal["keep_last", "keep_first"] = "keep_last"
+    truncate: Literal["keep_last", "keep_first"] = "keep_last"  # which ids a cut row keeps (keep_last: the most recent)
 
     def convert(self, table: pa.Table, fitted: Fitted, counts: ModalityCounts) -> ModalityTensors:
         parts, present, indices = mapped_id_list(self, self.mapper(fitted), table, counts)

@@ -31,10 +31,10 @@ class NumericFeature(BaseFeature):
     """
 
     kind: Literal["numeric"]
-    columns: List[str] = Field(min_length=1)
-    encoding: Encoding = "auto"
-    encodings: Dict[str, Encoding] = Field(default_factory=dict)
-    bins: PositiveInt = Field(16, le=1024)
+    columns: List[str] = Field(min_length=1)  # the scalar columns of this modality
+    encoding: Encoding = "auto"  # every column's encoding, fitted by deepsets fit
+    encodings: Dict[str, Encoding] = Field(default_factory=dict)  # per column, overriding encoding
+    bins: PositiveInt = Field(16, le=1024)  # quantile bins of the quantile and ple encodings
 
     @field_validator("columns")
     @classmethod

@@ -75,9 +75,9 @@ class AblateConfig(BaseModel):
     label: Optional[str] = None
     per_row: bool = False
     bootstrap: int = Field(200, ge=0, description="bootstrap samples for the intervals (0: none)")
-    seed: int = 0
+    seed: int = 0  # seeds the random parts: bootstrap resamples, permutations, sampled Shapley orders
     batch_size: int = Field(1024, ge=1)
-    log_mlflow: bool = True
+    log_mlflow: bool = True  # log the results to the model's MLflow run (--no-mlflow: false)
     truth: Optional[str] = Field(None, description="a truth.json with planted contributions (the reference workload)")
     retrain: bool = Field(False, description="also retrain without each modality (Ray tasks, nested MLflow runs)")
     shapley_permutations: Optional[int] = Field(None, ge=2, description="estimate Shapley values from this many random modality orders "

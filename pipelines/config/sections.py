@@ -42,10 +42,10 @@ class DataConfig(BaseModel):
 
     model_config = _STRICT
 
-    train: Tuple[_Text, ...] = Field(min_length=1, strict=False)
-    valid: Optional[Tuple[_Text, ...]] = Field(default=None, min_length=1, strict=False)
+    train: Tuple[_Text, ...] = Field(min_length=1, strict=False)  # a path or a list: files, directories or globs
+    valid: Optional[Tuple[_Text, ...]] = Field(default=None, min_length=1, strict=False)  # validation metrics every epoch
     label_columns: Tuple[_Text, ...] = Field((), strict=False)  # required by every task kind but two_tower
-    spec: Optional[_Text] = None
+    spec: Optional[_Text] = None  # reuse a fitted FeatureSpec (spec.json) instead of fitting
     group_column: Optional[_Text] = None  # listwise / pairwise: the integer query id of each row
     item_column: Optional[_Text] = None  # two_tower: the integer item id of each row
     items: Optional[Tuple[_Text, ...]] = Field(default=None, min_length=1, strict=False)  # two_tower: the item table
@@ -66,8 +66,8 @@ class SchemaConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: Optional[_Text] = None
-    id_column: Optional[_Text] = None
+    path: Optional[_Text] = None  # the schema TOML file; or give id_column and modality inline
+    id_column: Optional[_Text] = None  # inline schema: the row id column
     modality: Optional[Tuple[SerializeAsAny[BaseFeature], ...]] = None  # inline tables, parsed by deepsets.features.schema
 
     @field_validator("modality", mode="before")
@@ -96,16 +96,16 @@ class ModelConfig(BaseModel):
 
     model_config = _STRICT
 
-    dim: int = Field(128, ge=1, le=65536)
-    layers: int = Field(1, ge=0, le=64)
-    heads: int = Field(4, ge=1, le=1024)
-    ff_dim: int = Field(0, ge=0, le=1 << 20)
-    pooling: Literal[SEQUENCE_POOLINGS] = "mean"  # type: ignore[valid-type]
-    fusion: Literal[FUSIONS] = "transformer"  # type: ignore[valid-type]
-    fusion_layers: int = Field(2, ge=1, le=64)
-    fusion_pooling: Literal[SET_POOLINGS] = "mean"  # type: ignore[valid-type]
-    dropout: _Rate = 0.0
-    modality_dropout: _Rate = 0.0
+    dim: int = Field(128, ge=1, le=65536)  # the shared width D of every modality vector
+    layers: int = Field(1, ge=0, le=64)  # transformer layers per sequence modality (0 = pooling only)
+    heads: int = Field(4, ge=1, le=1024)  # attention heads; must divide dim
+    ff_dim: int = Field(0, ge=0, le=1 << 20)  # feed-forward width (0 = 4 * dim)
+    pooling: Literal[SEQUENCE_POOLINGS] = "mean"  # type: ignore[valid-type]  # pooling within a sequence modality
+    fusion: Literal[FUSIONS] = "transformer"  # type: ignore[valid-type]  # the fusion head over the set of modality vectors
+    fusion_layers: int = Field(2, ge=1, le=64)  # layers of the fusion head
+    fusion_pooling: Literal[SET_POOLINGS] = "mean"  # type: ignore[valid-type]  # deepset heads: pooling over the set (tmm_deepset: sum, mean or max)
+    dropout: _Rate = 0.0  # dropout inside the encoders and the fusion head
+    modality_dropout: _Rate = 0.0  # training: the chance of dropping each whole modality of a row
 
 
 class TaskConfig(BaseModel):
@@ -115,8 +115,8 @@ class TaskConfig(BaseModel):
 
     model_config = _STRICT
 
-    kind: Literal[TASKS] = "binary"  # type: ignore[valid-type]
-    num_outputs: int = Field(1, ge=1, le=1_000_000)
+    kind: Literal[TASKS] = "binary"  # type: ignore[valid-type]  # listwise / pairwise need data.group_column; two_tower data.item_column
+    num_outputs: int = Field(1, ge=1, le=1_000_000)  # logits per row: 1 (binary), the labels (multilabel), the classes (multiclass)
     query_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only
     item_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only
     temperature: float = Field(0.07, gt=0.01, le=10.0)  # two_tower: starting softmax temperature (learned)
@@ -133,15 +133,15 @@ class TrainingConfig(BaseModel):
 
     model_config = _STRICT
 
-    epochs: int = Field(3, ge=1, le=100_000)
-    batch_size: int = Field(512, ge=1, le=1 << 24)
-    optimizer: Literal[OPTIMIZERS] = "adamw"  # type: ignore[valid-type]
-    lr: float = Field(1e-3, gt=0.0, le=10.0)
-    weight_decay: float = Field(0.01, ge=0.0)
-    schedule: Literal[SCHEDULES] = "cosine"  # type: ignore[valid-type]
-    warmup_steps: int = Field(0, ge=0)
-    seed: int = Field(0, ge=0, lt=2**32)
-    grad_clip: float = Field(1.0, ge=0.0)
+    epochs: int = Field(3, ge=1, le=100_000)  # passes over the training rows
+    batch_size: int = Field(512, ge=1, le=1 << 24)  # the global batch, split evenly over scaling.workers
+    optimizer: Literal[OPTIMIZERS] = "adamw"  # type: ignore[valid-type]  # the optimizer
+    lr: float = Field(1e-3, gt=0.0, le=10.0)  # the peak learning rate
+    weight_decay: float = Field(0.01, ge=0.0)  # decoupled for adamw, L2 for adam and sgd
+    schedule: Literal[SCHEDULES] = "cosine"  # type: ignore[valid-type]  # the learning-rate schedule after warmup_steps
+    warmup_steps: int = Field(0, ge=0)  # steps of linear warmup from 0 to lr
+    seed: int = Field(0, ge=0, lt=2**32)  # weights, row order and modality dropout
+    grad_clip: float = Field(1.0, ge=0.0)  # the largest gradient norm (0 = off)
     select: str = ""  # the validation metric the kept epoch is chosen on; "" = the task's default, "last" = no choice
     patience: int = Field(0, ge=0)  # stop after this many epochs without improvement of `select` (0 = never)
 
@@ -151,10 +151,10 @@ class ScalingConfig(BaseModel):
 
     model_config = _STRICT
 
-    workers: int = Field(2, ge=1, le=4096)
-    use_gpu: bool = False
-    cpus_per_worker: float = Field(1.0, gt=0.0)
-    max_failures: int = Field(0, ge=0)
+    workers: int = Field(2, ge=1, le=4096)  # Ray Train workers (data parallel)
+    use_gpu: bool = False  # one GPU per worker: batches and model on CUDA, bf16 autocast
+    cpus_per_worker: float = Field(1.0, gt=0.0)  # CPUs (and torch threads) per worker
+    max_failures: int = Field(0, ge=0)  # restarts from the last checkpoint after a worker failure
 
 
 class TrackingConfig(BaseModel):
@@ -162,10 +162,10 @@ class TrackingConfig(BaseModel):
 
     model_config = _STRICT
 
-    mlflow_uri: str = ""
-    experiment: _Text = "deepsets"
-    run_name: str = ""  # also a directory name under storage_path
-    storage_path: _Text = "ray_results"  # a local folder or a URI (s3://bucket/prefix)
+    mlflow_uri: str = ""  # "" = sqlite:///mlflow.db in the working directory (deepsets train: $MLFLOW_TRACKING_URI first)
+    experiment: _Text = "deepsets"  # the MLflow experiment
+    run_name: str = ""  # "" = run-<date>-<time>-<random hex>; also a directory under storage_path, the name --resume continues
+    storage_path: _Text = "ray_results"  # where Ray keeps checkpoints: a local folder or a URI (s3://bucket/prefix)
     artifact_location: str = ""  # where a new MLflow experiment keeps artifacts ("" = MLflow's default)
     parent_run_id: str = ""  # nest the MLflow run under this one (ablation retrains)
 

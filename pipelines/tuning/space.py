@@ -90,8 +90,8 @@ class SearchSpace:
 
     params: List[Param]
     trials: Optional[int] = None  # None: not given (8, or open-ended under a time budget)
-    grace_epochs: int = 1
-    reduction_factor: int = 2
+    grace_epochs: int = 1  # ASHA: every trial runs at least this many epochs
+    reduction_factor: int = 2  # ASHA: keep about 1 in this many trials at each rung
 
     def tune_space(self) -> Dict[str, Any]:
         return {p.key: p.sample_space() for p in self.params}
