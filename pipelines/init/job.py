@@ -59,18 +59,23 @@ def infer_choices(table: TableProfile, label: str, id_column: Optional[str] = No
 
 
 def flag_unseen(choices: List[Choice], valid_files: Sequence[str], table: TableProfile, progress: bool) -> None:
-    """Leave out the scalar features whose validation values training mostly never saw (kept,
-    commented out, in the schema)."""
+    """Deal with the scalar features whose validation values training mostly never saw: a
+    categorical one is left out (kept, commented out, in the schema: every such value would be
+    out of vocabulary); a numeric one (a time split's year) stays, ``quantile``-encoded, which
+    holds a value beyond training's range at the nearest end of it, as a tree's split does."""
     checked = {c.column: c.kind for c in choices if c.role == "feature" and c.kind in ("categorical", "numeric")}
     for column, found in unseen_in_valid(valid_files, table, checked, progress).items():
-        if found.present and found.share > UNSEEN_SHARE:
-            c = next(c for c in choices if c.column == column)
-            what = "values never seen in training" if checked[column] == "categorical" else "values outside training's range"
-            c.role = "left_out"
-            if c.kind == "numeric":  # taken back as a numeric modality of its own
-                c.settings = [("columns", [column], "")]
-            c.reason = (f"{found.share:.0%} of validation rows hold {what} (a time split's date or month?): "
-                        f"it cannot generalize to new rows (left out; {c.kind} in the schema, commented out)")
+        if not (found.present and found.share > UNSEEN_SHARE):
+            continue
+        c = next(c for c in choices if c.column == column)
+        if c.kind == "numeric":
+            c.settings = [("encoding", "quantile", "")]
+            c.reason += (f"; {found.share:.0%} of validation rows lie outside training's range (a time split's year?): "
+                         "quantile-encoded, so they count as training's nearest end")
+            continue
+        c.role = "left_out"
+        c.reason = (f"{found.share:.0%} of validation rows hold values never seen in training (a time split's date or month?): "
+                    f"it cannot generalize to new rows (left out; {c.kind} in the schema, commented out)")
 
 
 def _relative(paths: Sequence[str], out: str) -> List[str]:

@@ -20,7 +20,7 @@ from deepsets.pipelines.init import profile as profile_module
 from deepsets.pipelines.init.job import infer_choices, run_init
 from deepsets.pipelines.init.leaks import LEAK_WORDS, guess_task, name_leak
 from deepsets.pipelines.init.profile import profile_table
-from deepsets.pipelines.init.rules import max_len_setting
+from deepsets.pipelines.init.rules import max_len_setting, min_count_for
 
 N = 400
 
@@ -111,13 +111,17 @@ def test_strings_and_codes_are_categorical_amounts_numeric_in_one_modality(tmp_p
     found = choices_of(tmp_path / "t.parquet")
     settings = {c: {k: v for k, v, _ in found[c].settings} for c in found}
     assert found["country"].kind == "categorical" and settings["country"] == {}
-    assert found["shop"].kind == "categorical" and settings["shop"] == {"min_count": 2}
+    assert found["shop"].kind == "categorical" and settings["shop"] == {"min_count": 4}  # one per 1,000 of the 4,000 rows
     assert found["session"].kind == "categorical" and settings["session"] == {"hash_buckets": 4096}
     assert found["weekday"].kind == "categorical" and "codes" in found["weekday"].reason
     assert [found[c].kind for c in ("visits", "price", "member")] == ["numeric"] * 3
     written = run_init([str(tmp_path / "t.parquet")], "y", out=str(tmp_path / "cfg"))
     numeric = [m for m in load_schema(written["schema"]).modality if m.kind == "numeric"]
     assert len(numeric) == 1 and numeric[0].columns == ["visits", "price", "member"]
+
+
+def test_min_count_grows_with_the_table_within_its_bounds():
+    assert [min_count_for(rows) for rows in (10, 1999, 4000, 40_000, 10_000_000)] == [2, 2, 4, 40, 50]
 
 
 def test_a_unique_column_is_the_id_unless_id_names_another(tmp_path):
@@ -173,7 +177,7 @@ def test_a_string_label_is_refused(tmp_path):
         guess_task(profile_table([str(path)], label="y"), "y")
 
 
-def test_columns_unseen_in_validation_are_left_out_and_written_commented_out(tmp_path):
+def test_unseen_categories_are_left_out_and_numbers_beyond_training_are_quantile_encoded(tmp_path):
     rng = np.random.default_rng(6)
     def split(n, months, day0):
         return {"month": rng.choice(months, n), "day": day0 + np.arange(n) // 2, "brand": rng.choice(["a", "b"], n),
@@ -183,11 +187,13 @@ def test_columns_unseen_in_validation_are_left_out_and_written_commented_out(tmp
     summary = run_init([str(tmp_path / "train")], "y", valid=[str(tmp_path / "valid")], out=str(tmp_path / "cfg"))
     by_column = {c["column"]: c for c in summary["columns"]}
     assert by_column["month"]["role"] == "left_out" and "100% of validation rows hold values never seen in training" in by_column["month"]["reason"]
-    assert by_column["day"]["role"] == "left_out" and "values outside training's range" in by_column["day"]["reason"]
+    assert by_column["day"]["role"] == "feature" and "100% of validation rows lie outside training's range" in by_column["day"]["reason"]
     assert by_column["brand"]["role"] == "feature"
     text = (tmp_path / "cfg" / "schema.toml").read_text()
-    uncommented = text.replace("# [[modality]]", "[[modality]]").replace("# name =", "name =").replace("# kind =", "kind =").replace("# columns =", "columns =")
-    assert {m.name for m in load_schema_text(uncommented, tmp_path)} == {"brand", "month", "day"}
+    numbers = next(m for m in load_schema_text(text, tmp_path) if m.kind == "numeric")
+    assert numbers.columns == ["day"] and numbers.encodings == {"day": "quantile"}
+    uncommented = text.replace("# [[modality]]", "[[modality]]").replace("# name =", "name =").replace("# kind =", "kind =")
+    assert {m.name for m in load_schema_text(uncommented, tmp_path)} == {"brand", "month", "numbers"}
 
 
 def load_schema_text(text, tmp_path):
