@@ -1,16 +1,7 @@
 """The search space of ``deepsets tune``: a TOML file over any ``--set``-able config key.
 
-    # space.toml
-    trials = 8                       # how many configurations to try (--trials wins)
-    grace_epochs = 1                 # ASHA: every trial runs at least this many epochs
-    reduction_factor = 2             # ASHA: keep about 1 in this many trials at each rung
-
-    [params]
-    "model.dim" = [32, 64, 128]                        # a list: one of these
-    "model.fusion" = ["deepset", "transformer"]
-    "training.lr" = { loguniform = [1e-4, 1e-2] }      # log-uniform between the bounds
-    "model.dropout" = { uniform = [0.0, 0.3] }         # uniform between the bounds
-    "training.batch_size" = { choice = [256, 512] }    # the same as a list
+An example is ``configs/tune_space.toml`` (parsed and checked by the tests); its fields are in the
+configuration reference the docs site generates from :class:`SearchSpace`.
 
 Every key must name a field of the run config (``section.field``), and every value a trial can
 draw (each choice, each bound of a range) is checked up front by the run config's own validation
