@@ -155,12 +155,14 @@ def run_demo(out_dir: str = "demo_output", rows: int = 60_000, seed: int = 0, wo
     reusable = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_name": ""})})
     (out / "run.toml").write_text(reusable.to_toml())  # without the demo's run name, so it can be reused
     say(f"      run config written to {out / 'run.toml'} (edit it, or pass --set, for your own runs)")
+    from deepsets.pipelines.ray_processes import private_ray
     from deepsets.pipelines.training.run import run_training
 
-    trained = run_training(cfg, progress=not quiet)
-    say(format_train_summary(trained))
-    say(f"[4/5] embedding all {data['rows']} rows with {trained['model_uri']} on {workers} Ray Data workers")
-    embedded = embed_demo_data(trained["model_uri"], data_dir, out / "embedded", workers, quiet)
+    with private_ray(None, workers + 1):  # one local Ray for training and embedding, ended with them
+        trained = run_training(cfg, progress=not quiet)
+        say(format_train_summary(trained))
+        say(f"[4/5] embedding all {data['rows']} rows with {trained['model_uri']} on {workers} Ray Data workers")
+        embedded = embed_demo_data(trained["model_uri"], data_dir, out / "embedded", workers, quiet)
     say(f"[5/5] ablating the trained model on {data_dir / 'valid'} (per-modality contributions)")
     ablated = ablate_demo_model(trained["model_uri"], data_dir, out / "ablation", quiet)
     seconds = time.perf_counter() - started

@@ -55,21 +55,25 @@ def use_ray_train_v2() -> None:
     os.environ["RAY_TRAIN_V2_ENABLED"] = "1"
 
 
-def start_ray(address: Optional[str], num_cpus: int) -> None:
+def start_ray(address: Optional[str], num_cpus: int) -> bool:
     """Join ``address`` / ``RAY_ADDRESS``, or start a private local Ray with ``num_cpus`` CPUs.
 
-    A Ray already initialized in this process is kept as it is.
+    A Ray already initialized in this process is kept as it is. A job that starts Ray goes
+    through :func:`deepsets.pipelines.ray_processes.private_ray`, which also ends it.
 
     Args:
         address: a Ray cluster address (``ray://...``, ``host:port``, ``auto``), or None.
         num_cpus: CPUs of a local Ray (ignored when joining a cluster).
+
+    Returns:
+        True when a private local Ray was started here (its processes are this job's to end).
     """
     use_ray_train_v2()
     quiet_ray_logs()
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = address or os.environ.get("RAY_ADDRESS")
     # Ray Train V2 also routes print() through logging, which shows every worker line twice.
@@ -77,6 +81,7 @@ def start_ray(address: Optional[str], num_cpus: int) -> None:
     runtime_env = {"env_vars": quiet_prints, "worker_process_setup_hook": quiet_worker_loggers}
     if address:
         ray.init(address=address, log_to_driver=True, runtime_env=runtime_env, logging_level=logging.WARNING)
+        return False
     else:
         quiet_prints[PRIVATE_RAY_ENV] = "1"
         os.environ.update({k: os.environ.get(k, v) for k, v in quiet_prints.items()})
@@ -84,6 +89,7 @@ def start_ray(address: Optional[str], num_cpus: int) -> None:
         # address="local": a new Ray of our own even when `ray start` left one running here
         ray.init(address="local", num_cpus=max(2, num_cpus), include_dashboard=False, log_to_driver=True,
                  runtime_env=runtime_env, logging_level=logging.WARNING)
+        return True
 
 
 def require_gpus(needed: float, what: str) -> None:

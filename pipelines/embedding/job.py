@@ -205,40 +205,42 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
     import ray.data
 
     from deepsets.pipelines.embedding.worker import FragmentEmbedder
-    from deepsets.pipelines.ray_runtime import RAY_CORE_NOISE, quiet_ray_data, require_gpus, start_ray
+    from deepsets.pipelines.ray_processes import private_ray
+    from deepsets.pipelines.ray_runtime import RAY_CORE_NOISE, quiet_ray_data, require_gpus
     from deepsets.pipelines.stderr_filter import dropping_stderr_lines
 
-    start_ray(cfg.ray_address, int(cfg.workers * cfg.cpus_per_worker) + 1)
-    if cfg.gpus_per_worker:
-        require_gpus(cfg.gpus_per_worker * workers_started(cfg.workers, len(todo)), f"--gpus-per-worker {cfg.gpus_per_worker:g} with --workers {cfg.workers}")
-    quiet_ray_data()
-    # the pieces of a split row group go in a few one-pass runs, not one decode each (deepsets.features.fragments)
-    items = [{"run": json.dumps([f.to_dict() for f in run])} for run in plan_runs(todo, cfg.workers)]
-    dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        FragmentEmbedder,
-        batch_size=1,
-        # one run at a time per actor: the first actor up does not queue runs that an idle
-        # actor could take (a run is seconds of work; the hand-off is a millisecond)
-        compute=ray.data.ActorPoolStrategy(size=workers_started(cfg.workers, len(items)), max_tasks_in_flight_per_actor=1),
-        num_cpus=cfg.cpus_per_worker,
-        num_gpus=cfg.gpus_per_worker or None,
-        fn_constructor_kwargs={
-            "payload": [ray.put(source.payload())], "out_dir": out, "batch_size": cfg.batch_size,
-            "with_modalities": cfg.with_modalities, "device": "cuda" if cfg.gpus_per_worker > 0 else "cpu",
-            "threads": max(1, int(cfg.cpus_per_worker)),
-        },
-    )
-    done, first_start, last_end, nodes = 0, float("inf"), 0.0, set()
-    # the actor pool's start makes Ray's C++ core print one harmless error line (see stderr_filter)
-    with dropping_stderr_lines(RAY_CORE_NOISE), \
-            tqdm(total=sum(f.rows for f in todo), unit="rows", unit_scale=True, desc="embedding", disable=None if progress else True) as bar:
-        for row in dataset.iter_rows():
-            if row["error"]:
-                raise DataError(f"{row['error']} (fragments already written are kept: fix the input and rerun with --resume)")
-            done += int(row["rows_in"])
-            first_start, last_end = min(first_start, float(row["started_at"])), max(last_end, float(row["finished_at"]))
-            nodes.add(str(row["node_id"]))
-            bar.update(int(row["rows_in"]))
+    # a local Ray started here ends with the job, and any of its processes that outlive it are ended by pid
+    with private_ray(cfg.ray_address, int(cfg.workers * cfg.cpus_per_worker) + 1):
+        if cfg.gpus_per_worker:
+            require_gpus(cfg.gpus_per_worker * workers_started(cfg.workers, len(todo)), f"--gpus-per-worker {cfg.gpus_per_worker:g} with --workers {cfg.workers}")
+        quiet_ray_data()
+        # the pieces of a split row group go in a few one-pass runs, not one decode each (deepsets.features.fragments)
+        items = [{"run": json.dumps([f.to_dict() for f in run])} for run in plan_runs(todo, cfg.workers)]
+        dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            FragmentEmbedder,
+            batch_size=1,
+            # one run at a time per actor: the first actor up does not queue runs that an idle
+            # actor could take (a run is seconds of work; the hand-off is a millisecond)
+            compute=ray.data.ActorPoolStrategy(size=workers_started(cfg.workers, len(items)), max_tasks_in_flight_per_actor=1),
+            num_cpus=cfg.cpus_per_worker,
+            num_gpus=cfg.gpus_per_worker or None,
+            fn_constructor_kwargs={
+                "payload": [ray.put(source.payload())], "out_dir": out, "batch_size": cfg.batch_size,
+                "with_modalities": cfg.with_modalities, "device": "cuda" if cfg.gpus_per_worker > 0 else "cpu",
+                "threads": max(1, int(cfg.cpus_per_worker)),
+            },
+        )
+        done, first_start, last_end, nodes = 0, float("inf"), 0.0, set()
+        # the actor pool's start makes Ray's C++ core print one harmless error line (see stderr_filter)
+        with dropping_stderr_lines(RAY_CORE_NOISE), \
+                tqdm(total=sum(f.rows for f in todo), unit="rows", unit_scale=True, desc="embedding", disable=None if progress else True) as bar:
+            for row in dataset.iter_rows():
+                if row["error"]:
+                    raise DataError(f"{row['error']} (fragments already written are kept: fix the input and rerun with --resume)")
+                done += int(row["rows_in"])
+                first_start, last_end = min(first_start, float(row["started_at"])), max(last_end, float(row["finished_at"]))
+                nodes.add(str(row["node_id"]))
+                bar.update(int(row["rows_in"]))
     return done, max(0.0, last_end - first_start), len(nodes)
 
 

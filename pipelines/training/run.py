@@ -18,7 +18,8 @@ from deepsets.features import storage
 from deepsets.features.spec import FeatureSpec
 from deepsets.pipelines.config import RunConfig
 from deepsets.pipelines.errors import JobError
-from deepsets.pipelines.ray_runtime import require_gpus, start_ray, use_ray_train_v2
+from deepsets.pipelines.ray_processes import private_ray
+from deepsets.pipelines.ray_runtime import require_gpus, use_ray_train_v2
 from deepsets.pipelines.redaction import redact_uris
 from deepsets.pipelines.training.claim import RunClaim
 from deepsets.pipelines.training.inputs import check_data_paths, check_training_data, item_counts
@@ -114,13 +115,14 @@ def _run_claimed(cfg: RunConfig, run_name: str, run_dir: str, resume: bool, ray_
         save_run_record(cfg, run_dir)
     popularity = item_counts(cfg)  # before any run is opened: a bad item column fails here
     selection = Selection.of(cfg.training.select, cfg.training.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid))
-    start_ray(ray_address, int(cfg.scaling.workers * cfg.scaling.cpus_per_worker) + 1)
-    if cfg.scaling.use_gpu:  # Ray Train would wait for GPUs that never come
-        require_gpus(cfg.scaling.workers, f"scaling.use_gpu = true with scaling.workers = {cfg.scaling.workers}")
-    uri, run_id = open_mlflow_run(cfg, run_name, resume, spec)
-    with run_status(uri, run_id):  # RUNNING now; FAILED, KILLED or FINISHED as the run ends
-        summary = _train_and_log(cfg, spec, run_name, run_dir, uri, run_id, selection, popularity, ray_address, callbacks, started,
-                                 progress_mode(progress))
+    # a local Ray started here ends with the run; its workers that outlive it are ended by pid
+    with private_ray(ray_address, int(cfg.scaling.workers * cfg.scaling.cpus_per_worker) + 1):
+        if cfg.scaling.use_gpu:  # Ray Train would wait for GPUs that never come
+            require_gpus(cfg.scaling.workers, f"scaling.use_gpu = true with scaling.workers = {cfg.scaling.workers}")
+        uri, run_id = open_mlflow_run(cfg, run_name, resume, spec)
+        with run_status(uri, run_id):  # RUNNING now; FAILED, KILLED or FINISHED as the run ends
+            summary = _train_and_log(cfg, spec, run_name, run_dir, uri, run_id, selection, popularity, ray_address, callbacks, started,
+                                     progress_mode(progress))
     summary["epochs_this_run"] = summary["epochs_done"] - done_before  # 0: a --resume that found nothing left to train
     return summary
 

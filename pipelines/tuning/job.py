@@ -34,7 +34,8 @@ from typing import Any, Dict, List, Optional, Sequence, Set
 from deepsets.features.spec import FeatureSpec
 from deepsets.pipelines.config import RunConfig, load_run_config, parse_run_config
 from deepsets.pipelines.errors import ConfigError
-from deepsets.pipelines.ray_runtime import PRIVATE_RAY_ENV, start_ray
+from deepsets.pipelines.ray_processes import private_ray
+from deepsets.pipelines.ray_runtime import PRIVATE_RAY_ENV
 from deepsets.pipelines.redaction import config_toml, redact_uris, require_unredacted
 from deepsets.pipelines.training.selection import SCORE_KEY, Selection
 from deepsets.pipelines.training.tracking import quiet_mlflow_logs
@@ -195,29 +196,31 @@ def run_tune(config: str, space_path: Optional[str] = None, *, overrides: Sequen
     base["data"]["spec"] = str(out_dir / "spec.json")
     base["tracking"].update(mlflow_uri=uri, parent_run_id=parent.info.run_id, storage_path=str(out_dir / "ray_results"))
     per_trial = cfg.scaling.workers * cfg.scaling.cpus_per_worker + TRIAL_CPU
-    start_ray(ray_address, math.ceil(per_trial * (min(samples, 2) if samples > 0 else 2)))
-    import ray
+    # a local Ray started here ends with the search: any process of it (a stopped trial's
+    # workers included) still running after a grace period is ended by pid
+    with private_ray(ray_address, math.ceil(per_trial * (min(samples, 2) if samples > 0 else 2))):
+        import ray
 
-    concurrent = max(1, int(ray.cluster_resources().get("CPU", 1) // per_trial))
-    concurrent = min(concurrent, samples) if samples > 0 else concurrent
-    say(f"tuning {len(space.params)} setting(s) over {f'{samples} trials' if samples > 0 else 'as many trials as the budget allows'}"
-        f"{f' within {budget_s:g} s' if budget_s else ''}, {concurrent} at a time, on {selection.metric}; "
-        f"ASHA grace {space.grace_epochs} epoch(s), reduction {space.reduction_factor}; output in {out_dir}")
-    scheduler = _asha(cfg.training.epochs, min(space.grace_epochs, cfg.training.epochs), space.reduction_factor)
-    trainable = tune.with_parameters(_trial, base=base, out=str(out_dir), stamp=stamp)
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, {"cpu": TRIAL_CPU}),  # a token share: the Ray Train run inside reserves its workers' CPUs
-        param_space=space.tune_space(),
-        tune_config=tune.TuneConfig(num_samples=samples, scheduler=scheduler, max_concurrent_trials=concurrent, time_budget_s=budget_s),
-        run_config=tune.RunConfig(name=stamp, storage_path=str(out_dir / "tune"), verbose=0,
-                                  callbacks=[trial_progress(selection.metric, progress), orphan_sweeper()]),
-    )
-    # Tune's own report (a settings box, a TensorBoard hint) prints even at verbose=0 unless its
-    # older output path is chosen; the progress callback above says what a user needs
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    results = tuner.fit()
-    remove_orphaned_placement_groups()  # the trials stopped last, after the sweeper's last look
-    rows = _trial_rows(results, out_dir, selection, cfg.training.epochs, stamp, scheduler.stopped, bool(budget_s))
+        concurrent = max(1, int(ray.cluster_resources().get("CPU", 1) // per_trial))
+        concurrent = min(concurrent, samples) if samples > 0 else concurrent
+        say(f"tuning {len(space.params)} setting(s) over {f'{samples} trials' if samples > 0 else 'as many trials as the budget allows'}"
+            f"{f' within {budget_s:g} s' if budget_s else ''}, {concurrent} at a time, on {selection.metric}; "
+            f"ASHA grace {space.grace_epochs} epoch(s), reduction {space.reduction_factor}; output in {out_dir}")
+        scheduler = _asha(cfg.training.epochs, min(space.grace_epochs, cfg.training.epochs), space.reduction_factor)
+        trainable = tune.with_parameters(_trial, base=base, out=str(out_dir), stamp=stamp)
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": TRIAL_CPU}),  # a token share: the Ray Train run inside reserves its workers' CPUs
+            param_space=space.tune_space(),
+            tune_config=tune.TuneConfig(num_samples=samples, scheduler=scheduler, max_concurrent_trials=concurrent, time_budget_s=budget_s),
+            run_config=tune.RunConfig(name=stamp, storage_path=str(out_dir / "tune"), verbose=0,
+                                      callbacks=[trial_progress(selection.metric, progress), orphan_sweeper()]),
+        )
+        # Tune's own report (a settings box, a TensorBoard hint) prints even at verbose=0 unless its
+        # older output path is chosen; the progress callback above says what a user needs
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        results = tuner.fit()
+        remove_orphaned_placement_groups()  # the trials stopped last, after the sweeper's last look
+        rows = _trial_rows(results, out_dir, selection, cfg.training.epochs, stamp, scheduler.stopped, bool(budget_s))
     summary = _report(rows, cfg, space, selection, out_dir, uri, parent.info.run_id, say)
     summary.update(budget_s=budget_s, seconds=round(time.perf_counter() - started, 1))
     return summary
