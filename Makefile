@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench soak clean
 
 install: $(STAMP)
 
@@ -40,6 +40,11 @@ bench: install
 	$(PY) -m benchmarks.speed.attention --quick
 	$(PY) -m benchmarks.speed.model --quick
 	$(PY) -m benchmarks.speed.ray_train --quick
+
+# Jobs of every command back to back (100 embed jobs, 20 of each other command), counting what
+# each leaves running or open; `python -m benchmarks.soak --quick` runs within `make test`.
+soak: install
+	$(PY) -m benchmarks.soak
 
 clean:
 	rm -rf $(VENV) demo_output ray_results mlruns mlflow.db .pytest_cache
