@@ -211,31 +211,6 @@ def auc(scores: Tensor, labels: Tensor) -> Tensor:
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
 
 
-def task_metric(task: str, logits: Tensor, target: Tensor) -> Tensor:
-    """The ablation metric of a task, higher is better, batched over leading dims of ``logits``.
-
-    binary: ROC AUC; multilabel: macro ROC AUC over labels; multiclass: accuracy;
-    regression: negative RMSE.
-
-    Args:
-        logits: (..., N, K).
-        target: (N,) or (N, K) as the task's loss takes it.
-
-    Raises:
-        ValueError: for an unknown task.
-    """
-    if task == "binary":
-        return auc(logits[..., 0], target.reshape(-1))
-    if task == "multilabel":
-        per_label = auc(logits.transpose(-1, -2), target.T)  # (..., K)
-        return per_label.nanmean(dim=-1)
-    if task == "multiclass":
-        return (logits.argmax(dim=-1) == target.long()).double().mean(dim=-1)
-    if task == "regression":
-        return -((logits[..., 0].double() - target.reshape(-1).double()) ** 2).mean(dim=-1).sqrt()
-    raise ValueError(f"no ablation metric for task {task!r} (binary, multilabel, multiclass, regression)")
-
-
 def permuted_vectors(vectors: Tensor, present: Tensor, modality: int, generator: torch.Generator) -> Tensor:
     """``vectors`` with modality ``modality`` shuffled among the rows where it is present
     (presence is kept: a row without it still lacks it)."""

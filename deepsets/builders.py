@@ -15,17 +15,9 @@ from typing import List, Optional, Sequence
 
 from torch import nn
 
-from deepsets.choices import SET_FUSION_HEADS, SET_POOLINGS, TMM_POOLINGS
 from deepsets.encoders import build_encoder
-from deepsets.fusion import (
-    AttentionPoolFusion,
-    ConcatFusion,
-    DeepSetFusion,
-    SetFusion,
-    TorchMultimodalDeepset,
-    TransformerFusion,
-    mlp,
-)
+from deepsets.fusion import FusionSettings, SetFusion, fusion_builder
+from deepsets.fusion_heads import fusion_traits, set_fusion_heads
 from deepsets.kinds import kind_traits
 from deepsets.mmt import MMTModel
 from deepsets.modality import ModalityInfo
@@ -82,7 +74,7 @@ def build_model(inputs: Sequence[ModalityInfo], args: Optional[ModelArgs] = None
         raise ValueError(f"need at least one modality and unique names, got {names}")
     ff_dim = args.ff_dim or 4 * args.dim
     encoders = nn.ModuleDict({i.name: build_encoder(i, args.dim, ff_dim) for i in inputs})
-    if args.fusion == "mmt":
+    if not fusion_traits(args.fusion).set_head:  # the MMT baseline: one transformer over every token
         head = TaskHead(args.dim, args.task, args.num_outputs)
         return MMTModel(names, encoders, args.dim, args.fusion_layers, args.heads, ff_dim, head, args.dropout, args.modality_dropout)
     summarizers = nn.ModuleDict({
@@ -137,14 +129,15 @@ def build_fusion(
     """Build a SetFusion around the head ``kind``; every kind outputs width ``dim``.
 
     Args:
-        kind: one of ``deepsets.choices.SET_FUSION_HEADS``: "deepset", "attention",
-            "transformer", "concat" or "tmm_deepset".
+        kind: one of ``deepsets.fusion_heads.set_fusion_heads()``: "deepset", "attention",
+            "transformer", "concat", "tmm_deepset" or a registered head.
         names: modality names, unique and sorted (the slot order of the vectors).
         dim: width of the modality vectors and of the fused embedding.
         layers: encoder layers ("transformer" only).
         heads: attention heads ("transformer" only); must divide dim.
         ff_dim: feed-forward width ("transformer" only); None means 4 * dim.
-        pooling: "deepset": sum/mean/max/min/median; "tmm_deepset": sum/mean/max.
+        pooling: one of the head's ``FusionTraits.poolings`` ("deepset": sum/mean/max/min/median;
+            "tmm_deepset": sum/mean/max); ignored by heads without poolings.
         hidden_dims: hidden widths of the MLP after pooling (all kinds but "transformer");
             None means (dim,).
         dropout: dropout in that MLP, or inside the transformer layers.
@@ -156,30 +149,19 @@ def build_fusion(
     """
     names = list(names)
     problems: List[str] = []
-    if kind not in SET_FUSION_HEADS:
-        problems.append(f"unknown fusion kind {kind!r}; choose one of {', '.join(SET_FUSION_HEADS)}")
+    heads_known = set_fusion_heads()
+    if kind not in heads_known:
+        problems.append(f"unknown fusion kind {kind!r}; choose one of {', '.join(heads_known)}")
     if not names or names != sorted(set(names)):
         problems.append(f"names must be non-empty, unique and sorted, got {names}")
     if dim <= 0:
         problems.append(f"dim must be positive, got {dim}")
-    if kind == "deepset" and pooling not in SET_POOLINGS:
-        problems.append(f"pooling for 'deepset' must be one of {SET_POOLINGS}, got {pooling!r}")
-    if kind == "tmm_deepset" and pooling not in TMM_POOLINGS:
-        problems.append(f"pooling for 'tmm_deepset' must be one of {TMM_POOLINGS}, got {pooling!r}")
+    poolings = fusion_traits(kind).poolings if kind in heads_known else None
+    if poolings is not None and pooling not in poolings:
+        problems.append(f"pooling for {kind!r} must be one of {poolings}, got {pooling!r}")
     if problems:
         raise ValueError("; ".join(problems))
-
-    hidden = (dim,) if hidden_dims is None else tuple(hidden_dims)
-    num = len(names)
-    head: nn.Module
-    if kind == "deepset":
-        head = DeepSetFusion(dim, pooling, mlp(dim, hidden, dim, dropout=dropout))
-    elif kind == "attention":
-        head = AttentionPoolFusion(dim, mlp(dim, hidden, dim, dropout=dropout))
-    elif kind == "transformer":
-        head = TransformerFusion(dim, num, layers, heads, 4 * dim if ff_dim is None else ff_dim, dropout=dropout)
-    elif kind == "concat":
-        head = ConcatFusion(dim, num, mlp(num * dim, hidden, dim, dropout=dropout))
-    else:
-        head = TorchMultimodalDeepset(names, dim, pooling, mlp(dim, hidden, dim, dropout=dropout))
-    return SetFusion(head, num, dim, modality_dropout=modality_dropout)
+    settings = FusionSettings(tuple(names), dim, layers=layers, heads=heads, ff_dim=ff_dim, pooling=pooling,
+                              hidden=None if hidden_dims is None else tuple(hidden_dims), dropout=dropout)
+    head = fusion_builder(kind)(settings)
+    return SetFusion(head, len(names), dim, modality_dropout=modality_dropout)

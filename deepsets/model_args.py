@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Optional, Tuple
 
-from deepsets.choices import FUSIONS, SEQUENCE_POOLINGS, SET_POOLINGS, TASKS
+from deepsets.choices import SEQUENCE_POOLINGS, SET_POOLINGS
+from deepsets.fusion_heads import fusion_names
+from deepsets.task_kinds import task_names
 
 TWO_TOWER_FIELDS = ("query_modalities", "item_modalities", "temperature", "shortcuts")
 
@@ -30,12 +32,12 @@ class ModelArgs:
         heads: attention heads everywhere.
         ff_dim: feed-forward width; None means ``4 * dim``.
         pooling: pooling of a modality's elements (``deepsets.choices.SEQUENCE_POOLINGS``).
-        fusion: the fusion head (``deepsets.choices.FUSIONS``).
+        fusion: the fusion head (``deepsets.fusion_heads.fusion_names()``).
         fusion_layers: transformer fusion / MMT layers.
         fusion_pooling: pooling of the deepset heads (``deepsets.choices.SET_POOLINGS``).
         dropout: dropout inside transformers and MLPs.
         modality_dropout: rate at which whole modalities are dropped in training.
-        task: what the model predicts (``deepsets.choices.TASKS``).
+        task: what the model predicts (``deepsets.task_kinds.task_names()``).
         num_outputs: labels / classes / targets (unused by two_tower).
         query_modalities: two_tower only: the query tower's modalities.
         item_modalities: two_tower only: the item tower's modalities.
@@ -69,8 +71,8 @@ class ModelArgs:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "shortcuts", tuple(tuple(pair) for pair in self.shortcuts))
         problems = []
-        for name, value, choices in (("pooling", self.pooling, SEQUENCE_POOLINGS), ("fusion", self.fusion, FUSIONS),
-                                     ("fusion_pooling", self.fusion_pooling, SET_POOLINGS), ("task", self.task, TASKS)):
+        for name, value, choices in (("pooling", self.pooling, SEQUENCE_POOLINGS), ("fusion", self.fusion, fusion_names()),
+                                     ("fusion_pooling", self.fusion_pooling, SET_POOLINGS), ("task", self.task, task_names())):
             if value not in choices:
                 problems.append(f"{name} must be one of {', '.join(choices)} (found {value!r})")
         for name in ("dim", "heads", "fusion_layers", "num_outputs"):

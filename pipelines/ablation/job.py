@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
 
 from deepsets import ablation as ab
-from deepsets.choices import GROUPED_TASKS
+from deepsets.task_kinds import task_names, task_traits
 from deepsets.features import storage
 from deepsets.features.errors import DataError
 from deepsets.features.files import open_parquet, resolve_inputs
@@ -56,9 +56,6 @@ EXACT_SHAPLEY_UP_TO = 12
 """Above this many modalities Shapley values are sampled unless asked otherwise (2^12 subsets)."""
 SAMPLED_PERMUTATIONS = 256
 """Random orders of the sampled estimator by default."""
-PER_ROW_TASKS = ("binary", "regression", "listwise", "pairwise", "two_tower")
-"""Tasks with one value per row to split: the score, or a two-tower query's own metric."""
-RANKING_TASKS = (*GROUPED_TASKS, "two_tower")
 UNITS = {"listwise": "query groups", "pairwise": "query groups", "two_tower": "queries"}
 """What the bootstrap resamples for a ranking task (rows otherwise)."""
 
@@ -186,18 +183,20 @@ def load_ablatable(cfg: AblateConfig) -> tuple[ModelSource, torch.nn.Module, Abl
         if getattr(head, "pooling", None) != "max":
             raise ValueError("method maxpool needs a DeepSet fusion head with max pooling; this model's head is "
                              + ("two towers" if two_tower else type(head).__name__ + (f" ({head.pooling} pooling)" if hasattr(head, "pooling") else "")))
-    if cfg.per_row and task not in PER_ROW_TASKS:
-        raise ValueError(f"--per-row needs a task with one score per row ({', '.join(PER_ROW_TASKS)}); this model's task is {task}")
+    traits = task_traits(task)
+    if cfg.per_row and not traits.per_row:  # one value per row to split: the score, or a two-tower query's own metric
+        per_row = ", ".join(name for name in task_names() if task_traits(name).per_row)
+        raise ValueError(f"--per-row needs a task with one score per row ({per_row}); this model's task is {task}")
     if cfg.per_row and "shapley" not in cfg.methods:
         raise ValueError("--per-row needs the shapley method")
-    if cfg.retrain and (task in GROUPED_TASKS or two_tower):
+    ranking = traits.ablation_metric is None  # scored by its ranking metrics per query
+    if cfg.retrain and ranking:
         raise ValueError(f"--retrain is built for pointwise tasks; this model's task is {task}")
     if cfg.retrain and not source.run_config:
         raise ValueError(f"--retrain needs the model's training config; {cfg.model} has none (train it with `deepsets train`)")
-    ranking = two_tower or task in GROUPED_TASKS
     misplaced = [option for option, given, fits in (
         ("--items", cfg.items, two_tower), ("--exclude", cfg.exclude, two_tower), ("--exclude-columns", cfg.exclude_columns, two_tower),
-        ("--item-column", cfg.item_column, two_tower), ("--group", cfg.group, task in GROUPED_TASKS), ("--k", cfg.k, ranking),
+        ("--item-column", cfg.item_column, two_tower), ("--group", cfg.group, traits.grouped), ("--k", cfg.k, ranking),
         ("--label", cfg.label, not two_tower), ("--truth", cfg.truth, not two_tower)) if given and not fits]
     if misplaced:
         raise ValueError(f"{', '.join(misplaced)}: not for a {task} model (--items, --exclude, --item-column: two_tower; "
@@ -208,7 +207,7 @@ def load_ablatable(cfg: AblateConfig) -> tuple[ModelSource, torch.nn.Module, Abl
     label = cfg.label or (source.label_columns[0] if source.label_columns else None)
     if not label:
         raise ValueError("no label column: pass --label COLUMN (the model does not say which column it was trained on)")
-    group = _column_of(cfg.group, source, "group_column", "--group", task) if task in GROUPED_TASKS else None
+    group = _column_of(cfg.group, source, "group_column", "--group", task) if traits.grouped else None
     return source, model, Ablatable(task, label=label, group=group, k=k)
 
 
@@ -349,7 +348,7 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
     scorer = build_scorer(cfg, source, model, what, "shapley" in cfg.methods and not permutations, progress)
     rows = scorer.rows
     say(f"encoded {rows.num_rows} rows once: {num} modalities x {rows.vectors.shape[2]} dims; evaluating {', '.join(cfg.methods)}"
-        + (f" with {', '.join(scorer.metric_names)} over {scorer.units} {UNITS.get(task, 'rows')}" if task in RANKING_TASKS else ""))
+        + (f" with {', '.join(scorer.metric_names)} over {scorer.units} {UNITS.get(task, 'rows')}" if task_traits(task).ablation_metric is None else ""))
     table, extras = evaluate(cfg, scorer, permutations, progress)
     methods = list(cfg.methods)
     by_metric = {}

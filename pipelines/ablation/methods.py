@@ -20,11 +20,12 @@ import torch
 from torch import Tensor
 
 from deepsets import ablation as ab
+from deepsets.task_kinds import task_traits
+from deepsets.tasks import ablation_metric
 from deepsets.pipelines.ablation.report import table_row
 
 MEMO_BYTES = 1 << 30
 """Scores of subsets kept for the other metrics of a ranking model (1 GiB)."""
-METRIC_NAMES = {"binary": "roc_auc", "multilabel": "macro_roc_auc", "multiclass": "accuracy", "regression": "neg_rmse"}
 
 
 @dataclass
@@ -59,7 +60,7 @@ class SubsetScorer:
     Args:
         model: a set-fusion model (``fuse(vectors, present)``).
         rows: the cached rows.
-        task: the model's task kind (picks the metric: ``deepsets.ablation.task_metric``).
+        task: the model's task kind (picks the metric: ``deepsets.tasks.ablation_metric``).
         bootstrap: resamples of rows for the intervals (0: none).
         seed: seeds the resamples.
         every_subset: fuse all ``2^M`` subsets once up front (Shapley needs them; the other
@@ -89,7 +90,7 @@ class SubsetScorer:
 
     def metrics(self) -> List[str]:
         """The metrics this scorer measures with, the first the main one."""
-        return [METRIC_NAMES[self.task]]
+        return [task_traits(self.task).ablation_metric]
 
     @property
     def units(self) -> int:
@@ -155,13 +156,13 @@ class SubsetScorer:
 
     def metric(self, scores: Tensor) -> Tensor:
         """(S, N, K) -> (S,) metric values on all rows."""
-        return ab.task_metric(self.task, scores, self.rows.target)
+        return ablation_metric(self.task, scores, self.rows.target)
 
     def boot_metric(self, scores: Tensor) -> Optional[Tensor]:
         """(S, N, K) -> (B, S) metric values on every bootstrap draw of rows (None: no draws)."""
         if self.boot is None:
             return None
-        return torch.stack([ab.task_metric(self.task, scores[..., idx, :], self.rows.target[idx]) for idx in self.boot])
+        return torch.stack([ablation_metric(self.task, scores[..., idx, :], self.rows.target[idx]) for idx in self.boot])
 
     def per_row_values(self, scores: Tensor) -> Tensor:
         """(S, N, K) -> (S, N): what per-row Shapley splits (here each row's score)."""

@@ -22,8 +22,8 @@ from typing import Dict, List, Optional
 
 import torch
 
-from deepsets import ablation as ab
 from deepsets.inference import collect_outputs
+from deepsets.tasks import ablation_metric
 from deepsets.features import storage
 from deepsets.features.reader import ParquetBatchReader
 from deepsets.features.spec import FeatureSpec
@@ -92,7 +92,7 @@ def retrain_table(source: ModelSource, inputs: List[str], label: str, target: to
     """
     import mlflow
 
-    from deepsets.pipelines.ray_runtime import start_ray
+    from deepsets.pipelines.ray_processes import private_ray
 
     storage.make_dirs(out)
     stamp = time.strftime("ablate-%Y%m%d-%H%M%S")
@@ -102,11 +102,11 @@ def retrain_table(source: ModelSource, inputs: List[str], label: str, target: to
     with mlflow.start_run(run_name=f"{stamp}-retrain", tags={"deepsets.ablation_of": source.uri}) as parent:
         parent_id = parent.info.run_id
     configs = retrain_configs(base, source.spec, out, stamp, parent_id, tracking_uri)
-    start_ray(None, os.cpu_count() or 2)
-    if progress:
-        print(f"retraining {len(configs)} runs (one without each modality, one baseline) as Ray tasks; parent MLflow run {parent_id}")
-    trained = _train_all(configs, progress)
-    metric = lambda logits, rows=None: ab.task_metric(task, logits if rows is None else logits[rows], target if rows is None else target[rows])  # noqa: E731
+    with private_ray(None, os.cpu_count() or 2):  # a local Ray started here ends with the retraining, leftovers ended by pid
+        if progress:
+            print(f"retraining {len(configs)} runs (one without each modality, one baseline) as Ray tasks; parent MLflow run {parent_id}")
+        trained = _train_all(configs, progress)
+    metric = lambda logits, rows=None: ablation_metric(task, logits if rows is None else logits[rows], target if rows is None else target[rows])  # noqa: E731
     scores = {removed: _scores(summary, inputs, label, batch_size) for removed, summary in trained.items()}
     baseline = scores[BASELINE]
     baseline_value = float(metric(baseline))

@@ -8,34 +8,35 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Mapping, Optional, Tuple
 
-from deepsets.choices import GROUPED_TASKS, TMM_POOLINGS
+from deepsets.fusion_heads import fusion_traits
 from deepsets.pipelines.training.selection import select_problem
+from deepsets.task_kinds import grouped_tasks, task_traits
 
 # (fields that must be valid, fields passed as None when invalid, the check)
 _Check = Tuple[Tuple[str, ...], Tuple[str, ...], Callable[..., Optional[Tuple[str, str]]]]
 
 
 def _heads_divide_dim(heads: int, dim: int, layers: Optional[int], fusion: Optional[str]) -> Optional[Tuple[str, str]]:
-    # Heads are unused only by pooling-only summarizers feeding a head without attention;
-    # when layers or fusion is itself invalid (None here), check anyway.
-    used = fusion in ("transformer", "mmt", None) or layers is None or (layers > 0 and fusion != "mmt")
+    # Heads are unused only by pooling-only summarizers feeding a head without attention (a
+    # whole-model baseline has no summarizers); when layers or fusion is itself invalid (None
+    # here), check anyway.
+    traits = None if fusion is None else fusion_traits(fusion)
+    used = traits is None or traits.attention or layers is None or (layers > 0 and traits.set_head)
     if used and dim % heads:
         return "model.heads", f"must divide model.dim (heads = {heads}, dim = {dim})"
     return None
 
 
-def _tmm_pooling(fusion: str, pooling: str) -> Optional[Tuple[str, str]]:
-    if fusion == "tmm_deepset" and pooling not in TMM_POOLINGS:
-        return "model.fusion_pooling", f"fusion 'tmm_deepset' supports {', '.join(TMM_POOLINGS)} (found {pooling!r})"
+def _fusion_pooling(fusion: str, pooling: str) -> Optional[Tuple[str, str]]:
+    poolings = fusion_traits(fusion).poolings
+    if poolings is not None and pooling not in poolings:
+        return "model.fusion_pooling", f"fusion {fusion!r} supports {', '.join(poolings)} (found {pooling!r})"
     return None
 
 
 def _outputs(kind: str, n: int) -> Optional[Tuple[str, str]]:
-    if kind in ("binary",) + GROUPED_TASKS and n != 1:
-        return "task.num_outputs", f"a {kind} task has exactly 1 output (found {n})"
-    if kind == "multiclass" and n < 2:
-        return "task.num_outputs", f"a multiclass task needs at least 2 classes (found {n})"
-    return None
+    problem = task_traits(kind).outputs_problem(n)
+    return ("task.num_outputs", problem) if problem else None
 
 
 def _even_batches(batch_size: int, workers: int) -> Optional[Tuple[str, str]]:
@@ -49,16 +50,17 @@ def _even_batches(batch_size: int, workers: int) -> Optional[Tuple[str, str]]:
 
 
 def _task_columns(kind: str, labels: tuple, group: Optional[str], item: Optional[str]) -> Optional[Tuple[str, str]]:
-    if kind != "two_tower" and not labels:
+    traits = task_traits(kind)
+    if traits.labels and not labels:
         return "data.label_columns", f"a {kind} task needs at least one label column"
-    if kind == "two_tower" and labels:
-        return "data.label_columns", f"a two_tower task learns from (query, item) rows and reads no labels (found {list(labels)})"
-    if kind in GROUPED_TASKS and len(labels) != 1:
+    if not traits.labels and labels:
+        return "data.label_columns", f"a {kind} task learns from (query, item) rows and reads no labels (found {list(labels)})"
+    if traits.grouped and len(labels) != 1:
         return "data.label_columns", f"a {kind} task ranks by one relevance column (found {list(labels)})"
-    if kind in GROUPED_TASKS and not group:
+    if traits.grouped and not group:
         return "data.group_column", f"a {kind} task ranks rows within query groups: name the integer query id column (e.g. group_column = \"query_id\")"
-    if kind not in GROUPED_TASKS and group:
-        return "data.group_column", f"is used only by listwise / pairwise tasks (task.kind = {kind!r})"
+    if not traits.grouped and group:
+        return "data.group_column", f"is used only by {' / '.join(grouped_tasks())} tasks (task.kind = {kind!r})"
     if kind == "two_tower" and not item:
         return "data.item_column", "a two_tower task needs the integer item id column (in-batch duplicates, popularity, validation corpus)"
     if kind != "two_tower" and item:
@@ -76,8 +78,8 @@ def _towers(kind: str, query: tuple, item: tuple, fusion: Optional[str], shortcu
         return None
     if not query or not item:
         return "task.query_modalities" if not query else "task.item_modalities", "a two_tower task needs both query_modalities and item_modalities"
-    if fusion == "mmt":
-        return "model.fusion", "two_tower towers are set-fusion models: the mmt baseline cannot be a tower"
+    if fusion is not None and not fusion_traits(fusion).set_head:
+        return "model.fusion", f"two_tower towers are set-fusion models: the {fusion} baseline cannot be a tower"
     shared = sorted(set(query) & set(item))
     if shared:
         return "task.item_modalities", f"a modality belongs to one tower, found in both: {shared}"
@@ -106,7 +108,7 @@ _CHECKS: List[_Check] = [
     (("task.kind", "data.label_columns", "data.group_column", "data.item_column"), (), _task_columns),
     (("task.kind", "task.query_modalities", "task.item_modalities"), ("model.fusion", "task.shortcuts"), _towers),
     (("model.heads", "model.dim"), ("model.layers", "model.fusion"), _heads_divide_dim),
-    (("model.fusion", "model.fusion_pooling"), (), _tmm_pooling),
+    (("model.fusion", "model.fusion_pooling"), (), _fusion_pooling),
     (("task.kind", "task.num_outputs"), (), _outputs),
     (("training.batch_size", "scaling.workers"), (), _even_batches),
     (("training.select", "training.patience", "task.kind", "task.k", "data.valid"), (), _selection),

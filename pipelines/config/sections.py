@@ -7,11 +7,14 @@ import os
 import re
 import secrets
 from datetime import datetime
-from typing import Annotated, Any, Dict, Literal, Optional, Tuple, Union
+from typing import Annotated, Any, Callable, Dict, Literal, Optional, Tuple, Union
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SerializeAsAny, WithJsonSchema, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from deepsets.choices import FUSIONS, NEGATIVES, OPTIMIZERS, SCHEDULES, SEQUENCE_POOLINGS, SET_POOLINGS, TASKS
+from deepsets.choices import NEGATIVES, OPTIMIZERS, SCHEDULES, SEQUENCE_POOLINGS, SET_POOLINGS
+from deepsets.fusion_heads import fusion_names
+from deepsets.task_kinds import task_names
 from deepsets.model_args import ModelArgs
 from deepsets.features.kinds.base import BaseFeature
 from deepsets.features.schema import FeatureSchema, features_by_kind, load_schema, parse_schema
@@ -24,6 +27,27 @@ _STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=Fal
 _Text = Annotated[str, Field(min_length=1)]
 _Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 _Pair = Annotated[Tuple[_Text, _Text], Field(strict=False)]  # TOML gives a list
+
+
+def _registered(names: Callable[[], Tuple[str, ...]]) -> Any:
+    """A name that must be registered when the value is validated (a head or task kind added by
+    a plug-in is a choice too); refused with the same message as a ``Literal``."""
+
+    def check(value: str) -> str:
+        choices = names()
+        if value not in choices:
+            quoted = [repr(c) for c in choices]
+            expected = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return value
+
+    return Annotated[str, AfterValidator(check), WithJsonSchema({"type": "string", "enum": list(names())})]
+
+
+FusionName = _registered(fusion_names)
+"""``model.fusion``: a head of ``deepsets.fusion_heads``."""
+TaskName = _registered(task_names)
+"""``task.kind``: a kind of ``deepsets.task_kinds``."""
 
 
 def _paths(value: Any) -> Any:
@@ -101,7 +125,7 @@ class ModelConfig(BaseModel):
     heads: int = Field(4, ge=1, le=1024)  # attention heads; must divide dim
     ff_dim: int = Field(0, ge=0, le=1 << 20)  # feed-forward width (0 = 4 * dim)
     pooling: Literal[SEQUENCE_POOLINGS] = "mean"  # type: ignore[valid-type]  # pooling within a sequence modality
-    fusion: Literal[FUSIONS] = "transformer"  # type: ignore[valid-type]  # the fusion head over the set of modality vectors
+    fusion: FusionName = "transformer"  # type: ignore[valid-type]  # the fusion head over the set of modality vectors
     fusion_layers: int = Field(2, ge=1, le=64)  # layers of the fusion head
     fusion_pooling: Literal[SET_POOLINGS] = "mean"  # type: ignore[valid-type]  # deepset heads: pooling over the set (tmm_deepset: sum, mean or max)
     dropout: _Rate = 0.0  # dropout inside the encoders and the fusion head
@@ -115,7 +139,7 @@ class TaskConfig(BaseModel):
 
     model_config = _STRICT
 
-    kind: Literal[TASKS] = "binary"  # type: ignore[valid-type]  # listwise / pairwise need data.group_column; two_tower data.item_column
+    kind: TaskName = "binary"  # type: ignore[valid-type]  # listwise / pairwise need data.group_column; two_tower data.item_column
     num_outputs: int = Field(1, ge=1, le=1_000_000)  # logits per row: 1 (binary), the labels (multilabel), the classes (multiclass)
     query_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only
     item_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only

@@ -8,7 +8,8 @@ for a batch's loss and for validation metrics, so the loop itself is the same fo
 
 | kind                         | loss                                      | batch columns used        |
 |------------------------------|-------------------------------------------|---------------------------|
-| binary ... regression        | :func:`deepsets.tasks.task_loss`          | label columns             |
+| binary ... regression, any   | :func:`deepsets.tasks.task_loss`          | label columns             |
+| registered kind              |                                           |                           |
 | listwise, pairwise           | per query group within the batch          | label + ``group_column``  |
 | two_tower                    | in-batch softmax, logQ-corrected          | ``item_column``           |
 """
@@ -24,8 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from deepsets.batch import FeatureBatch
-from deepsets.tasks import GROUPED_TASKS, task_loss
-from deepsets.pipelines.training.metrics import TaskMetrics
+from deepsets.task_kinds import task_traits
+from deepsets.tasks import task_implementation, task_loss
 from deepsets.pipelines.training.negatives import Negatives
 from deepsets.pipelines.training.ranking_metrics import GroupRankingMetrics, RetrievalMetrics
 
@@ -72,7 +73,7 @@ class Objective:
     """A task kind and the batch columns it reads.
 
     Attributes:
-        kind: a task kind of :data:`deepsets.tasks.TASKS`.
+        kind: a task kind of ``deepsets.task_kinds.task_names()``.
         label_columns: targets (none for two_tower).
         num_outputs: logits per row.
         group_column: listwise / pairwise: the query group of each row.
@@ -107,7 +108,7 @@ class Objective:
         if self.kind == "two_tower":
             return self._two_tower_loss(model, batch)
         logits = model(batch).logits  # (B, K)
-        group = batch.labels[self.group_column] if self.kind in GROUPED_TASKS else None
+        group = batch.labels[self.group_column] if task_traits(self.kind).grouped else None
         return task_loss(self.kind, logits.float(), labels_of(batch, self.label_columns), group)
 
     def _two_tower_loss(self, model: nn.Module, batch: FeatureBatch) -> Tensor:
@@ -136,12 +137,14 @@ class Objective:
         return unwrap(model).loss(out, ids, log_q, extra_items=extra, extra_ids=extra_ids, extra_log_q=extra_log_q)
 
     def new_metrics(self, model: nn.Module):
-        """An empty metrics accumulator for this kind (``update`` then ``compute``)."""
+        """An empty metrics accumulator for this kind (``update`` then ``compute``): the one its
+        task registration gives (``deepsets.tasks``), else the ranking metrics of its queries."""
         if self.kind == "two_tower":
             return RetrievalMetrics(self.k, float(unwrap(model).loss_fn.temperature.detach()))
-        if self.kind in GROUPED_TASKS:
-            return GroupRankingMetrics(self.kind, self.k)
-        return TaskMetrics(self.kind, self.num_outputs)
+        metrics = task_implementation(self.kind).metrics
+        if metrics is not None:
+            return metrics(self.num_outputs)
+        return GroupRankingMetrics(self.kind, self.k)
 
     def update(self, metrics, model: nn.Module, batch: FeatureBatch) -> None:
         """Add the model's output on ``batch`` (on the model's device) to ``metrics``."""
@@ -151,7 +154,7 @@ class Objective:
             return
         logits = model(batch).logits.float().cpu()  # (B, K)
         target = labels_of(batch, self.label_columns).cpu()
-        if self.kind in GROUPED_TASKS:
+        if task_traits(self.kind).grouped:
             metrics.update(logits, target, batch.labels[self.group_column].cpu())
         else:
             metrics.update(logits, target)

@@ -39,7 +39,7 @@ from deepsets.ranking import (
     recall_at_k,
     target_ranks,
 )
-from deepsets.tasks import GROUPED_TASKS
+from deepsets.task_kinds import grouped_tasks
 
 _CHUNK = 1024
 _PAIR_BUDGET = 1 << 22  # padded (group, row, row) entries per loss chunk
@@ -77,8 +77,8 @@ class GroupRankingMetrics:
     """
 
     def __init__(self, kind: str, k: int = 10) -> None:
-        if kind not in GROUPED_TASKS or k < 1:
-            raise ValueError(f"GroupRankingMetrics needs a kind in {GROUPED_TASKS} and k >= 1, got {kind!r}, k={k}")
+        if kind not in grouped_tasks() or k < 1:
+            raise ValueError(f"GroupRankingMetrics needs a kind in {grouped_tasks()} and k >= 1, got {kind!r}, k={k}")
         self.kind, self.k = kind, k
         self.reset()
 

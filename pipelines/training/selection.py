@@ -1,5 +1,8 @@
 """Which epoch's model a run keeps, and when it stops early (torch-free: the config checks it).
 
+What each task kind reports and selects on by default is declared in ``deepsets.task_kinds``
+(``TaskTraits.metrics``, ``select``, ``lower_is_better``); the built-in kinds:
+
 | task kind            | validation metrics (``valid_*``)                 | selected on by default  |
 |----------------------|--------------------------------------------------|-------------------------|
 | binary               | loss, auc, log_loss                              | ``valid_auc``           |
@@ -20,30 +23,30 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Optional, Tuple
 
+from deepsets.task_kinds import lower_is_better, task_traits
+
 LAST = "last"
 SCORE_KEY = "selection_score"
 """The reported metric Ray Train's checkpoint retention ranks by: the selected metric, signed so
 that higher is better (NaN, e.g. the AUC of a one-class validation set, ranks lowest)."""
 
-_LOWER_IS_BETTER = ("loss", "log_loss", "rmse")
-_POINTWISE = {
-    "binary": (("loss", "auc", "log_loss"), "auc"),
-    "multilabel": (("loss", "f1_micro", "f1_macro", "map"), "map"),
-    "multiclass": (("loss", "accuracy"), "accuracy"),
-    "regression": (("loss", "rmse"), "rmse"),
-}
-
 
 def validation_metrics(kind: str, k: int = 10) -> Tuple[str, ...]:
-    """The validation metrics a task kind reports (without the ``valid_`` prefix)."""
-    if kind in _POINTWISE:
-        return _POINTWISE[kind][0]
-    return ("loss", f"ndcg_at_{k}", "mrr", f"recall_at_{k}")
+    """The validation metrics a task kind reports (without the ``valid_`` prefix).
+
+    Raises:
+        ValueError: for an unknown kind.
+    """
+    return task_traits(kind).validation_metrics(k)
 
 
 def default_select(kind: str, k: int = 10) -> str:
-    """The metric a run of this kind selects its epoch on."""
-    return "valid_" + (_POINTWISE[kind][1] if kind in _POINTWISE else f"ndcg_at_{k}")
+    """The metric a run of this kind selects its epoch on.
+
+    Raises:
+        ValueError: for an unknown kind.
+    """
+    return task_traits(kind).default_select(k)
 
 
 def select_problem(select: str, patience: int, kind: str, k: int, has_valid: bool) -> Optional[str]:
@@ -76,7 +79,7 @@ class Selection:
 
     @property
     def higher_is_better(self) -> bool:
-        return self.metric is not None and self.metric.removeprefix("valid_") not in _LOWER_IS_BETTER
+        return self.metric is not None and not lower_is_better(self.metric)
 
     def score(self, metrics: Mapping[str, float]) -> float:
         """The selected metric of an epoch, signed so that higher is better; NaN or absent: -inf."""

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from torchmetrics.functional.classification import binary_auroc
 
 from deepsets import ablation as ab
+from deepsets.tasks import ablation_metric
 
 
 def brute_force_shapley(values: dict, m: int) -> list:
@@ -67,11 +68,13 @@ def test_auc_matches_torchmetrics_and_hand_values():
 
 def test_task_metrics():
     logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [1.0, 3.0]]])  # (1, N=3, K=2)
-    assert float(ab.task_metric("multiclass", logits, torch.tensor([0, 1, 0]))[0]) == pytest.approx(2 / 3)
-    rmse = ab.task_metric("regression", logits[..., :1], torch.tensor([2.0, 0.0, 0.0]))
+    assert float(ablation_metric("multiclass", logits, torch.tensor([0, 1, 0]))[0]) == pytest.approx(2 / 3)
+    rmse = ablation_metric("regression", logits[..., :1], torch.tensor([2.0, 0.0, 0.0]))
     assert float(rmse[0]) == pytest.approx(-math.sqrt(1 / 3))
-    with pytest.raises(ValueError, match="no ablation metric"):
-        ab.task_metric("ranking", logits, torch.zeros(3))
+    with pytest.raises(ValueError, match="no ablation metric for task 'listwise'"):
+        ablation_metric("listwise", logits, torch.zeros(3))
+    with pytest.raises(ValueError, match="unknown task kind 'ranking'"):
+        ablation_metric("ranking", logits, torch.zeros(3))
 
 
 def test_permutation_keeps_presence_and_shuffles_only_present_rows():

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from deepsets.builders import build_fusion
-from deepsets.choices import SET_FUSION_HEADS
+from deepsets.fusion_heads import set_fusion_heads
 from deepsets.fusion import (
     SetFusion,
     mlp,
@@ -150,7 +150,7 @@ def test_same_seed_same_weights_and_outputs(kind):
 # ---------------------------------------------------------------- builders
 
 
-@pytest.mark.parametrize("kind", SET_FUSION_HEADS)
+@pytest.mark.parametrize("kind", set_fusion_heads())
 def test_build_fusion_every_kind(kind):
     fusion = build_fusion(kind, NAMES, 16, heads=4, pooling="max", hidden_dims=[32], modality_dropout=0.1)
     assert isinstance(fusion, SetFusion)

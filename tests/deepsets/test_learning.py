@@ -7,7 +7,7 @@ import torch
 
 from deepsets.batch import FeatureBatch
 from deepsets.builders import build_model
-from deepsets.choices import FUSIONS
+from deepsets.fusion_heads import fusion_names
 from deepsets.tasks import task_loss
 from deepsets.features import synth
 from deepsets.features.reader import ParquetBatchReader
@@ -59,7 +59,7 @@ def train_and_score(model: torch.nn.Module, train: list, held_out: FeatureBatch,
     return auc(scores, held_out.labels["clicked"])
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", fusion_names())
 def test_fusion_head_learns_the_planted_signal(fusion, reference_batches):
     spec, train, held_out = reference_batches
     torch.manual_seed(0)

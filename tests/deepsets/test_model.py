@@ -8,10 +8,10 @@ import torch
 
 from deepsets.batch import FeatureBatch, ModalityTensors
 from deepsets.builders import build_model
-from deepsets.choices import FUSIONS
+from deepsets.fusion_heads import fusion_names
 from tests.deepsets.random_batches import INFOS, concat_rows, random_batch
 
-SET_FUSIONS = [f for f in FUSIONS if f not in ("concat", "tmm_deepset", "mmt")]
+SET_FUSIONS = [f for f in fusion_names() if f not in ("concat", "tmm_deepset", "mmt")]
 ATOL = 1e-5
 
 
@@ -26,7 +26,7 @@ def fused(model, batch: FeatureBatch) -> torch.Tensor:
         return model(batch).fused
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", fusion_names())
 def test_row_independent_of_batch_and_padding(fusion):
     """Invariant 1: alone, among random rows, and among much longer rows -> same output."""
     model = make(fusion)
@@ -39,7 +39,7 @@ def test_row_independent_of_batch_and_padding(fusion):
     torch.testing.assert_close(beside_long, alone, atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", fusion_names())
 def test_modality_dict_order_does_not_matter(fusion):
     """Invariant 2 (model level): the batch's modality order is irrelevant."""
     model = make(fusion)
@@ -61,7 +61,7 @@ def shuffled_set(batch: FeatureBatch, name: str, seed: int) -> FeatureBatch:
     return FeatureBatch(mods, batch.num_rows, batch.labels)
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", fusion_names())
 @pytest.mark.parametrize("pooling", ["mean", "max", "attention"])
 def test_id_set_element_order_does_not_matter(fusion, pooling):
     """Invariant 2: reordering a set's elements changes nothing (no positions on id_set)."""
@@ -94,7 +94,7 @@ def with_modality(batch: FeatureBatch, name: str, present: bool, zero: bool) -> 
     return FeatureBatch(mods, b, batch.labels)
 
 
-@pytest.mark.parametrize("fusion", [f for f in FUSIONS if f not in ("concat", "tmm_deepset")])
+@pytest.mark.parametrize("fusion", [f for f in fusion_names() if f not in ("concat", "tmm_deepset")])
 def test_missing_is_not_zero(fusion):
     """Invariant 3: a missing modality differs from a present all-zero one."""
     model = make(fusion)
@@ -104,7 +104,7 @@ def test_missing_is_not_zero(fusion):
     assert (missing - zeros).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", fusion_names())
 def test_all_missing_is_finite(fusion):
     """Invariant 4: a row with every modality missing still gets a finite embedding."""
     model = make(fusion)
@@ -113,7 +113,7 @@ def test_all_missing_is_finite(fusion):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", fusion_names())
 def test_same_seed_same_model_and_gradients_reach_every_encoder(fusion):
     """Invariant 5, plus: a loss reaches every encoder's parameters."""
     a, b = make(fusion, seed=11), make(fusion, seed=11)
@@ -137,7 +137,7 @@ def test_model_output_shapes():
     assert out.names == tuple(sorted(i.name for i in INFOS))
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", fusion_names())
 def test_every_parameter_gets_a_gradient_when_a_modality_is_absent_from_the_batch(fusion):
     """DDP (find_unused_parameters=False) fails on a parameter left out of the graph; a worker's
     slice can easily hold no row of a sparse modality."""

@@ -12,7 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from deepsets.choices import FUSIONS, SET_POOLINGS, TASKS
+from deepsets.choices import SET_POOLINGS
+from deepsets.fusion_heads import fusion_names
+from deepsets.task_kinds import task_names
 from deepsets.pipelines import config as C
 from deepsets.pipelines.config import (
     DataConfig,
@@ -62,10 +64,15 @@ def test_choices_are_the_model_library_lists():
 
     from deepsets.choices import OPTIMIZERS, SCHEDULES, SEQUENCE_POOLINGS
 
-    for section, field, choices in ((ModelConfig, "fusion", FUSIONS), (ModelConfig, "pooling", SEQUENCE_POOLINGS),
-                                    (ModelConfig, "fusion_pooling", SET_POOLINGS), (TaskConfig, "kind", TASKS),
+    for section, field, choices in ((ModelConfig, "pooling", SEQUENCE_POOLINGS), (ModelConfig, "fusion_pooling", SET_POOLINGS),
                                     (TrainingConfig, "optimizer", OPTIMIZERS), (TrainingConfig, "schedule", SCHEDULES)):
         assert typing.get_args(section.model_fields[field].annotation) == choices, (section, field)
+    # the registered heads and task kinds: every one is accepted, anything else refused listing them
+    for section, field, names in ((ModelConfig, "fusion", fusion_names()), (TaskConfig, "kind", task_names())):
+        assert [getattr(section(**{field: name}), field) for name in names] == list(names)
+        with pytest.raises(ValidationError, match=" or ".join([", ".join(repr(n) for n in names[:-1]), repr(names[-1])])):
+            section(**{field: "nothing"})
+        assert section.model_json_schema()["properties"][field]["enum"] == list(names)
 
 
 def test_direct_construction_runs_the_cross_checks():
@@ -124,7 +131,7 @@ def raw_configs(draw) -> dict:
         else {"modality": draw(_modalities), **({"id_column": "item_id"} if draw(st.booleans()) else {})}
     )
     heads = draw(st.sampled_from([1, 2, 4]))
-    kind = draw(st.sampled_from(TASKS))
+    kind = draw(st.sampled_from(task_names()))
     task = {"kind": kind, "num_outputs": 1 if kind in ("binary", "listwise", "pairwise") else draw(st.integers(2, 5))}
     if kind == "two_tower":
         task.update(query_modalities=["q"], item_modalities=draw(st.lists(_text.filter(lambda t: t != "q"), min_size=1, max_size=3, unique=True)))
@@ -142,7 +149,7 @@ def raw_configs(draw) -> dict:
             "dim": heads * draw(st.integers(1, 16)),
             "heads": heads,
             "layers": draw(st.integers(0, 3)),
-            "fusion": draw(st.sampled_from([f for f in FUSIONS if f not in ("tmm_deepset", "mmt" if kind == "two_tower" else "")])),
+            "fusion": draw(st.sampled_from([f for f in fusion_names() if f not in ("tmm_deepset", "mmt" if kind == "two_tower" else "")])),
             "fusion_pooling": draw(st.sampled_from(SET_POOLINGS)),
             "dropout": draw(st.floats(0, 0.99)),
         },

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from deepsets.builders import build_model
-from deepsets.choices import FUSIONS
+from deepsets.fusion_heads import fusion_names
 from deepsets.optim import make_optimizer, make_scheduler
 from deepsets.pipelines.training.loop import evaluate, host_batches, train_step
 from deepsets.pipelines.training.objectives import Objective, labels_of
 from tests.deepsets.random_batches import INFOS, random_batch
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", fusion_names())
 def test_train_step_with_device_argument_and_bf16_autocast(fusion):
     torch.manual_seed(0)
     model = build_model(INFOS, dim=16, heads=2, fusion=fusion, fusion_layers=1)

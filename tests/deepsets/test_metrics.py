@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from deepsets.pipelines.training.metrics import METRIC_NAMES, TaskMetrics
+from deepsets.metrics import TaskMetrics
+from deepsets.task_kinds import task_traits
 
 
 def col(*values):
@@ -19,7 +20,7 @@ def test_binary_auc_and_log_loss_over_two_updates():
     m.update(col(0.1, 0.35), torch.tensor([0.0, 1.0]))
     m.update(col(0.4, 0.8), torch.tensor([0.0, 1.0]))
     out = m.compute()
-    assert set(out) == set(METRIC_NAMES["binary"])
+    assert set(out) == set(task_traits("binary").metrics)
     assert out["auc"] == pytest.approx(0.75)
     # log loss: logit 0 with label 1 costs ln 2; logit ln 3 (p = 3/4) with label 0 costs ln 4.
     m.reset()
@@ -49,7 +50,7 @@ def test_multilabel_f1_and_map():
     m.update(logits[:2], target[:2])
     m.update(logits[2:], target[2:])
     out = m.compute()
-    assert set(out) == set(METRIC_NAMES["multilabel"])
+    assert set(out) == set(task_traits("multilabel").metrics)
     assert out["f1_micro"] == pytest.approx(2 / 3)
     assert out["f1_macro"] == pytest.approx(0.65)
     assert out["map"] == pytest.approx(11 / 12)
@@ -75,7 +76,7 @@ def test_multiclass_accuracy_and_cross_entropy():
     m = TaskMetrics("multiclass", 3)
     m.update(logits, target)
     out = m.compute()
-    assert set(out) == set(METRIC_NAMES["multiclass"])
+    assert set(out) == set(task_traits("multiclass").metrics)
     assert out["accuracy"] == pytest.approx(0.75)
     e2 = math.exp(2.0)
     # right rows: -log(e^2 / (e^2 + 2)); the wrong row: -log(1 / (e^2 + 2))

@@ -1,4 +1,6 @@
-"""Validation metrics per task kind, accumulated over batches, computed once over the whole set.
+"""Validation metrics of the built-in pointwise task kinds, accumulated over batches, computed
+once over the whole set (the names each kind reports are declared in ``deepsets.task_kinds``;
+``deepsets.tasks`` registers this accumulator for them).
 
     metrics = TaskMetrics("binary", num_outputs=1)
     for batch in validation:
@@ -38,14 +40,8 @@ from torchmetrics.classification import (
     MultilabelF1Score,
 )
 
-from deepsets.tasks import TASKS
-
-METRIC_NAMES = {
-    "binary": ("loss", "auc", "log_loss"),
-    "multilabel": ("loss", "f1_micro", "f1_macro", "map"),
-    "multiclass": ("loss", "accuracy"),
-    "regression": ("loss", "rmse"),
-}
+POINTWISE_KINDS = ("binary", "multilabel", "multiclass", "regression")
+"""The kinds this module computes metrics for (ranking kinds are scored per query group)."""
 
 
 def _elementwise_loss(kind: str, logits: Tensor, target: Tensor) -> Tensor:
@@ -75,8 +71,8 @@ class TaskMetrics:
     """
 
     def __init__(self, kind: str, num_outputs: int) -> None:
-        if kind not in TASKS:
-            raise ValueError(f"task kind must be one of {TASKS}, got {kind!r}")
+        if kind not in POINTWISE_KINDS:
+            raise ValueError(f"TaskMetrics computes the metrics of {', '.join(POINTWISE_KINDS)}, got {kind!r}")
         # multilabel needs >= 2 labels here (torchmetrics' multilabel metrics do; one label is binary)
         if num_outputs < 1 or (kind == "binary" and num_outputs != 1) or (kind in ("multiclass", "multilabel") and num_outputs < 2):
             raise ValueError(f"{kind} task cannot have num_outputs={num_outputs}")
