@@ -18,15 +18,17 @@ from deepsets.pipelines.errors import USER_ERRORS
 from deepsets.pipelines.redaction import redact_secrets, redact_uris
 from deepsets.pipelines.report import describe_batch, format_stats, format_train_summary
 
+JSON_HELP = "print a JSON summary as the last line"
+
 
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="write the recsys-6 reference workload (Parquet + schema.toml + truth.json)")
     p.add_argument("--rows", type=int, required=True, help="number of rows")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rows-per-file", type=int, default=200_000)
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated rows")
+    p.add_argument("--rows-per-file", type=int, default=200_000, help="rows per Parquet part file")
     p.add_argument("--overwrite", action="store_true", help="replace part files already in --out")
-    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(run=_run_synth)
 
 
@@ -50,7 +52,7 @@ def _add_init(sub) -> None:
     p.add_argument("--id", dest="id_column", default=None, help="the row id column (default: a unique int or string column)")
     p.add_argument("--out", default=".", help="folder for schema.toml and run.toml (default: the current one)")
     p.add_argument("--overwrite", action="store_true", help="replace schema.toml and run.toml already in --out")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(run=_run_init)
 
 
@@ -79,7 +81,7 @@ def _add_fit(sub) -> None:
     p.add_argument("--out", required=True, help="where to write the spec JSON")
     p.add_argument("--overwrite", action="store_true", help="replace a spec already at --out")
     p.add_argument("--no-validate", action="store_true", help="skip the pass that checks every value")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(run=_run_fit)
 
 
@@ -105,9 +107,9 @@ def _add_read(sub) -> None:
     p = sub.add_parser("read", help="read Parquet through a fitted spec into batches and report counts")
     p.add_argument("--spec", required=True, help="spec JSON written by `deepsets fit`")
     p.add_argument("--input", required=True, nargs="+", help="Parquet files, directories or globs")
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=512, help="rows per batch")
     p.add_argument("--labels", nargs="*", default=[], help="label columns to carry")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(run=_run_read)
 
 
@@ -139,7 +141,7 @@ def _add_train(sub) -> None:
                    help="override a config field, e.g. --set training.lr=0.01 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run named tracking.run_name from its last checkpoint")
     p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(run=_run_train)
 
 
@@ -178,7 +180,7 @@ def _add_tune(sub) -> None:
     p.add_argument("--out", default=None, help="output directory (default: tune-<date>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier search's results in --out")
     p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(run=_run_tune)
 
 
@@ -215,7 +217,7 @@ def _add_embed(sub) -> None:
     p.add_argument("--resume", action="store_true", help="complete an interrupted job in --output (exactly once)")
     p.add_argument("--overwrite", action="store_true", help="replace a job already in --output")
     p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(run=_run_embed)
 
 
@@ -249,7 +251,7 @@ def _add_retrieve(sub) -> None:
                    "on 1,000 queries reaches this (default 0.95)")
     p.add_argument("--batch-size", type=int, default=4096, help="queries per search (default 4096)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier retrieve job's output in --out")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(run=_run_retrieve)
 
 
@@ -274,8 +276,8 @@ def _add_ablate(sub) -> None:
     p.add_argument("--label", default=None, help="label column (default: the one the model was trained on, when the model says)")
     p.add_argument("--per-row", action="store_true", help="also write per-row Shapley contributions to the score (binary, regression, listwise, pairwise; two_tower: to each query's NDCG@k)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals (default 200; 0: none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap resamples, permutations and sampled Shapley orders")
+    p.add_argument("--batch-size", type=int, default=1024, help="rows per forward pass")
     p.add_argument("--out", default="ablation", help="output directory (default: ablation)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier ablation's files in --out")
     p.add_argument("--no-mlflow", action="store_true", help="do not log the results to the model's MLflow run")
@@ -291,7 +293,7 @@ def _add_ablate(sub) -> None:
     ranking.add_argument("--item-column", default=None, help="two_tower: item id column (default: the model's)")
     ranking.add_argument("--exclude", default=None, metavar="PATH", help="two_tower: Parquet of (query id, item id) pairs left out of each query's ranking (seen items)")
     ranking.add_argument("--exclude-columns", default="", metavar="Q,I", help="the two columns of --exclude (default: the inputs' id column and the item column)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(run=_run_ablate)
 
 
@@ -320,8 +322,8 @@ def _add_demo(sub) -> None:
     p.add_argument("--out", default="demo_output", help="working directory for the demo (default: demo_output)")
     p.add_argument("--rows", type=int, default=60_000, help="rows of synthetic data, 5/6 train and 1/6 validation (default 60000)")
     p.add_argument("--workers", type=int, default=2, help="Ray Train workers (default 2)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated rows")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(run=_run_demo)
 
 

@@ -92,6 +92,8 @@ def test_cli_reference_lists_every_command_and_flag():
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help":
                     assert f"`{flag}`" in section, f"deepsets {command} {flag} missing"
+    undocumented = [line for line in page.splitlines() if line.startswith("| `-") and re.search(r"\|\s*\|$", line)]
+    assert not undocumented, f"flags without a help text: {undocumented}"
     embed = page.split("## `deepsets embed`")[1].split("\n## ")[0]
     assert "| `--fragment-rows` | `int` | `50000` |" in embed
 
