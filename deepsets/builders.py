@@ -72,7 +72,7 @@ def build_model(inputs: Sequence[ModalityInfo], args: Optional[ModelArgs] = None
     names = [i.name for i in inputs]
     if not names or len(set(names)) != len(names):
         raise ValueError(f"need at least one modality and unique names, got {names}")
-    ff_dim = args.ff_dim or 4 * args.dim
+    ff_dim = args.feed_forward_dim
     encoders = nn.ModuleDict({i.name: build_encoder(i, args.dim, ff_dim) for i in inputs})
     if not fusion_traits(args.fusion).set_head:  # the MMT baseline: one transformer over every token
         head = TaskHead(args.dim, args.task, args.num_outputs)

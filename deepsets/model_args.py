@@ -6,13 +6,14 @@
     ModelArgs.from_dict(saved) == args                    # and read back
 
 This module imports no torch: a config, a checkpoint reader or a tuner can hold the settings
-without loading the model library.
+without loading the model library. Its defaults are the only ones: the run config's ``[model]``
+and ``[task]`` sections take theirs from here.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 from deepsets.choices import SEQUENCE_POOLINGS, SET_POOLINGS
 from deepsets.fusion_heads import fusion_names
@@ -30,7 +31,8 @@ class ModelArgs:
         layers: transformer layers per variable-length modality (0 = pooling only); for
             ``fusion="mmt"`` the single transformer has ``fusion_layers`` layers.
         heads: attention heads everywhere.
-        ff_dim: feed-forward width; None means ``4 * dim``.
+        ff_dim: feed-forward width; 0 means ``4 * dim`` (:attr:`feed_forward_dim`), as in a
+            run config. A saved ``None`` (checkpoints of earlier versions) reads as 0.
         pooling: pooling of a modality's elements (``deepsets.choices.SEQUENCE_POOLINGS``).
         fusion: the fusion head (``deepsets.fusion_heads.fusion_names()``).
         fusion_layers: transformer fusion / MMT layers.
@@ -52,7 +54,7 @@ class ModelArgs:
     dim: int = 128
     layers: int = 1
     heads: int = 4
-    ff_dim: Optional[int] = None
+    ff_dim: int = 0
     pooling: str = "mean"
     fusion: str = "transformer"
     fusion_layers: int = 2
@@ -70,6 +72,8 @@ class ModelArgs:
         for name in ("query_modalities", "item_modalities"):  # JSON gives lists
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "shortcuts", tuple(tuple(pair) for pair in self.shortcuts))
+        if self.ff_dim is None:  # how earlier checkpoints wrote "4 * dim"
+            object.__setattr__(self, "ff_dim", 0)
         problems = []
         for name, value, choices in (("pooling", self.pooling, SEQUENCE_POOLINGS), ("fusion", self.fusion, fusion_names()),
                                      ("fusion_pooling", self.fusion_pooling, SET_POOLINGS), ("task", self.task, task_names())):
@@ -78,8 +82,8 @@ class ModelArgs:
         for name in ("dim", "heads", "fusion_layers", "num_outputs"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1 (found {getattr(self, name)})")
-        if self.layers < 0 or (self.ff_dim is not None and self.ff_dim < 1):
-            problems.append(f"layers must be >= 0 and ff_dim None or >= 1 (found {self.layers}, {self.ff_dim})")
+        if self.layers < 0 or self.ff_dim < 0:
+            problems.append(f"layers and ff_dim must be >= 0 (found {self.layers}, {self.ff_dim})")
         bad_pairs = [list(pair) for pair in self.shortcuts if len(pair) != 2]
         if bad_pairs:
             problems.append(f"shortcuts must be (query modality, item modality) pairs (found {bad_pairs})")
@@ -87,6 +91,11 @@ class ModelArgs:
             problems.append(f"shortcuts are used only by two_tower (task {self.task!r})")
         if problems:
             raise ValueError("model arguments: " + "; ".join(problems))
+
+    @property
+    def feed_forward_dim(self) -> int:
+        """The feed-forward width the layers get: ``ff_dim``, or ``4 * dim`` when it is 0."""
+        return self.ff_dim or 4 * self.dim
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain JSON values; the two-tower fields only for two_tower (as checkpoints always held)."""

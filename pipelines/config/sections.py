@@ -115,21 +115,26 @@ class SchemaConfig(BaseModel):
         return out
 
 
+_MODEL = ModelArgs()
+"""The model library's defaults: the one place each model setting's default is written."""
+
+
 class ModelConfig(BaseModel):
-    """Plain values for :func:`deepsets.builders.build_model`."""
+    """Plain values for :func:`deepsets.builders.build_model`: the fields of
+    :class:`deepsets.model_args.ModelArgs` a ``[model]`` section sets, with its defaults."""
 
     model_config = _STRICT
 
-    dim: int = Field(128, ge=1, le=65536)  # the shared width D of every modality vector
-    layers: int = Field(1, ge=0, le=64)  # transformer layers per sequence modality (0 = pooling only)
-    heads: int = Field(4, ge=1, le=1024)  # attention heads; must divide dim
-    ff_dim: int = Field(0, ge=0, le=1 << 20)  # feed-forward width (0 = 4 * dim)
-    pooling: Literal[SEQUENCE_POOLINGS] = "mean"  # type: ignore[valid-type]  # pooling within a sequence modality
-    fusion: FusionName = "transformer"  # type: ignore[valid-type]  # the fusion head over the set of modality vectors
-    fusion_layers: int = Field(2, ge=1, le=64)  # layers of the fusion head
-    fusion_pooling: Literal[SET_POOLINGS] = "mean"  # type: ignore[valid-type]  # deepset heads: pooling over the set (tmm_deepset: sum, mean or max)
-    dropout: _Rate = 0.0  # dropout inside the encoders and the fusion head
-    modality_dropout: _Rate = 0.0  # training: the chance of dropping each whole modality of a row
+    dim: int = Field(_MODEL.dim, ge=1, le=65536)  # the shared width D of every modality vector
+    layers: int = Field(_MODEL.layers, ge=0, le=64)  # transformer layers per sequence modality (0 = pooling only)
+    heads: int = Field(_MODEL.heads, ge=1, le=1024)  # attention heads; must divide dim
+    ff_dim: int = Field(_MODEL.ff_dim, ge=0, le=1 << 20)  # feed-forward width (0 = 4 * dim)
+    pooling: Literal[SEQUENCE_POOLINGS] = _MODEL.pooling  # type: ignore[valid-type]  # pooling within a sequence modality
+    fusion: FusionName = _MODEL.fusion  # type: ignore[valid-type]  # the fusion head over the set of modality vectors
+    fusion_layers: int = Field(_MODEL.fusion_layers, ge=1, le=64)  # layers of the fusion head
+    fusion_pooling: Literal[SET_POOLINGS] = _MODEL.fusion_pooling  # type: ignore[valid-type]  # deepset heads: pooling over the set (tmm_deepset: sum, mean or max)
+    dropout: _Rate = _MODEL.dropout  # dropout inside the encoders and the fusion head
+    modality_dropout: _Rate = _MODEL.modality_dropout  # training: the chance of dropping each whole modality of a row
 
 
 class TaskConfig(BaseModel):
@@ -139,11 +144,11 @@ class TaskConfig(BaseModel):
 
     model_config = _STRICT
 
-    kind: TaskName = "binary"  # type: ignore[valid-type]  # listwise / pairwise need data.group_column; two_tower data.item_column
-    num_outputs: int = Field(1, ge=1, le=1_000_000)  # logits per row: 1 (binary), the labels (multilabel), the classes (multiclass)
+    kind: TaskName = _MODEL.task  # type: ignore[valid-type]  # listwise / pairwise need data.group_column; two_tower data.item_column
+    num_outputs: int = Field(_MODEL.num_outputs, ge=1, le=1_000_000)  # logits per row: 1 (binary), the labels (multilabel), the classes (multiclass)
     query_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only
     item_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only
-    temperature: float = Field(0.07, gt=0.01, le=10.0)  # two_tower: starting softmax temperature (learned)
+    temperature: float = Field(_MODEL.temperature, gt=0.01, le=10.0)  # two_tower: starting softmax temperature (learned)
     shortcuts: Tuple[_Pair, ...] = Field((), strict=False)  # two_tower: (query, item) modality pairs scored directly too
     logq: bool = True  # two_tower: correct in-batch negatives by item popularity
     k: int = Field(10, ge=1, le=100_000)  # ranking kinds: the cutoff of ndcg_at_k / recall_at_k
@@ -297,12 +302,7 @@ class RunConfig(BaseModel):
         m, t = self.model, self.task
         towers = {"query_modalities": t.query_modalities, "item_modalities": t.item_modalities, "temperature": t.temperature,
                   "shortcuts": t.shortcuts}
-        return ModelArgs(
-            dim=m.dim, layers=m.layers, heads=m.heads, ff_dim=m.ff_dim or None, pooling=m.pooling, fusion=m.fusion,
-            fusion_layers=m.fusion_layers, fusion_pooling=m.fusion_pooling, dropout=m.dropout,
-            modality_dropout=m.modality_dropout, task=t.kind, num_outputs=t.num_outputs,
-            **(towers if t.kind == "two_tower" else {}),
-        )
+        return ModelArgs(**m.model_dump(), task=t.kind, num_outputs=t.num_outputs, **(towers if t.kind == "two_tower" else {}))
 
 
 

@@ -59,6 +59,21 @@ def test_model_args_carry_the_model_and_task_sections(tmp_path):
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
+def test_each_model_setting_has_one_default_and_ff_dim_one_meaning():
+    from deepsets.model_args import ModelArgs
+
+    defaults = ModelArgs()
+    assert ModelConfig().model_dump() == {name: getattr(defaults, name) for name in ModelConfig.model_fields}
+    task = TaskConfig()
+    assert (task.kind, task.num_outputs, task.temperature) == (defaults.task, defaults.num_outputs, defaults.temperature)
+    assert C.parse_run_config({"data": {"train": "t", "label_columns": ["y"]}, "schema": {"path": "s.toml"}}).model_args() == defaults
+    # ff_dim 0 means 4 * dim in the config and the model's settings alike; earlier checkpoints saved None for it
+    assert ModelArgs(dim=32).feed_forward_dim == 128 and ModelArgs(dim=32, ff_dim=48).feed_forward_dim == 48
+    assert ModelArgs.from_dict({**defaults.to_dict(), "ff_dim": None}) == defaults
+    with pytest.raises(ValueError, match=r"layers and ff_dim must be >= 0 \(found 1, -1\)"):
+        ModelArgs(ff_dim=-1)
+
+
 def test_choices_are_the_model_library_lists():
     import typing
 

@@ -83,7 +83,7 @@ def test_defaults(tmp_path, monkeypatch):
     )
     assert cfg.tracking.resolved_mlflow_uri() == f"sqlite:///{tmp_path}/mlflow.db"
     assert cfg.tracking.resolved_run_name(datetime(2025, 1, 2, 3, 4, 5), suffix="0a1b2c") == "run-20250102-030405-0a1b2c"
-    assert cfg.model_args().ff_dim is None  # 0 means 4 * dim, decided by the builder
+    assert cfg.model_args().ff_dim == 0 and cfg.model_args().feed_forward_dim == 4 * 128  # 0 means 4 * dim
 
 
 def test_relative_paths_resolve_against_the_config_directory(tmp_path, monkeypatch):
