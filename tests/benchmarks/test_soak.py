@@ -62,6 +62,7 @@ def test_the_quick_soak_leaves_nothing_behind(tmp_path):
     assert summary["leftover_files"] == 0
     assert done.returncode == (1 if summary["leftover_fds"] > 0 else 0)  # the soak fails on a growing fd count
     if summary["leftover_fds"] > 0:
-        # measured: 1-2 sockets more in the driver after each in-process embed job (bare ray.init /
-        # ray.shutdown cycles stay flat); shown as an expected failure until it is found
+        # measured: 1-2 sockets more in the driver after each in-process embed job, from Ray Data
+        # (ray.init / an actor-pool map_batches / ray.shutdown cycles leave sockets open without
+        # deepsets; bare ray.init / ray.shutdown cycles stay flat); an expected failure until fixed
         pytest.xfail(f"the driver's open fds grew by {summary['leftover_fds']} over the in-process rounds")
