@@ -32,8 +32,10 @@ import importlib
 from typing import Any
 
 _PUBLIC = {
-    **dict.fromkeys(("fit", "train", "embed", "ablate", "retrieve", "tune",
-                     "EmbedConfig", "AblateConfig", "RetrieveConfig"), "deepsets.pipelines.api"),
+    **dict.fromkeys(
+        ("fit", "train", "embed", "ablate", "retrieve", "tune", "EmbedConfig", "AblateConfig", "RetrieveConfig"),
+        "deepsets.pipelines.api",
+    ),
     **dict.fromkeys(("RunConfig", "load_run_config", "parse_run_config"), "deepsets.pipelines.config"),
     **dict.fromkeys(("FeatureSchema", "load_schema"), "deepsets.features.schema"),
     "FeatureSpec": "deepsets.features.spec",

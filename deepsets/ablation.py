@@ -52,14 +52,18 @@ def shapley_matrix(num_modalities: int) -> Tensor:
     masks = subset_masks(num_modalities)  # (S, M)
     size = masks.sum(dim=1)  # (S,)
     m = num_modalities
-    weight = torch.tensor([math.factorial(k) * math.factorial(m - k - 1) / math.factorial(m) for k in range(m)], dtype=torch.float64)
+    weight = torch.tensor(
+        [math.factorial(k) * math.factorial(m - k - 1) / math.factorial(m) for k in range(m)], dtype=torch.float64
+    )
     plus = weight[(size - 1).clamp(min=0)]  # (S,) for subsets that contain m
     minus = weight[size.clamp(max=m - 1)]  # (S,) for subsets that do not
     return torch.where(masks.T, plus, -minus)  # (M, S)
 
 
 @torch.inference_mode()
-def subset_scores(model, vectors: Tensor, present: Tensor, masks: Tensor, batch_rows: int = 2048, row_block: int = 16384) -> Tensor:
+def subset_scores(
+    model, vectors: Tensor, present: Tensor, masks: Tensor, batch_rows: int = 2048, row_block: int = 16384
+) -> Tensor:
     """The model's logits with only each subset's modalities kept: ``(S, N, K)``.
 
     A row's score under subset ``S`` depends only on ``S & present_row``, so each row is fused
@@ -84,8 +88,17 @@ def subset_scores(model, vectors: Tensor, present: Tensor, masks: Tensor, batch_
     if not hasattr(model, "compact_fuser"):
         return subset_scores_dense(model, vectors, present, masks, batch_rows)
     if vectors.shape[0] > row_block:
-        blocks = [subset_scores(model, vectors[start:start + row_block], present[start:start + row_block], masks, batch_rows, row_block)
-                  for start in range(0, vectors.shape[0], row_block)]
+        blocks = [
+            subset_scores(
+                model,
+                vectors[start : start + row_block],
+                present[start : start + row_block],
+                masks,
+                batch_rows,
+                row_block,
+            )
+            for start in range(0, vectors.shape[0], row_block)
+        ]
         return torch.cat(blocks, dim=1)  # (S, N, K)
     fuse = model.compact_fuser(vectors)
     n, m, d = vectors.shape
@@ -101,8 +114,10 @@ def subset_scores(model, vectors: Tensor, present: Tensor, masks: Tensor, batch_
     for size in sizes.unique().tolist():
         chosen = (sizes == size).nonzero().squeeze(1)  # (E_j,)
         for start in range(0, chosen.numel(), batch_rows):
-            part = chosen[start:start + batch_rows]  # (c,)
-            slots = ((codes[part].unsqueeze(1) & bits) != 0).nonzero()[:, 1].view(part.numel(), size)  # (c, j) ascending slots
+            part = chosen[start : start + batch_rows]  # (c,)
+            slots = (
+                ((codes[part].unsqueeze(1) & bits) != 0).nonzero()[:, 1].view(part.numel(), size)
+            )  # (c, j) ascending slots
             out = fuse(rows[part], slots).float()  # (c, K)
             if logits is None:
                 logits = out.new_empty(keys.numel(), out.shape[1])  # (E, K)
@@ -123,11 +138,11 @@ def subset_scores_dense(model, vectors: Tensor, present: Tensor, masks: Tensor, 
     per_call = max(1, batch_rows // rows)  # subsets per call
     out = []
     for start in range(0, n, rows):
-        v, p = vectors[start:start + rows], present[start:start + rows]  # (b, M, D), (b, M)
+        v, p = vectors[start : start + rows], present[start : start + rows]  # (b, M, D), (b, M)
         b = v.shape[0]
         parts = []
         for first in range(0, masks.shape[0], per_call):
-            keep = masks[first:first + per_call]  # (k, M)
+            keep = masks[first : first + per_call]  # (k, M)
             k = keep.shape[0]
             stacked = v.unsqueeze(0).expand(k, b, m, d).reshape(k * b, m, d)  # (k*b, M, D)
             kept = (p.unsqueeze(0) & keep.unsqueeze(1)).reshape(k * b, m)  # (k*b, M)
@@ -154,7 +169,9 @@ def permutation_prefixes(num_modalities: int, permutations: int, seed: int) -> t
     if permutations < 2:
         raise ValueError(f"sampled Shapley needs at least 2 permutations, got {permutations}")
     generator = torch.Generator().manual_seed(seed)
-    half = torch.stack([torch.randperm(num_modalities, generator=generator) for _ in range((permutations + 1) // 2)])  # (P/2, M)
+    half = torch.stack(
+        [torch.randperm(num_modalities, generator=generator) for _ in range((permutations + 1) // 2)]
+    )  # (P/2, M)
     orders = torch.stack([half, half.flip(1)], dim=1).reshape(-1, num_modalities)  # (P, M): pairs adjacent
     position = orders.argsort(dim=1)  # (P, M): where each modality comes in its order
     masks = position.unsqueeze(1) < torch.arange(num_modalities + 1).view(1, -1, 1)  # (P, M+1, M)
@@ -179,7 +196,11 @@ def permutation_shapley(prefix_values: Tensor, orders: Tensor) -> tuple[Tensor, 
     steps = prefix_values[..., 1:] - prefix_values[..., :-1]  # (..., P, M): step i adds orders[p, i]
     marginal = torch.gather(steps, -1, orders.argsort(dim=1).expand_as(steps))  # (..., P, M) in modality order
     pairs = marginal.unflatten(-2, (-1, 2)).mean(dim=-2)  # (..., P/2, M)
-    se = pairs.std(dim=-2, unbiased=True) / math.sqrt(pairs.shape[-2]) if pairs.shape[-2] > 1 else torch.full_like(pairs[..., 0, :], float("nan"))
+    se = (
+        pairs.std(dim=-2, unbiased=True) / math.sqrt(pairs.shape[-2])
+        if pairs.shape[-2] > 1
+        else torch.full_like(pairs[..., 0, :], float("nan"))
+    )
     return marginal.mean(dim=-2), se
 
 

@@ -75,7 +75,11 @@ class GroupLayout:
         Returns:
             name -> (S, G') float64, G' the groups that count.
         """
-        metrics = {f"ndcg_at_{k}": lambda f, l, m: ndcg_at_k(f, l, m, k), "mrr": mrr, f"recall_at_{k}": lambda f, l, m: recall_at_k(f, l, m, k)}
+        metrics = {
+            f"ndcg_at_{k}": lambda f, labels, m: ndcg_at_k(f, labels, m, k),
+            "mrr": mrr,
+            f"recall_at_{k}": lambda f, labels, m: recall_at_k(f, labels, m, k),
+        }
         if names is not None:
             metrics = {name: metrics[name] for name in names}
         s, _ = scores.shape
@@ -86,11 +90,15 @@ class GroupLayout:
         per_call = max(1, _PADDED_BUDGET // max(1, g * length))
         out: Dict[str, list] = {name: [] for name in metrics}
         for first in range(0, s, per_call):
-            part = picked[first:first + per_call]  # (c, N')
+            part = picked[first : first + per_call]  # (c, N')
             c = part.shape[0]
             padded = torch.zeros(c, g, length, dtype=torch.float64)
             padded[:, rows, slot] = part
-            flat, labels, mask = padded.view(c * g, length), self.labels.repeat(c, 1), self.mask.repeat(c, 1)  # (c*G', L)
+            flat, labels, mask = (
+                padded.view(c * g, length),
+                self.labels.repeat(c, 1),
+                self.mask.repeat(c, 1),
+            )  # (c*G', L)
             for name, metric in metrics.items():
                 out[name].append(metric(flat, labels, mask).view(c, g))
         return {name: torch.cat(parts) for name, parts in out.items()}
@@ -101,7 +109,9 @@ def bootstrap_counts(units: int, samples: int, seed: int) -> Tensor:
     (with replacement, ``units`` draws each): ``(B, U)`` float64."""
     generator = torch.Generator().manual_seed(seed)
     draws = torch.randint(units, (samples, units), generator=generator)  # (B, U)
-    return torch.zeros(samples, units, dtype=torch.float64).scatter_add_(1, draws, torch.ones(samples, units, dtype=torch.float64))
+    return torch.zeros(samples, units, dtype=torch.float64).scatter_add_(
+        1, draws, torch.ones(samples, units, dtype=torch.float64)
+    )
 
 
 def bootstrap_means(values: Tensor, counts: Tensor) -> Tensor:

@@ -115,7 +115,9 @@ class ModalityTensors:
         lengths = self.lengths()[rows]  # (R,)
         starts = torch.repeat_interleave(self.offsets[:-1][rows], lengths)  # (N',) each element's row start
         first = torch.cumsum(lengths, 0) - lengths  # (R,) where each taken row starts in the result
-        within = torch.arange(int(lengths.sum()), device=lengths.device) - torch.repeat_interleave(first, lengths)  # (N',)
+        within = torch.arange(int(lengths.sum()), device=lengths.device) - torch.repeat_interleave(
+            first, lengths
+        )  # (N',)
         return ModalityTensors.from_lengths(self.values[starts + within], lengths, present)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "ModalityTensors":
@@ -142,7 +144,9 @@ class ModalityTensors:
         """
         b = self.num_rows
         if self.present.dtype != torch.bool or self.present.dim() != 1:
-            raise ValueError(f"{name}: present must be a 1-D bool tensor, got {self.present.dtype} {tuple(self.present.shape)}")
+            raise ValueError(
+                f"{name}: present must be a 1-D bool tensor, got {self.present.dtype} {tuple(self.present.shape)}"
+            )
         if self.offsets is None:
             if self.values.shape[0] != b:
                 raise ValueError(f"{name}: values has {self.values.shape[0]} rows but present has {b}")
@@ -282,4 +286,3 @@ class FeatureBatch:
                 raise ValueError(f"label {name}: {lab.shape[0]} rows, batch has {self.num_rows}")
         if self.ids is not None and len(self.ids) != self.num_rows:
             raise ValueError(f"ids: {len(self.ids)} rows, batch has {self.num_rows}")
-

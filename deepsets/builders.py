@@ -42,9 +42,11 @@ def check_table_sizes(inputs: Sequence[ModalityInfo], dim: int) -> None:
     for info in inputs:
         if info.num_embeddings and info.num_embeddings * dim * 4 > MAX_TABLE_BYTES:
             gib = info.num_embeddings * dim * 4 / (1 << 30)
-            raise ValueError(f"modality {info.name!r}: an embedding table of {info.num_embeddings:,} rows x {dim} is {gib:.1f} GiB of "
-                             f"weights (about {4 * gib:.0f} GiB to train with Adam; the limit is {MAX_TABLE_BYTES >> 30} GiB): "
-                             "cap it in the schema with max_size, min_count or a smaller hash_buckets")
+            raise ValueError(
+                f"modality {info.name!r}: an embedding table of {info.num_embeddings:,} rows x {dim} is {gib:.1f} GiB of "
+                f"weights (about {4 * gib:.0f} GiB to train with Adam; the limit is {MAX_TABLE_BYTES >> 30} GiB): "
+                "cap it in the schema with max_size, min_count or a smaller hash_buckets"
+            )
 
 
 def build_model(inputs: Sequence[ModalityInfo], args: Optional[ModelArgs] = None, **kwargs) -> nn.Module:
@@ -76,14 +78,26 @@ def build_model(inputs: Sequence[ModalityInfo], args: Optional[ModelArgs] = None
     encoders = nn.ModuleDict({i.name: build_encoder(i, args.dim, ff_dim) for i in inputs})
     if not fusion_traits(args.fusion).set_head:  # the MMT baseline: one transformer over every token
         head = TaskHead(args.dim, args.task, args.num_outputs)
-        return MMTModel(names, encoders, args.dim, args.fusion_layers, args.heads, ff_dim, head, args.dropout, args.modality_dropout)
-    summarizers = nn.ModuleDict({
-        i.name: Summarizer(args.dim, args.layers, args.heads, ff_dim, args.pooling, args.dropout)
-        for i in inputs if kind_traits(i.kind).summarized
-    })
+        return MMTModel(
+            names, encoders, args.dim, args.fusion_layers, args.heads, ff_dim, head, args.dropout, args.modality_dropout
+        )
+    summarizers = nn.ModuleDict(
+        {
+            i.name: Summarizer(args.dim, args.layers, args.heads, ff_dim, args.pooling, args.dropout)
+            for i in inputs
+            if kind_traits(i.kind).summarized
+        }
+    )
     fusion = build_fusion(
-        args.fusion, sorted(names), args.dim, layers=args.fusion_layers, heads=args.heads, ff_dim=ff_dim,
-        pooling=args.fusion_pooling, dropout=args.dropout, modality_dropout=args.modality_dropout,
+        args.fusion,
+        sorted(names),
+        args.dim,
+        layers=args.fusion_layers,
+        heads=args.heads,
+        ff_dim=ff_dim,
+        pooling=args.fusion_pooling,
+        dropout=args.dropout,
+        modality_dropout=args.modality_dropout,
     )
     return SetFusionModel(names, encoders, summarizers, fusion, TaskHead(fusion.out_dim, args.task, args.num_outputs))
 
@@ -95,18 +109,24 @@ def _two_tower(inputs: Sequence[ModalityInfo], args: ModelArgs) -> TwoTowerModel
     for side, names in (("query", query), ("item", item)):
         unknown = sorted(set(names) - known)
         if not names or unknown:
-            raise ValueError(f"two_tower {side}_modalities must name some of {sorted(known)} (got {list(names)}; unknown {unknown})")
+            raise ValueError(
+                f"two_tower {side}_modalities must name some of {sorted(known)} (got {list(names)}; unknown {unknown})"
+            )
     shared = sorted(set(query) & set(item))
     if shared:
         raise ValueError(f"two_tower query and item modalities overlap: {shared}")
 
     for pair in args.shortcuts:
         if pair[0] not in query or pair[1] not in item:
-            raise ValueError(f"two_tower shortcut {list(pair)} must pair one of the query_modalities {list(query)} with one of the item_modalities {list(item)}")
+            raise ValueError(
+                f"two_tower shortcut {list(pair)} must pair one of the query_modalities {list(query)} with one of the item_modalities {list(item)}"
+            )
 
     def tower(names: Sequence[str], shortcuts: Sequence[str]) -> Tower:
         chosen = [i for i in inputs if i.name in set(names)]
-        side = replace(args, task="regression", num_outputs=args.dim, query_modalities=(), item_modalities=(), shortcuts=())
+        side = replace(
+            args, task="regression", num_outputs=args.dim, query_modalities=(), item_modalities=(), shortcuts=()
+        )
         return Tower(build_model(chosen, side), shortcuts, args.dim)  # its task head: the projection to (B, dim)
 
     sides = list(zip(*args.shortcuts)) or [(), ()]
@@ -161,7 +181,15 @@ def build_fusion(
         problems.append(f"pooling for {kind!r} must be one of {poolings}, got {pooling!r}")
     if problems:
         raise ValueError("; ".join(problems))
-    settings = FusionSettings(tuple(names), dim, layers=layers, heads=heads, ff_dim=ff_dim, pooling=pooling,
-                              hidden=None if hidden_dims is None else tuple(hidden_dims), dropout=dropout)
+    settings = FusionSettings(
+        tuple(names),
+        dim,
+        layers=layers,
+        heads=heads,
+        ff_dim=ff_dim,
+        pooling=pooling,
+        hidden=None if hidden_dims is None else tuple(hidden_dims),
+        dropout=dropout,
+    )
     head = fusion_builder(kind)(settings)
     return SetFusion(head, len(names), dim, modality_dropout=modality_dropout)

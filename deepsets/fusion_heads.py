@@ -53,7 +53,9 @@ class FusionTraits:
         if self.poolings is not None:
             unknown = [p for p in self.poolings if p not in SET_POOLINGS]
             if not self.poolings or unknown:
-                raise ValueError(f"fusion head {self.name!r}: poolings must be some of {SET_POOLINGS} (found {self.poolings})")
+                raise ValueError(
+                    f"fusion head {self.name!r}: poolings must be some of {SET_POOLINGS} (found {self.poolings})"
+                )
 
 
 _HEADS: Dict[str, FusionTraits] = {

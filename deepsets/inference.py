@@ -36,11 +36,15 @@ def _check(model: nn.Module, want: Sequence[str]) -> None:
     if unknown or not want:
         raise ValueError(f"unknown outputs {unknown}: choose some of {', '.join(OUTPUTS)}")
     if ("vectors" in want or "present" in want) and not hasattr(model, "encode"):
-        raise ValueError(f"per-modality vectors need a set-fusion model; a {type(model).__name__} fuses tokens directly")
+        raise ValueError(
+            f"per-modality vectors need a set-fusion model; a {type(model).__name__} fuses tokens directly"
+        )
 
 
 @torch.inference_mode()
-def outputs_of(model: nn.Module, batch: FeatureBatch, want: Sequence[str], device: Optional[torch.device | str] = None) -> Dict[str, Tensor]:
+def outputs_of(
+    model: nn.Module, batch: FeatureBatch, want: Sequence[str], device: Optional[torch.device | str] = None
+) -> Dict[str, Tensor]:
     """The outputs named in ``want`` for one batch, float32 (``present`` bool) on the CPU.
 
     Args:
@@ -74,16 +78,18 @@ def outputs_of(model: nn.Module, batch: FeatureBatch, want: Sequence[str], devic
     return out
 
 
-def iter_outputs(model: nn.Module, batches: Iterable[FeatureBatch], want: Sequence[str],
-                 device: Optional[torch.device | str] = None) -> Iterator[Tuple[FeatureBatch, Dict[str, Tensor]]]:
+def iter_outputs(
+    model: nn.Module, batches: Iterable[FeatureBatch], want: Sequence[str], device: Optional[torch.device | str] = None
+) -> Iterator[Tuple[FeatureBatch, Dict[str, Tensor]]]:
     """``(batch, outputs_of(model, batch, want, device))`` for every batch, in order."""
     _check(model, want)
     for batch in batches:
         yield batch, outputs_of(model, batch, want, device)
 
 
-def collect_outputs(model: nn.Module, batches: Iterable[FeatureBatch], want: Sequence[str],
-                    device: Optional[torch.device | str] = None) -> Dict[str, Tensor]:
+def collect_outputs(
+    model: nn.Module, batches: Iterable[FeatureBatch], want: Sequence[str], device: Optional[torch.device | str] = None
+) -> Dict[str, Tensor]:
     """The outputs of every batch, concatenated over rows (each ``(N, ...)``).
 
     Raises:

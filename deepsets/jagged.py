@@ -84,7 +84,9 @@ attention (4M floats x heads) whatever its longest sequences, so a job's peak me
 ``--batch-size``, not the worst batch it happens to meet."""
 
 
-def length_buckets(lengths: Tensor, max_waste: float = 0.1, min_tokens: int = 1024, max_scores: int = MAX_SCORES) -> List[Tensor]:
+def length_buckets(
+    lengths: Tensor, max_waste: float = 0.1, min_tokens: int = 1024, max_scores: int = MAX_SCORES
+) -> List[Tensor]:
     """Group rows (with length > 0) into buckets of similar length.
 
     Rows are sorted by length; runs of equal length start as buckets, and a bucket is merged
@@ -127,7 +129,7 @@ def length_buckets(lengths: Tensor, max_waste: float = 0.1, min_tokens: int = 10
     chunks = []
     for s, e, width, _ in buckets:
         step = max(1, max_scores // (width * width))  # rows whose scores fit
-        chunks.extend(order[c:min(c + step, e)] for c in range(s, e, step))
+        chunks.extend(order[c : min(c + step, e)] for c in range(s, e, step))
     return chunks
 
 

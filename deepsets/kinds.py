@@ -113,8 +113,10 @@ def load_plugin(kind: str) -> bool:
         try:
             entry.load()
         except Exception as err:  # noqa: BLE001 - whatever a broken plug-in raises, say which one
-            raise ValueError(f"modality kind {kind!r}: its plug-in {entry.value!r} ({PLUGIN_GROUP}) failed to import: "
-                             f"{type(err).__name__}: {err}") from None
+            raise ValueError(
+                f"modality kind {kind!r}: its plug-in {entry.value!r} ({PLUGIN_GROUP}) failed to import: "
+                f"{type(err).__name__}: {err}"
+            ) from None
     return bool(found)
 
 

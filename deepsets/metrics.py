@@ -74,7 +74,11 @@ class TaskMetrics:
         if kind not in POINTWISE_KINDS:
             raise ValueError(f"TaskMetrics computes the metrics of {', '.join(POINTWISE_KINDS)}, got {kind!r}")
         # multilabel needs >= 2 labels here (torchmetrics' multilabel metrics do; one label is binary)
-        if num_outputs < 1 or (kind == "binary" and num_outputs != 1) or (kind in ("multiclass", "multilabel") and num_outputs < 2):
+        if (
+            num_outputs < 1
+            or (kind == "binary" and num_outputs != 1)
+            or (kind in ("multiclass", "multilabel") and num_outputs < 2)
+        ):
             raise ValueError(f"{kind} task cannot have num_outputs={num_outputs}")
         self.kind, self.num_outputs = kind, num_outputs
         # sync_on_compute=False below: validation runs on rank 0 alone; torchmetrics would
@@ -103,7 +107,9 @@ class TaskMetrics:
     def _check(self, logits: Tensor, target: Tensor) -> Tensor:
         """Validate shapes; return the target shaped and typed for this kind."""
         if logits.dim() != 2 or logits.shape[1] != self.num_outputs:
-            raise ValueError(f"logits must be (B, {self.num_outputs}) for this {self.kind} task, got {tuple(logits.shape)}")
+            raise ValueError(
+                f"logits must be (B, {self.num_outputs}) for this {self.kind} task, got {tuple(logits.shape)}"
+            )
         B, K = logits.shape
         if self.kind in ("binary", "multiclass"):
             if target.numel() != B or (target.dim() == 2 and target.shape[1] != 1) or target.dim() > 2:
@@ -114,14 +120,18 @@ class TaskMetrics:
         target = target.reshape(B, K) if self.kind in ("multilabel", "regression") else target
         if self.kind in ("binary", "multilabel"):
             if not bool(((target == 0) | (target == 1)).all()):
-                raise ValueError(f"{self.kind} targets must be 0 or 1, found {sorted(set(target.unique().tolist()) - {0, 1})[:5]}")
+                raise ValueError(
+                    f"{self.kind} targets must be 0 or 1, found {sorted(set(target.unique().tolist()) - {0, 1})[:5]}"
+                )
             return target.to(torch.int64)
         if self.kind == "multiclass":
             if target.is_floating_point() and not bool((target == target.round()).all()):
                 raise ValueError("multiclass targets must be class ids (whole numbers)")
             target = target.to(torch.int64)
             if B and (int(target.min()) < 0 or int(target.max()) >= K):
-                raise ValueError(f"multiclass targets must be in [0, {K}), found {int(target.min())}..{int(target.max())}")
+                raise ValueError(
+                    f"multiclass targets must be in [0, {K}), found {int(target.min())}..{int(target.max())}"
+                )
             return target
         return target.to(torch.float32)
 

@@ -47,4 +47,6 @@ class ModalityInfo:
         object.__setattr__(self, "periodic_columns", tuple(self.periodic_columns))
         outside = [i for i in self.periodic_columns if not 0 <= i < (self.num_columns or 0)]
         if outside:
-            raise ValueError(f"modality {self.name!r}: periodic_columns {outside} outside its {self.num_columns} values")
+            raise ValueError(
+                f"modality {self.name!r}: periodic_columns {outside} outside its {self.num_columns} values"
+            )

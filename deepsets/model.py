@@ -54,7 +54,14 @@ class SetFusionModel(nn.Module):
         ValueError: when an encoder is missing for a name.
     """
 
-    def __init__(self, names: Sequence[str], encoders: nn.ModuleDict, summarizers: nn.ModuleDict, fusion: nn.Module, task_head: nn.Module) -> None:
+    def __init__(
+        self,
+        names: Sequence[str],
+        encoders: nn.ModuleDict,
+        summarizers: nn.ModuleDict,
+        fusion: nn.Module,
+        task_head: nn.Module,
+    ) -> None:
         super().__init__()
         self.names = tuple(sorted(names))
         missing = [n for n in self.names if n not in encoders]
@@ -69,8 +76,10 @@ class SetFusionModel(nn.Module):
             encoded = self.encoders[name](batch[name])
             if encoded.offsets is not None:
                 if name not in self.summarizers:
-                    raise ValueError(f"modality {name!r}: its encoder returned jagged tokens, but its kind is not summarized "
-                                     "(KindTraits(summarized=True) gives it a summarizer)")
+                    raise ValueError(
+                        f"modality {name!r}: its encoder returned jagged tokens, but its kind is not summarized "
+                        "(KindTraits(summarized=True) gives it a summarizer)"
+                    )
                 vectors.append(self.summarizers[name](encoded.tokens, encoded.offsets))  # (B, D)
             else:
                 vectors.append(encoded.tokens)  # (B, D)

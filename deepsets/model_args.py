@@ -75,8 +75,12 @@ class ModelArgs:
         if self.ff_dim is None:  # how earlier checkpoints wrote "4 * dim"
             object.__setattr__(self, "ff_dim", 0)
         problems = []
-        for name, value, choices in (("pooling", self.pooling, SEQUENCE_POOLINGS), ("fusion", self.fusion, fusion_names()),
-                                     ("fusion_pooling", self.fusion_pooling, SET_POOLINGS), ("task", self.task, task_names())):
+        for name, value, choices in (
+            ("pooling", self.pooling, SEQUENCE_POOLINGS),
+            ("fusion", self.fusion, fusion_names()),
+            ("fusion_pooling", self.fusion_pooling, SET_POOLINGS),
+            ("task", self.task, task_names()),
+        ):
             if value not in choices:
                 problems.append(f"{name} must be one of {', '.join(choices)} (found {value!r})")
         for name in ("dim", "heads", "fusion_layers", "num_outputs"):
@@ -123,5 +127,8 @@ class ModelArgs:
 
     def differences(self, other: "ModelArgs") -> Dict[str, Tuple[Any, Any]]:
         """Field -> (this value, other value) for every field that differs."""
-        return {f.name: (getattr(self, f.name), getattr(other, f.name)) for f in fields(self)
-                if getattr(self, f.name) != getattr(other, f.name)}
+        return {
+            f.name: (getattr(self, f.name), getattr(other, f.name))
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        }

@@ -1,7 +1,7 @@
 """Optimizers and learning-rate schedules by name (``deepsets.choices.OPTIMIZERS`` / ``SCHEDULES``).
 
-    optimizer = make_optimizer(model, "adamw", lr=1e-3, weight_decay=0.01)
-    scheduler = make_scheduler(optimizer, "cosine", total_steps=1000, warmup_steps=50)
+optimizer = make_optimizer(model, "adamw", lr=1e-3, weight_decay=0.01)
+scheduler = make_scheduler(optimizer, "cosine", total_steps=1000, warmup_steps=50)
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) 
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, kind: str, total_steps: int, warmup_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up, then constant, cosine or linear decay to 0 over ``total_steps``.
 
     Raises:

@@ -111,8 +111,16 @@ class InBatchSoftmax(nn.Module):
     def temperature(self) -> Tensor:
         return 1.0 / self.log_inv_temperature.clamp(max=math.log(100.0)).exp()
 
-    def forward(self, queries: Tensor, items: Tensor, item_log_q: Tensor | None = None, item_ids: Tensor | None = None,
-                extra_items: Tensor | None = None, extra_ids: Tensor | None = None, extra_log_q: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        queries: Tensor,
+        items: Tensor,
+        item_log_q: Tensor | None = None,
+        item_ids: Tensor | None = None,
+        extra_items: Tensor | None = None,
+        extra_ids: Tensor | None = None,
+        extra_log_q: Tensor | None = None,
+    ) -> Tensor:
         """Mean cross-entropy of each query against the batch's items (and extra negatives).
 
         Args:
@@ -277,7 +285,9 @@ def rank_values(ranks: Tensor, k: int) -> dict:
     ranks ``r <= k``.
     """
     if ranks.shape[-1:] != (2,) or not bool((ranks[..., 1] >= 1).all()):
-        raise ValueError(f"ranks must be target_ranks' (..., 2) counts (above, tied >= 1), got shape {tuple(ranks.shape)}")
+        raise ValueError(
+            f"ranks must be target_ranks' (..., 2) counts (above, tied >= 1), got shape {tuple(ranks.shape)}"
+        )
     ranks = ranks.to(torch.float64)
     above, tied = ranks[..., 0], ranks[..., 1]
     recall = ((k - above) / tied).clamp(0.0, 1.0)
@@ -285,7 +295,9 @@ def rank_values(ranks: Tensor, k: int) -> dict:
     spread = (torch.special.digamma(above + tied + 1.0) - torch.special.digamma(above + 1.0)) / tied
     mrr = torch.where(tied == 1, 1.0 / (above + 1.0), spread)  # no tie: exactly 1 / rank
     positions = torch.arange(1, k + 2, dtype=torch.float64, device=ranks.device)  # (k + 1,) ranks 1 .. k + 1
-    discounts = torch.cat([positions.new_zeros(1), 1.0 / torch.log2(positions[:-1] + 1)]).cumsum(0)  # (k + 1,) sums over ranks 1..n
+    discounts = torch.cat([positions.new_zeros(1), 1.0 / torch.log2(positions[:-1] + 1)]).cumsum(
+        0
+    )  # (k + 1,) sums over ranks 1..n
     cut = lambda n: discounts[n.clamp(max=k).long()]  # noqa: E731  sum of the discounts of ranks 1..min(n, k)
     ndcg = (cut(above + tied) - cut(above)) / tied
     return {f"ndcg_at_{k}": ndcg, f"recall_at_{k}": recall, "mrr": mrr}

@@ -105,14 +105,22 @@ class Summarizer(nn.Module):
     """
 
     def __init__(
-        self, dim: int, layers: int, heads: int, ff_dim: Optional[int] = None, pooling: str = "mean", dropout: float = 0.0
+        self,
+        dim: int,
+        layers: int,
+        heads: int,
+        ff_dim: Optional[int] = None,
+        pooling: str = "mean",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if pooling not in SEQUENCE_POOLINGS:
             raise ValueError(f"pooling must be one of {SEQUENCE_POOLINGS}, got {pooling!r}")
         if layers < 0:
             raise ValueError(f"layers must be >= 0, got {layers}")
-        self.layers = nn.ModuleList(JaggedTransformerLayer(dim, heads, ff_dim or 4 * dim, dropout) for _ in range(layers))
+        self.layers = nn.ModuleList(
+            JaggedTransformerLayer(dim, heads, ff_dim or 4 * dim, dropout) for _ in range(layers)
+        )
         self.norm = nn.LayerNorm(dim) if layers else nn.Identity()
         self.pooling = pooling
         self.score = nn.Linear(dim, 1) if pooling == "attention" else None

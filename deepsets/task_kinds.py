@@ -103,11 +103,27 @@ class TaskTraits:
 _TASKS: Dict[str, TaskTraits] = {
     t.name: t
     for t in (
-        TaskTraits("binary", ("loss", "auc", "log_loss"), "auc", ("loss", "log_loss"), "roc_auc", per_row=True, max_outputs=1),
-        TaskTraits("multilabel", ("loss", "f1_micro", "f1_macro", "map"), "map", ablation_metric="macro_roc_auc", outputs_are="labels"),
-        TaskTraits("multiclass", ("loss", "accuracy"), "accuracy", ablation_metric="accuracy", min_outputs=2,
-                   outputs_are="classes"),
-        TaskTraits("regression", ("loss", "rmse"), "rmse", ("loss", "rmse"), "neg_rmse", per_row=True, outputs_are="targets"),
+        TaskTraits(
+            "binary", ("loss", "auc", "log_loss"), "auc", ("loss", "log_loss"), "roc_auc", per_row=True, max_outputs=1
+        ),
+        TaskTraits(
+            "multilabel",
+            ("loss", "f1_micro", "f1_macro", "map"),
+            "map",
+            ablation_metric="macro_roc_auc",
+            outputs_are="labels",
+        ),
+        TaskTraits(
+            "multiclass",
+            ("loss", "accuracy"),
+            "accuracy",
+            ablation_metric="accuracy",
+            min_outputs=2,
+            outputs_are="classes",
+        ),
+        TaskTraits(
+            "regression", ("loss", "rmse"), "rmse", ("loss", "rmse"), "neg_rmse", per_row=True, outputs_are="targets"
+        ),
         TaskTraits("listwise", _RANKING_METRICS, "ndcg_at_{k}", per_row=True, grouped=True, max_outputs=1),
         TaskTraits("pairwise", _RANKING_METRICS, "ndcg_at_{k}", per_row=True, grouped=True, max_outputs=1),
         TaskTraits("two_tower", _RANKING_METRICS, "ndcg_at_{k}", per_row=True, labels=False, head=False),

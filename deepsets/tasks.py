@@ -62,9 +62,12 @@ def _grouped_loss(kind: str) -> LossFn:
         if group is None:
             raise ValueError(f"a {kind} loss needs the query group of every row")
         if target.numel() != logits.numel() or group.numel() != logits.numel():
-            raise ValueError(f"a {kind} loss needs one score, one relevance and one group per row, got {tuple(logits.shape)}, {tuple(target.shape)}, {tuple(group.shape)}")
+            raise ValueError(
+                f"a {kind} loss needs one score, one relevance and one group per row, got {tuple(logits.shape)}, {tuple(target.shape)}, {tuple(group.shape)}"
+            )
         scores, labels, mask = pad_groups(logits.reshape(-1), target.reshape(-1), group.reshape(-1))  # (G, L) each
         return (listwise_softmax_loss if kind == "listwise" else pairwise_logistic_loss)(scores, labels, mask)
+
     return loss
 
 
@@ -74,14 +77,18 @@ def _pointwise_metrics(kind: str) -> Callable[[int], MetricAccumulator]:
 
 _IMPLEMENTATIONS: Dict[str, TaskImplementation] = {
     "binary": TaskImplementation(
-        loss=lambda logits, target, group: F.binary_cross_entropy_with_logits(logits.reshape(-1), target.reshape(-1).to(logits.dtype)),
+        loss=lambda logits, target, group: F.binary_cross_entropy_with_logits(
+            logits.reshape(-1), target.reshape(-1).to(logits.dtype)
+        ),
         metrics=_pointwise_metrics("binary"),
         ablation=lambda logits, target: auc(logits[..., 0], target.reshape(-1)),  # ROC AUC
     ),
     "multilabel": TaskImplementation(
         loss=lambda logits, target, group: F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype)),
         metrics=_pointwise_metrics("multilabel"),
-        ablation=lambda logits, target: auc(logits.transpose(-1, -2), target.T).nanmean(dim=-1),  # macro ROC AUC over labels
+        ablation=lambda logits, target: auc(logits.transpose(-1, -2), target.T).nanmean(
+            dim=-1
+        ),  # macro ROC AUC over labels
     ),
     "multiclass": TaskImplementation(
         loss=lambda logits, target, group: F.cross_entropy(logits, target.reshape(-1).to(torch.int64)),
@@ -91,7 +98,9 @@ _IMPLEMENTATIONS: Dict[str, TaskImplementation] = {
     "regression": TaskImplementation(
         loss=lambda logits, target, group: F.mse_loss(logits.reshape(target.shape), target.to(logits.dtype)),
         metrics=_pointwise_metrics("regression"),
-        ablation=lambda logits, target: -((logits[..., 0].double() - target.reshape(-1).double()) ** 2).mean(dim=-1).sqrt(),  # -RMSE
+        ablation=lambda logits, target: (
+            -((logits[..., 0].double() - target.reshape(-1).double()) ** 2).mean(dim=-1).sqrt()
+        ),  # -RMSE
     ),
     "listwise": TaskImplementation(loss=_grouped_loss("listwise")),
     "pairwise": TaskImplementation(loss=_grouped_loss("pairwise")),
@@ -99,8 +108,13 @@ _IMPLEMENTATIONS: Dict[str, TaskImplementation] = {
 }
 
 
-def register_task(traits: TaskTraits, *, loss: LossFn, metrics: Callable[[int], MetricAccumulator],
-                  ablation: Optional[AblationFn] = None) -> None:
+def register_task(
+    traits: TaskTraits,
+    *,
+    loss: LossFn,
+    metrics: Callable[[int], MetricAccumulator],
+    ablation: Optional[AblationFn] = None,
+) -> None:
     """Register a task kind with a task head: its traits (``deepsets.task_kinds``), loss,
     validation metrics and (when ``traits.ablation_metric`` is set) ablation metric.
 
@@ -179,7 +193,9 @@ def task_loss(kind: str, logits: Tensor, target: Tensor, group: Tensor | None = 
     """
     loss = task_implementation(kind).loss
     if loss is None:
-        raise ValueError(f"a {kind} model's loss is taken over its towers (deepsets.ranking.InBatchSoftmax), not by task_loss")
+        raise ValueError(
+            f"a {kind} model's loss is taken over its towers (deepsets.ranking.InBatchSoftmax), not by task_loss"
+        )
     return loss(logits, target, group)
 
 

@@ -62,7 +62,7 @@ class Tower(nn.Module):
         self.shortcuts = tuple(shortcuts)
         self.shortcut_slots = [model.names.index(name) for name in self.shortcuts]
         if self.shortcuts:  # a starting part about as long as the unit-length fused one
-            self.shortcut_scale = nn.Parameter(torch.full((len(self.shortcuts),), dim ** -0.5))
+            self.shortcut_scale = nn.Parameter(torch.full((len(self.shortcuts),), dim**-0.5))
 
     @property
     def names(self) -> tuple:
@@ -99,7 +99,9 @@ class Tower(nn.Module):
         (B, J), zero where it is not given."""
         if not self.shortcuts:
             return None
-        parts = [(tokens * (slots == slot).unsqueeze(-1).to(tokens.dtype)).sum(dim=1) for slot in self.shortcut_slots]  # P x (B, D)
+        parts = [
+            (tokens * (slots == slot).unsqueeze(-1).to(tokens.dtype)).sum(dim=1) for slot in self.shortcut_slots
+        ]  # P x (B, D)
         return torch.stack(parts, dim=1)  # (B, P, D)
 
     def fuse_compact(self, tokens: Tensor, slots: Tensor) -> Tensor:
@@ -113,7 +115,9 @@ class Tower(nn.Module):
         fused = self.model.compact_fuser(vectors)
 
         def fuse(rows: Tensor, slots: Tensor) -> Tensor:
-            given = torch.zeros(slots.shape[0], vectors.shape[1], dtype=torch.bool, device=slots.device).scatter_(1, slots, True)  # (B, M)
+            given = torch.zeros(slots.shape[0], vectors.shape[1], dtype=torch.bool, device=slots.device).scatter_(
+                1, slots, True
+            )  # (B, M)
             return self.embedding(fused(rows, slots), self._shortcut(vectors[rows], given))
 
         return fuse
@@ -172,8 +176,15 @@ class TwoTowerModel(nn.Module):
         extra = self.item(negatives).fused if negatives is not None else None  # (S, D)
         return TwoTowerOutput(self.query(batch).fused, self.item(batch).fused, extra)  # (B, D), (B, D)
 
-    def loss(self, out: TwoTowerOutput, item_ids: Optional[Tensor] = None, item_log_q: Optional[Tensor] = None,
-             extra_items: Optional[Tensor] = None, extra_ids: Optional[Tensor] = None, extra_log_q: Optional[Tensor] = None) -> Tensor:
+    def loss(
+        self,
+        out: TwoTowerOutput,
+        item_ids: Optional[Tensor] = None,
+        item_log_q: Optional[Tensor] = None,
+        extra_items: Optional[Tensor] = None,
+        extra_ids: Optional[Tensor] = None,
+        extra_log_q: Optional[Tensor] = None,
+    ) -> Tensor:
         """Softmax of each query against the batch's items and any extra negatives (see
         ``InBatchSoftmax``).
 
@@ -186,5 +197,12 @@ class TwoTowerModel(nn.Module):
             extra_log_q: (S,) their logit corrections.
         """
         extra = extra_items if extra_items is not None else out.negatives
-        return self.loss_fn(out.query, out.item, item_log_q=item_log_q, item_ids=item_ids,
-                            extra_items=extra, extra_ids=extra_ids, extra_log_q=extra_log_q)
+        return self.loss_fn(
+            out.query,
+            out.item,
+            item_log_q=item_log_q,
+            item_ids=item_ids,
+            extra_items=extra,
+            extra_ids=extra_ids,
+            extra_log_q=extra_log_q,
+        )

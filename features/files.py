@@ -102,7 +102,9 @@ def open_parquet(path: str, pre_buffer: bool = True) -> pq.ParquetFile:
     """
     try:
         store, inner = storage.filesystem(path)
-        return pq.ParquetFile(inner, filesystem=store, pre_buffer=pre_buffer, buffer_size=0 if pre_buffer else STREAM_BUFFER_BYTES)
+        return pq.ParquetFile(
+            inner, filesystem=store, pre_buffer=pre_buffer, buffer_size=0 if pre_buffer else STREAM_BUFFER_BYTES
+        )
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError, ValueError) as err:
         raise DataError(f"not a readable Parquet file ({err})", file=path) from None
 
@@ -121,10 +123,16 @@ def check_columns(path: str, arrow_schema: pa.Schema, modalities: Iterable, extr
         for column in m.source_columns():
             if column not in names:
                 raise DataError(
-                    f"column missing for modality '{m.name}' (file has: {', '.join(arrow_schema.names)})", file=path, column=column
+                    f"column missing for modality '{m.name}' (file has: {', '.join(arrow_schema.names)})",
+                    file=path,
+                    column=column,
                 )
             found = arrow_schema.field(column).type
             if pa.types.is_null(found):  # a column with no value at all: every row missing
                 continue
             if not m.accepts(column, found):
-                raise DataError(f"modality '{m.name}' ({m.kind}) expects {m.expected_type()}, found {found}", file=path, column=column)
+                raise DataError(
+                    f"modality '{m.name}' ({m.kind}) expects {m.expected_type()}, found {found}",
+                    file=path,
+                    column=column,
+                )

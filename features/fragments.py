@@ -62,7 +62,9 @@ class Fragment:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Fragment":
-        return cls(str(data["path"]), int(data["file_index"]), int(data["index"]), int(data["start"]), int(data["stop"]))
+        return cls(
+            str(data["path"]), int(data["file_index"]), int(data["index"]), int(data["start"]), int(data["stop"])
+        )
 
 
 def plan_fragments(files: Sequence[str], target_rows: int) -> List[Fragment]:
@@ -110,7 +112,9 @@ def _row_groups_of(parquet, start: int, stop: int) -> tuple[List[int], int]:
     return groups, (first_row if first_row is not None else start)
 
 
-def _record_batches(parquet, groups: List[int], first_row: int, stop: int, read_rows: int, columns: List[str]) -> Iterator[pa.RecordBatch]:
+def _record_batches(
+    parquet, groups: List[int], first_row: int, stop: int, read_rows: int, columns: List[str]
+) -> Iterator[pa.RecordBatch]:
     """Record batches of at most ``read_rows`` rows of ``groups`` (whose first row is
     ``first_row``); when ``stop`` falls inside the last group, that group's batches are sized
     so that one ends within a few rows of ``stop``, so the group's rest is (almost) not decoded."""
@@ -122,7 +126,9 @@ def _record_batches(parquet, groups: List[int], first_row: int, stop: int, read_
     if inside_last:
         needed = stop - last_start
         pieces = -(-needed // read_rows)
-        yield from parquet.iter_batches(batch_size=-(-needed // pieces), row_groups=groups[-1:], columns=columns)  # pieces x size >= needed
+        yield from parquet.iter_batches(
+            batch_size=-(-needed // pieces), row_groups=groups[-1:], columns=columns
+        )  # pieces x size >= needed
 
 
 def plan_runs(fragments: Sequence[Fragment], workers: int) -> List[List[Fragment]]:
@@ -153,8 +159,14 @@ def plan_runs(fragments: Sequence[Fragment], workers: int) -> List[List[Fragment
     chains: List[List[Fragment]] = []
     for fragment in fragments:
         last = chains[-1][-1] if chains else None
-        if (last is not None and last.path == fragment.path and last.stop == fragment.start and last.rows and fragment.rows
-                and inside_a_row_group(fragment.path, fragment.start)):
+        if (
+            last is not None
+            and last.path == fragment.path
+            and last.stop == fragment.start
+            and last.rows
+            and fragment.rows
+            and inside_a_row_group(fragment.path, fragment.start)
+        ):
             chains[-1].append(fragment)
         else:
             chains.append([fragment])
@@ -206,8 +218,16 @@ def read_fragment(fragment: Fragment, columns: List[str], read_rows: int) -> Ite
         yield row_base, table
 
 
-def decode_rows(parquet, path: str, columns: List[str], start: int, stop: int, read_rows: int,
-                on_decoded: Optional[Callable[[int], None]] = None, stop_inside_group: bool = False) -> Iterator[tuple[int, pa.Table]]:
+def decode_rows(
+    parquet,
+    path: str,
+    columns: List[str],
+    start: int,
+    stop: int,
+    read_rows: int,
+    on_decoded: Optional[Callable[[int], None]] = None,
+    stop_inside_group: bool = False,
+) -> Iterator[tuple[int, pa.Table]]:
     """Decode ``columns`` of rows ``[start, stop)`` of an opened file, at most ``read_rows`` a table.
 
     pyarrow decodes the overlapping row groups; on a null ``fixed_size_list`` row, which pyarrow
@@ -234,8 +254,11 @@ def decode_rows(parquet, path: str, columns: List[str], start: int, stop: int, r
     groups, row = _row_groups_of(parquet, start, stop)
     done = start  # next file row to yield
     try:
-        batches = (_record_batches(parquet, groups, row, stop, read_rows, columns) if stop_inside_group
-                   else parquet.iter_batches(batch_size=read_rows, row_groups=groups, columns=columns))
+        batches = (
+            _record_batches(parquet, groups, row, stop, read_rows, columns)
+            if stop_inside_group
+            else parquet.iter_batches(batch_size=read_rows, row_groups=groups, columns=columns)
+        )
         for record_batch in batches:
             begin, end = row, row + record_batch.num_rows
             row = end

@@ -45,7 +45,11 @@ def row_id_type(path: str, t: pa.DataType, column: str) -> str:
     """
     kind = id_type_of(t)
     if kind is None:
-        hint = " (pandas writes an integer column with nulls as floats: write the ids as integers, one for every row)" if pa.types.is_floating(t) else ""
+        hint = (
+            " (pandas writes an integer column with nulls as floats: write the ids as integers, one for every row)"
+            if pa.types.is_floating(t)
+            else ""
+        )
         raise DataError(f"row ids must be integers or strings, found {t}{hint}", file=path, column=column)
     return kind
 
@@ -63,7 +67,11 @@ def check_row_id_kind(path: str, arrow_schema: pa.Schema, column: Optional[str],
     kind = row_id_type(path, arrow_schema.field(column).type, column)
     first = seen.setdefault(column, (kind, path))
     if first[0] != kind:
-        raise DataError(f"{kind} row ids here but {first[0]} row ids in {first[1]} (one kind of id per id column)", file=path, column=column)
+        raise DataError(
+            f"{kind} row ids here but {first[0]} row ids in {first[1]} (one kind of id per id column)",
+            file=path,
+            column=column,
+        )
 
 
 def column_id_type(t: pa.DataType) -> Optional[str]:
@@ -127,7 +135,9 @@ class IdMapper:
         if self.vocab is not None:
             arrow_type = pa.int64() if self.id_type == "int" else pa.string()
             self._value_set = pa.array(self.vocab, type=arrow_type)
-            small = self.id_type == "int" and self.vocab and 0 <= min(self.vocab) and max(self.vocab) < LOOKUP_TABLE_MAX_ID
+            small = (
+                self.id_type == "int" and self.vocab and 0 <= min(self.vocab) and max(self.vocab) < LOOKUP_TABLE_MAX_ID
+            )
             if small:
                 largest = max(self.vocab)
                 # Small non-negative int ids: a dense table lookup beats hashing each batch.

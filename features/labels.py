@@ -25,7 +25,9 @@ def label_tensor(arr: pa.Array | pa.ChunkedArray, column: str) -> torch.Tensor:
         k = int(parts.lengths.max(initial=0))
         ragged = ~parts.valid | (parts.lengths != k)
         if ragged.any():
-            raise DataError(f"label lists must all hold {k} numbers (no nulls)", column=column, rows=np.nonzero(ragged)[0])
+            raise DataError(
+                f"label lists must all hold {k} numbers (no nulls)", column=column, rows=np.nonzero(ragged)[0]
+            )
         values = _numeric(parts.flat, column, parts.row_of_element()).reshape(-1, k)  # (B, K)
     else:
         values = _numeric(arr, column, np.arange(len(arr)))  # (B,)
@@ -40,8 +42,11 @@ def _numeric(arr: pa.Array, column: str, row_of: np.ndarray) -> np.ndarray:
     not_finite = ~null & ~np.isfinite(values)
     if null.any() and not_finite.any():  # both kinds, each counted, so fixing one does not reveal the other later
         nulls, others = len(np.unique(row_of[null])), len(np.unique(row_of[not_finite]))
-        raise DataError(f"null label in {nulls} row(s) and NaN or infinite label in {others} row(s) (every labelled row needs a finite value)",
-                        column=column, rows=np.unique(row_of[null | not_finite]))
+        raise DataError(
+            f"null label in {nulls} row(s) and NaN or infinite label in {others} row(s) (every labelled row needs a finite value)",
+            column=column,
+            rows=np.unique(row_of[null | not_finite]),
+        )
     if null.any():
         raise DataError("null label (every labelled row needs a value)", column=column, rows=np.unique(row_of[null]))
     if not_finite.any():

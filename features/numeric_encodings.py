@@ -63,9 +63,20 @@ def fit_columns(lf: pl.LazyFrame, columns: Sequence[str], encodings: Sequence[st
     exprs: List[pl.Expr] = [pl.len().alias("rows")]
     for i, c in enumerate(columns):
         x = pl.col(c).cast(pl.Float64).fill_nan(None)
-        exprs += [x.mean().alias(f"mean{i}"), x.std(ddof=0).alias(f"std{i}"), x.null_count().alias(f"missing{i}"),
-                  x.skew().alias(f"skew{i}"), x.min().alias(f"min{i}"), _symlog_expr(c).mean().alias(f"lmean{i}"), _symlog_expr(c).std(ddof=0).alias(f"lstd{i}")]
-    exprs.append(pl.any_horizontal([pl.col(c).cast(pl.Float64).fill_nan(None).is_not_null() for c in columns]).sum().alias("present_rows"))
+        exprs += [
+            x.mean().alias(f"mean{i}"),
+            x.std(ddof=0).alias(f"std{i}"),
+            x.null_count().alias(f"missing{i}"),
+            x.skew().alias(f"skew{i}"),
+            x.min().alias(f"min{i}"),
+            _symlog_expr(c).mean().alias(f"lmean{i}"),
+            _symlog_expr(c).std(ddof=0).alias(f"lstd{i}"),
+        ]
+    exprs.append(
+        pl.any_horizontal([pl.col(c).cast(pl.Float64).fill_nan(None).is_not_null() for c in columns])
+        .sum()
+        .alias("present_rows")
+    )
     row = lf.select(exprs).collect(engine="streaming").row(0, named=True)
     chosen, means, stds = [], [], []
     for i, encoding in enumerate(encodings):
@@ -77,8 +88,15 @@ def fit_columns(lf: pl.LazyFrame, columns: Sequence[str], encodings: Sequence[st
         means.append(float(mean) if mean is not None else 0.0)
         stds.append(float(std) if std is not None and np.isfinite(std) and std > 0 else 1.0)
     edges = _quantile_edges(lf, columns, chosen, bins)
-    return {"encodings": chosen, "mean": means, "std": stds, "edges": edges, "rows": int(row["rows"]),
-            "present_rows": int(row["present_rows"]), "missing": [int(row[f"missing{i}"]) for i in range(len(columns))]}
+    return {
+        "encodings": chosen,
+        "mean": means,
+        "std": stds,
+        "edges": edges,
+        "rows": int(row["rows"]),
+        "present_rows": int(row["present_rows"]),
+        "missing": [int(row[f"missing{i}"]) for i in range(len(columns))],
+    }
 
 
 def _quantile_edges(lf: pl.LazyFrame, columns: Sequence[str], encodings: Sequence[str], bins: int) -> List[List[float]]:
@@ -88,8 +106,11 @@ def _quantile_edges(lf: pl.LazyFrame, columns: Sequence[str], encodings: Sequenc
     if not wanted:
         return edges
     qs = np.linspace(0.0, 1.0, bins + 1)
-    exprs = [pl.col(columns[i]).cast(pl.Float64).fill_nan(None).quantile(float(q), interpolation="linear").alias(f"q{i}_{j}")
-             for i in wanted for j, q in enumerate(qs)]
+    exprs = [
+        pl.col(columns[i]).cast(pl.Float64).fill_nan(None).quantile(float(q), interpolation="linear").alias(f"q{i}_{j}")
+        for i in wanted
+        for j, q in enumerate(qs)
+    ]
     row = lf.select(exprs).collect(engine="streaming").row(0, named=True)
     for i in wanted:
         values = [row[f"q{i}_{j}"] for j in range(len(qs))]
@@ -102,7 +123,9 @@ def width(encoding: str, edges: Sequence[float]) -> int:
     return max(1, len(edges) - 1) if encoding == "ple" else 1
 
 
-def encode(raw: np.ndarray, observed: np.ndarray, encoding: str, mean: float, std: float, edges: Sequence[float]) -> np.ndarray:
+def encode(
+    raw: np.ndarray, observed: np.ndarray, encoding: str, mean: float, std: float, edges: Sequence[float]
+) -> np.ndarray:
     """One column's model values: ``(B, width)`` float64, 0 where ``observed`` is False.
 
     Args:

@@ -124,14 +124,18 @@ class ParquetBatchReader:
     def _decoded(self, ranges: List[RowRange]) -> Iterator[tuple]:
         """(file, file-relative first row, row order or None, Arrow table) for every chunk of every range."""
         columns = self._columns()
-        extra = self.label_columns + self.key_columns + ([self.spec.schema.id_column] if self.spec.schema.id_column else [])
+        extra = (
+            self.label_columns + self.key_columns + ([self.spec.schema.id_column] if self.spec.schema.id_column else [])
+        )
         # the in-chunk shuffle draws from its own seeded stream, so a shard's rows do not depend on the others'
         rng = np.random.default_rng([self.shuffle_seed, self.rank]) if self.shuffle_seed is not None else None
         opened_path, parquet = None, None
         for path, start, stop in ranges:
             if path != opened_path:  # a shuffled plan visits files in turn: one open file at a time
                 parquet, opened_path = self.spec.open_checked(path, extra, pre_buffer=False), path
-            for row_base, table in decode_rows(parquet, path, columns, start, stop, self.read_rows, self._count_decoded, stop_inside_group=True):
+            for row_base, table in decode_rows(
+                parquet, path, columns, start, stop, self.read_rows, self._count_decoded, stop_inside_group=True
+            ):
                 order = self._shuffled_order(rng, table) if rng is not None else None
                 yield path, row_base, order, table if order is None else table.take(order)
 
@@ -139,14 +143,18 @@ class ParquetBatchReader:
         """A random row order; with ``group_column``, a random order of whole groups."""
         if not self.group_column:
             return rng.permutation(table.num_rows)
-        _, group = np.unique(table.column(self.group_column).to_numpy(zero_copy_only=False), return_inverse=True)  # (n,)
+        _, group = np.unique(
+            table.column(self.group_column).to_numpy(zero_copy_only=False), return_inverse=True
+        )  # (n,)
         rank = rng.permutation(int(group.max()) + 1 if group.size else 0)  # a random position per group
         return np.argsort(rank[group], kind="stable")  # rows of a group adjacent, in file order
 
     def _converted(self, ranges: List[RowRange]) -> Iterator[FeatureBatch]:
         for path, row_base, order, table in prefetch(self._decoded(ranges)):
             try:
-                batch = self.spec.transform(table, label_columns=self.label_columns, counts=self.counts, key_columns=self.key_columns)
+                batch = self.spec.transform(
+                    table, label_columns=self.label_columns, counts=self.counts, key_columns=self.key_columns
+                )
             except DataError as err:
                 if order is not None and err.rows is not None:  # back to the file's row numbers
                     err = DataError(err.detail, file=err.file, column=err.column, rows=np.sort(order[err.rows]))
@@ -157,8 +165,13 @@ class ParquetBatchReader:
     def __iter__(self) -> Iterator[FeatureBatch]:
         ranges, left_out = self.planned_ranges()
         self.counts, self.rows_read, self.rows_dropped, self.rows_decoded = {}, 0, left_out, 0
-        bar = tqdm(total=sum(stop - start for _, start, stop in ranges), unit="rows", desc=self.desc,
-                   disable=not self.progress or None, leave=False)
+        bar = tqdm(
+            total=sum(stop - start for _, start, stop in ranges),
+            unit="rows",
+            desc=self.desc,
+            disable=not self.progress or None,
+            leave=False,
+        )
         pending: List[FeatureBatch] = []
         pending_rows = 0
         try:
@@ -183,7 +196,10 @@ class ParquetBatchReader:
         finally:
             bar.close()
         if self.rows_read == 0 and self.world == 1:  # a shard may be empty (fewer rows than workers)
-            raise DataError(f"input has no rows ({len(self.files)} file(s), all empty)", file=self.files[0] if len(self.files) == 1 else None)
+            raise DataError(
+                f"input has no rows ({len(self.files)} file(s), all empty)",
+                file=self.files[0] if len(self.files) == 1 else None,
+            )
 
 
 def describe_counts(counts: Dict[str, ModalityCounts]) -> Dict[str, dict]:

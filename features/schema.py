@@ -86,7 +86,9 @@ def features_by_kind(entries: Any) -> Any:
             try:
                 entry = feature_class(entry["kind"]).model_validate(entry)
             except KeyError:
-                raise ValueError(f"modality[{i}]: unknown kind {entry['kind']!r} (expected one of {', '.join(feature_kinds())})") from None
+                raise ValueError(
+                    f"modality[{i}]: unknown kind {entry['kind']!r} (expected one of {', '.join(feature_kinds())})"
+                ) from None
         out.append(entry)
     return out
 
@@ -107,7 +109,10 @@ def parse_modality(entry: Any, where: str) -> Tuple[Optional[BaseFeature], List[
         return cls.model_validate(entry), []
     except ValidationError as err:
         fields = list(cls.model_fields)
-        return None, [f"{where}{'.' + location(e['loc']) if e['loc'] else ''}: {describe_problem(e, fields)}" for e in err.errors()]
+        return None, [
+            f"{where}{'.' + location(e['loc']) if e['loc'] else ''}: {describe_problem(e, fields)}"
+            for e in err.errors()
+        ]
 
 
 def parse_schema(raw: dict, source: str = "<schema>") -> FeatureSchema:
@@ -140,7 +145,9 @@ def parse_schema(raw: dict, source: str = "<schema>") -> FeatureSchema:
         for e in err.errors():
             if isinstance(entries, list) and entries and e["type"] == "too_short":
                 continue  # every table had problems of its own, listed below
-            problems.append(f"{location(e['loc']) or '(top level)'}: {describe_problem(e, list(FeatureSchema.model_fields))}")
+            problems.append(
+                f"{location(e['loc']) or '(top level)'}: {describe_problem(e, list(FeatureSchema.model_fields))}"
+            )
         schema = None
     if isinstance(entries, list):
         problems.extend(entry_problems)
@@ -168,8 +175,10 @@ def _cross_checks(schema: FeatureSchema) -> list[str]:
         for column in m.source_columns():
             first = readers.setdefault(column, m)
             if first.name != m.name and not _reads_alike(first, m):  # a repeated name is reported as such
-                problems.append(f"column '{column}' is read by modality '{first.name}' ({first.kind}) and '{m.name}' ({m.kind}): "
-                                "one column holds one kind of value")
+                problems.append(
+                    f"column '{column}' is read by modality '{first.name}' ({first.kind}) and '{m.name}' ({m.kind}): "
+                    "one column holds one kind of value"
+                )
     return problems
 
 

@@ -75,7 +75,15 @@ def shard(units: Sequence[RowRange], rank: int, world: int, equal: bool) -> Tupl
         n = stop - start
         lo, hi = max(begin, offset), min(end, offset + n)
         if hi > lo:
-            lo, hi = _oriented(lo - offset, hi - offset, n, begin - offset, end - offset, size_if_equal=end - begin if equal else None, has_next=rank < world - 1)
+            lo, hi = _oriented(
+                lo - offset,
+                hi - offset,
+                n,
+                begin - offset,
+                end - offset,
+                size_if_equal=end - begin if equal else None,
+                has_next=rank < world - 1,
+            )
             ranges.append((path, start + lo, start + hi))
         offset += n
         if offset >= end:
@@ -83,7 +91,9 @@ def shard(units: Sequence[RowRange], rank: int, world: int, equal: bool) -> Tupl
     return ranges, left_out
 
 
-def _oriented(lo: int, hi: int, n: int, begin: int, end: int, size_if_equal: Optional[int], has_next: bool) -> Tuple[int, int]:
+def _oriented(
+    lo: int, hi: int, n: int, begin: int, end: int, size_if_equal: Optional[int], has_next: bool
+) -> Tuple[int, int]:
     """This share's rows ``[lo, hi)`` of a unit of ``n`` rows, swapped with its neighbour's
     when one cut between two equal shares splits the unit and the earlier share's piece is the
     larger: the piece that takes the unit's tail must decode the head to reach it (Parquet
@@ -92,7 +102,9 @@ def _oriented(lo: int, hi: int, n: int, begin: int, end: int, size_if_equal: Opt
     ``has_next``: a share follows this one (after the last come the rows left out)."""
     if size_if_equal is None:
         return lo, hi
-    if has_next and 0 < end < n and begin <= 0 and end + size_if_equal >= n:  # the unit is this share's head ... the next share's tail
+    if (
+        has_next and 0 < end < n and begin <= 0 and end + size_if_equal >= n
+    ):  # the unit is this share's head ... the next share's tail
         head, tail = end, n - end
         return (n - head, n) if head > tail else (lo, hi)
     if 0 < begin < n and end >= n and begin - size_if_equal <= 0:  # the previous share's head ... this share's tail

@@ -1,9 +1,9 @@
 """``FeatureSpec``: a schema plus what was fitted on training data; applies, never refits.
 
-    spec = FeatureSpec.fit(load_schema("schema.toml"), "data/train/")
-    spec.save("spec.json")
-    spec = FeatureSpec.load("spec.json")           # identical transforms
-    batch = spec.transform(arrow_table)            # FeatureBatch
+spec = FeatureSpec.fit(load_schema("schema.toml"), "data/train/")
+spec.save("spec.json")
+spec = FeatureSpec.load("spec.json")           # identical transforms
+batch = spec.transform(arrow_table)            # FeatureBatch
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import polars as pl
 import pyarrow as pa
 
 from deepsets.batch import FeatureBatch
-from deepsets.kinds import kind_traits
-from deepsets.modality import ModalityInfo
 from deepsets.features import storage
 from deepsets.features.errors import DataError
 from deepsets.features.files import Paths, check_columns, open_parquet, resolve_inputs
@@ -26,6 +24,8 @@ from deepsets.features.ids import check_row_id_kind, column_id_type
 from deepsets.features.kinds.base import Fitted, ModalityCounts
 from deepsets.features.labels import key_tensor, label_tensor
 from deepsets.features.schema import FeatureSchema, parse_schema
+from deepsets.kinds import kind_traits
+from deepsets.modality import ModalityInfo
 
 SPEC_FORMAT_VERSION = 1
 
@@ -48,7 +48,11 @@ def _check_id_types(path: str, arrow_schema: pa.Schema, schema: FeatureSchema, s
             continue
         first = seen.setdefault(m.source_column, (id_type, path))
         if first[0] != id_type:
-            raise DataError(f"{id_type} ids here but {first[0]} ids in {first[1]} (one type per column)", file=path, column=m.source_column)
+            raise DataError(
+                f"{id_type} ids here but {first[0]} ids in {first[1]} (one type per column)",
+                file=path,
+                column=m.source_column,
+            )
 
 
 def _fit_views(path: str, schema: FeatureSchema, id_types: Dict[str, tuple]) -> pl.LazyFrame:
@@ -105,7 +109,9 @@ class FeatureSpec:
             found = column_id_type(t)
             if found is not None and found != self.fitted[m.name].id_type:
                 raise DataError(
-                    f"expected {self.fitted[m.name].id_type} ids (as in the training data), found {t}", file=path, column=m.source_column
+                    f"expected {self.fitted[m.name].id_type} ids (as in the training data), found {t}",
+                    file=path,
+                    column=m.source_column,
                 )
 
     def subset(self, names: Sequence[str]) -> "FeatureSpec":
@@ -138,7 +144,9 @@ class FeatureSpec:
     # --- fitting -------------------------------------------------------------------------
 
     @classmethod
-    def fit(cls, schema: FeatureSchema, paths: Paths, *, validate: bool = True, progress: bool = False) -> "FeatureSpec":
+    def fit(
+        cls, schema: FeatureSchema, paths: Paths, *, validate: bool = True, progress: bool = False
+    ) -> "FeatureSpec":
         """Fit vocabularies and normalization on training Parquet, streaming with polars.
 
         Args:
@@ -163,12 +171,17 @@ class FeatureSpec:
             check_row_id_kind(path, pf.schema_arrow, schema.id_column, row_id_types)
             total_rows += pf.metadata.num_rows
         if total_rows == 0:
-            raise DataError(f"input has no rows ({len(files)} file(s), all empty)", file=files[0] if len(files) == 1 else None)
+            raise DataError(
+                f"input has no rows ({len(files)} file(s), all empty)", file=files[0] if len(files) == 1 else None
+            )
         untyped = [m for m in schema.modality if _reads_ids(m) and m.source_column not in id_types]
         if untyped:
             m = untyped[0]
-            raise DataError(f"holds no value in any training file (its Arrow type is null), so the id type (int or string) of modality "
-                            f"'{m.name}' cannot be learned: give it values, or leave the modality out", column=m.source_column)
+            raise DataError(
+                f"holds no value in any training file (its Arrow type is null), so the id type (int or string) of modality "
+                f"'{m.name}' cannot be learned: give it values, or leave the modality out",
+                column=m.source_column,
+            )
         # Each file's columns become one canonical view per column (ids cast to Int64/String,
         # numbers to Float64, float vectors reduced to their lengths), so files may differ in
         # float width or list flavour; polars streams the union of the views.
@@ -279,7 +292,9 @@ class FeatureSpec:
             DataError: for an unknown format version or a missing part.
         """
         if data.get("format_version") != SPEC_FORMAT_VERSION:
-            raise DataError(f"{source}: unsupported spec format_version {data.get('format_version')!r} (expected {SPEC_FORMAT_VERSION})")
+            raise DataError(
+                f"{source}: unsupported spec format_version {data.get('format_version')!r} (expected {SPEC_FORMAT_VERSION})"
+            )
         if not isinstance(data.get("schema"), dict) or not isinstance(data.get("fitted"), dict):
             raise DataError(f"{source}: not a feature spec (needs 'schema' and 'fitted' objects)")
         schema = parse_schema(data["schema"], source)

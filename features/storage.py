@@ -34,7 +34,7 @@ def is_uri(path: str | os.PathLike) -> bool:
 def local_path(path: str | os.PathLike) -> str:
     """A local path without a ``file://`` prefix."""
     text = os.fspath(path)
-    return text[len("file://"):] if text.startswith("file://") else text
+    return text[len("file://") :] if text.startswith("file://") else text
 
 
 @functools.lru_cache(maxsize=32)
@@ -118,8 +118,12 @@ def files_under(path: str | os.PathLike, suffix: str) -> List[str]:
     store, inner = filesystem(text)
     found = []
     for info in store.get_file_info(pafs.FileSelector(inner, recursive=True, allow_not_found=True)):
-        relative = info.path[len(inner):].lstrip("/")
-        if info.type == pafs.FileType.File and info.base_name.endswith(suffix) and not info.base_name.startswith((".", "_")):
+        relative = info.path[len(inner) :].lstrip("/")
+        if (
+            info.type == pafs.FileType.File
+            and info.base_name.endswith(suffix)
+            and not info.base_name.startswith((".", "_"))
+        ):
             found.append(join(text, *relative.split("/")) if is_uri(text) else os.path.join(local_path(text), relative))
     return sorted(found)
 
@@ -132,7 +136,7 @@ def glob(pattern: str) -> List[str]:
     fixed = next(i for i, part in enumerate(parts) if local_glob.has_magic(part))
     base = "/".join(parts[:fixed])
     wanted = parts[fixed:]
-    return [path for path in files_under(base, "") if _matches(path[len(base) + 1:].split("/"), wanted)]
+    return [path for path in files_under(base, "") if _matches(path[len(base) + 1 :].split("/"), wanted)]
 
 
 def matches(relative: str, pattern: str) -> bool:

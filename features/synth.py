@@ -28,8 +28,7 @@ from tqdm import tqdm
 from deepsets.features import synth_signals as sig
 from deepsets.features.synth_signals import MODALITIES, PRESENCE, WEIGHTS, SynthTables, make_tables
 
-__all__ = ["SCHEMA", "SCHEMA_TOML", "generate", "make_tables", "presence", "read_parts", "signals",
-           "truth"]
+__all__ = ["SCHEMA", "SCHEMA_TOML", "generate", "make_tables", "presence", "read_parts", "signals", "truth"]
 
 presence = sig.presence
 signals = sig.signals
@@ -111,8 +110,9 @@ def _query_ids(rng: np.random.Generator, n: int, state: list[int]) -> np.ndarray
     ends = np.cumsum(sizes)
     used = n - head
     opened = int(np.searchsorted(ends, used)) + 1 if used else 0  # queries started in this chunk
-    ids = np.concatenate([np.full(head, next_id - 1),
-                          np.repeat(np.arange(next_id, next_id + len(sizes)), sizes)[:used]])
+    ids = np.concatenate(
+        [np.full(head, next_id - 1), np.repeat(np.arange(next_id, next_id + len(sizes)), sizes)[:used]]
+    )
     state[:] = [next_id + opened, int(ends[opened - 1]) - used if used else left - head]
     return ids
 
@@ -175,11 +175,12 @@ def _features(rng: np.random.Generator, n: int, tables: SynthTables) -> dict[str
     return cols
 
 
-def _chunk(rng: np.random.Generator, start: int, n: int, tables: SynthTables,
-           query: list[int]) -> pa.Table:
+def _chunk(rng: np.random.Generator, start: int, n: int, tables: SynthTables, query: list[int]) -> pa.Table:
     """One chunk of n rows starting at row `start`, in SCHEMA order."""
-    cols = {"item_id": pa.array(np.arange(start, start + n, dtype=np.int64)),
-            "query_id": pa.array(_query_ids(rng, n, query).astype(np.int64))}
+    cols = {
+        "item_id": pa.array(np.arange(start, start + n, dtype=np.int64)),
+        "query_id": pa.array(_query_ids(rng, n, query).astype(np.int64)),
+    }
     cols.update(_features(rng, n, tables))
     s = signals(pa.table(cols), tables)
     logit = tables.bias + sum(WEIGHTS[m] * s[m] for m in MODALITIES)
@@ -225,8 +226,16 @@ def truth(tables: SynthTables, rows: int) -> dict:
     }
 
 
-def generate(rows: int, out_dir: str | Path, seed: int = 0, rows_per_file: int = 200_000,
-             chunk_rows: int = 20_000, progress: bool = True, *, overwrite: bool = False) -> dict:
+def generate(
+    rows: int,
+    out_dir: str | Path,
+    seed: int = 0,
+    rows_per_file: int = 200_000,
+    chunk_rows: int = 20_000,
+    progress: bool = True,
+    *,
+    overwrite: bool = False,
+) -> dict:
     """Write `rows` rows of the recsys-6 workload as Parquet parts plus schema.toml and truth.json.
 
     Args:
@@ -254,8 +263,10 @@ def generate(rows: int, out_dir: str | Path, seed: int = 0, rows_per_file: int =
     out.mkdir(parents=True, exist_ok=True)
     old = sorted(out.glob("part-*.parquet"))
     if old and not overwrite:
-        raise ValueError(f"{out} already holds {len(old)} part file(s) (first: {old[0].name}); "
-                         "pass --overwrite (overwrite=True from Python) to replace them")
+        raise ValueError(
+            f"{out} already holds {len(old)} part file(s) (first: {old[0].name}); "
+            "pass --overwrite (overwrite=True from Python) to replace them"
+        )
     for path in old:
         path.unlink()
     tables = make_tables(seed)
@@ -274,8 +285,7 @@ def generate(rows: int, out_dir: str | Path, seed: int = 0, rows_per_file: int =
             files.append(name)
     (out / "schema.toml").write_text(SCHEMA_TOML)
     (out / "truth.json").write_text(json.dumps(truth(tables, rows), indent=2) + "\n")
-    return {"rows": rows, "files": files, "out_dir": str(out),
-            "seconds": time.perf_counter() - t0}
+    return {"rows": rows, "files": files, "out_dir": str(out), "seconds": time.perf_counter() - t0}
 
 
 def read_parts(out_dir: str | Path) -> pa.Table:

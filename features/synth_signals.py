@@ -23,10 +23,24 @@ import pyarrow.compute as pc
 MODALITIES = ("image", "title", "history", "frames", "tags", "country", "profile")
 # Chosen so that contribution = weight x presence is well separated between modalities:
 # history 1.40, image 1.10, title 0.85, tags 0.65, country 0.45, frames 0.30, profile 0.15.
-WEIGHTS = {"history": 1.647, "image": 1.222, "title": 0.895, "tags": 0.929, "country": 0.4545,
-           "frames": 0.6, "profile": 0.158}
-PRESENCE = {"image": 0.90, "title": 0.95, "history": 0.85, "frames": 0.50, "tags": 0.70,
-            "country": 0.99, "profile": 0.95}
+WEIGHTS = {
+    "history": 1.647,
+    "image": 1.222,
+    "title": 0.895,
+    "tags": 0.929,
+    "country": 0.4545,
+    "frames": 0.6,
+    "profile": 0.158,
+}
+PRESENCE = {
+    "image": 0.90,
+    "title": 0.95,
+    "history": 0.85,
+    "frames": 0.50,
+    "tags": 0.70,
+    "country": 0.99,
+    "profile": 0.95,
+}
 BIAS = -1.5  # chosen so that the click rate is about 0.3 with the weights above
 
 IMAGE_DIM, TITLE_DIM, FRAME_DIM = 256, 384, 64
@@ -103,7 +117,7 @@ def make_tables(seed: int) -> SynthTables:
     profile_w = rng.standard_normal(NUM_PROFILE)
     # Each label leans on its own modality plus a weaker mixture of the others.
     mixing = 0.4 * rng.standard_normal((len(LABEL_RATES), len(MODALITIES)))
-    mixing[np.arange(len(LABEL_RATES)), rng.permutation(len(MODALITIES))[:len(LABEL_RATES)]] += 1.5
+    mixing[np.arange(len(LABEL_RATES)), rng.permutation(len(MODALITIES))[: len(LABEL_RATES)]] += 1.5
 
     item_cdf = _zipf_cdf(NUM_ITEMS, ZIPF_ITEMS)
     country_cdf = _zipf_cdf(NUM_COUNTRIES, ZIPF_COUNTRIES)
@@ -118,8 +132,7 @@ def make_tables(seed: int) -> SynthTables:
     scale = {
         "image": 1.0,  # dot of N(0, I) with a unit vector
         "title": 1.0,
-        "history": math.sqrt(float(p_item @ (item_score - item_mu) ** 2)
-                             * _mean_inverse_history_length()),
+        "history": math.sqrt(float(p_item @ (item_score - item_mu) ** 2) * _mean_inverse_history_length()),
         "frames": math.sqrt(mean_inv_frames),
         "tags": math.sqrt(float(tag_score.var()) * mean_var_tags),
         "country": math.sqrt(float(p_country @ (country_score - country_mu) ** 2)),
@@ -129,9 +142,25 @@ def make_tables(seed: int) -> SynthTables:
     presence = np.array([PRESENCE[m] for m in MODALITIES])
     sd = np.sqrt(mixing**2 @ presence + LABEL_NOISE**2)
     z = np.array([NormalDist().inv_cdf(1.0 - r) for r in LABEL_RATES])
-    return SynthTables(seed, u_image, u_title, u_frames, item_cdf, item_perm, item_score,
-                       tag_score, country_cdf, country_score, profile_mean, profile_scale,
-                       profile_w, mixing, sd * z, center, scale)
+    return SynthTables(
+        seed,
+        u_image,
+        u_title,
+        u_frames,
+        item_cdf,
+        item_perm,
+        item_score,
+        tag_score,
+        country_cdf,
+        country_score,
+        profile_mean,
+        profile_scale,
+        profile_w,
+        mixing,
+        sd * z,
+        center,
+        scale,
+    )
 
 
 def _column(table: pa.Table, name: str) -> pa.Array:
@@ -175,8 +204,9 @@ def presence(table: pa.Table) -> dict[str, np.ndarray]:
         arr = _column(table, name)
         valid = arr.is_valid().to_numpy(zero_copy_only=False)
         out[name] = valid & (np.diff(arr.offsets.to_numpy()) > 0)
-    profile_valid = [_column(table, f"profile_{j}").is_valid().to_numpy(zero_copy_only=False)
-                     for j in range(NUM_PROFILE)]
+    profile_valid = [
+        _column(table, f"profile_{j}").is_valid().to_numpy(zero_copy_only=False) for j in range(NUM_PROFILE)
+    ]
     out["profile"] = np.logical_or.reduce(profile_valid)
     return {m: out[m] for m in MODALITIES}
 
@@ -189,8 +219,9 @@ def _dense_dots(arr: pa.ListArray, dim: int, direction: np.ndarray) -> np.ndarra
     """
     values, lengths = _list_parts(arr)
     if np.any((lengths != 0) & (lengths != dim)):
-        raise ValueError(f"every non-empty vector must hold {dim} floats, got lengths "
-                         f"{sorted(set(lengths.tolist()) - {0, dim})}")
+        raise ValueError(
+            f"every non-empty vector must hold {dim} floats, got lengths {sorted(set(lengths.tolist()) - {0, dim})}"
+        )
     out = np.zeros(len(arr))
     out[lengths > 0] = _fixed_rows(values, dim) @ direction
     return out
@@ -209,12 +240,15 @@ def signals(table: pa.Table, tables: SynthTables) -> dict[str, np.ndarray]:
     Raises:
         ValueError: if a non-empty image or title does not hold exactly its dim floats.
     """
+
     def child(name: str) -> tuple[pa.ListArray, np.ndarray]:
         arr = _column(table, name)
         return arr, _list_parts(arr)[0].to_numpy(zero_copy_only=False)
 
-    raw = {"image": _dense_dots(_column(table, "image"), IMAGE_DIM, tables.u_image),
-           "title": _dense_dots(_column(table, "title"), TITLE_DIM, tables.u_title)}
+    raw = {
+        "image": _dense_dots(_column(table, "image"), IMAGE_DIM, tables.u_image),
+        "title": _dense_dots(_column(table, "title"), TITLE_DIM, tables.u_title),
+    }
     history, ids = child("history")
     raw["history"] = _row_mean(history, tables.item_score[ids])
     frames = _column(table, "frames")
@@ -230,5 +264,4 @@ def signals(table: pa.Table, tables: SynthTables) -> dict[str, np.ndarray]:
     z = np.nan_to_num((profile - tables.profile_mean) / tables.profile_scale, nan=0.0)
     raw["profile"] = z @ tables.profile_w
     present = presence(table)
-    return {m: np.where(present[m], (raw[m] - tables.center.get(m, 0.0)) / tables.scale[m], 0.0)
-            for m in MODALITIES}
+    return {m: np.where(present[m], (raw[m] - tables.center.get(m, 0.0)) / tables.scale[m], 0.0) for m in MODALITIES}

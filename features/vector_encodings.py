@@ -155,8 +155,8 @@ class RowCounts:
 
     def add(self, valid: np.ndarray, lengths: np.ndarray) -> None:
         """Args:
-            valid: (B,) bool, the row is not null.
-            lengths: (B,) elements per row (0 for null rows).
+        valid: (B,) bool, the row is not null.
+        lengths: (B,) elements per row (0 for null rows).
         """
         present = valid & (lengths > 0)  # (B,)
         self.rows += int(valid.size)
@@ -169,15 +169,20 @@ class RowCounts:
         """What ``base.collect_stats(presence_stats(...))`` gives: rows, present rows, presence
         rate and, ``with_lengths``, the p50/p90/p99 length (polars' ``nearest`` quantiles, the
         ``floor((n - 1) q + 0.5)``-th smallest), the longest row and the rows over ``max_len``."""
-        out: Dict[str, object] = {"rows": self.rows, "present_rows": self.present_rows,
-                                  "presence_rate": self.present_rows / self.rows if self.rows else 0.0}
+        out: Dict[str, object] = {
+            "rows": self.rows,
+            "present_rows": self.present_rows,
+            "presence_rate": self.present_rows / self.rows if self.rows else 0.0,
+        }
         if not with_lengths:
             return out
         values = np.array(sorted(self.lengths), dtype=np.int64)  # (L,)
         cumulative = np.cumsum([self.lengths[v] for v in values.tolist()])  # (L,)
         for q in (0.5, 0.9, 0.99):
             rank = int(np.floor((self.present_rows - 1) * q + 0.5))
-            out[f"length_p{int(q * 100)}"] = int(values[np.searchsorted(cumulative, rank, side="right")]) if values.size else 0
+            out[f"length_p{int(q * 100)}"] = (
+                int(values[np.searchsorted(cumulative, rank, side="right")]) if values.size else 0
+            )
         out["length_max"] = int(values[-1]) if values.size else 0
         if max_len is not None:
             out["truncated_rows"] = sum(c for v, c in self.lengths.items() if v > max_len)
@@ -230,8 +235,9 @@ def choose(encoding: str, moments: VectorMoments) -> List[str]:
     return chosen
 
 
-def fit(lf: pl.LazyFrame, column: str, dim: int, encoding: str, *, sequence: bool,
-        max_len: Optional[int] = None) -> Dict[str, object]:
+def fit(
+    lf: pl.LazyFrame, column: str, dim: int, encoding: str, *, sequence: bool, max_len: Optional[int] = None
+) -> Dict[str, object]:
     """One streaming pass: the row statistics and each dimension's encoding (``auto``
     resolved), mean and std.
 
@@ -255,12 +261,22 @@ def fit(lf: pl.LazyFrame, column: str, dim: int, encoding: str, *, sequence: boo
     raw = np.array([e == "none" for e in chosen])
     mean, std = np.where(raw, 0.0, mean), np.where(raw, 1.0, std)
     unit_norm = encoding == "auto" and bool(moments.count) and moments.unit_norm_share() >= UNIT_NORM_SHARE
-    return {"stats": counts.stats(sequence, max_len), "encodings": chosen, "mean": [float(v) for v in mean],
-            "std": [float(v) for v in std], "unit_norm_share": moments.unit_norm_share(), "unit_norm": unit_norm}
+    return {
+        "stats": counts.stats(sequence, max_len),
+        "encodings": chosen,
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+        "unit_norm_share": moments.unit_norm_share(),
+        "unit_norm": unit_norm,
+    }
 
 
-def apply(vectors: np.ndarray, encodings: Optional[Sequence[str]], mean: Optional[Sequence[float]],
-          std: Optional[Sequence[float]]) -> np.ndarray:
+def apply(
+    vectors: np.ndarray,
+    encodings: Optional[Sequence[str]],
+    mean: Optional[Sequence[float]],
+    std: Optional[Sequence[float]],
+) -> np.ndarray:
     """The model's values of ``(V, dim)`` vectors under the fitted per-dimension encodings.
 
     Args:
@@ -299,4 +315,3 @@ def _runs(sorted_ints: Iterable[int]) -> List[tuple]:
         else:
             runs.append([j, j])
     return [tuple(r) for r in runs]
-

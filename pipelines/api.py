@@ -37,8 +37,15 @@ from deepsets.pipelines.tuning.job import run_tune
 PathLike = Union[str, os.PathLike]
 
 
-def fit(schema: Union[FeatureSchema, PathLike], inputs: Paths, *, out: Optional[PathLike] = None, overwrite: bool = False,
-        validate: bool = True, progress: bool = False) -> FeatureSpec:
+def fit(
+    schema: Union[FeatureSchema, PathLike],
+    inputs: Paths,
+    *,
+    out: Optional[PathLike] = None,
+    overwrite: bool = False,
+    validate: bool = True,
+    progress: bool = False,
+) -> FeatureSpec:
     """Fit a feature spec on training Parquet (``deepsets fit``).
 
     Args:
@@ -147,9 +154,18 @@ def retrieve(config: Optional[RetrieveConfig] = None, /, *, progress: bool = Tru
     return run_retrieve(parse_retrieve_config(**_options(config, options)), progress=progress)
 
 
-def tune(config: PathLike, space: Optional[PathLike] = None, *, overrides: Sequence[str] = (), trials: Optional[int] = None,
-         budget: Union[str, float, None] = None, out: Optional[PathLike] = None, overwrite: bool = False,
-         ray_address: Optional[str] = None, progress: bool = True) -> dict:
+def tune(
+    config: PathLike,
+    space: Optional[PathLike] = None,
+    *,
+    overrides: Sequence[str] = (),
+    trials: Optional[int] = None,
+    budget: Union[str, float, None] = None,
+    out: Optional[PathLike] = None,
+    overwrite: bool = False,
+    ray_address: Optional[str] = None,
+    progress: bool = True,
+) -> dict:
     """Search a run config's settings on Ray Tune (``deepsets tune``); writes ``best.toml``.
 
     Args:
@@ -175,9 +191,18 @@ def tune(config: PathLike, space: Optional[PathLike] = None, *, overrides: Seque
     if trials is not None and trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
     budget_s = parse_budget(budget) if isinstance(budget, str) else budget
-    return run_tune(str(config), None if space is None else str(space), overrides=overrides, trials=trials, budget_s=budget_s,
-                    out=None if out is None else str(out), overwrite=overwrite,
-                    mlflow_uri=os.environ.get("MLFLOW_TRACKING_URI", ""), ray_address=ray_address, progress=progress)
+    return run_tune(
+        str(config),
+        None if space is None else str(space),
+        overrides=overrides,
+        trials=trials,
+        budget_s=budget_s,
+        out=None if out is None else str(out),
+        overwrite=overwrite,
+        mlflow_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
+        ray_address=ray_address,
+        progress=progress,
+    )
 
 
 def _options(config, options: dict) -> dict:

@@ -39,17 +39,23 @@ def _run_synth(args) -> dict:
         args.rows, args.out, seed=args.seed, rows_per_file=args.rows_per_file, overwrite=args.overwrite, progress=True
     )
     if not args.json:
-        print(f"wrote {summary['rows']} rows in {len(summary['files'])} file(s) to {summary['out_dir']} "
-              f"({summary['seconds']:.1f} s); schema: {os.path.join(summary['out_dir'], 'schema.toml')}")
+        print(
+            f"wrote {summary['rows']} rows in {len(summary['files'])} file(s) to {summary['out_dir']} "
+            f"({summary['seconds']:.1f} s); schema: {os.path.join(summary['out_dir'], 'schema.toml')}"
+        )
     return summary
 
 
 def _add_init(sub) -> None:
-    p = sub.add_parser("init", help="write schema.toml and run.toml for a new table, each choice explained (one pass over the data)")
+    p = sub.add_parser(
+        "init", help="write schema.toml and run.toml for a new table, each choice explained (one pass over the data)"
+    )
     p.add_argument("--input", required=True, nargs="+", help="training Parquet files, directories or globs")
     p.add_argument("--label", required=True, help="the label column")
     p.add_argument("--valid", nargs="+", default=None, help="validation Parquet files, directories or globs")
-    p.add_argument("--id", dest="id_column", default=None, help="the row id column (default: a unique int or string column)")
+    p.add_argument(
+        "--id", dest="id_column", default=None, help="the row id column (default: a unique int or string column)"
+    )
     p.add_argument("--out", default=".", help="folder for schema.toml and run.toml (default: the current one)")
     p.add_argument("--overwrite", action="store_true", help="replace schema.toml and run.toml already in --out")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -60,8 +66,15 @@ def _run_init(args) -> dict:
     from deepsets.pipelines.init.job import run_init
     from deepsets.pipelines.init.writing import format_choices
 
-    summary = run_init(args.input, args.label, valid=args.valid, id_column=args.id_column, out=args.out,
-                       overwrite=args.overwrite, progress=not args.json)
+    summary = run_init(
+        args.input,
+        args.label,
+        valid=args.valid,
+        id_column=args.id_column,
+        out=args.out,
+        overwrite=args.overwrite,
+        progress=not args.json,
+    )
     if not args.json:
         print(format_choices(summary["choices"]))
         for c in summary["choices"]:
@@ -69,7 +82,9 @@ def _run_init(args) -> dict:
                 print(f"warning: column '{c.column}': {c.warning}")
         task = summary["task"]
         print(f"task: {task['kind']} ({task['reason']})")
-        print(f"wrote {summary['schema']} and {summary['run_config']}; check them, then: deepsets train --config {summary['run_config']}")
+        print(
+            f"wrote {summary['schema']} and {summary['run_config']}; check them, then: deepsets train --config {summary['run_config']}"
+        )
     summary.pop("choices")
     return summary
 
@@ -137,9 +152,17 @@ def _run_read(args) -> dict:
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model on Ray Train, tracked in MLflow")
     p.add_argument("--config", required=True, help="run config TOML (see docs/training.md)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="override a config field, e.g. --set training.lr=0.01 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue the run named tracking.run_name from its last checkpoint")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override a config field, e.g. --set training.lr=0.01 (repeatable)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run named tracking.run_name from its last checkpoint"
+    )
     p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(run=_run_train)
@@ -167,16 +190,37 @@ def with_env_tracking_uri(cfg):
 
 
 def _add_tune(sub) -> None:
-    p = sub.add_parser("tune", help="search a run config's settings on Ray Tune (ASHA stops poor trials early); writes best.toml")
+    p = sub.add_parser(
+        "tune", help="search a run config's settings on Ray Tune (ASHA stops poor trials early); writes best.toml"
+    )
     p.add_argument("--config", required=True, help="run config TOML (see docs/training.md); needs data.valid")
-    p.add_argument("--space", default=None, help="search space TOML (see docs/choosing-settings.md; default: learning rate, "
-                   "model dim, dropout and modality dropout, printed at start)")
-    p.add_argument("--trials", type=int, default=None, help="configurations to try (default: the space's trials, else 8; "
-                   "with --budget: as many as it allows)")
-    p.add_argument("--budget", default=None, metavar="TIME", help="wall-clock time for the whole search: 90s, 20m, 1h, 1h30m or "
-                   "seconds; trials still running then are stopped and the best that ended is reported")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="override a config field for every trial (repeatable)")
+    p.add_argument(
+        "--space",
+        default=None,
+        help="search space TOML (see docs/choosing-settings.md; default: learning rate, "
+        "model dim, dropout and modality dropout, printed at start)",
+    )
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help="configurations to try (default: the space's trials, else 8; with --budget: as many as it allows)",
+    )
+    p.add_argument(
+        "--budget",
+        default=None,
+        metavar="TIME",
+        help="wall-clock time for the whole search: 90s, 20m, 1h, 1h30m or "
+        "seconds; trials still running then are stopped and the best that ended is reported",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override a config field for every trial (repeatable)",
+    )
     p.add_argument("--out", default=None, help="output directory (default: tune-<date>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier search's results in --out")
     p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
@@ -192,9 +236,18 @@ def _run_tune(args) -> dict:
         raise ValueError(f"--trials must be >= 1, got {args.trials}")
     budget_s = parse_budget(args.budget) if args.budget is not None else None
     # an empty tracking.mlflow_uri: the server the user's shell names, as `deepsets train` does
-    return run_tune(args.config, args.space, overrides=args.overrides, trials=args.trials, budget_s=budget_s, out=args.out,
-                    overwrite=args.overwrite, mlflow_uri=os.environ.get("MLFLOW_TRACKING_URI", ""), ray_address=args.ray_address,
-                    progress=not args.json)
+    return run_tune(
+        args.config,
+        args.space,
+        overrides=args.overrides,
+        trials=args.trials,
+        budget_s=budget_s,
+        out=args.out,
+        overwrite=args.overwrite,
+        mlflow_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
+        ray_address=args.ray_address,
+        progress=not args.json,
+    )
 
 
 def _add_model_and_input(p, input_help: str) -> None:
@@ -211,9 +264,21 @@ def _add_embed(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="actors, each with its own copy of the model (default 1)")
     p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs (and torch threads) per worker (default 1)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker; > 0 runs the model on CUDA")
-    p.add_argument("--with-modalities", action="store_true", help="also write vector_<modality> and present_<modality> columns")
-    p.add_argument("--tower", choices=("query", "item"), default=None, help="two-tower models: embed the query or the item side (reads only its modalities)")
-    p.add_argument("--fragment-rows", type=int, default=50_000, help="rows per fragment, the unit of work and of output files (default 50000)")
+    p.add_argument(
+        "--with-modalities", action="store_true", help="also write vector_<modality> and present_<modality> columns"
+    )
+    p.add_argument(
+        "--tower",
+        choices=("query", "item"),
+        default=None,
+        help="two-tower models: embed the query or the item side (reads only its modalities)",
+    )
+    p.add_argument(
+        "--fragment-rows",
+        type=int,
+        default=50_000,
+        help="rows per fragment, the unit of work and of output files (default 50000)",
+    )
     p.add_argument("--resume", action="store_true", help="complete an interrupted job in --output (exactly once)")
     p.add_argument("--overwrite", action="store_true", help="replace a job already in --output")
     p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
@@ -226,9 +291,18 @@ def _run_embed(args) -> dict:
     from deepsets.pipelines.report import format_embed_summary
 
     cfg = parse_embed_config(
-        model=args.model, inputs=args.input, output=args.output, batch_size=args.batch_size, workers=args.workers,
-        cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker, with_modalities=args.with_modalities,
-        fragment_rows=args.fragment_rows, resume=args.resume, overwrite=args.overwrite, ray_address=args.ray_address,
+        model=args.model,
+        inputs=args.input,
+        output=args.output,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        with_modalities=args.with_modalities,
+        fragment_rows=args.fragment_rows,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        ray_address=args.ray_address,
         tower=args.tower,
     )
     summary = run_embed(cfg, progress=not args.json)
@@ -238,17 +312,37 @@ def _run_embed(args) -> dict:
 
 
 def _add_retrieve(sub) -> None:
-    p = sub.add_parser("retrieve", help="top-k items per query from `embed --tower item` and `--tower query` outputs (FAISS)")
+    p = sub.add_parser(
+        "retrieve", help="top-k items per query from `embed --tower item` and `--tower query` outputs (FAISS)"
+    )
     p.add_argument("--items", required=True, help="the --output folder of `deepsets embed --tower item`")
     p.add_argument("--queries", required=True, help="the --output folder of `deepsets embed --tower query`")
     p.add_argument("--k", type=int, default=100, help="items per query (default 100)")
     p.add_argument("--out", required=True, help="output folder: part-*.parquet of (query id, rank, item id, score)")
-    p.add_argument("--exclude", default=None, help="Parquet of (query id, item id) pairs never to return, e.g. each user's history")
-    p.add_argument("--exclude-columns", default="", help="QUERY_COLUMN,ITEM_COLUMN of --exclude (default: the embeddings' id column names)")
-    p.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="flat", help="flat: exact (default); ivf, hnsw: approximate, recall reported")
-    p.add_argument("--nprobe", type=int, default=None, help="ivf: lists searched per query (default: tuned to --target-recall)")
-    p.add_argument("--target-recall", type=float, default=0.95, help="ivf, hnsw: widen the search until recall@k against exact search "
-                   "on 1,000 queries reaches this (default 0.95)")
+    p.add_argument(
+        "--exclude", default=None, help="Parquet of (query id, item id) pairs never to return, e.g. each user's history"
+    )
+    p.add_argument(
+        "--exclude-columns",
+        default="",
+        help="QUERY_COLUMN,ITEM_COLUMN of --exclude (default: the embeddings' id column names)",
+    )
+    p.add_argument(
+        "--index",
+        choices=("flat", "ivf", "hnsw"),
+        default="flat",
+        help="flat: exact (default); ivf, hnsw: approximate, recall reported",
+    )
+    p.add_argument(
+        "--nprobe", type=int, default=None, help="ivf: lists searched per query (default: tuned to --target-recall)"
+    )
+    p.add_argument(
+        "--target-recall",
+        type=float,
+        default=0.95,
+        help="ivf, hnsw: widen the search until recall@k against exact search "
+        "on 1,000 queries reaches this (default 0.95)",
+    )
     p.add_argument("--batch-size", type=int, default=4096, help="queries per search (default 4096)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier retrieve job's output in --out")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -259,9 +353,19 @@ def _run_retrieve(args) -> dict:
     from deepsets.pipelines.report import format_retrieve_summary
     from deepsets.pipelines.retrieval.job import parse_retrieve_config, run_retrieve
 
-    cfg = parse_retrieve_config(items=args.items, queries=args.queries, k=args.k, out=args.out, exclude=args.exclude,
-                                exclude_columns=args.exclude_columns, index=args.index, nprobe=args.nprobe, target_recall=args.target_recall,
-                                batch_size=args.batch_size, overwrite=args.overwrite)
+    cfg = parse_retrieve_config(
+        items=args.items,
+        queries=args.queries,
+        k=args.k,
+        out=args.out,
+        exclude=args.exclude,
+        exclude_columns=args.exclude_columns,
+        index=args.index,
+        nprobe=args.nprobe,
+        target_recall=args.target_recall,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+    )
     summary = run_retrieve(cfg, progress=not args.json)
     if not args.json:
         print(format_retrieve_summary(summary))
@@ -269,30 +373,77 @@ def _run_retrieve(args) -> dict:
 
 
 def _add_ablate(sub) -> None:
-    p = sub.add_parser("ablate", help="per-modality contributions: leave-one-out, only-one, permutation, exact Shapley, max-pool wins "
-                                      "(ranking models: NDCG@k, MRR, Recall@k)")
+    p = sub.add_parser(
+        "ablate",
+        help="per-modality contributions: leave-one-out, only-one, permutation, exact Shapley, max-pool wins "
+        "(ranking models: NDCG@k, MRR, Recall@k)",
+    )
     _add_model_and_input(p, "labelled Parquet files, directories or globs (e.g. the validation split)")
-    p.add_argument("--methods", default="loo,only,permute,shapley", help="comma-separated: loo, only, permute, shapley, maxpool (default: the first four)")
-    p.add_argument("--label", default=None, help="label column (default: the one the model was trained on, when the model says)")
-    p.add_argument("--per-row", action="store_true", help="also write per-row Shapley contributions to the score (binary, regression, listwise, pairwise; two_tower: to each query's NDCG@k)")
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals (default 200; 0: none)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap resamples, permutations and sampled Shapley orders")
+    p.add_argument(
+        "--methods",
+        default="loo,only,permute,shapley",
+        help="comma-separated: loo, only, permute, shapley, maxpool (default: the first four)",
+    )
+    p.add_argument(
+        "--label", default=None, help="label column (default: the one the model was trained on, when the model says)"
+    )
+    p.add_argument(
+        "--per-row",
+        action="store_true",
+        help="also write per-row Shapley contributions to the score (binary, regression, listwise, pairwise; two_tower: to each query's NDCG@k)",
+    )
+    p.add_argument(
+        "--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals (default 200; 0: none)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seeds the bootstrap resamples, permutations and sampled Shapley orders"
+    )
     p.add_argument("--batch-size", type=int, default=1024, help="rows per forward pass")
     p.add_argument("--out", default="ablation", help="output directory (default: ablation)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier ablation's files in --out")
     p.add_argument("--no-mlflow", action="store_true", help="do not log the results to the model's MLflow run")
-    p.add_argument("--retrain", action="store_true", help="also train a new model without each modality (parallel Ray tasks, MLflow runs nested under one parent)")
-    p.add_argument("--truth", default=None, help="truth.json of the reference workload: report Spearman vs the planted contributions")
-    p.add_argument("--shapley-permutations", type=int, default=None, metavar="P",
-                   help="estimate Shapley values from P random modality orders, with standard errors (default: exact up to 12 modalities, 256 orders beyond)")
+    p.add_argument(
+        "--retrain",
+        action="store_true",
+        help="also train a new model without each modality (parallel Ray tasks, MLflow runs nested under one parent)",
+    )
+    p.add_argument(
+        "--truth",
+        default=None,
+        help="truth.json of the reference workload: report Spearman vs the planted contributions",
+    )
+    p.add_argument(
+        "--shapley-permutations",
+        type=int,
+        default=None,
+        metavar="P",
+        help="estimate Shapley values from P random modality orders, with standard errors (default: exact up to 12 modalities, 256 orders beyond)",
+    )
     ranking = p.add_argument_group("ranking models (listwise, pairwise, two_tower)")
-    ranking.add_argument("--k", type=int, default=None, help="cutoff of NDCG@k and Recall@k (default: the model's task.k, else 10)")
+    ranking.add_argument(
+        "--k", type=int, default=None, help="cutoff of NDCG@k and Recall@k (default: the model's task.k, else 10)"
+    )
     ranking.add_argument("--group", default=None, help="listwise / pairwise: query group column (default: the model's)")
-    ranking.add_argument("--items", action="append", default=None, metavar="PATH",
-                         help="two_tower: the item corpus each query's held-out item is ranked in (repeatable; default: the inputs' distinct items)")
+    ranking.add_argument(
+        "--items",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="two_tower: the item corpus each query's held-out item is ranked in (repeatable; default: the inputs' distinct items)",
+    )
     ranking.add_argument("--item-column", default=None, help="two_tower: item id column (default: the model's)")
-    ranking.add_argument("--exclude", default=None, metavar="PATH", help="two_tower: Parquet of (query id, item id) pairs left out of each query's ranking (seen items)")
-    ranking.add_argument("--exclude-columns", default="", metavar="Q,I", help="the two columns of --exclude (default: the inputs' id column and the item column)")
+    ranking.add_argument(
+        "--exclude",
+        default=None,
+        metavar="PATH",
+        help="two_tower: Parquet of (query id, item id) pairs left out of each query's ranking (seen items)",
+    )
+    ranking.add_argument(
+        "--exclude-columns",
+        default="",
+        metavar="Q,I",
+        help="the two columns of --exclude (default: the inputs' id column and the item column)",
+    )
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(run=_run_ablate)
 
@@ -302,10 +453,25 @@ def _run_ablate(args) -> dict:
     from deepsets.pipelines.ablation.report import markdown_table
 
     cfg = parse_ablate_config(
-        model=args.model, inputs=args.input, out=args.out, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
-        label=args.label, per_row=args.per_row, bootstrap=args.bootstrap, seed=args.seed, batch_size=args.batch_size,
-        log_mlflow=not args.no_mlflow, truth=args.truth, retrain=args.retrain, shapley_permutations=args.shapley_permutations,
-        k=args.k, group=args.group, items=args.items, item_column=args.item_column, exclude=args.exclude, exclude_columns=args.exclude_columns,
+        model=args.model,
+        inputs=args.input,
+        out=args.out,
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        label=args.label,
+        per_row=args.per_row,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        log_mlflow=not args.no_mlflow,
+        truth=args.truth,
+        retrain=args.retrain,
+        shapley_permutations=args.shapley_permutations,
+        k=args.k,
+        group=args.group,
+        items=args.items,
+        item_column=args.item_column,
+        exclude=args.exclude,
+        exclude_columns=args.exclude_columns,
         overwrite=args.overwrite,
     )
     summary = run_ablate(cfg, progress=not args.json)
@@ -318,9 +484,14 @@ def _run_ablate(args) -> dict:
 
 
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the main job on embedded defaults: synth -> fit -> read back -> train on 2 Ray workers, tracked in ./mlflow.db")
+    p = sub.add_parser(
+        "demo",
+        help="the main job on embedded defaults: synth -> fit -> read back -> train on 2 Ray workers, tracked in ./mlflow.db",
+    )
     p.add_argument("--out", default="demo_output", help="working directory for the demo (default: demo_output)")
-    p.add_argument("--rows", type=int, default=60_000, help="rows of synthetic data, 5/6 train and 1/6 validation (default 60000)")
+    p.add_argument(
+        "--rows", type=int, default=60_000, help="rows of synthetic data, 5/6 train and 1/6 validation (default 60000)"
+    )
     p.add_argument("--workers", type=int, default=2, help="Ray Train workers (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated rows")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -334,9 +505,23 @@ def _run_demo(args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepsets", description="Set fusion of heterogeneous, partly missing features: Parquet in, Ray for training, MLflow for tracking.")
+    parser = argparse.ArgumentParser(
+        prog="deepsets",
+        description="Set fusion of heterogeneous, partly missing features: Parquet in, Ray for training, MLflow for tracking.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_init, _add_fit, _add_read, _add_train, _add_tune, _add_embed, _add_retrieve, _add_ablate, _add_demo):
+    for add in (
+        _add_synth,
+        _add_init,
+        _add_fit,
+        _add_read,
+        _add_train,
+        _add_tune,
+        _add_embed,
+        _add_retrieve,
+        _add_ablate,
+        _add_demo,
+    ):
         add(sub)
     return parser
 

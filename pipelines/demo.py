@@ -1,13 +1,13 @@
 """``deepsets demo``: the main job on embedded defaults, end to end on a small reference workload.
 
-    1. generate the recsys-6 workload (last part file held out for validation);
-    2. fit the feature spec and read every row back as batches (counts shown);
-    3. train with 2 CPU Ray Train workers, tracked in the local MLflow store
-       (``sqlite:///mlflow.db`` in the working directory);
-    4. embed every row (train and validation) with the trained model as a batch job on Ray
-       Data (``deepsets embed``), and show the output's first rows;
-    5. ablate the trained model on the validation split (``deepsets ablate``): leave-one-out,
-       only-one, permutation and exact Shapley per modality, checked against the planted truth.
+1. generate the recsys-6 workload (last part file held out for validation);
+2. fit the feature spec and read every row back as batches (counts shown);
+3. train with 2 CPU Ray Train workers, tracked in the local MLflow store
+   (``sqlite:///mlflow.db`` in the working directory);
+4. embed every row (train and validation) with the trained model as a batch job on Ray
+   Data (``deepsets embed``), and show the output's first rows;
+5. ablate the trained model on the validation split (``deepsets ablate``): leave-one-out,
+   only-one, permutation and exact Shapley per modality, checked against the planted truth.
 """
 
 from __future__ import annotations
@@ -66,9 +66,11 @@ def make_demo_data(data_dir: Path, rows: int, seed: int, progress: bool) -> dict
     if data_dir.exists():
         found = sorted(p.name for p in data_dir.iterdir())
         if found and not (data_dir / DEMO_MARKER).is_file():
-            raise JobError(f"{data_dir} holds files the demo did not write ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}) "
-                           f"and no {DEMO_MARKER} file: the demo replaces only a data folder it made; move that folder away, "
-                           "or choose another --out")
+            raise JobError(
+                f"{data_dir} holds files the demo did not write ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}) "
+                f"and no {DEMO_MARKER} file: the demo replaces only a data folder it made; move that folder away, "
+                "or choose another --out"
+            )
         shutil.rmtree(data_dir)
     generated = synth.generate(rows, data_dir / "all", seed=seed, rows_per_file=-(-rows // PARTS), progress=progress)
     parts = sorted((data_dir / "all").glob("part-*.parquet"))
@@ -91,13 +93,20 @@ def embed_demo_data(model_uri: str, data_dir: Path, out: Path, workers: int, qui
     from deepsets.pipelines.embedding.job import parse_embed_config, run_embed
     from deepsets.pipelines.report import format_embed_summary, format_embeddings_head
 
-    cfg = parse_embed_config(model=model_uri, inputs=[str(data_dir / "train"), str(data_dir / "valid")], output=str(out),
-                             workers=workers, overwrite=True)
+    cfg = parse_embed_config(
+        model=model_uri,
+        inputs=[str(data_dir / "train"), str(data_dir / "valid")],
+        output=str(out),
+        workers=workers,
+        overwrite=True,
+    )
     summary = run_embed(cfg, progress=not quiet)
     if not quiet:
         print(format_embed_summary(summary))
-        print(f"      the same from the shell: deepsets embed --model {model_uri} --input {data_dir / 'train'} {data_dir / 'valid'} "
-              f"--output {out} --workers {workers} --overwrite")
+        print(
+            f"      the same from the shell: deepsets embed --model {model_uri} --input {data_dir / 'train'} {data_dir / 'valid'} "
+            f"--output {out} --workers {workers} --overwrite"
+        )
         first = sorted(Path(summary["output"]).glob("part-*.parquet"))[0]
         print(format_embeddings_head(pq.read_table(first).slice(0, 5)))
     return summary
@@ -109,8 +118,14 @@ def ablate_demo_model(model_uri: str, data_dir: Path, out: Path, quiet: bool) ->
     from deepsets.pipelines.ablation.job import parse_ablate_config, run_ablate
     from deepsets.pipelines.ablation.report import markdown_table
 
-    cfg = parse_ablate_config(model=model_uri, inputs=[str(data_dir / "valid")], out=str(out), bootstrap=100,
-                              truth=str(data_dir / "truth.json"), overwrite=True)  # the demo owns its folder
+    cfg = parse_ablate_config(
+        model=model_uri,
+        inputs=[str(data_dir / "valid")],
+        out=str(out),
+        bootstrap=100,
+        truth=str(data_dir / "truth.json"),
+        overwrite=True,
+    )  # the demo owns its folder
     summary = run_ablate(cfg, progress=not quiet)
     if not quiet:
         print(markdown_table(summary))
@@ -118,7 +133,9 @@ def ablate_demo_model(model_uri: str, data_dir: Path, out: Path, quiet: bool) ->
     return summary
 
 
-def run_demo(out_dir: str = "demo_output", rows: int = 60_000, seed: int = 0, workers: int = 2, quiet: bool = False) -> dict:
+def run_demo(
+    out_dir: str = "demo_output", rows: int = 60_000, seed: int = 0, workers: int = 2, quiet: bool = False
+) -> dict:
     """Run the demo and return its summary (the ``--json`` object).
 
     Args:
@@ -139,7 +156,9 @@ def run_demo(out_dir: str = "demo_output", rows: int = 60_000, seed: int = 0, wo
     spec = FeatureSpec.fit(load_schema(data_dir / "schema.toml"), data_dir / "train", progress=not quiet)
     spec.save(out / "spec.json")
     say(format_stats(spec.stats()))
-    reader = ParquetBatchReader(spec, data_dir / "train", batch_size=512, label_columns=["clicked", "labels"], progress=not quiet)
+    reader = ParquetBatchReader(
+        spec, data_dir / "train", batch_size=512, label_columns=["clicked", "labels"], progress=not quiet
+    )
     batches, first = 0, None
     for batch in reader:
         batch.validate()
@@ -148,10 +167,14 @@ def run_demo(out_dir: str = "demo_output", rows: int = 60_000, seed: int = 0, wo
     say(describe_batch(first))
     say(f"[3/5] training on {workers} Ray Train workers (CPU), tracking in MLflow")
     cfg = default_demo_config(data_dir, workers=workers)
-    cfg = cfg.model_copy(update={
-        "data": cfg.data.model_copy(update={"spec": str(out / "spec.json")}),
-        "tracking": cfg.tracking.model_copy(update={"storage_path": str(out / "ray_results"), "run_name": time.strftime("demo-%Y%m%d-%H%M%S")}),
-    })
+    cfg = cfg.model_copy(
+        update={
+            "data": cfg.data.model_copy(update={"spec": str(out / "spec.json")}),
+            "tracking": cfg.tracking.model_copy(
+                update={"storage_path": str(out / "ray_results"), "run_name": time.strftime("demo-%Y%m%d-%H%M%S")}
+            ),
+        }
+    )
     reusable = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_name": ""})})
     (out / "run.toml").write_text(reusable.to_toml())  # without the demo's run name, so it can be reused
     say(f"      run config written to {out / 'run.toml'} (edit it, or pass --set, for your own runs)")
@@ -172,6 +195,9 @@ def run_demo(out_dir: str = "demo_output", rows: int = 60_000, seed: int = 0, wo
         "read": {"rows": reader.rows_read, "batches": batches, "counts": describe_counts(reader.counts)},
         "train": trained,
         "embed": embedded,
-        "ablate": {k: ablated[k] for k in ("rows", "metric", "full", "empty", "shapley_efficiency", "spearman_vs_truth", "files", "seconds")},
+        "ablate": {
+            k: ablated[k]
+            for k in ("rows", "metric", "full", "empty", "shapley_efficiency", "spearman_vs_truth", "files", "seconds")
+        },
         "seconds": round(seconds, 2),
     }

@@ -25,7 +25,9 @@ from deepsets.pipelines.redaction import redact_uris
 def log_folder() -> Path:
     """The user's folder for internal-error logs (not created here)."""
     state = os.environ.get("XDG_STATE_HOME", "")
-    base = Path(state) if os.path.isabs(state) else Path.home() / ".local" / "state"  # a relative value is ignored, as XDG says
+    base = (
+        Path(state) if os.path.isabs(state) else Path.home() / ".local" / "state"
+    )  # a relative value is ignored, as XDG says
     return base / "deepsets" / "logs"
 
 
@@ -64,7 +66,9 @@ def write_traceback_file(command: str, argv: list[str], err: BaseException, fold
     """
     where = private_folder(folder or log_folder())
     # mkstemp: a random name, created exclusively (O_EXCL: never through a symlink), mode 0600
-    fd, path = tempfile.mkstemp(prefix=f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-", suffix=".log", dir=where)
+    fd, path = tempfile.mkstemp(
+        prefix=f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-", suffix=".log", dir=where
+    )
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(redact_uris(f"deepsets {' '.join(argv)}\n\n{''.join(traceback.format_exception(err))}"))
     return path
@@ -83,7 +87,12 @@ def report_internal_error(command: str, err: BaseException, summary: str) -> Non
     try:
         log = write_traceback_file(command, sys.argv[1:], err)
     except OSError as problem:
-        print(f"{head} (no log file could be written in {log_folder()}: {problem}; the traceback follows)", file=sys.stderr)
-        print(redact_uris("".join(traceback.format_exception(err))), end="", file=sys.stderr)  # err's own, not this OSError's on top
+        print(
+            f"{head} (no log file could be written in {log_folder()}: {problem}; the traceback follows)",
+            file=sys.stderr,
+        )
+        print(
+            redact_uris("".join(traceback.format_exception(err))), end="", file=sys.stderr
+        )  # err's own, not this OSError's on top
         return
     print(f"{head} (traceback in {log})", file=sys.stderr)

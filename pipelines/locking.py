@@ -29,8 +29,12 @@ def same_file(fd: int, path: str) -> bool:
 
 def holder_record() -> dict:
     """What a lock or claim file says of the process holding it: host, pid, start time, command."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": " ".join(sys.argv)[:300]}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": " ".join(sys.argv)[:300],
+    }
 
 
 def read_holder(path: str) -> Optional[dict]:

@@ -22,5 +22,7 @@ def parse_options(cls: type[Options], command: str, values: Mapping[str, Any]) -
     try:
         return cls(**values)
     except ValidationError as err:
-        problems = [f"{location(e['loc']) or '(options)'}: {describe_problem(e, list(cls.model_fields))}" for e in err.errors()]
+        problems = [
+            f"{location(e['loc']) or '(options)'}: {describe_problem(e, list(cls.model_fields))}" for e in err.errors()
+        ]
         raise ConfigError(f"{command} options", problems) from None

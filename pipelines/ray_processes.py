@@ -54,7 +54,9 @@ class ProcessRecord:
         """The record of a running process, or None when it is already gone."""
         try:
             with process.oneshot():
-                return cls(process.pid, process.create_time(), " ".join(" ".join(process.cmdline()).split()) or process.name())
+                return cls(
+                    process.pid, process.create_time(), " ".join(" ".join(process.cmdline()).split()) or process.name()
+                )
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             return None
 
@@ -127,7 +129,9 @@ def session_dirs_of(driver_pid: int, temp_dir: Optional[str] = None) -> List[str
         names = os.listdir(root)
     except OSError:
         return []
-    return sorted(os.path.join(root, n) for n in names if n.startswith("session_2") and n.rsplit("_", 1)[-1] == str(driver_pid))
+    return sorted(
+        os.path.join(root, n) for n in names if n.startswith("session_2") and n.rsplit("_", 1)[-1] == str(driver_pid)
+    )
 
 
 def records_since(pids: Sequence[int], since: float) -> List[ProcessRecord]:
@@ -163,8 +167,9 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def end_leftovers(records: Sequence[ProcessRecord], grace_s: float = GRACE_S,
-                  report: Callable[[str], None] = warn) -> List[ProcessRecord]:
+def end_leftovers(
+    records: Sequence[ProcessRecord], grace_s: float = GRACE_S, report: Callable[[str], None] = warn
+) -> List[ProcessRecord]:
     """Wait up to ``grace_s`` for ``records`` to exit; end each one still running by its pid
     (SIGTERM, then SIGKILL after :data:`KILL_WAIT_S`) and report it.
 
@@ -198,8 +203,10 @@ def end_leftovers(records: Sequence[ProcessRecord], grace_s: float = GRACE_S,
         except psutil.NoSuchProcess:
             pass
         ended.append(record)
-        report(f"process {record.pid} of this job's local Ray ({record.command[:200]}) was still running "
-               f"{grace_s:g} s after the job ended: ended it")
+        report(
+            f"process {record.pid} of this job's local Ray ({record.command[:200]}) was still running "
+            f"{grace_s:g} s after the job ended: ended it"
+        )
     return ended
 
 

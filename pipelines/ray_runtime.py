@@ -87,8 +87,14 @@ def start_ray(address: Optional[str], num_cpus: int) -> bool:
         os.environ.update({k: os.environ.get(k, v) for k, v in quiet_prints.items()})
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local Ray: no token set-up
         # address="local": a new Ray of our own even when `ray start` left one running here
-        ray.init(address="local", num_cpus=max(2, num_cpus), include_dashboard=False, log_to_driver=True,
-                 runtime_env=runtime_env, logging_level=logging.WARNING)
+        ray.init(
+            address="local",
+            num_cpus=max(2, num_cpus),
+            include_dashboard=False,
+            log_to_driver=True,
+            runtime_env=runtime_env,
+            logging_level=logging.WARNING,
+        )
         return True
 
 
@@ -105,8 +111,10 @@ def require_gpus(needed: float, what: str) -> None:
 
     have = float(ray.cluster_resources().get("GPU", 0.0))
     if needed > have:
-        raise JobError(f"{what} needs {needed:g} GPU(s), but the Ray cluster has {have:g}: join a cluster with GPU nodes "
-                       "(--ray-address), or train on CPUs (use_gpu = false / no --gpus-per-worker)")
+        raise JobError(
+            f"{what} needs {needed:g} GPU(s), but the Ray cluster has {have:g}: join a cluster with GPU nodes "
+            "(--ray-address), or train on CPUs (use_gpu = false / no --gpus-per-worker)"
+        )
 
 
 def quiet_ray_logs() -> None:

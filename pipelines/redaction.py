@@ -51,11 +51,11 @@ def _split_userinfo(scheme: str, tail: str) -> tuple[str | None, str]:
     if scheme.lower().split("+")[0] in _DATABASE_SCHEMES:
         at = tail.rfind("@")
         if at >= 0 and "/" not in tail[:at].partition(":")[0]:  # a user name never holds '/'
-            return tail[:at], tail[at + 1:]
+            return tail[:at], tail[at + 1 :]
         return None, tail
     netloc = re.split(r"[/?#]", tail, maxsplit=1)[0]
     at = netloc.rfind("@")
-    return (tail[:at], tail[at + 1:]) if at >= 0 else (None, tail)
+    return (tail[:at], tail[at + 1 :]) if at >= 0 else (None, tail)
 
 
 def _redact_query(rest: str) -> str:
@@ -120,7 +120,8 @@ def redacted_parts(text: str) -> list[str]:
         userinfo, rest = _split_userinfo(match.group("scheme"), match.group("tail"))
         query = rest.partition("?")[2].partition("#")[0]
         if (userinfo or "").partition(":")[2] == REDACTED or any(
-                m.group("value") == REDACTED and is_secret_name(m.group("key")) for m in _QUERY_PARAM.finditer(query)):
+            m.group("value") == REDACTED and is_secret_name(m.group("key")) for m in _QUERY_PARAM.finditer(query)
+        ):
             found.append(match.group(0))
     return found
 
@@ -147,7 +148,11 @@ def require_unredacted(uri: str, field: str = "tracking.mlflow_uri") -> str:
     from deepsets.pipelines.errors import ConfigError
 
     if redacted_parts(uri):
-        raise ConfigError(field, [
-            f"{uri} holds a password (or token) that deepsets replaced by {REDACTED} when it wrote this config; give the real "
-            f"URI: --set {field}=... (deepsets train also takes MLFLOW_TRACKING_URI when {field} is empty)"])
+        raise ConfigError(
+            field,
+            [
+                f"{uri} holds a password (or token) that deepsets replaced by {REDACTED} when it wrote this config; give the real "
+                f"URI: --set {field}=... (deepsets train also takes MLFLOW_TRACKING_URI when {field} is empty)"
+            ],
+        )
     return uri

@@ -29,7 +29,9 @@ def describe_batch(batch) -> str:
         m = batch[name]
         shape = "x".join(str(d) for d in m.values.shape)
         kind = f"offsets {tuple(m.offsets.shape)}" if m.offsets is not None else "fixed"
-        lines.append(f"  {name:<12} values {shape:<12} {m.values.dtype}  {kind}  present {int(m.present.sum())}/{m.num_rows}")
+        lines.append(
+            f"  {name:<12} values {shape:<12} {m.values.dtype}  {kind}  present {int(m.present.sum())}/{m.num_rows}"
+        )
     return "\n".join(lines)
 
 
@@ -48,9 +50,14 @@ def format_train_summary(summary: dict) -> str:
         kept = f"epoch {chosen['epoch']} of {summary['epochs_done']}, best {chosen['metric']}"
         kept += " (stopped early)" if chosen.get("stopped_early") else ""
     lines = [
-        f"run {summary['run_name']}: {summary['epochs_done']} epochs in {summary['seconds']} s" if summary.get("epochs_this_run", 1) else
-        f"run {summary['run_name']}: nothing left to train, its {summary['epochs_done']} epochs were done before this --resume "
-        + ("(it had stopped early: training.patience); " if chosen.get("stopped_early") else "(raise training.epochs to train further); ")
+        f"run {summary['run_name']}: {summary['epochs_done']} epochs in {summary['seconds']} s"
+        if summary.get("epochs_this_run", 1)
+        else f"run {summary['run_name']}: nothing left to train, its {summary['epochs_done']} epochs were done before this --resume "
+        + (
+            "(it had stopped early: training.patience); "
+            if chosen.get("stopped_early")
+            else "(raise training.epochs to train further); "
+        )
         + "its model and metrics:",
         f"kept:       {kept}; {shown}",
         f"model:      {summary['model_uri']}",
@@ -60,8 +67,11 @@ def format_train_summary(summary: dict) -> str:
     ]
     dropped = int(metrics.get("train_rows_dropped", 0))
     if dropped:  # fewer than one global batch, but on small data a visible share
-        lines.insert(2, f"dropped:    {dropped} training rows per epoch, so every worker gets the same whole number of batches "
-                        "(a smaller training.batch_size drops fewer)")
+        lines.insert(
+            2,
+            f"dropped:    {dropped} training rows per epoch, so every worker gets the same whole number of batches "
+            "(a smaller training.batch_size drops fewer)",
+        )
     return "\n".join(lines)
 
 
@@ -80,36 +90,50 @@ def format_embed_summary(summary: dict) -> str:
     dupes = summary.get("duplicate_ids")
     if dupes and dupes["ids"]:
         shown = ", ".join(f"{k} ({v}x)" for k, v in dupes["examples"].items())
-        lines.append(f"warning: {dupes['ids']} ids occur more than once ({dupes['extra_rows']} extra rows), e.g. {shown}")
+        lines.append(
+            f"warning: {dupes['ids']} ids occur more than once ({dupes['extra_rows']} extra rows), e.g. {shown}"
+        )
     return "\n".join(lines)
 
 
 def format_retrieve_summary(summary: dict) -> str:
     """Queries in/answered/rejected, the index, its measured recall, exclusions, the output."""
     recall_key = f"recall_at_{summary['k']}_vs_exact"
-    lines = [f"{summary['queries_in']} queries: {summary['queries_out']} answered with up to {summary['k']} items, "
-             f"{summary['queries_rejected']} rejected ({summary['seconds']} s, {summary['queries_per_s']:.0f} queries/s)",
-             f"index: {summary['index']} over {summary['items_indexed']} items ({summary['items_rejected']} items without a usable vector)"]
+    lines = [
+        f"{summary['queries_in']} queries: {summary['queries_out']} answered with up to {summary['k']} items, "
+        f"{summary['queries_rejected']} rejected ({summary['seconds']} s, {summary['queries_per_s']:.0f} queries/s)",
+        f"index: {summary['index']} over {summary['items_indexed']} items ({summary['items_rejected']} items without a usable vector)",
+    ]
     if summary.get(recall_key) is not None:
         settings = ", ".join(f"{k} {v}" for k, v in summary["index_settings"].items())
-        lines.append(f"recall@{summary['k']} against exact search: {summary[recall_key]} (on {summary['recall_queries']} queries"
-                     + (f"; tuned to {settings})" if settings else ")"))
+        lines.append(
+            f"recall@{summary['k']} against exact search: {summary[recall_key]} (on {summary['recall_queries']} queries"
+            + (f"; tuned to {settings})" if settings else ")")
+        )
     elif summary.get("recall_not_measured"):
         lines.append(f"recall@{summary['k']} against exact search: not measured ({summary['recall_not_measured']})")
     if summary["queries_short"]:
-        lines.append(f"{summary['queries_short']} queries got fewer than {summary['k']} items (too few items left after exclusions)")
+        lines.append(
+            f"{summary['queries_short']} queries got fewer than {summary['k']} items (too few items left after exclusions)"
+        )
     for reason, rows in summary["rejected_by_reason"].items():
         lines.append(f"  {rows:>8} queries rejected: {reason}")
     if summary["exclusions"]:
         e = summary["exclusions"]
-        lines.append(f"excluded: {e['pairs']} pairs over {e['queries']} queries ({e['unknown_items']} pairs name items not in the index)")
+        lines.append(
+            f"excluded: {e['pairs']} pairs over {e['queries']} queries ({e['unknown_items']} pairs name items not in the index)"
+        )
     lines.append(f"results: {summary['output']}")
     return "\n".join(lines)
 
 
 def format_embeddings_head(table) -> str:
     """The first rows of an embedding output file: id columns and the first 4 dimensions."""
-    keys = [c for c in table.column_names if c not in ("source_file", "embedding") and not c.startswith(("vector_", "present_"))]
+    keys = [
+        c
+        for c in table.column_names
+        if c not in ("source_file", "embedding") and not c.startswith(("vector_", "present_"))
+    ]
     width = table.schema.field("embedding").type.list_size
     lines = ["  ".join(f"{k:>12}" for k in keys) + f"  embedding ({width} dims, first 4)"]
     for row in table.to_pylist():

@@ -121,7 +121,7 @@ class _Forwarder(threading.Thread):
         """Write ``data`` to the real stderr; after a write error, drop it (reading goes on)."""
         while data and self.write_error is None:
             try:
-                data = data[os.write(self.write_fd, data):]
+                data = data[os.write(self.write_fd, data) :]
             except BlockingIOError:  # a non-blocking stderr that is full: wait for room
                 if not _writable_within(self.write_fd, FULL_STDERR_WAIT_S):
                     return  # still full: this output is dropped, later output is tried again

@@ -34,11 +34,23 @@ def load_hook_module(name: str):
 
 @pytest.mark.slow
 def test_mkdocs_build_strict_passes(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=_env(), check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    for page in ("reference/config/index.html", "reference/cli/index.html", "serving/index.html", "examples/index.html",
-                 "results/index.html"):
+    for page in (
+        "reference/config/index.html",
+        "reference/cli/index.html",
+        "serving/index.html",
+        "examples/index.html",
+        "results/index.html",
+    ):
         assert (tmp_path / "site" / page).is_file(), page
     examples = (tmp_path / "site" / "examples" / "index.html").read_text(encoding="utf-8")
     assert "label_columns" in examples and "--8&lt;--" not in examples  # the configs were included, not left as markers

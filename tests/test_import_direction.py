@@ -12,10 +12,25 @@ ROOT = Path(__file__).resolve().parents[1]
 # `deepsets.features` and `deepsets.pipelines` (pyproject.toml), so the model layer is every other
 # module of `deepsets`.
 FORBIDDEN = {
-    "deepsets": ("deepsets.features", "deepsets.pipelines", "features", "pipelines", "ray", "mlflow", "polars", "pyarrow"),
+    "deepsets": (
+        "deepsets.features",
+        "deepsets.pipelines",
+        "features",
+        "pipelines",
+        "ray",
+        "mlflow",
+        "polars",
+        "pyarrow",
+    ),
     "features": ("deepsets.pipelines", "pipelines", "ray", "mlflow"),
 }
-TORCH_FREE = ("deepsets/kinds.py", "deepsets/choices.py", "deepsets/fusion_heads.py", "deepsets/task_kinds.py", "deepsets/model_args.py")
+TORCH_FREE = (
+    "deepsets/kinds.py",
+    "deepsets/choices.py",
+    "deepsets/fusion_heads.py",
+    "deepsets/task_kinds.py",
+    "deepsets/model_args.py",
+)
 
 
 def imported_modules(path: Path) -> set:
@@ -42,4 +57,9 @@ def test_config_facing_modules_are_torch_free():
     for name in TORCH_FREE:
         modules = imported_modules(ROOT / name)
         assert not {m for m in modules if m.split(".")[0] == "torch"}, name
-        assert {m for m in modules if m.startswith("deepsets.")} <= {"deepsets.choices", "deepsets.kinds", "deepsets.fusion_heads", "deepsets.task_kinds"}, name
+        assert {m for m in modules if m.startswith("deepsets.")} <= {
+            "deepsets.choices",
+            "deepsets.kinds",
+            "deepsets.fusion_heads",
+            "deepsets.task_kinds",
+        }, name

@@ -24,8 +24,10 @@ def test_every_package_folder_is_listed_in_pyproject():
 
 def test_no_top_level_features_or_pipelines_import_name(tmp_path):
     """Run outside the repository: only ``deepsets`` is installed, ``features`` and ``pipelines`` are not."""
-    code = ("import importlib.util as u, deepsets.features.spec, deepsets.pipelines.cli; "
-            "print(u.find_spec('features'), u.find_spec('pipelines'))")
+    code = (
+        "import importlib.util as u, deepsets.features.spec, deepsets.pipelines.cli; "
+        "print(u.find_spec('features'), u.find_spec('pipelines'))"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["None", "None"]

@@ -32,9 +32,11 @@ def test_every_public_name_resolves_and_is_documented():
 
 
 def test_import_deepsets_loads_no_heavy_package():
-    code = ("import sys, deepsets; from deepsets import builders; "
-            "print(sorted(m for m in ('ray', 'mlflow', 'polars', 'pyarrow', 'pandas', 'deepsets.pipelines', 'deepsets.features') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, deepsets; from deepsets import builders; "
+        "print(sorted(m for m in ('ray', 'mlflow', 'polars', 'pyarrow', 'pandas', 'deepsets.pipelines', 'deepsets.features') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"  # the model library needs torch only
     code = "import sys, deepsets; print(sorted(m for m in ('torch', 'ray', 'mlflow', 'polars', 'pyarrow') if m in sys.modules))"
@@ -53,14 +55,18 @@ def test_fit_on_the_demo_data(demo_data, demo_spec, tmp_path):
     assert deepsets.FeatureSpec.load(out).stats() == spec.stats()
     with pytest.raises(JobError, match="already exists: pass overwrite=True"):
         deepsets.fit(demo_data / "schema.toml", demo_data / "train", out=out)
-    again = deepsets.fit(deepsets.load_schema(demo_data / "schema.toml"), [demo_data / "train"], out=out, overwrite=True, validate=False)
+    again = deepsets.fit(
+        deepsets.load_schema(demo_data / "schema.toml"), [demo_data / "train"], out=out, overwrite=True, validate=False
+    )
     assert again.stats() == demo_spec.stats()
 
 
 def test_job_functions_take_a_config_or_its_fields_not_both(tmp_path):
     from deepsets.pipelines.errors import ConfigError
 
-    cfg = deepsets.EmbedConfig(model="models:/m-1", inputs=[str(tmp_path)], output=str(tmp_path / "emb"), resume=True, overwrite=True)
+    cfg = deepsets.EmbedConfig(
+        model="models:/m-1", inputs=[str(tmp_path)], output=str(tmp_path / "emb"), resume=True, overwrite=True
+    )
     with pytest.raises(ConfigError, match="--resume and --overwrite exclude each other"):
         deepsets.embed(cfg)  # the typed config is checked as the command checks its options
     with pytest.raises(TypeError, match="not both"):

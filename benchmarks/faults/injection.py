@@ -46,9 +46,9 @@ def save_untrained_model(directory: Path, data: Path, seed: int = 0) -> Path:
     import torch
 
     from deepsets.builders import build_model
-    from deepsets.model_args import ModelArgs
     from deepsets.features.schema import load_schema
     from deepsets.features.spec import FeatureSpec
+    from deepsets.model_args import ModelArgs
     from deepsets.pipelines.models.checkpoint import TrainState, save_checkpoint
 
     spec = FeatureSpec.fit(load_schema(data / "schema.toml"), data / "train", validate=False)
@@ -61,15 +61,38 @@ def save_untrained_model(directory: Path, data: Path, seed: int = 0) -> Path:
 
 
 def embed_command(model: Path, inputs: Path, out: Path, *flags: str) -> List[str]:
-    return [sys.executable, "-m", "deepsets.pipelines.cli", "embed", "--model", str(model), "--input", str(inputs), "--output", str(out),
-            "--fragment-rows", str(FRAGMENT_ROWS), "--batch-size", "32", "--workers", "2", "--json", *flags]
+    return [
+        sys.executable,
+        "-m",
+        "deepsets.pipelines.cli",
+        "embed",
+        "--model",
+        str(model),
+        "--input",
+        str(inputs),
+        "--output",
+        str(out),
+        "--fragment-rows",
+        str(FRAGMENT_ROWS),
+        "--batch-size",
+        "32",
+        "--workers",
+        "2",
+        "--json",
+        *flags,
+    ]
 
 
 def start(command: List[str], log: Path) -> subprocess.Popen:
     """``command`` in a new process group (so a kill reaches its Ray too), output to ``log``."""
     handle = open(log, "ab")
-    return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    return subprocess.Popen(
+        command,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
 
 
 def finish(job: subprocess.Popen, log: Path) -> dict:
@@ -88,7 +111,9 @@ def session_processes(sid: int, marker: str = "") -> List[int]:
         if not entry.name.isdigit():
             continue
         try:
-            if os.getsid(int(entry.name)) == sid and marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+            if os.getsid(int(entry.name)) == sid and marker in (entry / "cmdline").read_bytes().decode(
+                errors="replace"
+            ):
                 found.append(int(entry.name))
         except (OSError, ProcessLookupError):
             continue
@@ -127,19 +152,38 @@ def audit(out: Path, reference: Path, id_column: str) -> dict:
 
     manifest = json.loads((out / "_manifest.json").read_text())
     parts = sorted((out / "embeddings").glob("part-*.parquet"))
-    mixed = sum((pq.read_metadata(p).metadata or {}).get(FINGERPRINT_KEY, b"").decode() != manifest["weights_sha256"] for p in parts)
+    mixed = sum(
+        (pq.read_metadata(p).metadata or {}).get(FINGERPRINT_KEY, b"").decode() != manifest["weights_sha256"]
+        for p in parts
+    )
     got = pq.read_table(out / "embeddings").sort_by(id_column)
     want = pq.read_table(reference / "embeddings").sort_by(id_column)
     got_ids, want_ids = got[id_column].to_numpy(), want[id_column].to_numpy()
     lost = len(set(want_ids.tolist()) - set(got_ids.tolist()))
     duplicates = len(got_ids) - len(np.unique(got_ids))
     same_rows = lost == 0 and duplicates == 0 and np.array_equal(got_ids, want_ids)
-    diff = float(np.abs(np.stack(got["embedding"].to_numpy(zero_copy_only=False)) - np.stack(want["embedding"].to_numpy(zero_copy_only=False))).max()) if same_rows else float("inf")
+    diff = (
+        float(
+            np.abs(
+                np.stack(got["embedding"].to_numpy(zero_copy_only=False))
+                - np.stack(want["embedding"].to_numpy(zero_copy_only=False))
+            ).max()
+        )
+        if same_rows
+        else float("inf")
+    )
     return {"rows_lost": lost, "duplicate_rows": int(duplicates), "mixed_model_parts": int(mixed), "max_abs_diff": diff}
 
 
-def killed_embed_job(model: Path, inputs: Path, out: Path, kills: int, rng: random.Random, logs: Path,
-                     kinds: Optional[Sequence[str]] = None) -> dict:
+def killed_embed_job(
+    model: Path,
+    inputs: Path,
+    out: Path,
+    kills: int,
+    rng: random.Random,
+    logs: Path,
+    kinds: Optional[Sequence[str]] = None,
+) -> dict:
     """One job over ``inputs`` killed ``kills`` times at random points, resumed after each
     driver kill, then run to the end. ``kinds[k]`` ("driver" or "worker") says what the k-th
     kill hits (default: a coin flip); a worker kill with no worker up hits the driver."""
@@ -149,7 +193,9 @@ def killed_embed_job(model: Path, inputs: Path, out: Path, kills: int, rng: rand
     log = logs / "embed-0.log"
     job = start(embed_command(model, inputs, out), log)
     for k in range(kills):
-        target = min(fragments_estimate - 1, parts_written(out) + rng.randint(1, max(1, fragments_estimate // (kills + 1))))
+        target = min(
+            fragments_estimate - 1, parts_written(out) + rng.randint(1, max(1, fragments_estimate // (kills + 1)))
+        )
         if not wait_for_parts(job, out, target):
             break  # the job finished first: no more kill points
         kind = kinds[k] if kinds else rng.choice(("driver", "worker"))
@@ -186,7 +232,11 @@ def concurrent_jobs(model: Path, inputs: Path, out: Path, logs: Path) -> dict:
     """Two jobs started at once on one output: exactly one may run."""
     jobs = [start(embed_command(model, inputs, out), logs / f"concurrent-{i}.log") for i in range(2)]
     codes = [job.wait(timeout=JOB_TIMEOUT_S) for job in jobs]
-    refused = [i for i, code in enumerate(codes) if code == 2 and "in use by another embed job" in (logs / f"concurrent-{i}.log").read_text()]
+    refused = [
+        i
+        for i, code in enumerate(codes)
+        if code == 2 and "in use by another embed job" in (logs / f"concurrent-{i}.log").read_text()
+    ]
     return {"exit_codes": codes, "refused": len(refused), "finished": codes.count(0)}
 
 
@@ -202,10 +252,27 @@ def training_worker_killed(data: Path, work: Path, logs: Path, epochs: int = 4) 
     config = work / "train.toml"
     config.write_text(cfg.to_toml())
     storage = work / "ray_results"
-    command = [sys.executable, "-m", "deepsets.pipelines.cli", "train", "--config", str(config), "--json",
-               "--set", f"training.epochs={epochs}", "--set", "training.batch_size=100", "--set", "scaling.max_failures=1",
-               "--set", "tracking.run_name=killed-worker", "--set", f"tracking.storage_path={storage}",
-               "--set", f"tracking.mlflow_uri=sqlite:///{work / 'mlflow.db'}"]
+    command = [
+        sys.executable,
+        "-m",
+        "deepsets.pipelines.cli",
+        "train",
+        "--config",
+        str(config),
+        "--json",
+        "--set",
+        f"training.epochs={epochs}",
+        "--set",
+        "training.batch_size=100",
+        "--set",
+        "scaling.max_failures=1",
+        "--set",
+        "tracking.run_name=killed-worker",
+        "--set",
+        f"tracking.storage_path={storage}",
+        "--set",
+        f"tracking.mlflow_uri=sqlite:///{work / 'mlflow.db'}",
+    ]
     log = logs / "train-killed.log"
     job = start(command, log)
     deadline, killed = time.monotonic() + JOB_TIMEOUT_S, None
@@ -220,8 +287,13 @@ def training_worker_killed(data: Path, work: Path, logs: Path, epochs: int = 4) 
     summary = finish(job, log)
     client = mlflow.tracking.MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
     resumed = [m.value for m in client.get_metric_history(summary["run_id"], "resumed_at_epoch")]
-    return {"worker_killed": killed is not None, "epochs_done": summary["epochs_done"], "epochs": epochs,
-            "resumed_at_epoch": resumed, "status": client.get_run(summary["run_id"]).info.status}
+    return {
+        "worker_killed": killed is not None,
+        "epochs_done": summary["epochs_done"],
+        "epochs": epochs,
+        "resumed_at_epoch": resumed,
+        "status": client.get_run(summary["run_id"]).info.status,
+    }
 
 
 def checkpoint_registered(run_dir: Path) -> bool:
@@ -243,7 +315,10 @@ def overflowing_copy(data: Path, out: Path) -> Path:
         (out / split).mkdir(parents=True, exist_ok=True)
         for path in sorted((data / split).glob("*.parquet")):
             table = pq.read_table(path)
-            pq.write_table(table.append_column("huge", pa.array(np.full(table.num_rows, 1e30, np.float32))), out / split / path.name)
+            pq.write_table(
+                table.append_column("huge", pa.array(np.full(table.num_rows, 1e30, np.float32))),
+                out / split / path.name,
+            )
     (out / "schema.toml").write_text((data / "schema.toml").read_text())
     return out
 
@@ -258,16 +333,38 @@ def diverging_run(data: Path, work: Path, logs: Path) -> dict:
     config = work / "diverging.toml"
     config.write_text(default_demo_config(huge, workers=1).to_toml())
     uri = f"sqlite:///{work / 'diverging.db'}"
-    command = [sys.executable, "-m", "deepsets.pipelines.cli", "train", "--config", str(config), "--set", "task.kind=regression",
-               "--set", "data.label_columns=['huge']", "--set", "training.epochs=1", "--set", "tracking.run_name=diverging",
-               "--set", f"tracking.storage_path={work / 'ray_results'}", "--set", f"tracking.mlflow_uri={uri}"]
+    command = [
+        sys.executable,
+        "-m",
+        "deepsets.pipelines.cli",
+        "train",
+        "--config",
+        str(config),
+        "--set",
+        "task.kind=regression",
+        "--set",
+        "data.label_columns=['huge']",
+        "--set",
+        "training.epochs=1",
+        "--set",
+        "tracking.run_name=diverging",
+        "--set",
+        f"tracking.storage_path={work / 'ray_results'}",
+        "--set",
+        f"tracking.mlflow_uri={uri}",
+    ]
     log = logs / "diverging.log"
     code = start(command, log).wait(timeout=JOB_TIMEOUT_S)
     client = mlflow.tracking.MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name(default_demo_config(huge).tracking.experiment).experiment_id])
-    return {"exit_code": code, "statuses": [r.info.status for r in runs],
-            "logged_models": len(client.search_logged_models([runs[0].info.experiment_id])) if runs else 0,
-            "error_line": next((line for line in log.read_text().splitlines() if line.startswith("error:")), "")}
+    runs = client.search_runs(
+        [client.get_experiment_by_name(default_demo_config(huge).tracking.experiment).experiment_id]
+    )
+    return {
+        "exit_code": code,
+        "statuses": [r.info.status for r in runs],
+        "logged_models": len(client.search_logged_models([runs[0].info.experiment_id])) if runs else 0,
+        "error_line": next((line for line in log.read_text().splitlines() if line.startswith("error:")), ""),
+    }
 
 
 def sweep(work: Path, rows: int, kills: int, seed: int, training: bool = True, progress=print) -> dict:
@@ -293,13 +390,17 @@ def sweep(work: Path, rows: int, kills: int, seed: int, training: bool = True, p
     both = concurrent_jobs(model, inputs, work / "concurrent", logs)
     progress(f"two jobs at once on one output: exit codes {both['exit_codes']}, {both['refused']} refused")
     found = {
-        "kills": killed["driver_kills"] + killed["worker_kills"], "driver_kills": killed["driver_kills"], "worker_kills": killed["worker_kills"],
+        "kills": killed["driver_kills"] + killed["worker_kills"],
+        "driver_kills": killed["driver_kills"],
+        "worker_kills": killed["worker_kills"],
         "rows_lost": after_kills["rows_lost"] + after_cut["rows_lost"],
         "duplicate_rows": after_kills["duplicate_rows"] + after_cut["duplicate_rows"],
         "mixed_model_parts": after_kills["mixed_model_parts"] + after_cut["mixed_model_parts"],
         "max_abs_diff": max(after_kills["max_abs_diff"], after_cut["max_abs_diff"]),
-        "bad_parts_redone": len(cut["redone"]), "truncated_part_detected": cut["redone"] == [cut["truncated"]],
-        "concurrent_refused": both["refused"], "concurrent_finished": both["finished"],
+        "bad_parts_redone": len(cut["redone"]),
+        "truncated_part_detected": cut["redone"] == [cut["truncated"]],
+        "concurrent_refused": both["refused"],
+        "concurrent_finished": both["finished"],
     }
     if training:
         found["training_worker_killed"] = training_worker_killed(data, work / "train", logs)

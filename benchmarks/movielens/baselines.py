@@ -54,7 +54,9 @@ def _top_k_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     return sp.csr_matrix((m.data[keep], (rows[keep], m.indices[keep])), shape=m.shape)
 
 
-def item_similarity(train_users: np.ndarray, train_items: np.ndarray, num_items: int, k_neighbors: Optional[int] = None) -> sp.csr_matrix:
+def item_similarity(
+    train_users: np.ndarray, train_items: np.ndarray, num_items: int, k_neighbors: Optional[int] = None
+) -> sp.csr_matrix:
     """Cosine item-item similarity from co-occurrence: (I, I) sparse float32.
 
     ``C[i, j]`` is the number of users who interacted with both i and j (i != j; repeated
@@ -239,8 +241,10 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray, exclude: Optional[Sequ
         if exclude is not None:
             seen = [_check_items(exclude[u], num_items, "exclude") for u in range(start, stop)]
             mask = torch.zeros(chunk.shape, dtype=torch.bool)  # (b, I)
-            mask[torch.from_numpy(np.repeat(np.arange(stop - start), [s.size for s in seen])),
-                 torch.from_numpy(np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64))] = True
+            mask[
+                torch.from_numpy(np.repeat(np.arange(stop - start), [s.size for s in seen])),
+                torch.from_numpy(np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64)),
+            ] = True
         ranks.append(ranks_of(chunk, torch.from_numpy(targets[start:stop]), mask))
     return torch.cat(ranks).numpy()
 

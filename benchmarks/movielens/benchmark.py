@@ -64,22 +64,62 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 epoch, seed 0 (a smoke run, not the recorded figures)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per model (default 5; --quick: 1)")
     parser.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0,1,2; --quick: 0)")
-    parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (default 1 with 2 CPUs; each takes 256 rows of a batch)")
-    parser.add_argument("--negatives", default=None, help=f"comma-separated two-tower negatives to try on validation, of {', '.join(NEGATIVES)} "
-                        "(default all; --quick: in_batch)")
-    parser.add_argument("--rankers", default="listwise,pairwise", help="rating rankers to train (default listwise,pairwise; none: skip rating ranking)")
-    parser.add_argument("--reuse", action="store_true", help="keep the work's checkpoints and take every finished run of the same name "
-                        "(model, kept epoch) instead of training it again, and resume a run interrupted after a checkpoint: continues an interrupted benchmark")
-    parser.add_argument("--no-ease-features", action="store_true", help="train the two-tower without EASE's projected sides "
-                        "(benchmarks/movielens/ease.py)")
-    parser.add_argument("--no-recency", action="store_true", help="without ease_recent, the recency-weighted history's EASE side, in the "
-                        "query tower (written to <work>/data_ease_plain; run names lose -rec)")
-    parser.add_argument("--no-shortcut", action="store_true", help="without the two-tower shortcut that pairs ease_recent with ease_item "
-                        "(task.shortcuts: their own dot product reaches the score beside the fused one; run names lose -sc)")
-    parser.add_argument("--dim", type=int, default=64, help="two-tower model width (default 64; another width adds -d<dim> to the run names)")
-    parser.add_argument("--ease-rank", type=int, default=RANK, help=f"dimensions EASE is projected on (default {RANK}; another rank is written to "
-                        "<work>/data_ease_r<rank> and adds -r<rank> to the run names)")
-    parser.add_argument("--work", default=".cache/movielens", help="dataset, Ray checkpoints, MLflow store (default .cache/movielens)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Ray Train workers (default 1 with 2 CPUs; each takes 256 rows of a batch)",
+    )
+    parser.add_argument(
+        "--negatives",
+        default=None,
+        help=f"comma-separated two-tower negatives to try on validation, of {', '.join(NEGATIVES)} "
+        "(default all; --quick: in_batch)",
+    )
+    parser.add_argument(
+        "--rankers",
+        default="listwise,pairwise",
+        help="rating rankers to train (default listwise,pairwise; none: skip rating ranking)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the work's checkpoints and take every finished run of the same name "
+        "(model, kept epoch) instead of training it again, and resume a run interrupted after a checkpoint: continues an interrupted benchmark",
+    )
+    parser.add_argument(
+        "--no-ease-features",
+        action="store_true",
+        help="train the two-tower without EASE's projected sides (benchmarks/movielens/ease.py)",
+    )
+    parser.add_argument(
+        "--no-recency",
+        action="store_true",
+        help="without ease_recent, the recency-weighted history's EASE side, in the "
+        "query tower (written to <work>/data_ease_plain; run names lose -rec)",
+    )
+    parser.add_argument(
+        "--no-shortcut",
+        action="store_true",
+        help="without the two-tower shortcut that pairs ease_recent with ease_item "
+        "(task.shortcuts: their own dot product reaches the score beside the fused one; run names lose -sc)",
+    )
+    parser.add_argument(
+        "--dim",
+        type=int,
+        default=64,
+        help="two-tower model width (default 64; another width adds -d<dim> to the run names)",
+    )
+    parser.add_argument(
+        "--ease-rank",
+        type=int,
+        default=RANK,
+        help=f"dimensions EASE is projected on (default {RANK}; another rank is written to "
+        "<work>/data_ease_r<rank> and adds -r<rank> to the run names)",
+    )
+    parser.add_argument(
+        "--work", default=".cache/movielens", help="dataset, Ray checkpoints, MLflow store (default .cache/movielens)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     epochs = args.epochs or (1 if args.quick else 5)
@@ -91,33 +131,74 @@ def main() -> None:
     if unknown := [r for r in rankers if r not in ("listwise", "pairwise")]:
         parser.error(f"unknown rankers {unknown}; choose from listwise, pairwise")
     if args.dim < 4 or args.dim % 4 or args.ease_rank < 1:
-        parser.error(f"--dim must be a positive multiple of 4 (the heads), got {args.dim}; --ease-rank at least 1, got {args.ease_rank}")
+        parser.error(
+            f"--dim must be a positive multiple of 4 (the heads), got {args.dim}; --ease-rank at least 1, got {args.ease_rank}"
+        )
     work = Path(args.work).absolute()
     data = work / "data"
-    if (work / "ray_results").exists() and not args.reuse:  # an earlier run's checkpoints: its run names would be refused
+    if (
+        work / "ray_results"
+    ).exists() and not args.reuse:  # an earlier run's checkpoints: its run names would be refused
         print(f"removing the previous run's checkpoints in {work / 'ray_results'}", flush=True)
         shutil.rmtree(work / "ray_results")
     info = write_movielens_dataset(data, progress=True)
-    print(f"MovieLens: {info['users']} users, {info['items']} movies, rows {info['rows']}; item presence {info['item_presence']}", flush=True)
-    found = {"retrieval": retrieval(data, work, epochs, args.workers, seeds, candidates, args.reuse, not args.no_ease_features, args.dim, args.ease_rank,
-                                       not args.no_recency, not args.no_shortcut),
-             "rating_ranking": rating_ranking(data, work, epochs, args.workers, seeds, rankers, args.reuse) if rankers else {}}
+    print(
+        f"MovieLens: {info['users']} users, {info['items']} movies, rows {info['rows']}; item presence {info['item_presence']}",
+        flush=True,
+    )
+    found = {
+        "retrieval": retrieval(
+            data,
+            work,
+            epochs,
+            args.workers,
+            seeds,
+            candidates,
+            args.reuse,
+            not args.no_ease_features,
+            args.dim,
+            args.ease_rank,
+            not args.no_recency,
+            not args.no_shortcut,
+        ),
+        "rating_ranking": rating_ranking(data, work, epochs, args.workers, seeds, rankers, args.reuse)
+        if rankers
+        else {},
+    }
     r = found["retrieval"]
-    print(f"\nretrieval of each test user's held-out movie among {r['items']} movies ({r['queries']} users), {len(seeds)} seed(s):")
+    print(
+        f"\nretrieval of each test user's held-out movie among {r['items']} movies ({r['queries']} users), {len(seeds)} seed(s):"
+    )
     print(f"{'method':<14}" + "".join(f"{m:>14}" for m in r["metrics"]["two_tower"]))
     for name, metrics in r["metrics"].items():
         print(f"{name:<14}" + "".join(f"{v:>14.4f}" for v in metrics.values()))
-    print("negatives, first seed: " + ", ".join(f"{n} valid {v['valid'][f'ndcg_at_{K}']:.4f} test {v['test'][f'ndcg_at_{K}']:.4f} ({v['train_seconds']} s)"
-                                             for n, v in r["negatives"]["tried_with_first_seed"].items()) + f"; chosen {r['negatives']['chosen']}")
-    print(f"two_tower / {r['best_baseline']} (the best of {', '.join(GOAL_BASELINES)}): NDCG@{K} {r['ratio_over_best']:.3f}x, lead 95% CI {r['lead_over_best_95ci']}")
-    print(f"two_tower / ease_recent (recency-weighted EASE, decay {r['ease_decay']:g}): NDCG@{K} {r['over_ease_recent_ndcg']['ratio']:.3f}x, "
-          f"lead 95% CI {r['over_ease_recent_ndcg']['lead_95ci']}")
+    print(
+        "negatives, first seed: "
+        + ", ".join(
+            f"{n} valid {v['valid'][f'ndcg_at_{K}']:.4f} test {v['test'][f'ndcg_at_{K}']:.4f} ({v['train_seconds']} s)"
+            for n, v in r["negatives"]["tried_with_first_seed"].items()
+        )
+        + f"; chosen {r['negatives']['chosen']}"
+    )
+    print(
+        f"two_tower / {r['best_baseline']} (the best of {', '.join(GOAL_BASELINES)}): NDCG@{K} {r['ratio_over_best']:.3f}x, lead 95% CI {r['lead_over_best_95ci']}"
+    )
+    print(
+        f"two_tower / ease_recent (recency-weighted EASE, decay {r['ease_decay']:g}): NDCG@{K} {r['over_ease_recent_ndcg']['ratio']:.3f}x, "
+        f"lead 95% CI {r['over_ease_recent_ndcg']['lead_95ci']}"
+    )
     rr = found["rating_ranking"]
     if rr:
-        print(f"\nrating ranking within {rr['groups']} held-out users, NDCG@{K}: " + ", ".join(f"{n} {rr[n][f'ndcg_at_{K}']:.4f}" for n in (*rankers, "movie_mean_rating", "random"))
-              + f"; {rr['better_ranker']} over the mean rating: 95% CI {rr['lead_over_mean_rating_95ci']}")
-    goals = {"two_tower_1_2x_best_baseline": r["ratio_over_best"] >= 1.2, "two_tower_lead_ci_above_0": r["lead_over_best_95ci"][f"ndcg_at_{K}"][0] > 0,
-             **({"ranker_lead_ci_above_0": rr["lead_over_mean_rating_95ci"][0] > 0} if rr else {})}
+        print(
+            f"\nrating ranking within {rr['groups']} held-out users, NDCG@{K}: "
+            + ", ".join(f"{n} {rr[n][f'ndcg_at_{K}']:.4f}" for n in (*rankers, "movie_mean_rating", "random"))
+            + f"; {rr['better_ranker']} over the mean rating: 95% CI {rr['lead_over_mean_rating_95ci']}"
+        )
+    goals = {
+        "two_tower_1_2x_best_baseline": r["ratio_over_best"] >= 1.2,
+        "two_tower_lead_ci_above_0": r["lead_over_best_95ci"][f"ndcg_at_{K}"][0] > 0,
+        **({"ranker_lead_ci_above_0": rr["lead_over_mean_rating_95ci"][0] > 0} if rr else {}),
+    }
     print(json.dumps({"epochs": epochs, "seeds": seeds, "retrieval": r, "rating_ranking": rr, "goals": goals}))
 
 

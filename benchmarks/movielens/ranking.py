@@ -21,9 +21,14 @@ def embed_side(model_uri: str, inputs: str, out: Path, tower: str) -> tuple[np.n
     """(ids, unit-length embeddings) of one tower over ``inputs``, by the ``deepsets embed`` job."""
     from deepsets.pipelines.embedding.job import parse_embed_config, run_embed
 
-    summary = run_embed(parse_embed_config(model=model_uri, inputs=[inputs], output=str(out), tower=tower, workers=2, overwrite=True), progress=False)
+    summary = run_embed(
+        parse_embed_config(model=model_uri, inputs=[inputs], output=str(out), tower=tower, workers=2, overwrite=True),
+        progress=False,
+    )
     if summary["rows_rejected"]:
-        raise RuntimeError(f"{summary['rows_rejected']} rows rejected embedding {inputs}: {summary.get('reject_reasons')}")
+        raise RuntimeError(
+            f"{summary['rows_rejected']} rows rejected embedding {inputs}: {summary.get('reject_reasons')}"
+        )
     return read_side(out)
 
 
@@ -60,7 +65,9 @@ def queries(data: Path, split: str, before: tuple, index: dict) -> tuple:
     leave out (in time order: event ids run by user, then time), and the interactions of the
     ``before`` splits as (user, item index) arrays)."""
     to_index = np.vectorize(index.__getitem__, otypes=[np.int64])
-    seen = pa.concat_tables([pq.read_table(data / f"{s}.parquet", columns=["event_id", "user_id", "movie_id"]) for s in before]).sort_by("event_id")
+    seen = pa.concat_tables(
+        [pq.read_table(data / f"{s}.parquet", columns=["event_id", "user_id", "movie_id"]) for s in before]
+    ).sort_by("event_id")
     seen_users, seen_items = seen["user_id"].to_numpy(), to_index(seen["movie_id"].to_numpy())
     rows = pq.read_table(data / f"{split}.parquet", columns=["event_id", "user_id", "movie_id"]).sort_by("event_id")
     users, targets = rows["user_id"].to_numpy(), to_index(rows["movie_id"].to_numpy())

@@ -34,15 +34,18 @@ def group_ndcg(scores, rows: pa.Table):
 
     from deepsets.ranking import ndcg_at_k, pad_groups
 
-    padded, labels, mask = pad_groups(torch.tensor(np.asarray(scores, dtype=np.float64)), torch.tensor(rows["rating"].to_numpy()),
-                                      torch.tensor(rows["user_id"].to_numpy()))
+    padded, labels, mask = pad_groups(
+        torch.tensor(np.asarray(scores, dtype=np.float64)),
+        torch.tensor(rows["rating"].to_numpy()),
+        torch.tensor(rows["user_id"].to_numpy()),
+    )
     return ndcg_at_k(padded, labels, mask, K)
 
 
 def model_scores(model_uri: str, path: str) -> np.ndarray:
     """A ranking model's score of every row of ``path``, in file order."""
-    from deepsets.inference import collect_outputs
     from deepsets.features.reader import ParquetBatchReader
+    from deepsets.inference import collect_outputs
     from deepsets.pipelines.models.source import load_model_source
 
     source = load_model_source(model_uri)
@@ -50,7 +53,9 @@ def model_scores(model_uri: str, path: str) -> np.ndarray:
     return collect_outputs(source.build(), reader, ("logits",))["logits"][:, 0].double().numpy()
 
 
-def rating_ranking(data: Path, work: Path, epochs: int, workers: int, seeds, kinds=("listwise", "pairwise"), reuse: bool = False) -> dict:
+def rating_ranking(
+    data: Path, work: Path, epochs: int, workers: int, seeds, kinds=("listwise", "pairwise"), reuse: bool = False
+) -> dict:
     """listwise and pairwise models ranking each held-out user's movies by rating, over
     ``seeds``; the mean-rating and random baselines; the better ranker's paired lead."""
     train, valid = rating_split(data)
@@ -64,17 +69,26 @@ def rating_ranking(data: Path, work: Path, epochs: int, workers: int, seeds, kin
             trained = train_or_reuse(cfg, reuse)
             found.append(group_ndcg(model_scores(trained["model_uri"], valid), rows).numpy())
             # every rated movie is relevant here (ratings >= 0.5), so only NDCG (graded) says anything
-            print(f"{kind} seed {seed} trained in {trained['seconds']} s, kept epoch {trained['selected']['epoch']}: "
-                  f"valid ndcg@{K} {found[-1].mean():.4f}", flush=True)
+            print(
+                f"{kind} seed {seed} trained in {trained['seconds']} s, kept epoch {trained['selected']['epoch']}: "
+                f"valid ndcg@{K} {found[-1].mean():.4f}",
+                flush=True,
+            )
         per_group[kind] = found
     means = pq.read_table(train, columns=["movie_id", "rating"]).group_by("movie_id").aggregate([("rating", "mean")])
     mean_of = dict(zip(means["movie_id"].to_pylist(), means["rating_mean"].to_pylist()))
     overall = float(pc.mean(pq.read_table(train, columns=["rating"])["rating"]).as_py())
-    baseline = {"movie_mean_rating": group_ndcg([mean_of.get(m, overall) for m in rows["movie_id"].to_pylist()], rows).numpy(),
-                "random": group_ndcg(np.random.default_rng(0).random(rows.num_rows), rows).numpy()}
-    out = {kind: {f"ndcg_at_{K}": round(float(np.mean([v.mean() for v in values])), 4),
-                  "std": round(float(np.std([v.mean() for v in values], ddof=1)), 4) if len(values) > 1 else 0.0}
-           for kind, values in per_group.items()}
+    baseline = {
+        "movie_mean_rating": group_ndcg([mean_of.get(m, overall) for m in rows["movie_id"].to_pylist()], rows).numpy(),
+        "random": group_ndcg(np.random.default_rng(0).random(rows.num_rows), rows).numpy(),
+    }
+    out = {
+        kind: {
+            f"ndcg_at_{K}": round(float(np.mean([v.mean() for v in values])), 4),
+            "std": round(float(np.std([v.mean() for v in values], ddof=1)), 4) if len(values) > 1 else 0.0,
+        }
+        for kind, values in per_group.items()
+    }
     out.update({name: {f"ndcg_at_{K}": round(float(v.mean()), 4)} for name, v in baseline.items()})
     better = max(per_group, key=lambda kind: out[kind][f"ndcg_at_{K}"])
     out["better_ranker"] = better

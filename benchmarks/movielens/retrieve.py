@@ -46,9 +46,17 @@ def through_retrieve(work: Path, split: str, pairs: pa.Table, events: np.ndarray
 
     with tempfile.TemporaryDirectory() as tmp:
         pq.write_table(pairs, Path(tmp) / "seen.parquet")
-        summary = run_retrieve(parse_retrieve_config(items=str(work / "index" / "items"), queries=str(work / "index" / split), k=K,
-                                                     out=str(Path(tmp) / "top"), exclude=str(Path(tmp) / "seen.parquet"),
-                                                     exclude_columns="query_event,movie_id"), progress=False)
+        summary = run_retrieve(
+            parse_retrieve_config(
+                items=str(work / "index" / "items"),
+                queries=str(work / "index" / split),
+                k=K,
+                out=str(Path(tmp) / "top"),
+                exclude=str(Path(tmp) / "seen.parquet"),
+                exclude_columns="query_event,movie_id",
+            ),
+            progress=False,
+        )
         top = pq.read_table(sorted((Path(tmp) / "top").glob("part-*.parquet"))).to_pydict()
     target_of = dict(zip(events.tolist(), targets.tolist()))
     rank = {}
@@ -56,8 +64,13 @@ def through_retrieve(work: Path, split: str, pairs: pa.Table, events: np.ndarray
         if item == target_of[event]:
             rank[event] = position
     ndcg = [1.0 / np.log2(rank[e] + 1) if e in rank else 0.0 for e in events.tolist()]
-    return {"ndcg_at_10": float(np.mean(ndcg)), "recall_at_10": len(rank) / len(events), "queries": summary["queries_out"],
-            "seconds": summary["seconds"], "excluded_pairs": summary["exclusions"]["pairs"]}
+    return {
+        "ndcg_at_10": float(np.mean(ndcg)),
+        "recall_at_10": len(rank) / len(events),
+        "queries": summary["queries_out"],
+        "seconds": summary["seconds"],
+        "excluded_pairs": summary["exclusions"]["pairs"],
+    }
 
 
 def brute_force(work: Path, data: Path, split: str) -> dict:
@@ -68,12 +81,17 @@ def brute_force(work: Path, data: Path, split: str) -> dict:
     _, targets, exclude, _, _ = queries(data, split, before, index)
     _, query_vectors = read_side(work / "index" / split)
     values = per_query(target_ranks(query_vectors @ item_vectors.T, targets, exclude))
-    return {f"ndcg_at_{K}": float(values[f"ndcg_at_{K}"].mean()), f"recall_at_{K}": float(values[f"recall_at_{K}"].mean())}
+    return {
+        f"ndcg_at_{K}": float(values[f"ndcg_at_{K}"].mean()),
+        f"recall_at_{K}": float(values[f"recall_at_{K}"].mean()),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default=".cache/movielens", help="the --work folder of benchmarks.movielens.benchmark")
+    parser.add_argument(
+        "--work", default=".cache/movielens", help="the --work folder of benchmarks.movielens.benchmark"
+    )
     parser.add_argument("--split", choices=("valid", "test"), default="test")
     args = parser.parse_args()
     work = Path(args.work)
@@ -83,9 +101,14 @@ def main() -> None:
     brute = brute_force(work, data, args.split)
     print(f"{args.split}: {retrieved['queries']} queries, {retrieved['excluded_pairs']} seen pairs excluded")
     print(f"{'':<22} {'NDCG@10':>8} {'Recall@10':>10}")
-    print(f"{'deepsets retrieve':<22} {retrieved['ndcg_at_10']:>8.4f} {retrieved['recall_at_10']:>10.4f}   ({retrieved['seconds']} s)")
+    print(
+        f"{'deepsets retrieve':<22} {retrieved['ndcg_at_10']:>8.4f} {retrieved['recall_at_10']:>10.4f}   ({retrieved['seconds']} s)"
+    )
     print(f"{'brute force (numpy)':<22} {brute['ndcg_at_10']:>8.4f} {brute['recall_at_10']:>10.4f}")
-    same = abs(retrieved["ndcg_at_10"] - brute["ndcg_at_10"]) < 1e-6 and abs(retrieved["recall_at_10"] - brute["recall_at_10"]) < 1e-6
+    same = (
+        abs(retrieved["ndcg_at_10"] - brute["ndcg_at_10"]) < 1e-6
+        and abs(retrieved["recall_at_10"] - brute["recall_at_10"]) < 1e-6
+    )
     print(json.dumps({"split": args.split, "retrieve": retrieved, "brute_force": brute, "same": same}))
 
 

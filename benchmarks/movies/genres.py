@@ -42,10 +42,10 @@ from benchmarks.movies.dataset import GENRES, NEIGHBORS, write_movies_dataset, w
 from benchmarks.movies.peers import gbdt_probabilities, load_splits, logistic_probabilities
 from deepsets.batch import FeatureBatch
 from deepsets.builders import build_model
-from deepsets.optim import make_optimizer, make_scheduler
 from deepsets.features.reader import ParquetBatchReader
 from deepsets.features.schema import parse_schema
 from deepsets.features.spec import FeatureSpec
+from deepsets.optim import make_optimizer, make_scheduler
 
 VARIANTS = {
     "transformer set fusion": {"fusion": "transformer"},
@@ -81,7 +81,9 @@ def drop_modalities(batch: FeatureBatch, rate: float, generator: torch.Generator
     return FeatureBatch(modalities=modalities, num_rows=batch.num_rows, labels=batch.labels, ids=batch.ids)
 
 
-def train(spec: FeatureSpec, data: Path, kwargs: dict, seed: int, epochs: int, valid, recipe: Optional[dict] = None) -> torch.nn.Module:
+def train(
+    spec: FeatureSpec, data: Path, kwargs: dict, seed: int, epochs: int, valid, recipe: Optional[dict] = None
+) -> torch.nn.Module:
     """Train as ``deepsets train`` does (AdamW, cosine, clipping) and keep the epoch with the
     best validation mAP (its default ``training.select`` for multilabel).
 
@@ -100,19 +102,34 @@ def train(spec: FeatureSpec, data: Path, kwargs: dict, seed: int, epochs: int, v
     scheduler = make_scheduler(optimizer, "cosine", epochs * -(-rows // batch_size), 0)
     averaged = None
     if "ema" in recipe:
-        averaged = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe["ema"]), use_buffers=True)
+        averaged = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe["ema"]), use_buffers=True
+        )
     pos_weight = None
     if "pos_weight_power" in recipe:
-        prevalence = torch.cat([b.labels[LABEL] for b in ParquetBatchReader(spec, data / "train", batch_size=4096, label_columns=[LABEL])]).float().mean(0)  # (K,)
+        prevalence = (
+            torch.cat(
+                [
+                    b.labels[LABEL]
+                    for b in ParquetBatchReader(spec, data / "train", batch_size=4096, label_columns=[LABEL])
+                ]
+            )
+            .float()
+            .mean(0)
+        )  # (K,)
         pos_weight = ((1 - prevalence) / prevalence) ** recipe["pos_weight_power"]  # (K,)
     smoothing = recipe.get("label_smoothing", 0.0)
     target = torch.cat([b.labels[LABEL] for b in valid])
     best = (-1.0, None)
     for epoch in range(epochs):
         model.train()
-        for batch in ParquetBatchReader(spec, data / "train", batch_size=batch_size, label_columns=[LABEL], shuffle_seed=seed * 100 + epoch):
+        for batch in ParquetBatchReader(
+            spec, data / "train", batch_size=batch_size, label_columns=[LABEL], shuffle_seed=seed * 100 + epoch
+        ):
             labels = batch.labels[LABEL].float() * (1 - smoothing) + 0.5 * smoothing  # (B, K)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(batch).logits, labels, pos_weight=pos_weight)  # the multilabel task loss
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                model(batch).logits, labels, pos_weight=pos_weight
+            )  # the multilabel task loss
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -122,7 +139,11 @@ def train(spec: FeatureSpec, data: Path, kwargs: dict, seed: int, epochs: int, v
                 averaged.update_parameters(model)
         kept = averaged.module if averaged is not None else model
         kept.eval()
-        valid_map = float(multilabel_average_precision(probabilities(kept, valid), target.long(), num_labels=len(GENRES), average="macro"))
+        valid_map = float(
+            multilabel_average_precision(
+                probabilities(kept, valid), target.long(), num_labels=len(GENRES), average="macro"
+            )
+        )
         if valid_map > best[0]:
             best = (valid_map, {k: v.clone() for k, v in kept.state_dict().items()})
     kept.load_state_dict(best[1])
@@ -148,7 +169,11 @@ def thresholds(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def scores(probs: torch.Tensor, target: torch.Tensor, cut: torch.Tensor) -> dict:
     pred, t = probs >= cut, target.bool()
     tp, fp, fn = (pred & t).sum(0).double(), (pred & ~t).sum(0).double(), (~pred & t).sum(0).double()  # (K,)
-    row_tp, row_fp, row_fn = (pred & t).sum(1).double(), (pred & ~t).sum(1).double(), (~pred & t).sum(1).double()  # (N,)
+    row_tp, row_fp, row_fn = (
+        (pred & t).sum(1).double(),
+        (pred & ~t).sum(1).double(),
+        (~pred & t).sum(1).double(),
+    )  # (N,)
     row_den = 2 * row_tp + row_fp + row_fn
     return {
         "micro_f1": float(2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum())),
@@ -166,19 +191,26 @@ def run_variant(name: str, spec: FeatureSpec, data: Path, kwargs: dict, seeds, e
         started = time.perf_counter()
         model = train(spec, data, kwargs, seed, epochs, valid)
         cut = thresholds(probabilities(model, valid), valid_target)
-        result = {f"drop{int(rate * 100)}": scores(probabilities(model, test, rate, seed), test_target, cut) for rate in DROPS}
+        result = {
+            f"drop{int(rate * 100)}": scores(probabilities(model, test, rate, seed), test_target, cut) for rate in DROPS
+        }
         result["seconds"] = round(time.perf_counter() - started, 1)
         log(name, seed, kwargs, result)
         per_seed.append(result)
-        print(f"  {name}, seed {seed}: mAP {result['drop0']['mAP']:.4f}, micro F1 {result['drop0']['micro_f1']:.4f}, "
-              f"at 60% drop mAP {result['drop60']['mAP']:.4f} ({result['seconds']} s)")
+        print(
+            f"  {name}, seed {seed}: mAP {result['drop0']['mAP']:.4f}, micro F1 {result['drop0']['micro_f1']:.4f}, "
+            f"at 60% drop mAP {result['drop60']['mAP']:.4f} ({result['seconds']} s)"
+        )
     summary = {}
     for key in per_seed[0]:
         if key == "seconds":
             continue
         for metric in per_seed[0][key]:
             values = [r[key][metric] for r in per_seed]
-            summary[f"{key}_{metric}"] = (round(statistics.mean(values), 4), round(statistics.stdev(values), 4) if len(values) > 1 else 0.0)
+            summary[f"{key}_{metric}"] = (
+                round(statistics.mean(values), 4),
+                round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+            )
     return summary
 
 
@@ -189,12 +221,23 @@ def run_peer(name: str, fit, seeds, splits, log) -> dict:
     for seed in seeds:
         started = time.perf_counter()
         probs = {s: torch.from_numpy(p).float() for s, p in fit(splits, seed).items()}
-        result = {"drop0": scores(probs["test"], test_target, thresholds(probs["valid"], valid_target)), "seconds": round(time.perf_counter() - started, 1)}
+        result = {
+            "drop0": scores(probs["test"], test_target, thresholds(probs["valid"], valid_target)),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
         log(name, seed, {"peer": name}, result)
         per_seed.append(result)
-        print(f"  {name}, seed {seed}: mAP {result['drop0']['mAP']:.4f}, macro F1 {result['drop0']['macro_f1']:.4f} ({result['seconds']} s)", flush=True)
-    return {f"drop0_{m}": (round(statistics.mean(r["drop0"][m] for r in per_seed), 4),
-                           round(statistics.stdev(r["drop0"][m] for r in per_seed), 4) if len(per_seed) > 1 else 0.0) for m in per_seed[0]["drop0"]}
+        print(
+            f"  {name}, seed {seed}: mAP {result['drop0']['mAP']:.4f}, macro F1 {result['drop0']['macro_f1']:.4f} ({result['seconds']} s)",
+            flush=True,
+        )
+    return {
+        f"drop0_{m}": (
+            round(statistics.mean(r["drop0"][m] for r in per_seed), 4),
+            round(statistics.stdev(r["drop0"][m] for r in per_seed), 4) if len(per_seed) > 1 else 0.0,
+        )
+        for m in per_seed[0]["drop0"]
+    }
 
 
 def macro_f1_choice(probs, target) -> float:
@@ -224,14 +267,26 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 epochs instead of 8")
     parser.add_argument("--work", default=".cache/movies", help="dataset, MLflow store (default .cache/movies)")
     parser.add_argument("--variants", default=None, help="comma-separated variant names to run (default: all)")
-    parser.add_argument("--encoding", default=NUMERIC_ENCODING, choices=("auto", "standard", "log1p", "quantile", "ple", "periodic"),
-                        help=f"encoding of every numeric column (default {NUMERIC_ENCODING})")
-    parser.add_argument("--no-neighbors", action="store_true", help=f"leave out title_neighbors (the genres of the {NEIGHBORS} nearest training titles)")
+    parser.add_argument(
+        "--encoding",
+        default=NUMERIC_ENCODING,
+        choices=("auto", "standard", "log1p", "quantile", "ple", "periodic"),
+        help=f"encoding of every numeric column (default {NUMERIC_ENCODING})",
+    )
+    parser.add_argument(
+        "--no-neighbors",
+        action="store_true",
+        help=f"leave out title_neighbors (the genres of the {NEIGHBORS} nearest training titles)",
+    )
     args = parser.parse_args()
     epochs = 2 if args.quick else EPOCHS
     work = Path(args.work).absolute()
     described = write_movies_dataset(work / "data")
-    data = work / "data" if args.no_neighbors else write_title_neighbors(work / "data", work / f"data_neighbors{NEIGHBORS}")
+    data = (
+        work / "data"
+        if args.no_neighbors
+        else write_title_neighbors(work / "data", work / f"data_neighbors{NEIGHBORS}")
+    )
     print(f"dataset: {described}, modality title_neighbors: {'no' if args.no_neighbors else 'yes'}")
     spec = fit_spec(data, args.encoding)
     valid = list(ParquetBatchReader(spec, data / "valid", batch_size=1024, label_columns=[LABEL]))
@@ -242,25 +297,45 @@ def main() -> None:
     for name in chosen:
         table[name] = run_variant(name, spec, data, VARIANTS[name], SEEDS, epochs, valid, test, log)
     splits = load_splits(data)
-    table["peer: HistGradientBoosting per genre"] = run_peer("HistGradientBoosting", gbdt_probabilities, SEEDS, splits, log)
-    table["peer: logistic regression"] = run_peer("logistic regression", lambda sp, seed: logistic_probabilities(sp, seed, macro_f1_choice), SEEDS, splits, log)
+    table["peer: HistGradientBoosting per genre"] = run_peer(
+        "HistGradientBoosting", gbdt_probabilities, SEEDS, splits, log
+    )
+    table["peer: logistic regression"] = run_peer(
+        "logistic regression", lambda sp, seed: logistic_probabilities(sp, seed, macro_f1_choice), SEEDS, splits, log
+    )
     if not args.variants:
         table.update(best_single_modality(spec, data, epochs, log))
     print_tables(table)
-    ours = {n: r for n, r in table.items() if n in SET_FUSION_HEADS} or {n: r for n, r in table.items() if n in VARIANTS}
+    ours = {n: r for n, r in table.items() if n in SET_FUSION_HEADS} or {
+        n: r for n, r in table.items() if n in VARIANTS
+    }
     best = max(ours, key=lambda n: ours[n]["drop0_macro_f1"][0])
     gbdt = table["peer: HistGradientBoosting per genre"]
     lead = ours[best]["drop0_macro_f1"][0] - gbdt["drop0_macro_f1"][0]
     spread = ours[best]["drop0_macro_f1"][1] + gbdt["drop0_macro_f1"][1]
-    result = {"epochs": epochs, "seeds": len(SEEDS), "numeric_encoding": args.encoding, "title_neighbors": not args.no_neighbors, "rows": described["rows"], "table": table, "best_set_fusion": best,
-              "best_macro_f1": ours[best]["drop0_macro_f1"][0], "gbdt_macro_f1": gbdt["drop0_macro_f1"][0],
-              "lead_over_gbdt": round(lead, 4), "seed_spread": round(spread, 4),
-              "goal_macro_f1_0_60": ours[best]["drop0_macro_f1"][0] >= 0.60, "goal_beats_gbdt_beyond_spread": lead > spread}
+    result = {
+        "epochs": epochs,
+        "seeds": len(SEEDS),
+        "numeric_encoding": args.encoding,
+        "title_neighbors": not args.no_neighbors,
+        "rows": described["rows"],
+        "table": table,
+        "best_set_fusion": best,
+        "best_macro_f1": ours[best]["drop0_macro_f1"][0],
+        "gbdt_macro_f1": gbdt["drop0_macro_f1"][0],
+        "lead_over_gbdt": round(lead, 4),
+        "seed_spread": round(spread, 4),
+        "goal_macro_f1_0_60": ours[best]["drop0_macro_f1"][0] >= 0.60,
+        "goal_beats_gbdt_beyond_spread": lead > spread,
+    }
     if "transformer set fusion" in table and "concat + MLP, zero-fill" in table:
         set_fusion, concat = table["transformer set fusion"], table["concat + MLP, zero-fill"]
         loss = lambda row: row["drop0_mAP"][0] - row["drop60_mAP"][0]  # noqa: E731
-        result.update(set_fusion_minus_concat_mAP=round(set_fusion["drop0_mAP"][0] - concat["drop0_mAP"][0], 4),
-                      set_fusion_loss_at_60=round(loss(set_fusion), 4), concat_loss_at_60=round(loss(concat), 4))
+        result.update(
+            set_fusion_minus_concat_mAP=round(set_fusion["drop0_mAP"][0] - concat["drop0_mAP"][0], 4),
+            set_fusion_loss_at_60=round(loss(set_fusion), 4),
+            concat_loss_at_60=round(loss(concat), 4),
+        )
     print(json.dumps(result))
 
 
@@ -282,26 +357,40 @@ def best_single_modality(spec: FeatureSpec, data: Path, epochs: int, log) -> dic
         only = spec.subset([modality])
         only_valid = list(ParquetBatchReader(only, data / "valid", batch_size=1024, label_columns=[LABEL]))
         model = train(only, data, {"fusion": "transformer"}, 0, epochs, only_valid)
-        single[modality] = scores(probabilities(model, only_valid), torch.cat([b.labels[LABEL] for b in only_valid]), torch.full((len(GENRES),), 0.5))["mAP"]
+        single[modality] = scores(
+            probabilities(model, only_valid),
+            torch.cat([b.labels[LABEL] for b in only_valid]),
+            torch.full((len(GENRES),), 0.5),
+        )["mAP"]
         print(f"  single modality {modality}: valid mAP {single[modality]:.4f}")
     best = max(single, key=single.get)
     only = spec.subset([best])
     only_valid = list(ParquetBatchReader(only, data / "valid", batch_size=1024, label_columns=[LABEL]))
     only_test = list(ParquetBatchReader(only, data / "test", batch_size=1024, label_columns=[LABEL]))
-    return {f"best single modality ({best})": run_variant(f"only {best}", only, data, {"fusion": "transformer"}, SEEDS, epochs, only_valid, only_test, log)}
+    return {
+        f"best single modality ({best})": run_variant(
+            f"only {best}", only, data, {"fusion": "transformer"}, SEEDS, epochs, only_valid, only_test, log
+        )
+    }
 
 
 def print_tables(table: dict) -> None:
     cell = lambda v: f"{v[0]:.4f} ± {v[1]:.4f}"  # noqa: E731
     print("\n| model | micro F1 | macro F1 | samples F1 | mAP |\n|---|---|---|---|---|")
     for name, row in table.items():
-        print(f"| {name} | {cell(row['drop0_micro_f1'])} | {cell(row['drop0_macro_f1'])} | {cell(row['drop0_samples_f1'])} | {cell(row['drop0_mAP'])} |")
-    print("\n| model | mAP, no drop | 30% dropped | 60% dropped | mAP lost at 60% | micro F1 at 60% |\n|---|---|---|---|---|---|")
+        print(
+            f"| {name} | {cell(row['drop0_micro_f1'])} | {cell(row['drop0_macro_f1'])} | {cell(row['drop0_samples_f1'])} | {cell(row['drop0_mAP'])} |"
+        )
+    print(
+        "\n| model | mAP, no drop | 30% dropped | 60% dropped | mAP lost at 60% | micro F1 at 60% |\n|---|---|---|---|---|---|"
+    )
     for name, row in table.items():
         if "drop60_mAP" not in row:
             continue
         lost = row["drop0_mAP"][0] - row["drop60_mAP"][0]
-        print(f"| {name} | {cell(row['drop0_mAP'])} | {cell(row['drop30_mAP'])} | {cell(row['drop60_mAP'])} | {lost:.4f} | {cell(row['drop60_micro_f1'])} |")
+        print(
+            f"| {name} | {cell(row['drop0_mAP'])} | {cell(row['drop30_mAP'])} | {cell(row['drop60_mAP'])} | {lost:.4f} | {cell(row['drop60_micro_f1'])} |"
+        )
 
 
 if __name__ == "__main__":

@@ -19,11 +19,29 @@ import pyarrow.parquet as pq
 
 from benchmarks.movies.dataset import GENRES
 
-TABULAR = ["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "year", "length", "log_votes", "rating", "log_budget"]
+TABULAR = [
+    "r1",
+    "r2",
+    "r3",
+    "r4",
+    "r5",
+    "r6",
+    "r7",
+    "r8",
+    "r9",
+    "r10",
+    "year",
+    "length",
+    "log_votes",
+    "rating",
+    "log_budget",
+]
 LOGISTIC_C = (0.01, 0.1, 1.0)
 
 
-def split_arrays(data: Path, split: str, mpaa_levels: List[str] | None = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[str]]:
+def split_arrays(
+    data: Path, split: str, mpaa_levels: List[str] | None = None
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[str]]:
     """``(title (N, 384), tabular [+ title_neighbors] + MPAA code (N, 16 or 32), genres (N, 7),
     MPAA levels)`` of a split; the MPAA code is the index in ``mpaa_levels`` (fitted on train),
     NaN when missing or unseen. ``title_neighbors`` is taken when the split has it."""
@@ -31,7 +49,9 @@ def split_arrays(data: Path, split: str, mpaa_levels: List[str] | None = None) -
     title = np.stack(table.column("title").to_numpy(zero_copy_only=False)).astype(np.float32)
     tabular = np.stack([table.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in TABULAR], axis=1)
     if "title_neighbors" in table.column_names:  # 16 more columns, never missing
-        tabular = np.column_stack([tabular, np.stack(table.column("title_neighbors").to_numpy(zero_copy_only=False)).astype(np.float64)])
+        tabular = np.column_stack(
+            [tabular, np.stack(table.column("title_neighbors").to_numpy(zero_copy_only=False)).astype(np.float64)]
+        )
     mpaa = table.column("mpaa").to_pylist()
     levels = mpaa_levels if mpaa_levels is not None else sorted({m for m in mpaa if m is not None})
     code = np.array([levels.index(m) if m in levels else np.nan for m in mpaa], dtype=np.float64)
@@ -72,7 +92,9 @@ def _logistic_matrix(split: tuple, means: np.ndarray, levels: int) -> np.ndarray
     return np.column_stack([title, filled, missing.astype(float), onehot])
 
 
-def logistic_probabilities(splits: Dict[str, tuple], seed: int, choose: Callable[[np.ndarray, np.ndarray], float]) -> Dict[str, np.ndarray]:
+def logistic_probabilities(
+    splits: Dict[str, tuple], seed: int, choose: Callable[[np.ndarray, np.ndarray], float]
+) -> Dict[str, np.ndarray]:
     """Logistic regression per genre on standardized features; C per genre chosen on
     validation by ``choose(probs, target)`` (higher is better) among :data:`LOGISTIC_C`."""
     from sklearn.linear_model import LogisticRegression

@@ -45,7 +45,9 @@ RECIPES = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", default=".cache/movies", help="dataset folder of benchmarks.movies.genres (default .cache/movies)")
+    parser.add_argument(
+        "--work", default=".cache/movies", help="dataset folder of benchmarks.movies.genres (default .cache/movies)"
+    )
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated recipe names (default: all)")
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds (default 0,1)")
     args = parser.parse_args()
@@ -65,22 +67,50 @@ def main() -> None:
         valid_target, test_target = (torch.cat([b.labels[genres.LABEL] for b in split]) for split in (valid, test))
         runs = []
         for seed in seeds:
-            model = genres.train(spec, data, {"fusion": "transformer", **recipe.get("model", {})}, seed, recipe.get("epochs", genres.EPOCHS), valid, recipe)
+            model = genres.train(
+                spec,
+                data,
+                {"fusion": "transformer", **recipe.get("model", {})},
+                seed,
+                recipe.get("epochs", genres.EPOCHS),
+                valid,
+                recipe,
+            )
             valid_probs = genres.probabilities(model, valid)
             cut = genres.thresholds(valid_probs, valid_target)
             tested = genres.scores(genres.probabilities(model, test), test_target, cut)
-            runs.append({"seed": seed, "valid_macro_f1": round(genres.scores(valid_probs, valid_target, cut)["macro_f1"], 4),
-                         "test_macro_f1": round(tested["macro_f1"], 4), "test_mAP": round(tested["mAP"], 4)})
+            runs.append(
+                {
+                    "seed": seed,
+                    "valid_macro_f1": round(genres.scores(valid_probs, valid_target, cut)["macro_f1"], 4),
+                    "test_macro_f1": round(tested["macro_f1"], 4),
+                    "test_mAP": round(tested["mAP"], 4),
+                }
+            )
             print(f"  {name}, seed {seed}: {runs[-1]}", flush=True)
-        results[name] = {key: round(statistics.mean(r[key] for r in runs), 4) for key in ("valid_macro_f1", "test_macro_f1", "test_mAP")}
+        results[name] = {
+            key: round(statistics.mean(r[key] for r in runs), 4)
+            for key in ("valid_macro_f1", "test_macro_f1", "test_mAP")
+        }
     base = results.get("base", {}).get("test_macro_f1")
-    print(f"\n| recipe (seeds {args.seeds}) | valid macro F1 | test macro F1 | vs base | test mAP |\n|---|---|---|---|---|")
+    print(
+        f"\n| recipe (seeds {args.seeds}) | valid macro F1 | test macro F1 | vs base | test mAP |\n|---|---|---|---|---|"
+    )
     for name, row in results.items():
         lead = f"{row['test_macro_f1'] - base:+.4f}" if base is not None else "-"
         print(f"| {name} | {row['valid_macro_f1']:.4f} | {row['test_macro_f1']:.4f} | {lead} | {row['test_mAP']:.4f} |")
     best = max(results, key=lambda n: results[n]["test_macro_f1"])
-    print(json.dumps({"seeds": seeds, "recipes": results, "best": best, "best_test_macro_f1": results[best]["test_macro_f1"],
-                      "goal_macro_f1_0_60": results[best]["test_macro_f1"] >= 0.60}))
+    print(
+        json.dumps(
+            {
+                "seeds": seeds,
+                "recipes": results,
+                "best": best,
+                "best_test_macro_f1": results[best]["test_macro_f1"],
+                "goal_macro_f1_0_60": results[best]["test_macro_f1"] >= 0.60,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -38,11 +38,11 @@ import torch
 from benchmarks.speed.timing import best_seconds
 from deepsets import ablation as ab
 from deepsets.builders import build_model
-from deepsets.inference import collect_outputs
 from deepsets.features import synth
 from deepsets.features.reader import ParquetBatchReader
 from deepsets.features.schema import load_schema
 from deepsets.features.spec import FeatureSpec
+from deepsets.inference import collect_outputs
 
 NAIVE_SAMPLE = 16
 SAMPLED_ORDERS = 64
@@ -69,12 +69,16 @@ def measure(model, batches, labels, repeats: int = 3) -> dict:
 
     def dense() -> None:
         cached = collect_outputs(model, batches, ("vectors", "present"))
-        values = ab.auc(ab.subset_scores_dense(model, cached["vectors"], cached["present"], masks)[..., 0], labels)  # (128,)
+        values = ab.auc(
+            ab.subset_scores_dense(model, cached["vectors"], cached["present"], masks)[..., 0], labels
+        )  # (128,)
         checks["dense_efficiency"] = float((ab.shapley_matrix(m) @ values.double()).sum() - (values[-1] - values[0]))
 
     def per_call() -> None:
         cached = collect_outputs(model, batches, ("vectors", "present"))
-        values = ab.auc(ab.subset_scores(WithoutRowCache(model), cached["vectors"], cached["present"], masks)[..., 0], labels)  # (128,)
+        values = ab.auc(
+            ab.subset_scores(WithoutRowCache(model), cached["vectors"], cached["present"], masks)[..., 0], labels
+        )  # (128,)
         checks["per_call_efficiency"] = float((ab.shapley_matrix(m) @ values.double()).sum() - (values[-1] - values[0]))
 
     def sampled() -> None:
@@ -83,7 +87,10 @@ def measure(model, batches, labels, repeats: int = 3) -> dict:
         unique, where = torch.unique(prefixes.reshape(-1, m), dim=0, return_inverse=True)
         values = ab.auc(ab.subset_scores(model, cached["vectors"], cached["present"], unique)[..., 0], labels)  # (U,)
         checks["sampled"] = ab.permutation_shapley(values.double()[where].view(orders.shape[0], m + 1), orders)
-        checks["exact"] = ab.shapley_matrix(m) @ ab.auc(ab.subset_scores(model, cached["vectors"], cached["present"], masks)[..., 0], labels).double()
+        checks["exact"] = (
+            ab.shapley_matrix(m)
+            @ ab.auc(ab.subset_scores(model, cached["vectors"], cached["present"], masks)[..., 0], labels).double()
+        )
 
     def naive() -> None:
         for keep in masks[:NAIVE_SAMPLE]:
@@ -97,14 +104,26 @@ def measure(model, batches, labels, repeats: int = 3) -> dict:
         gathered = best_seconds(per_call, 1)
         scaled = best_seconds(naive, 1) / NAIVE_SAMPLE * (masks.shape[0] + m + 1)
         sampled()
-    assert max(abs(checks[k]) for k in ("efficiency", "dense_efficiency", "per_call_efficiency")) < 1e-9 and checks["loo"].shape == (m,)
+    assert max(abs(checks[k]) for k in ("efficiency", "dense_efficiency", "per_call_efficiency")) < 1e-9 and checks[
+        "loo"
+    ].shape == (m,)
     phi, se = checks["sampled"]
-    return {"one_pass_s": round(single, 3), "ours_s": round(cached, 3), "dense_s": round(every, 3), "naive_s_scaled": round(scaled, 2),
-            "cost_vs_one_pass": round(cached / single, 2), "dense_cost_vs_one_pass": round(every / single, 2),
-            "speedup_vs_dense": round(every / cached, 2), "speedup_vs_naive": round(scaled / cached, 1),
-            "per_call_s": round(gathered, 3), "speedup_vs_per_call": round(gathered / cached, 2),
-            "sampled_orders": SAMPLED_ORDERS, "sampled_max_abs_error": round(float((phi - checks["exact"]).abs().max()), 5),
-            "sampled_max_se": round(float(se.max()), 5), "sampled_max_error_in_se": round(float(((phi - checks["exact"]).abs() / se).max()), 2)}
+    return {
+        "one_pass_s": round(single, 3),
+        "ours_s": round(cached, 3),
+        "dense_s": round(every, 3),
+        "naive_s_scaled": round(scaled, 2),
+        "cost_vs_one_pass": round(cached / single, 2),
+        "dense_cost_vs_one_pass": round(every / single, 2),
+        "speedup_vs_dense": round(every / cached, 2),
+        "speedup_vs_naive": round(scaled / cached, 1),
+        "per_call_s": round(gathered, 3),
+        "speedup_vs_per_call": round(gathered / cached, 2),
+        "sampled_orders": SAMPLED_ORDERS,
+        "sampled_max_abs_error": round(float((phi - checks["exact"]).abs().max()), 5),
+        "sampled_max_se": round(float(se.max()), 5),
+        "sampled_max_error_in_se": round(float(((phi - checks["exact"]).abs() / se).max()), 2),
+    }
 
 
 class WithoutRowCache:
@@ -139,13 +158,17 @@ def main() -> None:
         model = build_model(spec.model_inputs(), dim=64, layers=1, heads=4, fusion=fusion, fusion_pooling="mean").eval()
         measure(model, batches[:1], labels[: batches[0].num_rows], repeats=1)  # warm-up
         figures = measure(model, batches, labels)
-        print(f"{fusion:>11} fusion: one pass {figures['one_pass_s']:.2f} s; loo + Shapley with cached vectors {figures['ours_s']:.2f} s "
-              f"= {figures['cost_vs_one_pass']:.2f}x one pass; every subset over all slots {figures['dense_s']:.2f} s "
-              f"({figures['dense_cost_vs_one_pass']:.2f}x, {figures['speedup_vs_dense']:.2f}x slower than ours); naive {figures['naive_s_scaled']:.1f} s "
-              f"-> {figures['speedup_vs_naive']:.1f}x faster; without the per-row first layer {figures['per_call_s']:.2f} s "
-              f"({figures['speedup_vs_per_call']:.2f}x slower than ours)")
-        print(f"{'':>11} sampled Shapley, {SAMPLED_ORDERS} orders: max |error| {figures['sampled_max_abs_error']:.4f} vs exact = "
-              f"{figures['sampled_max_error_in_se']:.2f} standard errors (largest SE {figures['sampled_max_se']:.4f})")
+        print(
+            f"{fusion:>11} fusion: one pass {figures['one_pass_s']:.2f} s; loo + Shapley with cached vectors {figures['ours_s']:.2f} s "
+            f"= {figures['cost_vs_one_pass']:.2f}x one pass; every subset over all slots {figures['dense_s']:.2f} s "
+            f"({figures['dense_cost_vs_one_pass']:.2f}x, {figures['speedup_vs_dense']:.2f}x slower than ours); naive {figures['naive_s_scaled']:.1f} s "
+            f"-> {figures['speedup_vs_naive']:.1f}x faster; without the per-row first layer {figures['per_call_s']:.2f} s "
+            f"({figures['speedup_vs_per_call']:.2f}x slower than ours)"
+        )
+        print(
+            f"{'':>11} sampled Shapley, {SAMPLED_ORDERS} orders: max |error| {figures['sampled_max_abs_error']:.4f} vs exact = "
+            f"{figures['sampled_max_error_in_se']:.2f} standard errors (largest SE {figures['sampled_max_se']:.4f})"
+        )
         result[fusion] = figures
     result["cost_vs_one_pass"] = result["transformer"]["cost_vs_one_pass"]
     result["speedup_vs_naive"] = result["transformer"]["speedup_vs_naive"]

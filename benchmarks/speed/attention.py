@@ -62,7 +62,9 @@ def main() -> None:
         with torch.no_grad():
             qkv = attention.qkv(tokens)  # (N, 3D)
             q, k, v = (
-                torch.nested.nested_tensor_from_jagged(part.reshape(-1, HEADS, DIM // HEADS).contiguous(), nested_offsets).transpose(1, 2)
+                torch.nested.nested_tensor_from_jagged(
+                    part.reshape(-1, HEADS, DIM // HEADS).contiguous(), nested_offsets
+                ).transpose(1, 2)
                 for part in qkv.chunk(3, dim=1)
             )
             out = F.scaled_dot_product_attention(q, k, v)  # (R, H, j, Dh) nested
@@ -94,16 +96,20 @@ def main() -> None:
     }
     rows = args.rows
     result = {k + "_rows_per_s": round(rows / v) for k, v in t.items()}
-    result.update({
-        "rows": rows,
-        "buckets": len(merged.token_index),
-        "speedup_vs_nested": round(t["nested_jagged"] / t["buckets"], 2),
-        "speedup_vs_padded": round(t["padded_to_max_len"] / t["buckets"], 2),
-        "speedup_vs_one_bucket_per_length": round(t["one_bucket_per_length"] / t["buckets"], 2),
-        "threads": torch.get_num_threads(),
-    })
-    print(f"buckets ({result['buckets']}) {result['buckets_rows_per_s']:,} rows/s | nested jagged {result['nested_jagged_rows_per_s']:,} | "
-          f"padded to 200 {result['padded_to_max_len_rows_per_s']:,} | one bucket per length {result['one_bucket_per_length_rows_per_s']:,}")
+    result.update(
+        {
+            "rows": rows,
+            "buckets": len(merged.token_index),
+            "speedup_vs_nested": round(t["nested_jagged"] / t["buckets"], 2),
+            "speedup_vs_padded": round(t["padded_to_max_len"] / t["buckets"], 2),
+            "speedup_vs_one_bucket_per_length": round(t["one_bucket_per_length"] / t["buckets"], 2),
+            "threads": torch.get_num_threads(),
+        }
+    )
+    print(
+        f"buckets ({result['buckets']}) {result['buckets_rows_per_s']:,} rows/s | nested jagged {result['nested_jagged_rows_per_s']:,} | "
+        f"padded to 200 {result['padded_to_max_len_rows_per_s']:,} | one bucket per length {result['one_bucket_per_length_rows_per_s']:,}"
+    )
     print(json.dumps(result))
 
 

@@ -64,20 +64,29 @@ class NaiveCollate:
         for name, dim in (("image", 256), ("title", 384)):
             out[name] = torch.tensor([r[name] or [0.0] * dim for r in chunk], dtype=torch.float32)  # (B, dim)
             out[name + "_present"] = torch.tensor([bool(r[name]) for r in chunk])
-        hist = [torch.tensor([self.history_vocab.get(x, 1) for x in (r["history"] or [])][-200:], dtype=torch.int64) for r in chunk]
+        hist = [
+            torch.tensor([self.history_vocab.get(x, 1) for x in (r["history"] or [])][-200:], dtype=torch.int64)
+            for r in chunk
+        ]
         out["history"] = pad_sequence(hist, batch_first=True)  # (B, L)
         out["history_len"] = torch.tensor([len(h) for h in hist])
         frames = [torch.tensor(r["frames"] or [], dtype=torch.float32).reshape(-1, 64)[:32] for r in chunk]
         out["frames"] = pad_sequence(frames, batch_first=True)  # (B, L, 64)
         out["frames_len"] = torch.tensor([len(f) for f in frames])
-        tags = [torch.tensor(sorted(self.tags_vocab.get(x, 1) for x in (r["tags"] or [])), dtype=torch.int64) for r in chunk]
+        tags = [
+            torch.tensor(sorted(self.tags_vocab.get(x, 1) for x in (r["tags"] or [])), dtype=torch.int64) for r in chunk
+        ]
         out["tags"] = pad_sequence(tags, batch_first=True)
         out["tags_len"] = torch.tensor([len(t) for t in tags])
-        out["country"] = torch.tensor([0 if r["country"] is None else self.country_vocab.get(r["country"], 1) for r in chunk])
+        out["country"] = torch.tensor(
+            [0 if r["country"] is None else self.country_vocab.get(r["country"], 1) for r in chunk]
+        )
         profile = []
         for r in chunk:
             vals = [r[c] for c in self.profile_cols]
-            profile.append([0.0 if v is None or math.isnan(v) else (v - m) / s for v, m, s in zip(vals, self.mean, self.std)])
+            profile.append(
+                [0.0 if v is None or math.isnan(v) else (v - m) / s for v, m, s in zip(vals, self.mean, self.std)]
+            )
         out["profile"] = torch.tensor(profile, dtype=torch.float32)
         out["clicked"] = torch.tensor([r["clicked"] for r in chunk], dtype=torch.float32)
         return out
@@ -122,10 +131,14 @@ def main() -> None:
         "fraction_of_polars_decode": round(t_polars / t_reader, 3),
         "threads": torch.get_num_threads(),
     }
-    print(f"reader {result['rows_per_s']:,} rows/s | naive {result['naive_rows_per_s']:,} rows/s | "
-          f"pyarrow decode {result['decode_rows_per_s']:,} rows/s | polars decode {result['polars_decode_rows_per_s']:,} rows/s")
-    print(f"speedup vs naive {result['speedup']}x; fraction of pyarrow decode {result['fraction_of_decode']}; "
-          f"of polars decode {result['fraction_of_polars_decode']}")
+    print(
+        f"reader {result['rows_per_s']:,} rows/s | naive {result['naive_rows_per_s']:,} rows/s | "
+        f"pyarrow decode {result['decode_rows_per_s']:,} rows/s | polars decode {result['polars_decode_rows_per_s']:,} rows/s"
+    )
+    print(
+        f"speedup vs naive {result['speedup']}x; fraction of pyarrow decode {result['fraction_of_decode']}; "
+        f"of polars decode {result['fraction_of_polars_decode']}"
+    )
     print(json.dumps(result))
 
 

@@ -40,8 +40,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from benchmarks.speed.timing import best_seconds
 from benchmarks.speed.in_process_training import train_in_process
+from benchmarks.speed.timing import best_seconds
 from deepsets.builders import build_model
 from deepsets.features import synth
 from deepsets.features.reader import ParquetBatchReader
@@ -122,11 +122,18 @@ def stage_costs(model, batches, read_s: float, forward: float) -> dict:
     started = time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         flat = pa.array(fused.reshape(-1))
-        pq.write_table(pa.table({"row": np.arange(rows), "embedding": pa.FixedSizeListArray.from_arrays(flat, fused.shape[1])}), f"{tmp}/out.parquet")
+        pq.write_table(
+            pa.table({"row": np.arange(rows), "embedding": pa.FixedSizeListArray.from_arrays(flat, fused.shape[1])}),
+            f"{tmp}/out.parquet",
+        )
     write_s = time.process_time() - started
     ceiling = WORKERS * rows / (read_s + rows / forward_1 + write_s)
-    return {"read_convert_rows_per_cpu_s": round(rows / read_s), "forward_1_thread_rows_per_s": round(forward_1),
-            "write_rows_per_cpu_s": round(rows / write_s), "ceiling_efficiency": round(ceiling / forward, 3)}
+    return {
+        "read_convert_rows_per_cpu_s": round(rows / read_s),
+        "forward_1_thread_rows_per_s": round(forward_1),
+        "write_rows_per_cpu_s": round(rows / write_s),
+        "ceiling_efficiency": round(ceiling / forward, 3),
+    }
 
 
 def _peak_rss(pid: int) -> int:
@@ -162,7 +169,10 @@ def run_job_measured(checkpoint: Path, inputs, out: Path) -> dict:
                 peaks[p.pid] = max(peaks.get(p.pid, 0), _peak_rss(p.pid))
                 times = p.cpu_times()
                 cpu[p.pid] = times.user + times.system  # the last sample before the process ends
-                if names.get(p.pid, "?") in ("?", "ray::IDLE"):  # unread yet, or an idle worker that becomes a MapWorker
+                if names.get(p.pid, "?") in (
+                    "?",
+                    "ray::IDLE",
+                ):  # unread yet, or an idle worker that becomes a MapWorker
                     names[p.pid] = _short_name(p)
             except (OSError, psutil.Error):
                 continue
@@ -194,10 +204,19 @@ def _short_name(process) -> str:
         title = " ".join(process.cmdline())
     except psutil.Error:
         return "?"
-    for marker, kind in (("MapWorker", "embed worker"), ("ray::IDLE", "ray::IDLE"), ("default_worker.py", "ray::IDLE"),
-                         ("DashboardAgent", "dashboard"), ("RuntimeEnvAgent", "runtime_env"), ("raylet/raylet", "raylet"),
-                         ("gcs_server", "gcs_server"), ("dashboard.py", "dashboard"), ("log_monitor", "log_monitor"),
-                         ("monitor.py", "autoscaler monitor"), ("--job", "driver")):
+    for marker, kind in (
+        ("MapWorker", "embed worker"),
+        ("ray::IDLE", "ray::IDLE"),
+        ("default_worker.py", "ray::IDLE"),
+        ("DashboardAgent", "dashboard"),
+        ("RuntimeEnvAgent", "runtime_env"),
+        ("raylet/raylet", "raylet"),
+        ("gcs_server", "gcs_server"),
+        ("dashboard.py", "dashboard"),
+        ("log_monitor", "log_monitor"),
+        ("monitor.py", "autoscaler monitor"),
+        ("--job", "driver"),
+    ):
         if marker in title:
             return kind
     return title.split()[0].rsplit("/", 1)[-1] if title else "?"
@@ -215,7 +234,16 @@ def job_main(checkpoint: str, out: str, inputs) -> None:
     started = time.perf_counter()
     summary = run_embed(cfg, progress=False)
     seconds = time.perf_counter() - started
-    print(json.dumps({"rows": summary["rows_out"], "seconds": seconds, "processing_s": summary["processing_seconds"], "ray_start_s": ray_start}))
+    print(
+        json.dumps(
+            {
+                "rows": summary["rows_out"],
+                "seconds": seconds,
+                "processing_s": summary["processing_seconds"],
+                "ray_start_s": ray_start,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -246,17 +274,23 @@ def main() -> None:
         # this machine's speed drifts by up to a third between minutes: the job is held to the
         # faster of the two measurements around it (a conservative denominator)
         forward = max(forward_before, forward_after)
-        print(f"forward alone: {forward_before:,.0f} rows/s before the jobs, {forward_after:,.0f} after "
-              f"({WORKERS} threads, batches of {BATCH}); the efficiencies divide by {forward:,.0f}")
+        print(
+            f"forward alone: {forward_before:,.0f} rows/s before the jobs, {forward_after:,.0f} after "
+            f"({WORKERS} threads, batches of {BATCH}); the efficiencies divide by {forward:,.0f}"
+        )
         stages = stage_costs(model, batches, read_s, forward)
         del model, batches
-        print(f"one thread: read+convert {stages['read_convert_rows_per_cpu_s']:,} rows per CPU s, forward "
-              f"{stages['forward_1_thread_rows_per_s']:,} rows/s, write {stages['write_rows_per_cpu_s']:,} rows per CPU s: "
-              f"{WORKERS} such workers, scaling perfectly with no start-up, would reach {stages['ceiling_efficiency']:.2f} of the forward alone")
+        print(
+            f"one thread: read+convert {stages['read_convert_rows_per_cpu_s']:,} rows per CPU s, forward "
+            f"{stages['forward_1_thread_rows_per_s']:,} rows/s, write {stages['write_rows_per_cpu_s']:,} rows per CPU s: "
+            f"{WORKERS} such workers, scaling perfectly with no start-up, would reach {stages['ceiling_efficiency']:.2f} of the forward alone"
+        )
         for name, r in (("small", job), ("10x", big), ("10x, one row group", single)):
-            print(f"job ({name}), {r['rows']:,} rows: {r['rows'] / r['seconds']:,.0f} rows/s end to end ({r['seconds']:.1f} s), "
-                  f"{r['rows'] / r['processing_s']:,.0f} rows/s while processing ({r['processing_s']:.1f} s; "
-                  f"{r['seconds'] - r['processing_s']:.1f} s start-up: actors, model load, checks), peak memory {r['peak_rss_mb']} MB")
+            print(
+                f"job ({name}), {r['rows']:,} rows: {r['rows'] / r['seconds']:,.0f} rows/s end to end ({r['seconds']:.1f} s), "
+                f"{r['rows'] / r['processing_s']:,.0f} rows/s while processing ({r['processing_s']:.1f} s; "
+                f"{r['seconds'] - r['processing_s']:.1f} s start-up: actors, model load, checks), peak memory {r['peak_rss_mb']} MB"
+            )
         job_rate = job["rows"] / job["seconds"]
         result = {
             "rows": job["rows"],
@@ -283,17 +317,27 @@ def main() -> None:
             "batch_size": BATCH,
         }
         for name, r in (("small", job), ("10x", big), ("10x, one row group", single)):
-            print(f"peak MB by process ({name}): " + "; ".join(f"{k} {v}" for k, v in r["peak_rss_mb_by_process"].items()))
+            print(
+                f"peak MB by process ({name}): " + "; ".join(f"{k} {v}" for k, v in r["peak_rss_mb_by_process"].items())
+            )
             cores = os.cpu_count() or 1
-            print(f"CPU s by process ({name}; {cores * r['seconds']:.1f} CPU s in {r['seconds']:.1f} s on {cores} cores): "
-                  + "; ".join(f"{k} {v}" for k, v in r["cpu_s_by_process"].items()))
-        print(f"efficiency (job / forward), end to end: {result['efficiency']:.2f} at {job['rows']:,} rows, "
-              f"{result['efficiency_10x']:.2f} at {big['rows']:,} (goal 0.8); while processing: "
-              f"{result['efficiency_steady']:.2f} and {result['efficiency_steady_10x']:.2f}")
-        print(f"efficiency from one {big['rows']:,}-row row group: {result['efficiency_one_row_group']:.2f} end to end, "
-              f"{result['efficiency_steady_one_row_group']:.2f} while processing")
-        print(f"peak memory at 10x rows / small: {result['memory_ratio_10x']:.2f}; from one row group: "
-              f"{result['memory_ratio_one_row_group']:.2f} (goal <= 1.2)")
+            print(
+                f"CPU s by process ({name}; {cores * r['seconds']:.1f} CPU s in {r['seconds']:.1f} s on {cores} cores): "
+                + "; ".join(f"{k} {v}" for k, v in r["cpu_s_by_process"].items())
+            )
+        print(
+            f"efficiency (job / forward), end to end: {result['efficiency']:.2f} at {job['rows']:,} rows, "
+            f"{result['efficiency_10x']:.2f} at {big['rows']:,} (goal 0.8); while processing: "
+            f"{result['efficiency_steady']:.2f} and {result['efficiency_steady_10x']:.2f}"
+        )
+        print(
+            f"efficiency from one {big['rows']:,}-row row group: {result['efficiency_one_row_group']:.2f} end to end, "
+            f"{result['efficiency_steady_one_row_group']:.2f} while processing"
+        )
+        print(
+            f"peak memory at 10x rows / small: {result['memory_ratio_10x']:.2f}; from one row group: "
+            f"{result['memory_ratio_one_row_group']:.2f} (goal <= 1.2)"
+        )
         print(json.dumps(result))
 
 

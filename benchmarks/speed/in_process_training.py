@@ -6,12 +6,22 @@ from typing import List, Optional
 
 import torch
 
-from deepsets.tasks import task_loss
 from deepsets.features.reader import ParquetBatchReader
+from deepsets.tasks import task_loss
 
 
-def train_in_process(model, spec, files, label: str, task: str, *, epochs: int = 1, batch_size: int = 256,
-                     lr: float = 2e-3, shuffle_seed: Optional[int] = None) -> List[float]:
+def train_in_process(
+    model,
+    spec,
+    files,
+    label: str,
+    task: str,
+    *,
+    epochs: int = 1,
+    batch_size: int = 256,
+    lr: float = 2e-3,
+    shuffle_seed: Optional[int] = None,
+) -> List[float]:
     """AdamW over every row of ``files`` for ``epochs`` (rows shuffled per epoch when
     ``shuffle_seed`` is given); returns the loss of each step. The model is left in eval mode."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)

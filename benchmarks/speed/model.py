@@ -23,12 +23,12 @@ import torch
 
 from benchmarks.speed.padded_baseline import PaddedModel, is_sequence, pad_batch
 from deepsets.builders import build_model
-from deepsets.jagged import length_buckets
-from deepsets.tasks import task_loss
 from deepsets.features import synth
 from deepsets.features.reader import ParquetBatchReader
 from deepsets.features.schema import load_schema
 from deepsets.features.spec import FeatureSpec
+from deepsets.jagged import length_buckets
+from deepsets.tasks import task_loss
 
 DIM, HEADS, FF = 128, 4, 512
 
@@ -95,7 +95,11 @@ def main() -> None:
         spec = FeatureSpec.fit(load_schema(Path(tmp) / "schema.toml"), tmp)
         batches = list(ParquetBatchReader(spec, tmp, batch_size=512, label_columns=["clicked"]))
     infos = spec.model_inputs()
-    max_lens = {i.name: spec.modality(i.name).max_len or int(spec.fitted[i.name].stats["length_max"]) for i in infos if is_sequence(i)}
+    max_lens = {
+        i.name: spec.modality(i.name).max_len or int(spec.fitted[i.name].stats["length_max"])
+        for i in infos
+        if is_sequence(i)
+    }
     padded_batches = [(pad_batch(b, max_lens), b.labels["clicked"]) for b in batches]
     ours = build_model(infos, dim=DIM, heads=HEADS, layers=1, fusion="transformer", fusion_layers=2)
     mmt = build_model(infos, dim=DIM, heads=HEADS, fusion="mmt", fusion_layers=2)
@@ -107,6 +111,7 @@ def main() -> None:
         def step(item):
             with torch.no_grad():
                 unpack(model, item)
+
         return step
 
     def train(model, unpack, target):
@@ -118,6 +123,7 @@ def main() -> None:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+
         return step
 
     jagged = lambda model, b: model(b).logits  # noqa: E731
@@ -128,21 +134,29 @@ def main() -> None:
         t_ours = timed(make(ours, jagged, lambda b: b.labels["clicked"]), batches, repeats)
         t_pad = timed(make(padded, flat, lambda item: item[1]), padded_batches, repeats)
         t_mmt = timed(make(mmt, jagged, lambda b: b.labels["clicked"]), batches, repeats)
-        result.update({
-            f"{phase}_rows_per_s": round(rows / t_ours), f"{phase}_padded_rows_per_s": round(rows / t_pad),
-            f"{phase}_mmt_rows_per_s": round(rows / t_mmt),
-            f"{phase}_speedup_vs_padded": round(t_pad / t_ours, 2), f"{phase}_speedup_vs_mmt": round(t_mmt / t_ours, 2),
-        })
+        result.update(
+            {
+                f"{phase}_rows_per_s": round(rows / t_ours),
+                f"{phase}_padded_rows_per_s": round(rows / t_pad),
+                f"{phase}_mmt_rows_per_s": round(rows / t_mmt),
+                f"{phase}_speedup_vs_padded": round(t_pad / t_ours, 2),
+                f"{phase}_speedup_vs_mmt": round(t_mmt / t_ours, 2),
+            }
+        )
     limits = work(batches, infos, max_lens)
     result.update({k: round(v, 3) for k, v in limits.items()})
     result["infer_fraction_of_limit"] = round(result["infer_speedup_vs_padded"] / limits["padding_free_limit"], 3)
     result["train_fraction_of_limit"] = round(result["train_speedup_vs_padded"] / limits["padding_free_limit"], 3)
     for phase in ("infer", "train"):
-        print(f"{phase}: ours {result[f'{phase}_rows_per_s']:,} rows/s | padded {result[f'{phase}_padded_rows_per_s']:,} | "
-              f"MMT {result[f'{phase}_mmt_rows_per_s']:,} | speedup vs padded {result[f'{phase}_speedup_vs_padded']}x, vs MMT {result[f'{phase}_speedup_vs_mmt']}x")
-    print(f"padding-free limit {limits['padding_free_limit']:.2f}x (tokens {limits['token_limit']:.2f}x, attention pairs "
-          f"{limits['attention_limit']:.2f}x); padded model spends {limits['padded_fraction_padded_model']:.1%} of its sequence work on padding, "
-          f"ours {limits['padded_fraction_ours']:.1%}, MMT {limits['padded_fraction_mmt_attention']:.1%} of its attention pairs")
+        print(
+            f"{phase}: ours {result[f'{phase}_rows_per_s']:,} rows/s | padded {result[f'{phase}_padded_rows_per_s']:,} | "
+            f"MMT {result[f'{phase}_mmt_rows_per_s']:,} | speedup vs padded {result[f'{phase}_speedup_vs_padded']}x, vs MMT {result[f'{phase}_speedup_vs_mmt']}x"
+        )
+    print(
+        f"padding-free limit {limits['padding_free_limit']:.2f}x (tokens {limits['token_limit']:.2f}x, attention pairs "
+        f"{limits['attention_limit']:.2f}x); padded model spends {limits['padded_fraction_padded_model']:.1%} of its sequence work on padding, "
+        f"ours {limits['padded_fraction_ours']:.1%}, MMT {limits['padded_fraction_mmt_attention']:.1%} of its attention pairs"
+    )
     print(json.dumps(result))
 
 

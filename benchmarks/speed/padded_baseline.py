@@ -49,9 +49,15 @@ class PaddedSequenceEncoder(nn.Module):
         super().__init__()
         self.kind = info.kind
         traits = kind_traits(info.kind)
-        self.embed = nn.Linear(info.dim, dim) if traits.values == "floats" else nn.Embedding(info.num_embeddings, dim, padding_idx=0)
+        self.embed = (
+            nn.Linear(info.dim, dim)
+            if traits.values == "floats"
+            else nn.Embedding(info.num_embeddings, dim, padding_idx=0)
+        )
         self.position = nn.Embedding(max_len, dim) if traits.positions else None
-        layer = nn.TransformerEncoderLayer(dim, heads, ff_dim, dropout=0.0, batch_first=True, norm_first=True, activation="gelu")
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, ff_dim, dropout=0.0, batch_first=True, norm_first=True, activation="gelu"
+        )
         self.encoder = nn.TransformerEncoder(layer, num_layers=1)
 
     def forward(self, values: Tensor, mask: Tensor) -> Tensor:
@@ -69,7 +75,14 @@ class PaddedSequenceEncoder(nn.Module):
 class PaddedModel(nn.Module):
     """Padded per-modality transformers + torchmultimodal deepset_transformer, zero-fill."""
 
-    def __init__(self, infos: Sequence[ModalityInfo], max_lens: Dict[str, int], dim: int = 128, heads: int = 4, fusion_layers: int = 2) -> None:
+    def __init__(
+        self,
+        infos: Sequence[ModalityInfo],
+        max_lens: Dict[str, int],
+        dim: int = 128,
+        heads: int = 4,
+        fusion_layers: int = 2,
+    ) -> None:
         super().__init__()
         ff_dim = 4 * dim
         self.infos = {i.name: i for i in infos}
@@ -83,11 +96,15 @@ class PaddedModel(nn.Module):
             elif info.kind == "categorical":
                 self.encoders[name] = nn.Embedding(info.num_embeddings, dim, padding_idx=0)
             elif info.kind == "numeric":
-                self.encoders[name] = nn.Sequential(nn.Linear(info.num_columns, ff_dim), nn.GELU(), nn.Linear(ff_dim, dim))
+                self.encoders[name] = nn.Sequential(
+                    nn.Linear(info.num_columns, ff_dim), nn.GELU(), nn.Linear(ff_dim, dim)
+                )
             else:
                 raise ValueError(f"the padded baseline has no encoder for kind {info.kind!r} (modality {name!r})")
         mlp = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
-        self.fusion = deepset_transformer({n: dim for n in self.names}, mlp, num_transformer_att_heads=heads, num_transformer_layers=fusion_layers)
+        self.fusion = deepset_transformer(
+            {n: dim for n in self.names}, mlp, num_transformer_att_heads=heads, num_transformer_layers=fusion_layers
+        )
         self.head = nn.Linear(dim, 1)
 
     def forward(self, padded: Dict[str, Dict[str, Tensor]]) -> Tensor:

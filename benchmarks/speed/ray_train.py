@@ -36,13 +36,21 @@ def main() -> None:
         make_demo_data(data, rows, seed=0, progress=False)
         for workers in (1, 2):
             cfg = default_demo_config(data, workers=workers)
-            cfg = cfg.model_copy(update={
-                "model": cfg.model.model_copy(update={"layers": 1}),  # as measured in RESULTS.md (the demo now uses 0)
-                "training": cfg.training.model_copy(update={"epochs": 2}),
-                "tracking": cfg.tracking.model_copy(update={
-                    "run_name": f"bench-{workers}", "storage_path": f"{tmp}/ray", "mlflow_uri": f"sqlite:///{tmp}/mlflow.db",
-                }),
-            })
+            cfg = cfg.model_copy(
+                update={
+                    "model": cfg.model.model_copy(
+                        update={"layers": 1}
+                    ),  # as measured in RESULTS.md (the demo now uses 0)
+                    "training": cfg.training.model_copy(update={"epochs": 2}),
+                    "tracking": cfg.tracking.model_copy(
+                        update={
+                            "run_name": f"bench-{workers}",
+                            "storage_path": f"{tmp}/ray",
+                            "mlflow_uri": f"sqlite:///{tmp}/mlflow.db",
+                        }
+                    ),
+                }
+            )
             start_ray(None, 3)
             started = time.perf_counter()
             summary = run_training(cfg, progress=False)
@@ -50,8 +58,10 @@ def main() -> None:
             result[f"workers{workers}_wall_s"] = round(time.perf_counter() - started, 1)
             result[f"workers{workers}_valid_auc"] = round(summary["metrics"]["valid_auc"], 4)
     result["speedup_2_vs_1"] = round(result["workers2_rows_per_s"] / result["workers1_rows_per_s"], 2)
-    print(f"1 worker {result['workers1_rows_per_s']:,} rows/s, 2 workers {result['workers2_rows_per_s']:,} rows/s "
-          f"({result['speedup_2_vs_1']}x); wall {result['workers1_wall_s']} s vs {result['workers2_wall_s']} s")
+    print(
+        f"1 worker {result['workers1_rows_per_s']:,} rows/s, 2 workers {result['workers2_rows_per_s']:,} rows/s "
+        f"({result['speedup_2_vs_1']}x); wall {result['workers1_wall_s']} s vs {result['workers2_wall_s']} s"
+    )
     print(json.dumps(result))
 
 

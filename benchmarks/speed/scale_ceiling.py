@@ -36,16 +36,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def train_rows_per_second(rank: int, world: int, data: Path, spec_dict: dict, mode: str, batch_size: int, port: int, out) -> None:
+def train_rows_per_second(
+    rank: int, world: int, data: Path, spec_dict: dict, mode: str, batch_size: int, port: int, out
+) -> None:
     """One process: read its share of the rows in local batches, train one pass, put
     ``(rows, seconds)`` of the steps after 3 warm-up steps on ``out``."""
     import torch
 
     torch.set_num_threads(1)
     from deepsets.builders import build_model
-    from deepsets.optim import make_optimizer, make_scheduler
     from deepsets.features.reader import ParquetBatchReader
     from deepsets.features.spec import FeatureSpec
+    from deepsets.optim import make_optimizer, make_scheduler
     from deepsets.pipelines.training.loop import train_step
     from deepsets.pipelines.training.objectives import Objective
 
@@ -53,8 +55,17 @@ def train_rows_per_second(rank: int, world: int, data: Path, spec_dict: dict, mo
     if mode == "ddp":
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-    batches = list(ParquetBatchReader(spec, data / "train", batch_size=batch_size // world, label_columns=list(cfg.data.label_columns),
-                                      drop_last=True, shuffle_seed=0, shard=(rank, world)))
+    batches = list(
+        ParquetBatchReader(
+            spec,
+            data / "train",
+            batch_size=batch_size // world,
+            label_columns=list(cfg.data.label_columns),
+            drop_last=True,
+            shuffle_seed=0,
+            shard=(rank, world),
+        )
+    )
     torch.manual_seed(0)
     model = build_model(spec.model_inputs(), cfg.model_args())
     if mode == "ddp":
@@ -82,7 +93,10 @@ def measure(data: Path, spec_dict: dict, mode: str, batch_size: int) -> float:
 
     context = mp.get_context("spawn")
     out, world, port = context.Queue(), MODES[mode], free_port()
-    processes = [context.Process(target=train_rows_per_second, args=(rank, world, data, spec_dict, mode, batch_size, port, out)) for rank in range(world)]
+    processes = [
+        context.Process(target=train_rows_per_second, args=(rank, world, data, spec_dict, mode, batch_size, port, out))
+        for rank in range(world)
+    ]
     for process in processes:
         process.start()
     found = [out.get() for _ in processes]
@@ -96,18 +110,30 @@ def main() -> None:
     from deepsets.features.spec import FeatureSpec
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=48_000, help="training rows (default 48,000, as benchmarks/speed/scale.py)")
+    parser.add_argument(
+        "--rows", type=int, default=48_000, help="training rows (default 48,000, as benchmarks/speed/scale.py)"
+    )
     parser.add_argument("--batch-size", type=int, default=512, help="global batch (default 512)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = write_data(Path(tmp) / "data", args.rows, row_group_rows=1_024)
-        spec_dict = FeatureSpec.fit(load_schema(data / "schema.toml"), data / "train", validate=False).to_dict()  # fitted once, for every process
+        spec_dict = FeatureSpec.fit(
+            load_schema(data / "schema.toml"), data / "train", validate=False
+        ).to_dict()  # fitted once, for every process
         rates = {mode: measure(data, spec_dict, mode, args.batch_size) for mode in MODES}
     for mode, rate in rates.items():
         print(f"{mode:12s} {MODES[mode]} process(es): {rate:8,.0f} rows/s  ({rate / rates['single']:.2f}x one process)")
-    print(json.dumps({"rows": args.rows, "batch_size": args.batch_size, "rows_per_s": {m: round(r) for m, r in rates.items()},
-                      "speedup_independent_2_vs_1": round(rates["independent"] / rates["single"], 3),
-                      "speedup_ddp_2_vs_1": round(rates["ddp"] / rates["single"], 3)}))
+    print(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "batch_size": args.batch_size,
+                "rows_per_s": {m: round(r) for m, r in rates.items()},
+                "speedup_independent_2_vs_1": round(rates["independent"] / rates["single"], 3),
+                "speedup_ddp_2_vs_1": round(rates["ddp"] / rates["single"], 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,11 +22,11 @@ import torch
 
 from benchmarks.speed.timing import best_seconds
 from deepsets.builders import build_model
-from deepsets.tasks import task_loss
 from deepsets.features import synth
 from deepsets.features.reader import ParquetBatchReader
 from deepsets.features.schema import parse_schema
 from deepsets.features.spec import FeatureSpec
+from deepsets.tasks import task_loss
 
 BASE = {"dim": 64, "layers": 0, "heads": 4, "fusion": "transformer"}
 VARIANTS = {
@@ -78,8 +78,11 @@ def measure(spec: FeatureSpec, data: Path, model_args: dict, device: str, repeat
             torch.cuda.synchronize()
 
     params = sum(p.numel() for p in model.parameters())
-    return {"train_rows_per_s": round(rows / best_seconds(train, repeats)), "infer_rows_per_s": round(rows / best_seconds(infer, repeats)),
-            "parameters": params}
+    return {
+        "train_rows_per_s": round(rows / best_seconds(train, repeats)),
+        "infer_rows_per_s": round(rows / best_seconds(infer, repeats)),
+        "parameters": params,
+    }
 
 
 def main() -> None:
@@ -92,13 +95,18 @@ def main() -> None:
         data = Path(tmp) / "data"
         synth.generate(rows, data, seed=0, progress=False)
         specs = {n: spec_with_history_len(data, n) for n in sorted({length for _, length in VARIANTS.values()})}
-        results = {name: measure(specs[length], data, model_args, args.device, repeats=3) for name, (model_args, length) in VARIANTS.items()}
+        results = {
+            name: measure(specs[length], data, model_args, args.device, repeats=3)
+            for name, (model_args, length) in VARIANTS.items()
+        }
     base = results[next(iter(VARIANTS))]
     print(f"\n{rows} rows, {args.device}, batches of 512, {torch.get_num_threads()} threads\n")
     print("| setting | train rows/s | vs demo | inference rows/s | vs demo | parameters |\n|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['train_rows_per_s']:,} | {r['train_rows_per_s'] / base['train_rows_per_s']:.2f}x | "
-              f"{r['infer_rows_per_s']:,} | {r['infer_rows_per_s'] / base['infer_rows_per_s']:.2f}x | {r['parameters']:,} |")
+        print(
+            f"| {name} | {r['train_rows_per_s']:,} | {r['train_rows_per_s'] / base['train_rows_per_s']:.2f}x | "
+            f"{r['infer_rows_per_s']:,} | {r['infer_rows_per_s'] / base['infer_rows_per_s']:.2f}x | {r['parameters']:,} |"
+        )
     print(json.dumps({"rows": rows, "device": args.device, "results": results}))
 
 

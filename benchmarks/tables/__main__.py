@@ -46,28 +46,45 @@ PEERS = tuple(GRIDS)
 def run_table(module, work: Path, seeds: int, max_rows: int, rounds: int) -> dict:
     """Build one table and run deepsets and every peer on it for each seed."""
     info = module.build(work / "data", max_rows)
-    print(f"\n{info.name}: {info.rows} rows, {info.task} {info.label!r}, lists {', '.join(info.lists)}; {info.split}", flush=True)
+    print(
+        f"\n{info.name}: {info.rows} rows, {info.task} {info.label!r}, lists {', '.join(info.lists)}; {info.split}",
+        flush=True,
+    )
     x, y, categorical = feature_frames(work / "data", info.label)
     results = {name: [] for name in ("deepsets", *PEERS)}
     for seed in range(seeds):
         outcome = run_deepsets(work / "data", info, work / f"deepsets-seed{seed}", seed)
         results["deepsets"].append(outcome)
-        print(f"  deepsets (init + defaults), seed {seed}: test {outcome['test']:.4f} ({outcome['seconds']:.0f} s)", flush=True)
+        print(
+            f"  deepsets (init + defaults), seed {seed}: test {outcome['test']:.4f} ({outcome['seconds']:.0f} s)",
+            flush=True,
+        )
         for peer in PEERS:
             outcome = run_peer(peer, info.task, seed, x, y, categorical, rounds)
             results[peer].append(outcome)
-            print(f"  {peer}, seed {seed}: test {outcome['test']:.4f}, setting {outcome['setting']} ({outcome['seconds']:.0f} s)", flush=True)
+            print(
+                f"  {peer}, seed {seed}: test {outcome['test']:.4f}, setting {outcome['setting']} ({outcome['seconds']:.0f} s)",
+                flush=True,
+            )
     summary = {name: summarize(runs) for name, runs in results.items()}
     sign = 1 if info.task == "binary" else -1  # higher AUC, lower RMSE is better
     best = max(PEERS, key=lambda p: sign * summary[p]["test"][0])
-    return {"task": info.task, "metric": "AUC" if info.task == "binary" else "RMSE", "rows": info.rows, "source": info.source,
-            "split": info.split, "models": summary, "best_peer": best,
-            "deepsets_minus_best_peer": round(summary["deepsets"]["test"][0] - summary[best]["test"][0], 4),
-            "deepsets_time_over_best_peer": round(summary["deepsets"]["seconds"][0] / summary[best]["seconds"][0], 2)}
+    return {
+        "task": info.task,
+        "metric": "AUC" if info.task == "binary" else "RMSE",
+        "rows": info.rows,
+        "source": info.source,
+        "split": info.split,
+        "models": summary,
+        "best_peer": best,
+        "deepsets_minus_best_peer": round(summary["deepsets"]["test"][0] - summary[best]["test"][0], 4),
+        "deepsets_time_over_best_peer": round(summary["deepsets"]["seconds"][0] / summary[best]["seconds"][0], 2),
+    }
 
 
 def summarize(runs: list) -> dict:
     """Mean and standard deviation (0 for one run) of each run's test score and seconds."""
+
     def pair(values):
         return (round(statistics.mean(values), 4), round(statistics.stdev(values), 4) if len(values) > 1 else 0.0)
 
@@ -76,21 +93,37 @@ def summarize(runs: list) -> dict:
 
 def print_table(name: str, result: dict) -> None:
     metric = result["metric"]
-    print(f"\n{name} (test {metric}, {result['rows']['train']:,} training rows)\n\n| model | test {metric} | seconds |\n|---|---|---|")
+    print(
+        f"\n{name} (test {metric}, {result['rows']['train']:,} training rows)\n\n| model | test {metric} | seconds |\n|---|---|---|"
+    )
     for model, row in result["models"].items():
         label = "deepsets (init + defaults)" if model == "deepsets" else model
-        print(f"| {label} | {row['test'][0]:.4f} ± {row['test'][1]:.4f} | {row['seconds'][0]:.0f} ± {row['seconds'][1]:.0f} |")
-    print(f"\ndeepsets minus best peer ({result['best_peer']}): {result['deepsets_minus_best_peer']:+.4f} {metric}; "
-          f"time {result['deepsets_time_over_best_peer']:.2f}x")
+        print(
+            f"| {label} | {row['test'][0]:.4f} ± {row['test'][1]:.4f} | {row['seconds'][0]:.0f} ± {row['seconds'][1]:.0f} |"
+        )
+    print(
+        f"\ndeepsets minus best peer ({result['best_peer']}): {result['deepsets_minus_best_peer']:+.4f} {metric}; "
+        f"time {result['deepsets_time_over_best_peer']:.2f}x"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"CI size: {QUICK_ROWS:,} rows per split, 1 seed, at most {QUICK_ROUNDS} boosting rounds")
-    parser.add_argument("--tables", default=",".join(TABLES), help=f"comma-separated, from {', '.join(TABLES)} (default: all)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"CI size: {QUICK_ROWS:,} rows per split, 1 seed, at most {QUICK_ROUNDS} boosting rounds",
+    )
+    parser.add_argument(
+        "--tables", default=",".join(TABLES), help=f"comma-separated, from {', '.join(TABLES)} (default: all)"
+    )
     parser.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3; --quick: 1)")
-    parser.add_argument("--max-rows", type=int, default=FULL_ROWS, help=f"rows per split in a full run (default {FULL_ROWS:,})")
-    parser.add_argument("--work", default=None, help="where tables, configs and MLflow stores go (default: a temporary directory)")
+    parser.add_argument(
+        "--max-rows", type=int, default=FULL_ROWS, help=f"rows per split in a full run (default {FULL_ROWS:,})"
+    )
+    parser.add_argument(
+        "--work", default=None, help="where tables, configs and MLflow stores go (default: a temporary directory)"
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.tables.split(",") if n.strip()]
     unknown = [n for n in names if n not in TABLES]
@@ -104,8 +137,17 @@ def main() -> None:
         results = {name: run_table(TABLES[name], work / name, seeds, max_rows, rounds) for name in names}
     for name, result in results.items():
         print_table(name, result)
-    print(json.dumps({"quick": args.quick, "seeds": seeds, "max_rows": max_rows,
-                      "seconds": round(time.perf_counter() - started), "tables": results}))
+    print(
+        json.dumps(
+            {
+                "quick": args.quick,
+                "seeds": seeds,
+                "max_rows": max_rows,
+                "seconds": round(time.perf_counter() - started),
+                "tables": results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,9 @@ def past_windows(entity: np.ndarray, time: np.ndarray, max_len: int) -> tuple[np
         ValueError: when the arrays differ in length or ``max_len`` is below 1.
     """
     if entity.shape != time.shape or max_len < 1:
-        raise ValueError(f"entity and time must have one shape (got {entity.shape}, {time.shape}) and max_len >= 1 (got {max_len})")
+        raise ValueError(
+            f"entity and time must have one shape (got {entity.shape}, {time.shape}) and max_len >= 1 (got {max_len})"
+        )
     _, time_rank = np.unique(time, return_inverse=True)
     key = entity.astype(np.int64) * (int(time_rank.max(initial=0)) + 1) + time_rank  # (N,) sorts as (entity, time)
     order = np.argsort(key, kind="stable")
@@ -75,7 +77,9 @@ def past_windows(entity: np.ndarray, time: np.ndarray, max_len: int) -> tuple[np
     return order, windows
 
 
-def window_lists(values: pa.Array, order: np.ndarray, windows: np.ndarray, null_rows: np.ndarray | None = None) -> pa.ListArray:
+def window_lists(
+    values: pa.Array, order: np.ndarray, windows: np.ndarray, null_rows: np.ndarray | None = None
+) -> pa.ListArray:
     """A list column: row ``i`` holds ``values[order[start_i:end_i]]`` (oldest first).
 
     Args:
@@ -100,7 +104,9 @@ def vectors(columns: dict[str, np.ndarray]) -> pa.FixedSizeListArray:
     """
     for name, column in columns.items():
         if not np.isfinite(column).all():
-            raise ValueError(f"history vector component {name!r} has {int((~np.isfinite(column)).sum())} non-finite values: fill them first")
+            raise ValueError(
+                f"history vector component {name!r} has {int((~np.isfinite(column)).sum())} non-finite values: fill them first"
+            )
     stacked = np.stack(list(columns.values()), axis=1).astype(np.float32)  # (N, K)
     return pa.FixedSizeListArray.from_arrays(pa.array(stacked.reshape(-1)), stacked.shape[1])
 

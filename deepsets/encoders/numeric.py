@@ -34,7 +34,9 @@ class PeriodicEmbedding(nn.Module):
     def __init__(self, num_values: int, frequencies: int = 16, out: int = 16, sigma: float = 1.0) -> None:
         super().__init__()
         self.frequencies = nn.Parameter(torch.randn(num_values, frequencies) * sigma)  # (P, k)
-        self.weight = nn.Parameter(torch.randn(num_values, 2 * frequencies, out) / math.sqrt(2 * frequencies))  # (P, 2k, out)
+        self.weight = nn.Parameter(
+            torch.randn(num_values, 2 * frequencies, out) / math.sqrt(2 * frequencies)
+        )  # (P, 2k, out)
         self.bias = nn.Parameter(torch.zeros(num_values, out))  # (P, out)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -60,7 +62,11 @@ class NumericEncoder(nn.Module):
         periodic[list(periodic_columns)] = True
         self.register_buffer("periodic", periodic, persistent=False)  # (K,)
         self.embed = PeriodicEmbedding(len(periodic_columns)) if len(periodic_columns) else None
-        width = num_columns + (self.embed.weight.shape[-1] - 1) * len(periodic_columns) if self.embed is not None else num_columns
+        width = (
+            num_columns + (self.embed.weight.shape[-1] - 1) * len(periodic_columns)
+            if self.embed is not None
+            else num_columns
+        )
         self.mlp = nn.Sequential(nn.Linear(width + num_columns, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
     @classmethod

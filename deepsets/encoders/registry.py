@@ -57,5 +57,7 @@ def build_encoder(info: ModalityInfo, dim: int, ff_dim: int) -> nn.Module:
     try:
         build = _ENCODERS[info.kind]
     except KeyError:
-        raise ValueError(f"modality {info.name!r}: kind {info.kind!r} has traits but no encoder (register_encoder)") from None
+        raise ValueError(
+            f"modality {info.name!r}: kind {info.kind!r} has traits but no encoder (register_encoder)"
+        ) from None
     return build(info, dim, ff_dim)

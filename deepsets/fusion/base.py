@@ -64,4 +64,3 @@ def check_set_inputs(vectors: Tensor, present: Tensor, num_modalities: Optional[
         raise ValueError(f"expected {num_modalities} modality slots, got {vectors.shape[1]}")
     if vectors.shape[2] != dim:
         raise ValueError(f"expected vectors of width {dim}, got {vectors.shape[2]}")
-

@@ -51,7 +51,9 @@ class DeepSetFusion(FusionHead):
             return self.mlp(tokens.mean(dim=1))  # (B, out_dim)
         if self.pooling == "sum":
             return self.mlp(tokens.sum(dim=1))
-        pooled, _ = masked_pool(tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device), self.pooling)  # (B, D)
+        pooled, _ = masked_pool(
+            tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device), self.pooling
+        )  # (B, D)
         return self.mlp(pooled)
 
     def extra_repr(self) -> str:

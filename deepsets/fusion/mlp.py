@@ -28,7 +28,9 @@ def mlp(
     """
     widths = [in_dim, *hidden_dims, out_dim]
     if any(int(w) != w or w <= 0 for w in widths):
-        raise ValueError(f"MLP widths must be positive integers, got in={in_dim} hidden={list(hidden_dims)} out={out_dim}")
+        raise ValueError(
+            f"MLP widths must be positive integers, got in={in_dim} hidden={list(hidden_dims)} out={out_dim}"
+        )
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     layers = []
@@ -62,9 +64,7 @@ def module_out_dim(module: nn.Module, in_dim: int) -> int:
             if not _keeps_width(layer):
                 return module_out_dim(layer, in_dim)
         return in_dim
-    raise ValueError(
-        f"cannot read the output width of {type(module).__name__}; give it an int `out_dim` attribute"
-    )
+    raise ValueError(f"cannot read the output width of {type(module).__name__}; give it an int `out_dim` attribute")
 
 
 def _keeps_width(layer: nn.Module) -> bool:

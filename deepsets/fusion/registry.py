@@ -83,7 +83,9 @@ def register_fusion(traits: FusionTraits, build: FusionBuilder) -> None:
             other traits.
     """
     if not traits.set_head:
-        raise ValueError(f"fusion head {traits.name!r}: only set heads (set_head=True) are built from a registered builder")
+        raise ValueError(
+            f"fusion head {traits.name!r}: only set heads (set_head=True) are built from a registered builder"
+        )
     register_fusion_traits(traits)
     _BUILDERS[traits.name] = build
 
@@ -98,4 +100,6 @@ def fusion_builder(name: str) -> FusionBuilder:
     try:
         return _BUILDERS[name]
     except KeyError:
-        raise ValueError(f"fusion head {name!r} has no set-head builder (known: {', '.join(n for n in fusion_names() if n in _BUILDERS)})") from None
+        raise ValueError(
+            f"fusion head {name!r} has no set-head builder (known: {', '.join(n for n in fusion_names() if n in _BUILDERS)})"
+        ) from None

@@ -71,8 +71,12 @@ class SetFusion(nn.Module):
         compact = getattr(self.head, "forward_compact", None)
         if compact is not None:
             return compact(tokens, slots)
-        vectors = tokens.new_zeros(batch, self.num_modalities, dim).scatter_(1, slots.unsqueeze(-1).expand(batch, j, dim), tokens)  # (B, M, D)
-        present = torch.zeros(batch, self.num_modalities, dtype=torch.bool, device=tokens.device).scatter_(1, slots, True)  # (B, M)
+        vectors = tokens.new_zeros(batch, self.num_modalities, dim).scatter_(
+            1, slots.unsqueeze(-1).expand(batch, j, dim), tokens
+        )  # (B, M, D)
+        present = torch.zeros(batch, self.num_modalities, dtype=torch.bool, device=tokens.device).scatter_(
+            1, slots, True
+        )  # (B, M)
         return self.head(vectors, present).fused
 
     def compact_fuser(self, vectors: Tensor) -> Callable[[Tensor, Tensor], Tensor]:

@@ -69,7 +69,9 @@ def first_layer_state(folded: FoldedLayer, x: Tensor) -> FirstLayerState:
     exponentiated = bool((shift[:, :, 0] - logits[:, :, 0]).max() <= SAFE_SHIFT) if n else True  # CLS logits (N, T, H)
     if exponentiated:
         logits = logits.sub_(shift).exp_()  # (N, T, T, H), each in (0, 1]
-    return FirstLayerState(x=x, logits=logits.contiguous(), projected=projected.contiguous(), exponentiated=exponentiated)
+    return FirstLayerState(
+        x=x, logits=logits.contiguous(), projected=projected.contiguous(), exponentiated=exponentiated
+    )
 
 
 def first_layer(folded: FoldedLayer, state: FirstLayerState, rows: Tensor, tokens: Tensor, queries: Tensor) -> Tensor:
@@ -92,13 +94,17 @@ def first_layer(folded: FoldedLayer, state: FirstLayerState, rows: Tensor, token
     (b, kept), q = tokens.shape, queries.shape[1]
     at_queries = (rows.view(b, 1) * t + queries).view(-1)  # (B*Q,) rows of (N*T, ...)
     every_key = state.logits.view(n * t, t, heads).index_select(0, at_queries)  # (B*Q, T, H)
-    logits = every_key.gather(1, tokens.view(b, 1, kept, 1).expand(b, q, kept, heads).reshape(b * q, kept, heads))  # (B*Q, T', H)
+    logits = every_key.gather(
+        1, tokens.view(b, 1, kept, 1).expand(b, q, kept, heads).reshape(b * q, kept, heads)
+    )  # (B*Q, T', H)
     if state.exponentiated:
         weights = logits.div_(logits.sum(dim=1, keepdim=True)).view(b, q, kept * heads)  # (B, Q, T'*H)
     else:
         weights = small_softmax(logits, dim=1).view(b, q, kept * heads)
     at_tokens = (rows.view(b, 1) * t + tokens).view(-1)  # (B*T',)
-    projected = state.projected.view(n * t, heads * d).index_select(0, at_tokens).view(b, kept * heads, d)  # (B, T'*H, D)
+    projected = (
+        state.projected.view(n * t, heads * d).index_select(0, at_tokens).view(b, kept * heads, d)
+    )  # (B, T'*H, D)
     y = state.x.view(n * t, d).index_select(0, at_queries).view(b, q, d)  # (B, Q, D) the residual
     y.baddbmm_(weights, projected)  # (B, Q, D): plus the attention block's output
     return residual_feed_forward(folded, y)

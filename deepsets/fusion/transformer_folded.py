@@ -95,5 +95,9 @@ def residual_feed_forward(folded: FoldedLayer, y: Tensor) -> Tensor:
     if not folded.fused_ffn:
         return y + layer.linear2(layer.activation(layer.linear1(layer.norm2(y))))
     flat = y.reshape(-1, y.shape[-1])  # (R, D)
-    hidden = torch.ops.mkldnn._linear_pointwise(layer.norm2(flat), layer.linear1.weight, layer.linear1.bias, "relu", [None], "")  # (R, F)
-    return torch.ops.mkldnn._linear_pointwise.binary(hidden, flat, layer.linear2.weight, layer.linear2.bias, "add").view(y.shape)
+    hidden = torch.ops.mkldnn._linear_pointwise(
+        layer.norm2(flat), layer.linear1.weight, layer.linear1.bias, "relu", [None], ""
+    )  # (R, F)
+    return torch.ops.mkldnn._linear_pointwise.binary(
+        hidden, flat, layer.linear2.weight, layer.linear2.bias, "add"
+    ).view(y.shape)

@@ -82,12 +82,21 @@ def render() -> str:
     """The whole command line reference page, as Markdown."""
     parser = build_parser()
     helps = command_help(parser)
-    parts = ["# Command line reference", "",
-             ("Generated from the program's own argument parsers at build time, so every flag, default and help "
-              "text below is the one `deepsets` accepts. Every command takes `--json` (one JSON object as the last "
-              "line); bad input ends with one `error:` line and exit status 2."), "",
-             _escape(parser.description or ""), ""]
-    parts += [f"- [`deepsets {name}`](#deepsets-{name}): {_escape(helps.get(name, ''))}" for name in subcommands(parser)]
+    parts = [
+        "# Command line reference",
+        "",
+        (
+            "Generated from the program's own argument parsers at build time, so every flag, default and help "
+            "text below is the one `deepsets` accepts. Every command takes `--json` (one JSON object as the last "
+            "line); bad input ends with one `error:` line and exit status 2."
+        ),
+        "",
+        _escape(parser.description or ""),
+        "",
+    ]
+    parts += [
+        f"- [`deepsets {name}`](#deepsets-{name}): {_escape(helps.get(name, ''))}" for name in subcommands(parser)
+    ]
     parts.append("")
     parts += [command_section(name, helps.get(name, ""), sub) for name, sub in subcommands(parser).items()]
     return "\n".join(parts)

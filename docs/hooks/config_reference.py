@@ -108,8 +108,12 @@ def toml_value(value: Any) -> str:
     return repr(value)
 
 
-_BOUNDS = ((annotated_types.Ge, "ge", ">="), (annotated_types.Gt, "gt", ">"), (annotated_types.Le, "le", "<="),
-           (annotated_types.Lt, "lt", "<"))
+_BOUNDS = (
+    (annotated_types.Ge, "ge", ">="),
+    (annotated_types.Gt, "gt", ">"),
+    (annotated_types.Le, "le", "<="),
+    (annotated_types.Lt, "lt", "<"),
+)
 
 
 def constraints(metadata: Iterable[Any], text: bool = False) -> list[str]:
@@ -135,8 +139,12 @@ def _annotated_metadata(annotation: Any) -> list[Any]:
     return []
 
 
-def model_rows(cls: type[BaseModel], fallback: Callable[[str], str] = lambda name: "", skip: tuple[str, ...] = (),
-               first: tuple[str, ...] = ()) -> list[Row]:
+def model_rows(
+    cls: type[BaseModel],
+    fallback: Callable[[str], str] = lambda name: "",
+    skip: tuple[str, ...] = (),
+    first: tuple[str, ...] = (),
+) -> list[Row]:
     """One row per field of ``cls``: name, type, default (``required`` when it has none) and
     description (``Field(description=)``, else the line's comment, else ``fallback(name)``);
     the fields named in ``first`` lead."""
@@ -183,8 +191,14 @@ def dataclass_rows(cls: type, skip: tuple[str, ...] = ()) -> list[Row]:
         if f.name in skip:
             continue
         default = "required" if f.default is dataclasses.MISSING else f"`{toml_value(f.default)}`"
-        rows.append((f"`{f.name}`", type_name(f.type if not isinstance(f.type, str) else _resolve(cls, f.name)), default,
-                     _escape(field_comment(cls, f.name))))
+        rows.append(
+            (
+                f"`{f.name}`",
+                type_name(f.type if not isinstance(f.type, str) else _resolve(cls, f.name)),
+                default,
+                _escape(field_comment(cls, f.name)),
+            )
+        )
     return rows
 
 
@@ -205,7 +219,9 @@ def table(rows: list[Row]) -> str:
 def doc(obj: Any) -> str:
     """An object's docstring, first paragraph only, reST literals turned into Markdown code."""
     text = inspect.cleandoc(obj.__doc__ or "").split("\n\n")[0]
-    return re.sub(r"``([^`]+)``", r"`\1`", re.sub(r":(?:class|func|mod|meth):`~?([^`]+)`", r"`\1`", " ".join(text.split())))
+    return re.sub(
+        r"``([^`]+)``", r"`\1`", re.sub(r":(?:class|func|mod|meth):`~?([^`]+)`", r"`\1`", " ".join(text.split()))
+    )
 
 
 # -- the page ------------------------------------------------------------------------------
@@ -228,11 +244,17 @@ def run_config_section() -> str:
         RunConfig,
     )
 
-    parts = ["## The run config (`deepsets train`, `deepsets tune`)", "", doc(RunConfig), "",
-             "One TOML file, one table per section. Sections "
-             + ", ".join(f"`[{s}]`" for s in REQUIRED_SECTIONS)
-             + " are required; every other section, and every field with a default, may be left out. "
-             "Relative paths are relative to the file's folder. `--set section.field=value` overrides any field.", ""]
+    parts = [
+        "## The run config (`deepsets train`, `deepsets tune`)",
+        "",
+        doc(RunConfig),
+        "",
+        "One TOML file, one table per section. Sections "
+        + ", ".join(f"`[{s}]`" for s in REQUIRED_SECTIONS)
+        + " are required; every other section, and every field with a default, may be left out. "
+        "Relative paths are relative to the file's folder. `--set section.field=value` overrides any field.",
+        "",
+    ]
     for name, cls in SECTIONS.items():
         parts += [f"### `[{name}]`", "", doc(cls), "", table(model_rows(cls)), ""]
     return "\n".join(parts)
@@ -243,12 +265,26 @@ def modality_section() -> str:
     from deepsets.features.kinds.base import BaseFeature
     from deepsets.features.schema import FeatureSchema
 
-    parts = ["## The schema (`schema.toml`, or inline under `[schema]`)", "", doc(FeatureSchema), "",
-             table(model_rows(FeatureSchema)), "",
-             "Each `[[modality]]` table has a `kind`; the fields each kind takes:", ""]
+    parts = [
+        "## The schema (`schema.toml`, or inline under `[schema]`)",
+        "",
+        doc(FeatureSchema),
+        "",
+        table(model_rows(FeatureSchema)),
+        "",
+        "Each `[[modality]]` table has a `kind`; the fields each kind takes:",
+        "",
+    ]
     for kind in feature_kinds():
         cls = feature_class(kind)
-        parts += [f"### `kind = \"{kind}\"`", "", doc(cls), "", table(model_rows(cls, skip=("kind",), first=tuple(BaseFeature.model_fields))), ""]
+        parts += [
+            f'### `kind = "{kind}"`',
+            "",
+            doc(cls),
+            "",
+            table(model_rows(cls, skip=("kind",), first=tuple(BaseFeature.model_fields))),
+            "",
+        ]
     return "\n".join(parts)
 
 
@@ -257,11 +293,24 @@ def job_sections() -> str:
     from deepsets.pipelines.embedding.job import EmbedConfig
     from deepsets.pipelines.retrieval.job import RetrieveConfig
 
-    parts = ["## Job options", "",
-             ("The options of the jobs that run a trained model, as validated before anything runs "
-              "(the command line's flags are these fields, `_` written `-`; see the [command line reference](cli.md))."), ""]
+    parts = [
+        "## Job options",
+        "",
+        (
+            "The options of the jobs that run a trained model, as validated before anything runs "
+            "(the command line's flags are these fields, `_` written `-`; see the [command line reference](cli.md))."
+        ),
+        "",
+    ]
     for command, cls in (("embed", EmbedConfig), ("ablate", AblateConfig), ("retrieve", RetrieveConfig)):
-        parts += [f"### `deepsets {command}`", "", doc(cls), "", table(model_rows(cls, fallback=_cli_help(command))), ""]
+        parts += [
+            f"### `deepsets {command}`",
+            "",
+            doc(cls),
+            "",
+            table(model_rows(cls, fallback=_cli_help(command))),
+            "",
+        ]
     return "\n".join(parts)
 
 
@@ -269,22 +318,43 @@ def tune_section() -> str:
     from deepsets.pipelines.tuning import space
 
     params = "\n".join(f"| `{key}` | `{toml_value(value)}` |" for key, value in space.DEFAULT_PARAMS.items())
-    return "\n".join([
-        "## The search space (`deepsets tune --space`)", "", doc(space), "",
-        table(dataclass_rows(space.SearchSpace, skip=("params",))), "",
-        (f"`[params]`: one entry per searched run-config field, `\"section.field\" = ...`, each a list of choices or "
-         f"{', '.join(f'`{{{d} = [...]}}`' for d in space.DISTRIBUTIONS)} (`uniform` and `loguniform` take "
-         "`[low, high]`). Without `--space` the search uses:"), "",
-        "| key | values |", "|---|---|", params, "",
-    ])
+    return "\n".join(
+        [
+            "## The search space (`deepsets tune --space`)",
+            "",
+            doc(space),
+            "",
+            table(dataclass_rows(space.SearchSpace, skip=("params",))),
+            "",
+            (
+                f'`[params]`: one entry per searched run-config field, `"section.field" = ...`, each a list of choices or '
+                f"{', '.join(f'`{{{d} = [...]}}`' for d in space.DISTRIBUTIONS)} (`uniform` and `loguniform` take "
+                "`[low, high]`). Without `--space` the search uses:"
+            ),
+            "",
+            "| key | values |",
+            "|---|---|",
+            params,
+            "",
+        ]
+    )
 
 
 def render() -> str:
     """The whole configuration reference page, as Markdown."""
-    return "\n".join([
-        "# Configuration reference", "",
-        ("Generated from the code at build time: every field, type, default and constraint below is read from the "
-         "pydantic models that validate the files, so it cannot go stale. Worked examples: the files under "
-         "`configs/` in the repository ([Example configs](../examples.md))."), "",
-        run_config_section(), modality_section(), tune_section(), job_sections(),
-    ])
+    return "\n".join(
+        [
+            "# Configuration reference",
+            "",
+            (
+                "Generated from the code at build time: every field, type, default and constraint below is read from the "
+                "pydantic models that validate the files, so it cannot go stale. Worked examples: the files under "
+                "`configs/` in the repository ([Example configs](../examples.md))."
+            ),
+            "",
+            run_config_section(),
+            modality_section(),
+            tune_section(),
+            job_sections(),
+        ]
+    )

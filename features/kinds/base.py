@@ -11,10 +11,10 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, model_validator
 
 from deepsets.batch import ModalityTensors
-from deepsets.kinds import kind_traits
-from deepsets.modality import ModalityInfo
 from deepsets.features.arrow_lists import is_list_type, split_list
 from deepsets.features.ids import IdMapper, id_type_of
+from deepsets.kinds import kind_traits
+from deepsets.modality import ModalityInfo
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # an identifier: names key nn.ModuleDicts and columns
 
@@ -138,7 +138,9 @@ class IdVocabulary(BaseModel):
     def mapper(self, fitted: Fitted) -> IdMapper:
         """The id mapping of this modality (built once per fitted state)."""
         if fitted._mapper is None:
-            fitted._mapper = IdMapper(id_type=fitted.id_type or "int", vocab=fitted.vocab, hash_buckets=self.hash_buckets)
+            fitted._mapper = IdMapper(
+                id_type=fitted.id_type or "int", vocab=fitted.vocab, hash_buckets=self.hash_buckets
+            )
         return fitted._mapper
 
     def fit_ids(self, ids: pl.LazyFrame, id_type: str) -> Fitted:

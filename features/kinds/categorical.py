@@ -12,7 +12,16 @@ import torch
 from deepsets.batch import ModalityTensors
 from deepsets.features.arrow_lists import valid_mask
 from deepsets.features.ids import id_type_of
-from deepsets.features.kinds.base import BaseFeature, Fitted, IdVocabulary, ModalityCounts, collect_stats, id_arrow_type, id_dtype, presence_stats
+from deepsets.features.kinds.base import (
+    BaseFeature,
+    Fitted,
+    IdVocabulary,
+    ModalityCounts,
+    collect_stats,
+    id_arrow_type,
+    id_dtype,
+    presence_stats,
+)
 
 
 class CategoricalFeature(BaseFeature, IdVocabulary):

@@ -40,10 +40,15 @@ class ScaledVectors:
             present = lengths.is_not_null() & (lengths > 0)
             stats = collect_stats(lf, presence_stats(present, lengths if sequence else None, max_len))
             encodings = ["none"] * self.dim
-            return Fitted(encodings=encodings, stats={**stats, "encodings": vector_encodings.describe(encodings, False)})
+            return Fitted(
+                encodings=encodings, stats={**stats, "encodings": vector_encodings.describe(encodings, False)}
+            )
         fitted = vector_encodings.fit(lf, column, self.dim, self.encoding, sequence=sequence, max_len=max_len)
-        stats = {**fitted["stats"], "encodings": vector_encodings.describe(fitted["encodings"], fitted["unit_norm"]),
-                 "unit_norm_share": fitted["unit_norm_share"]}
+        stats = {
+            **fitted["stats"],
+            "encodings": vector_encodings.describe(fitted["encodings"], fitted["unit_norm"]),
+            "unit_norm_share": fitted["unit_norm_share"],
+        }
         return Fitted(encodings=fitted["encodings"], mean=fitted["mean"], std=fitted["std"], stats=stats)
 
     def _scaled(self, vectors: np.ndarray, fitted: Fitted) -> np.ndarray:
@@ -103,4 +108,3 @@ class DenseFeature(ScaledVectors, BaseFeature):
         counts.rows += b
         counts.present_rows += int(present.sum())
         return ModalityTensors.fixed(values, torch.from_numpy(present))
-

@@ -73,7 +73,9 @@ class DenseSequenceFeature(ScaledVectors, BaseFeature):
             if bad.any():
                 found = "null" if not inner.valid[bad][0] else f"{int(inner.lengths[bad][0])} floats"
                 raise DataError(
-                    f"expected every vector to hold {self.dim} floats, found {found}", column=column, rows=np.unique(outer.row_of_element()[bad])
+                    f"expected every vector to hold {self.dim} floats, found {found}",
+                    column=column,
+                    rows=np.unique(outer.row_of_element()[bad]),
                 )
             flat = float_values(inner.flat, _RowsOf(outer, inner.lengths), column, "vector of a sequence")
         vectors = flat.reshape(-1, self.dim)  # (V, dim)
@@ -83,7 +85,9 @@ class DenseSequenceFeature(ScaledVectors, BaseFeature):
         counts.present_rows += int(present.sum())
         counts.truncated_rows += cut.truncated_rows
         counts.dropped_elements += cut.dropped_elements
-        values = torch.from_numpy(np.array(self._scaled(vectors[cut.keep], fitted), dtype=np.float32))  # (V', dim), a writable copy
+        values = torch.from_numpy(
+            np.array(self._scaled(vectors[cut.keep], fitted), dtype=np.float32)
+        )  # (V', dim), a writable copy
         return ModalityTensors.from_lengths(values, torch.from_numpy(cut.lengths), torch.from_numpy(present))
 
 

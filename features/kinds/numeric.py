@@ -12,10 +12,10 @@ import torch
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from deepsets.batch import ModalityTensors
-from deepsets.modality import ModalityInfo
 from deepsets.features import numeric_encodings as enc
 from deepsets.features.errors import DataError
 from deepsets.features.kinds.base import BaseFeature, Fitted, ModalityCounts
+from deepsets.modality import ModalityInfo
 
 Encoding = Literal["auto", "standard", "log1p", "quantile", "ple", "periodic"]
 
@@ -76,10 +76,14 @@ class NumericFeature(BaseFeature):
             "missing_value_rate": {c: (m / rows if rows else 0.0) for c, m in zip(self.columns, fitted["missing"])},
             "encodings": dict(zip(self.columns, fitted["encodings"])),
         }
-        return Fitted(mean=fitted["mean"], std=fitted["std"], encodings=fitted["encodings"], edges=fitted["edges"], stats=stats)
+        return Fitted(
+            mean=fitted["mean"], std=fitted["std"], encodings=fitted["encodings"], edges=fitted["edges"], stats=stats
+        )
 
     def _column_encodings(self, fitted: Fitted) -> List[str]:
-        return list(fitted.encodings) if fitted.encodings else ["standard"] * len(self.columns)  # specs fitted before encodings
+        return (
+            list(fitted.encodings) if fitted.encodings else ["standard"] * len(self.columns)
+        )  # specs fitted before encodings
 
     def _column_edges(self, fitted: Fitted) -> List[List[float]]:
         return [list(e) for e in fitted.edges] if fitted.edges else [[] for _ in self.columns]
@@ -96,11 +100,19 @@ class NumericFeature(BaseFeature):
         b = table.num_rows
         parts, observed_parts, observed_any = [], [], np.zeros(b, dtype=bool)
         missing = 0
-        for k, (c, encoding, edges) in enumerate(zip(self.columns, self._column_encodings(fitted), self._column_edges(fitted))):
-            raw = table.column(c).cast(pa.float64()).to_numpy(zero_copy_only=False) if b else np.zeros(0)  # (B,) null -> NaN
+        for k, (c, encoding, edges) in enumerate(
+            zip(self.columns, self._column_encodings(fitted), self._column_edges(fitted))
+        ):
+            raw = (
+                table.column(c).cast(pa.float64()).to_numpy(zero_copy_only=False) if b else np.zeros(0)
+            )  # (B,) null -> NaN
             inf = np.isinf(raw)
             if inf.any():
-                raise DataError("infinite value (expected a finite number, or null/NaN for missing)", column=c, rows=np.nonzero(inf)[0])
+                raise DataError(
+                    "infinite value (expected a finite number, or null/NaN for missing)",
+                    column=c,
+                    rows=np.nonzero(inf)[0],
+                )
             observed = ~np.isnan(raw)  # (B,)
             values = enc.encode(raw, observed, encoding, fitted.mean[k], fitted.std[k], edges)  # (B, w)
             parts.append(values)
@@ -111,5 +123,9 @@ class NumericFeature(BaseFeature):
         observed = np.concatenate(observed_parts, axis=1)  # (B, W)
         counts.rows += b
         counts.present_rows += int(observed_any.sum())
-        counts.missing_values += missing - int((~observed_any).sum()) * len(self.columns)  # missing values of present rows
-        return ModalityTensors.fixed(torch.from_numpy(values), torch.from_numpy(observed_any), torch.from_numpy(observed))
+        counts.missing_values += missing - int((~observed_any).sum()) * len(
+            self.columns
+        )  # missing values of present rows
+        return ModalityTensors.fixed(
+            torch.from_numpy(values), torch.from_numpy(observed_any), torch.from_numpy(observed)
+        )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import typing
 from typing import Dict, Tuple, Type
 
-from deepsets.kinds import kind_traits, load_plugin
 from deepsets.features.kinds.base import BaseFeature
 from deepsets.features.kinds.categorical import CategoricalFeature
 from deepsets.features.kinds.dense import DenseFeature
@@ -20,6 +19,7 @@ from deepsets.features.kinds.dense_sequence import DenseSequenceFeature
 from deepsets.features.kinds.id_sequence import IdSequenceFeature
 from deepsets.features.kinds.id_set import IdSetFeature
 from deepsets.features.kinds.numeric import NumericFeature
+from deepsets.kinds import kind_traits, load_plugin
 
 
 def kind_of(cls: Type[BaseFeature]) -> str:
@@ -31,7 +31,7 @@ def kind_of(cls: Type[BaseFeature]) -> str:
     field = cls.model_fields.get("kind")
     names = typing.get_args(field.annotation) if field is not None else ()
     if len(names) != 1 or not isinstance(names[0], str):
-        raise ValueError(f"{cls.__name__} must declare its kind as a field `kind: Literal[\"<name>\"]`")
+        raise ValueError(f'{cls.__name__} must declare its kind as a field `kind: Literal["<name>"]`')
     return names[0]
 
 

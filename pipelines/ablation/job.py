@@ -37,7 +37,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
 
 from deepsets import ablation as ab
-from deepsets.task_kinds import task_names, task_traits
 from deepsets.features import storage
 from deepsets.features.errors import DataError
 from deepsets.features.files import open_parquet, resolve_inputs
@@ -51,6 +50,7 @@ from deepsets.pipelines.models.source import ModelSource, load_model_source
 from deepsets.pipelines.options import parse_options
 from deepsets.pipelines.retrieval.exclusions import exclusion_columns, read_exclusions
 from deepsets.pipelines.training.inputs import check_label_values
+from deepsets.task_kinds import task_names, task_traits
 
 EXACT_SHAPLEY_UP_TO = 12
 """Above this many modalities Shapley values are sampled unless asked otherwise (2^12 subsets)."""
@@ -77,14 +77,28 @@ class AblateConfig(BaseModel):
     log_mlflow: bool = True  # log the results to the model's MLflow run (--no-mlflow: false)
     truth: Optional[str] = Field(None, description="a truth.json with planted contributions (the reference workload)")
     retrain: bool = Field(False, description="also retrain without each modality (Ray tasks, nested MLflow runs)")
-    shapley_permutations: Optional[int] = Field(None, ge=2, description="estimate Shapley values from this many random modality orders "
-                                                "(default: exact up to 12 modalities, 256 orders beyond)")
-    k: Optional[int] = Field(None, ge=1, description="ranking models: the cutoff of NDCG@k and Recall@k (default: the model's task.k, else 10)")
+    shapley_permutations: Optional[int] = Field(
+        None,
+        ge=2,
+        description="estimate Shapley values from this many random modality orders "
+        "(default: exact up to 12 modalities, 256 orders beyond)",
+    )
+    k: Optional[int] = Field(
+        None,
+        ge=1,
+        description="ranking models: the cutoff of NDCG@k and Recall@k (default: the model's task.k, else 10)",
+    )
     group: Optional[str] = Field(None, description="listwise / pairwise: the query group column (default: the model's)")
     item_column: Optional[str] = Field(None, description="two_tower: the item id column (default: the model's)")
-    items: Optional[List[str]] = Field(None, min_length=1, description="two_tower: the item corpus (default: the inputs' distinct items)")
-    exclude: Optional[str] = Field(None, description="two_tower: Parquet of (query id, item id) pairs left out of each query's ranking")
-    exclude_columns: str = Field("", description="QUERY_COLUMN,ITEM_COLUMN in --exclude (default: the inputs' id column and the item column)")
+    items: Optional[List[str]] = Field(
+        None, min_length=1, description="two_tower: the item corpus (default: the inputs' distinct items)"
+    )
+    exclude: Optional[str] = Field(
+        None, description="two_tower: Parquet of (query id, item id) pairs left out of each query's ranking"
+    )
+    exclude_columns: str = Field(
+        "", description="QUERY_COLUMN,ITEM_COLUMN in --exclude (default: the inputs' id column and the item column)"
+    )
     overwrite: bool = Field(False, description="replace an earlier ablation's files in --out")
 
     @field_validator("methods")
@@ -117,14 +131,18 @@ def check_out(out: str, overwrite: bool) -> List[str]:
     found = [path for path in (storage.join(out, name) for name in OUTPUT_NAMES) if storage.exists(path)]
     if found and not overwrite:
         names = ", ".join(storage.name_of(path) for path in found)
-        raise JobError(f"--out {out} already holds an ablation ({names}): pass --overwrite to replace it, or choose another --out")
+        raise JobError(
+            f"--out {out} already holds an ablation ({names}): pass --overwrite to replace it, or choose another --out"
+        )
     if not storage.is_uri(out) and os.path.lexists(out):  # a local --out is replaced as a whole folder
         if not os.path.isdir(out) or os.path.islink(out):
             raise JobError(f"--out {out} is a file, not a folder: choose another --out")
         others = sorted(set(os.listdir(out)) - set(OUTPUT_NAMES) - {RETRAIN})
         if others:
-            raise JobError(f"--out {out} holds files that are not an ablation's ({', '.join(others[:3])}{' ...' if len(others) > 3 else ''}): "
-                           "ablate replaces the folder as a whole; choose another --out")
+            raise JobError(
+                f"--out {out} holds files that are not an ablation's ({', '.join(others[:3])}{' ...' if len(others) > 3 else ''}): "
+                "ablate replaces the folder as a whole; choose another --out"
+            )
     return found
 
 
@@ -161,7 +179,9 @@ class Ablatable:
 def _column_of(value: Optional[str], source: ModelSource, key: str, option: str, task: str) -> str:
     value = value or (source.run_config or {}).get("data", {}).get(key)
     if not value:
-        raise ValueError(f"a {task} model needs its {key.replace('_', ' ')}: pass {option} COLUMN (the model does not say)")
+        raise ValueError(
+            f"a {task} model needs its {key.replace('_', ' ')}: pass {option} COLUMN (the model does not say)"
+        )
     return value
 
 
@@ -177,12 +197,20 @@ def load_ablatable(cfg: AblateConfig) -> tuple[ModelSource, torch.nn.Module, Abl
     two_tower = task == "two_tower"
     model = source.build(both_towers=True)
     if not two_tower and not hasattr(model, "encode"):
-        raise ValueError(f"{cfg.model} is a {type(model).__name__}: ablation needs a set-fusion model (per-modality vectors)")
+        raise ValueError(
+            f"{cfg.model} is a {type(model).__name__}: ablation needs a set-fusion model (per-modality vectors)"
+        )
     if "maxpool" in cfg.methods:
         head = None if two_tower else model.fusion.head
         if getattr(head, "pooling", None) != "max":
-            raise ValueError("method maxpool needs a DeepSet fusion head with max pooling; this model's head is "
-                             + ("two towers" if two_tower else type(head).__name__ + (f" ({head.pooling} pooling)" if hasattr(head, "pooling") else "")))
+            raise ValueError(
+                "method maxpool needs a DeepSet fusion head with max pooling; this model's head is "
+                + (
+                    "two towers"
+                    if two_tower
+                    else type(head).__name__ + (f" ({head.pooling} pooling)" if hasattr(head, "pooling") else "")
+                )
+            )
     traits = task_traits(task)
     if cfg.per_row and not traits.per_row:  # one value per row to split: the score, or a two-tower query's own metric
         per_row = ", ".join(name for name in task_names() if task_traits(name).per_row)
@@ -193,17 +221,35 @@ def load_ablatable(cfg: AblateConfig) -> tuple[ModelSource, torch.nn.Module, Abl
     if cfg.retrain and ranking:
         raise ValueError(f"--retrain is built for pointwise tasks; this model's task is {task}")
     if cfg.retrain and not source.run_config:
-        raise ValueError(f"--retrain needs the model's training config; {cfg.model} has none (train it with `deepsets train`)")
-    misplaced = [option for option, given, fits in (
-        ("--items", cfg.items, two_tower), ("--exclude", cfg.exclude, two_tower), ("--exclude-columns", cfg.exclude_columns, two_tower),
-        ("--item-column", cfg.item_column, two_tower), ("--group", cfg.group, traits.grouped), ("--k", cfg.k, ranking),
-        ("--label", cfg.label, not two_tower), ("--truth", cfg.truth, not two_tower)) if given and not fits]
+        raise ValueError(
+            f"--retrain needs the model's training config; {cfg.model} has none (train it with `deepsets train`)"
+        )
+    misplaced = [
+        option
+        for option, given, fits in (
+            ("--items", cfg.items, two_tower),
+            ("--exclude", cfg.exclude, two_tower),
+            ("--exclude-columns", cfg.exclude_columns, two_tower),
+            ("--item-column", cfg.item_column, two_tower),
+            ("--group", cfg.group, traits.grouped),
+            ("--k", cfg.k, ranking),
+            ("--label", cfg.label, not two_tower),
+            ("--truth", cfg.truth, not two_tower),
+        )
+        if given and not fits
+    ]
     if misplaced:
-        raise ValueError(f"{', '.join(misplaced)}: not for a {task} model (--items, --exclude, --item-column: two_tower; "
-                         "--group: listwise, pairwise; --k: ranking models; --label, --truth: all but two_tower)")
+        raise ValueError(
+            f"{', '.join(misplaced)}: not for a {task} model (--items, --exclude, --item-column: two_tower; "
+            "--group: listwise, pairwise; --k: ranking models; --label, --truth: all but two_tower)"
+        )
     k = cfg.k or int((source.run_config or {}).get("task", {}).get("k") or 10)
     if two_tower:
-        return source, model, Ablatable(task, item_column=_column_of(cfg.item_column, source, "item_column", "--item-column", task), k=k)
+        return (
+            source,
+            model,
+            Ablatable(task, item_column=_column_of(cfg.item_column, source, "item_column", "--item-column", task), k=k),
+        )
     label = cfg.label or (source.label_columns[0] if source.label_columns else None)
     if not label:
         raise ValueError("no label column: pass --label COLUMN (the model does not say which column it was trained on)")
@@ -211,7 +257,9 @@ def load_ablatable(cfg: AblateConfig) -> tuple[ModelSource, torch.nn.Module, Abl
     return source, model, Ablatable(task, label=label, group=group, k=k)
 
 
-def build_scorer(cfg: AblateConfig, source: ModelSource, model, what: Ablatable, every_subset: bool, progress: bool) -> SubsetScorer:
+def build_scorer(
+    cfg: AblateConfig, source: ModelSource, model, what: Ablatable, every_subset: bool, progress: bool
+) -> SubsetScorer:
     """Encode the rows once and wrap them in the scorer of the model's task.
 
     Raises:
@@ -220,18 +268,27 @@ def build_scorer(cfg: AblateConfig, source: ModelSource, model, what: Ablatable,
         ValueError: a listwise / pairwise set without a relevant row.
     """
     if what.task == "two_tower":
-        queries, corpus = encode_retrieval(model, source.spec, cfg.inputs, cfg.items, what.item_column, cfg.batch_size, progress)
+        queries, corpus = encode_retrieval(
+            model, source.spec, cfg.inputs, cfg.items, what.item_column, cfg.batch_size, progress
+        )
         exclude, counts = read_excluded(cfg, source, queries, corpus, what.item_column) if cfg.exclude else (None, None)
-        scorer = RetrievalScorer(model, queries, corpus, cfg.bootstrap, cfg.seed, every_subset, what.k, exclude, progress)
+        scorer = RetrievalScorer(
+            model, queries, corpus, cfg.bootstrap, cfg.seed, every_subset, what.k, exclude, progress
+        )
         scorer.exclusions = counts
         return scorer
     keys = [what.group] if what.group else []
-    check_ablation_labels(cfg.inputs, what, (source.run_config or {}).get("task", {}).get("num_outputs"), source.spec.schema.id_column)
+    check_ablation_labels(
+        cfg.inputs, what, (source.run_config or {}).get("task", {}).get("num_outputs"), source.spec.schema.id_column
+    )
     rows, columns = encode_rows(model, source.spec, cfg.inputs, [what.label], keys, cfg.batch_size, progress)
     if what.group:
         if rows.target.dim() != 1:
-            raise DataError(f"a {what.task} model ranks by one relevance value per row; the label column holds {rows.target.shape[1]} per row "
-                            "(pass --label COLUMN)", column=what.label)
+            raise DataError(
+                f"a {what.task} model ranks by one relevance value per row; the label column holds {rows.target.shape[1]} per row "
+                "(pass --label COLUMN)",
+                column=what.label,
+            )
         return GroupedScorer(model, rows, what.task, cfg.bootstrap, cfg.seed, every_subset, columns[what.group], what.k)
     return SubsetScorer(model, rows, what.task, cfg.bootstrap, cfg.seed, every_subset)
 
@@ -262,17 +319,24 @@ def read_excluded(cfg: AblateConfig, source: ModelSource, queries: CachedRows, c
     if not id_column:
         raise DataError("--exclude matches pairs on the query rows' ids, and the model's schema has no id_column")
     query_column, pair_item_column = exclusion_columns(cfg.exclude_columns, id_column, item_column)
-    excluded = read_exclusions(cfg.exclude, query_column, pair_item_column, pa.array(queries.ids).type, pa.array(corpus.ids))
+    excluded = read_exclusions(
+        cfg.exclude, query_column, pair_item_column, pa.array(queries.ids).type, pa.array(corpus.ids)
+    )
     pairs, counts = exclusion_pairs(excluded, queries.ids, queries.target)
     counts["unknown_items"] = excluded.unknown_items
     if excluded.pairs and not counts["applied"]:
-        raise DataError(f"none of the {excluded.pairs} pairs of --exclude matches a query row and a corpus item (query ids in column "
-                        f"{query_column!r} are matched with the inputs' {id_column!r}, items in {pair_item_column!r} with the corpus' "
-                        f"{item_column!r}; e.g. input ids {queries.ids[:3].tolist()})", file=cfg.exclude)
+        raise DataError(
+            f"none of the {excluded.pairs} pairs of --exclude matches a query row and a corpus item (query ids in column "
+            f"{query_column!r} are matched with the inputs' {id_column!r}, items in {pair_item_column!r} with the corpus' "
+            f"{item_column!r}; e.g. input ids {queries.ids[:3].tolist()})",
+            file=cfg.exclude,
+        )
     return pairs, counts
 
 
-def evaluate(cfg: AblateConfig, scorer: SubsetScorer, permutations: Optional[int], progress: bool) -> tuple[List[dict], dict]:
+def evaluate(
+    cfg: AblateConfig, scorer: SubsetScorer, permutations: Optional[int], progress: bool
+) -> tuple[List[dict], dict]:
     """Every asked method's table rows for each of the scorer's metrics (each row names its
     ``metric``), and what the methods record besides for the main metric (Shapley's efficiency
     check and estimator, per-row values); ``permutations``: sampled Shapley (None: exact)."""
@@ -282,7 +346,9 @@ def evaluate(cfg: AblateConfig, scorer: SubsetScorer, permutations: Optional[int
     for metric, method in tqdm(steps, desc="methods", unit="method", disable=None if progress else True):
         scorer.use_metric(metric)
         main = metric == scorer.metric_names[0]
-        rows = METHODS[method](scorer, extras if main else {}, seed=cfg.seed, per_row=cfg.per_row and main, permutations=permutations)
+        rows = METHODS[method](
+            scorer, extras if main else {}, seed=cfg.seed, per_row=cfg.per_row and main, permutations=permutations
+        )
         if isinstance(scorer, RetrievalScorer) and method == cfg.methods[-1]:
             rows += tower_rows(scorer, cfg.methods)
         table += [{**row, "metric": metric} for row in rows]
@@ -290,7 +356,14 @@ def evaluate(cfg: AblateConfig, scorer: SubsetScorer, permutations: Optional[int
     return table, extras
 
 
-def report(cfg: AblateConfig, source: ModelSource, summary: dict, per_row: Optional[dict], started: float, earlier: Sequence[str] = ()) -> dict:
+def report(
+    cfg: AblateConfig,
+    source: ModelSource,
+    summary: dict,
+    per_row: Optional[dict],
+    started: float,
+    earlier: Sequence[str] = (),
+) -> dict:
     """Write the table, chart and per-row values into ``cfg.out`` (a folder or a URI), log them
     to the model's MLflow run under a folder of their own, and return the finished summary.
 
@@ -343,12 +416,20 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
     task, num = what.task, len(model.names)
     permutations = cfg.shapley_permutations or (SAMPLED_PERMUTATIONS if num > EXACT_SHAPLEY_UP_TO else None)
     if "shapley" in cfg.methods and permutations:
-        say(f"Shapley values estimated from {permutations} random modality orders, with standard errors "
-            f"(exact Shapley fuses all {2 ** num:,} subsets; it is the default up to {EXACT_SHAPLEY_UP_TO} modalities)")
+        say(
+            f"Shapley values estimated from {permutations} random modality orders, with standard errors "
+            f"(exact Shapley fuses all {2**num:,} subsets; it is the default up to {EXACT_SHAPLEY_UP_TO} modalities)"
+        )
     scorer = build_scorer(cfg, source, model, what, "shapley" in cfg.methods and not permutations, progress)
     rows = scorer.rows
-    say(f"encoded {rows.num_rows} rows once: {num} modalities x {rows.vectors.shape[2]} dims; evaluating {', '.join(cfg.methods)}"
-        + (f" with {', '.join(scorer.metric_names)} over {scorer.units} {UNITS.get(task, 'rows')}" if task_traits(task).ablation_metric is None else ""))
+    say(
+        f"encoded {rows.num_rows} rows once: {num} modalities x {rows.vectors.shape[2]} dims; evaluating {', '.join(cfg.methods)}"
+        + (
+            f" with {', '.join(scorer.metric_names)} over {scorer.units} {UNITS.get(task, 'rows')}"
+            if task_traits(task).ablation_metric is None
+            else ""
+        )
+    )
     table, extras = evaluate(cfg, scorer, permutations, progress)
     methods = list(cfg.methods)
     by_metric = {}
@@ -357,10 +438,21 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
         by_metric[metric] = {"full": scorer.full, "empty": scorer.empty}
     scorer.use_metric(scorer.metric_names[0])
     summary = {
-        "rows": rows.num_rows, "modalities": scorer.names, "task": task, "label": what.label, "metric": scorer.metric_name,
-        "metrics": scorer.metric_names, "by_metric": by_metric, "units": {"kind": UNITS.get(task, "rows"), "count": scorer.units},
-        "full": scorer.full, "empty": scorer.empty, "methods": methods, "bootstrap": cfg.bootstrap,
-        "table": table, "model_uri": source.uri, "model_version": source.version,
+        "rows": rows.num_rows,
+        "modalities": scorer.names,
+        "task": task,
+        "label": what.label,
+        "metric": scorer.metric_name,
+        "metrics": scorer.metric_names,
+        "by_metric": by_metric,
+        "units": {"kind": UNITS.get(task, "rows"), "count": scorer.units},
+        "full": scorer.full,
+        "empty": scorer.empty,
+        "methods": methods,
+        "bootstrap": cfg.bootstrap,
+        "table": table,
+        "model_uri": source.uri,
+        "model_version": source.version,
     }
     if isinstance(scorer, RetrievalScorer):
         summary["towers"] = scorer.towers
@@ -370,12 +462,23 @@ def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:
     if cfg.retrain:
         from deepsets.pipelines.ablation.retrain import retrain_table
 
-        retrained, summary["retrain"] = retrain_table(source, cfg.inputs, what.label, rows.target, task, storage.join(storage.absolute(cfg.out), RETRAIN),
-                                                      scorer.boot, cfg.batch_size, progress)
+        retrained, summary["retrain"] = retrain_table(
+            source,
+            cfg.inputs,
+            what.label,
+            rows.target,
+            task,
+            storage.join(storage.absolute(cfg.out), RETRAIN),
+            scorer.boot,
+            cfg.batch_size,
+            progress,
+        )
         table.extend({**row, "metric": scorer.metric_name} for row in retrained)
         methods.append("retrain")
     if cfg.truth:
-        summary["spearman_vs_truth"] = compare_with_truth(cfg.truth, [r for r in table if r["metric"] == scorer.metric_name], methods)
+        summary["spearman_vs_truth"] = compare_with_truth(
+            cfg.truth, [r for r in table if r["metric"] == scorer.metric_name], methods
+        )
     if "shapley_efficiency" in extras:
         summary["shapley_efficiency"] = extras["shapley_efficiency"]
         summary["shapley_estimator"] = extras["shapley_estimator"]

@@ -20,9 +20,9 @@ import torch
 from torch import Tensor
 
 from deepsets import ablation as ab
+from deepsets.pipelines.ablation.report import table_row
 from deepsets.task_kinds import task_traits
 from deepsets.tasks import ablation_metric
-from deepsets.pipelines.ablation.report import table_row
 
 MEMO_BYTES = 1 << 30
 """Scores of subsets kept for the other metrics of a ranking model (1 GiB)."""
@@ -123,7 +123,9 @@ class SubsetScorer:
         if self.every is not None:
             return self.every[ab.subset_index(masks)]
         keys = [bytes(mask.numpy().tobytes()) for mask in masks]
-        missing = {key: i for i, key in reversed(list(enumerate(keys))) if key not in self._memo}  # each distinct subset once
+        missing = {
+            key: i for i, key in reversed(list(enumerate(keys))) if key not in self._memo
+        }  # each distinct subset once
         fresh = dict(zip(missing, self.fuse_subsets(masks[list(missing.values())]))) if missing else {}
         budget = MEMO_BYTES if len(self.metric_names) > 1 else 0
         for key, scores in fresh.items():
@@ -139,8 +141,17 @@ class SubsetScorer:
             generator = torch.Generator().manual_seed(seed)
             all_mask = torch.ones(1, self.num, dtype=torch.bool)
             rows = self.rows
-            self._permuted[seed] = torch.cat([ab.subset_scores(self.model, ab.permuted_vectors(rows.vectors, rows.present, m, generator),
-                                                               rows.present, all_mask) for m in range(self.num)])
+            self._permuted[seed] = torch.cat(
+                [
+                    ab.subset_scores(
+                        self.model,
+                        ab.permuted_vectors(rows.vectors, rows.present, m, generator),
+                        rows.present,
+                        all_mask,
+                    )
+                    for m in range(self.num)
+                ]
+            )
         return self._permuted[seed]
 
     def only_masks(self) -> tuple[Tensor, Tensor]:
@@ -162,7 +173,9 @@ class SubsetScorer:
         """(S, N, K) -> (B, S) metric values on every bootstrap draw of rows (None: no draws)."""
         if self.boot is None:
             return None
-        return torch.stack([ablation_metric(self.task, scores[..., idx, :], self.rows.target[idx]) for idx in self.boot])
+        return torch.stack(
+            [ablation_metric(self.task, scores[..., idx, :], self.rows.target[idx]) for idx in self.boot]
+        )
 
     def per_row_values(self, scores: Tensor) -> Tensor:
         """(S, N, K) -> (S, N): what per-row Shapley splits (here each row's score)."""
@@ -173,8 +186,12 @@ def _drops(method: str, scorer: SubsetScorer, scores: Tensor) -> List[dict]:
     """Rows whose delta is the full metric minus the metric of ``scores`` (M, N, K), modality by modality."""
     values, samples = scorer.metric(scores), scorer.boot_metric(scores)
     full, full_boot = scorer.full, scorer.full_boot
-    return [table_row(method, name, values[m], full - values[m], None if samples is None else full_boot[:, 0] - samples[:, m])
-            for m, name in enumerate(scorer.names)]
+    return [
+        table_row(
+            method, name, values[m], full - values[m], None if samples is None else full_boot[:, 0] - samples[:, m]
+        )
+        for m, name in enumerate(scorer.names)
+    ]
 
 
 def leave_one_out(scorer: SubsetScorer, extras: dict, **_) -> List[dict]:
@@ -189,8 +206,16 @@ def only_one(scorer: SubsetScorer, extras: dict, **_) -> List[dict]:
     scores, base_scores = scorer.scores(keep), scorer.scores(base)  # (M, N, K) each
     values, base_values = scorer.metric(scores), scorer.metric(base_scores)
     samples, base_samples = scorer.boot_metric(scores), scorer.boot_metric(base_scores)
-    return [table_row("only", name, values[m], values[m] - base_values[m], None if samples is None else samples[:, m] - base_samples[:, m])
-            for m, name in enumerate(scorer.names)]
+    return [
+        table_row(
+            "only",
+            name,
+            values[m],
+            values[m] - base_values[m],
+            None if samples is None else samples[:, m] - base_samples[:, m],
+        )
+        for m, name in enumerate(scorer.names)
+    ]
 
 
 def permutation(scorer: SubsetScorer, extras: dict, seed: int = 0, **_) -> List[dict]:
@@ -202,7 +227,9 @@ SAMPLED_CHUNK = 16
 """Orders whose prefix subsets are fused together by sampled Shapley (bounds its memory)."""
 
 
-def shapley(scorer: SubsetScorer, extras: dict, per_row: bool = False, permutations: Optional[int] = None, seed: int = 0, **_) -> List[dict]:
+def shapley(
+    scorer: SubsetScorer, extras: dict, per_row: bool = False, permutations: Optional[int] = None, seed: int = 0, **_
+) -> List[dict]:
     """Shapley values: exact over all ``2^M`` subsets, or, with ``permutations``, estimated
     from that many random orders with a standard error per modality (the rows' ``se``).
 
@@ -222,8 +249,13 @@ def shapley(scorer: SubsetScorer, extras: dict, per_row: bool = False, permutati
     _record(extras, phi, values[-1], values[0], int(scores.shape[0]), {"kind": "exact"})
     if per_row:
         row_values = scorer.per_row_values(scores)  # (S, N)
-        _record_per_row(extras, scorer, weights @ row_values, row_values[-1], row_values[0])  # (M, N): per-row contributions
-    return [table_row("shapley", name, phi[m], phi[m], None if phi_boot is None else phi_boot[:, m]) for m, name in enumerate(names)]
+        _record_per_row(
+            extras, scorer, weights @ row_values, row_values[-1], row_values[0]
+        )  # (M, N): per-row contributions
+    return [
+        table_row("shapley", name, phi[m], phi[m], None if phi_boot is None else phi_boot[:, m])
+        for m, name in enumerate(names)
+    ]
 
 
 def _sampled_shapley(scorer: SubsetScorer, extras: dict, per_row: bool, permutations: int, seed: int) -> List[dict]:
@@ -232,7 +264,7 @@ def _sampled_shapley(scorer: SubsetScorer, extras: dict, per_row: bool, permutat
     orders, masks = ab.permutation_prefixes(scorer.num, permutations, seed)  # (P, M), (P, M+1, M)
     values, boot, rows, fused = [], [], [], 0
     for start in range(0, orders.shape[0], SAMPLED_CHUNK):
-        chunk = masks[start:start + SAMPLED_CHUNK]  # (c, M+1, M)
+        chunk = masks[start : start + SAMPLED_CHUNK]  # (c, M+1, M)
         unique, where = torch.unique(chunk.reshape(-1, scorer.num), dim=0, return_inverse=True)  # (U, M), (c*(M+1),)
         scores = scorer.scores(unique)  # (U, N, K)
         fused += unique.shape[0]
@@ -247,26 +279,54 @@ def _sampled_shapley(scorer: SubsetScorer, extras: dict, per_row: bool, permutat
     phi_boot = ab.permutation_shapley(torch.cat(boot, dim=1), orders)[0] if boot else None  # (B, M)
     full, empty = values[0, -1], values[0, 0]
     names = scorer.names
-    _record(extras, phi, full, empty, fused, {"kind": "sampled", "permutations": int(orders.shape[0]),
-                                              "standard_error": {n: float(se[m]) for m, n in enumerate(names)}})
+    _record(
+        extras,
+        phi,
+        full,
+        empty,
+        fused,
+        {
+            "kind": "sampled",
+            "permutations": int(orders.shape[0]),
+            "standard_error": {n: float(se[m]) for m, n in enumerate(names)},
+        },
+    )
     if per_row:
         row_phi = ab.permutation_shapley(torch.cat(rows).transpose(0, 1), orders)[0].T  # (M, N)
-        _record_per_row(extras, scorer, row_phi, scorer.per_row_values(scorer.full_scores)[0], scorer.per_row_values(scorer.empty_scores)[0])
-    table = [table_row("shapley", name, phi[m], phi[m], None if phi_boot is None else phi_boot[:, m]) for m, name in enumerate(names)]
+        _record_per_row(
+            extras,
+            scorer,
+            row_phi,
+            scorer.per_row_values(scorer.full_scores)[0],
+            scorer.per_row_values(scorer.empty_scores)[0],
+        )
+    table = [
+        table_row("shapley", name, phi[m], phi[m], None if phi_boot is None else phi_boot[:, m])
+        for m, name in enumerate(names)
+    ]
     for m, row in enumerate(table):
         row["se"] = float(se[m])
     return table
 
 
 def _record(extras: dict, phi: Tensor, full, empty, fused: int, estimator: dict) -> None:
-    extras["shapley_efficiency"] = {"sum_of_values": float(phi.sum()), "full_minus_empty": float(full - empty),
-                                    "abs_error": float(abs(phi.sum() - (full - empty))), "subsets": fused}
+    extras["shapley_efficiency"] = {
+        "sum_of_values": float(phi.sum()),
+        "full_minus_empty": float(full - empty),
+        "abs_error": float(abs(phi.sum() - (full - empty))),
+        "subsets": fused,
+    }
     extras["shapley_estimator"] = estimator
 
 
 def _record_per_row(extras: dict, scorer: SubsetScorer, row_phi: Tensor, full: Tensor, empty: Tensor) -> None:
-    extras["per_row"] = {"ids": scorer.rows.ids, "phi": row_phi.T.numpy(), "full": full.double().numpy(),
-                         "empty": empty.double().numpy(), "names": scorer.names}
+    extras["per_row"] = {
+        "ids": scorer.rows.ids,
+        "phi": row_phi.T.numpy(),
+        "full": full.double().numpy(),
+        "empty": empty.double().numpy(),
+        "names": scorer.names,
+    }
 
 
 def max_pool(scorer: SubsetScorer, extras: dict, **_) -> List[dict]:

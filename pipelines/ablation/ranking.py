@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 
 from deepsets import ablation as ab
 from deepsets.ablation_ranking import GroupLayout, bootstrap_counts, bootstrap_means
-from deepsets.ranking import rank_values, target_ranks
 from deepsets.pipelines.ablation.methods import CachedRows, SubsetScorer
 from deepsets.pipelines.ablation.report import table_row
+from deepsets.ranking import rank_values, target_ranks
 
 _QUERY_CHUNK = 1024
 
@@ -70,7 +70,9 @@ class GroupedScorer(PerQueryScorer):
         ValueError: when no group has a relevant row.
     """
 
-    def __init__(self, model, rows: CachedRows, task: str, bootstrap: int, seed: int, every_subset: bool, group: Tensor, k: int) -> None:
+    def __init__(
+        self, model, rows: CachedRows, task: str, bootstrap: int, seed: int, every_subset: bool, group: Tensor, k: int
+    ) -> None:
         self.layout, self.k = GroupLayout(rows.target, group), k
         super().__init__(model, rows, task, bootstrap, seed, every_subset)
 
@@ -106,8 +108,18 @@ class RetrievalScorer(PerQueryScorer):
         progress: a progress bar over the corpus re-embeddings.
     """
 
-    def __init__(self, model, queries: CachedRows, corpus: CachedRows, bootstrap: int, seed: int, every_subset: bool, k: int,
-                 exclude: Optional[tuple[Tensor, Tensor]] = None, progress: bool = False) -> None:
+    def __init__(
+        self,
+        model,
+        queries: CachedRows,
+        corpus: CachedRows,
+        bootstrap: int,
+        seed: int,
+        every_subset: bool,
+        k: int,
+        exclude: Optional[tuple[Tensor, Tensor]] = None,
+        progress: bool = False,
+    ) -> None:
         self.corpus, self.k, self.progress = corpus, k, progress
         self.exclusions: Optional[dict] = None  # what --exclude matched (set by the job)
         self.query_count = len(queries.names)
@@ -140,7 +152,12 @@ class RetrievalScorer(PerQueryScorer):
         out = torch.empty(masks.shape[0], self.rows.num_rows, 2, dtype=torch.float32)  # counts, exact below 2^24 items
         item_parts, which = torch.unique(masks[:, mq:], dim=0, return_inverse=True)  # (I, Mi), (S,)
         query_cache: Dict[bytes, Tensor] = {}
-        for j in tqdm(range(item_parts.shape[0]), desc="item-tower subsets", unit="subset", disable=None if self.progress and len(item_parts) > 1 else True):
+        for j in tqdm(
+            range(item_parts.shape[0]),
+            desc="item-tower subsets",
+            unit="subset",
+            disable=None if self.progress and len(item_parts) > 1 else True,
+        ):
             corpus = self._embed(self.model.item, self.corpus, item_parts[j])  # (C, D)
             for s in (which == j).nonzero().squeeze(1).tolist():
                 key = masks[s, :mq].numpy().tobytes()
@@ -155,16 +172,26 @@ class RetrievalScorer(PerQueryScorer):
         if seed not in self._permuted:
             generator = torch.Generator().manual_seed(seed)
             everything = torch.ones(self.num, dtype=torch.bool)
-            queries = self._embed(self.model.query, self.rows, everything[:self.query_count])  # (Q, D)
-            corpus = self._embed(self.model.item, self.corpus, everything[self.query_count:])  # (C, D)
+            queries = self._embed(self.model.query, self.rows, everything[: self.query_count])  # (Q, D)
+            corpus = self._embed(self.model.item, self.corpus, everything[self.query_count :])  # (C, D)
             ranks = []
             for m in range(self.num):
                 if m < self.query_count:
                     shuffled = ab.permuted_vectors(self.rows.vectors, self.rows.present, m, generator)
-                    ranks.append(self._ranks(self._embed(self.model.query, self.rows, everything[:self.query_count], shuffled), corpus))
+                    ranks.append(
+                        self._ranks(
+                            self._embed(self.model.query, self.rows, everything[: self.query_count], shuffled), corpus
+                        )
+                    )
                 else:
-                    shuffled = ab.permuted_vectors(self.corpus.vectors, self.corpus.present, m - self.query_count, generator)
-                    ranks.append(self._ranks(queries, self._embed(self.model.item, self.corpus, everything[self.query_count:], shuffled)))
+                    shuffled = ab.permuted_vectors(
+                        self.corpus.vectors, self.corpus.present, m - self.query_count, generator
+                    )
+                    ranks.append(
+                        self._ranks(
+                            queries, self._embed(self.model.item, self.corpus, everything[self.query_count :], shuffled)
+                        )
+                    )
             self._permuted[seed] = torch.stack(ranks)  # (M, Q, 2)
         return self._permuted[seed]
 
@@ -173,9 +200,9 @@ class RetrievalScorer(PerQueryScorer):
         base = torch.zeros(self.num, self.num, dtype=torch.bool)
         for m in range(self.num):
             if m < self.query_count:
-                base[m, self.query_count:] = True
+                base[m, self.query_count :] = True
             else:
-                base[m, :self.query_count] = True
+                base[m, : self.query_count] = True
         return base | torch.eye(self.num, dtype=torch.bool), base
 
     def query_values(self, scores: Tensor) -> Tensor:
@@ -198,7 +225,9 @@ class RetrievalScorer(PerQueryScorer):
         for start in range(0, queries.shape[0], _QUERY_CHUNK):
             stop = min(start + _QUERY_CHUNK, queries.shape[0])
             scores = queries[start:stop] @ corpus.T  # (q, C)
-            ranks.append(target_ranks(scores, self.rows.target[start:stop], self._excluded(start, stop, corpus.shape[0])))
+            ranks.append(
+                target_ranks(scores, self.rows.target[start:stop], self._excluded(start, stop, corpus.shape[0]))
+            )
         return torch.cat(ranks)
 
     def _excluded(self, start: int, stop: int, items: int) -> Optional[Tensor]:
@@ -236,13 +265,23 @@ def tower_rows(scorer: RetrievalScorer, methods: List[str]) -> List[dict]:
         name = TOWER_NAMES[side]
 
         def at(v):
-            return {"loo": v[..., 3] - v[..., other], "shapley": 0.5 * (v[..., alone] - v[..., 0] + v[..., 3] - v[..., other])}
+            return {
+                "loo": v[..., 3] - v[..., other],
+                "shapley": 0.5 * (v[..., alone] - v[..., 0] + v[..., 3] - v[..., other]),
+            }
 
         point, boot = at(values), None if samples is None else at(samples.double())
         for method in ("loo", "shapley"):
             if method in methods:
-                out.append(table_row(method, name, values[3] - point[method] if method == "loo" else point[method], point[method],
-                                     None if boot is None else boot[method]))
+                out.append(
+                    table_row(
+                        method,
+                        name,
+                        values[3] - point[method] if method == "loo" else point[method],
+                        point[method],
+                        None if boot is None else boot[method],
+                    )
+                )
     return out
 
 
@@ -265,8 +304,16 @@ def exclusion_pairs(excluded, query_ids: np.ndarray, targets: Tensor) -> tuple[t
             if keep.any():
                 rows.append(np.full(int(keep.sum()), row, dtype=np.int64))
                 cols.append(positions[keep])
-    pairs = (torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols))) if rows else \
-        (torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64))
+    pairs = (
+        (torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols)))
+        if rows
+        else (torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64))
+    )
     unmatched = len(set(excluded.positions) - set(query_ids.tolist()))
-    return pairs, {"pairs": excluded.pairs, "applied": int(pairs[0].numel()), "queries_matched": len(rows),
-                   "held_out_item_pairs": held_out, "unmatched_query_ids": unmatched}
+    return pairs, {
+        "pairs": excluded.pairs,
+        "applied": int(pairs[0].numel()),
+        "queries_matched": len(rows),
+        "held_out_item_pairs": held_out,
+        "unmatched_query_ids": unmatched,
+    }

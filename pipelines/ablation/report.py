@@ -37,7 +37,14 @@ def table_row(method: str, modality: str, value: float, delta: float, samples=No
     if samples is not None:
         lo, hi = percentile_interval(samples)
         low, high = float(lo), float(hi)
-    return {"method": method, "modality": modality, "value": float(value), "delta": float(delta), "low": low, "high": high}
+    return {
+        "method": method,
+        "modality": modality,
+        "value": float(value),
+        "delta": float(delta),
+        "low": low,
+        "high": high,
+    }
 
 
 def _fmt(v: float) -> str:
@@ -68,21 +75,36 @@ def _header(summary: dict) -> str:
         where += f" (queries), each one's held-out item ranked among {summary['corpus_items']} items"
         found = summary.get("exclusions")
         if found:
-            skipped = [f"{found[key]} {what}" for key, what in (("unknown_items", "name an item not in the corpus"),
-                                                                  ("held_out_item_pairs", "name the query's held-out item (never left out)"),
-                                                                  ("unmatched_query_ids", "query ids match no input row")) if found.get(key)]
-            where += (f" ({found['applied']} seen (query, item) pairs left out, for {found['queries_matched']} queries, of {found['pairs']} read"
-                      + (f"; not applied: {'; '.join(skipped)}" if skipped else "") + ")")
-    return (f"Ablation of {summary['model_uri']} on {where}; 95% bootstrap intervals over {summary['bootstrap']} resamples of "
-            f"{units['kind']}.")
+            skipped = [
+                f"{found[key]} {what}"
+                for key, what in (
+                    ("unknown_items", "name an item not in the corpus"),
+                    ("held_out_item_pairs", "name the query's held-out item (never left out)"),
+                    ("unmatched_query_ids", "query ids match no input row"),
+                )
+                if found.get(key)
+            ]
+            where += (
+                f" ({found['applied']} seen (query, item) pairs left out, for {found['queries_matched']} queries, of {found['pairs']} read"
+                + (f"; not applied: {'; '.join(skipped)}" if skipped else "")
+                + ")"
+            )
+    return (
+        f"Ablation of {summary['model_uri']} on {where}; 95% bootstrap intervals over {summary['bootstrap']} resamples of "
+        f"{units['kind']}."
+    )
 
 
 def _metric_table(summary: dict, metric: str) -> list:
     methods = summary["methods"]
     cells: Dict[tuple, dict] = {(r["method"], r["modality"]): r for r in _rows_of(summary, metric)}
     values = (summary.get("by_metric") or {}).get(metric, {"full": summary["full"], "empty": summary["empty"]})
-    lines = [f"Metric {metric} (all present {values['full']:.4f}, none present {values['empty']:.4f}).", "",
-             "| modality | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    lines = [
+        f"Metric {metric} (all present {values['full']:.4f}, none present {values['empty']:.4f}).",
+        "",
+        "| modality | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
     order = sorted(summary["modalities"], key=lambda n: -cells.get((methods[0], n), {"delta": 0})["delta"])
     towers = sorted({name for _, name in cells} - set(summary["modalities"]))  # two_tower: the towers as two players
     for name in order + towers:
@@ -102,24 +124,39 @@ def markdown_table(summary: dict) -> str:
     lines = [
         _header(summary),
         f"Rows sorted by the {methods[0]} column, largest first. Positive means the modality helps: "
-        + "; ".join(f"{m}: {SIGN_MEANING[m]}" for m in methods if m in SIGN_MEANING) + ".",
+        + "; ".join(f"{m}: {SIGN_MEANING[m]}" for m in methods if m in SIGN_MEANING)
+        + ".",
     ]
     if summary.get("towers") and {"loo", "shapley", "only"} & set(methods):
-        lines.append("Two towers: only-one keeps one modality in its tower and the other tower whole, measured from its tower empty; "
-                     "the rows 'query tower' and 'item tower' score each whole tower as one player (leave-one-out: the metric "
-                     "without it; Shapley: its share of all minus none).")
+        lines.append(
+            "Two towers: only-one keeps one modality in its tower and the other tower whole, measured from its tower empty; "
+            "the rows 'query tower' and 'item tower' score each whole tower as one player (leave-one-out: the metric "
+            "without it; Shapley: its share of all minus none)."
+        )
     for metric in summary.get("metrics") or [summary["metric"]]:
         lines += [""] + _metric_table(summary, metric)
     if summary.get("spearman_vs_truth"):
-        lines += ["", "Spearman vs planted contributions: " + ", ".join(f"{k} {v:+.2f}" for k, v in summary["spearman_vs_truth"].items())]
+        lines += [
+            "",
+            "Spearman vs planted contributions: "
+            + ", ".join(f"{k} {v:+.2f}" for k, v in summary["spearman_vs_truth"].items()),
+        ]
     eff = summary.get("shapley_efficiency")
     if eff:
-        lines += ["", f"Shapley efficiency ({summary['metric']}): sum of values {eff['sum_of_values']:.6f} = all minus none "
-                      f"{eff['full_minus_empty']:.6f} (|error| {eff['abs_error']:.2e}, {eff['subsets']} subsets fused)."]
+        lines += [
+            "",
+            f"Shapley efficiency ({summary['metric']}): sum of values {eff['sum_of_values']:.6f} = all minus none "
+            f"{eff['full_minus_empty']:.6f} (|error| {eff['abs_error']:.2e}, {eff['subsets']} subsets fused).",
+        ]
     estimator = summary.get("shapley_estimator") or {}
     if estimator.get("kind") == "sampled":
-        lines += ["", f"Shapley values estimated from {estimator['permutations']} random modality orders (antithetic pairs); "
-                      "standard error of each estimate: " + ", ".join(f"{n} {se:.4f}" for n, se in estimator["standard_error"].items()) + "."]
+        lines += [
+            "",
+            f"Shapley values estimated from {estimator['permutations']} random modality orders (antithetic pairs); "
+            "standard error of each estimate: "
+            + ", ".join(f"{n} {se:.4f}" for n, se in estimator["standard_error"].items())
+            + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -131,9 +168,13 @@ def bar_chart(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     methods = summary["methods"]
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 0.45 * len(summary["modalities"]) + 1.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(methods), figsize=(4.2 * len(methods), 0.45 * len(summary["modalities"]) + 1.6), squeeze=False
+    )
     for ax, method in zip(axes[0], methods):
-        rows = sorted((r for r in _rows_of(summary, summary["metric"]) if r["method"] == method), key=lambda r: r["delta"])
+        rows = sorted(
+            (r for r in _rows_of(summary, summary["metric"]) if r["method"] == method), key=lambda r: r["delta"]
+        )
         names = [r["modality"] for r in rows]
         deltas = np.array([r["delta"] for r in rows])
         lows, highs = np.array([r["low"] for r in rows]), np.array([r["high"] for r in rows])
@@ -143,15 +184,23 @@ def bar_chart(summary: dict, path: Path) -> None:
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_title(TITLES[method], fontsize=9)
         ax.tick_params(labelsize=8)
-    fig.suptitle(f"per-modality contribution, {summary['metric']} (all {summary['full']:.3f}, none {summary['empty']:.3f}), "
-                 f"{summary['rows']} rows", fontsize=10)
+    fig.suptitle(
+        f"per-modality contribution, {summary['metric']} (all {summary['full']:.3f}, none {summary['empty']:.3f}), "
+        f"{summary['rows']} rows",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-FILE_NAMES = {"table_parquet": "ablation.parquet", "table_markdown": "ablation.md", "chart": "ablation.png",
-              "table_json": "ablation.json", "per_row": "per_row_shapley.parquet"}
+FILE_NAMES = {
+    "table_parquet": "ablation.parquet",
+    "table_markdown": "ablation.md",
+    "chart": "ablation.png",
+    "table_json": "ablation.json",
+    "per_row": "per_row_shapley.parquet",
+}
 """What ``deepsets ablate`` writes into ``--out``, by its key in the summary's ``files``."""
 OUTPUT_NAMES = tuple(FILE_NAMES.values())
 """A folder holding any of these holds an earlier ablation."""

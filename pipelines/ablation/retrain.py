@@ -22,19 +22,21 @@ from typing import Dict, List, Optional
 
 import torch
 
-from deepsets.inference import collect_outputs
-from deepsets.tasks import ablation_metric
 from deepsets.features import storage
 from deepsets.features.reader import ParquetBatchReader
 from deepsets.features.spec import FeatureSpec
+from deepsets.inference import collect_outputs
 from deepsets.pipelines.ablation.report import table_row
 from deepsets.pipelines.config import RunConfig, parse_run_config
 from deepsets.pipelines.models.source import ModelSource, load_model_source
+from deepsets.tasks import ablation_metric
 
 BASELINE = "(none)"
 
 
-def retrain_configs(base: RunConfig, spec: FeatureSpec, out: str, stamp: str, parent_run_id: str, tracking_uri: str) -> Dict[str, RunConfig]:
+def retrain_configs(
+    base: RunConfig, spec: FeatureSpec, out: str, stamp: str, parent_run_id: str, tracking_uri: str
+) -> Dict[str, RunConfig]:
     """Removed modality (``BASELINE`` for none) -> ``base`` changed to train without it (the
     spec minus that modality, its own run name, nested under ``parent_run_id``)."""
     configs = {}
@@ -43,13 +45,19 @@ def retrain_configs(base: RunConfig, spec: FeatureSpec, out: str, stamp: str, pa
         spec_path = storage.join(out, f"spec-without-{'nothing' if removed == BASELINE else removed}.json")
         kept.save(spec_path)
         tag = "baseline" if removed == BASELINE else f"without-{removed}"
-        configs[removed] = base.model_copy(update={
-            "data": base.data.model_copy(update={"spec": str(spec_path)}),
-            "tracking": base.tracking.model_copy(update={
-                "run_name": f"{stamp}-{tag}", "storage_path": storage.join(out, "ray_results"),
-                "mlflow_uri": tracking_uri, "parent_run_id": parent_run_id,
-            }),
-        })
+        configs[removed] = base.model_copy(
+            update={
+                "data": base.data.model_copy(update={"spec": str(spec_path)}),
+                "tracking": base.tracking.model_copy(
+                    update={
+                        "run_name": f"{stamp}-{tag}",
+                        "storage_path": storage.join(out, "ray_results"),
+                        "mlflow_uri": tracking_uri,
+                        "parent_run_id": parent_run_id,
+                    }
+                ),
+            }
+        )
     return configs
 
 
@@ -70,8 +78,10 @@ def _train_all(configs: Dict[str, RunConfig], progress: bool) -> Dict[str, dict]
         removed = pending.pop(ready[0])
         done[removed] = ray.get(ready[0])
         if progress:
-            print(f"  retrained {'with every modality' if removed == BASELINE else 'without ' + removed}: "
-                  f"{done[removed]['seconds']} s, run {done[removed]['run_id']}")
+            print(
+                f"  retrained {'with every modality' if removed == BASELINE else 'without ' + removed}: "
+                f"{done[removed]['seconds']} s, run {done[removed]['run_id']}"
+            )
     return done
 
 
@@ -82,8 +92,17 @@ def _scores(summary: dict, inputs: List[str], label: str, batch_size: int) -> to
     return collect_outputs(source.build(), reader, ("logits",))["logits"]
 
 
-def retrain_table(source: ModelSource, inputs: List[str], label: str, target: torch.Tensor, task: str, out: str,
-                  boot: Optional[torch.Tensor], batch_size: int, progress: bool) -> tuple[List[dict], dict]:
+def retrain_table(
+    source: ModelSource,
+    inputs: List[str],
+    label: str,
+    target: torch.Tensor,
+    task: str,
+    out: str,
+    boot: Optional[torch.Tensor],
+    batch_size: int,
+    progress: bool,
+) -> tuple[List[dict], dict]:
     """Retrain without each modality and compare on the ablation rows.
 
     Returns:
@@ -102,19 +121,33 @@ def retrain_table(source: ModelSource, inputs: List[str], label: str, target: to
     with mlflow.start_run(run_name=f"{stamp}-retrain", tags={"deepsets.ablation_of": source.uri}) as parent:
         parent_id = parent.info.run_id
     configs = retrain_configs(base, source.spec, out, stamp, parent_id, tracking_uri)
-    with private_ray(None, os.cpu_count() or 2):  # a local Ray started here ends with the retraining, leftovers ended by pid
+    with private_ray(
+        None, os.cpu_count() or 2
+    ):  # a local Ray started here ends with the retraining, leftovers ended by pid
         if progress:
-            print(f"retraining {len(configs)} runs (one without each modality, one baseline) as Ray tasks; parent MLflow run {parent_id}")
+            print(
+                f"retraining {len(configs)} runs (one without each modality, one baseline) as Ray tasks; parent MLflow run {parent_id}"
+            )
         trained = _train_all(configs, progress)
-    metric = lambda logits, rows=None: ablation_metric(task, logits if rows is None else logits[rows], target if rows is None else target[rows])  # noqa: E731
+
+    def metric(logits, rows=None):
+        return ablation_metric(task, logits if rows is None else logits[rows], target if rows is None else target[rows])
+
     scores = {removed: _scores(summary, inputs, label, batch_size) for removed, summary in trained.items()}
     baseline = scores[BASELINE]
     baseline_value = float(metric(baseline))
     rows = []
     for removed in source.spec.names:
         value = float(metric(scores[removed]))
-        samples = None if boot is None else torch.stack([metric(baseline, idx) - metric(scores[removed], idx) for idx in boot])
+        samples = (
+            None
+            if boot is None
+            else torch.stack([metric(baseline, idx) - metric(scores[removed], idx) for idx in boot])
+        )
         rows.append(table_row("retrain", removed, value, baseline_value - value, samples))
-    info = {"parent_run_id": parent_id, "baseline": baseline_value,
-            "runs": {("baseline" if k == BASELINE else k): v["run_id"] for k, v in trained.items()}}
+    info = {
+        "parent_run_id": parent_id,
+        "baseline": baseline_value,
+        "runs": {("baseline" if k == BASELINE else k): v["run_id"] for k, v in trained.items()},
+    }
     return rows, info

@@ -54,30 +54,47 @@ def _task_columns(kind: str, labels: tuple, group: Optional[str], item: Optional
     if traits.labels and not labels:
         return "data.label_columns", f"a {kind} task needs at least one label column"
     if not traits.labels and labels:
-        return "data.label_columns", f"a {kind} task learns from (query, item) rows and reads no labels (found {list(labels)})"
+        return (
+            "data.label_columns",
+            f"a {kind} task learns from (query, item) rows and reads no labels (found {list(labels)})",
+        )
     if traits.grouped and len(labels) != 1:
         return "data.label_columns", f"a {kind} task ranks by one relevance column (found {list(labels)})"
     if traits.grouped and not group:
-        return "data.group_column", f"a {kind} task ranks rows within query groups: name the integer query id column (e.g. group_column = \"query_id\")"
+        return (
+            "data.group_column",
+            f'a {kind} task ranks rows within query groups: name the integer query id column (e.g. group_column = "query_id")',
+        )
     if not traits.grouped and group:
         return "data.group_column", f"is used only by {' / '.join(grouped_tasks())} tasks (task.kind = {kind!r})"
     if kind == "two_tower" and not item:
-        return "data.item_column", "a two_tower task needs the integer item id column (in-batch duplicates, popularity, validation corpus)"
+        return (
+            "data.item_column",
+            "a two_tower task needs the integer item id column (in-batch duplicates, popularity, validation corpus)",
+        )
     if kind != "two_tower" and item:
         return "data.item_column", f"is used only by two_tower tasks (task.kind = {kind!r})"
     return None
 
 
-def _towers(kind: str, query: tuple, item: tuple, fusion: Optional[str], shortcuts: Optional[tuple] = None) -> Optional[Tuple[str, str]]:
+def _towers(
+    kind: str, query: tuple, item: tuple, fusion: Optional[str], shortcuts: Optional[tuple] = None
+) -> Optional[Tuple[str, str]]:
     shortcuts = shortcuts or ()
     if kind != "two_tower":
         if query or item:
-            return "task.query_modalities", f"query_modalities / item_modalities are used only by two_tower (task.kind = {kind!r})"
+            return (
+                "task.query_modalities",
+                f"query_modalities / item_modalities are used only by two_tower (task.kind = {kind!r})",
+            )
         if shortcuts:
             return "task.shortcuts", f"shortcuts are used only by two_tower (task.kind = {kind!r})"
         return None
     if not query or not item:
-        return "task.query_modalities" if not query else "task.item_modalities", "a two_tower task needs both query_modalities and item_modalities"
+        return (
+            "task.query_modalities" if not query else "task.item_modalities",
+            "a two_tower task needs both query_modalities and item_modalities",
+        )
     if fusion is not None and not fusion_traits(fusion).set_head:
         return "model.fusion", f"two_tower towers are set-fusion models: the {fusion} baseline cannot be a tower"
     shared = sorted(set(query) & set(item))
@@ -85,20 +102,30 @@ def _towers(kind: str, query: tuple, item: tuple, fusion: Optional[str], shortcu
         return "task.item_modalities", f"a modality belongs to one tower, found in both: {shared}"
     for pair in shortcuts:
         if pair[0] not in query or pair[1] not in item:
-            return "task.shortcuts", f"each pair is [query modality, item modality]: {list(pair)} must pair one of {list(query)} with one of {list(item)}"
+            return (
+                "task.shortcuts",
+                f"each pair is [query modality, item modality]: {list(pair)} must pair one of {list(query)} with one of {list(item)}",
+            )
     return None
 
 
 def _selection(select: str, patience: int, kind: str, k: int, valid: Optional[tuple]) -> Optional[Tuple[str, str]]:
     problem = select_problem(select, patience, kind, k, bool(valid))
-    return ("training.select" if select not in ("", "last") or not patience else "training.patience", problem) if problem else None
+    return (
+        ("training.select" if select not in ("", "last") or not patience else "training.patience", problem)
+        if problem
+        else None
+    )
 
 
 def _negatives(kind: str, negatives: str, items: Optional[tuple]) -> Optional[Tuple[str, str]]:
     if negatives != "in_batch" and kind != "two_tower":
         return "task.negatives", f"is used only by two_tower tasks (task.kind = {kind!r})"
     if negatives != "in_batch" and not items:
-        return "data.items", f"{negatives} negatives come from the item table: give data.items (one row per item: item modalities and the item column)"
+        return (
+            "data.items",
+            f"{negatives} negatives come from the item table: give data.items (one row per item: item modalities and the item column)",
+        )
     if items and negatives == "in_batch":
         return "data.items", "the item table is used only by mixed or catalogue negatives (task.negatives)"
     return None
@@ -129,7 +156,7 @@ def cross_problems(values: Mapping[str, Any]) -> List[Tuple[str, str]]:
 
 def schema_source_problem(has_path: bool, has_inline: bool) -> Optional[str]:
     if has_path and has_inline:
-        return "give either path = \"schema.toml\" or inline id_column / [[schema.modality]] tables, not both"
+        return 'give either path = "schema.toml" or inline id_column / [[schema.modality]] tables, not both'
     if not has_path and not has_inline:
-        return "give either path = \"schema.toml\" or inline [[schema.modality]] tables"
+        return 'give either path = "schema.toml" or inline [[schema.modality]] tables'
     return None

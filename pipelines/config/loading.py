@@ -27,7 +27,9 @@ from deepsets.pipelines.config.sections import REQUIRED_SECTIONS, SECTIONS, RunC
 from deepsets.pipelines.errors import ConfigError
 
 
-def _validate_section(section: str, cls: type[BaseModel], raw: Any) -> Tuple[Optional[BaseModel], List[str], Dict[str, Any]]:
+def _validate_section(
+    section: str, cls: type[BaseModel], raw: Any
+) -> Tuple[Optional[BaseModel], List[str], Dict[str, Any]]:
     """Validate one section; return it (or None), its problems, and its valid field values."""
     if not isinstance(raw, dict):
         return None, [f"{section}: must be a table [{section}] (found {raw!r})"], {}

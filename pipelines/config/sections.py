@@ -9,17 +9,26 @@ import secrets
 from datetime import datetime
 from typing import Annotated, Any, Callable, Dict, Literal, Optional, Tuple, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SerializeAsAny, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from deepsets.choices import NEGATIVES, OPTIMIZERS, SCHEDULES, SEQUENCE_POOLINGS, SET_POOLINGS
-from deepsets.fusion_heads import fusion_names
-from deepsets.task_kinds import task_names
-from deepsets.model_args import ModelArgs
 from deepsets.features.kinds.base import BaseFeature
 from deepsets.features.schema import FeatureSchema, features_by_kind, load_schema, parse_schema
+from deepsets.fusion_heads import fusion_names
+from deepsets.model_args import ModelArgs
 from deepsets.pipelines.config.checks import cross_problems, schema_source_problem
 from deepsets.pipelines.config.toml_text import dump_toml
+from deepsets.task_kinds import task_names
 
 Scalar = Union[str, int, float, bool]
 
@@ -67,7 +76,9 @@ class DataConfig(BaseModel):
     model_config = _STRICT
 
     train: Tuple[_Text, ...] = Field(min_length=1, strict=False)  # a path or a list: files, directories or globs
-    valid: Optional[Tuple[_Text, ...]] = Field(default=None, min_length=1, strict=False)  # validation metrics every epoch
+    valid: Optional[Tuple[_Text, ...]] = Field(
+        default=None, min_length=1, strict=False
+    )  # validation metrics every epoch
     label_columns: Tuple[_Text, ...] = Field((), strict=False)  # required by every task kind but two_tower
     spec: Optional[_Text] = None  # reuse a fitted FeatureSpec (spec.json) instead of fitting
     group_column: Optional[_Text] = None  # listwise / pairwise: the integer query id of each row
@@ -92,7 +103,9 @@ class SchemaConfig(BaseModel):
 
     path: Optional[_Text] = None  # the schema TOML file; or give id_column and modality inline
     id_column: Optional[_Text] = None  # inline schema: the row id column
-    modality: Optional[Tuple[SerializeAsAny[BaseFeature], ...]] = None  # inline tables, parsed by deepsets.features.schema
+    modality: Optional[Tuple[SerializeAsAny[BaseFeature], ...]] = (
+        None  # inline tables, parsed by deepsets.features.schema
+    )
 
     @field_validator("modality", mode="before")
     @classmethod
@@ -145,11 +158,17 @@ class TaskConfig(BaseModel):
     model_config = _STRICT
 
     kind: TaskName = _MODEL.task  # type: ignore[valid-type]  # listwise / pairwise need data.group_column; two_tower data.item_column
-    num_outputs: int = Field(_MODEL.num_outputs, ge=1, le=1_000_000)  # logits per row: 1 (binary), the labels (multilabel), the classes (multiclass)
+    num_outputs: int = Field(
+        _MODEL.num_outputs, ge=1, le=1_000_000
+    )  # logits per row: 1 (binary), the labels (multilabel), the classes (multiclass)
     query_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only
     item_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only
-    temperature: float = Field(_MODEL.temperature, gt=0.01, le=10.0)  # two_tower: starting softmax temperature (learned)
-    shortcuts: Tuple[_Pair, ...] = Field((), strict=False)  # two_tower: (query, item) modality pairs scored directly too
+    temperature: float = Field(
+        _MODEL.temperature, gt=0.01, le=10.0
+    )  # two_tower: starting softmax temperature (learned)
+    shortcuts: Tuple[_Pair, ...] = Field(
+        (), strict=False
+    )  # two_tower: (query, item) modality pairs scored directly too
     logq: bool = True  # two_tower: correct in-batch negatives by item popularity
     k: int = Field(10, ge=1, le=100_000)  # ranking kinds: the cutoff of ndcg_at_k / recall_at_k
     negatives: Literal[NEGATIVES] = "in_batch"  # type: ignore[valid-type]  # two_tower: in_batch | mixed | catalogue
@@ -191,9 +210,13 @@ class TrackingConfig(BaseModel):
 
     model_config = _STRICT
 
-    mlflow_uri: str = ""  # "" = sqlite:///mlflow.db in the working directory (deepsets train: $MLFLOW_TRACKING_URI first)
+    mlflow_uri: str = (
+        ""  # "" = sqlite:///mlflow.db in the working directory (deepsets train: $MLFLOW_TRACKING_URI first)
+    )
     experiment: _Text = "deepsets"  # the MLflow experiment
-    run_name: str = ""  # "" = run-<date>-<time>-<random hex>; also a directory under storage_path, the name --resume continues
+    run_name: str = (
+        ""  # "" = run-<date>-<time>-<random hex>; also a directory under storage_path, the name --resume continues
+    )
     storage_path: _Text = "ray_results"  # where Ray keeps checkpoints: a local folder or a URI (s3://bucket/prefix)
     artifact_location: str = ""  # where a new MLflow experiment keeps artifacts ("" = MLflow's default)
     parent_run_id: str = ""  # nest the MLflow run under this one (ablation retrains)
@@ -237,7 +260,9 @@ class RunConfig(BaseModel):
     """A whole training run. The ``[schema]`` section is the attribute ``schema_`` (pydantic's
     ``BaseModel.schema`` owns the plain name)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
 
     data: DataConfig
     schema_: SchemaConfig = Field(alias="schema")
@@ -283,7 +308,9 @@ class RunConfig(BaseModel):
                     value = ",".join(str(v) for v in value)
                 out[f"{section}.{key}"] = value
         if self.schema_.modality is not None:
-            out["schema.modalities"] = ",".join(f"{m.name}:{m.kind}" for m in sorted(self.schema_.modality, key=lambda m: m.name))
+            out["schema.modalities"] = ",".join(
+                f"{m.name}:{m.kind}" for m in sorted(self.schema_.modality, key=lambda m: m.name)
+            )
         return out
 
     def feature_schema(self) -> FeatureSchema:
@@ -300,10 +327,15 @@ class RunConfig(BaseModel):
         """What :func:`deepsets.builders.build_model` needs besides the modalities: the
         ``[model]`` section, plus the task and (two_tower) its towers."""
         m, t = self.model, self.task
-        towers = {"query_modalities": t.query_modalities, "item_modalities": t.item_modalities, "temperature": t.temperature,
-                  "shortcuts": t.shortcuts}
-        return ModelArgs(**m.model_dump(), task=t.kind, num_outputs=t.num_outputs, **(towers if t.kind == "two_tower" else {}))
-
+        towers = {
+            "query_modalities": t.query_modalities,
+            "item_modalities": t.item_modalities,
+            "temperature": t.temperature,
+            "shortcuts": t.shortcuts,
+        }
+        return ModelArgs(
+            **m.model_dump(), task=t.kind, num_outputs=t.num_outputs, **(towers if t.kind == "two_tower" else {})
+        )
 
 
 def attr(section: str) -> str:

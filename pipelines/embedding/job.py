@@ -36,7 +36,15 @@ from deepsets.features.errors import DataError
 from deepsets.features.files import resolve_inputs
 from deepsets.features.fragments import Fragment, plan_fragments, plan_runs
 from deepsets.features.ids import row_id_type
-from deepsets.pipelines.embedding.output import MANIFEST_FORMAT, SUCCESS, OutputLock, account, parts_to_do, prepare_output, write_json
+from deepsets.pipelines.embedding.output import (
+    MANIFEST_FORMAT,
+    SUCCESS,
+    OutputLock,
+    account,
+    parts_to_do,
+    prepare_output,
+    write_json,
+)
 from deepsets.pipelines.embedding.worker import EMBEDDINGS, REJECTS, RESERVED
 from deepsets.pipelines.errors import ConfigError, JobError
 from deepsets.pipelines.models.source import ModelSource, load_model_source
@@ -71,7 +79,9 @@ def parse_embed_config(**values) -> EmbedConfig:
     """
     cfg = parse_options(EmbedConfig, "embed", values)
     if cfg.resume and cfg.overwrite:
-        raise ConfigError("embed options", ["--resume and --overwrite exclude each other (continue the job, or start it again)"])
+        raise ConfigError(
+            "embed options", ["--resume and --overwrite exclude each other (continue the job, or start it again)"]
+        )
     return cfg
 
 
@@ -91,13 +101,19 @@ def check_inputs(files: List[str], source: ModelSource, out: str) -> List[dict]:
     described, id_kinds = [], {}
     for path in files:
         if _inside(path, out):
-            raise JobError(f"{path}: input file lies inside the output directory; choose an --output outside the inputs")
+            raise JobError(
+                f"{path}: input file lies inside the output directory; choose an --output outside the inputs"
+            )
         parquet = spec.open_checked(path, [id_column] if id_column else [])
         if id_column:
             id_kinds.setdefault(row_id_kind(path, parquet, id_column), path)
             if len(id_kinds) > 1:
                 (a, first), (b, second) = id_kinds.items()
-                raise DataError(f"{a} row ids in {first} but {b} row ids here: one kind of id per job", file=second, column=id_column)
+                raise DataError(
+                    f"{a} row ids in {first} but {b} row ids here: one kind of id per job",
+                    file=second,
+                    column=id_column,
+                )
         size, mtime_ns = storage.size_and_mtime_ns(path)
         described.append({"path": path, "rows": parquet.metadata.num_rows, "bytes": size, "mtime_ns": mtime_ns})
     return described
@@ -124,9 +140,13 @@ def check_output_apart(inputs: List[str], out: str) -> None:
             folder, pattern = "/".join(parts[:fixed]), "/".join(parts[fixed:])
             if _within(folder, out):
                 raise JobError(f"--output {out} contains the input folder {folder} (of {given}): {apart}")
-            if _within(out, folder) and any(storage.matches(storage.join(out[len(folder) + 1:], sub, "part-00000-00000.parquet"), pattern)
-                                            for sub in (EMBEDDINGS, REJECTS)):
-                raise JobError(f"--output {out} lies where the input glob {given} would find the job's own parts: {apart}")
+            if _within(out, folder) and any(
+                storage.matches(storage.join(out[len(folder) + 1 :], sub, "part-00000-00000.parquet"), pattern)
+                for sub in (EMBEDDINGS, REJECTS)
+            ):
+                raise JobError(
+                    f"--output {out} lies where the input glob {given} would find the job's own parts: {apart}"
+                )
         elif storage.is_dir(text):
             if text == out:
                 raise JobError(f"--output {out} is the input folder {given}: {apart}")
@@ -152,8 +172,10 @@ def check_output_folder(out: str) -> None:
         if place.exists():
             if not place.is_dir():
                 where = "" if str(place) == out else f", in the way of --output {out}"
-                raise JobError(f"{place} is a file{where}: --output names a folder (a new one, or one an embed job wrote); "
-                               "choose another --output")
+                raise JobError(
+                    f"{place} is a file{where}: --output names a folder (a new one, or one an embed job wrote); "
+                    "choose another --output"
+                )
             return
 
 
@@ -186,11 +208,18 @@ def row_id_kind(path: str, parquet, column: str) -> str:
             values = values.cast(base)
         too_big = pc.greater(values, pa.scalar(2**63 - 1, pa.uint64())).to_numpy(zero_copy_only=False)
         if too_big.any():
-            raise DataError("row ids beyond 2^63 - 1 cannot be written as int64 ids", file=path, column=column, rows=np.nonzero(too_big)[0])
+            raise DataError(
+                "row ids beyond 2^63 - 1 cannot be written as int64 ids",
+                file=path,
+                column=column,
+                rows=np.nonzero(too_big)[0],
+            )
     return "int"
 
 
-def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, out: str, progress: bool) -> tuple[int, float, int]:
+def _run_fragments(
+    todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, out: str, progress: bool
+) -> tuple[int, float, int]:
     """Embed ``todo`` on a Ray Data actor pool.
 
     Returns:
@@ -212,7 +241,10 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
     # a local Ray started here ends with the job, and any of its processes that outlive it are ended by pid
     with private_ray(cfg.ray_address, int(cfg.workers * cfg.cpus_per_worker) + 1):
         if cfg.gpus_per_worker:
-            require_gpus(cfg.gpus_per_worker * workers_started(cfg.workers, len(todo)), f"--gpus-per-worker {cfg.gpus_per_worker:g} with --workers {cfg.workers}")
+            require_gpus(
+                cfg.gpus_per_worker * workers_started(cfg.workers, len(todo)),
+                f"--gpus-per-worker {cfg.gpus_per_worker:g} with --workers {cfg.workers}",
+            )
         quiet_ray_data()
         # the pieces of a split row group go in a few one-pass runs, not one decode each (deepsets.features.fragments)
         items = [{"run": json.dumps([f.to_dict() for f in run])} for run in plan_runs(todo, cfg.workers)]
@@ -221,24 +253,42 @@ def _run_fragments(todo: List[Fragment], source: ModelSource, cfg: EmbedConfig, 
             batch_size=1,
             # one run at a time per actor: the first actor up does not queue runs that an idle
             # actor could take (a run is seconds of work; the hand-off is a millisecond)
-            compute=ray.data.ActorPoolStrategy(size=workers_started(cfg.workers, len(items)), max_tasks_in_flight_per_actor=1),
+            compute=ray.data.ActorPoolStrategy(
+                size=workers_started(cfg.workers, len(items)), max_tasks_in_flight_per_actor=1
+            ),
             num_cpus=cfg.cpus_per_worker,
             num_gpus=cfg.gpus_per_worker or None,
             fn_constructor_kwargs={
-                "payload": [ray.put(source.payload())], "out_dir": out, "batch_size": cfg.batch_size,
-                "with_modalities": cfg.with_modalities, "device": "cuda" if cfg.gpus_per_worker > 0 else "cpu",
+                "payload": [ray.put(source.payload())],
+                "out_dir": out,
+                "batch_size": cfg.batch_size,
+                "with_modalities": cfg.with_modalities,
+                "device": "cuda" if cfg.gpus_per_worker > 0 else "cpu",
                 "threads": max(1, int(cfg.cpus_per_worker)),
             },
         )
         done, first_start, last_end, nodes = 0, float("inf"), 0.0, set()
         # the actor pool's start makes Ray's C++ core print one harmless error line (see stderr_filter)
-        with dropping_stderr_lines(RAY_CORE_NOISE), \
-                tqdm(total=sum(f.rows for f in todo), unit="rows", unit_scale=True, desc="embedding", disable=None if progress else True) as bar:
+        with (
+            dropping_stderr_lines(RAY_CORE_NOISE),
+            tqdm(
+                total=sum(f.rows for f in todo),
+                unit="rows",
+                unit_scale=True,
+                desc="embedding",
+                disable=None if progress else True,
+            ) as bar,
+        ):
             for row in dataset.iter_rows():
                 if row["error"]:
-                    raise DataError(f"{row['error']} (fragments already written are kept: fix the input and rerun with --resume)")
+                    raise DataError(
+                        f"{row['error']} (fragments already written are kept: fix the input and rerun with --resume)"
+                    )
                 done += int(row["rows_in"])
-                first_start, last_end = min(first_start, float(row["started_at"])), max(last_end, float(row["finished_at"]))
+                first_start, last_end = (
+                    min(first_start, float(row["started_at"])),
+                    max(last_end, float(row["finished_at"])),
+                )
                 nodes.add(str(row["node_id"]))
                 bar.update(int(row["rows_in"]))
     return done, max(0.0, last_end - first_start), len(nodes)
@@ -261,14 +311,23 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
     model = source.build()  # here, once: settings that do not fit the weights fail before any worker starts
     if cfg.with_modalities:
         if not hasattr(model, "encode"):
-            raise ValueError(f"--with-modalities needs a set-fusion model; {cfg.model} is a {type(model).__name__} (no per-modality vectors)")
+            raise ValueError(
+                f"--with-modalities needs a set-fusion model; {cfg.model} is a {type(model).__name__} (no per-modality vectors)"
+            )
     files = [storage.absolute(f) for f in resolve_inputs(cfg.inputs)]
     inputs = check_inputs(files, source, out)
     manifest = {
-        "format": MANIFEST_FORMAT, "model_uri": source.uri, "model_version": source.version,
-        "weights_sha256": source.weights_sha256, "spec_sha256": hashlib.sha256(json.dumps(source.spec.to_dict(), sort_keys=True).encode()).hexdigest(),
-        "model_args": source.model_args.to_dict(), "with_modalities": cfg.with_modalities, "tower": cfg.tower, "inputs": inputs,
-        "fragment_rows": cfg.fragment_rows, "fragments": [f.to_dict() for f in plan_fragments(files, cfg.fragment_rows)],
+        "format": MANIFEST_FORMAT,
+        "model_uri": source.uri,
+        "model_version": source.version,
+        "weights_sha256": source.weights_sha256,
+        "spec_sha256": hashlib.sha256(json.dumps(source.spec.to_dict(), sort_keys=True).encode()).hexdigest(),
+        "model_args": source.model_args.to_dict(),
+        "with_modalities": cfg.with_modalities,
+        "tower": cfg.tower,
+        "inputs": inputs,
+        "fragment_rows": cfg.fragment_rows,
+        "fragments": [f.to_dict() for f in plan_fragments(files, cfg.fragment_rows)],
     }
     with OutputLock(out) as lock:
         if lock.took_over:
@@ -277,17 +336,30 @@ def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
         todo, redone = parts_to_do(out, fragments, source.weights_sha256)
         for bad in redone:
             say(f"redoing {bad['part']}: {bad['problem']}")
-        say(f"embedding {sum(f.rows for f in todo)} of {sum(f.rows for f in fragments)} rows "
-            f"({len(todo)} of {len(fragments)} fragments to do) from {len(files)} file(s) with {_workers_shown(cfg.workers, len(todo))} into {out}")
+        say(
+            f"embedding {sum(f.rows for f in todo)} of {sum(f.rows for f in fragments)} rows "
+            f"({len(todo)} of {len(fragments)} fragments to do) from {len(files)} file(s) with {_workers_shown(cfg.workers, len(todo))} into {out}"
+        )
         rows_done, processing, nodes = _run_fragments(todo, source, cfg, out, progress) if todo else (0, 0.0, 0)
         summary = account(out, fragments, source.input_spec.schema.id_column, source.weights_sha256)
         seconds = time.perf_counter() - started
-        summary.update({
-            "rows_this_run": rows_done, "seconds": round(seconds, 2), "rows_per_s": round(rows_done / seconds, 1) if seconds else 0.0,
-            "processing_seconds": round(processing, 2), "parts_redone": redone, "ray_nodes": nodes,
-            "output": storage.join(out, EMBEDDINGS), "rejects": storage.join(out, REJECTS), "fragments": len(fragments),
-            "model_uri": source.uri, "model_version": source.version, "resumed": cfg.resume, "tower": cfg.tower,
-        })
+        summary.update(
+            {
+                "rows_this_run": rows_done,
+                "seconds": round(seconds, 2),
+                "rows_per_s": round(rows_done / seconds, 1) if seconds else 0.0,
+                "processing_seconds": round(processing, 2),
+                "parts_redone": redone,
+                "ray_nodes": nodes,
+                "output": storage.join(out, EMBEDDINGS),
+                "rejects": storage.join(out, REJECTS),
+                "fragments": len(fragments),
+                "model_uri": source.uri,
+                "model_version": source.version,
+                "resumed": cfg.resume,
+                "tower": cfg.tower,
+            }
+        )
         write_json(storage.join(out, SUCCESS), summary)
     return summary
 
@@ -301,4 +373,8 @@ def workers_started(asked: int, tasks: int) -> int:
 def _workers_shown(asked: int, fragments: int) -> str:
     """The start line's worker count, saying why when it is fewer than ``--workers``."""
     used = workers_started(asked, fragments)
-    return f"{used} worker(s)" if used == asked else f"{used} worker(s) (--workers {asked}; one per fragment at most, see --fragment-rows)"
+    return (
+        f"{used} worker(s)"
+        if used == asked
+        else f"{used} worker(s) (--workers {asked}; one per fragment at most, see --fragment-rows)"
+    )

@@ -135,7 +135,9 @@ class OutputLock:
 
     def _refuse(self, holder: Optional[dict], unnamed: str = "an unreadable lock") -> None:
         who = f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}" if holder else unnamed
-        gone = f", or delete {self.path} if that job is gone" if storage.is_uri(self.out) else ""  # a local lock frees itself
+        gone = (
+            f", or delete {self.path} if that job is gone" if storage.is_uri(self.out) else ""
+        )  # a local lock frees itself
         raise JobError(f"{self.out} is in use by another embed job ({who}): wait for it to finish{gone}") from None
 
     def _holder(self) -> Optional[dict]:
@@ -187,28 +189,42 @@ def prepare_output(out: str, manifest: dict, resume: bool, overwrite: bool) -> L
     ours = _entries(out)
     foreign = sorted(f"{sub}/{name}" for sub, name in ours if not OURS.match(name))
     if foreign:
-        raise JobError(f"{out} holds files an embed job did not write ({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}): "
-                       "move them away or choose another --output")
+        raise JobError(
+            f"{out} holds files an embed job did not write ({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}): "
+            "move them away or choose another --output"
+        )
     has_manifest = storage.exists(old_path)
     if has_manifest and resume:
         old = json.loads(storage.read_text(old_path))
-        changed = [k for k in ("format", "weights_sha256", "spec_sha256", "model_args", "with_modalities", "tower", "inputs") if old.get(k) != manifest.get(k)]
+        changed = [
+            k
+            for k in ("format", "weights_sha256", "spec_sha256", "model_args", "with_modalities", "tower", "inputs")
+            if old.get(k) != manifest.get(k)
+        ]
         if changed:
-            raise JobError(f"cannot resume the job in {out}: its {', '.join(changed)} differ from this run's "
-                           "(same model, inputs and --with-modalities needed; or pass --overwrite to start again)")
+            raise JobError(
+                f"cannot resume the job in {out}: its {', '.join(changed)} differ from this run's "
+                "(same model, inputs and --with-modalities needed; or pass --overwrite to start again)"
+            )
         manifest["fragments"] = old["fragments"]
     elif has_manifest or ours:
         if not overwrite:
             if storage.exists(success):
-                raise JobError(f"{out} already holds a finished job: choose another --output, or pass --overwrite to replace it")
-            raise JobError(f"{out} already holds an unfinished job: pass --resume to complete it, or --overwrite to replace it")
+                raise JobError(
+                    f"{out} already holds a finished job: choose another --output, or pass --overwrite to replace it"
+                )
+            raise JobError(
+                f"{out} already holds an unfinished job: pass --resume to complete it, or --overwrite to replace it"
+            )
         _clear_ours(out, ours)
         for path in (old_path, success):
             storage.delete(path)
     for sub in (EMBEDDINGS, REJECTS):
         storage.make_dirs(storage.join(out, sub))
     for sub, name in ours:
-        if name.startswith(".part-") and ".tmp-" in name:  # from workers killed mid-write (gone already after an overwrite)
+        if (
+            name.startswith(".part-") and ".tmp-" in name
+        ):  # from workers killed mid-write (gone already after an overwrite)
             storage.delete(storage.join(out, sub, name))
     storage.delete(success)
     write_json(old_path, manifest)
@@ -231,8 +247,9 @@ def _part_problem(out: str, fragment: Fragment, fingerprint: str) -> Optional[st
         return f"unreadable ({err})"
     except OSError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise JobError(f"cannot check {fragment.name} in {out} ({first}): nothing was deleted; "
-                       "run the job again with --resume") from err
+        raise JobError(
+            f"cannot check {fragment.name} in {out} ({first}): nothing was deleted; run the job again with --resume"
+        ) from err
     found = (meta.metadata or {}).get(FINGERPRINT_KEY, b"").decode()
     if found != fingerprint:
         return f"written by another model (weights {found[:12] or 'unknown'})"
@@ -266,10 +283,19 @@ def duplicate_ids(id_column: str, outputs: List[str], rejects: List[str]) -> dic
     if rejects:
         dtype = scans[0].collect_schema()[id_column]
         scans.append(pl.scan_parquet([str(p) for p in rejects]).select(pl.col(id_column).cast(dtype)))
-    counts = pl.concat(scans).group_by(id_column).agg(pl.len().alias("n")).filter(pl.col("n") > 1).collect(engine="streaming")
+    counts = (
+        pl.concat(scans)
+        .group_by(id_column)
+        .agg(pl.len().alias("n"))
+        .filter(pl.col("n") > 1)
+        .collect(engine="streaming")
+    )
     examples = counts.sort("n", descending=True).head(5)
-    return {"ids": counts.height, "extra_rows": int((counts["n"] - 1).sum()) if counts.height else 0,
-            "examples": {str(k): int(v) for k, v in zip(examples[id_column].to_list(), examples["n"].to_list())}}
+    return {
+        "ids": counts.height,
+        "extra_rows": int((counts["n"] - 1).sum()) if counts.height else 0,
+        "examples": {str(k): int(v) for k, v in zip(examples[id_column].to_list(), examples["n"].to_list())},
+    }
 
 
 def account(out: str, fragments: List[Fragment], id_column: Optional[str], fingerprint: str) -> dict:
@@ -284,10 +310,16 @@ def account(out: str, fragments: List[Fragment], id_column: Optional[str], finge
     if missing:
         raise JobError(f"{len(missing)} fragment(s) have no output (first: {missing[0]}); rerun with --resume")
     footers = [read_metadata(p) for p in outputs]  # one read per part (a GET each on object storage)
-    mixed = [storage.name_of(p) for p, meta in zip(outputs, footers) if (meta.metadata or {}).get(FINGERPRINT_KEY, b"").decode() != fingerprint]
+    mixed = [
+        storage.name_of(p)
+        for p, meta in zip(outputs, footers)
+        if (meta.metadata or {}).get(FINGERPRINT_KEY, b"").decode() != fingerprint
+    ]
     if mixed:
-        raise JobError(f"{len(mixed)} part(s) in {out} were written by another model than the manifest's (first: {mixed[0]}): "
-                       "another job wrote into this folder; rerun with --overwrite")
+        raise JobError(
+            f"{len(mixed)} part(s) in {out} were written by another model than the manifest's (first: {mixed[0]}): "
+            "another job wrote into this folder; rerun with --overwrite"
+        )
     rejects = [p for p in (storage.join(out, REJECTS, f.name) for f in fragments) if storage.exists(p)]
     rows_in = sum(f.rows for f in fragments)
     rows_out = sum(meta.num_rows for meta in footers)
@@ -300,7 +332,9 @@ def account(out: str, fragments: List[Fragment], id_column: Optional[str], finge
     if rows_in != rows_out + rows_rejected:
         raise JobError(f"rows unaccounted for in {out}: {rows_in} in, {rows_out} written, {rows_rejected} rejected")
     summary = {
-        "rows_in": rows_in, "rows_out": rows_out, "rows_rejected": rows_rejected,
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "rows_rejected": rows_rejected,
         "rejected_by_reason": [{"column": c, "reason": r, "rows": n} for (c, r), n in reasons.most_common()],
     }
     if id_column:

@@ -71,7 +71,11 @@ class PartFile:
     def __init__(self, final: str) -> None:
         self.final = final
         self.remote = storage.is_uri(final)
-        self.tmp = None if self.remote else os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.tmp-{os.getpid()}")
+        self.tmp = (
+            None
+            if self.remote
+            else os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.tmp-{os.getpid()}")
+        )
         self.sink: Optional[pa.BufferOutputStream] = pa.BufferOutputStream() if self.remote else None
         self.writer: Optional[pq.ParquetWriter] = None
         self.rows = 0

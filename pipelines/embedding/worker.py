@@ -21,12 +21,12 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from deepsets.inference import outputs_of
 from deepsets.features import storage
 from deepsets.features.errors import DataError
 from deepsets.features.files import open_parquet
 from deepsets.features.fragments import Fragment, read_run
 from deepsets.features.spec import FeatureSpec
+from deepsets.inference import outputs_of
 from deepsets.pipelines.embedding.parts import PartFile
 
 try:
@@ -42,7 +42,9 @@ REJECT_COLUMN, REJECT_REASON = "reject_column", "reject_reason"
 RESERVED = (SOURCE_FILE, SOURCE_ROW, "embedding", REJECT_COLUMN, REJECT_REASON)
 
 
-def split_bad_rows(spec: FeatureSpec, table: pa.Table, id_column: Optional[str] = None) -> Tuple[Optional[Any], np.ndarray, List[tuple]]:
+def split_bad_rows(
+    spec: FeatureSpec, table: pa.Table, id_column: Optional[str] = None
+) -> Tuple[Optional[Any], np.ndarray, List[tuple]]:
     """Transform ``table``, setting aside the rows a check rejects until the rest converts.
 
     Args:
@@ -181,8 +183,15 @@ class _FragmentOutput:
             reject_part.write(joined.replace_schema_metadata(None), self.metadata)
             reject_part.commit()
         self.part.commit()
-        return {"name": self.fragment.name, "rows_in": self.fragment.rows, "rows_out": rows_out, "rows_rejected": rows_rejected,
-                "error": "", "started_at": self.started_at, "finished_at": time.time()}
+        return {
+            "name": self.fragment.name,
+            "rows_in": self.fragment.rows,
+            "rows_out": rows_out,
+            "rows_rejected": rows_rejected,
+            "error": "",
+            "started_at": self.started_at,
+            "finished_at": time.time(),
+        }
 
 
 class FragmentEmbedder:
@@ -198,8 +207,15 @@ class FragmentEmbedder:
         threads: torch intra-op threads (the CPUs given to this worker).
     """
 
-    def __init__(self, payload: List[Any], out_dir: str, batch_size: int, with_modalities: bool,
-                 device: str = "cpu", threads: int = 1) -> None:
+    def __init__(
+        self,
+        payload: List[Any],
+        out_dir: str,
+        batch_size: int,
+        with_modalities: bool,
+        device: str = "cpu",
+        threads: int = 1,
+    ) -> None:
         import ray
 
         from deepsets.pipelines.models.source import ModelSource
@@ -217,8 +233,12 @@ class FragmentEmbedder:
         self.columns = self.spec.schema.source_columns()
         if self.id_column and self.id_column not in self.columns:
             self.columns = self.columns + [self.id_column]
-        self.metadata = {"deepsets.model_uri": source.uri, "deepsets.model_version": source.version,
-                         "deepsets.weights_sha256": source.weights_sha256, "deepsets.tower": source.tower or ""}
+        self.metadata = {
+            "deepsets.model_uri": source.uri,
+            "deepsets.model_version": source.version,
+            "deepsets.weights_sha256": source.weights_sha256,
+            "deepsets.tower": source.tower or "",
+        }
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Ray Data entry point: a batch of runs in (``run``: a JSON list of fragment dicts, see
@@ -237,8 +257,17 @@ class FragmentEmbedder:
                 self.embed_run(run, done)
             except (DataError, ValueError, OSError) as err:
                 failed = run[len(done)]
-                done.append({"name": failed.name, "rows_in": failed.rows, "rows_out": 0, "rows_rejected": 0, "error": str(err),
-                             "started_at": done[-1]["finished_at"] if done else started, "finished_at": time.time()})
+                done.append(
+                    {
+                        "name": failed.name,
+                        "rows_in": failed.rows,
+                        "rows_out": 0,
+                        "rows_rejected": 0,
+                        "error": str(err),
+                        "started_at": done[-1]["finished_at"] if done else started,
+                        "finished_at": time.time(),
+                    }
+                )
             rows.extend({**r, "node_id": self.node_id} for r in done)
         return {k: np.array([r[k] for r in rows]) for k in rows[0]}
 
@@ -253,9 +282,13 @@ class FragmentEmbedder:
             out[f"present_{name}"] = present[:, m]  # (B,)
         return out
 
-    def _output_table(self, fragment: Fragment, table: pa.Table, row_base: int, kept: np.ndarray, values: Dict[str, np.ndarray]) -> pa.Table:
-        columns = {SOURCE_FILE: pa.array([fragment.path] * kept.size, pa.string()),
-                   SOURCE_ROW: pa.array(row_base + kept, pa.int64())}
+    def _output_table(
+        self, fragment: Fragment, table: pa.Table, row_base: int, kept: np.ndarray, values: Dict[str, np.ndarray]
+    ) -> pa.Table:
+        columns = {
+            SOURCE_FILE: pa.array([fragment.path] * kept.size, pa.string()),
+            SOURCE_ROW: pa.array(row_base + kept, pa.int64()),
+        }
         if self.id_column:
             columns[self.id_column] = _ids(table.column(self.id_column).take(pa.array(kept)))
         for name, array in values.items():
@@ -283,7 +316,9 @@ class FragmentEmbedder:
         Raises:
             DataError: for problems that are not about single rows (file, column named).
         """
-        pieces = itertools.groupby(read_run(run, self.columns, self.batch_size), key=lambda piece: piece[0])  # by fragment
+        pieces = itertools.groupby(
+            read_run(run, self.columns, self.batch_size), key=lambda piece: piece[0]
+        )  # by fragment
         pending = next(pieces, None)  # (fragment, its pieces): the next fragment that has rows
         output = None
         try:

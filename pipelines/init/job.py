@@ -23,7 +23,9 @@ FILES = ("schema.toml", "run.toml")
 
 
 def _missing_column(table: TableProfile, column: str, option: str) -> DataError:
-    return DataError(f"{option} column missing (file has: {', '.join(table.columns)})", file=table.files[0], column=column)
+    return DataError(
+        f"{option} column missing (file has: {', '.join(table.columns)})", file=table.files[0], column=column
+    )
 
 
 def infer_choices(table: TableProfile, label: str, id_column: Optional[str] = None) -> List[Choice]:
@@ -37,8 +39,11 @@ def infer_choices(table: TableProfile, label: str, id_column: Optional[str] = No
         if column is not None and column not in table.columns:
             raise _missing_column(table, column, option)
     if id_column is not None and table.columns[id_column].shape != "ids":
-        raise DataError(f"--id names a column of {table.columns[id_column].arrow_type}: row ids are ints or strings",
-                        file=table.files[0], column=id_column)
+        raise DataError(
+            f"--id names a column of {table.columns[id_column].arrow_type}: row ids are ints or strings",
+            file=table.files[0],
+            column=id_column,
+        )
     unique = [c for c in id_candidates(table) if c != label]
     chosen_id = id_column or (unique[0] if unique else None)
     choices = []
@@ -50,7 +55,9 @@ def infer_choices(table: TableProfile, label: str, id_column: Optional[str] = No
             why = "named by --id" if id_column else f"unique in all {p.rows:,} rows: the row id"
             choices.append(Choice(column, t, "id", f"{why}, not a feature"))
         elif column in unique:
-            choices.append(Choice(column, t, "left_out", f"unique in every row: another identifier (the id column is {chosen_id})"))
+            choices.append(
+                Choice(column, t, "left_out", f"unique in every row: another identifier (the id column is {chosen_id})")
+            )
         elif (leak := name_leak(column, label) or value_leak(column, label, table.sample)) is not None:
             choices.append(Choice(column, t, "left_out", f"leaks the label: {leak}"))
         else:
@@ -70,20 +77,31 @@ def flag_unseen(choices: List[Choice], valid_files: Sequence[str], table: TableP
         c = next(c for c in choices if c.column == column)
         if c.kind == "numeric":
             c.settings = [("encoding", "quantile", "")]
-            c.reason += (f"; {found.share:.0%} of validation rows lie outside training's range (a time split's year?): "
-                         "quantile-encoded, so they count as training's nearest end")
+            c.reason += (
+                f"; {found.share:.0%} of validation rows lie outside training's range (a time split's year?): "
+                "quantile-encoded, so they count as training's nearest end"
+            )
             continue
         c.role = "left_out"
-        c.reason = (f"{found.share:.0%} of validation rows hold values never seen in training (a time split's date or month?): "
-                    f"it cannot generalize to new rows (left out; {c.kind} in the schema, commented out)")
+        c.reason = (
+            f"{found.share:.0%} of validation rows hold values never seen in training (a time split's date or month?): "
+            f"it cannot generalize to new rows (left out; {c.kind} in the schema, commented out)"
+        )
 
 
 def _relative(paths: Sequence[str], out: str) -> List[str]:
     return [p if storage.is_uri(p) else os.path.relpath(os.path.abspath(p), os.path.abspath(out)) for p in paths]
 
 
-def run_init(inputs: Sequence[str], label: str, valid: Optional[Sequence[str]] = None, id_column: Optional[str] = None,
-             out: str = ".", overwrite: bool = False, progress: bool = False) -> dict:
+def run_init(
+    inputs: Sequence[str],
+    label: str,
+    valid: Optional[Sequence[str]] = None,
+    id_column: Optional[str] = None,
+    out: str = ".",
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict:
     """Profile the training table (and the validation one), choose a kind for every column and
     write ``schema.toml`` and ``run.toml`` into ``out``.
 
@@ -115,11 +133,20 @@ def run_init(inputs: Sequence[str], label: str, valid: Optional[Sequence[str]] =
     if valid:
         flag_unseen(choices, resolve_inputs(list(valid)), table, progress)
     if not any(c.role == "feature" for c in choices):
-        raise JobError(f"no column of {files[0]} is left to learn from: " + "; ".join(f"{c.column}: {c.reason}" for c in choices))
+        raise JobError(
+            f"no column of {files[0]} is left to learn from: " + "; ".join(f"{c.column}: {c.reason}" for c in choices)
+        )
     source = ", ".join(inputs)
     schema_text = schema_toml(choices, source, table.rows)
-    defaults = RunDefaults(train=_relative(inputs, out), valid=_relative(valid, out) if valid else None, label=label,
-                           task=task, num_outputs=outputs, task_reason=task_reason, rows=table.rows)
+    defaults = RunDefaults(
+        train=_relative(inputs, out),
+        valid=_relative(valid, out) if valid else None,
+        label=label,
+        task=task,
+        num_outputs=outputs,
+        task_reason=task_reason,
+        rows=table.rows,
+    )
     run_text = run_toml(defaults)
     parse_schema(tomllib.loads(schema_text), targets[0])  # what init writes must read back as it is
     parse_run_config(tomllib.loads(run_text), targets[1], base_dir=out)
@@ -127,9 +154,22 @@ def run_init(inputs: Sequence[str], label: str, valid: Optional[Sequence[str]] =
     for target, text in zip(targets, (schema_text, run_text)):
         Path(target).write_text(text, encoding="utf-8")
     return {
-        "schema": targets[0], "run_config": targets[1], "rows": table.rows, "files": len(files),
+        "schema": targets[0],
+        "run_config": targets[1],
+        "rows": table.rows,
+        "files": len(files),
         "task": {"kind": task, "num_outputs": outputs, "reason": task_reason},
-        "columns": [{"column": c.column, "arrow_type": c.arrow_type, "role": c.role, "kind": c.kind,
-                     "settings": {k: v for k, v, _ in c.settings}, "reason": c.reason, "warning": c.warning} for c in choices],
+        "columns": [
+            {
+                "column": c.column,
+                "arrow_type": c.arrow_type,
+                "role": c.role,
+                "kind": c.kind,
+                "settings": {k: v for k, v, _ in c.settings},
+                "reason": c.reason,
+                "warning": c.warning,
+            }
+            for c in choices
+        ],
         "choices": choices,  # the same as Choice objects, for the printed table
     }

@@ -21,8 +21,30 @@ import pyarrow as pa
 from deepsets.features.errors import DataError
 from deepsets.pipelines.init.profile import ColumnProfile, TableProfile
 
-LEAK_WORDS = frozenset({"score", "scores", "prob", "proba", "probability", "pred", "preds", "prediction", "predicted",
-                        "logit", "logits", "label", "target", "true", "actual", "copy", "raw", "orig", "original", "y"})
+LEAK_WORDS = frozenset(
+    {
+        "score",
+        "scores",
+        "prob",
+        "proba",
+        "probability",
+        "pred",
+        "preds",
+        "prediction",
+        "predicted",
+        "logit",
+        "logits",
+        "label",
+        "target",
+        "true",
+        "actual",
+        "copy",
+        "raw",
+        "orig",
+        "original",
+        "y",
+    }
+)
 MIN_SAMPLE = 50
 MAX_CLASSES = 100  # whole-number labels with at most this many values are classes
 LINEAR = 0.999
@@ -37,8 +59,8 @@ def name_leak(column: str, label: str) -> Optional[str]:
     words, label_words = _tokens(column), _tokens(label)
     n = len(label_words)
     for at in range(len(words) - n + 1):
-        if words[at:at + n] == label_words:
-            rest = words[:at] + words[at + n:]
+        if words[at : at + n] == label_words:
+            rest = words[:at] + words[at + n :]
             if rest and set(rest) <= LEAK_WORDS:
                 return f"its name is the label's plus '{'_'.join(rest)}': a score or copy of the label"
     return None
@@ -80,20 +102,36 @@ def guess_task(table: TableProfile, label: str) -> Tuple[str, int, str]:
     where = {"file": table.files[0], "column": label}
     t = p.arrow_type.value_type if pa.types.is_dictionary(p.arrow_type) else p.arrow_type
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
-        raise DataError(f"the label must be a number column (0/1, class ids or values), found {p.arrow_type}: "
-                        "map it to numbers first", **where)
+        raise DataError(
+            f"the label must be a number column (0/1, class ids or values), found {p.arrow_type}: "
+            "map it to numbers first",
+            **where,
+        )
     counts = p.distinct.counts
     values = sorted(counts) if counts is not None else None
     if p.distinct.count < 2:
         raise DataError(f"the label has {p.distinct.count} distinct value(s): nothing to learn", **where)
-    missing = (f"; {p.missing:,} rows have no label (null or NaN): training refuses them, filter them out first"
-               if p.missing else "")
+    missing = (
+        f"; {p.missing:,} rows have no label (null or NaN): training refuses them, filter them out first"
+        if p.missing
+        else ""
+    )
     if pa.types.is_boolean(t) or values == [0, 1]:
         return "binary", 1, f"two values, 0 and 1: binary classification (validation AUC picks the epoch){missing}"
     whole = values is not None and all(float(v).is_integer() for v in values)
     if whole and values[0] >= 0 and len(values) <= MAX_CLASSES and values[-1] < 10 * MAX_CLASSES:
         classes = int(values[-1]) + 1
         two = " (two values but not 0 and 1: map them to 0/1 for a binary task)" if len(values) == 2 else ""
-        return "multiclass", classes, (f"{len(values)} whole values in 0..{classes - 1}: multiclass classification over "
-                                       f"{classes} classes{two}{missing}")
-    return "regression", 1, f"{p.distinct.count:,} distinct values: regression (validation RMSE picks the epoch){missing}"
+        return (
+            "multiclass",
+            classes,
+            (
+                f"{len(values)} whole values in 0..{classes - 1}: multiclass classification over "
+                f"{classes} classes{two}{missing}"
+            ),
+        )
+    return (
+        "regression",
+        1,
+        f"{p.distinct.count:,} distinct values: regression (validation RMSE picks the epoch){missing}",
+    )

@@ -251,12 +251,20 @@ def _add(p: ColumnProfile, arr: pa.Array, path: str, row_base: int) -> None:
 def _columns_of(path: str, arrow_schema: pa.Schema, wanted: Sequence[str]) -> None:
     missing = [c for c in wanted if c not in arrow_schema.names]
     if missing:
-        raise DataError(f"column(s) {', '.join(missing)} missing: every input file needs the first file's columns "
-                        f"(this one has: {', '.join(arrow_schema.names)})", file=path)
+        raise DataError(
+            f"column(s) {', '.join(missing)} missing: every input file needs the first file's columns "
+            f"(this one has: {', '.join(arrow_schema.names)})",
+            file=path,
+        )
 
 
-def profile_table(files: Sequence[str], label: Optional[str] = None, columns: Optional[Sequence[str]] = None,
-                  progress: bool = False, desc: str = "profiling") -> TableProfile:
+def profile_table(
+    files: Sequence[str],
+    label: Optional[str] = None,
+    columns: Optional[Sequence[str]] = None,
+    progress: bool = False,
+    desc: str = "profiling",
+) -> TableProfile:
     """Read ``files`` once, batch by batch, and profile each column.
 
     Args:
@@ -281,8 +289,14 @@ def profile_table(files: Sequence[str], label: Optional[str] = None, columns: Op
     total = sum(pf.metadata.num_rows for pf in opened)
     sample: List[pa.Table] = []
     kept = 0
-    with tqdm(total=total, unit="rows", unit_scale=True, desc=desc, leave=False,
-              disable=None if progress and total >= PROGRESS_ROWS else True) as bar:
+    with tqdm(
+        total=total,
+        unit="rows",
+        unit_scale=True,
+        desc=desc,
+        leave=False,
+        disable=None if progress and total >= PROGRESS_ROWS else True,
+    ) as bar:
         for path, pf in zip(files, opened):
             _columns_of(path, pf.schema_arrow, names)
             row_base = 0
@@ -311,7 +325,9 @@ class Unseen:
         return self.unseen / self.present if self.present else 0.0
 
 
-def unseen_in_valid(files: Sequence[str], train: TableProfile, columns: Mapping[str, str], progress: bool = False) -> Dict[str, Unseen]:
+def unseen_in_valid(
+    files: Sequence[str], train: TableProfile, columns: Mapping[str, str], progress: bool = False
+) -> Dict[str, Unseen]:
     """One pass over the validation files: per column, the rows whose value training never saw
     (a category not among training's, or a number outside training's range).
 
@@ -330,8 +346,14 @@ def unseen_in_valid(files: Sequence[str], train: TableProfile, columns: Mapping[
         return found
     opened = [open_parquet(f) for f in files]
     total = sum(pf.metadata.num_rows for pf in opened)
-    with tqdm(total=total, unit="rows", unit_scale=True, desc="validation", leave=False,
-              disable=None if progress and total >= PROGRESS_ROWS else True) as bar:
+    with tqdm(
+        total=total,
+        unit="rows",
+        unit_scale=True,
+        desc="validation",
+        leave=False,
+        disable=None if progress and total >= PROGRESS_ROWS else True,
+    ) as bar:
         for path, pf in zip(files, opened):
             _columns_of(path, pf.schema_arrow, columns)
             for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=list(columns)):

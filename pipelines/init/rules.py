@@ -87,8 +87,14 @@ def max_len_setting(lengths: Counter, what: str, cut: str) -> Setting:
     present = sum(lengths.values())
     if not over:
         return "max_len", max_len, f"the longest row holds {longest} {what}: nothing is cut"
-    return "max_len", max_len, (f"p95 of the lengths is {p95}, rounded up; {over} of {present} rows ({over / present:.1%}) "
-                                f"are longer (up to {longest}) and keep their {cut} {max_len}")
+    return (
+        "max_len",
+        max_len,
+        (
+            f"p95 of the lengths is {p95}, rounded up; {over} of {present} rows ({over / present:.1%}) "
+            f"are longer (up to {longest}) and keep their {cut} {max_len}"
+        ),
+    )
 
 
 def min_count_for(rows: int) -> int:
@@ -106,17 +112,24 @@ def id_mapping(distinct: DistinctValues, what: str, rows: int) -> Tuple[List[Set
     n = distinct.count
     if distinct.counts is None:
         buckets = min(MAX_HASH_BUCKETS, 1 << math.ceil(math.log2(n)))
-        return [("hash_buckets", buckets, f"{n:,} distinct {what}, more than {distinct.cap:,}: hashed, no vocabulary to fit or ship")], \
-            f"{n:,} distinct {what}, hashed"
+        return [
+            (
+                "hash_buckets",
+                buckets,
+                f"{n:,} distinct {what}, more than {distinct.cap:,}: hashed, no vocabulary to fit or ship",
+            )
+        ], f"{n:,} distinct {what}, hashed"
     if n <= LOW_CARDINALITY:
         return [], f"{n:,} distinct {what}: a vocabulary of all of them"
     least = min_count_for(rows)
     total = sum(distinct.counts.values())
     kept = [c for c in distinct.counts.values() if c >= least]
     covered = sum(kept) / total if total else 0.0
-    why = (f"{n:,} distinct {what}; the {len(kept):,} seen at least {least} times ({covered:.0%} of occurrences) get a vector "
-           f"of their own, the rarer ones share the out-of-vocabulary vector (one per {ROWS_PER_ID_EXAMPLE:,} of the "
-           f"{rows:,} rows, within 2..{MAX_MIN_COUNT}: fewer sightings are memorized, not learned)")
+    why = (
+        f"{n:,} distinct {what}; the {len(kept):,} seen at least {least} times ({covered:.0%} of occurrences) get a vector "
+        f"of their own, the rarer ones share the out-of-vocabulary vector (one per {ROWS_PER_ID_EXAMPLE:,} of the "
+        f"{rows:,} rows, within 2..{MAX_MIN_COUNT}: fewer sightings are memorized, not learned)"
+    )
     return [("min_count", least, why)], f"{n:,} distinct {what}, vocabulary of those seen {least} times or more"
 
 
@@ -144,14 +157,20 @@ def _scalar(p: ColumnProfile) -> Choice:
         return _left_out(p, "a single value in every row: nothing to learn")
     integer = p.low is not None
     if integer and p.low < 0:
-        return _feature(p, "numeric", f"integers with negative values ({p.low:g}..{p.high:g}): an amount (ids are >= 0)")
+        return _feature(
+            p, "numeric", f"integers with negative values ({p.low:g}..{p.high:g}): an amount (ids are >= 0)"
+        )
     if integer and n > INT_CODES and not looks_like_id(p.name):
-        return _feature(p, "numeric", f"{n:,} distinct integers ({p.low:g}..{p.high:g}): an amount, not a code "
-                                      f"(codes have at most {INT_CODES} values or an id-like name)")
+        return _feature(
+            p,
+            "numeric",
+            f"{n:,} distinct integers ({p.low:g}..{p.high:g}): an amount, not a code "
+            f"(codes have at most {INT_CODES} values or an id-like name)",
+        )
     settings, summary = id_mapping(p.distinct, "values", p.rows)
     why = f"{'integer codes' if integer else 'strings'}: {summary}"
     if integer and n <= INT_CODES:
-        why += f" (at most {INT_CODES} values: codes, not amounts; kind = \"numeric\" if their order matters)"
+        why += f' (at most {INT_CODES} values: codes, not amounts; kind = "numeric" if their order matters)'
     return _feature(p, "categorical", why, settings)
 
 
@@ -160,11 +179,19 @@ def _float_list(p: ColumnProfile) -> Choice:
     fixed = t.list_size if pa.types.is_fixed_size_list(t) else None
     if fixed is not None or len(p.lengths) == 1:
         dim = fixed or int(next(iter(p.lengths)))
-        return _feature(p, "dense", f"every present row holds {dim} floats: one vector",
-                        [("dim", dim, f"every present row holds {dim} floats")])
+        return _feature(
+            p,
+            "dense",
+            f"every present row holds {dim} floats: one vector",
+            [("dim", dim, f"every present row holds {dim} floats")],
+        )
     low, high = min(p.lengths), max(p.lengths)
-    return _feature(p, "dense_sequence", f"lists of {low}..{high} floats: a sequence of numbers, read as vectors of one",
-                    [("dim", 1, "one number per step"), max_len_setting(p.lengths, "numbers", "first")])
+    return _feature(
+        p,
+        "dense_sequence",
+        f"lists of {low}..{high} floats: a sequence of numbers, read as vectors of one",
+        [("dim", 1, "one number per step"), max_len_setting(p.lengths, "numbers", "first")],
+    )
 
 
 def check_vectors(p: ColumnProfile) -> int:
@@ -185,21 +212,32 @@ def check_vectors(p: ColumnProfile) -> int:
     examples = [ex for k, _ in by_count[1:] for ex in p.inner_examples[k]]
     path = examples[0][0]
     rows = sorted({r for f, r in examples if f == path})
-    raise DataError(f"a dense_sequence needs every vector to hold the same number of floats; found {found} "
-                    f"(the rows named hold vectors of other than {usual} floats): make them one length, or split the column",
-                    file=path, column=p.name, rows=rows)
+    raise DataError(
+        f"a dense_sequence needs every vector to hold the same number of floats; found {found} "
+        f"(the rows named hold vectors of other than {usual} floats): make them one length, or split the column",
+        file=path,
+        column=p.name,
+        rows=rows,
+    )
 
 
 def _vector_list(p: ColumnProfile) -> Choice:
     dim = check_vectors(p)
-    return _feature(p, "dense_sequence", f"lists of {dim}-float vectors: a sequence of vectors",
-                    [("dim", dim, f"every vector holds {dim} floats"), max_len_setting(p.lengths, "vectors", "first")])
+    return _feature(
+        p,
+        "dense_sequence",
+        f"lists of {dim}-float vectors: a sequence of vectors",
+        [("dim", dim, f"every vector holds {dim} floats"), max_len_setting(p.lengths, "vectors", "first")],
+    )
 
 
 def _id_list(p: ColumnProfile) -> Choice:
     if p.low is not None and p.low < 0:
-        return _left_out(p, f"lists of integers with negative values ({p.low:g}): not ids (ids are >= 0); "
-                            "as floats they would be a dense_sequence")
+        return _left_out(
+            p,
+            f"lists of integers with negative values ({p.low:g}): not ids (ids are >= 0); "
+            "as floats they would be a dense_sequence",
+        )
     p95 = percentile(p.lengths, LENGTH_QUANTILE)
     settings, summary = id_mapping(p.distinct, "ids", p.rows)
     if p.repeat_rows == 0 and p95 <= SET_MAX_LEN:
@@ -207,8 +245,10 @@ def _id_list(p: ColumnProfile) -> Choice:
         kind, cut = "id_set", "most frequent"
     else:
         shape = f"{p.repeat_rows:,} rows repeat an id" if p.repeat_rows else f"p95 length {p95} (> {SET_MAX_LEN})"
-        why = (f"{shape}: a history, order kept (id_sequence is the default for id lists; "
-               f"id_set when no row repeats an id and p95 length <= {SET_MAX_LEN}); {summary}")
+        why = (
+            f"{shape}: a history, order kept (id_sequence is the default for id lists; "
+            f"id_set when no row repeats an id and p95 length <= {SET_MAX_LEN}); {summary}"
+        )
         kind, cut = "id_sequence", "last (most recent)"
     return _feature(p, kind, why, [max_len_setting(p.lengths, "ids", cut), *settings])
 
@@ -225,8 +265,10 @@ def choose_kind(p: ColumnProfile) -> Choice:
     if choice.role == "feature" and p.bad_rows:
         path, row = p.bad_examples[0]
         what = "an infinite value" if p.shape == "number" else "NaN, infinite or null floats"
-        choice.warning = (f"{p.bad_rows:,} rows hold {what}, which training refuses (first: {path}, row {row}): "
-                          "fix them, or make those rows null (missing)")
+        choice.warning = (
+            f"{p.bad_rows:,} rows hold {what}, which training refuses (first: {path}, row {row}): "
+            "fix them, or make those rows null (missing)"
+        )
     return choice
 
 

@@ -57,9 +57,12 @@ def _table(lines: List[str], name: str, kind: str, column: Optional[str], settin
 def schema_toml(choices: Sequence[Choice], source: str, rows: int) -> str:
     """``schema.toml``: the id column, one table per modality and the left-out columns, each
     with the reason for it."""
-    lines = [_comment(f"Feature schema written by `deepsets init` from {source} ({rows:,} rows); each choice is explained"),
-             _comment("beside it. Edit freely: `deepsets fit --schema schema.toml --input ...` checks it against the data."),
-             _comment("The kinds and their fields: docs/schema.md."), ""]
+    lines = [
+        _comment(f"Feature schema written by `deepsets init` from {source} ({rows:,} rows); each choice is explained"),
+        _comment("beside it. Edit freely: `deepsets fit --schema schema.toml --input ...` checks it against the data."),
+        _comment("The kinds and their fields: docs/schema.md."),
+        "",
+    ]
     ids = [c for c in choices if c.role == "id"]
     if ids:
         lines.append(f"{'id_column = ' + toml_value(ids[0].column):<28} # {ids[0].reason}")
@@ -76,11 +79,17 @@ def schema_toml(choices: Sequence[Choice], source: str, rows: int) -> str:
     if numeric:
         lines.append(_comment("The number columns, one numeric modality:"))
         for c in numeric:
-            lines.append(_comment(f"  {c.column} ({c.arrow_type}): {c.reason}" + (f"; WARNING: {c.warning}" if c.warning else "")))
+            lines.append(
+                _comment(
+                    f"  {c.column} ({c.arrow_type}): {c.reason}" + (f"; WARNING: {c.warning}" if c.warning else "")
+                )
+            )
         overrides = {c.column: value for c in numeric for key, value, _ in c.settings if key == "encoding"}
         settings = [("columns", [c.column for c in numeric], ""), ("encoding", "auto", ENCODING_NOTE)]
         if overrides:
-            settings.append(("encodings", overrides, "validation lies beyond training's range: held at its nearest end"))
+            settings.append(
+                ("encodings", overrides, "validation lies beyond training's range: held at its nearest end")
+            )
         _table(lines, modality_name(NUMERIC_NAME, taken), "numeric", None, settings)
         lines.append("")
     left = [c for c in choices if c.role in ("label", "left_out")]
@@ -152,14 +161,16 @@ def run_toml(d: RunDefaults) -> str:
         "lr = 0.001",
     ]
     if d.valid:
-        lines.append(f"{'patience = ' + str(PATIENCE):<40} # stop after {PATIENCE} epochs without a better validation score; the best epoch is kept")
+        lines.append(
+            f"{'patience = ' + str(PATIENCE):<40} # stop after {PATIENCE} epochs without a better validation score; the best epoch is kept"
+        )
     lines += [
         "",
         "[scaling]",
         f"{'workers = 2':<40} # Ray Train workers, one CPU each; the batch is split between them",
         "",
         "[tracking]",
-        f"{'run_name = ' + toml_value(''):<40} # \"\" = a generated name; name the run to --resume it later",
+        f'{"run_name = " + toml_value(""):<40} # "" = a generated name; name the run to --resume it later',
     ]
     return "\n".join(lines) + "\n"
 
@@ -167,9 +178,16 @@ def run_toml(d: RunDefaults) -> str:
 def format_choices(choices: Sequence[Choice]) -> str:
     """The printed table: column, Arrow type, kind (or role), key settings, reason."""
     head = ("column", "arrow type", "kind", "settings", "reason")
-    rows = [(c.column, c.arrow_type, c.kind if c.role == "feature" else c.role.replace("_", " "),
-             c.settings_text() if c.role == "feature" else "", c.reason)
-            for c in choices]
+    rows = [
+        (
+            c.column,
+            c.arrow_type,
+            c.kind if c.role == "feature" else c.role.replace("_", " "),
+            c.settings_text() if c.role == "feature" else "",
+            c.reason,
+        )
+        for c in choices
+    ]
     widths = [min(32, max(len(r[i]) for r in [head, *rows])) for i in range(4)]
     lines = []
     for r in [head, *rows]:

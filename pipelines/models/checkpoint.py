@@ -49,13 +49,21 @@ class TrainState:
     :mod:`deepsets.pipelines.training.selection`); empty in checkpoints written before it existed."""
 
 
-def save_checkpoint(directory: str | Path, state: TrainState, spec: FeatureSpec, config: dict, model_args: ModelArgs) -> None:
+def save_checkpoint(
+    directory: str | Path, state: TrainState, spec: FeatureSpec, config: dict, model_args: ModelArgs
+) -> None:
     """Write a checkpoint into ``directory`` (which must exist); ``config`` is the run config
     (``RunConfig.as_dict()``), written with the passwords of its URIs redacted."""
     directory = Path(directory)
     torch.save(
-        {"model": state.model, "optimizer": state.optimizer, "scheduler": state.scheduler, "epoch": state.epoch, "step": state.step,
-         "progress": state.progress},
+        {
+            "model": state.model,
+            "optimizer": state.optimizer,
+            "scheduler": state.scheduler,
+            "epoch": state.epoch,
+            "step": state.step,
+            "progress": state.progress,
+        },
         directory / "state.pt",
     )
     spec.save(directory / "spec.json")
@@ -82,9 +90,19 @@ def load_checkpoint(directory: str | Path) -> tuple[TrainState, FeatureSpec, dic
             raise JobError(f"{directory}: not a deepsets checkpoint (no {name})")
     try:
         weights = storage.join(directory, "state.pt")  # a local file is read by torch itself: no second copy in memory
-        raw = torch.load(io.BytesIO(storage.read_bytes(weights)) if storage.is_uri(weights) else storage.local_path(weights),
-                         map_location="cpu", weights_only=True)
-        state = TrainState(raw["model"], raw["optimizer"], raw["scheduler"], int(raw["epoch"]), int(raw["step"]), dict(raw.get("progress") or {}))
+        raw = torch.load(
+            io.BytesIO(storage.read_bytes(weights)) if storage.is_uri(weights) else storage.local_path(weights),
+            map_location="cpu",
+            weights_only=True,
+        )
+        state = TrainState(
+            raw["model"],
+            raw["optimizer"],
+            raw["scheduler"],
+            int(raw["epoch"]),
+            int(raw["step"]),
+            dict(raw.get("progress") or {}),
+        )
         config = json.loads(storage.read_text(storage.join(directory, "config.json")))
         model_args = ModelArgs.from_dict(json.loads(storage.read_text(storage.join(directory, "model_config.json"))))
     except (OSError, RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as err:  # torch.load, JSON, ModelArgs

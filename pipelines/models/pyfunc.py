@@ -58,10 +58,10 @@ from mlflow.types import ParamSchema, ParamSpec
 from torch import nn
 
 from deepsets.builders import build_model
+from deepsets.features.spec import FeatureSpec
 from deepsets.inference import collect_outputs
 from deepsets.kinds import kind_traits
 from deepsets.model_args import ModelArgs
-from deepsets.features.spec import FeatureSpec
 
 WEIGHTS, SPEC, MODEL_CONFIG = "weights", "spec", "model_config"
 FILES = {WEIGHTS: "weights.pt", SPEC: "spec.json", MODEL_CONFIG: "model_config.json"}
@@ -146,8 +146,10 @@ def tower_view(model: nn.Module, spec: FeatureSpec, tower: Optional[str]) -> Tup
 
     if isinstance(model, TwoTowerModel):
         if not tower:
-            raise ValueError("this is a two-tower model: choose the tower to run, query "
-                             f"({', '.join(model.query.names)}) or item ({', '.join(model.item.names)})")
+            raise ValueError(
+                "this is a two-tower model: choose the tower to run, query "
+                f"({', '.join(model.query.names)}) or item ({', '.join(model.item.names)})"
+            )
         side = model.tower(tower)
         return side, spec.subset(side.names)
     if tower:
@@ -155,7 +157,9 @@ def tower_view(model: nn.Module, spec: FeatureSpec, tower: Optional[str]) -> Tup
     return model, spec
 
 
-def rebuild_model(spec: FeatureSpec, args: ModelArgs, state_dict: Optional[Dict[str, torch.Tensor]] = None) -> nn.Module:
+def rebuild_model(
+    spec: FeatureSpec, args: ModelArgs, state_dict: Optional[Dict[str, torch.Tensor]] = None
+) -> nn.Module:
     """``build_model(spec.model_inputs(), args)``, with ``state_dict`` loaded strictly, in eval mode.
 
     Raises:
@@ -198,7 +202,10 @@ def embed_table(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     model, spec = tower_view(model, spec, tower)
     # no rows: one empty batch, for the width
-    batches = (spec.transform(table.slice(start, batch_size), with_ids=False) for start in range(0, max(table.num_rows, 1), batch_size))
+    batches = (
+        spec.transform(table.slice(start, batch_size), with_ids=False)
+        for start in range(0, max(table.num_rows, 1), batch_size)
+    )
     name = "fused" if output == "embedding" else "logits"
     values = collect_outputs(model, batches, (name,), device)[name].numpy()  # (B, D) or (B, K)
     columns: Dict[str, Any] = {}
@@ -240,7 +247,9 @@ class DeepsetsPyfunc(mlflow.pyfunc.PythonModel):
             self.model.to(device)
             self.device = device
         return embed_table(
-            self.model, self.spec, to_arrow(model_input, self.spec),
+            self.model,
+            self.spec,
+            to_arrow(model_input, self.spec),
             batch_size=int(params.get("batch_size") or DEFAULT_BATCH_SIZE),
             output=str(params.get("output") or "embedding"),
             device=device,
@@ -262,8 +271,11 @@ def _check_shapes(built: Dict[str, torch.Tensor], weights: Dict[str, torch.Tenso
         ValueError: naming the missing, unexpected or reshaped entries (first 5 of each).
     """
     missing, extra = sorted(set(built) - set(weights)), sorted(set(weights) - set(built))
-    reshaped = [f"{k}: {tuple(weights[k].shape)} vs {tuple(built[k].shape)}" for k in sorted(set(weights) & set(built))
-                if weights[k].shape != built[k].shape]
+    reshaped = [
+        f"{k}: {tuple(weights[k].shape)} vs {tuple(built[k].shape)}"
+        for k in sorted(set(weights) & set(built))
+        if weights[k].shape != built[k].shape
+    ]
     if missing or extra or reshaped:
         raise ValueError(
             "the model settings do not rebuild these weights: "

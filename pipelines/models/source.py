@@ -96,23 +96,41 @@ class ModelSource:
         """
         if self.is_two_tower and tower not in ("query", "item"):
             names = {side: ", ".join(getattr(self.model_args, f"{side}_modalities")) for side in ("query", "item")}
-            raise ValueError(f"{self.uri} is a two-tower model: choose --tower query ({names['query']}) or --tower item ({names['item']})"
-                             + (f", not {tower!r}" if tower else ""))
+            raise ValueError(
+                f"{self.uri} is a two-tower model: choose --tower query ({names['query']}) or --tower item ({names['item']})"
+                + (f", not {tower!r}" if tower else "")
+            )
         if not self.is_two_tower and tower:
             raise ValueError(f"--tower {tower}: {self.uri} is not a two-tower model (task {self.model_args.task!r})")
         return dataclasses.replace(self, tower=tower)
 
     def payload(self) -> Dict[str, Any]:
         """Plain values to rebuild this source in another process (:meth:`from_payload`)."""
-        return {"uri": self.uri, "version": self.version, "weights": self.weights,
-                "spec": self.spec.to_dict(), "model_args": self.model_args.to_dict(),
-                "label_columns": self.label_columns, "run_id": self.run_id, "run_config": self.run_config, "tower": self.tower}
+        return {
+            "uri": self.uri,
+            "version": self.version,
+            "weights": self.weights,
+            "spec": self.spec.to_dict(),
+            "model_args": self.model_args.to_dict(),
+            "label_columns": self.label_columns,
+            "run_id": self.run_id,
+            "run_config": self.run_config,
+            "tower": self.tower,
+        }
 
     @classmethod
     def from_payload(cls, payload: Dict[str, Any]) -> "ModelSource":
-        return cls(payload["uri"], payload["version"], payload["weights"], FeatureSpec.from_dict(payload["spec"]),
-                   ModelArgs.from_dict(payload["model_args"]), payload["label_columns"], payload["run_id"], payload["run_config"],
-                   payload.get("tower"))
+        return cls(
+            payload["uri"],
+            payload["version"],
+            payload["weights"],
+            FeatureSpec.from_dict(payload["spec"]),
+            ModelArgs.from_dict(payload["model_args"]),
+            payload["label_columns"],
+            payload["run_id"],
+            payload["run_config"],
+            payload.get("tower"),
+        )
 
 
 def _to_bytes(state_dict: Dict[str, torch.Tensor]) -> bytes:
@@ -131,19 +149,29 @@ def _mlflow_details(uri: str) -> tuple[str, Optional[str], Optional[Dict[str, An
     try:
         info = mlflow.models.get_model_info(uri)
     except Exception as err:  # noqa: BLE001 - the model itself loaded; say what is unknown, and why
-        print(redact_uris(f"warning: the MLflow metadata of {uri} could not be read ({type(err).__name__}: "
-                          f"{str(err).splitlines()[0] if str(err) else ''}): its version, run and training config are unknown"), file=sys.stderr)
+        print(
+            redact_uris(
+                f"warning: the MLflow metadata of {uri} could not be read ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}): its version, run and training config are unknown"
+            ),
+            file=sys.stderr,
+        )
         return "unknown (MLflow metadata unreadable)", None, None
-    parts = [f"model_id={info.model_id}" if getattr(info, "model_id", None) else "",
-             f"registered_version={info.registered_model_version}" if info.registered_model_version else "",
-             f"run_id={info.run_id}" if info.run_id else ""]
+    parts = [
+        f"model_id={info.model_id}" if getattr(info, "model_id", None) else "",
+        f"registered_version={info.registered_model_version}" if info.registered_model_version else "",
+        f"run_id={info.run_id}" if info.run_id else "",
+    ]
     config = None
     if info.run_id:
         try:
             config = tomllib.loads(mlflow.artifacts.load_text(f"runs:/{info.run_id}/config.toml"))
         except Exception as err:  # noqa: BLE001 - a model logged outside `deepsets train` has no config
-            print(f"warning: run {info.run_id} of {uri} has no readable config.toml ({type(err).__name__}): "
-                  "its training config is unknown (ablate --retrain and the label default need it)", file=sys.stderr)
+            print(
+                f"warning: run {info.run_id} of {uri} has no readable config.toml ({type(err).__name__}): "
+                "its training config is unknown (ablate --retrain and the label default need it)",
+                file=sys.stderr,
+            )
             config = None
     return " ".join(p for p in parts if p), info.run_id, config
 
@@ -188,12 +216,24 @@ def load_model_source(uri: str) -> ModelSource:
 
         state, spec, config, args = load_checkpoint(uri)
         labels = list((config.get("data") or {}).get("label_columns") or [])
-        return ModelSource(uri, f"checkpoint epoch={state.epoch} step={state.step}", _to_bytes(state.model), spec, args,
-                           labels, None, config or None)
+        return ModelSource(
+            uri,
+            f"checkpoint epoch={state.epoch} step={state.step}",
+            _to_bytes(state.model),
+            spec,
+            args,
+            labels,
+            None,
+            config or None,
+        )
     if local.exists() and not (local / "MLmodel").exists():
-        raise JobError(f"{uri}: neither a deepsets checkpoint directory (state.pt, spec.json, ...) nor an MLflow model directory (MLmodel)")
+        raise JobError(
+            f"{uri}: neither a deepsets checkpoint directory (state.pt, spec.json, ...) nor an MLflow model directory (MLmodel)"
+        )
     if "://" not in uri and ":/" not in uri and not local.exists():
-        raise JobError(f"model '{uri}' does not exist (expected runs:/<run>/<name>, models:/<id or name/version>, or a checkpoint directory)")
+        raise JobError(
+            f"model '{uri}' does not exist (expected runs:/<run>/<name>, models:/<id or name/version>, or a checkpoint directory)"
+        )
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -204,7 +244,9 @@ def load_model_source(uri: str) -> ModelSource:
     except (MlflowException, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         # redacted: the tracking URI, and MLflow's message naming it ("API request to <uri>/api/... failed"), may hold a password
-        raise JobError(redact_uris(f"cannot load model '{uri}' (tracking URI {mlflow.get_tracking_uri()}): {first}")) from None
+        raise JobError(
+            redact_uris(f"cannot load model '{uri}' (tracking URI {mlflow.get_tracking_uri()}): {first}")
+        ) from None
     version, run_id, config = _mlflow_details(uri)
     labels = list(((config or {}).get("data") or {}).get("label_columns") or [])
     return ModelSource(uri, version, _to_bytes(model.state_dict()), spec, args, labels, run_id, config)

@@ -31,8 +31,9 @@ class Exclusions:
 _NONE = np.zeros(0, np.int64)
 
 
-def read_exclusions(path: str, query_column: str, item_column: str, query_type: pa.DataType,
-                    item_ids: pa.Array) -> Exclusions:
+def read_exclusions(
+    path: str, query_column: str, item_column: str, query_type: pa.DataType, item_ids: pa.Array
+) -> Exclusions:
     """The (query id, item id) pairs of the Parquet at ``path``, mapped to index positions.
 
     Args:
@@ -52,12 +53,18 @@ def read_exclusions(path: str, query_column: str, item_column: str, query_type: 
         names = pl.read_parquet_schema(file)
         missing = [c for c in (query_column, item_column) if c not in names]
         if missing:
-            raise DataError(f"--exclude: no column {missing[0]!r} (expected the query id column {query_column!r} and the item id "
-                            f"column {item_column!r}; --exclude-columns names others)", file=file, column=missing[0])
+            raise DataError(
+                f"--exclude: no column {missing[0]!r} (expected the query id column {query_column!r} and the item id "
+                f"column {item_column!r}; --exclude-columns names others)",
+                file=file,
+                column=missing[0],
+            )
         frame = pl.read_parquet(file, columns=[query_column, item_column])
-        frames.append(_cast(frame, query_column, pl.from_arrow(pa.array([], query_type)).dtype, file)
-                      .pipe(_cast, item_column, items["item"].dtype, file)
-                      .rename({query_column: "query", item_column: "item"}))
+        frames.append(
+            _cast(frame, query_column, pl.from_arrow(pa.array([], query_type)).dtype, file)
+            .pipe(_cast, item_column, items["item"].dtype, file)
+            .rename({query_column: "query", item_column: "item"})
+        )
     pairs = pl.concat(frames).drop_nulls().unique()
     joined = pairs.join(items, on="item", how="inner")
     found = Exclusions(pairs=pairs.height, unknown_items=pairs.height - joined.height)
@@ -70,8 +77,11 @@ def _cast(frame: pl.DataFrame, column: str, dtype: pl.DataType, file: str) -> pl
     try:
         return frame.with_columns(pl.col(column).cast(dtype, strict=True))
     except pl.exceptions.PolarsError as err:
-        raise DataError(f"--exclude: ids of type {frame[column].dtype} do not convert to the embeddings' id type {dtype} ({err})",
-                        file=file, column=column) from None
+        raise DataError(
+            f"--exclude: ids of type {frame[column].dtype} do not convert to the embeddings' id type {dtype} ({err})",
+            file=file,
+            column=column,
+        ) from None
 
 
 def exclusion_columns(value: str, query_column: str, item_column: str) -> Sequence[str]:
@@ -82,5 +92,7 @@ def exclusion_columns(value: str, query_column: str, item_column: str) -> Sequen
             raise DataError(f"--exclude-columns: expected QUERY_COLUMN,ITEM_COLUMN (found {value!r})")
         return names
     if query_column == item_column:
-        raise DataError(f"--exclude: queries and items both name their ids {query_column!r}: give --exclude-columns QUERY_COLUMN,ITEM_COLUMN")
+        raise DataError(
+            f"--exclude: queries and items both name their ids {query_column!r}: give --exclude-columns QUERY_COLUMN,ITEM_COLUMN"
+        )
     return query_column, item_column

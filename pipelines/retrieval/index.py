@@ -22,12 +22,22 @@ def import_faiss():
     try:
         import faiss
     except ImportError as err:
-        raise JobError("deepsets retrieve needs FAISS: pip install 'deepsets[retrieval]' (faiss-cpu), or faiss-gpu on a GPU machine") from err
+        raise JobError(
+            "deepsets retrieve needs FAISS: pip install 'deepsets[retrieval]' (faiss-cpu), or faiss-gpu on a GPU machine"
+        ) from err
     return faiss
 
 
-def build_index(vectors: np.ndarray, kind: str, *, nlist: Optional[int] = None, nprobe: Optional[int] = None,
-                hnsw_neighbors: int = 32, ef_search: int = 128, seed: int = 0):
+def build_index(
+    vectors: np.ndarray,
+    kind: str,
+    *,
+    nlist: Optional[int] = None,
+    nprobe: Optional[int] = None,
+    hnsw_neighbors: int = 32,
+    ef_search: int = 128,
+    seed: int = 0,
+):
     """An index holding ``vectors`` (position i = row i), searched by inner product.
 
     Args:

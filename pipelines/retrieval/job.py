@@ -41,7 +41,9 @@ from deepsets.pipelines.retrieval.index import build_index, recall_against_exact
 from deepsets.pipelines.retrieval.vectors import EmbeddingFolder, VectorBatch
 
 REJECTS = "rejects.parquet"  # beside part-*.parquet and _SUCCESS.json (named as the embed job names its own)
-OURS = re.compile(r"^(_SUCCESS\.json|rejects\.parquet|part-\d{5,}\.parquet|\.(rejects|part-\d{5,})\.parquet\.tmp(-\d+)?)$")
+OURS = re.compile(
+    r"^(_SUCCESS\.json|rejects\.parquet|part-\d{5,}\.parquet|\.(rejects|part-\d{5,})\.parquet\.tmp(-\d+)?)$"
+)
 """What a retrieve job writes into --out: its parts, rejects and summary, and the hidden temp
 files of a write it did not finish (its process killed mid-write)."""
 
@@ -56,12 +58,20 @@ class RetrieveConfig(BaseModel):
     k: int = Field(100, ge=1)
     out: str = Field(min_length=1)
     exclude: Optional[str] = Field(None, description="Parquet of (query id, item id) pairs never to return")
-    exclude_columns: str = Field("", description="QUERY_COLUMN,ITEM_COLUMN in --exclude (default: the embeddings' id columns)")
+    exclude_columns: str = Field(
+        "", description="QUERY_COLUMN,ITEM_COLUMN in --exclude (default: the embeddings' id columns)"
+    )
     index: Literal["flat", "ivf", "hnsw"] = "flat"
-    nprobe: Optional[int] = Field(None, ge=1, description="ivf: lists searched per query (default: tuned to target_recall)")
-    target_recall: float = Field(0.95, gt=0, le=1, description="approximate indexes: search widened until recall@k on the sample reaches it")
+    nprobe: Optional[int] = Field(
+        None, ge=1, description="ivf: lists searched per query (default: tuned to target_recall)"
+    )
+    target_recall: float = Field(
+        0.95, gt=0, le=1, description="approximate indexes: search widened until recall@k on the sample reaches it"
+    )
     batch_size: int = Field(4096, ge=1)
-    recall_queries: int = Field(1000, ge=1, description="approximate indexes: queries whose recall against exact search is measured")
+    recall_queries: int = Field(
+        1000, ge=1, description="approximate indexes: queries whose recall against exact search is measured"
+    )
     overwrite: bool = False
 
 
@@ -120,7 +130,9 @@ def run_retrieve(cfg: RetrieveConfig, progress: bool = True) -> dict:
                     rejects.add(batch)
                     keep = np.flatnonzero(batch.usable)
                     if keep.size:
-                        table, short = _top_k(index, index_ids, batch, keep, cfg.k, excluded, queries.id_column, item_column)
+                        table, short = _top_k(
+                            index, index_ids, batch, keep, cfg.k, excluded, queries.id_column, item_column
+                        )
                         written.write(table.cast(schema), {})
                         counts["queries_out"] += keep.size
                         counts["queries_short"] += short
@@ -135,20 +147,40 @@ def run_retrieve(cfg: RetrieveConfig, progress: bool = True) -> dict:
         rejects.discard()
         bar.close()
     summary = {
-        "queries_in": counts["queries_in"], "queries_out": counts["queries_out"], "queries_rejected": rejects.rows,
-        "rejected_by_reason": rejects.by_reason(), "queries_short": counts["queries_short"], "k": cfg.k, "index": cfg.index,
-        "items_indexed": len(index_ids), "items_rejected": int((~item_rows.usable).sum()), "items_rejected_by_reason": _reasons(item_rows),
-        f"recall_at_{cfg.k}_vs_exact": None if recall is None else round(recall, 4), "recall_not_measured": unmeasured,
-        "recall_queries": len(sample), "index_settings": tuned, "exclusions": excluded.summary() if cfg.exclude else None, "output": out,
+        "queries_in": counts["queries_in"],
+        "queries_out": counts["queries_out"],
+        "queries_rejected": rejects.rows,
+        "rejected_by_reason": rejects.by_reason(),
+        "queries_short": counts["queries_short"],
+        "k": cfg.k,
+        "index": cfg.index,
+        "items_indexed": len(index_ids),
+        "items_rejected": int((~item_rows.usable).sum()),
+        "items_rejected_by_reason": _reasons(item_rows),
+        f"recall_at_{cfg.k}_vs_exact": None if recall is None else round(recall, 4),
+        "recall_not_measured": unmeasured,
+        "recall_queries": len(sample),
+        "index_settings": tuned,
+        "exclusions": excluded.summary() if cfg.exclude else None,
+        "output": out,
         "seconds": round(time.perf_counter() - started, 2),
     }
     summary["queries_per_s"] = round(summary["queries_in"] / max(summary["seconds"], 1e-9), 1)
     if summary["queries_in"] != summary["queries_out"] + summary["queries_rejected"]:
-        raise JobError(f"accounting failed: {summary['queries_in']} queries read, {summary['queries_out']} answered, "
-                       f"{summary['queries_rejected']} rejected")
+        raise JobError(
+            f"accounting failed: {summary['queries_in']} queries read, {summary['queries_out']} answered, "
+            f"{summary['queries_rejected']} rejected"
+        )
     # allow_nan=False: a number that is not one fails here rather than write JSON no parser reads
-    storage.write_text(storage.join(out, SUCCESS), json.dumps({"job": "retrieve", **summary, "items": items.path, "queries": queries.path},
-                                                              indent=1, sort_keys=True, allow_nan=False))
+    storage.write_text(
+        storage.join(out, SUCCESS),
+        json.dumps(
+            {"job": "retrieve", **summary, "items": items.path, "queries": queries.path},
+            indent=1,
+            sort_keys=True,
+            allow_nan=False,
+        ),
+    )
     return summary
 
 
@@ -170,10 +202,14 @@ def check_pair(items: EmbeddingFolder, queries: EmbeddingFolder) -> None:
         JobError: swapped towers, two different models, or two widths.
     """
     if items.tower == "query" or queries.tower == "item":
-        raise JobError(f"--items {items.path} holds the {items.tower} tower and --queries {queries.path} the {queries.tower} tower: swap them")
+        raise JobError(
+            f"--items {items.path} holds the {items.tower} tower and --queries {queries.path} the {queries.tower} tower: swap them"
+        )
     if items.weights_sha256 and queries.weights_sha256 and items.weights_sha256 != queries.weights_sha256:
-        raise JobError(f"--items {items.path} and --queries {queries.path} were embedded by different models (weights sha256 "
-                       f"{items.weights_sha256[:12]} vs {queries.weights_sha256[:12]}): their scores would mean nothing")
+        raise JobError(
+            f"--items {items.path} and --queries {queries.path} were embedded by different models (weights sha256 "
+            f"{items.weights_sha256[:12]} vs {queries.weights_sha256[:12]}): their scores would mean nothing"
+        )
     if items.dim != queries.dim:
         raise JobError(f"--items vectors have {items.dim} values and --queries vectors {queries.dim}: they must match")
 
@@ -192,15 +228,25 @@ def prepare_out(out: str, overwrite: bool) -> str:
             raise JobError(f"--out {out} is not empty: pass --overwrite to replace an earlier retrieve job's output")
         foreign = [name for name, is_dir in found if is_dir or not OURS.match(name)]
         if foreign:
-            raise JobError(f"--out {out} holds files deepsets retrieve did not write ({foreign[0]}): choose another folder")
+            raise JobError(
+                f"--out {out} holds files deepsets retrieve did not write ({foreign[0]}): choose another folder"
+            )
         for name, _ in found:
             storage.delete(storage.join(out, name))
     storage.make_dirs(out)
     return out
 
 
-def _top_k(index, index_ids: pa.Array, batch: VectorBatch, keep: np.ndarray, k: int, excluded: Exclusions,
-           query_column: str, item_column: str) -> tuple[pa.Table, int]:
+def _top_k(
+    index,
+    index_ids: pa.Array,
+    batch: VectorBatch,
+    keep: np.ndarray,
+    k: int,
+    excluded: Exclusions,
+    query_column: str,
+    item_column: str,
+) -> tuple[pa.Table, int]:
     """The result rows of the usable queries ``keep`` of ``batch``, and how many got fewer than k."""
     query_ids = batch.ids.take(pa.array(keep))
     dropped = [excluded.of(q) for q in query_ids.to_pylist()]
@@ -215,14 +261,21 @@ def _top_k(index, index_ids: pa.Array, batch: VectorBatch, keep: np.ndarray, k: 
         found.append(position[chosen])
         values.append(score[chosen])
     rows = np.concatenate(rows)
-    table = pa.table({query_column: query_ids.take(pa.array(rows)), "rank": pa.array(np.concatenate(ranks)),
-                      item_column: index_ids.take(pa.array(np.concatenate(found))),
-                      "score": pa.array(np.concatenate(values).astype(np.float32))})
+    table = pa.table(
+        {
+            query_column: query_ids.take(pa.array(rows)),
+            "rank": pa.array(np.concatenate(ranks)),
+            item_column: index_ids.take(pa.array(np.concatenate(found))),
+            "score": pa.array(np.concatenate(values).astype(np.float32)),
+        }
+    )
     return table, int(short)
 
 
 def _schema(queries: EmbeddingFolder, item_column: str, item_type: pa.DataType) -> pa.Schema:
-    return pa.schema([(queries.id_column, queries.id_type), ("rank", pa.int32()), (item_column, item_type), ("score", pa.float32())])
+    return pa.schema(
+        [(queries.id_column, queries.id_type), ("rank", pa.int32()), (item_column, item_type), ("score", pa.float32())]
+    )
 
 
 def _reasons(rows: VectorBatch) -> dict:
@@ -235,15 +288,27 @@ class _Rejects:
 
     def __init__(self, path: str, id_column: str, id_type: pa.DataType):
         self.file, self.rows, self.reasons = PartFile(path), 0, Counter()
-        self.schema = pa.schema([(id_column, id_type), ("source_part", pa.string()), ("source_row", pa.int64()), ("reason", pa.string())])
+        self.schema = pa.schema(
+            [(id_column, id_type), ("source_part", pa.string()), ("source_row", pa.int64()), ("reason", pa.string())]
+        )
 
     def add(self, batch: VectorBatch) -> None:
         bad = np.flatnonzero(~batch.usable)
         if not bad.size:
             return
         reasons = batch.problem[bad].tolist()
-        self.file.write(pa.table([batch.ids.take(pa.array(bad)), pa.array([storage.name_of(batch.part)] * bad.size),
-                                  pa.array(batch.first_row + bad, pa.int64()), pa.array(reasons, pa.string())], schema=self.schema), {})
+        self.file.write(
+            pa.table(
+                [
+                    batch.ids.take(pa.array(bad)),
+                    pa.array([storage.name_of(batch.part)] * bad.size),
+                    pa.array(batch.first_row + bad, pa.int64()),
+                    pa.array(reasons, pa.string()),
+                ],
+                schema=self.schema,
+            ),
+            {},
+        )
         self.rows += bad.size
         self.reasons.update(reasons)
 

@@ -71,10 +71,15 @@ class EmbeddingFolder:
         if not storage.is_dir(root):
             raise DataError(f"{option}: no such folder (expected the --output folder of deepsets embed)", file=root)
         if not storage.exists(storage.join(root, SUCCESS)):
-            raise JobError(f"{option} {root}: the embed job there did not finish (no {SUCCESS}): run it again with --resume")
+            raise JobError(
+                f"{option} {root}: the embed job there did not finish (no {SUCCESS}): run it again with --resume"
+            )
         folder = storage.join(root, EMBEDDINGS)
-        parts = [storage.join(folder, name) for name, is_dir in storage.children(folder)
-                 if not is_dir and fnmatch.fnmatchcase(name, "part-*.parquet")]
+        parts = [
+            storage.join(folder, name)
+            for name, is_dir in storage.children(folder)
+            if not is_dir and fnmatch.fnmatchcase(name, "part-*.parquet")
+        ]
         if not parts:
             raise DataError(f"{option}: no embedding parts in {EMBEDDINGS}/", file=root)
         manifest_path = storage.join(root, MANIFEST)
@@ -84,14 +89,29 @@ class EmbeddingFolder:
             raise DataError(f"{option}: no 'embedding' column (found {schema.names})", file=str(parts[0]))
         ids = [n for n in schema.names if n not in NOT_ID and not n.startswith(NOT_ID_PREFIXES)]
         if len(ids) != 1:
-            raise DataError(f"{option}: the rows carry no id column (found {schema.names}); declare `id_column` in the schema "
-                            "the model was trained with, so that results name their rows", file=str(parts[0]))
+            raise DataError(
+                f"{option}: the rows carry no id column (found {schema.names}); declare `id_column` in the schema "
+                "the model was trained with, so that results name their rows",
+                file=str(parts[0]),
+            )
         kind = schema.field("embedding").type
         if not (pa.types.is_fixed_size_list(kind) and pa.types.is_floating(kind.value_type)):
-            raise DataError(f"{option}: 'embedding' must be a fixed-size list of floats (found {kind})", file=str(parts[0]), column="embedding")
+            raise DataError(
+                f"{option}: 'embedding' must be a fixed-size list of floats (found {kind})",
+                file=str(parts[0]),
+                column="embedding",
+            )
         rows = sum(_read_metadata(p).num_rows for p in parts)
-        return cls(root, parts, ids[0], schema.field(ids[0]).type, kind.list_size, manifest.get("tower"),
-                   manifest.get("weights_sha256", ""), rows)
+        return cls(
+            root,
+            parts,
+            ids[0],
+            schema.field(ids[0]).type,
+            kind.list_size,
+            manifest.get("tower"),
+            manifest.get("weights_sha256", ""),
+            rows,
+        )
 
     def batches(self, batch_rows: int) -> Iterator[VectorBatch]:
         """Every row of every part, ``batch_rows`` at a time (memory follows ``batch_rows``)."""
@@ -103,7 +123,9 @@ class EmbeddingFolder:
         first = 0
         store, inner = storage.filesystem(part)
         with store.open_input_file(inner) as handle:
-            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=[self.id_column, "embedding"]):
+            for batch in pq.ParquetFile(handle).iter_batches(
+                batch_size=batch_rows, columns=[self.id_column, "embedding"]
+            ):
                 vectors, usable, problem = _vectors(batch.column(1), self.dim)
                 yield VectorBatch(part, first, batch.column(0), vectors, usable, problem)
                 first += batch.num_rows
@@ -112,11 +134,23 @@ class EmbeddingFolder:
         """All rows at once: ``(ids, batch)`` with the vectors of every part stacked."""
         found = list(self.batches(1 << 16))
         if not found:
-            return pa.array([], self.id_type), VectorBatch(self.parts[0], 0, pa.array([], self.id_type), np.zeros((0, self.dim), np.float32),
-                                                           np.zeros(0, bool), np.zeros(0, object))
+            return pa.array([], self.id_type), VectorBatch(
+                self.parts[0],
+                0,
+                pa.array([], self.id_type),
+                np.zeros((0, self.dim), np.float32),
+                np.zeros(0, bool),
+                np.zeros(0, object),
+            )
         ids = pa.concat_arrays([b.ids for b in found])
-        stacked = VectorBatch(self.parts[0], 0, ids, np.concatenate([b.vectors for b in found]), np.concatenate([b.usable for b in found]),
-                              np.concatenate([b.problem for b in found]))
+        stacked = VectorBatch(
+            self.parts[0],
+            0,
+            ids,
+            np.concatenate([b.vectors for b in found]),
+            np.concatenate([b.usable for b in found]),
+            np.concatenate([b.problem for b in found]),
+        )
         return ids, stacked
 
 
@@ -133,7 +167,9 @@ def _read_metadata(path: str) -> pq.FileMetaData:
 def _vectors(column: pa.Array, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A fixed-size list column as (n, D) float32, usable rows, and each unusable row's reason."""
     n = len(column)
-    values = column.flatten() if column.null_count == 0 else column.fill_null(pa.scalar([0.0] * dim, column.type)).flatten()
+    values = (
+        column.flatten() if column.null_count == 0 else column.fill_null(pa.scalar([0.0] * dim, column.type)).flatten()
+    )
     vectors = np.array(values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(n, dim)  # (n, D), writable
     problem = np.full(n, "", dtype=object)
     finite = np.isfinite(vectors).all(axis=1)  # (n,)

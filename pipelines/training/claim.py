@@ -104,9 +104,13 @@ class RunClaim:
         return self
 
     def _refuse_new(self, holder: Optional[dict]) -> None:
-        gone = (f"; if that run is gone and left no checkpoint, delete {self.path}" if storage.is_uri(self.run_dir) else "")
-        raise JobError(f"run '{self.run_name}' already exists in {self.storage_path} ({_who(holder)}): pass --resume to continue "
-                       f"it, or choose another tracking.run_name{gone}") from None
+        gone = (
+            f"; if that run is gone and left no checkpoint, delete {self.path}" if storage.is_uri(self.run_dir) else ""
+        )
+        raise JobError(
+            f"run '{self.run_name}' already exists in {self.storage_path} ({_who(holder)}): pass --resume to continue "
+            f"it, or choose another tracking.run_name{gone}"
+        ) from None
 
     def _refuse_running(self, resume: bool) -> None:
         holder = self._holder()
@@ -116,7 +120,9 @@ class RunClaim:
             time.sleep(0.01)
             holder = self._holder()
         what = "wait for it to end before --resume" if resume else "choose another tracking.run_name"
-        raise JobError(f"run '{self.run_name}' in {self.storage_path} is running now ({_who(holder)}): {what}") from None
+        raise JobError(
+            f"run '{self.run_name}' in {self.storage_path} is running now ({_who(holder)}): {what}"
+        ) from None
 
     def _holder(self) -> Optional[dict]:
         return read_holder(self.path)

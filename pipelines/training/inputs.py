@@ -55,7 +55,10 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
     for side in ("query", "item"):
         unknown = sorted(set(getattr(cfg.task, f"{side}_modalities")) - set(spec.names))
         if unknown:
-            raise ConfigError("run config", [f"task.{side}_modalities: names {unknown}, not modalities of the schema ({', '.join(spec.names)})"])
+            raise ConfigError(
+                "run config",
+                [f"task.{side}_modalities: names {unknown}, not modalities of the schema ({', '.join(spec.names)})"],
+            )
     rows = 0
     for key, paths, count in (("data.train", cfg.data.train, True), ("data.valid", cfg.data.valid, False)):
         if not paths:
@@ -82,9 +85,13 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
     if cfg.data.items:
         items = spec.subset(list(cfg.task.item_modalities))
         for path in resolve_inputs(list(cfg.data.items)):
-            read_key_column(path, items.open_checked(path, [cfg.data.item_column]), cfg.data.item_column)  # integers, no nulls
+            read_key_column(
+                path, items.open_checked(path, [cfg.data.item_column]), cfg.data.item_column
+            )  # integers, no nulls
     if rows < cfg.training.batch_size:
-        raise DataError(f"only {rows} training rows: fewer than one global batch (training.batch_size = {cfg.training.batch_size})")
+        raise DataError(
+            f"only {rows} training rows: fewer than one global batch (training.batch_size = {cfg.training.batch_size})"
+        )
     return rows
 
 
@@ -134,7 +141,9 @@ class GroupRuns:
         self.last = None  # the previous file's last group id
 
     def hint(self) -> str:
-        return f"store each group's rows next to each other (sort the whole training set by {self.column!r}, across files)"
+        return (
+            f"store each group's rows next to each other (sort the whole training set by {self.column!r}, across files)"
+        )
 
     def check(self, path: str, ids: np.ndarray) -> None:
         """Add one file's group ids ``(N,)`` in row order.
@@ -150,8 +159,12 @@ class GroupRuns:
             runs = np.flatnonzero(run_ids == group)[:3]
             ends = np.append(starts[1:], ids.size)
             where = ", ".join(f"{starts[r]}-{ends[r] - 1}" for r in runs)
-            raise DataError(f"{int((counts > 1).sum())} query group(s) are split into separate runs of rows, e.g. group {int(group)} "
-                            f"at rows {where}; {self.hint()}", file=path, column=self.column)
+            raise DataError(
+                f"{int((counts > 1).sum())} query group(s) are split into separate runs of rows, e.g. group {int(group)} "
+                f"at rows {where}; {self.hint()}",
+                file=path,
+                column=self.column,
+            )
         if self.last is not None and ids.size and ids[0] == self.last:
             unique = unique[unique != self.last]  # the previous file's last group goes on here: still together
         self.last = ids[-1] if ids.size else self.last
@@ -160,8 +173,8 @@ class GroupRuns:
 
     def finish(self) -> None:
         """Raises:
-            DataError: for a group that two files hold (other than one running on from the end
-                of a file to the start of the next), naming both.
+        DataError: for a group that two files hold (other than one running on from the end
+            of a file to the start of the next), naming both.
         """
         if len(self.groups) < 2:
             return
@@ -172,8 +185,12 @@ class GroupRuns:
         twice = np.flatnonzero(ids[1:] == ids[:-1])
         if twice.size:
             at = twice[0]
-            raise DataError(f"{twice.size} query group(s) are in more than one file, e.g. group {int(ids[at])}, also in "
-                            f"{self.paths[files[at]]}; {self.hint()}", file=self.paths[files[at + 1]], column=self.column)
+            raise DataError(
+                f"{twice.size} query group(s) are in more than one file, e.g. group {int(ids[at])}, also in "
+                f"{self.paths[files[at]]}; {self.hint()}",
+                file=self.paths[files[at + 1]],
+                column=self.column,
+            )
 
 
 def check_label_values(kind: str, width: Optional[int], label_columns: Sequence[str], path: str, parquet) -> None:
@@ -198,20 +215,34 @@ def check_label_values(kind: str, width: Optional[int], label_columns: Sequence[
             bad, expected = ~np.isin(per_row, (0.0, 1.0)).all(axis=1), "0 or 1 (a click, a label present)"
         elif kind == "multiclass":
             bad = ~((per_row == np.round(per_row)) & (per_row >= 0) & (per_row < (width or np.inf))).all(axis=1)
-            expected = f"a class id in 0..{width - 1} (task.num_outputs = {width})" if width else "a class id (an integer >= 0)"
+            expected = (
+                f"a class id in 0..{width - 1} (task.num_outputs = {width})"
+                if width
+                else "a class id (an integer >= 0)"
+            )
         else:
             continue
         if bad.any():
             rows = np.nonzero(bad)[0]
             found = sorted(set(np.unique(per_row[bad]).tolist()))[:5]
             found = [int(v) if float(v).is_integer() else v for v in found]
-            raise DataError(f"a {kind} task learns from {expected}, found {found}{' ...' if len(found) == 5 else ''}",
-                            file=path, column=column, rows=rows)
+            raise DataError(
+                f"a {kind} task learns from {expected}, found {found}{' ...' if len(found) == 5 else ''}",
+                file=path,
+                column=column,
+                rows=rows,
+            )
         if width and kind == "multilabel" and len(label_columns) == 1 and per_row.shape[1] != width:
-            raise DataError(f"a multilabel task with task.num_outputs = {width} needs lists of {width} labels, found lists of {per_row.shape[1]}",
-                            file=path, column=column)
+            raise DataError(
+                f"a multilabel task with task.num_outputs = {width} needs lists of {width} labels, found lists of {per_row.shape[1]}",
+                file=path,
+                column=column,
+            )
     if width and kind == "multilabel" and len(label_columns) > 1 and len(label_columns) != width:
-        raise DataError(f"a multilabel task with task.num_outputs = {width} needs {width} label columns, found {len(label_columns)}", file=path)
+        raise DataError(
+            f"a multilabel task with task.num_outputs = {width} needs {width} label columns, found {len(label_columns)}",
+            file=path,
+        )
 
 
 def item_counts(cfg: RunConfig) -> Optional[dict]:

@@ -28,10 +28,10 @@ from torch import nn
 
 from deepsets.batch import FeatureBatch
 from deepsets.builders import build_model
-from deepsets.optim import make_optimizer, make_scheduler
 from deepsets.features.prefetch import prefetch
 from deepsets.features.reader import ParquetBatchReader
 from deepsets.features.spec import FeatureSpec
+from deepsets.optim import make_optimizer, make_scheduler
 from deepsets.pipelines.models.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from deepsets.pipelines.training.negatives import Negatives, item_catalogue_or_none
 from deepsets.pipelines.training.objectives import ItemLogQ, Objective, unwrap
@@ -98,7 +98,9 @@ def _across_ranks(values: list, world: int, device: torch.device, op: str = "sum
     """``values`` (floats) reduced element-wise over every rank (``op``: sum or max)."""
     if world > 1 and torch.distributed.is_initialized():
         t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)  # NCCL needs CUDA tensors
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX if op == "max" else torch.distributed.ReduceOp.SUM)
+        torch.distributed.all_reduce(
+            t, op=torch.distributed.ReduceOp.MAX if op == "max" else torch.distributed.ReduceOp.SUM
+        )
         return t.tolist()
     return [float(v) for v in values]
 
@@ -145,8 +147,12 @@ def train_worker(loop_config: dict) -> None:
     popularity = loop_config.get("item_counts")
     negatives = None
     if cfg.task.kind == "two_tower" and cfg.task.negatives != "in_batch":
-        negatives = Negatives(cfg.task.negatives, item_catalogue_or_none(cfg, spec), cfg.task.num_negatives, cfg.task.refresh_steps)
-    objective = Objective.from_config(cfg, ItemLogQ(popularity["ids"], popularity["counts"]) if popularity else None, negatives)
+        negatives = Negatives(
+            cfg.task.negatives, item_catalogue_or_none(cfg, spec), cfg.task.num_negatives, cfg.task.refresh_steps
+        )
+    objective = Objective.from_config(
+        cfg, ItemLogQ(popularity["ids"], popularity["counts"]) if popularity else None, negatives
+    )
     torch.manual_seed(t.seed)
     args = cfg.model_args()
     model = build_model(spec.model_inputs(), args)
@@ -166,14 +172,18 @@ def train_worker(loop_config: dict) -> None:
             state, _, _, saved_args = load_checkpoint(directory)
         changed = saved_args.differences(args)
         if changed:
-            raise ValueError(f"cannot resume with a different [model]/[task] section than the checkpoint (checkpoint -> now: {changed})")
+            raise ValueError(
+                f"cannot resume with a different [model]/[task] section than the checkpoint (checkpoint -> now: {changed})"
+            )
         unwrap(model).load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
         start_epoch, step, resumed = state.epoch + 1, state.step, True
         progress.update(state.progress)
     # a run that had stopped early (training.patience) has nothing left to train when resumed
-    end_epoch = start_epoch if resumed and selection.patience and progress["stale_epochs"] >= selection.patience else t.epochs
+    end_epoch = (
+        start_epoch if resumed and selection.patience and progress["stale_epochs"] >= selection.patience else t.epochs
+    )
     tracker = EpochTracker(loop_config.get("mlflow")) if rank == 0 else None
     if tracker and resumed:
         tracker.log({"resumed_at_epoch": start_epoch}, step=start_epoch)
@@ -185,29 +195,58 @@ def train_worker(loop_config: dict) -> None:
         # draws exactly what the uninterrupted run would have (the data order is seeded per epoch too).
         torch.manual_seed(t.seed + 1 + rank + 10_007 * epoch)
         if negatives is not None:
-            negatives.reseed(t.seed * 1_000_003 + 10_007 * epoch + rank)  # the items drawn follow the seed, per epoch and rank
+            negatives.reseed(
+                t.seed * 1_000_003 + 10_007 * epoch + rank
+            )  # the items drawn follow the seed, per epoch and rank
         started, loss_sum, steps, rows = time.perf_counter(), 0.0, 0, 0
         shown = EpochProgress(shown_mode, epoch + 1, t.epochs, per_epoch)
-        reader = ParquetBatchReader(spec, cfg.data.train, batch_size=share, label_columns=labels, drop_last=True, shard=(rank, world),
-                                    shuffle_seed=t.seed * 100_003 + epoch, key_columns=objective.key_columns(), group_column=cfg.data.group_column)
+        reader = ParquetBatchReader(
+            spec,
+            cfg.data.train,
+            batch_size=share,
+            label_columns=labels,
+            drop_last=True,
+            shard=(rank, world),
+            shuffle_seed=t.seed * 100_003 + epoch,
+            key_columns=objective.key_columns(),
+            group_column=cfg.data.group_column,
+        )
         for local in host_batches(reader, device):
             loss = train_step(model, local, objective, optimizer, scheduler, device, amp_dtype, t.grad_clip)
             steps, rows, step = steps + 1, rows + local.num_rows, step + 1
             if not math.isfinite(loss):
-                raise TrainingDiverged(f"the training loss is {loss} at epoch {epoch + 1}/{t.epochs}, step {steps} of the epoch "
-                                       f"(rank {rank}): training diverged; try a lower training.lr (now {t.lr:g}) or "
-                                       f"training.grad_clip, and check the labels")
+                raise TrainingDiverged(
+                    f"the training loss is {loss} at epoch {epoch + 1}/{t.epochs}, step {steps} of the epoch "
+                    f"(rank {rank}): training diverged; try a lower training.lr (now {t.lr:g}) or "
+                    f"training.grad_clip, and check the labels"
+                )
             loss_sum += loss
             shown.step(steps, loss_sum / steps)
         seconds = time.perf_counter() - started
-        loss_total, steps_total, dropped, decoded = _across_ranks([loss_sum, steps, reader.rows_dropped, reader.rows_decoded], world, device)
+        loss_total, steps_total, dropped, decoded = _across_ranks(
+            [loss_sum, steps, reader.rows_dropped, reader.rows_decoded], world, device
+        )
         (most_decoded,) = _across_ranks([reader.rows_decoded], world, device, op="max")
-        metrics = {"epoch": epoch, "step": step, "train_loss": loss_total / max(steps_total, 1),
-                   "train_rows_per_s": rows * world / seconds, "train_rows_dropped": dropped,
-                   "train_rows_decoded": decoded, "train_rows_decoded_max_worker": most_decoded, "ray_nodes": nodes}
+        metrics = {
+            "epoch": epoch,
+            "step": step,
+            "train_loss": loss_total / max(steps_total, 1),
+            "train_rows_per_s": rows * world / seconds,
+            "train_rows_dropped": dropped,
+            "train_rows_decoded": decoded,
+            "train_rows_decoded_max_worker": most_decoded,
+            "ray_nodes": nodes,
+        }
         if cfg.data.valid:  # every rank validates its share; rank 0 gets the metrics over the union
-            valid = ParquetBatchReader(spec, cfg.data.valid, batch_size=1024, label_columns=labels, key_columns=objective.key_columns(),
-                                       shard=(rank, world), equal_shards=False)
+            valid = ParquetBatchReader(
+                spec,
+                cfg.data.valid,
+                batch_size=1024,
+                label_columns=labels,
+                key_columns=objective.key_columns(),
+                shard=(rank, world),
+                equal_shards=False,
+            )
             found = evaluate_sharded(unwrap(model), valid, objective, device, rank, world, amp_dtype)
             metrics.update({f"valid_{k}": v for k, v in (found or {}).items()})
         if rank == 0 and selection.metric:
@@ -216,7 +255,9 @@ def train_worker(loop_config: dict) -> None:
                 progress.update(best_epoch=epoch, best_score=metrics[SCORE_KEY], stale_epochs=0)
             else:
                 progress["stale_epochs"] += 1
-        stop = _agree_to_stop(bool(selection.patience) and progress["stale_epochs"] >= selection.patience, world, device)
+        stop = _agree_to_stop(
+            bool(selection.patience) and progress["stale_epochs"] >= selection.patience, world, device
+        )
         _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_config, args, progress)
         epoch_metrics = {k: v for k, v in metrics.items() if k not in ("epoch", "step", SCORE_KEY)}
         shown.end(epoch_metrics)
@@ -226,8 +267,11 @@ def train_worker(loop_config: dict) -> None:
             raise RuntimeError(f"injected failure after epoch {epoch} ({FAIL_AT_EPOCH_ENV})")
         if stop:
             if shown_mode != "off":  # rank 0's mode; "off" on every other rank
-                print(f"stopping early after epoch {epoch + 1}: {selection.metric} has not improved for {selection.patience} "
-                      f"epoch(s) (best: epoch {progress['best_epoch'] + 1})", flush=True)
+                print(
+                    f"stopping early after epoch {epoch + 1}: {selection.metric} has not improved for {selection.patience} "
+                    f"epoch(s) (best: epoch {progress['best_epoch'] + 1})",
+                    flush=True,
+                )
             break
 
 
@@ -239,6 +283,8 @@ def _report(epoch, step, metrics, rank, model, optimizer, scheduler, spec, loop_
         ray.train.report(metrics, checkpoint=None)
         return
     with tempfile.TemporaryDirectory() as directory:
-        state = TrainState(unwrap(model).state_dict(), optimizer.state_dict(), scheduler.state_dict(), epoch, step, dict(progress))
+        state = TrainState(
+            unwrap(model).state_dict(), optimizer.state_dict(), scheduler.state_dict(), epoch, step, dict(progress)
+        )
         save_checkpoint(directory, state, spec, loop_config["config"], args)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))

@@ -50,8 +50,10 @@ class ItemCatalogue:
         unique, counts = torch.unique(self.ids, return_counts=True)
         if bool((counts > 1).any()):
             twice = unique[counts > 1][:5].tolist()
-            raise DataError(f"item table lists {int((counts > 1).sum())} item id(s) more than once (e.g. {twice}): one row per item",
-                            column=item_column)
+            raise DataError(
+                f"item table lists {int((counts > 1).sum())} item id(s) more than once (e.g. {twice}): one row per item",
+                column=item_column,
+            )
 
     def __len__(self) -> int:
         return int(self.ids.numel())
@@ -67,8 +69,12 @@ class ItemCatalogue:
         was_training = tower.training
         tower.eval()
         try:
-            return torch.cat([tower(self.items.slice(start, start + chunk).to(device)).fused.float()
-                              for start in range(0, len(self), chunk)])
+            return torch.cat(
+                [
+                    tower(self.items.slice(start, start + chunk).to(device)).fused.float()
+                    for start in range(0, len(self), chunk)
+                ]
+            )
         finally:
             tower.train(was_training)
 
@@ -84,13 +90,24 @@ class Negatives:
         seed: the draws of ``mixed`` follow it (per step and rank).
     """
 
-    def __init__(self, mode: str, catalogue: Optional[ItemCatalogue] = None, num_negatives: int = 1024,
-                 refresh_steps: int = 1, seed: int = 0) -> None:
+    def __init__(
+        self,
+        mode: str,
+        catalogue: Optional[ItemCatalogue] = None,
+        num_negatives: int = 1024,
+        refresh_steps: int = 1,
+        seed: int = 0,
+    ) -> None:
         if mode not in NEGATIVES:
             raise ValueError(f"negatives must be one of {NEGATIVES}, got {mode!r}")
         if mode != "in_batch" and catalogue is None:
             raise ValueError(f"{mode} negatives need the item table (data.items)")
-        self.mode, self.catalogue, self.num_negatives, self.refresh_steps = mode, catalogue, num_negatives, refresh_steps
+        self.mode, self.catalogue, self.num_negatives, self.refresh_steps = (
+            mode,
+            catalogue,
+            num_negatives,
+            refresh_steps,
+        )
         self.generator = torch.Generator().manual_seed(seed)
         self.cached: Optional[Tensor] = None
         self.steps = 0
@@ -115,7 +132,9 @@ class Negatives:
         self.steps += 1
         return self.cached, self.catalogue.ids.to(device)
 
-    def log_q(self, batch_log_q: Optional[Tensor], sampled_log_q: Optional[Tensor], batch_size: int) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    def log_q(
+        self, batch_log_q: Optional[Tensor], sampled_log_q: Optional[Tensor], batch_size: int
+    ) -> tuple[Optional[Tensor], Optional[Tensor]]:
         """The logit corrections of the batch's items and of the sampled ones.
 
         ``mixed``: an item's expected count among one step's negatives, ``B q + S / I``, for
@@ -139,4 +158,3 @@ def item_catalogue_or_none(cfg, spec) -> Optional[ItemCatalogue]:
     if cfg.task.kind != "two_tower" or cfg.task.negatives == "in_batch":
         return None
     return ItemCatalogue(spec.subset(list(cfg.task.item_modalities)), list(cfg.data.items), cfg.data.item_column)
-

@@ -25,10 +25,10 @@ import torch
 from torch import Tensor, nn
 
 from deepsets.batch import FeatureBatch
-from deepsets.task_kinds import task_traits
-from deepsets.tasks import task_implementation, task_loss
 from deepsets.pipelines.training.negatives import Negatives
 from deepsets.pipelines.training.ranking_metrics import GroupRankingMetrics, RetrievalMetrics
+from deepsets.task_kinds import task_traits
+from deepsets.tasks import task_implementation, task_loss
 
 
 def labels_of(batch: FeatureBatch, columns: Sequence[str]) -> Tensor:
@@ -64,7 +64,11 @@ class ItemLogQ:
         ids = item_ids.cpu()
         at = torch.searchsorted(self.ids, ids).clamp(max=max(self.ids.numel() - 1, 0))
         found = self.ids.numel() > 0 and (self.ids[at] == ids)
-        values = torch.where(found, self.log_q[at], torch.full_like(self.log_q[at], self.unseen)) if self.ids.numel() else torch.full(ids.shape, self.unseen)
+        values = (
+            torch.where(found, self.log_q[at], torch.full_like(self.log_q[at], self.unseen))
+            if self.ids.numel()
+            else torch.full(ids.shape, self.unseen)
+        )
         return values.to(item_ids.device)
 
 
@@ -94,10 +98,20 @@ class Objective:
     negatives: Optional[Negatives] = None
 
     @classmethod
-    def from_config(cls, cfg, item_log_q: Optional[ItemLogQ] = None, negatives: Optional[Negatives] = None) -> "Objective":
+    def from_config(
+        cls, cfg, item_log_q: Optional[ItemLogQ] = None, negatives: Optional[Negatives] = None
+    ) -> "Objective":
         """From a :class:`deepsets.pipelines.config.RunConfig`."""
-        return cls(cfg.task.kind, tuple(cfg.data.label_columns), cfg.task.num_outputs, cfg.data.group_column,
-                   cfg.data.item_column, cfg.task.k, item_log_q if cfg.task.logq else None, negatives)
+        return cls(
+            cfg.task.kind,
+            tuple(cfg.data.label_columns),
+            cfg.task.num_outputs,
+            cfg.data.group_column,
+            cfg.data.item_column,
+            cfg.task.k,
+            item_log_q if cfg.task.logq else None,
+            negatives,
+        )
 
     def key_columns(self) -> list:
         """Integer columns the reader must carry as int64 (``batch.labels``)."""
@@ -124,7 +138,9 @@ class Objective:
             extra, extra_ids = out.negatives, drawn_ids.to(device)
             sampled_log_q = self.item_log_q(extra_ids) if self.item_log_q is not None else None
             log_q, extra_log_q = self.negatives.log_q(log_q, sampled_log_q, batch.num_rows)
-        catalogue = self.negatives.catalogue_embeddings(unwrap(model).item, device) if self.negatives is not None else None
+        catalogue = (
+            self.negatives.catalogue_embeddings(unwrap(model).item, device) if self.negatives is not None else None
+        )
         if catalogue is not None:
             # The full softmax (every item once, nothing to correct) trains the query tower against
             # the whole catalogue. Its items outside the batch carry no gradient, so it would pull

@@ -96,7 +96,9 @@ class GroupRankingMetrics:
         """
         B = logits.shape[0]
         if logits.numel() != B or target.numel() != B or group.numel() != B:
-            raise ValueError(f"need one score, label and group per row, got {tuple(logits.shape)}, {tuple(target.shape)}, {tuple(group.shape)}")
+            raise ValueError(
+                f"need one score, label and group per row, got {tuple(logits.shape)}, {tuple(target.shape)}, {tuple(group.shape)}"
+            )
         self._scores.append(logits.detach().reshape(B).double().cpu())
         self._labels.append(target.detach().reshape(B).double().cpu())
         self._groups.append(group.detach().reshape(B).cpu())
@@ -115,8 +117,11 @@ class GroupRankingMetrics:
         padded, relevance, mask = pad_groups(scores, labels, group)  # (G, L) each
         counted = (torch.where(mask, relevance, 0.0) > 0).any(dim=1)  # (G,) groups with a relevant row
         out["groups"] = float(counted.sum())
-        for name, values in ((f"ndcg_at_{self.k}", ndcg_at_k(padded, relevance, mask, self.k)), ("mrr", mrr(padded, relevance, mask)),
-                             (f"recall_at_{self.k}", recall_at_k(padded, relevance, mask, self.k))):
+        for name, values in (
+            (f"ndcg_at_{self.k}", ndcg_at_k(padded, relevance, mask, self.k)),
+            ("mrr", mrr(padded, relevance, mask)),
+            (f"recall_at_{self.k}", recall_at_k(padded, relevance, mask, self.k)),
+        ):
             out[name] = float(values[counted].mean()) if counted.any() else float("nan")
         return out
 
@@ -151,7 +156,9 @@ class RetrievalMetrics:
             ValueError: for mismatched shapes.
         """
         if queries.shape != items.shape or queries.dim() != 2 or item_ids.numel() != queries.shape[0]:
-            raise ValueError(f"need (B, D) queries and items and (B,) item ids, got {tuple(queries.shape)}, {tuple(items.shape)}, {tuple(item_ids.shape)}")
+            raise ValueError(
+                f"need (B, D) queries and items and (B,) item ids, got {tuple(queries.shape)}, {tuple(items.shape)}, {tuple(item_ids.shape)}"
+            )
         self._queries.append(queries.detach().float().cpu())
         self._items.append(items.detach().float().cpu())
         self._ids.append(item_ids.detach().reshape(-1).cpu())
@@ -165,15 +172,21 @@ class RetrievalMetrics:
         """
         if self.rows == 0:
             raise ValueError("no rows to compute two_tower metrics on: call update() with at least one row first")
-        queries, items, ids = torch.cat(self._queries), torch.cat(self._items), torch.cat(self._ids)  # (N, D), (N, D), (N,)
+        queries, items, ids = (
+            torch.cat(self._queries),
+            torch.cat(self._items),
+            torch.cat(self._ids),
+        )  # (N, D), (N, D), (N,)
         corpus_ids, first, _ = first_of_each(ids)  # (C,) distinct items, each one's first row
         target = torch.searchsorted(corpus_ids, ids)  # (N,) each row's item in the corpus
         corpus = items[first]  # (C, D)
         ranks, loss_sum = [], 0.0
         for start in range(0, queries.shape[0], _CHUNK):
-            scores = queries[start:start + _CHUNK] @ corpus.T  # (q, C)
-            ranks.append(target_ranks(scores, target[start:start + _CHUNK]))
-            loss_sum += float(F.cross_entropy(scores / self.temperature, target[start:start + _CHUNK], reduction="sum"))
+            scores = queries[start : start + _CHUNK] @ corpus.T  # (q, C)
+            ranks.append(target_ranks(scores, target[start : start + _CHUNK]))
+            loss_sum += float(
+                F.cross_entropy(scores / self.temperature, target[start : start + _CHUNK], reduction="sum")
+            )
         out = {"loss": loss_sum / queries.shape[0], **rank_metrics(torch.cat(ranks), self.k)}
         out["corpus_items"] = float(corpus_ids.numel())
         return out

@@ -31,7 +31,11 @@ def run_directory(cfg: RunConfig, run_name: str) -> str:
 def checkpoint_dirs(run_dir: str) -> List[str]:
     """The complete checkpoint directories of a run, local or on object storage (a crash can
     leave the last half-written)."""
-    found = [storage.join(run_dir, name) for name, folder in storage.children(run_dir) if folder and name.startswith("checkpoint_")]
+    found = [
+        storage.join(run_dir, name)
+        for name, folder in storage.children(run_dir)
+        if folder and name.startswith("checkpoint_")
+    ]
     return [path for path in found if all(storage.exists(storage.join(path, name)) for name in FILES)]
 
 
@@ -60,8 +64,14 @@ def file_fingerprint(paths) -> List[dict]:
     found = []
     for path in resolve_inputs(list(paths)):
         size, mtime_ns = storage.size_and_mtime_ns(path)
-        found.append({"path": storage.absolute(path), "bytes": size, "mtime_ns": mtime_ns,
-                      "rows": open_parquet(path).metadata.num_rows})
+        found.append(
+            {
+                "path": storage.absolute(path),
+                "bytes": size,
+                "mtime_ns": mtime_ns,
+                "rows": open_parquet(path).metadata.num_rows,
+            }
+        )
     return found
 
 
@@ -112,7 +122,9 @@ def check_resumable(cfg: RunConfig, run_dir: str) -> Optional[str]:
     changed = saved.differences(cfg.model_args())
     if changed:
         diffs = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in sorted(changed.items()))
-        raise JobError(f"cannot resume run '{storage.name_of(run_dir)}' with a different model than its checkpoint ({diffs})")
+        raise JobError(
+            f"cannot resume run '{storage.name_of(run_dir)}' with a different model than its checkpoint ({diffs})"
+        )
     record_path = storage.join(run_dir, RECORD)
     if not storage.exists(record_path):  # a run started before runs were recorded: nothing to compare
         return None
@@ -120,14 +132,20 @@ def check_resumable(cfg: RunConfig, run_dir: str) -> Optional[str]:
     problems = _data_changes(record["data"], run_record(cfg)["data"])
     now = cfg.training.model_dump(mode="json")
     settings = {k: (record["training"].get(k), v) for k, v in now.items() if record["training"].get(k) != v}
-    problems += [f"training.{k}: {a} -> {b}" for k, (a, b) in sorted(settings.items()) if k not in SETTINGS_ALLOWED_TO_CHANGE]
+    problems += [
+        f"training.{k}: {a} -> {b}" for k, (a, b) in sorted(settings.items()) if k not in SETTINGS_ALLOWED_TO_CHANGE
+    ]
     if problems:
-        raise JobError(f"cannot resume run '{storage.name_of(run_dir)}' in a changed world ({'; '.join(problems)}): the spec, the "
-                       "optimizer state and the schedule belong to the run as it started; start a new run (another tracking.run_name)")
+        raise JobError(
+            f"cannot resume run '{storage.name_of(run_dir)}' in a changed world ({'; '.join(problems)}): the spec, the "
+            "optimizer state and the schedule belong to the run as it started; start a new run (another tracking.run_name)"
+        )
     if "epochs" in settings:
         old, new = settings["epochs"]
         record["training"]["epochs"] = new
         storage.write_text(record_path, json.dumps(record, indent=1, sort_keys=True))
-        return (f"resuming with training.epochs {old} -> {new}: the {cfg.training.schedule} schedule now spans {new} epochs "
-                f"from where the run stopped (the learning rate follows the longer schedule from here on)")
+        return (
+            f"resuming with training.epochs {old} -> {new}: the {cfg.training.schedule} schedule now spans {new} epochs "
+            f"from where the run stopped (the learning rate follows the longer schedule from here on)"
+        )
     return None

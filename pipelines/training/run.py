@@ -24,7 +24,13 @@ from deepsets.pipelines.redaction import redact_uris
 from deepsets.pipelines.training.claim import RunClaim
 from deepsets.pipelines.training.inputs import check_data_paths, check_training_data, item_counts
 from deepsets.pipelines.training.progress import progress_mode
-from deepsets.pipelines.training.resume import check_resumable, checkpoint_dirs, epochs_done, run_directory, save_run_record
+from deepsets.pipelines.training.resume import (
+    check_resumable,
+    checkpoint_dirs,
+    epochs_done,
+    run_directory,
+    save_run_record,
+)
 from deepsets.pipelines.training.selection import SCORE_KEY, Selection
 from deepsets.pipelines.training.tracking import open_mlflow_run, run_status
 
@@ -43,7 +49,11 @@ def prepare_spec(cfg: RunConfig, run_dir: str, resume: bool, progress: bool) -> 
         if not storage.exists(saved):
             raise JobError(f"cannot resume: {run_dir} holds no spec.json from an earlier start of this run")
         return FeatureSpec.load(saved)
-    spec = FeatureSpec.load(cfg.data.spec) if cfg.data.spec else FeatureSpec.fit(cfg.feature_schema(), cfg.data.train, progress=progress)
+    spec = (
+        FeatureSpec.load(cfg.data.spec)
+        if cfg.data.spec
+        else FeatureSpec.fit(cfg.feature_schema(), cfg.data.train, progress=progress)
+    )
     storage.make_dirs(run_dir)
     spec.save(saved)
     return spec
@@ -63,11 +73,19 @@ def validate_values(cfg: RunConfig, spec: FeatureSpec, progress: bool) -> None:
     if cfg.data.valid:
         spec.validate(list(cfg.data.valid), progress=progress, desc="checking valid")
     if cfg.data.items:
-        spec.subset(list(cfg.task.item_modalities)).validate(list(cfg.data.items), progress=progress, desc="checking items")
+        spec.subset(list(cfg.task.item_modalities)).validate(
+            list(cfg.data.items), progress=progress, desc="checking items"
+        )
 
 
-def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[str] = None, progress: bool = True,
-                 callbacks: Sequence = ()) -> dict:
+def run_training(
+    cfg: RunConfig,
+    *,
+    resume: bool = False,
+    ray_address: Optional[str] = None,
+    progress: bool = True,
+    callbacks: Sequence = (),
+) -> dict:
     """Train as the config says; return the summary printed by ``deepsets train --json``.
 
     The logged model is the selected epoch's (``training.select``, :mod:`.selection`); the
@@ -88,7 +106,9 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
     run_dir = run_directory(cfg, run_name)
     started_before = bool(checkpoint_dirs(run_dir))
     if started_before and not resume:
-        raise JobError(f"run '{run_name}' already exists in {cfg.tracking.storage_path}: pass --resume to continue it, or choose another tracking.run_name")
+        raise JobError(
+            f"run '{run_name}' already exists in {cfg.tracking.storage_path}: pass --resume to continue it, or choose another tracking.run_name"
+        )
     if resume and not started_before:
         raise JobError(f"cannot resume: run '{run_name}' in {cfg.tracking.storage_path} has no checkpoint yet")
     claim = RunClaim(run_dir, run_name, cfg.tracking.storage_path).take(resume)  # before anything is written there
@@ -99,8 +119,16 @@ def run_training(cfg: RunConfig, *, resume: bool = False, ray_address: Optional[
     return summary
 
 
-def _run_claimed(cfg: RunConfig, run_name: str, run_dir: str, resume: bool, ray_address: Optional[str], progress: bool,
-                 callbacks: Sequence, started: float) -> dict:
+def _run_claimed(
+    cfg: RunConfig,
+    run_name: str,
+    run_dir: str,
+    resume: bool,
+    ray_address: Optional[str],
+    progress: bool,
+    callbacks: Sequence,
+    started: float,
+) -> dict:
     """:func:`run_training` once the run folder is claimed: check the data, save the spec and
     the run record, open the MLflow run, train and log."""
     check_data_paths(cfg)
@@ -114,21 +142,47 @@ def _run_claimed(cfg: RunConfig, run_name: str, run_dir: str, resume: bool, ray_
         validate_values(cfg, spec, progress)
         save_run_record(cfg, run_dir)
     popularity = item_counts(cfg)  # before any run is opened: a bad item column fails here
-    selection = Selection.of(cfg.training.select, cfg.training.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid))
+    selection = Selection.of(
+        cfg.training.select, cfg.training.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid)
+    )
     # a local Ray started here ends with the run; its workers that outlive it are ended by pid
     with private_ray(ray_address, int(cfg.scaling.workers * cfg.scaling.cpus_per_worker) + 1):
         if cfg.scaling.use_gpu:  # Ray Train would wait for GPUs that never come
             require_gpus(cfg.scaling.workers, f"scaling.use_gpu = true with scaling.workers = {cfg.scaling.workers}")
         uri, run_id = open_mlflow_run(cfg, run_name, resume, spec)
         with run_status(uri, run_id):  # RUNNING now; FAILED, KILLED or FINISHED as the run ends
-            summary = _train_and_log(cfg, spec, run_name, run_dir, uri, run_id, selection, popularity, ray_address, callbacks, started,
-                                     progress_mode(progress))
+            summary = _train_and_log(
+                cfg,
+                spec,
+                run_name,
+                run_dir,
+                uri,
+                run_id,
+                selection,
+                popularity,
+                ray_address,
+                callbacks,
+                started,
+                progress_mode(progress),
+            )
     summary["epochs_this_run"] = summary["epochs_done"] - done_before  # 0: a --resume that found nothing left to train
     return summary
 
 
-def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: str, uri: str, run_id: str, selection: Selection,
-                   popularity: Optional[dict], ray_address: Optional[str], callbacks: Sequence, started: float, progress: str) -> dict:
+def _train_and_log(
+    cfg: RunConfig,
+    spec: FeatureSpec,
+    run_name: str,
+    run_dir: str,
+    uri: str,
+    run_id: str,
+    selection: Selection,
+    popularity: Optional[dict],
+    ray_address: Optional[str],
+    callbacks: Sequence,
+    started: float,
+    progress: str,
+) -> dict:
     """Ray Train fits the model; the selected epoch's model is logged to the run."""
     import mlflow
     import ray.train
@@ -149,11 +203,16 @@ def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: st
             "item_counts": popularity,
         },
         scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.scaling.workers, use_gpu=cfg.scaling.use_gpu, resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}
+            num_workers=cfg.scaling.workers,
+            use_gpu=cfg.scaling.use_gpu,
+            resources_per_worker={"CPU": cfg.scaling.cpus_per_worker},
         ),
         run_config=ray.train.RunConfig(
-            name=run_name, storage_path=cfg.tracking.storage_path, failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures),
-            checkpoint_config=checkpoint_retention(selection), callbacks=list(callbacks),
+            name=run_name,
+            storage_path=cfg.tracking.storage_path,
+            failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures),
+            checkpoint_config=checkpoint_retention(selection),
+            callbacks=list(callbacks),
             # Ray Train's own INFO lines (worker groups, each report's dict, checkpoint paths) go
             # to its log files under the Ray session's logs/train/; the console shows warnings up
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
@@ -166,11 +225,16 @@ def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: st
         error = err
     if error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        where = (f"checkpoints so far are in {run_dir} (continue with --resume)" if checkpoint_dirs(run_dir) else
-                 "no epoch finished, so there is no checkpoint: fix the cause and run the same command again")
-        raise TrainingFailed(redact_uris(  # a worker's error may name the tracking URI
-            f"training failed (scaling.max_failures = {cfg.scaling.max_failures}): {lines[-1] if lines else type(error).__name__}; {where}"
-        )) from None
+        where = (
+            f"checkpoints so far are in {run_dir} (continue with --resume)"
+            if checkpoint_dirs(run_dir)
+            else "no epoch finished, so there is no checkpoint: fix the cause and run the same command again"
+        )
+        raise TrainingFailed(
+            redact_uris(  # a worker's error may name the tracking URI
+                f"training failed (scaling.max_failures = {cfg.scaling.max_failures}): {lines[-1] if lines else type(error).__name__}; {where}"
+            )
+        ) from None
     kept, kept_metrics = selected_checkpoint(result, selection)
     with kept.as_directory() as directory:
         state, spec, _, args = load_checkpoint(directory)
@@ -183,8 +247,14 @@ def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: st
         else:
             # step: MLflow attaches the run's metrics of that step (the kept epoch) to the logged model
             model_uri = log_deepsets_model(state.model, spec, args, step=state.epoch)
-            mlflow.set_tags({"deepsets.selected_epoch": str(state.epoch + 1), "deepsets.selected_on": selection.metric or "last epoch",
-                             MODEL_CHECKPOINT_TAG: kept_name, MODEL_URI_TAG: model_uri})
+            mlflow.set_tags(
+                {
+                    "deepsets.selected_epoch": str(state.epoch + 1),
+                    "deepsets.selected_on": selection.metric or "last epoch",
+                    MODEL_CHECKPOINT_TAG: kept_name,
+                    MODEL_URI_TAG: model_uri,
+                }
+            )
     metrics = {k: v for k, v in kept_metrics.items() if isinstance(v, (int, float)) and k != SCORE_KEY}
     metrics["epoch"] = state.epoch + 1  # counted from 1, as every printed line counts (MLflow steps count from 0)
     last_epoch = int((result.metrics or {}).get("epoch", state.epoch))
@@ -195,8 +265,12 @@ def _train_and_log(cfg: RunConfig, spec: FeatureSpec, run_name: str, run_dir: st
         "tracking_uri": redact_uris(uri),  # printed and written (deepsets tune's trial files): its password redacted
         "checkpoint": storage.join(run_dir, kept_name),  # a URI when storage_path is one
         "epochs_done": last_epoch + 1,
-        "selected": {"epoch": state.epoch + 1, "metric": selection.metric or "last", "value": metrics.get(selection.metric) if selection.metric else None,
-                     "stopped_early": last_epoch + 1 < cfg.training.epochs},
+        "selected": {
+            "epoch": state.epoch + 1,
+            "metric": selection.metric or "last",
+            "value": metrics.get(selection.metric) if selection.metric else None,
+            "stopped_early": last_epoch + 1 < cfg.training.epochs,
+        },
         "metrics": metrics,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -217,5 +291,7 @@ def selected_checkpoint(result, selection: Selection):
     equals), or the last one."""
     if selection.metric is None or not result.best_checkpoints:
         return result.checkpoint, dict(result.metrics or {})
-    best = max(result.best_checkpoints, key=lambda pair: (pair[1].get(SCORE_KEY, float("-inf")), -pair[1].get("epoch", 0)))
+    best = max(
+        result.best_checkpoints, key=lambda pair: (pair[1].get(SCORE_KEY, float("-inf")), -pair[1].get("epoch", 0))
+    )
     return best[0], dict(best[1])

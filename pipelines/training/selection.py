@@ -54,11 +54,11 @@ def select_problem(select: str, patience: int, kind: str, k: int, has_valid: boo
     if select not in ("", LAST):
         names = [f"valid_{m}" for m in validation_metrics(kind, k)]
         if select not in names:
-            return f"a {kind} run reports {', '.join(names)} (or \"last\"; found {select!r})"
+            return f'a {kind} run reports {", ".join(names)} (or "last"; found {select!r})'
     if not has_valid and (select not in ("", LAST) or patience > 0):
         return "selecting an epoch on a validation metric (select, patience) needs data.valid"
     if select == LAST and patience > 0:
-        return "patience needs a metric to watch: set select to a validation metric, not \"last\""
+        return 'patience needs a metric to watch: set select to a validation metric, not "last"'
     return None
 
 

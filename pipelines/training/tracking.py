@@ -28,7 +28,9 @@ def git_commit() -> str:
     """The git commit of the deepsets source this code was installed from, or 'unknown'."""
     source = Path(__file__).resolve().parents[2]
     try:
-        out = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
+        out = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -41,7 +43,7 @@ def param_value(value) -> str:
     if len(text) <= PARAM_LIMIT:
         return text
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-    return f"{text[:PARAM_LIMIT - 60]}... ({len(text)} chars, sha256 {digest})"
+    return f"{text[: PARAM_LIMIT - 60]}... ({len(text)} chars, sha256 {digest})"
 
 
 def quiet_mlflow_logs() -> None:
@@ -81,7 +83,9 @@ def open_mlflow_run(cfg, run_name: str, resume: bool, spec) -> tuple[str, str]:
     run = client.create_run(experiment.experiment_id, run_name=run_name, tags=tags)  # RUNNING until run_status ends it
     run_id = run.info.run_id
     params = redact_secrets(cfg.flat_params())  # the run keeps no password of a URI, the tracking URI's included
-    client.log_batch(run_id, params=[Param(k, param_value(v)) for k, v in params.items()], tags=[RunTag("mlflow.runName", run_name)])
+    client.log_batch(
+        run_id, params=[Param(k, param_value(v)) for k, v in params.items()], tags=[RunTag("mlflow.runName", run_name)]
+    )
     client.log_text(run_id, json.dumps(spec.to_dict(), indent=1, sort_keys=True), "spec.json")
     client.log_text(run_id, config_toml(cfg), "config.toml")
     return uri, run_id
@@ -101,9 +105,11 @@ def experiment_for(client, name: str, artifact_location: str = ""):
         experiment_id = client.create_experiment(name, artifact_location=artifact_location or None)
         return client.get_experiment(experiment_id)
     if artifact_location and found.artifact_location.rstrip("/") != artifact_location.rstrip("/"):
-        raise JobError(f"MLflow experiment '{name}' keeps its artifacts in {redact_uris(found.artifact_location)}, not in "
-                       f"tracking.artifact_location = {redact_uris(artifact_location)}: an experiment's artifact location is fixed "
-                       "when it is created; choose another tracking.experiment")
+        raise JobError(
+            f"MLflow experiment '{name}' keeps its artifacts in {redact_uris(found.artifact_location)}, not in "
+            f"tracking.artifact_location = {redact_uris(artifact_location)}: an experiment's artifact location is fixed "
+            "when it is created; choose another tracking.experiment"
+        )
     return found
 
 

@@ -35,8 +35,15 @@ class RecordedUpdates:
         self.calls.append(tuple(t.detach().cpu() for t in tensors))
 
 
-def evaluate_sharded(model: nn.Module, batches, objective: Objective, device: torch.device, rank: int, world: int,
-                     amp_dtype: Optional[torch.dtype] = None) -> Optional[Dict[str, float]]:
+def evaluate_sharded(
+    model: nn.Module,
+    batches,
+    objective: Objective,
+    device: torch.device,
+    rank: int,
+    world: int,
+    amp_dtype: Optional[torch.dtype] = None,
+) -> Optional[Dict[str, float]]:
     """The objective's metrics over the union of every rank's ``batches``.
 
     Every rank must call it (it gathers); with ``world == 1`` it is a plain evaluation.

@@ -26,7 +26,9 @@ def parse_budget(text: str) -> float:
     elif re.fullmatch(f"(?:{_PART})+", value):
         seconds = sum(float(number) * UNIT_SECONDS[unit] for number, unit in re.findall(_PART, value))
     else:
-        raise ConfigError("--budget", [f"expected a duration such as 90s, 20m, 1h, 1h30m or plain seconds (found {text!r})"])
+        raise ConfigError(
+            "--budget", [f"expected a duration such as 90s, 20m, 1h, 1h30m or plain seconds (found {text!r})"]
+        )
     if seconds <= 0:
         raise ConfigError("--budget", [f"must be more than 0 seconds (found {text!r})"])
     return seconds

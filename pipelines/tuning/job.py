@@ -97,10 +97,14 @@ def _asha(epochs: int, grace: int, reduction: int):
             return decision
 
     # max_t one past the last epoch: ASHA stops any trial that reaches max_t
-    return FinishLastEpoch(metric=SCORE_KEY, mode="max", max_t=epochs + 1, grace_period=grace, reduction_factor=reduction)
+    return FinishLastEpoch(
+        metric=SCORE_KEY, mode="max", max_t=epochs + 1, grace_period=grace, reduction_factor=reduction
+    )
 
 
-def _trial_rows(results, out: Path, selection: Selection, epochs: int, stamp: str, asha_stopped: Set[str], budget: bool) -> List[dict]:
+def _trial_rows(
+    results, out: Path, selection: Selection, epochs: int, stamp: str, asha_stopped: Set[str], budget: bool
+) -> List[dict]:
     """One row per trial: settings, status, best selected metric and its epoch, model.
 
     Args:
@@ -118,9 +122,14 @@ def _trial_rows(results, out: Path, selection: Selection, epochs: int, stamp: st
         if history is not None and len(history) and selection.metric in history:
             scores = history[SCORE_KEY] if SCORE_KEY in history else history[selection.metric]
             at = int(scores.astype(float).fillna(-math.inf).idxmax())
-            best_value, best_epoch = float(history[selection.metric].iloc[at]), int(history["training_iteration"].iloc[at])
+            best_value, best_epoch = (
+                float(history[selection.metric].iloc[at]),
+                int(history["training_iteration"].iloc[at]),
+            )
         if result.error:
-            status = redact_uris(f"error: {str(result.error).strip().splitlines()[-1] if str(result.error).strip() else type(result.error).__name__}")
+            status = redact_uris(
+                f"error: {str(result.error).strip().splitlines()[-1] if str(result.error).strip() else type(result.error).__name__}"
+            )
         elif saved:
             status = "completed" if ran >= epochs else f"stopped early by patience after epoch {ran}"
         elif trial_id in asha_stopped or not budget:
@@ -129,25 +138,52 @@ def _trial_rows(results, out: Path, selection: Selection, epochs: int, stamp: st
             status = f"stopped by the time budget after epoch {ran}"
         else:
             status = "stopped by the time budget before its first epoch"
-        rows.append({"trial": trial_id, "params": result.config, "status": status, "epochs": ran, "best": best_value,
-                     "best_epoch": best_epoch, "model_uri": saved.get("model_uri"), "run_id": saved.get("run_id"),
-                     "run_name": f"{stamp}-{trial_id}"})
+        rows.append(
+            {
+                "trial": trial_id,
+                "params": result.config,
+                "status": status,
+                "epochs": ran,
+                "best": best_value,
+                "best_epoch": best_epoch,
+                "model_uri": saved.get("model_uri"),
+                "run_id": saved.get("run_id"),
+                "run_name": f"{stamp}-{trial_id}",
+            }
+        )
     return rows
 
 
 def markdown(rows: List[dict], metric: str, keys: Sequence[str]) -> str:
     """The trials as a Markdown table, best first."""
-    lines = ["| trial | " + " | ".join(keys) + f" | best {metric} | at epoch | status | model |", "|---|" + "---|" * (len(keys) + 4)]
+    lines = [
+        "| trial | " + " | ".join(keys) + f" | best {metric} | at epoch | status | model |",
+        "|---|" + "---|" * (len(keys) + 4),
+    ]
     for r in rows:
         value = "-" if r["best"] is None or math.isnan(r["best"]) else f"{r['best']:.4f}"
         shown = [f"{r['params'][k]:.4g}" if isinstance(r["params"][k], float) else str(r["params"][k]) for k in keys]
-        lines.append(f"| {r['trial']} | " + " | ".join(shown) + f" | {value} | {r['best_epoch'] or '-'} | {r['status']} | {r['model_uri'] or '-'} |")
+        lines.append(
+            f"| {r['trial']} | "
+            + " | ".join(shown)
+            + f" | {value} | {r['best_epoch'] or '-'} | {r['status']} | {r['model_uri'] or '-'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def run_tune(config: str, space_path: Optional[str] = None, *, overrides: Sequence[str] = (), trials: Optional[int] = None,
-             budget_s: Optional[float] = None, out: Optional[str] = None, overwrite: bool = False, mlflow_uri: str = "",
-             ray_address: Optional[str] = None, progress: bool = True) -> dict:
+def run_tune(
+    config: str,
+    space_path: Optional[str] = None,
+    *,
+    overrides: Sequence[str] = (),
+    trials: Optional[int] = None,
+    budget_s: Optional[float] = None,
+    out: Optional[str] = None,
+    overwrite: bool = False,
+    mlflow_uri: str = "",
+    ray_address: Optional[str] = None,
+    progress: bool = True,
+) -> dict:
     """Search the space; returns the summary ``deepsets tune --json`` prints.
 
     Args:
@@ -169,11 +205,18 @@ def run_tune(config: str, space_path: Optional[str] = None, *, overrides: Sequen
     from ray import tune
 
     started = time.perf_counter()
-    say = functools.partial(print, flush=True) if progress else (lambda *a: None)  # flushed: a log shows each line as it comes
+    say = (
+        functools.partial(print, flush=True) if progress else (lambda *a: None)
+    )  # flushed: a log shows each line as it comes
     cfg = load_run_config(config, overrides)
-    selection = Selection.of(cfg.training.select, cfg.training.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid))
+    selection = Selection.of(
+        cfg.training.select, cfg.training.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid)
+    )
     if selection.metric is None:
-        raise ConfigError(config, ["training.select: tune compares trials on a validation metric: give data.valid (and not select = \"last\")"])
+        raise ConfigError(
+            config,
+            ['training.select: tune compares trials on a validation metric: give data.valid (and not select = "last")'],
+        )
     space = load_space(space_path) if space_path else default_space(cfg.as_dict())
     check_values(space, cfg.as_dict(), space_path or "default space")
     samples = trials or space.trials or (-1 if budget_s else 8)  # -1: Tune samples until the budget ends
@@ -182,7 +225,11 @@ def run_tune(config: str, space_path: Optional[str] = None, *, overrides: Sequen
     prepare_output(out_dir, overwrite)
     if not space_path:
         say("no --space: searching the default space: " + "; ".join(p.describe() for p in space.params))
-    spec = FeatureSpec.load(cfg.data.spec) if cfg.data.spec else FeatureSpec.fit(cfg.feature_schema(), cfg.data.train, progress=progress)
+    spec = (
+        FeatureSpec.load(cfg.data.spec)
+        if cfg.data.spec
+        else FeatureSpec.fit(cfg.feature_schema(), cfg.data.train, progress=progress)
+    )
     spec.save(out_dir / "spec.json")
     quiet_mlflow_logs()
     uri = require_unredacted(cfg.tracking.mlflow_uri or mlflow_uri or cfg.tracking.resolved_mlflow_uri())
@@ -203,17 +250,27 @@ def run_tune(config: str, space_path: Optional[str] = None, *, overrides: Sequen
 
         concurrent = max(1, int(ray.cluster_resources().get("CPU", 1) // per_trial))
         concurrent = min(concurrent, samples) if samples > 0 else concurrent
-        say(f"tuning {len(space.params)} setting(s) over {f'{samples} trials' if samples > 0 else 'as many trials as the budget allows'}"
+        say(
+            f"tuning {len(space.params)} setting(s) over {f'{samples} trials' if samples > 0 else 'as many trials as the budget allows'}"
             f"{f' within {budget_s:g} s' if budget_s else ''}, {concurrent} at a time, on {selection.metric}; "
-            f"ASHA grace {space.grace_epochs} epoch(s), reduction {space.reduction_factor}; output in {out_dir}")
+            f"ASHA grace {space.grace_epochs} epoch(s), reduction {space.reduction_factor}; output in {out_dir}"
+        )
         scheduler = _asha(cfg.training.epochs, min(space.grace_epochs, cfg.training.epochs), space.reduction_factor)
         trainable = tune.with_parameters(_trial, base=base, out=str(out_dir), stamp=stamp)
         tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": TRIAL_CPU}),  # a token share: the Ray Train run inside reserves its workers' CPUs
+            tune.with_resources(
+                trainable, {"cpu": TRIAL_CPU}
+            ),  # a token share: the Ray Train run inside reserves its workers' CPUs
             param_space=space.tune_space(),
-            tune_config=tune.TuneConfig(num_samples=samples, scheduler=scheduler, max_concurrent_trials=concurrent, time_budget_s=budget_s),
-            run_config=tune.RunConfig(name=stamp, storage_path=str(out_dir / "tune"), verbose=0,
-                                      callbacks=[trial_progress(selection.metric, progress), orphan_sweeper()]),
+            tune_config=tune.TuneConfig(
+                num_samples=samples, scheduler=scheduler, max_concurrent_trials=concurrent, time_budget_s=budget_s
+            ),
+            run_config=tune.RunConfig(
+                name=stamp,
+                storage_path=str(out_dir / "tune"),
+                verbose=0,
+                callbacks=[trial_progress(selection.metric, progress), orphan_sweeper()],
+            ),
         )
         # Tune's own report (a settings box, a TensorBoard hint) prints even at verbose=0 unless its
         # older output path is chosen; the progress callback above says what a user needs
@@ -226,8 +283,9 @@ def run_tune(config: str, space_path: Optional[str] = None, *, overrides: Sequen
     return summary
 
 
-def _report(rows: List[dict], cfg: RunConfig, space: SearchSpace, selection: Selection, out: Path, uri: str, parent_id: str,
-            say) -> dict:
+def _report(
+    rows: List[dict], cfg: RunConfig, space: SearchSpace, selection: Selection, out: Path, uri: str, parent_id: str, say
+) -> dict:
     """Write the trial table and ``best.toml`` (the best trial that logged its model; failing
     that, the best with a metric), log the files written now to the parent run, return the summary."""
     from mlflow.tracking import MlflowClient
@@ -238,11 +296,15 @@ def _report(rows: List[dict], cfg: RunConfig, space: SearchSpace, selection: Sel
     (out / "trials.json").write_text(json.dumps(rows, indent=1, default=str), encoding="utf-8")
     (out / "trials.md").write_text(markdown(rows, selection.metric, keys), encoding="utf-8")
     summary = {"trials": rows, "metric": selection.metric, "output": str(out), "parent_run_id": parent_id}
-    finished = [r for r in rows if r["model_uri"] and not math.isnan(r["best"])] or [r for r in rows if not math.isnan(r["best"])]
+    finished = [r for r in rows if r["model_uri"] and not math.isnan(r["best"])] or [
+        r for r in rows if not math.isnan(r["best"])
+    ]
     if finished:
         best = with_params(cfg.as_dict(), finished[0]["params"])
         best["tracking"].update(run_name="", parent_run_id="")
-        (out / "best.toml").write_text(config_toml(parse_run_config(best, "best trial")), encoding="utf-8")  # passwords redacted
+        (out / "best.toml").write_text(
+            config_toml(parse_run_config(best, "best trial")), encoding="utf-8"
+        )  # passwords redacted
         summary.update(best=finished[0], best_toml=str(out / "best.toml"))
     client = MlflowClient(uri)
     for name in ("trials.md", "trials.json", "best.toml") if finished else ("trials.md", "trials.json"):
@@ -250,8 +312,10 @@ def _report(rows: List[dict], cfg: RunConfig, space: SearchSpace, selection: Sel
     if finished:
         client.log_metric(parent_id, f"best_{selection.metric}", finished[0]["best"])
     for row in rows:  # say in each trial's own MLflow run how it ended (ASHA or the budget stops a trial mid-run)
-        for run in client.search_runs([client.get_run(parent_id).info.experiment_id],
-                                      filter_string=f"tags.`deepsets.run_name` = '{row['run_name']}'"):
+        for run in client.search_runs(
+            [client.get_run(parent_id).info.experiment_id],
+            filter_string=f"tags.`deepsets.run_name` = '{row['run_name']}'",
+        ):
             client.set_tag(run.info.run_id, "deepsets.tune_status", row["status"])
             # ASHA or the budget stopped the trial mid-run: its process was killed (RUNNING left
             # behind) or its Ray Train run was aborted first and the trial marked it FAILED on the way out
@@ -259,5 +323,9 @@ def _report(rows: List[dict], cfg: RunConfig, space: SearchSpace, selection: Sel
             if run.info.status == "RUNNING" or (stopped and run.info.status == "FAILED"):
                 client.set_terminated(run.info.run_id, "KILLED")
     say(markdown(rows, selection.metric, keys))
-    say(f"best: {summary['best_toml']} (deepsets train --config {summary['best_toml']})" if finished else "no trial finished an epoch")
+    say(
+        f"best: {summary['best_toml']} (deepsets train --config {summary['best_toml']})"
+        if finished
+        else "no trial finished an epoch"
+    )
     return summary

@@ -29,7 +29,10 @@ def placement_group_table() -> list:
     from ray._private.state import state
     from ray.core.generated import gcs_pb2
 
-    return [gcs_pb2.PlacementGroupTableData.FromString(raw) for raw in state._connect_and_get_accessor().get_placement_group_table()]
+    return [
+        gcs_pb2.PlacementGroupTableData.FromString(raw)
+        for raw in state._connect_and_get_accessor().get_placement_group_table()
+    ]
 
 
 def current_job_id() -> str:
@@ -44,8 +47,12 @@ def orphaned_placement_groups() -> List[str]:
     import ray
     from ray.core.generated import gcs_pb2
 
-    live = (gcs_pb2.PlacementGroupTableData.PENDING, gcs_pb2.PlacementGroupTableData.PREPARED,
-            gcs_pb2.PlacementGroupTableData.CREATED, gcs_pb2.PlacementGroupTableData.RESCHEDULING)
+    live = (
+        gcs_pb2.PlacementGroupTableData.PENDING,
+        gcs_pb2.PlacementGroupTableData.PREPARED,
+        gcs_pb2.PlacementGroupTableData.CREATED,
+        gcs_pb2.PlacementGroupTableData.RESCHEDULING,
+    )
     table = placement_group_table()
     job = current_job_id()
     orphans = []
@@ -68,7 +75,9 @@ def remove_orphaned_placement_groups() -> int:
 
     import ray
 
-    groups = importlib.import_module("ray.util.placement_group")  # the module: ray.util.placement_group is also a function
+    groups = importlib.import_module(
+        "ray.util.placement_group"
+    )  # the module: ray.util.placement_group is also a function
 
     try:
         orphans = orphaned_placement_groups()
@@ -83,7 +92,9 @@ def remove_orphaned_placement_groups() -> int:
             groups.remove_placement_group(groups.PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id))))
             removed += 1
         except Exception as err:  # noqa: BLE001 - the next sweep tries again
-            logger.warning("could not remove placement group %s of a stopped trial: %s: %s", group_id, type(err).__name__, err)
+            logger.warning(
+                "could not remove placement group %s of a stopped trial: %s: %s", group_id, type(err).__name__, err
+            )
     return removed
 
 

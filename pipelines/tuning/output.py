@@ -16,7 +16,9 @@ OUTPUTS = ("best.toml", "trials.md", "trials.json", "spec.json", TRIALS, "ray_re
 
 def earlier_outputs(out: Path) -> List[str]:
     """The names of :data:`OUTPUTS` present in ``out`` (an empty folder counts as absent)."""
-    return [name for name in OUTPUTS if (out / name).is_file() or ((out / name).is_dir() and any((out / name).iterdir()))]
+    return [
+        name for name in OUTPUTS if (out / name).is_file() or ((out / name).is_dir() and any((out / name).iterdir()))
+    ]
 
 
 def prepare_output(out: Path, overwrite: bool) -> None:
@@ -28,8 +30,10 @@ def prepare_output(out: Path, overwrite: bool) -> None:
     """
     found = earlier_outputs(out)
     if found and not overwrite:
-        raise JobError(f"--out {out} holds an earlier search ({', '.join(found)}): pass --overwrite to replace it, "
-                       "or choose another --out")
+        raise JobError(
+            f"--out {out} holds an earlier search ({', '.join(found)}): pass --overwrite to replace it, "
+            "or choose another --out"
+        )
     for name in found:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -91,18 +91,29 @@ class SearchSpace:
 def _param(key: str, value: Any) -> tuple[Optional[Param], Optional[str]]:
     section, _, name = key.partition(".")
     if section not in SECTIONS or name not in SECTIONS[section].model_fields or section == "schema":
-        return None, f"params.\"{key}\": not a run-config field (section.field, e.g. \"training.lr\"; the schema cannot be searched)"
+        return (
+            None,
+            f'params."{key}": not a run-config field (section.field, e.g. "training.lr"; the schema cannot be searched)',
+        )
     if isinstance(value, list):
         value = {"choice": value}
     if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
-        return None, f"params.\"{key}\": give a list of choices or one of {{choice = [...]}}, {{uniform = [low, high]}}, {{loguniform = [low, high]}} (found {value!r})"
+        return (
+            None,
+            f'params."{key}": give a list of choices or one of {{choice = [...]}}, {{uniform = [low, high]}}, {{loguniform = [low, high]}} (found {value!r})',
+        )
     distribution, args = next(iter(value.items()))
     if not isinstance(args, list) or not args:
-        return None, f"params.\"{key}\": {distribution} needs a non-empty list (found {args!r})"
+        return None, f'params."{key}": {distribution} needs a non-empty list (found {args!r})'
     if distribution != "choice":
-        numbers = len(args) == 2 and all(isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) for a in args)
+        numbers = len(args) == 2 and all(
+            isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) for a in args
+        )
         if not numbers or args[0] >= args[1] or (distribution == "loguniform" and args[0] <= 0):
-            return None, f"params.\"{key}\": {distribution} needs [low, high] with low < high{' and low > 0' if distribution == 'loguniform' else ''} (found {args!r})"
+            return (
+                None,
+                f'params."{key}": {distribution} needs [low, high] with low < high{" and low > 0" if distribution == "loguniform" else ""} (found {args!r})',
+            )
     return Param(key, distribution, tuple(args)), None
 
 
@@ -121,7 +132,7 @@ def parse_space(raw: Dict[str, Any], source: str = "<space>") -> SearchSpace:
     params_raw = raw.get("params")
     params: List[Param] = []
     if not isinstance(params_raw, dict) or not params_raw:
-        problems.append("params: give at least one searched key, e.g. \"training.lr\" = { loguniform = [1e-4, 1e-2] }")
+        problems.append('params: give at least one searched key, e.g. "training.lr" = { loguniform = [1e-4, 1e-2] }')
     else:
         for key, value in params_raw.items():
             param, problem = _param(key, value)
@@ -137,13 +148,15 @@ def value_problems(param: Param, base: Dict[str, Any]) -> List[str]:
     draw; empty when every one is valid."""
     low, high = param.extremes()[0], param.extremes()[-1]
     if param.distribution != "choice" and low > high:
-        return [f"params.\"{param.key}\": no integer between {param.values[0]} and {param.values[1]}"]
+        return [f'params."{param.key}": no integer between {param.values[0]} and {param.values[1]}']
     problems = []
     for value in dict.fromkeys(param.extremes()):
         try:
             parse_run_config(with_params(base, {param.key: value}), "space")
         except ConfigError as err:
-            problems.append(f"params.\"{param.key}\": the value {value!r} is refused by the run config ({'; '.join(err.problems)})")
+            problems.append(
+                f'params."{param.key}": the value {value!r} is refused by the run config ({"; ".join(err.problems)})'
+            )
     return problems
 
 

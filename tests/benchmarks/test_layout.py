@@ -21,8 +21,13 @@ def benchmark_imports(path: Path) -> list[tuple[str, bool]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "benchmarks":
             names = [f"{node.module}.{alias.name}" for alias in node.names]
-            found += [(name if BENCHMARKS.parent.joinpath(*name.split(".")).with_suffix(".py").is_file() else node.module, id(node) in top)
-                      for name in names]
+            found += [
+                (
+                    name if BENCHMARKS.parent.joinpath(*name.split(".")).with_suffix(".py").is_file() else node.module,
+                    id(node) in top,
+                )
+                for name in names
+            ]
         elif isinstance(node, ast.Import):
             found += [(alias.name, id(node) in top) for alias in node.names if alias.name.split(".")[0] == "benchmarks"]
     return found
@@ -41,13 +46,19 @@ def test_every_benchmark_module_lives_in_a_kind_package():
 
 
 def test_benchmark_modules_import_each_other_at_the_top_of_the_file_only():
-    hidden = {name: [imported for imported, at_top in benchmark_imports(path) if not at_top] for name, path in kind_modules().items()}
+    hidden = {
+        name: [imported for imported, at_top in benchmark_imports(path) if not at_top]
+        for name, path in kind_modules().items()
+    }
     assert {name: found for name, found in hidden.items() if found} == {}
 
 
 def test_no_import_cycle_among_the_benchmark_modules():
     modules = kind_modules()
-    graph = {name: {imported for imported, _ in benchmark_imports(path) if imported in modules} for name, path in modules.items()}
+    graph = {
+        name: {imported for imported, _ in benchmark_imports(path) if imported in modules}
+        for name, path in modules.items()
+    }
     state: dict[str, str] = {}
 
     def visit(name: str, path: list[str]) -> None:
@@ -61,7 +72,10 @@ def test_no_import_cycle_among_the_benchmark_modules():
     for name in sorted(graph):
         if name not in state:
             visit(name, [])
-    assert graph["benchmarks.movielens.benchmark"] >= {"benchmarks.movielens.two_tower", "benchmarks.movielens.rating_ranking"}
+    assert graph["benchmarks.movielens.benchmark"] >= {
+        "benchmarks.movielens.two_tower",
+        "benchmarks.movielens.rating_ranking",
+    }
 
 
 def test_the_readme_names_every_benchmark_command():

@@ -49,11 +49,13 @@ def test_item_knn_keeps_top_neighbors_lower_index_on_ties():
         mb.item_knn_scores(USERS, ITEMS, [np.array([1])], 5, k_neighbors=0)
 
 
-SCORES = np.array([
-    [0.9, 0.5, 0.5, 0.1, 0.0],  # target 2; item 0 excluded -> tied with item 1 -> rank 1 or 2
-    [0.1, 0.2, 0.3, 0.4, 0.5],  # target 0, also listed in exclude (kept); item 4 excluded -> rank 4
-    [1.0, 0.0, 0.0, 0.0, 0.0],  # target 3, below item 0, tied with items 1, 2, 4 -> rank 2, 3, 4 or 5
-])
+SCORES = np.array(
+    [
+        [0.9, 0.5, 0.5, 0.1, 0.0],  # target 2; item 0 excluded -> tied with item 1 -> rank 1 or 2
+        [0.1, 0.2, 0.3, 0.4, 0.5],  # target 0, also listed in exclude (kept); item 4 excluded -> rank 4
+        [1.0, 0.0, 0.0, 0.0, 0.0],  # target 3, below item 0, tied with items 1, 2, 4 -> rank 2, 3, 4 or 5
+    ]
+)
 TARGETS = np.array([2, 0, 3])
 EXCLUDE = [np.array([0]), np.array([0, 4]), np.array([], dtype=np.int64)]
 
@@ -99,9 +101,15 @@ def test_topk_metrics_match_a_brute_force_ranking(data):
     num_queries = data.draw(st.integers(1, 6), label="U")
     num_items = data.draw(st.integers(1, 8), label="I")
     # Small integer scores, so ties are frequent.
-    scores = np.array(data.draw(st.lists(st.integers(-3, 3), min_size=num_queries * num_items, max_size=num_queries * num_items)), dtype=np.float64).reshape(num_queries, num_items)
+    scores = np.array(
+        data.draw(st.lists(st.integers(-3, 3), min_size=num_queries * num_items, max_size=num_queries * num_items)),
+        dtype=np.float64,
+    ).reshape(num_queries, num_items)
     targets = np.array(data.draw(st.lists(st.integers(0, num_items - 1), min_size=num_queries, max_size=num_queries)))
-    exclude = [np.array(data.draw(st.lists(st.integers(0, num_items - 1), max_size=num_items)), dtype=np.int64) for _ in range(num_queries)]
+    exclude = [
+        np.array(data.draw(st.lists(st.integers(0, num_items - 1), max_size=num_items)), dtype=np.int64)
+        for _ in range(num_queries)
+    ]
     possible = []  # per query: the ranks its target can take, each as likely, over the orders of its ties
     for u in range(num_queries):
         rivals = [j for j in range(num_items) if j == targets[u] or j not in set(exclude[u])]
@@ -112,7 +120,9 @@ def test_topk_metrics_match_a_brute_force_ranking(data):
     for k in range(1, num_items + 2):
         got = mb.topk_metrics(scores, targets, exclude, k=k)
         assert got[f"recall_at_{k}"] == pytest.approx(np.mean([np.mean(r <= k) for r in possible]))
-        assert got[f"ndcg_at_{k}"] == pytest.approx(np.mean([np.mean(np.where(r <= k, 1 / np.log2(r + 1), 0.0)) for r in possible]))
+        assert got[f"ndcg_at_{k}"] == pytest.approx(
+            np.mean([np.mean(np.where(r <= k, 1 / np.log2(r + 1), 0.0)) for r in possible])
+        )
         assert got["mrr"] == pytest.approx(np.mean([np.mean(1 / r) for r in possible]))
         recalls.append(got[f"recall_at_{k}"])
     assert recalls == sorted(recalls) and recalls[-1] == 1.0  # monotone in k, every target within I
@@ -127,7 +137,10 @@ def test_item_knn_matches_dense_cosine(data):
     pairs = data.draw(st.lists(st.tuples(st.integers(0, num_users - 1), st.integers(0, num_items - 1)), max_size=25))
     users = np.array([u for u, _ in pairs], dtype=np.int64)
     items = np.array([i for _, i in pairs], dtype=np.int64)
-    histories = [np.array(h, dtype=np.int64) for h in data.draw(st.lists(st.lists(st.integers(0, num_items - 1), max_size=5), min_size=1, max_size=4))]
+    histories = [
+        np.array(h, dtype=np.int64)
+        for h in data.draw(st.lists(st.lists(st.integers(0, num_items - 1), max_size=5), min_size=1, max_size=4))
+    ]
     x = np.zeros((num_users, num_items))
     x[users, items] = 1.0  # (users, I) who rated what, once
     co = x.T @ x
@@ -174,7 +187,11 @@ def test_recency_weighted_ease_weights_each_rating_by_its_age():
     np.testing.assert_allclose(rows[0], [0, 0.5, 0, 1, 0.25, 0])
     np.testing.assert_allclose(rows[1], [0, 0, 1 + 0.25, 0, 0, 0.5])
     np.testing.assert_allclose(rows[2], np.zeros(6))
-    np.testing.assert_allclose(ease_scores(users, items, histories, 6, 2.0, weights=b, decay=0.5), rows @ b, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(history_rows(histories[:1], 6, decay=1.0).toarray(), history_rows(histories[:1], 6).toarray())
+    np.testing.assert_allclose(
+        ease_scores(users, items, histories, 6, 2.0, weights=b, decay=0.5), rows @ b, rtol=1e-6, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        history_rows(histories[:1], 6, decay=1.0).toarray(), history_rows(histories[:1], 6).toarray()
+    )
     with pytest.raises(ValueError, match="decay must lie in"):
         history_rows(histories, 6, decay=1.5)

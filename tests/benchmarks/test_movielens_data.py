@@ -10,7 +10,9 @@ import pytest
 
 pytestmark = [
     pytest.mark.realdata,
-    pytest.mark.skipif(os.environ.get("DEEPSETS_REALDATA") != "1", reason="set DEEPSETS_REALDATA=1 (needs the realdata extra)"),
+    pytest.mark.skipif(
+        os.environ.get("DEEPSETS_REALDATA") != "1", reason="set DEEPSETS_REALDATA=1 (needs the realdata extra)"
+    ),
 ]
 
 MAX_HISTORY = 50
@@ -54,12 +56,14 @@ def test_interactions_are_leave_last_out_with_past_only_history(built):
         assert user["split"].tolist()[-2:] == ["valid", "test"] and set(user["split"].iloc[:-2]) == {"train"}
         movies = user["movie_id"].tolist()
         seen: set = set()  # genres of the movies before this row
-        for position, (history, length, user_genres) in enumerate(zip(user["history"], user["history_length"], user["user_genres"])):
+        for position, (history, length, user_genres) in enumerate(
+            zip(user["history"], user["history_length"], user["user_genres"])
+        ):
             assert length == position
             if position == 0:
                 assert history is None and user_genres is None
             else:
-                assert history.tolist() == movies[max(0, position - MAX_HISTORY):position]
+                assert history.tolist() == movies[max(0, position - MAX_HISTORY) : position]
                 assert (user_genres.tolist() if user_genres is not None else []) == sorted(seen)
             seen.update(genres[movies[position]] if genres[movies[position]] is not None else ())
 
@@ -93,7 +97,10 @@ def test_schema_fits_and_every_file_reads(built):
     items = ParquetBatchReader(spec.subset(list(ITEM_MODALITIES)), [str(work / "items.parquet")], batch_size=512)
     batches = list(items)
     assert sum(b.num_rows for b in batches) == info["items"]
-    assert batches[0].ids[:3].tolist() == pq.read_table(work / "items.parquet", columns=["movie_id"]).column(0).to_pylist()[:3]
+    assert (
+        batches[0].ids[:3].tolist()
+        == pq.read_table(work / "items.parquet", columns=["movie_id"]).column(0).to_pylist()[:3]
+    )
 
 
 def test_second_call_reuses_the_embeddings(built):

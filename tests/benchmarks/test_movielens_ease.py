@@ -48,24 +48,32 @@ def test_profiles_are_projected_ease_scores_fitted_without_the_row():
     fold = fold_of(len(user))
     for f in range(FOLDS):
         fit = train & (fold != f)
-        raw[train & (fold == f)] = earlier[train & (fold == f)] @ (ease_weights(user[fit], item[fit], items, L2) @ basis)
+        raw[train & (fold == f)] = earlier[train & (fold == f)] @ (
+            ease_weights(user[fit], item[fit], items, L2) @ basis
+        )
     np.testing.assert_allclose(profiles, raw / raw[train].std(), rtol=1e-4, atol=1e-5)
     # a held-out row: its profile . item vector is EASE's score of that item, projected on the basis
     row = int(np.flatnonzero(~train)[0])
     score = earlier[row].toarray()[0] @ ease_weights(user[train], item[train], items, L2)  # (I,)
-    np.testing.assert_allclose(profiles[row] @ vectors.T * raw[train].std() / np.sqrt(items), score @ basis @ basis.T, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        profiles[row] @ vectors.T * raw[train].std() / np.sqrt(items), score @ basis @ basis.T, rtol=1e-4, atol=1e-6
+    )
 
 
 def test_a_training_rows_own_interaction_does_not_reach_its_profile():
     user, item, split, items = interactions(5)
     fold = fold_of(len(user))
     rank_in_user = np.arange(len(user)) - np.searchsorted(user, user)  # rows of the same user before
-    row = int(np.flatnonzero((split == 0) & (fold == 0) & (rank_in_user >= 2))[0])  # a row with earlier movies: a nonzero profile
+    row = int(
+        np.flatnonzero((split == 0) & (fold == 0) & (rank_in_user >= 2))[0]
+    )  # a row with earlier movies: a nonzero profile
     changed = item.copy()
     changed[row] = next(i for i in range(items) if i not in item[user == user[row]])  # the row's own movie, moved
     scores = []
     for rated in (item, changed):
-        profiles, vectors, _ = ease_projections(user, rated, split, items, L2, rank=items)  # full rank: the projection is the score
+        profiles, vectors, _ = ease_projections(
+            user, rated, split, items, L2, rank=items
+        )  # full rank: the projection is the score
         score = profiles[row] @ vectors.T  # (I,) EASE scores of row's fit, up to the global scale
         assert np.linalg.norm(score) > 0
         scores.append(score / np.linalg.norm(score))
@@ -106,8 +114,12 @@ def test_run_names_and_folders_tell_the_variants_apart(tmp_path):
     assert two_tower_run("in_batch", 0, 5, ease=True) == "two-tower-in_batch-ease-rec-s0-e5"
     assert two_tower_run("in_batch", 0, 5, ease=True, recent=False) == "two-tower-in_batch-ease-s0-e5"
     assert two_tower_run("mixed", "*", 5, ease=False) == "two-tower-mixed-s*-e5"
-    assert two_tower_run("in_batch", 1, 5, ease=True, dim=128, rank=128) == "two-tower-in_batch-ease-rec-d128-r128-s1-e5"
-    assert two_tower_run("in_batch", 1, 5, ease=False, rank=128) == "two-tower-in_batch-s1-e5"  # no EASE features, no rank
+    assert (
+        two_tower_run("in_batch", 1, 5, ease=True, dim=128, rank=128) == "two-tower-in_batch-ease-rec-d128-r128-s1-e5"
+    )
+    assert (
+        two_tower_run("in_batch", 1, 5, ease=False, rank=128) == "two-tower-in_batch-s1-e5"
+    )  # no EASE features, no rank
     assert ease_folder(tmp_path) == tmp_path / "data_ease"
     assert ease_folder(tmp_path, 128) == tmp_path / "data_ease_r128"
     assert ease_folder(tmp_path, 128, recent=False) == tmp_path / "data_ease_r128_plain"

@@ -28,17 +28,26 @@ def write_checkpoint(storage_path, complete: bool) -> None:
 def calls(monkeypatch):
     """What ``run_training`` was called with (it returns a marker instead of training)."""
     seen = []
-    monkeypatch.setattr(training_run, "run_training", lambda cfg, resume=False, progress=True: seen.append(resume) or {"trained": resume})
+    monkeypatch.setattr(
+        training_run,
+        "run_training",
+        lambda cfg, resume=False, progress=True: seen.append(resume) or {"trained": resume},
+    )
     return seen
 
 
-@pytest.mark.parametrize("checkpoint, reuse, resumed", [
-    (None, True, False),  # nothing there: a fresh run
-    ("complete", True, True),  # interrupted after a checkpoint: resumed
-    ("half-written", True, False),  # a crash before the first whole checkpoint: nothing to resume
-    ("complete", False, False),  # without --reuse the benchmark never resumes (run_training refuses the name)
-])
-def test_an_unfinished_run_is_resumed_only_from_a_whole_checkpoint(tmp_path, monkeypatch, calls, checkpoint, reuse, resumed):
+@pytest.mark.parametrize(
+    "checkpoint, reuse, resumed",
+    [
+        (None, True, False),  # nothing there: a fresh run
+        ("complete", True, True),  # interrupted after a checkpoint: resumed
+        ("half-written", True, False),  # a crash before the first whole checkpoint: nothing to resume
+        ("complete", False, False),  # without --reuse the benchmark never resumes (run_training refuses the name)
+    ],
+)
+def test_an_unfinished_run_is_resumed_only_from_a_whole_checkpoint(
+    tmp_path, monkeypatch, calls, checkpoint, reuse, resumed
+):
     monkeypatch.setattr(trained_runs, "finished_run", lambda cfg: None)
     if checkpoint:
         write_checkpoint(tmp_path, complete=checkpoint == "complete")

@@ -13,18 +13,24 @@ from benchmarks.movies.dataset import GENRES, SPLITS, write_title_neighbors
 def write_splits(root, titles: dict, genres: dict):
     for split in SPLITS:
         t, g = np.asarray(titles[split], np.float32), np.asarray(genres[split], np.int8)
-        table = pa.table({
-            "movie_id": pa.array(np.arange(len(t), dtype=np.int64)),
-            "title": pa.FixedSizeListArray.from_arrays(pa.array(t.reshape(-1)), 384),
-            "genres": pa.FixedSizeListArray.from_arrays(pa.array(g.reshape(-1)), len(GENRES)),
-        })
+        table = pa.table(
+            {
+                "movie_id": pa.array(np.arange(len(t), dtype=np.int64)),
+                "title": pa.FixedSizeListArray.from_arrays(pa.array(t.reshape(-1)), 384),
+                "genres": pa.FixedSizeListArray.from_arrays(pa.array(g.reshape(-1)), len(GENRES)),
+            }
+        )
         (root / "data" / split).mkdir(parents=True, exist_ok=True)
         pq.write_table(table, root / "data" / split / "part-00000.parquet")
     (root / "data" / "schema.toml").write_text('id_column = "movie_id"\n')
 
 
 def neighbours(root, split):
-    return np.stack(pq.read_table(root / "out" / split / "part-00000.parquet").column("title_neighbors").to_numpy(zero_copy_only=False))
+    return np.stack(
+        pq.read_table(root / "out" / split / "part-00000.parquet")
+        .column("title_neighbors")
+        .to_numpy(zero_copy_only=False)
+    )
 
 
 def axis(i, tilt=0.0):
@@ -40,8 +46,16 @@ def genre_row(*on):
 
 
 def test_nearest_training_titles_and_their_genres(tmp_path):
-    titles = {"train": [axis(0), axis(0, 0.1), axis(5), axis(5, 0.2)], "valid": [axis(0, 0.03)], "test": [axis(5, 0.01)]}
-    genres = {"train": [genre_row(0), genre_row(0, 1), genre_row(2), genre_row(3)], "valid": [genre_row(0)], "test": [genre_row(2)]}
+    titles = {
+        "train": [axis(0), axis(0, 0.1), axis(5), axis(5, 0.2)],
+        "valid": [axis(0, 0.03)],
+        "test": [axis(5, 0.01)],
+    }
+    genres = {
+        "train": [genre_row(0), genre_row(0, 1), genre_row(2), genre_row(3)],
+        "valid": [genre_row(0)],
+        "test": [genre_row(2)],
+    }
     write_splits(tmp_path, titles, genres)
     write_title_neighbors(tmp_path / "data", tmp_path / "out", k=1)
     train, valid, test = (neighbours(tmp_path, s) for s in SPLITS)

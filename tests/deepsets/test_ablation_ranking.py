@@ -10,7 +10,13 @@ from deepsets.ranking import mrr, ndcg_at_k, pad_groups, recall_at_k
 
 
 @settings(max_examples=40, deadline=None)
-@given(rows=st.integers(2, 60), groups=st.integers(1, 8), subsets=st.integers(1, 5), k=st.integers(1, 6), seed=st.integers(0, 10_000))
+@given(
+    rows=st.integers(2, 60),
+    groups=st.integers(1, 8),
+    subsets=st.integers(1, 5),
+    k=st.integers(1, 6),
+    seed=st.integers(0, 10_000),
+)
 def test_group_layout_values_equal_ranking_each_subset_alone(rows, groups, subsets, k, seed):
     generator = torch.Generator().manual_seed(seed)
     group = torch.randint(groups, (rows,), generator=generator) * 7  # ids need not be contiguous
@@ -23,8 +29,11 @@ def test_group_layout_values_equal_ranking_each_subset_alone(rows, groups, subse
         padded, relevance, mask = pad_groups(scores[s], labels, group)
         counted = (torch.where(mask, relevance, 0.0) > 0).any(dim=1)
         assert layout.num_groups == int(counted.sum())
-        for name, want in ((f"ndcg_at_{k}", ndcg_at_k(padded, relevance, mask, k)), ("mrr", mrr(padded, relevance, mask)),
-                           (f"recall_at_{k}", recall_at_k(padded, relevance, mask, k))):
+        for name, want in (
+            (f"ndcg_at_{k}", ndcg_at_k(padded, relevance, mask, k)),
+            ("mrr", mrr(padded, relevance, mask)),
+            (f"recall_at_{k}", recall_at_k(padded, relevance, mask, k)),
+        ):
             torch.testing.assert_close(values[name][s], want[counted].double(), atol=1e-12, rtol=0)
 
 

@@ -34,8 +34,18 @@ def test_from_offsets_equals_from_lengths():
     [
         (torch.tensor([1, 2]), torch.tensor([0, 1]), torch.tensor([True]), "end at len"),
         (torch.tensor([1, 2]), torch.tensor([0, 2, 1, 2]), torch.tensor([True, True, True]), "decrease at row 1"),
-        (torch.tensor([1, 2]), torch.tensor([0, 2, 2]), torch.tensor([True, True]), "row 1 is marked present but has no elements"),
-        (torch.tensor([1, 2]), torch.tensor([0, 2, 2]), torch.tensor([False, False]), "row 0 is marked missing but has 2"),
+        (
+            torch.tensor([1, 2]),
+            torch.tensor([0, 2, 2]),
+            torch.tensor([True, True]),
+            "row 1 is marked present but has no elements",
+        ),
+        (
+            torch.tensor([1, 2]),
+            torch.tensor([0, 2, 2]),
+            torch.tensor([False, False]),
+            "row 0 is marked missing but has 2",
+        ),
         (torch.tensor([1, 2]), torch.tensor([0, 2]), torch.tensor([True, True]), "offsets must have shape"),
     ],
 )
@@ -50,7 +60,9 @@ def test_fixed_modality_validation():
     with pytest.raises(ValueError, match="values has 2 rows but present has 3"):
         ModalityTensors.fixed(torch.zeros(2, 4), torch.tensor([True, False, True])).validate()
     with pytest.raises(ValueError, match="observed"):
-        ModalityTensors.fixed(torch.zeros(3, 4), torch.ones(3, dtype=torch.bool), torch.ones(3, 2, dtype=torch.bool)).validate()
+        ModalityTensors.fixed(
+            torch.zeros(3, 4), torch.ones(3, dtype=torch.bool), torch.ones(3, 2, dtype=torch.bool)
+        ).validate()
 
 
 def _batch(lengths, dense_rows, ids) -> FeatureBatch:
@@ -59,7 +71,9 @@ def _batch(lengths, dense_rows, ids) -> FeatureBatch:
     return FeatureBatch(
         modalities={
             "seq": ModalityTensors.from_lengths(values, lengths),
-            "vec": ModalityTensors.fixed(torch.tensor(dense_rows, dtype=torch.float32), torch.ones(len(dense_rows), dtype=torch.bool)),
+            "vec": ModalityTensors.fixed(
+                torch.tensor(dense_rows, dtype=torch.float32), torch.ones(len(dense_rows), dtype=torch.bool)
+            ),
         },
         num_rows=len(dense_rows),
         labels={"y": torch.arange(len(dense_rows), dtype=torch.float32)},
@@ -121,6 +135,8 @@ def test_take_equals_the_rows_one_by_one(seed, rows):
     assert taken.num_rows == len(rows) and taken.ids.tolist() == [r * 10 for r in rows]
     for name in batch.names:
         for i, r in enumerate(rows):
-            assert torch.equal(taken[name].row(i), batch[name].row(r)) and bool(taken[name].present[i]) == bool(batch[name].present[r])
+            assert torch.equal(taken[name].row(i), batch[name].row(r)) and bool(taken[name].present[i]) == bool(
+                batch[name].present[r]
+            )
         if batch[name].observed is not None:
             assert torch.equal(taken[name].observed, batch[name].observed[rows])

@@ -8,15 +8,24 @@ from hypothesis import strategies as st
 from torch import nn
 
 from deepsets.builders import build_fusion
-from deepsets.fusion_heads import set_fusion_heads
 from deepsets.fusion import (
     SetFusion,
     mlp,
     module_out_dim,
 )
-
-from tests.deepsets.fusion_cases import NAMES, M, D, SET_KINDS, ZERO_FILL_KINDS, ALL_KINDS, make_head, random_inputs, fuse, relabelled
-
+from deepsets.fusion_heads import set_fusion_heads
+from tests.deepsets.fusion_cases import (
+    ALL_KINDS,
+    NAMES,
+    SET_KINDS,
+    ZERO_FILL_KINDS,
+    D,
+    M,
+    fuse,
+    make_head,
+    random_inputs,
+    relabelled,
+)
 
 # ---------------------------------------------------------------- invariants, every head
 
@@ -86,14 +95,18 @@ def test_missing_is_not_a_zero_vector(kind):
 def test_sum_pooling_cannot_tell_a_zero_from_a_missing_modality():
     # Documented limit of sum pooling: adding a zero element does not change a sum.
     head = make_head("deepset-sum")
-    torch.testing.assert_close(fuse(head, *_row_with_a_zero_slot(False)).fused, fuse(head, *_row_with_a_zero_slot(True)).fused)
+    torch.testing.assert_close(
+        fuse(head, *_row_with_a_zero_slot(False)).fused, fuse(head, *_row_with_a_zero_slot(True)).fused
+    )
 
 
 @pytest.mark.parametrize("kind", ZERO_FILL_KINDS)
 def test_zero_fill_baselines_treat_missing_as_zero(kind):
     # ConcatFusion and the torchmultimodal adapter break invariant 3 on purpose: documented here.
     head = make_head(kind)
-    torch.testing.assert_close(fuse(head, *_row_with_a_zero_slot(False)).fused, fuse(head, *_row_with_a_zero_slot(True)).fused)
+    torch.testing.assert_close(
+        fuse(head, *_row_with_a_zero_slot(False)).fused, fuse(head, *_row_with_a_zero_slot(True)).fused
+    )
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)

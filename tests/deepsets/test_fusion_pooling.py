@@ -17,9 +17,7 @@ from deepsets.fusion import (
     masked_pool,
     mlp,
 )
-
-from tests.deepsets.fusion_cases import NAMES, M, D, HIDDEN, OUT, random_inputs
-
+from tests.deepsets.fusion_cases import HIDDEN, NAMES, OUT, D, M, random_inputs
 
 # ---------------------------------------------------------------- pooling values
 

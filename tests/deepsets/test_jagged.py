@@ -9,7 +9,16 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepsets.jagged import bucket_layout, length_buckets, positions, row_ids, segment_max, segment_mean, segment_softmax, segment_sum
+from deepsets.jagged import (
+    bucket_layout,
+    length_buckets,
+    positions,
+    row_ids,
+    segment_max,
+    segment_mean,
+    segment_softmax,
+    segment_sum,
+)
 from deepsets.summarize import JaggedSelfAttention
 
 lengths_lists = st.lists(st.integers(0, 12), min_size=1, max_size=16)
@@ -22,7 +31,7 @@ def offsets_of(lengths) -> torch.Tensor:
 
 
 def rows_of(tokens: torch.Tensor, offsets: torch.Tensor):
-    return [tokens[int(offsets[i]):int(offsets[i + 1])] for i in range(offsets.numel() - 1)]
+    return [tokens[int(offsets[i]) : int(offsets[i + 1])] for i in range(offsets.numel() - 1)]
 
 
 @settings(max_examples=60, deadline=None)
@@ -43,16 +52,26 @@ def test_segment_reductions_match_each_row(lengths, seed):
     softmax = segment_softmax(scores, offsets)
     for i, row in enumerate(rows_of(tokens, offsets)):
         empty = row.shape[0] == 0
-        torch.testing.assert_close(segment_sum(tokens, offsets)[i], row.sum(0) if not empty else torch.zeros(3, dtype=torch.float64))
-        torch.testing.assert_close(segment_mean(tokens, offsets)[i], row.mean(0) if not empty else torch.zeros(3, dtype=torch.float64))
-        torch.testing.assert_close(segment_max(tokens, offsets)[i], row.amax(0) if not empty else torch.zeros(3, dtype=torch.float64))
+        torch.testing.assert_close(
+            segment_sum(tokens, offsets)[i], row.sum(0) if not empty else torch.zeros(3, dtype=torch.float64)
+        )
+        torch.testing.assert_close(
+            segment_mean(tokens, offsets)[i], row.mean(0) if not empty else torch.zeros(3, dtype=torch.float64)
+        )
+        torch.testing.assert_close(
+            segment_max(tokens, offsets)[i], row.amax(0) if not empty else torch.zeros(3, dtype=torch.float64)
+        )
         if not empty:
-            torch.testing.assert_close(softmax[int(offsets[i]):int(offsets[i + 1])], torch.softmax(row[:, 0], 0))
+            torch.testing.assert_close(softmax[int(offsets[i]) : int(offsets[i + 1])], torch.softmax(row[:, 0], 0))
 
 
 @settings(max_examples=80, deadline=None)
-@given(lengths=lengths_lists, max_waste=st.floats(0.0, 2.0), min_tokens=st.integers(1, 64), max_scores=st.integers(1, 400))
-def test_buckets_hold_every_non_empty_row_once_and_the_layout_gathers_its_tokens(lengths, max_waste, min_tokens, max_scores):
+@given(
+    lengths=lengths_lists, max_waste=st.floats(0.0, 2.0), min_tokens=st.integers(1, 64), max_scores=st.integers(1, 400)
+)
+def test_buckets_hold_every_non_empty_row_once_and_the_layout_gathers_its_tokens(
+    lengths, max_waste, min_tokens, max_scores
+):
     lengths_t = torch.tensor(lengths, dtype=torch.int64)
     buckets = length_buckets(lengths_t, max_waste=max_waste, min_tokens=min_tokens, max_scores=max_scores)
     # a bucket's attention scores (rows x L x L) stay within max_scores, unless one row alone exceeds it
@@ -63,7 +82,9 @@ def test_buckets_hold_every_non_empty_row_once_and_the_layout_gathers_its_tokens
     assert longest == sorted(longest)  # shortest rows first
     offsets = offsets_of(lengths)
     layout = bucket_layout(offsets, buckets)
-    for rows_k, index, valid, slot, token in zip(buckets, layout.token_index, layout.valid, layout.flat_slot, layout.flat_token):
+    for rows_k, index, valid, slot, token in zip(
+        buckets, layout.token_index, layout.valid, layout.flat_slot, layout.flat_token
+    ):
         for r, row in enumerate(rows_k.tolist()):
             n = lengths[row]
             assert valid[r].tolist() == [True] * n + [False] * (index.shape[1] - n)
@@ -95,7 +116,7 @@ def test_bucketed_attention_equals_attention_over_each_row_alone(lengths, seed, 
         out = module(tokens, layout)  # (N, D)
         for i, row in enumerate(rows_of(tokens, offsets)):
             if row.shape[0]:
-                torch.testing.assert_close(out[int(offsets[i]):int(offsets[i + 1])], reference_attention(module, row))
+                torch.testing.assert_close(out[int(offsets[i]) : int(offsets[i + 1])], reference_attention(module, row))
 
 
 def test_attention_of_no_tokens_is_empty_and_keeps_the_projection_in_the_graph():

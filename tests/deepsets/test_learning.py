@@ -7,12 +7,12 @@ import torch
 
 from deepsets.batch import FeatureBatch
 from deepsets.builders import build_model
-from deepsets.fusion_heads import fusion_names
-from deepsets.tasks import task_loss
 from deepsets.features import synth
 from deepsets.features.reader import ParquetBatchReader
 from deepsets.features.schema import load_schema
 from deepsets.features.spec import FeatureSpec
+from deepsets.fusion_heads import fusion_names
+from deepsets.tasks import task_loss
 
 
 def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
@@ -42,7 +42,9 @@ def reference_batches(tmp_path_factory):
     return spec, batches[:12], FeatureBatch.concat(batches[12:])  # 3000 train rows, 1000 held out
 
 
-def train_and_score(model: torch.nn.Module, train: list, held_out: FeatureBatch, epochs: int, lr: float = 3e-3) -> float:
+def train_and_score(
+    model: torch.nn.Module, train: list, held_out: FeatureBatch, epochs: int, lr: float = 3e-3
+) -> float:
     """Train ``model`` on the binary label ``clicked`` with AdamW for ``epochs`` passes over
     ``train``; its AUC on ``held_out``."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)

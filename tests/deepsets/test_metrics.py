@@ -130,7 +130,9 @@ def test_bad_shapes_and_values(kind, k, logits, target, match):
         TaskMetrics(kind, k).update(logits, target)
 
 
-@pytest.mark.parametrize("kind,k", [("nope", 1), ("binary", 2), ("multiclass", 1), ("multilabel", 1), ("regression", 0)])
+@pytest.mark.parametrize(
+    "kind,k", [("nope", 1), ("binary", 2), ("multiclass", 1), ("multilabel", 1), ("regression", 0)]
+)
 def test_bad_construction(kind, k):
     with pytest.raises(ValueError):
         TaskMetrics(kind, k)

@@ -159,7 +159,7 @@ def test_id_tables_start_small_with_a_zero_padding_row():
         weight = table.weight.detach()
         if table.padding_idx is not None:
             assert torch.count_nonzero(weight[table.padding_idx]) == 0, name
-            weight = torch.cat([weight[: table.padding_idx], weight[table.padding_idx + 1:]])
+            weight = torch.cat([weight[: table.padding_idx], weight[table.padding_idx + 1 :]])
         assert 0.015 < float(weight.std()) < 0.025, (name, float(weight.std()))
 
 
@@ -167,5 +167,8 @@ def test_an_embedding_table_too_big_to_build_is_refused_with_its_memory():
     from deepsets.modality import ModalityInfo
 
     huge = ModalityInfo("clicks", "id_set", num_embeddings=3_000_000_001)
-    with pytest.raises(ValueError, match=r"modality 'clicks': an embedding table of 3,000,000,001 rows x 64 is 715.3 GiB of weights .* max_size, min_count or a smaller hash_buckets"):
+    with pytest.raises(
+        ValueError,
+        match=r"modality 'clicks': an embedding table of 3,000,000,001 rows x 64 is 715.3 GiB of weights .* max_size, min_count or a smaller hash_buckets",
+    ):
         build_model([huge], dim=64)

@@ -27,7 +27,9 @@ def test_listwise_loss_by_hand_and_groups_without_positives_skipped():
     m = torch.ones(2, 2, dtype=torch.bool)
     assert float(rk.listwise_softmax_loss(s, y, m)) == pytest.approx(-math.log(0.75))
     padded = torch.tensor([[0.0, math.log(3.0), 100.0]])  # the padded slot must not count
-    assert float(rk.listwise_softmax_loss(padded, torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([[True, True, False]]))) == pytest.approx(-math.log(0.75))
+    assert float(
+        rk.listwise_softmax_loss(padded, torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([[True, True, False]]))
+    ) == pytest.approx(-math.log(0.75))
 
 
 def test_pairwise_loss_by_hand():
@@ -57,14 +59,16 @@ def test_ndcg_and_mrr_match_torchmetrics_on_binary_labels(n, k, seed):
         assert float(rk.ndcg_at_k(s, y, m, k)) == 0.0
         return
     probs = torch.sigmoid(scores)  # same order; torchmetrics ignores targets whose score is <= 0
-    assert float(rk.ndcg_at_k(s, y, m, k)) == pytest.approx(float(retrieval_normalized_dcg(probs, labels, top_k=k)), abs=1e-5)
+    assert float(rk.ndcg_at_k(s, y, m, k)) == pytest.approx(
+        float(retrieval_normalized_dcg(probs, labels, top_k=k)), abs=1e-5
+    )
     assert float(rk.mrr(s, y, m)) == pytest.approx(float(retrieval_reciprocal_rank(probs, labels)), abs=1e-6)
 
 
 def _metrics_of_order(order, labels, k):
     """NDCG@k, reciprocal rank and recall@k of one group's rows listed in ``order``."""
     gains = [2.0 ** labels[i] - 1 for i in order]
-    ideal = sorted((2.0 ** v - 1 for v in labels), reverse=True)
+    ideal = sorted((2.0**v - 1 for v in labels), reverse=True)
     dcg = sum(g / math.log2(r + 2) for r, g in enumerate(gains[:k]))
     idcg = sum(g / math.log2(r + 2) for r, g in enumerate(ideal[:k]))
     relevant = [labels[i] > 0 for i in order]
@@ -76,7 +80,8 @@ def _metrics_of_order(order, labels, k):
 @settings(max_examples=60, deadline=None)
 @given(
     rows=st.lists(st.tuples(st.sampled_from([0.0, 1.0, 2.0, float("nan")]), st.integers(0, 2)), min_size=1, max_size=6),
-    pad=st.integers(0, 2), k=st.integers(1, 6),
+    pad=st.integers(0, 2),
+    k=st.integers(1, 6),
 )
 def test_tied_scores_give_the_mean_over_every_order_of_the_tied_rows(rows, pad, k):
     """Brute force: every ordering consistent with the scores (NaN lowest), equally likely."""
@@ -110,7 +115,9 @@ def test_in_batch_softmax_by_hand_log_q_and_duplicates():
     expected = -math.log(math.exp(2.0) / (math.exp(2.0) + 2))  # cos 1 / T = 2 for the positive, 0 for the rest
     with torch.no_grad():
         assert float(loss(eye, eye)) == pytest.approx(expected, rel=1e-5)
-        assert float(loss(eye, eye, item_log_q=torch.full((3,), -4.0))) == pytest.approx(expected, rel=1e-5)  # a constant shift
+        assert float(loss(eye, eye, item_log_q=torch.full((3,), -4.0))) == pytest.approx(
+            expected, rel=1e-5
+        )  # a constant shift
         popular = torch.tensor([0.0, -5.0, -5.0])  # item 0 sampled far more often: its logit goes down
         assert float(loss(eye, eye, item_log_q=popular)) != pytest.approx(expected)
         items = torch.stack([eye[0], eye[1], eye[1]])  # rows 1 and 2 hold the same item
@@ -124,9 +131,18 @@ def test_in_batch_softmax_by_hand_log_q_and_duplicates():
 def test_target_ranks_ties_and_exclusion_by_hand():
     from deepsets.ranking import rank_metrics, target_ranks
 
-    scores = torch.tensor([[0.9, 0.5, 0.5, 0.1],   # target 1 ties with item 2: rank 2 or 3
-                           [0.3, 0.3, 0.3, 0.3],   # constant scorer: any of ranks 1..4 (1..3 once item 3 is excluded; the target 0 never is)
-                           [0.9, 0.8, 0.2, 0.1]])  # target 2; items 0 and 1 excluded -> rank 1
+    scores = torch.tensor(
+        [
+            [0.9, 0.5, 0.5, 0.1],  # target 1 ties with item 2: rank 2 or 3
+            [
+                0.3,
+                0.3,
+                0.3,
+                0.3,
+            ],  # constant scorer: any of ranks 1..4 (1..3 once item 3 is excluded; the target 0 never is)
+            [0.9, 0.8, 0.2, 0.1],
+        ]
+    )  # target 2; items 0 and 1 excluded -> rank 1
     target = torch.tensor([1, 0, 2])
     exclude = torch.tensor([[False] * 4, [True, False, False, True], [True, True, False, False]])
     assert target_ranks(scores, target).tolist() == [[1, 2], [0, 4], [2, 1]]  # (higher, tied with the target itself)
@@ -148,7 +164,12 @@ def test_rank_values_are_the_mean_over_every_order_of_the_ties(scores, data):
 
     target = data.draw(st.integers(0, len(scores) - 1))
     k = data.draw(st.integers(1, 4))
-    found = {name: float(v[0]) for name, v in rank_values(target_ranks(torch.tensor([scores], dtype=torch.float64), torch.tensor([target])), k).items()}
+    found = {
+        name: float(v[0])
+        for name, v in rank_values(
+            target_ranks(torch.tensor([scores], dtype=torch.float64), torch.tensor([target])), k
+        ).items()
+    }
     totals = {name: 0.0 for name in found}
     orders = list(itertools.permutations(range(len(scores))))
     for order in orders:  # order[c]: candidate c's place among the tied

@@ -8,9 +8,7 @@ from deepsets.fusion import (
     FusionOutput,
     SetFusion,
 )
-
-from tests.deepsets.fusion_cases import M, D, OUT, make_head, random_inputs, fuse
-
+from tests.deepsets.fusion_cases import OUT, D, M, fuse, make_head, random_inputs
 
 # ---------------------------------------------------------------- SetFusion
 

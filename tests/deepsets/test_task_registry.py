@@ -61,8 +61,15 @@ class PoissonMetrics:
         return {"loss": float(poisson_loss(log_rate, counts)), "deviance": float(deviance(log_rate, counts))}
 
 
-POISSON = TaskTraits("poisson", metrics=("loss", "deviance"), select="deviance", lower_is_better=("loss", "deviance"),
-                     ablation_metric="neg_deviance", per_row=True, max_outputs=1)
+POISSON = TaskTraits(
+    "poisson",
+    metrics=("loss", "deviance"),
+    select="deviance",
+    lower_is_better=("loss", "deviance"),
+    ablation_metric="neg_deviance",
+    per_row=True,
+    max_outputs=1,
+)
 
 
 @pytest.fixture
@@ -70,7 +77,9 @@ def poisson(monkeypatch):
     """The kind registered for one test (the tables are restored after it)."""
     monkeypatch.setattr(task_kinds, "_TASKS", dict(task_kinds._TASKS))
     monkeypatch.setattr(tasks, "_IMPLEMENTATIONS", dict(tasks._IMPLEMENTATIONS))
-    register_task(POISSON, loss=poisson_loss, metrics=PoissonMetrics, ablation=lambda logits, y: -deviance(logits[..., 0], y))
+    register_task(
+        POISSON, loss=poisson_loss, metrics=PoissonMetrics, ablation=lambda logits, y: -deviance(logits[..., 0], y)
+    )
     return POISSON
 
 
@@ -94,7 +103,10 @@ def test_a_kind_registered_here_is_a_choice_of_the_config_selection_and_head(poi
     selection = Selection.of("", 2, "poisson", 10, True)
     assert selection == Selection("valid_deviance", 2) and not selection.higher_is_better
     assert selection.score({"valid_deviance": 1.5}) == -1.5
-    assert select_problem("valid_auc", 0, "poisson", 10, True) == 'a poisson run reports valid_loss, valid_deviance (or "last"; found \'valid_auc\')'
+    assert (
+        select_problem("valid_auc", 0, "poisson", 10, True)
+        == "a poisson run reports valid_loss, valid_deviance (or \"last\"; found 'valid_auc')"
+    )
     base = dict(data=DataConfig(train="t", valid="v", label_columns=["count"]), schema=SchemaConfig(path="s.toml"))
     cfg = RunConfig(**base, task=TaskConfig(kind="poisson"), training=TrainingConfig(select="valid_deviance"))
     assert cfg.model_args().task == "poisson"
@@ -103,7 +115,9 @@ def test_a_kind_registered_here_is_a_choice_of_the_config_selection_and_head(poi
     with pytest.raises(ValueError, match="poisson task cannot have num_outputs=2"):
         TaskHead(8, "poisson", 2)
     with pytest.raises(ValueError, match="exactly when ablation_metric names one"):
-        register_task(TaskTraits("counts", ("loss",), "loss", ablation_metric="x"), loss=poisson_loss, metrics=PoissonMetrics)
+        register_task(
+            TaskTraits("counts", ("loss",), "loss", ablation_metric="x"), loss=poisson_loss, metrics=PoissonMetrics
+        )
 
 
 def test_the_registered_kind_trains_with_the_training_recipe_and_is_ablated(poisson):

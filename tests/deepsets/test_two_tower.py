@@ -15,7 +15,16 @@ QUERY, ITEM = ["history", "country", "profile"], ["image", "frames", "tags"]
 
 def _model(fusion="transformer"):
     torch.manual_seed(0)
-    return build_model(INFOS, dim=16, heads=2, fusion=fusion, fusion_layers=1, task="two_tower", query_modalities=QUERY, item_modalities=ITEM).eval()
+    return build_model(
+        INFOS,
+        dim=16,
+        heads=2,
+        fusion=fusion,
+        fusion_layers=1,
+        task="two_tower",
+        query_modalities=QUERY,
+        item_modalities=ITEM,
+    ).eval()
 
 
 @pytest.mark.parametrize("fusion", ["deepset", "transformer", "concat"])
@@ -42,11 +51,14 @@ def test_a_row_embeds_alike_in_any_batch():
     assert torch.allclose(whole.item[4:5], alone.item, atol=1e-5)
 
 
-@pytest.mark.parametrize("query,item,match", [
-    ([], ITEM, "query_modalities"),
-    (QUERY, ["image", "nope"], "unknown"),
-    (QUERY + ["image"], ITEM, "overlap"),
-])
+@pytest.mark.parametrize(
+    "query,item,match",
+    [
+        ([], ITEM, "query_modalities"),
+        (QUERY, ["image", "nope"], "unknown"),
+        (QUERY + ["image"], ITEM, "overlap"),
+    ],
+)
 def test_bad_tower_lists_are_refused(query, item, match):
     with pytest.raises(ValueError, match=match):
         build_model(INFOS, dim=16, heads=2, task="two_tower", query_modalities=query, item_modalities=item)

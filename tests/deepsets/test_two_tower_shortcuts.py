@@ -22,8 +22,17 @@ DIM = 16
 
 def _model(shortcuts=PAIRS):
     torch.manual_seed(0)
-    return build_model(INFOS, dim=DIM, heads=2, fusion="transformer", fusion_layers=1, task="two_tower",
-                       query_modalities=QUERY, item_modalities=ITEM, shortcuts=shortcuts).eval()
+    return build_model(
+        INFOS,
+        dim=DIM,
+        heads=2,
+        fusion="transformer",
+        fusion_layers=1,
+        task="two_tower",
+        query_modalities=QUERY,
+        item_modalities=ITEM,
+        shortcuts=shortcuts,
+    ).eval()
 
 
 def test_the_score_is_the_fused_part_plus_each_pairs_own_dot_product():
@@ -36,8 +45,15 @@ def test_the_score_is_the_fused_part_plus_each_pairs_own_dot_product():
             tower = model.tower(side)
             vectors, present = tower.encode(batch)  # (B, M, D), (B, M)
             fused = F.normalize(tower.model.fuse(vectors, present).logits, dim=-1)  # (B, D)
-            own = [vectors[:, tower.names.index(n)] * present[:, tower.names.index(n), None] * tower.shortcut_scale[k] for k, n in enumerate(names)]
-            parts[side] = (fused, own, torch.cat([fused, *own], dim=1).norm(dim=1))  # norms before the final normalization
+            own = [
+                vectors[:, tower.names.index(n)] * present[:, tower.names.index(n), None] * tower.shortcut_scale[k]
+                for k, n in enumerate(names)
+            ]
+            parts[side] = (
+                fused,
+                own,
+                torch.cat([fused, *own], dim=1).norm(dim=1),
+            )  # norms before the final normalization
     assert out.query.shape == (24, DIM * (1 + len(PAIRS))) and out.item.shape == out.query.shape
     assert torch.allclose(out.query.norm(dim=1), torch.ones(24), atol=1e-5)
     (fq, oq, nq), (fi, oi, ni) = parts["query"], parts["item"]
@@ -52,7 +68,7 @@ def test_an_absent_modality_adds_a_zero_part():
     assert absent.any() and (~absent).any()
     with torch.no_grad():
         query = model(batch).query
-    first = query[:, DIM:2 * DIM]  # the history shortcut's part
+    first = query[:, DIM : 2 * DIM]  # the history shortcut's part
     assert torch.all(first[absent] == 0) and torch.all(first[~absent].abs().sum(dim=1) > 0)
 
 
@@ -62,7 +78,9 @@ def test_the_compact_paths_agree_with_fusing_under_the_kept_modalities(side):
     batch = random_batch(30, seed=3)
     with torch.no_grad():
         vectors, present = tower.encode(batch)  # (N, M, D), (N, M)
-        masks = torch.tensor([[True, True, True], [True, False, True], [False, True, False], [False, False, False]])  # (S, M)
+        masks = torch.tensor(
+            [[True, True, True], [True, False, True], [False, True, False], [False, False, False]]
+        )  # (S, M)
         compact = subset_scores(tower, vectors, present, masks, batch_rows=7)  # (S, N, D')
         for s, keep in enumerate(masks):
             assert torch.allclose(compact[s], tower.fuse(vectors, present & keep).fused, atol=1e-5), keep
@@ -74,11 +92,14 @@ def test_without_shortcuts_the_tower_has_no_new_parameters():
     assert plain(random_batch(5, seed=4)).query.shape == (5, DIM)
 
 
-@pytest.mark.parametrize("pairs,match", [
-    ([("image", "history")], "must pair one of the query_modalities"),
-    ([("history", "country")], "must pair one of the query_modalities"),
-    ([("history",)], "pairs"),
-])
+@pytest.mark.parametrize(
+    "pairs,match",
+    [
+        ([("image", "history")], "must pair one of the query_modalities"),
+        ([("history", "country")], "must pair one of the query_modalities"),
+        ([("history",)], "pairs"),
+    ],
+)
 def test_bad_pairs_are_refused(pairs, match):
     with pytest.raises(ValueError, match=match):
         _model(shortcuts=pairs)

@@ -29,7 +29,9 @@ from deepsets.pipelines.errors import JobError
 
 
 def embed(model, inputs, out, **options):
-    cfg = parse_embed_config(model=str(model), inputs=[str(inputs)], output=str(out), fragment_rows=60, batch_size=32, workers=2, **options)
+    cfg = parse_embed_config(
+        model=str(model), inputs=[str(inputs)], output=str(out), fragment_rows=60, batch_size=32, workers=2, **options
+    )
     return run_embed(cfg, progress=False)
 
 
@@ -46,10 +48,13 @@ def reference(ray_session, model, demo_data, tmp_path_factory):
 
 
 def test_a_job_killed_at_a_worker_and_at_the_driver_then_resumed_writes_what_an_uninterrupted_run_writes(
-        ray_session, model, reference, demo_data, tmp_path):
+    ray_session, model, reference, demo_data, tmp_path
+):
     logs = tmp_path / "logs"
     logs.mkdir()
-    killed = killed_embed_job(model, demo_data / "train", tmp_path / "out", 2, random.Random(3), logs, kinds=("worker", "driver"))
+    killed = killed_embed_job(
+        model, demo_data / "train", tmp_path / "out", 2, random.Random(3), logs, kinds=("worker", "driver")
+    )
     assert (killed["worker_kills"], killed["driver_kills"]) == (1, 1)
     assert killed["summary"]["rows_out"] == 3000 and killed["summary"]["rows_rejected"] == 0
     found = audit(tmp_path / "out", reference, "item_id")
@@ -60,9 +65,16 @@ def test_a_job_killed_at_a_worker_and_at_the_driver_then_resumed_writes_what_an_
 
     cut = truncate_random_part(tmp_path / "out", random.Random(0))
     resumed = embed(model, demo_data / "train", tmp_path / "out", resume=True)
-    assert [r["part"] for r in resumed["parts_redone"]] == [cut] and "unreadable" in resumed["parts_redone"][0]["problem"]
+    assert [r["part"] for r in resumed["parts_redone"]] == [cut] and "unreadable" in resumed["parts_redone"][0][
+        "problem"
+    ]
     assert resumed["rows_this_run"] == pq.read_metadata(tmp_path / "out" / "embeddings" / cut).num_rows
-    assert audit(tmp_path / "out", reference, "item_id") == {"rows_lost": 0, "duplicate_rows": 0, "mixed_model_parts": 0, "max_abs_diff": 0.0}
+    assert audit(tmp_path / "out", reference, "item_id") == {
+        "rows_lost": 0,
+        "duplicate_rows": 0,
+        "mixed_model_parts": 0,
+        "max_abs_diff": 0.0,
+    }
 
 
 def test_a_job_started_while_another_runs_on_the_same_output_is_refused(ray_session, model, demo_data, tmp_path):
@@ -83,18 +95,27 @@ def _ray_train_workers() -> list:
     return session_processes(os.getsid(0), "RayTrainWorker")
 
 
-def test_a_training_worker_killed_mid_run_is_replaced_and_the_run_finishes_from_its_checkpoint(ray_session, demo_data, tmp_path):
+def test_a_training_worker_killed_mid_run_is_replaced_and_the_run_finishes_from_its_checkpoint(
+    ray_session, demo_data, tmp_path
+):
     from deepsets.pipelines.demo import default_demo_config
     from deepsets.pipelines.training.run import run_training
 
     cfg = default_demo_config(demo_data, workers=2)
-    cfg = cfg.model_copy(update={
-        "model": cfg.model.model_copy(update={"dim": 32}),
-        "training": cfg.training.model_copy(update={"epochs": 3, "batch_size": 100}),
-        "scaling": cfg.scaling.model_copy(update={"max_failures": 1}),
-        "tracking": cfg.tracking.model_copy(update={"run_name": "killed", "storage_path": str(tmp_path / "ray"),
-                                                    "mlflow_uri": f"sqlite:///{tmp_path}/mlflow.db"}),
-    })
+    cfg = cfg.model_copy(
+        update={
+            "model": cfg.model.model_copy(update={"dim": 32}),
+            "training": cfg.training.model_copy(update={"epochs": 3, "batch_size": 100}),
+            "scaling": cfg.scaling.model_copy(update={"max_failures": 1}),
+            "tracking": cfg.tracking.model_copy(
+                update={
+                    "run_name": "killed",
+                    "storage_path": str(tmp_path / "ray"),
+                    "mlflow_uri": f"sqlite:///{tmp_path}/mlflow.db",
+                }
+            ),
+        }
+    )
     killed, finished = [], threading.Event()
 
     def kill_after_first_checkpoint():
@@ -126,15 +147,33 @@ def test_a_training_worker_killed_mid_run_is_replaced_and_the_run_finishes_from_
     assert client.get_run(summary["run_id"]).info.status == "FINISHED"
 
 
-def test_a_diverging_run_stops_naming_epoch_and_step_exits_2_is_failed_in_mlflow_and_logs_no_model(ray_session, demo_data, tmp_path, capsys):
+def test_a_diverging_run_stops_naming_epoch_and_step_exits_2_is_failed_in_mlflow_and_logs_no_model(
+    ray_session, demo_data, tmp_path, capsys
+):
     from deepsets.pipelines.demo import default_demo_config
 
     overflowing_copy(demo_data, tmp_path / "huge")  # a regression label of 1e30: the squared error overflows at once
     (tmp_path / "run.toml").write_text(default_demo_config(tmp_path / "huge", workers=1).to_toml())
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    status = main(["train", "--config", str(tmp_path / "run.toml"), "--set", "task.kind=regression", "--set", "data.label_columns=['huge']",
-                   "--set", "training.epochs=1", "--set", "tracking.run_name=diverging", "--set", f"tracking.storage_path={tmp_path / 'ray'}",
-                   "--set", f"tracking.mlflow_uri={uri}"])
+    status = main(
+        [
+            "train",
+            "--config",
+            str(tmp_path / "run.toml"),
+            "--set",
+            "task.kind=regression",
+            "--set",
+            "data.label_columns=['huge']",
+            "--set",
+            "training.epochs=1",
+            "--set",
+            "tracking.run_name=diverging",
+            "--set",
+            f"tracking.storage_path={tmp_path / 'ray'}",
+            "--set",
+            f"tracking.mlflow_uri={uri}",
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 2 and "Traceback" not in err
     assert "the training loss is inf at epoch 1/1, step 1 of the epoch (rank 0): training diverged" in err

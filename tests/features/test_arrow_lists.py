@@ -22,7 +22,9 @@ def test_split_list_of_every_flavour(kind):
         "list_view": pa.array(ROWS, pa.list_view(pa.int64())),
         "large_list_view": pa.array(ROWS, pa.large_list_view(pa.int64())),
         "sliced_view": pa.array([[9]] + ROWS, pa.list_view(pa.int64())).slice(1),
-        "chunked": pa.chunked_array([pa.array(ROWS[:3], pa.list_(pa.int64())), pa.array(ROWS[3:], pa.list_(pa.int64()))]),
+        "chunked": pa.chunked_array(
+            [pa.array(ROWS[:3], pa.list_(pa.int64())), pa.array(ROWS[3:], pa.list_(pa.int64()))]
+        ),
     }[kind]
     parts = split_list(arr)
     assert parts.valid.tolist() == [True, False, True, True, False, True]
@@ -48,7 +50,11 @@ def test_valid_mask():
 
 
 @settings(max_examples=100, deadline=None)
-@given(lengths=st.lists(st.integers(0, 9), max_size=12), max_len=st.one_of(st.none(), st.integers(1, 6)), keep_last=st.booleans())
+@given(
+    lengths=st.lists(st.integers(0, 9), max_size=12),
+    max_len=st.one_of(st.none(), st.integers(1, 6)),
+    keep_last=st.booleans(),
+)
 def test_truncate_keeps_the_first_or_last_elements_of_each_row(lengths, max_len, keep_last):
     lengths = np.array(lengths, dtype=np.int64)
     cut = truncate(lengths, max_len, keep_last)

@@ -10,7 +10,6 @@ from deepsets.features.errors import DataError
 from deepsets.features.schema import load_schema
 from deepsets.features.spec import FeatureSpec
 from deepsets.pipelines.cli import main
-
 from tests.features.bad_input import (
     CATEGORICAL,
     DENSE,
@@ -30,15 +29,22 @@ from tests.features.bad_input import (
 
 APPLY_CASES = {
     "string ids where training had int ids (id_sequence)": (
-        ID_SEQ, {"history": pa.array([[1, 2], [3]], pa.list_(pa.int64()))},
-        {"history": pa.array([["a"], ["b", "c"]], pa.list_(pa.string()))}, "history",
+        ID_SEQ,
+        {"history": pa.array([[1, 2], [3]], pa.list_(pa.int64()))},
+        {"history": pa.array([["a"], ["b", "c"]], pa.list_(pa.string()))},
+        "history",
     ),
     "string ids where training had int ids (categorical)": (
-        CATEGORICAL, {"country": pa.array([1, 2, 3])}, {"country": pa.array(["fr", "de"])}, "country",
+        CATEGORICAL,
+        {"country": pa.array([1, 2, 3])},
+        {"country": pa.array(["fr", "de"])},
+        "country",
     ),
     "string ids where training had int ids (hashed id_set)": (
-        ID_SET.replace('"id_set"\n', '"id_set"\nhash_buckets = 16\n'), {"tags": pa.array([[1, 2], [3]], pa.list_(pa.int64()))},
-        {"tags": pa.array([["a"], ["b"]], pa.list_(pa.string()))}, "tags",
+        ID_SET.replace('"id_set"\n', '"id_set"\nhash_buckets = 16\n'),
+        {"tags": pa.array([[1, 2], [3]], pa.list_(pa.int64()))},
+        {"tags": pa.array([["a"], ["b"]], pa.list_(pa.string()))},
+        "tags",
     ),
 }
 
@@ -67,16 +73,26 @@ def test_training_files_with_int_and_string_ids(tmp_path):
     strings = write_parquet(tmp_path / "b.parquet", {"history": pa.array([["x"]], pa.list_(pa.string()))})
     with pytest.raises(DataError) as info:
         FeatureSpec.fit(load_schema(write_schema(tmp_path, ID_SEQ)), [ints, strings])
-    assert str(info.value) == f"{strings}, column 'history': string ids here but int ids in {ints} (one type per column)"
+    assert (
+        str(info.value) == f"{strings}, column 'history': string ids here but int ids in {ints} (one type per column)"
+    )
 
 
-@pytest.mark.parametrize("second, message", [
-    (pa.array(["u1", "u2"]), "string row ids here but int row ids in {first} (one kind of id per id column)"),
-    (pa.array([1.0, None]), "row ids must be integers or strings, found double (pandas writes an integer column with nulls as floats"),
-])
+@pytest.mark.parametrize(
+    "second, message",
+    [
+        (pa.array(["u1", "u2"]), "string row ids here but int row ids in {first} (one kind of id per id column)"),
+        (
+            pa.array([1.0, None]),
+            "row ids must be integers or strings, found double (pandas writes an integer column with nulls as floats",
+        ),
+    ],
+)
 def test_an_id_column_of_two_kinds_is_refused_by_fit_not_later_by_embed(tmp_path, capsys, second, message):
     schema = 'id_column = "user"\n' + DENSE
-    first = write_parquet(tmp_path / "a.parquet", {"user": pa.array([1, 2], pa.int64()), "img": pa.array([[1, 2, 3]] * 2, F32)})
+    first = write_parquet(
+        tmp_path / "a.parquet", {"user": pa.array([1, 2], pa.int64()), "img": pa.array([[1, 2, 3]] * 2, F32)}
+    )
     bad = write_parquet(tmp_path / "b.parquet", {"user": second, "img": pa.array([[1, 2, 3]] * 2, F32)})
     err = fit_fails(tmp_path, capsys, schema, [first, bad])
     assert str(err).startswith(location(bad, "user") + message.format(first=first))
@@ -95,8 +111,17 @@ def test_fit_refuses_an_existing_spec_without_overwrite(tmp_path, capsys):
 
 
 def test_training_files_may_differ_in_width_and_list_flavour(tmp_path):
-    a = write_parquet(tmp_path / "a.parquet", {"img": pa.array([[1, 2, 3]], pa.list_(pa.float32(), 3)), "history": pa.array([[1, 2]], pa.list_(pa.int32()))})
-    b = write_parquet(tmp_path / "b.parquet", {"img": pa.array([[4, 5, 6], None], pa.large_list(pa.float64())), "history": pa.array([[2], [7]], pa.list_(pa.uint64()))})
+    a = write_parquet(
+        tmp_path / "a.parquet",
+        {"img": pa.array([[1, 2, 3]], pa.list_(pa.float32(), 3)), "history": pa.array([[1, 2]], pa.list_(pa.int32()))},
+    )
+    b = write_parquet(
+        tmp_path / "b.parquet",
+        {
+            "img": pa.array([[4, 5, 6], None], pa.large_list(pa.float64())),
+            "history": pa.array([[2], [7]], pa.list_(pa.uint64())),
+        },
+    )
     schema = load_schema(write_schema(tmp_path, DENSE + ID_SEQ))
     spec = FeatureSpec.fit(schema, [a, b])
     assert spec.fitted["history"].vocab == [2, 1, 7]

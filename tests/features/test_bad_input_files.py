@@ -8,7 +8,6 @@ import pytest
 
 from deepsets.features.schema import load_schema
 from deepsets.features.spec import FeatureSpec
-
 from tests.features.bad_input import (
     DENSE,
     F32,
@@ -107,11 +106,22 @@ def test_spec_file_that_is_not_a_spec(tmp_path, capsys):
 def test_an_id_column_with_no_value_at_all_cannot_be_fitted(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from deepsets.features.errors import DataError
     from deepsets.features.schema import parse_schema
     from deepsets.features.spec import FeatureSpec
 
     pq.write_table(pa.table({"brand": pa.nulls(5), "price": [1.0, 2.0, 3.0, 4.0, 5.0]}), tmp_path / "a.parquet")
-    schema = parse_schema({"modality": [{"name": "brand", "kind": "categorical"}, {"name": "num", "kind": "numeric", "columns": ["price"]}]})
-    with pytest.raises(DataError, match=r"column 'brand': holds no value in any training file \(its Arrow type is null\), so the id type .* 'brand'"):
+    schema = parse_schema(
+        {
+            "modality": [
+                {"name": "brand", "kind": "categorical"},
+                {"name": "num", "kind": "numeric", "columns": ["price"]},
+            ]
+        }
+    )
+    with pytest.raises(
+        DataError,
+        match=r"column 'brand': holds no value in any training file \(its Arrow type is null\), so the id type .* 'brand'",
+    ):
         FeatureSpec.fit(schema, tmp_path / "a.parquet")

@@ -12,7 +12,6 @@ import pytest
 
 from deepsets.features.schema import load_schema
 from deepsets.features.spec import FeatureSpec
-
 from tests.features.bad_input import (
     CATEGORICAL,
     DENSE,
@@ -37,29 +36,46 @@ from tests.features.bad_input import (
 TYPE_CASES = {
     "missing column": (DENSE, {"other": [1, 2]}, "img", ["column missing for modality 'img'", "file has: other"]),
     "missing one numeric column": (
-        NUMERIC, {"age": [1.0, 2.0], "salary": [3.0, 4.0]}, "income", ["column missing for modality 'profile'", "age, salary"],
+        NUMERIC,
+        {"age": [1.0, 2.0], "salary": [3.0, 4.0]},
+        "income",
+        ["column missing for modality 'profile'", "age, salary"],
     ),
     "dense given list<string>": (
-        DENSE, {"img": pa.array([["a", "b", "c"]], pa.list_(pa.string()))}, "img",
+        DENSE,
+        {"img": pa.array([["a", "b", "c"]], pa.list_(pa.string()))},
+        "img",
         ["(dense) expects list<float> or fixed_size_list<float, 3>", "found list<element: string>"],
     ),
     "dense given fixed_size_list of the wrong size": (
-        DENSE, {"img": pa.array([[1.0, 2.0]], pa.list_(pa.float32(), 2))}, "img",
+        DENSE,
+        {"img": pa.array([[1.0, 2.0]], pa.list_(pa.float32(), 2))},
+        "img",
         ["fixed_size_list<float, 3>", "found fixed_size_list<element: float>[2]"],
     ),
     "dense given a scalar": (DENSE, {"img": pa.array([1.0, 2.0])}, "img", ["expects list<float>", "found double"]),
     "categorical given list<int>": (
-        CATEGORICAL, {"country": pa.array([[1], [2]], pa.list_(pa.int64()))}, "country",
+        CATEGORICAL,
+        {"country": pa.array([[1], [2]], pa.list_(pa.int64()))},
+        "country",
         ["(categorical) expects an int or string scalar", "found list<element: int64>"],
     ),
     "id_sequence given list<float>": (
-        ID_SEQ, {"history": pa.array([[1.5]], F32)}, "history", ["expects list<int> or list<string>", "found list<element: float>"],
+        ID_SEQ,
+        {"history": pa.array([[1.5]], F32)},
+        "history",
+        ["expects list<int> or list<string>", "found list<element: float>"],
     ),
     "numeric given strings": (
-        NUMERIC, {"age": pa.array(["1"]), "income": pa.array([1.0])}, "age", ["(numeric) expects a numeric scalar", "found string"],
+        NUMERIC,
+        {"age": pa.array(["1"]), "income": pa.array([1.0])},
+        "age",
+        ["(numeric) expects a numeric scalar", "found string"],
     ),
     "dense_sequence given vectors of the wrong fixed size": (
-        DENSE_SEQ, {"frames": pa.array([[[1.0, 2.0, 3.0]]], pa.list_(pa.list_(pa.float32(), 3)))}, "frames",
+        DENSE_SEQ,
+        {"frames": pa.array([[[1.0, 2.0, 3.0]]], pa.list_(pa.list_(pa.float32(), 3)))},
+        "frames",
         ["fixed_size_list<float, 2>", "found list<element: fixed_size_list<element: float>[3]>"],
     ),
 }
@@ -79,53 +95,99 @@ def test_missing_column_or_wrong_type(tmp_path, capsys, schema, columns, column,
 
 VALUE_CASES = {
     "dense vector of the wrong length": (
-        DENSE, {"img": pa.array([[1, 2, 3], None, [1, 2], [1, 2, 3], [], [4, 5]], F32)}, "img", "rows 2..5 (2 rows)", [2, 5],
+        DENSE,
+        {"img": pa.array([[1, 2, 3], None, [1, 2], [1, 2, 3], [], [4, 5]], F32)},
+        "img",
+        "rows 2..5 (2 rows)",
+        [2, 5],
         "expected 3 floats per vector, found 2",
     ),
     "NaN inside a dense vector": (
-        DENSE, {"img": pa.array([[1, 2, 3], None, [1, 2, 3], [1, NAN, 3]], F32)}, "img", "row 3", [3],
+        DENSE,
+        {"img": pa.array([[1, 2, 3], None, [1, 2, 3], [1, NAN, 3]], F32)},
+        "img",
+        "row 3",
+        [3],
         "NaN inside a dense vector (expected only finite floats)",
     ),
     "inf inside a fixed-size dense vector": (
-        DENSE, {"img": pa.array([[1, 2, 3], None, [-INF, 2, 3], [1, 2, 3]], pa.list_(pa.float32(), 3))}, "img", "row 2", [2],
+        DENSE,
+        {"img": pa.array([[1, 2, 3], None, [-INF, 2, 3], [1, 2, 3]], pa.list_(pa.float32(), 3))},
+        "img",
+        "row 2",
+        [2],
         "infinite value inside a dense vector (expected only finite floats)",
     ),
     "null element inside a dense vector": (
-        DENSE, {"img": pa.array([[1, 2, 3], [1, 2, 3], None, [1, None, 3], [1, 2, 3]], pa.list_(pa.float64()))}, "img", "row 3", [3],
+        DENSE,
+        {"img": pa.array([[1, 2, 3], [1, 2, 3], None, [1, None, 3], [1, 2, 3]], pa.list_(pa.float64()))},
+        "img",
+        "row 3",
+        [3],
         "null element inside a dense vector (expected only finite floats)",
     ),
     "dense_sequence vector of the wrong dim": (
-        DENSE_SEQ, {"frames": pa.array([[[1, 2]], None, [], [[1, 2], [3, 4, 5]]], pa.list_(F32))}, "frames", "row 3", [3],
+        DENSE_SEQ,
+        {"frames": pa.array([[[1, 2]], None, [], [[1, 2], [3, 4, 5]]], pa.list_(F32))},
+        "frames",
+        "row 3",
+        [3],
         "expected every vector to hold 2 floats, found 3 floats",
     ),
     "NaN inside a dense_sequence vector": (
-        DENSE_SEQ, {"frames": pa.array([[[1, 2]], [[1, 2], [NAN, 4]]], pa.list_(F32))}, "frames", "row 1", [1],
+        DENSE_SEQ,
+        {"frames": pa.array([[[1, 2]], [[1, 2], [NAN, 4]]], pa.list_(F32))},
+        "frames",
+        "row 1",
+        [1],
         "NaN inside a vector of a sequence (expected only finite floats)",
     ),
     "negative id in an id_sequence": (
-        ID_SEQ, {"history": pa.array([[1, 2], None, [], [4, -5, 6], [7]], pa.list_(pa.int64()))}, "history", "row 3", [3],
+        ID_SEQ,
+        {"history": pa.array([[1, 2], None, [], [4, -5, 6], [7]], pa.list_(pa.int64()))},
+        "history",
+        "row 3",
+        [3],
         "negative integer id (expected ids >= 0)",
     ),
     "negative categorical": (
-        CATEGORICAL, {"country": pa.array([1, None, 2, -1, None, -7], pa.int32())}, "country", "rows 3..5 (2 rows)", [3, 5],
+        CATEGORICAL,
+        {"country": pa.array([1, None, 2, -1, None, -7], pa.int32())},
+        "country",
+        "rows 3..5 (2 rows)",
+        [3, 5],
         "negative integer id (expected ids >= 0)",
     ),
     "null id inside an id_set": (
-        ID_SET, {"tags": pa.array([[1, 2], None, [3, None], [4]], pa.list_(pa.int64()))}, "tags", "row 2", [2],
+        ID_SET,
+        {"tags": pa.array([[1, 2], None, [3, None], [4]], pa.list_(pa.int64()))},
+        "tags",
+        "row 2",
+        [2],
         "null id (expected an int or string id)",
     ),
     "null string id inside an id_set": (
-        ID_SET, {"tags": pa.array([["a"], [], ["b", "c"], [None]], pa.list_(pa.string()))}, "tags", "row 3", [3],
+        ID_SET,
+        {"tags": pa.array([["a"], [], ["b", "c"], [None]], pa.list_(pa.string()))},
+        "tags",
+        "row 3",
+        [3],
         "null id (expected an int or string id)",
     ),
     "infinite numeric value": (
-        NUMERIC, {"age": [1.0, NAN, None, 4.0], "income": [1.0, 2.0, 3.0, -INF]}, "income", "row 3", [3],
+        NUMERIC,
+        {"age": [1.0, NAN, None, 4.0], "income": [1.0, 2.0, 3.0, -INF]},
+        "income",
+        "row 3",
+        [3],
         "infinite value (expected a finite number, or null/NaN for missing)",
     ),
 }
 
 
-@pytest.mark.parametrize("schema, columns, column, rows_text, rows, detail", VALUE_CASES.values(), ids=VALUE_CASES.keys())
+@pytest.mark.parametrize(
+    "schema, columns, column, rows_text, rows, detail", VALUE_CASES.values(), ids=VALUE_CASES.keys()
+)
 def test_bad_value_names_file_column_rows(tmp_path, capsys, schema, columns, column, rows_text, rows, detail):
     table = pa.table(columns)
     # A good first file (the bad table's good first row) so the error must name the second

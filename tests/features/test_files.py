@@ -27,11 +27,14 @@ def test_directories_globs_and_files_expand_sorted_without_repeats(tmp_path):
     assert resolve_inputs([c, str(tmp_path / "d"), c]) == [c, b, a]  # first occurrence kept
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda t: t / "nope.parquet", "does not exist"),
-    (lambda t: str(t / "*.nothing"), "no input files match"),
-    (lambda t: (t / "empty").mkdir() or t / "empty", "holds no \\*.parquet files"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda t: t / "nope.parquet", "does not exist"),
+        (lambda t: str(t / "*.nothing"), "no input files match"),
+        (lambda t: (t / "empty").mkdir() or t / "empty", "holds no \\*.parquet files"),
+    ],
+)
 def test_paths_that_find_nothing_are_named(tmp_path, make, message):
     with pytest.raises(DataError, match=message):
         resolve_inputs(make(tmp_path))
@@ -57,15 +60,26 @@ def test_a_file_that_is_not_parquet_is_named(tmp_path):
 
 
 def test_check_columns_names_missing_and_mistyped_columns(tmp_path):
-    schema = parse_schema({"modality": [{"name": "image", "kind": "dense", "dim": 2}, {"name": "brand", "kind": "categorical"}]})
+    schema = parse_schema(
+        {"modality": [{"name": "image", "kind": "dense", "dim": 2}, {"name": "brand", "kind": "categorical"}]}
+    )
     good = pa.schema([("image", pa.list_(pa.float32())), ("brand", pa.string()), ("y", pa.int8())])
     check_columns("f.parquet", good, schema.modality, ["y"])
-    check_columns("f.parquet", pa.schema([("image", pa.null()), ("brand", pa.string())]), schema.modality)  # all missing is fine
+    check_columns(
+        "f.parquet", pa.schema([("image", pa.null()), ("brand", pa.string())]), schema.modality
+    )  # all missing is fine
     with pytest.raises(DataError, match=r"f.parquet, column 'y': column missing \(file has: image, brand\)"):
-        check_columns("f.parquet", pa.schema([("image", pa.list_(pa.float32())), ("brand", pa.string())]), schema.modality, ["y"])
+        check_columns(
+            "f.parquet", pa.schema([("image", pa.list_(pa.float32())), ("brand", pa.string())]), schema.modality, ["y"]
+        )
     with pytest.raises(DataError, match=r"column 'brand': column missing for modality 'brand'"):
         check_columns("f.parquet", pa.schema([("image", pa.list_(pa.float32()))]), schema.modality)
-    with pytest.raises(DataError, match=r"column 'image': modality 'image' \(dense\) expects list<float> or fixed_size_list<float, 2>, found string"):
+    with pytest.raises(
+        DataError,
+        match=r"column 'image': modality 'image' \(dense\) expects list<float> or fixed_size_list<float, 2>, found string",
+    ):
         check_columns("f.parquet", pa.schema([("image", pa.string()), ("brand", pa.string())]), schema.modality)
     with pytest.raises(DataError, match=r"fixed_size_list<float, 2>, found fixed_size_list<item: float>\[3\]"):
-        check_columns("f.parquet", pa.schema([("image", pa.list_(pa.float32(), 3)), ("brand", pa.string())]), schema.modality)
+        check_columns(
+            "f.parquet", pa.schema([("image", pa.list_(pa.float32(), 3)), ("brand", pa.string())]), schema.modality
+        )

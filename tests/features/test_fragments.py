@@ -107,7 +107,9 @@ def test_runs_read_each_fragment_once_in_one_pass(tmp_path_factory, layouts, tar
         seen = {f.name: [] for f in run}
         for fragment, row_base, table in read_run(run, ["x", "v"], read_rows):
             assert 0 < table.num_rows <= read_rows
-            assert fragment.start <= row_base and row_base + table.num_rows <= fragment.stop  # never spans two fragments
+            assert (
+                fragment.start <= row_base and row_base + table.num_rows <= fragment.stop
+            )  # never spans two fragments
             x = table.column("x").to_numpy()
             assert x.tolist() == list(range(row_base, row_base + table.num_rows))
             seen[fragment.name].extend(x.tolist())
@@ -144,16 +146,30 @@ def test_a_run_decodes_its_row_group_once(tmp_path, monkeypatch):
     assert sum(decoded) == 200 + 100  # the second run skips the first half; one at a time would decode 1,100
 
 
-@pytest.mark.parametrize("start, stop, read_rows, most_decoded", [
-    (0, 130, 4096, 130),  # ends inside the second group: its rest is not decoded
-    (150, 170, 4096, 70),  # inside one group: its head (from row 100) is decoded to reach the start
-    (0, 250, 64, 252),  # several reads of the last group, sized to end within a few rows of stop
-    (40, 300, 7, 300),
-])
+@pytest.mark.parametrize(
+    "start, stop, read_rows, most_decoded",
+    [
+        (0, 130, 4096, 130),  # ends inside the second group: its rest is not decoded
+        (150, 170, 4096, 70),  # inside one group: its head (from row 100) is decoded to reach the start
+        (0, 250, 64, 252),  # several reads of the last group, sized to end within a few rows of stop
+        (40, 300, 7, 300),
+    ],
+)
 def test_a_range_ending_inside_a_row_group_stops_decoding_there(tmp_path, start, stop, read_rows, most_decoded):
     path = write(tmp_path / "groups.parquet", [100, 200])
     decoded = []
-    tables = list(decode_rows(open_parquet(path, pre_buffer=False), path, ["x"], start, stop, read_rows, decoded.append, stop_inside_group=True))
+    tables = list(
+        decode_rows(
+            open_parquet(path, pre_buffer=False),
+            path,
+            ["x"],
+            start,
+            stop,
+            read_rows,
+            decoded.append,
+            stop_inside_group=True,
+        )
+    )
     assert np.concatenate([t.column("x").to_numpy() for _, t in tables]).tolist() == list(range(start, stop))
     assert stop - start <= sum(decoded) <= most_decoded
     assert all(t.num_rows <= read_rows for _, t in tables)

@@ -17,15 +17,20 @@ def test_scalar_and_list_labels():
     assert label_tensor(chunked, "labels").tolist() == [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
 
 
-@pytest.mark.parametrize("arr, message", [
-    (pa.array([1.0, None, 0.0]), r"column 'y', row 1: null label"),
-    (pa.array([1.0, float("nan"), float("inf")]), r"column 'y', rows 1..2 \(2 rows\): NaN or infinite label"),
-    (pa.array([None, 1.0, float("nan"), None]),
-     r"column 'y', rows 0..3 \(3 rows\): null label in 2 row\(s\) and NaN or infinite label in 1 row\(s\) \(every labelled row needs a finite value\)"),
-    (pa.array(["a", "b"]), r"column 'y': labels must be numeric, found string"),
-    (pa.array([[1, 0], [1], None]), r"column 'y', rows 1..2 \(2 rows\): label lists must all hold 2 numbers"),
-    (pa.array([[1, None]]), r"column 'y', row 0: null label"),
-])
+@pytest.mark.parametrize(
+    "arr, message",
+    [
+        (pa.array([1.0, None, 0.0]), r"column 'y', row 1: null label"),
+        (pa.array([1.0, float("nan"), float("inf")]), r"column 'y', rows 1..2 \(2 rows\): NaN or infinite label"),
+        (
+            pa.array([None, 1.0, float("nan"), None]),
+            r"column 'y', rows 0..3 \(3 rows\): null label in 2 row\(s\) and NaN or infinite label in 1 row\(s\) \(every labelled row needs a finite value\)",
+        ),
+        (pa.array(["a", "b"]), r"column 'y': labels must be numeric, found string"),
+        (pa.array([[1, 0], [1], None]), r"column 'y', rows 1..2 \(2 rows\): label lists must all hold 2 numbers"),
+        (pa.array([[1, None]]), r"column 'y', row 0: null label"),
+    ],
+)
 def test_bad_labels_name_the_rows(arr, message):
     with pytest.raises(DataError, match=message):
         label_tensor(arr, "y")

@@ -40,7 +40,10 @@ def test_auto_takes_log1p_for_heavy_tailed_counts_only(shop):
     assert np.median(visits) == pytest.approx(50, rel=0.1) and visits.max() > 1000
     spec = FeatureSpec.fit(schema(), path)
     fitted = spec.fitted["num"]
-    assert fitted.encodings == ["log1p", "standard"] and spec.stats()["num"]["encodings"] == {"visits": "log1p", "age": "standard"}
+    assert fitted.encodings == ["log1p", "standard"] and spec.stats()["num"]["encodings"] == {
+        "visits": "log1p",
+        "age": "standard",
+    }
     logged = np.log1p(visits)
     assert fitted.mean[0] == pytest.approx(logged.mean()) and fitted.std[0] == pytest.approx(logged.std())
     values = spec.transform(pq.read_table(path)).modalities["num"].values.numpy()
@@ -74,7 +77,10 @@ def test_piecewise_linear_by_hand():
 
 
 @settings(max_examples=60, deadline=None)
-@given(x=st.lists(st.floats(-1e4, 1e4), min_size=2, max_size=30), edges=st.lists(st.floats(-100, 100), min_size=2, max_size=10, unique=True))
+@given(
+    x=st.lists(st.floats(-1e4, 1e4), min_size=2, max_size=30),
+    edges=st.lists(st.floats(-100, 100), min_size=2, max_size=10, unique=True),
+)
 def test_piecewise_linear_is_monotone_and_bounded(x, edges):
     edges = np.array(sorted(edges))
     xs = np.sort(np.array(x))
@@ -85,7 +91,9 @@ def test_piecewise_linear_is_monotone_and_bounded(x, edges):
 
 def test_quantile_scores_are_monotone_and_centred():
     edges = np.quantile(np.random.default_rng(1).exponential(size=10_000), np.linspace(0, 1, 33))
-    scores = enc.encode(np.array([0.0, np.median(edges), 50.0]), np.array([True, True, True]), "quantile", 0, 1, edges)[:, 0]
+    scores = enc.encode(np.array([0.0, np.median(edges), 50.0]), np.array([True, True, True]), "quantile", 0, 1, edges)[
+        :, 0
+    ]
     assert scores[0] < scores[1] < scores[2] and abs(scores[1]) < 0.05
 
 
@@ -120,10 +128,14 @@ def test_periodic_values_get_a_learned_embedding():
     from deepsets.modality import ModalityInfo
 
     torch.manual_seed(0)
-    model = build_model([ModalityInfo("num", "numeric", num_columns=3, periodic_columns=(1,))], dim=8, heads=2, fusion="deepset")
+    model = build_model(
+        [ModalityInfo("num", "numeric", num_columns=3, periodic_columns=(1,))], dim=8, heads=2, fusion="deepset"
+    )
     encoder = model.encoders["num"]
     observed = torch.tensor([[True, True, False], [True, True, True]])
-    batch = FeatureBatch({"num": ModalityTensors.fixed(torch.randn(2, 3), torch.ones(2, dtype=torch.bool), observed)}, 2)
+    batch = FeatureBatch(
+        {"num": ModalityTensors.fixed(torch.randn(2, 3), torch.ones(2, dtype=torch.bool), observed)}, 2
+    )
     model(batch).fused.sum().backward()
     assert encoder.embed.frequencies.shape == (1, 16) and encoder.embed.frequencies.grad.abs().sum() > 0
     assert encoder.mlp[0].in_features == 2 + 16 + 3  # two plain values, one embedded value, three observed flags
@@ -144,7 +156,9 @@ def test_auto_keeps_a_left_skewed_column_standard_and_logs_its_mirror_image(tmp_
     s = parse_schema({"modality": [{"name": "num", "kind": "numeric", "columns": ["score", "mirrored"]}]})
     spec = FeatureSpec.fit(s, path)
     assert spec.fitted["num"].encodings == ["standard", "log1p"]
-    assert spec.fitted["num"].mean[0] == pytest.approx(score.mean()) and spec.fitted["num"].std[0] == pytest.approx(score.std())
+    assert spec.fitted["num"].mean[0] == pytest.approx(score.mean()) and spec.fitted["num"].std[0] == pytest.approx(
+        score.std()
+    )
     assert spec.fitted["num"].mean[1] == pytest.approx(np.log1p(mirrored).mean())
 
 

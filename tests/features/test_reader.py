@@ -11,14 +11,20 @@ from deepsets.features.reader import ParquetBatchReader
 from deepsets.features.schema import parse_schema
 from deepsets.features.spec import FeatureSpec
 
-SCHEMA = {"id_column": "rid", "modality": [{"name": "img", "kind": "dense", "dim": 2, "encoding": "none"}]}  # raw values: rows are checked by value
+SCHEMA = {
+    "id_column": "rid",
+    "modality": [{"name": "img", "kind": "dense", "dim": 2, "encoding": "none"}],
+}  # raw values: rows are checked by value
 
 
 def write(path, start, n, bad_row=None):
     rows = [[float(i), float(i)] for i in range(start, start + n)]
     if bad_row is not None:
         rows[bad_row] = [1.0]
-    pq.write_table(pa.table({"rid": pa.array(range(start, start + n), pa.int64()), "img": pa.array(rows, pa.list_(pa.float32()))}), path)
+    pq.write_table(
+        pa.table({"rid": pa.array(range(start, start + n), pa.int64()), "img": pa.array(rows, pa.list_(pa.float32()))}),
+        path,
+    )
     return str(path)
 
 
@@ -59,21 +65,41 @@ def test_group_shuffle_keeps_each_group_together_within_a_chunk(tmp_path):
     n = 60
     group = np.repeat(np.arange(12), 5)  # 12 groups of 5 rows
     big = 2**40 + np.arange(n)  # ids beyond float32's exact range stay exact as int64 keys
-    pq.write_table(pa.table({"rid": pa.array(range(n), pa.int64()), "img": pa.array([[float(i), 0.0] for i in range(n)], pa.list_(pa.float32())),
-                             "qid": pa.array(group, pa.int64()), "big": pa.array(big, pa.int64())}), tmp_path / "g.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "rid": pa.array(range(n), pa.int64()),
+                "img": pa.array([[float(i), 0.0] for i in range(n)], pa.list_(pa.float32())),
+                "qid": pa.array(group, pa.int64()),
+                "big": pa.array(big, pa.int64()),
+            }
+        ),
+        tmp_path / "g.parquet",
+    )
     spec = FeatureSpec.fit(parse_schema(SCHEMA), [str(tmp_path / "g.parquet")])
-    reader = ParquetBatchReader(spec, [str(tmp_path / "g.parquet")], batch_size=60, shuffle_seed=5, key_columns=["big"], group_column="qid")
+    reader = ParquetBatchReader(
+        spec, [str(tmp_path / "g.parquet")], batch_size=60, shuffle_seed=5, key_columns=["big"], group_column="qid"
+    )
     (batch,) = list(reader)
     seen = batch.labels["qid"].tolist()
     assert batch.labels["qid"].dtype == batch.labels["big"].dtype == torch.int64
     assert sorted(seen) == group.tolist() and seen != group.tolist()  # shuffled ...
-    assert all(len(set(seen[i:i + 5])) == 1 for i in range(0, n, 5))  # ... as whole groups
+    assert all(len(set(seen[i : i + 5])) == 1 for i in range(0, n, 5))  # ... as whole groups
     assert batch.labels["big"].tolist() == (2**40 + batch.ids).tolist()
 
 
 def test_a_null_or_float_key_column_is_named(tmp_path):
-    pq.write_table(pa.table({"rid": pa.array([0, 1], pa.int64()), "img": pa.array([[0.0, 0.0]] * 2, pa.list_(pa.float32())),
-                             "qid": pa.array([1, None], pa.int64()), "fq": pa.array([1.0, 2.0])}), tmp_path / "k.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "rid": pa.array([0, 1], pa.int64()),
+                "img": pa.array([[0.0, 0.0]] * 2, pa.list_(pa.float32())),
+                "qid": pa.array([1, None], pa.int64()),
+                "fq": pa.array([1.0, 2.0]),
+            }
+        ),
+        tmp_path / "k.parquet",
+    )
     spec = FeatureSpec.fit(parse_schema(SCHEMA), [str(tmp_path / "k.parquet")])
     with pytest.raises(DataError, match=r"k.parquet, column 'qid', row 1: null id"):
         list(ParquetBatchReader(spec, [str(tmp_path / "k.parquet")], key_columns=["qid"]))

@@ -82,12 +82,22 @@ def test_every_kind_parses_with_its_fields(tmp_path):
     assert schema.id_column == "item_id"
     assert schema.names == ["country", "frames", "history", "image", "profile", "tags"]
     assert [type(m) for m in schema.modality] == [
-        DenseFeature, DenseSequenceFeature, IdSequenceFeature, IdSetFeature, CategoricalFeature, NumericFeature,
+        DenseFeature,
+        DenseSequenceFeature,
+        IdSequenceFeature,
+        IdSetFeature,
+        CategoricalFeature,
+        NumericFeature,
     ]
     assert by_name["image"].dim == 256
     assert (by_name["frames"].dim, by_name["frames"].max_len, by_name["frames"].truncate) == (64, 32, "keep_first")
     history = by_name["history"]
-    assert (history.max_len, history.truncate, history.max_size, history.hash_buckets) == (200, "keep_last", 50000, None)
+    assert (history.max_len, history.truncate, history.max_size, history.hash_buckets) == (
+        200,
+        "keep_last",
+        50000,
+        None,
+    )
     assert (by_name["tags"].hash_buckets, by_name["tags"].max_size, by_name["tags"].max_len) == (1000, None, None)
     assert by_name["country"].min_count == 5
     assert by_name["profile"].columns == ["age", "income"]
@@ -309,7 +319,9 @@ def test_duplicate_name_is_reported_with_field_problems(tmp_path):
 
 def test_cli_prints_every_schema_problem_on_one_error_line(tmp_path, capsys):
     schema = write(tmp_path, THREE_PROBLEMS)
-    status = main(["fit", "--schema", str(schema), "--input", str(tmp_path / "unused.parquet"), "--out", str(tmp_path / "s.json")])
+    status = main(
+        ["fit", "--schema", str(schema), "--input", str(tmp_path / "unused.parquet"), "--out", str(tmp_path / "s.json")]
+    )
     assert status == 2
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
@@ -321,22 +333,46 @@ def test_cli_prints_every_schema_problem_on_one_error_line(tmp_path, capsys):
 
 
 def test_a_schema_built_directly_from_dicts_picks_each_class_by_kind():
-    schema = FeatureSchema.model_validate({"modality": ({"name": "img", "kind": "dense", "dim": 3}, {"name": "c", "kind": "categorical"})})
+    schema = FeatureSchema.model_validate(
+        {"modality": ({"name": "img", "kind": "dense", "dim": 3}, {"name": "c", "kind": "categorical"})}
+    )
     assert [type(m).__name__ for m in schema.modality] == ["DenseFeature", "CategoricalFeature"]
-    assert parse_schema({"modality": ({"name": "img", "kind": "dense", "dim": 3},)}).names == ["img"]  # a tuple of tables too
+    assert parse_schema({"modality": ({"name": "img", "kind": "dense", "dim": 3},)}).names == [
+        "img"
+    ]  # a tuple of tables too
     with pytest.raises(ValueError, match=r"modality\[0\]: unknown kind 'picture'"):
         FeatureSchema.model_validate({"modality": [{"name": "img", "kind": "picture"}]})
 
 
 def test_one_column_holds_one_kind_of_value():
-    with pytest.raises(SchemaError, match=r"column 'x' is read by modality 'a' \(dense\) and 'b' \(categorical\): one column holds one kind of value"):
-        parse_schema({"modality": [{"name": "a", "kind": "dense", "dim": 2, "column": "x"}, {"name": "b", "kind": "categorical", "column": "x"}]})
-    both = parse_schema({"modality": [{"name": "seq", "kind": "id_sequence", "column": "h"}, {"name": "bag", "kind": "id_set", "column": "h"}]})
+    with pytest.raises(
+        SchemaError,
+        match=r"column 'x' is read by modality 'a' \(dense\) and 'b' \(categorical\): one column holds one kind of value",
+    ):
+        parse_schema(
+            {
+                "modality": [
+                    {"name": "a", "kind": "dense", "dim": 2, "column": "x"},
+                    {"name": "b", "kind": "categorical", "column": "x"},
+                ]
+            }
+        )
+    both = parse_schema(
+        {
+            "modality": [
+                {"name": "seq", "kind": "id_sequence", "column": "h"},
+                {"name": "bag", "kind": "id_set", "column": "h"},
+            ]
+        }
+    )
     assert both.source_columns() == ["h"]  # a sequence and a set view of one list of ids read it alike
 
 
 def test_a_number_written_as_a_string_is_refused_not_coerced(tmp_path):
-    err = schema_error(tmp_path, '[[modality]]\nname = "img"\nkind = "dense"\ndim = "8"\n\n[[modality]]\nname = "tags"\nkind = "id_set"\nmax_len = 2.5\n')
+    err = schema_error(
+        tmp_path,
+        '[[modality]]\nname = "img"\nkind = "dense"\ndim = "8"\n\n[[modality]]\nname = "tags"\nkind = "id_set"\nmax_len = 2.5\n',
+    )
     assert len(err.problems) == 2, err.problems
     assert err.problems[0] == "modality[0] (img).dim: Input should be a valid integer (found '8')"
     assert err.problems[1].startswith("modality[1] (tags).max_len: ")

@@ -12,7 +12,10 @@ from deepsets.features.schema import parse_schema
 from deepsets.features.shards import epoch_units, shard
 from deepsets.features.spec import FeatureSpec
 
-SCHEMA = {"id_column": "rid", "modality": [{"name": "img", "kind": "dense", "dim": 2, "encoding": "none"}]}  # raw values: rows are checked by value
+SCHEMA = {
+    "id_column": "rid",
+    "modality": [{"name": "img", "kind": "dense", "dim": 2, "encoding": "none"}],
+}  # raw values: rows are checked by value
 
 unit_sizes = st.lists(st.integers(0, 40), min_size=1, max_size=12)
 
@@ -45,7 +48,9 @@ def test_equal_shares_have_the_same_rows_and_count_what_they_leave_out(sizes, wo
     assert [len(rows_of(ranges)) for ranges, _ in shares] == [total // world] * world
     assert [left_out for _, left_out in shares] == [total % world] + [0] * (world - 1)
     read = sum((rows_of(ranges) for ranges, _ in shares), [])
-    assert len(set(read)) == len(read) and set(read) == set(rows_of(units)[:len(read)])  # the rows left out are the sequence's last
+    assert len(set(read)) == len(read) and set(read) == set(
+        rows_of(units)[: len(read)]
+    )  # the rows left out are the sequence's last
 
 
 @settings(max_examples=200, deadline=None)
@@ -70,8 +75,12 @@ def test_a_rank_outside_the_world_is_refused():
 
 def write_row_groups(path, start, sizes):
     n = sum(sizes)
-    table = pa.table({"rid": pa.array(range(start, start + n), pa.int64()),
-                      "img": pa.array([[float(i), 0.0] for i in range(start, start + n)], pa.list_(pa.float32()))})
+    table = pa.table(
+        {
+            "rid": pa.array(range(start, start + n), pa.int64()),
+            "img": pa.array([[float(i), 0.0] for i in range(start, start + n)], pa.list_(pa.float32())),
+        }
+    )
     with pq.ParquetWriter(path, table.schema) as writer:
         offset = 0
         for size in sizes:
@@ -82,13 +91,24 @@ def write_row_groups(path, start, sizes):
 
 @pytest.fixture
 def files(tmp_path):
-    return [write_row_groups(tmp_path / "a.parquet", 0, [10, 10, 10]), write_row_groups(tmp_path / "b.parquet", 30, [10, 10, 3])]
+    return [
+        write_row_groups(tmp_path / "a.parquet", 0, [10, 10, 10]),
+        write_row_groups(tmp_path / "b.parquet", 30, [10, 10, 3]),
+    ]
 
 
 def test_shuffled_units_are_every_row_group_in_a_seeded_order(files):
     units = epoch_units(files, np.random.default_rng(4))
-    assert sorted(units) == sorted([(files[0], 0, 10), (files[0], 10, 20), (files[0], 20, 30),
-                                    (files[1], 0, 10), (files[1], 10, 20), (files[1], 20, 23)])
+    assert sorted(units) == sorted(
+        [
+            (files[0], 0, 10),
+            (files[0], 10, 20),
+            (files[0], 20, 30),
+            (files[1], 0, 10),
+            (files[1], 10, 20),
+            (files[1], 20, 23),
+        ]
+    )
     assert units == epoch_units(files, np.random.default_rng(4))
     assert epoch_units(files, None) == [(files[0], 0, 30), (files[1], 0, 23)]
 
@@ -98,7 +118,9 @@ def test_sharded_readers_read_every_row_once_and_their_own_values(files, world):
     spec = FeatureSpec.fit(parse_schema(SCHEMA), files)
     ids, dropped, decoded = [], 0, 0
     for rank in range(world):
-        reader = ParquetBatchReader(spec, files, batch_size=4, read_rows=6, drop_last=True, shuffle_seed=9, shard=(rank, world))
+        reader = ParquetBatchReader(
+            spec, files, batch_size=4, read_rows=6, drop_last=True, shuffle_seed=9, shard=(rank, world)
+        )
         batches = list(reader)
         for batch in batches:
             assert batch["img"].values[:, 0].tolist() == [float(i) for i in batch.ids]  # each row keeps its values
@@ -111,5 +133,10 @@ def test_sharded_readers_read_every_row_once_and_their_own_values(files, world):
 
 def test_validation_shares_use_every_row(files):
     spec = FeatureSpec.fit(parse_schema(SCHEMA), files)
-    ids = [int(i) for rank in range(3) for b in ParquetBatchReader(spec, files, batch_size=7, shard=(rank, 3), equal_shards=False) for i in b.ids]
+    ids = [
+        int(i)
+        for rank in range(3)
+        for b in ParquetBatchReader(spec, files, batch_size=7, shard=(rank, 3), equal_shards=False)
+        for i in b.ids
+    ]
     assert ids == list(range(53))

@@ -100,7 +100,15 @@ def test_save_load_identical_transforms(train, tmp_path):
 
 def test_unicode_vocabulary_round_trips(tmp_path):
     path = _write(tmp_path / "u.parquet", hist=[[1]], cat=["café"], tags=[["日本", "😀"]], x=[1.0])
-    schema = dict(SCHEMA, modality=[dict(SCHEMA["modality"][1], max_size=None), SCHEMA["modality"][0], SCHEMA["modality"][2], SCHEMA["modality"][3]])
+    schema = dict(
+        SCHEMA,
+        modality=[
+            dict(SCHEMA["modality"][1], max_size=None),
+            SCHEMA["modality"][0],
+            SCHEMA["modality"][2],
+            SCHEMA["modality"][3],
+        ],
+    )
     schema["modality"][0].pop("max_size")
     spec = FeatureSpec.fit(parse_schema(schema), path)
     spec.save(tmp_path / "s.json")
@@ -126,7 +134,15 @@ def test_int_ids_of_other_widths_map_like_int64(tmp_path):
 
 def test_all_null_columns_of_type_null_mean_missing(train):
     spec = FeatureSpec.fit(parse_schema(SCHEMA), train)
-    table = pa.table({"rid": pa.array([5, 6], pa.int64()), "hist": pa.nulls(2), "cat": pa.nulls(2), "tags": pa.nulls(2), "x": pa.nulls(2)})
+    table = pa.table(
+        {
+            "rid": pa.array([5, 6], pa.int64()),
+            "hist": pa.nulls(2),
+            "cat": pa.nulls(2),
+            "tags": pa.nulls(2),
+            "x": pa.nulls(2),
+        }
+    )
     batch = spec.transform(table)
     batch.validate()
     for name in spec.names:
@@ -160,6 +176,8 @@ def test_subset_keeps_the_fitted_state_of_the_kept_modalities(train):
     kept = spec.subset(["cat", "hist"])
     assert kept.names == ["cat", "hist"] and kept.fitted["hist"].vocab == spec.fitted["hist"].vocab
     batch = kept.transform(pq.read_table(train))
-    assert batch.names == ["cat", "hist"] and torch.equal(batch["hist"].values, spec.transform(pq.read_table(train))["hist"].values)
+    assert batch.names == ["cat", "hist"] and torch.equal(
+        batch["hist"].values, spec.transform(pq.read_table(train))["hist"].values
+    )
     with pytest.raises(ValueError, match="unknown \\['nope'\\]"):
         spec.subset(["nope"])

@@ -49,7 +49,11 @@ def test_listing_and_globbing_follow_local_rules(prefix):
     table = pa.table({"x": [1, 2]})
     for key in ("a/p0.parquet", "a/p1.parquet", "a/deep/p2.parquet", "a/.hidden.parquet", "a/notes.txt", "b/q.parquet"):
         put_table(f"{prefix}/{key}", table)
-    assert resolve_inputs(f"{prefix}/a") == [f"{prefix}/a/deep/p2.parquet", f"{prefix}/a/p0.parquet", f"{prefix}/a/p1.parquet"]
+    assert resolve_inputs(f"{prefix}/a") == [
+        f"{prefix}/a/deep/p2.parquet",
+        f"{prefix}/a/p0.parquet",
+        f"{prefix}/a/p1.parquet",
+    ]
     assert resolve_inputs(f"{prefix}/a/*.parquet") == [f"{prefix}/a/p0.parquet", f"{prefix}/a/p1.parquet"]
     assert resolve_inputs(f"{prefix}/**/q.parquet") == [f"{prefix}/b/q.parquet"]
     assert resolve_inputs([f"{prefix}/b/q.parquet", f"{prefix}/b"]) == [f"{prefix}/b/q.parquet"]  # once, in order
@@ -74,8 +78,10 @@ def test_a_whole_object_write_is_one_object_and_reads_back(prefix):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(["a", "b", "x.parquet", "y.parquet"]), min_size=1, max_size=4),
-       st.lists(st.sampled_from(["*", "**", "a", "?.parquet", "*.parquet"]), min_size=1, max_size=4))
+@given(
+    st.lists(st.sampled_from(["a", "b", "x.parquet", "y.parquet"]), min_size=1, max_size=4),
+    st.lists(st.sampled_from(["*", "**", "a", "?.parquet", "*.parquet"]), min_size=1, max_size=4),
+)
 def test_uri_glob_matching_agrees_with_local_glob(tmp_path_factory, names, pattern):
     """The object-store glob matches a key exactly when the local glob matches the same path."""
     import glob as local_glob
@@ -100,7 +106,9 @@ def test_fit_open_and_sharded_reading_on_s3_equal_the_local_files(prefix, demo_d
     storage.write_text(f"{prefix}/schema.toml", (demo_data / "schema.toml").read_text())
     schema = load_schema(f"{prefix}/schema.toml")
     remote, local = FeatureSpec.fit(schema, f"{prefix}/train"), FeatureSpec.fit(schema, local_files)
-    assert same_numbers(remote.to_dict()["fitted"], local.to_dict()["fitted"])  # polars sums in its own order: 1e-15 apart
+    assert same_numbers(
+        remote.to_dict()["fitted"], local.to_dict()["fitted"]
+    )  # polars sums in its own order: 1e-15 apart
     remote.save(f"{prefix}/spec.json")
     assert FeatureSpec.load(f"{prefix}/spec.json").to_dict() == remote.to_dict()
     assert remote.open_checked(uris[0], []).metadata.num_rows == pq.read_metadata(local_files[0]).num_rows
@@ -110,5 +118,7 @@ def test_fit_open_and_sharded_reading_on_s3_equal_the_local_files(prefix, demo_d
         return np.concatenate([np.asarray(b.ids) for b in reader])
 
     for world in (1, 2):
-        assert np.array_equal(np.concatenate([ids(uris, r, world) for r in range(world)]),
-                              np.concatenate([ids(local_files, r, world) for r in range(world)]))
+        assert np.array_equal(
+            np.concatenate([ids(uris, r, world) for r in range(world)]),
+            np.concatenate([ids(local_files, r, world) for r in range(world)]),
+        )

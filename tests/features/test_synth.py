@@ -38,8 +38,7 @@ EXPECTED_TYPES = {
 @pytest.fixture(scope="module")
 def written(tmp_path_factory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("recsys6")
-    summary = synth.generate(ROWS, out, seed=SEED, rows_per_file=ROWS_PER_FILE,
-                             chunk_rows=CHUNK_ROWS, progress=False)
+    summary = synth.generate(ROWS, out, seed=SEED, rows_per_file=ROWS_PER_FILE, chunk_rows=CHUNK_ROWS, progress=False)
     return summary, out
 
 
@@ -74,9 +73,15 @@ def test_written_schema_is_exactly_the_spec(written):
     spec = tomllib.loads(synth.SCHEMA_TOML)
     assert spec["id_column"] == "item_id"
     kinds = {m["name"]: m["kind"] for m in spec["modality"]}
-    assert kinds == {"image": "dense", "title": "dense", "history": "id_sequence",
-                     "frames": "dense_sequence", "tags": "id_set", "country": "categorical",
-                     "profile": "numeric"}
+    assert kinds == {
+        "image": "dense",
+        "title": "dense",
+        "history": "id_sequence",
+        "frames": "dense_sequence",
+        "tags": "id_set",
+        "country": "categorical",
+        "profile": "numeric",
+    }
     assert spec["modality"][-1]["columns"] == [f"profile_{j}" for j in range(8)]
 
 
@@ -203,8 +208,9 @@ def test_multilabel_targets(table):
 
 def test_same_seed_same_bytes_other_seed_other_values(tmp_path):
     args = dict(rows=1_500, rows_per_file=1_000, chunk_rows=400, progress=False)
-    a, b, c = (synth.generate(out_dir=tmp_path / name, seed=seed, **args)
-               for name, seed in (("a", 3), ("b", 3), ("c", 4)))
+    a, b, c = (
+        synth.generate(out_dir=tmp_path / name, seed=seed, **args) for name, seed in (("a", 3), ("b", 3), ("c", 4))
+    )
     for name in a["files"]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert b["files"] == c["files"] == ["part-00000.parquet", "part-00001.parquet"]
@@ -221,7 +227,9 @@ def test_rejects_non_positive_sizes(tmp_path, arg):
 
 def test_refuses_existing_parts_unless_overwrite(tmp_path):
     synth.generate(30, tmp_path, rows_per_file=10, progress=False)
-    with pytest.raises(ValueError, match="already holds 3 part file\(s\).*pass --overwrite \(overwrite=True from Python\)"):
+    with pytest.raises(
+        ValueError, match=r"already holds 3 part file\(s\).*pass --overwrite \(overwrite=True from Python\)"
+    ):
         synth.generate(30, tmp_path, progress=False)
     summary = synth.generate(25, tmp_path, progress=False, overwrite=True)
     assert sorted(p.name for p in tmp_path.glob("part-*.parquet")) == summary["files"]
@@ -232,8 +240,7 @@ def test_refuses_existing_parts_unless_overwrite(tmp_path):
 @given(rows=st.integers(1, 120), rows_per_file=st.integers(1, 50), chunk_rows=st.integers(1, 50))
 def test_any_sizes_give_all_rows_in_order(rows, rows_per_file, chunk_rows):
     with tempfile.TemporaryDirectory() as tmp:
-        summary = synth.generate(rows, tmp, seed=1, rows_per_file=rows_per_file,
-                                 chunk_rows=chunk_rows, progress=False)
+        summary = synth.generate(rows, tmp, seed=1, rows_per_file=rows_per_file, chunk_rows=chunk_rows, progress=False)
         assert len(summary["files"]) == -(-rows // rows_per_file)
         table = synth.read_parts(tmp)
     assert table.num_rows == rows

@@ -40,14 +40,18 @@ def mixed(tmp_path_factory):
     emb = rng.normal(size=(n, 6))
     emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
     missing = rng.random(n) < 0.1
-    table = pa.table({"vec": vectors_column(vec, missing), "emb": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), 6)})
+    table = pa.table(
+        {"vec": vectors_column(vec, missing), "emb": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), 6)}
+    )
     path = tmp_path_factory.mktemp("vectors") / "mixed.parquet"
     pq.write_table(table, path)
     return path, table, vec, emb, missing
 
 
 def dense_schema(**fields):
-    return parse_schema({"modality": [{"name": "vec", "kind": "dense", "dim": 4, **fields}, {"name": "emb", "kind": "dense", "dim": 6}]})
+    return parse_schema(
+        {"modality": [{"name": "vec", "kind": "dense", "dim": 4, **fields}, {"name": "emb", "kind": "dense", "dim": 6}]}
+    )
 
 
 def test_auto_logs_heavy_tails_standardizes_far_off_dimensions_and_leaves_normalized_ones(mixed):
@@ -60,10 +64,16 @@ def test_auto_logs_heavy_tails_standardizes_far_off_dimensions_and_leaves_normal
     logged = np.log1p(present[:, 0])
     assert fitted.mean[0] == pytest.approx(logged.mean()) and fitted.std[0] == pytest.approx(logged.std())
     assert (fitted.mean[1], fitted.std[1]) == (0.0, 1.0)
-    assert fitted.mean[2:] == pytest.approx(present[:, 2:].mean(axis=0)) and fitted.std[2:] == pytest.approx(present[:, 2:].std(axis=0))
+    assert fitted.mean[2:] == pytest.approx(present[:, 2:].mean(axis=0)) and fitted.std[2:] == pytest.approx(
+        present[:, 2:].std(axis=0)
+    )
     assert spec.fitted["emb"].encodings == ["none"] * 6 and spec.stats()["emb"]["unit_norm_share"] == pytest.approx(1.0)
     m = spec.transform(table)["vec"]
-    expected = np.c_[(logged - logged.mean()) / logged.std(), present[:, 1], (present[:, 2:] - present[:, 2:].mean(axis=0)) / present[:, 2:].std(axis=0)]
+    expected = np.c_[
+        (logged - logged.mean()) / logged.std(),
+        present[:, 1],
+        (present[:, 2:] - present[:, 2:].mean(axis=0)) / present[:, 2:].std(axis=0),
+    ]
     np.testing.assert_allclose(m.values.numpy()[~missing], expected, rtol=1e-4, atol=1e-4)
     assert not m.present.numpy()[missing].any() and (m.values.numpy()[missing] == 0).all()
     torch.testing.assert_close(spec.transform(table)["emb"].values, torch.from_numpy(emb))
@@ -112,8 +122,12 @@ def durations(tmp_path_factory):
     offsets = np.r_[0, np.cumsum(lengths)]
     rows = [values[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])]
     rows[3] = None
-    table = pa.table({"minutes": pa.array(rows, pa.list_(pa.float64())),
-                      "counts": pa.array([None if r is None else [int(v) for v in r] for r in rows], pa.list_(pa.int32()))})
+    table = pa.table(
+        {
+            "minutes": pa.array(rows, pa.list_(pa.float64())),
+            "counts": pa.array([None if r is None else [int(v) for v in r] for r in rows], pa.list_(pa.int32())),
+        }
+    )
     path = tmp_path_factory.mktemp("durations") / "events.parquet"
     pq.write_table(table, path)
     return path, table, rows
@@ -121,8 +135,14 @@ def durations(tmp_path_factory):
 
 def test_a_plain_list_of_floats_is_a_sequence_of_one_dimensional_vectors(durations, tmp_path):
     path, table, rows = durations
-    schema = parse_schema({"modality": [{"name": "minutes", "kind": "dense_sequence", "dim": 1, "max_len": 4},
-                                        {"name": "counts", "kind": "dense_sequence", "dim": 1, "encoding": "none"}]})
+    schema = parse_schema(
+        {
+            "modality": [
+                {"name": "minutes", "kind": "dense_sequence", "dim": 1, "max_len": 4},
+                {"name": "counts", "kind": "dense_sequence", "dim": 1, "encoding": "none"},
+            ]
+        }
+    )
     spec = FeatureSpec.fit(schema, path)
     kept = [r[:4] for r in rows if r]
     flat = np.concatenate([np.asarray(r) for r in rows if r])
@@ -147,7 +167,9 @@ def test_a_plain_list_of_floats_is_a_sequence_of_one_dimensional_vectors(duratio
 def test_a_plain_list_is_refused_for_wider_vectors_and_a_null_value_in_it_is_named(durations, tmp_path):
     path, table, _ = durations
     wide = parse_schema({"modality": [{"name": "minutes", "kind": "dense_sequence", "dim": 2}]})
-    with pytest.raises(DataError, match=r"expects list<list<float>> or list<fixed_size_list<float, 2>>, found list<element: double>"):
+    with pytest.raises(
+        DataError, match=r"expects list<list<float>> or list<fixed_size_list<float, 2>>, found list<element: double>"
+    ):
         FeatureSpec.fit(wide, path)
     spec = FeatureSpec.fit(parse_schema({"modality": [{"name": "minutes", "kind": "dense_sequence", "dim": 1}]}), path)
     bad = pa.table({"minutes": pa.array([[1.0], [2.0, None], [3.0]], pa.list_(pa.float64()))})
@@ -166,13 +188,25 @@ def test_scalars_and_one_dimensional_vectors_fit_together_across_files(durations
     one = FeatureSpec.fit(schema, tmp_path / "a.parquet")
     assert both.fitted["minutes"].mean == pytest.approx(one.fitted["minutes"].mean)
     assert both.stats()["minutes"]["present_rows"] == 2 * one.stats()["minutes"]["present_rows"]
-    torch.testing.assert_close(both.transform(pa.table({"minutes": nested}))["minutes"].values, both.transform(table)["minutes"].values)
+    torch.testing.assert_close(
+        both.transform(pa.table({"minutes": nested}))["minutes"].values, both.transform(table)["minutes"].values
+    )
 
 
 def test_a_file_holding_only_nulls_fits_beside_files_with_vectors(tmp_path):
     pq.write_table(pa.table({"f": pa.nulls(5), "g": pa.nulls(5)}), tmp_path / "a.parquet")
-    pq.write_table(pa.table({"f": pa.array([[[1.0, 2.0]], [[3.0, 5.0], [2.0, 2.0]]]), "g": pa.array([[1.0], [2.0, 3.0]])}), tmp_path / "b.parquet")
-    schema = parse_schema({"modality": [{"name": "f", "kind": "dense_sequence", "dim": 2}, {"name": "g", "kind": "dense_sequence", "dim": 1}]})
+    pq.write_table(
+        pa.table({"f": pa.array([[[1.0, 2.0]], [[3.0, 5.0], [2.0, 2.0]]]), "g": pa.array([[1.0], [2.0, 3.0]])}),
+        tmp_path / "b.parquet",
+    )
+    schema = parse_schema(
+        {
+            "modality": [
+                {"name": "f", "kind": "dense_sequence", "dim": 2},
+                {"name": "g", "kind": "dense_sequence", "dim": 1},
+            ]
+        }
+    )
     spec = FeatureSpec.fit(schema, [tmp_path / "a.parquet", tmp_path / "b.parquet"])
     assert spec.fitted["f"].mean == pytest.approx([2.0, 3.0]) and spec.fitted["g"].mean == pytest.approx([2.0])
     assert spec.stats()["f"]["rows"] == 7 and spec.stats()["f"]["present_rows"] == 2
@@ -182,32 +216,62 @@ def test_a_file_holding_only_nulls_fits_beside_files_with_vectors(tmp_path):
 
 def test_one_pass_row_statistics_match_the_polars_ones(tmp_path):
     rng = np.random.default_rng(2)
-    rows = [None if rng.random() < 0.1 else [[float(v)] * 2 for v in rng.normal(size=rng.integers(0, 40))] for _ in range(500)]
+    rows = [
+        None if rng.random() < 0.1 else [[float(v)] * 2 for v in rng.normal(size=rng.integers(0, 40))]
+        for _ in range(500)
+    ]
     pq.write_table(pa.table({"f": pa.array(rows, pa.list_(pa.list_(pa.float32())))}), tmp_path / "f.parquet")
-    stats = {e: FeatureSpec.fit(parse_schema({"modality": [{"name": "f", "kind": "dense_sequence", "dim": 2, "max_len": 20, "encoding": e}]}),
-                                tmp_path / "f.parquet").stats()["f"] for e in ("standard", "none")}  # one pass / polars query
-    for key in ("rows", "present_rows", "presence_rate", "length_p50", "length_p90", "length_p99", "length_max", "truncated_rows"):
+    stats = {
+        e: FeatureSpec.fit(
+            parse_schema(
+                {"modality": [{"name": "f", "kind": "dense_sequence", "dim": 2, "max_len": 20, "encoding": e}]}
+            ),
+            tmp_path / "f.parquet",
+        ).stats()["f"]
+        for e in ("standard", "none")
+    }  # one pass / polars query
+    for key in (
+        "rows",
+        "present_rows",
+        "presence_rate",
+        "length_p50",
+        "length_p90",
+        "length_p99",
+        "length_max",
+        "truncated_rows",
+    ):
         assert stats["standard"][key] == stats["none"][key], key
 
 
 def test_describe_groups_dimensions_into_runs():
     assert venc.describe(["standard", "standard", "log1p", "standard", "none", "log1p"], False) == {
-        "standard": "dims 0-1, 3", "log1p": "dims 2, 5", "none": "dim 4"}
+        "standard": "dims 0-1, 3",
+        "log1p": "dims 2, 5",
+        "none": "dim 4",
+    }
 
 
 finite = st.floats(-1e4, 1e4, allow_nan=False, width=32)
 positive = st.floats(0, 1e5, allow_nan=False, width=32)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=st.data(), encoding=st.sampled_from(["auto", "standard", "log1p"]), dim=st.integers(1, 3))
 def test_scaled_vectors_are_finite_missing_stays_missing_and_stats_match_numpy(tmp_path, data, encoding, dim):
     value = positive if data.draw(st.booleans()) else finite
-    rows = data.draw(st.lists(st.one_of(st.none(), st.just([]), st.lists(value, min_size=dim, max_size=dim)), min_size=1, max_size=40))
+    rows = data.draw(
+        st.lists(
+            st.one_of(st.none(), st.just([]), st.lists(value, min_size=dim, max_size=dim)), min_size=1, max_size=40
+        )
+    )
     path = tmp_path / f"v{dim}.parquet"
     table = pa.table({"v": pa.array(rows, F32)})
     pq.write_table(table, path)
-    spec = FeatureSpec.fit(parse_schema({"modality": [{"name": "v", "kind": "dense", "dim": dim, "encoding": encoding}]}), path)
+    spec = FeatureSpec.fit(
+        parse_schema({"modality": [{"name": "v", "kind": "dense", "dim": dim, "encoding": encoding}]}), path
+    )
     m = spec.transform(table)["v"]
     present = np.array([bool(r) for r in rows])
     assert m.present.numpy().tolist() == present.tolist()

@@ -36,11 +36,16 @@ def write_events(path, rows: int, seed: int) -> np.ndarray:
     mean_log = np.add.reduceat(np.log1p(minutes), starts[:-1]) / counts  # (R,)
     label = rng.random(rows) < 1 / (1 + np.exp(-2.0 * (mean_log - np.log1p(MEDIAN_MINUTES))))
     events = [minutes[a:b] for a, b in zip(starts[:-1], starts[1:])]
-    pq.write_table(pa.table({
-        "minutes": pa.array(events, pa.list_(pa.float64())),
-        "minutes_log1p": pa.array([np.log1p(e) for e in events], pa.list_(pa.float64())),
-        "clicked": label.astype(np.float32),
-    }), path)
+    pq.write_table(
+        pa.table(
+            {
+                "minutes": pa.array(events, pa.list_(pa.float64())),
+                "minutes_log1p": pa.array([np.log1p(e) for e in events], pa.list_(pa.float64())),
+                "clicked": label.astype(np.float32),
+            }
+        ),
+        path,
+    )
     return minutes
 
 
@@ -55,10 +60,14 @@ def events(tmp_path_factory):
 def validation_auc(folder, column: str, encoding: str) -> tuple[float, list]:
     """Fit a spec on the training rows, train the same small model for 2 epochs (fixed seed),
     return its validation AUC and the encodings fitted."""
-    schema = parse_schema({"modality": [{"name": "events", "column": column, "kind": "dense_sequence", "dim": 1, "encoding": encoding}]})
+    schema = parse_schema(
+        {"modality": [{"name": "events", "column": column, "kind": "dense_sequence", "dim": 1, "encoding": encoding}]}
+    )
     spec = FeatureSpec.fit(schema, folder / "train.parquet")
     train = list(ParquetBatchReader(spec, folder / "train.parquet", batch_size=256, label_columns=["clicked"]))
-    valid = FeatureBatch.concat(list(ParquetBatchReader(spec, folder / "valid.parquet", batch_size=4000, label_columns=["clicked"])))
+    valid = FeatureBatch.concat(
+        list(ParquetBatchReader(spec, folder / "valid.parquet", batch_size=4000, label_columns=["clicked"]))
+    )
     torch.manual_seed(0)
     model = build_model(spec.model_inputs(), dim=16, layers=0, heads=2, fusion="deepset", fusion_layers=1)
     return train_and_score(model, train, valid, epochs=2), spec.fitted["events"].encodings

@@ -24,9 +24,15 @@ def maxpool_checkpoint(demo_spec, tmp_path_factory):
 
 
 def test_every_method_with_intervals_per_row_and_files(maxpool_checkpoint, demo_data, tmp_path):
-    cfg = parse_ablate_config(model=maxpool_checkpoint["dir"], inputs=[str(demo_data / "valid")], out=str(tmp_path / "abl"),
-                              methods=["loo", "only", "permute", "shapley", "maxpool"], per_row=True, bootstrap=50,
-                              truth=str(demo_data / "truth.json"))
+    cfg = parse_ablate_config(
+        model=maxpool_checkpoint["dir"],
+        inputs=[str(demo_data / "valid")],
+        out=str(tmp_path / "abl"),
+        methods=["loo", "only", "permute", "shapley", "maxpool"],
+        per_row=True,
+        bootstrap=50,
+        truth=str(demo_data / "truth.json"),
+    )
     summary = run_ablate(cfg, progress=False)
     names = list(maxpool_checkpoint["model"].names)
     assert summary["label"] == "clicked" and summary["rows"] == 600 and summary["modalities"] == names
@@ -37,6 +43,7 @@ def test_every_method_with_intervals_per_row_and_files(maxpool_checkpoint, demo_
     table = pq.read_table(next((demo_data / "valid").glob("*.parquet")))
     batch = spec.transform(table, label_columns=["clicked"])
     from deepsets.ablation import auc
+
     with torch.no_grad():
         vectors, present = model.encode(batch)
         image = names.index("image")
@@ -67,15 +74,49 @@ def test_every_method_with_intervals_per_row_and_files(maxpool_checkpoint, demo_
     assert pq.read_table(files["table_parquet"]).num_rows == 5 * len(names)
 
 
-def test_sampled_shapley_for_a_transformer_head_agrees_with_exact_within_its_error(demo_spec, demo_data, tmp_path, capsys):
+def test_sampled_shapley_for_a_transformer_head_agrees_with_exact_within_its_error(
+    demo_spec, demo_data, tmp_path, capsys
+):
     (tmp_path / "tf").mkdir()
-    save_model(tmp_path / "tf", demo_spec, {"dim": 16, "layers": 1, "heads": 2, "fusion": "transformer", "fusion_layers": 2}, seed=3,
-               run_config={"data": {"label_columns": ["clicked"]}})
-    common = dict(model=str(tmp_path / "tf"), inputs=[str(demo_data / "valid")], methods=["shapley"], bootstrap=20, log_mlflow=False)
+    save_model(
+        tmp_path / "tf",
+        demo_spec,
+        {"dim": 16, "layers": 1, "heads": 2, "fusion": "transformer", "fusion_layers": 2},
+        seed=3,
+        run_config={"data": {"label_columns": ["clicked"]}},
+    )
+    common = dict(
+        model=str(tmp_path / "tf"),
+        inputs=[str(demo_data / "valid")],
+        methods=["shapley"],
+        bootstrap=20,
+        log_mlflow=False,
+    )
     exact = run_ablate(parse_ablate_config(**common, out=str(tmp_path / "exact")), progress=False)
     assert exact["shapley_estimator"] == {"kind": "exact"} and exact["shapley_efficiency"]["subsets"] == 128
-    assert main(["ablate", "--model", str(tmp_path / "tf"), "--input", str(demo_data / "valid"), "--methods", "shapley", "--per-row",
-                 "--shapley-permutations", "64", "--bootstrap", "20", "--no-mlflow", "--out", str(tmp_path / "sampled"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "ablate",
+                "--model",
+                str(tmp_path / "tf"),
+                "--input",
+                str(demo_data / "valid"),
+                "--methods",
+                "shapley",
+                "--per-row",
+                "--shapley-permutations",
+                "64",
+                "--bootstrap",
+                "20",
+                "--no-mlflow",
+                "--out",
+                str(tmp_path / "sampled"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     sampled = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert sampled["shapley_estimator"]["kind"] == "sampled" and sampled["shapley_estimator"]["permutations"] == 64
     assert sampled["shapley_efficiency"]["abs_error"] < 1e-9  # efficiency holds for any sample of orders
@@ -89,7 +130,15 @@ def test_sampled_shapley_for_a_transformer_head_agrees_with_exact_within_its_err
 
 
 def test_cli_errors_are_one_line(maxpool_checkpoint, demo_data, tmp_path, capsys):
-    base = ["ablate", "--model", maxpool_checkpoint["dir"], "--input", str(demo_data / "valid"), "--out", str(tmp_path / "a")]
+    base = [
+        "ablate",
+        "--model",
+        maxpool_checkpoint["dir"],
+        "--input",
+        str(demo_data / "valid"),
+        "--out",
+        str(tmp_path / "a"),
+    ]
     assert main(base + ["--methods", "loo,guess"]) == 2
     assert "unknown methods ['guess']" in capsys.readouterr().err
     assert main(base + ["--label", "nope", "--methods", "loo"]) == 2
@@ -97,50 +146,103 @@ def test_cli_errors_are_one_line(maxpool_checkpoint, demo_data, tmp_path, capsys
     assert "column 'nope'" in err and "Traceback" not in err
 
 
-def test_an_earlier_ablation_in_out_is_refused_and_overwrite_leaves_none_of_its_files_once_it_succeeds(maxpool_checkpoint, demo_data, tmp_path, capsys):
+def test_an_earlier_ablation_in_out_is_refused_and_overwrite_leaves_none_of_its_files_once_it_succeeds(
+    maxpool_checkpoint, demo_data, tmp_path, capsys
+):
     out = tmp_path / "abl"
-    base = ["ablate", "--model", maxpool_checkpoint["dir"], "--input", str(demo_data / "valid"), "--bootstrap", "0", "--no-mlflow", "--out", str(out)]
+    base = [
+        "ablate",
+        "--model",
+        maxpool_checkpoint["dir"],
+        "--input",
+        str(demo_data / "valid"),
+        "--bootstrap",
+        "0",
+        "--no-mlflow",
+        "--out",
+        str(out),
+    ]
     assert main(base + ["--methods", "shapley", "--per-row", "--json"]) == 0
     first = json.loads((out / "ablation.json").read_text())
     capsys.readouterr()
     assert main(base + ["--methods", "loo"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0] == (f"error: --out {out} already holds an ablation (ablation.parquet, ablation.md, ablation.png, ablation.json, "
-                                        "per_row_shapley.parquet): pass --overwrite to replace it, or choose another --out")
+    assert len(err) == 1 and err[0] == (
+        f"error: --out {out} already holds an ablation (ablation.parquet, ablation.md, ablation.png, ablation.json, "
+        "per_row_shapley.parquet): pass --overwrite to replace it, or choose another --out"
+    )
     assert json.loads((out / "ablation.json").read_text()) == first  # untouched
     assert main(base + ["--methods", "loo", "--overwrite", "--label", "nope"]) == 2  # fails after the check of --out
     assert "column 'nope'" in capsys.readouterr().err
-    assert json.loads((out / "ablation.json").read_text()) == first and (out / "per_row_shapley.parquet").exists()  # a failed --overwrite keeps them
+    assert (
+        json.loads((out / "ablation.json").read_text()) == first and (out / "per_row_shapley.parquet").exists()
+    )  # a failed --overwrite keeps them
     assert main(base + ["--methods", "loo", "--overwrite", "--json"]) == 0
     assert not (out / "per_row_shapley.parquet").exists()  # the earlier run's per-row values do not outlive it
     assert {r["method"] for r in first["table"]} == {"shapley"}
     assert {r["method"] for r in json.loads((out / "ablation.json").read_text())["table"]} == {"loo"}
 
 
-def test_row_ids_of_two_kinds_are_refused_before_any_work_and_nothing_is_written(maxpool_checkpoint, demo_data, tmp_path, capsys):
+def test_row_ids_of_two_kinds_are_refused_before_any_work_and_nothing_is_written(
+    maxpool_checkpoint, demo_data, tmp_path, capsys
+):
     table = pq.read_table(sorted((demo_data / "valid").glob("*.parquet"))[0]).slice(0, 300)
     pq.write_table(table, tmp_path / "a.parquet")
-    as_text = table.set_column(table.schema.get_field_index("item_id"), "item_id", table.column("item_id").cast(pa.string()))
+    as_text = table.set_column(
+        table.schema.get_field_index("item_id"), "item_id", table.column("item_id").cast(pa.string())
+    )
     pq.write_table(as_text, tmp_path / "b.parquet")
     out = tmp_path / "abl"
-    args = ["ablate", "--model", maxpool_checkpoint["dir"], "--input", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"),
-            "--methods", "shapley", "--per-row", "--bootstrap", "0", "--no-mlflow", "--out", str(out)]
+    args = [
+        "ablate",
+        "--model",
+        maxpool_checkpoint["dir"],
+        "--input",
+        str(tmp_path / "a.parquet"),
+        str(tmp_path / "b.parquet"),
+        "--methods",
+        "shapley",
+        "--per-row",
+        "--bootstrap",
+        "0",
+        "--no-mlflow",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {tmp_path / 'b.parquet'}, column 'item_id': string row ids here but int row ids in {tmp_path / 'a.parquet'} "
-                   "(one kind of id per id column)"]
+    assert err == [
+        f"error: {tmp_path / 'b.parquet'}, column 'item_id': string row ids here but int row ids in {tmp_path / 'a.parquet'} "
+        "(one kind of id per id column)"
+    ]
     assert not out.exists()
 
 
-def test_labels_a_binary_model_cannot_score_are_refused_naming_file_and_rows(maxpool_checkpoint, demo_data, tmp_path, capsys):
+def test_labels_a_binary_model_cannot_score_are_refused_naming_file_and_rows(
+    maxpool_checkpoint, demo_data, tmp_path, capsys
+):
     """A label of 2 would count twice in the AUC: refused as training refuses it."""
     source = sorted((demo_data / "valid").glob("*.parquet"))[0]
     table = pq.read_table(source)
     labels = table.column("clicked").to_numpy().copy()
     labels[[3, 10]] = 2
-    pq.write_table(table.set_column(table.schema.get_field_index("clicked"), "clicked", pa.array(labels, table.schema.field("clicked").type)),
-                   tmp_path / "bad.parquet")
-    args = ["ablate", "--model", maxpool_checkpoint["dir"], "--input", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "a"), "--methods", "loo"]
+    pq.write_table(
+        table.set_column(
+            table.schema.get_field_index("clicked"), "clicked", pa.array(labels, table.schema.field("clicked").type)
+        ),
+        tmp_path / "bad.parquet",
+    )
+    args = [
+        "ablate",
+        "--model",
+        maxpool_checkpoint["dir"],
+        "--input",
+        str(tmp_path / "bad.parquet"),
+        "--out",
+        str(tmp_path / "a"),
+        "--methods",
+        "loo",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "bad.parquet" in err and "column 'clicked'" in err and "rows 3..10 (2 rows)" in err
@@ -149,24 +251,51 @@ def test_labels_a_binary_model_cannot_score_are_refused_naming_file_and_rows(max
 
 def test_maxpool_needs_a_max_pool_head(demo_spec, demo_data, tmp_path, capsys):
     save_model(tmp_path, demo_spec, {"dim": 16, "layers": 1, "heads": 2, "fusion": "transformer"}, seed=0)
-    assert main(["ablate", "--model", str(tmp_path), "--input", str(demo_data / "valid"), "--methods", "maxpool", "--label", "clicked"]) == 2
+    assert (
+        main(
+            [
+                "ablate",
+                "--model",
+                str(tmp_path),
+                "--input",
+                str(demo_data / "valid"),
+                "--methods",
+                "maxpool",
+                "--label",
+                "clicked",
+            ]
+        )
+        == 2
+    )
     assert "maxpool needs a DeepSet fusion head with max pooling" in capsys.readouterr().err
 
 
-def test_retrain_without_each_modality_runs_nested_mlflow_runs(ray_session, demo_spec, demo_data, tmp_path, monkeypatch):
+def test_retrain_without_each_modality_runs_nested_mlflow_runs(
+    ray_session, demo_spec, demo_data, tmp_path, monkeypatch
+):
     import mlflow
 
     from deepsets.pipelines.demo import default_demo_config
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     run_config = default_demo_config(demo_data, workers=1)
-    run_config = run_config.model_copy(update={"training": run_config.training.model_copy(update={"epochs": 1, "batch_size": 256})})
+    run_config = run_config.model_copy(
+        update={"training": run_config.training.model_copy(update={"epochs": 1, "batch_size": 256})}
+    )
     model_config = {"dim": 16, "layers": 1, "heads": 2, "fusion": "deepset", "fusion_pooling": "mean"}
     (tmp_path / "ckpt").mkdir()
-    spec = demo_spec.subset(demo_spec.names[:3])  # three modalities: four training runs (each ~10 s of Ray Train start-up)
+    spec = demo_spec.subset(
+        demo_spec.names[:3]
+    )  # three modalities: four training runs (each ~10 s of Ray Train start-up)
     save_model(tmp_path / "ckpt", spec, model_config, seed=0, run_config=run_config.as_dict())
-    cfg = parse_ablate_config(model=str(tmp_path / "ckpt"), inputs=[str(demo_data / "valid")], out=str(tmp_path / "abl"),
-                              methods=["loo"], retrain=True, bootstrap=20)
+    cfg = parse_ablate_config(
+        model=str(tmp_path / "ckpt"),
+        inputs=[str(demo_data / "valid")],
+        out=str(tmp_path / "abl"),
+        methods=["loo"],
+        retrain=True,
+        bootstrap=20,
+    )
     summary = run_ablate(cfg, progress=False)
     retrained = {r["modality"]: r for r in summary["table"] if r["method"] == "retrain"}
     assert set(retrained) == set(spec.names) and summary["methods"] == ["loo", "retrain"]

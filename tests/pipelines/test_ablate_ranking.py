@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from deepsets import ablation as ab
-from deepsets.ranking import rank_metrics, target_ranks
 from deepsets.pipelines.ablation.job import parse_ablate_config, run_ablate
 from deepsets.pipelines.ablation.methods import METHODS, CachedRows
 from deepsets.pipelines.ablation.ranking import GroupedScorer, RetrievalScorer
 from deepsets.pipelines.cli import main
 from deepsets.pipelines.training.ranking_metrics import GroupRankingMetrics, RetrievalMetrics
+from deepsets.ranking import rank_metrics, target_ranks
 from tests.pipelines.saved_models import save_model
 
 SMALL = {"dim": 16, "layers": 1, "heads": 2, "ff_dim": 32, "fusion": "transformer", "fusion_layers": 1}
@@ -27,16 +27,26 @@ ITEM_SIDE = ["image", "title", "frames", "tags"]
 @pytest.fixture(scope="module")
 def listwise(demo_spec, tmp_path_factory):
     directory = tmp_path_factory.mktemp("listwise")
-    model = save_model(directory, demo_spec, {**SMALL, "task": "listwise"}, seed=2,
-                       run_config={"data": {"label_columns": ["clicked"], "group_column": "query_id"}})
+    model = save_model(
+        directory,
+        demo_spec,
+        {**SMALL, "task": "listwise"},
+        seed=2,
+        run_config={"data": {"label_columns": ["clicked"], "group_column": "query_id"}},
+    )
     return {"dir": str(directory), "model": model}
 
 
 @pytest.fixture(scope="module")
 def two_tower(demo_spec, tmp_path_factory):
     directory = tmp_path_factory.mktemp("two_tower")
-    model = save_model(directory, demo_spec, {**SMALL, "task": "two_tower", "query_modalities": QUERY_SIDE, "item_modalities": ITEM_SIDE},
-                       seed=4, run_config={"data": {"item_column": "item_id"}})
+    model = save_model(
+        directory,
+        demo_spec,
+        {**SMALL, "task": "two_tower", "query_modalities": QUERY_SIDE, "item_modalities": ITEM_SIDE},
+        seed=4,
+        run_config={"data": {"item_column": "item_id"}},
+    )
     return {"dir": str(directory), "model": model}
 
 
@@ -47,8 +57,15 @@ def valid_batch(demo_spec, demo_data):
 
 
 def test_listwise_ablation_matches_validation_metrics_with_groups_resampled(listwise, demo_data, valid_batch, tmp_path):
-    cfg = parse_ablate_config(model=listwise["dir"], inputs=[str(demo_data / "valid")], out=str(tmp_path / "abl"), bootstrap=40,
-                              per_row=True, log_mlflow=False, k=5)
+    cfg = parse_ablate_config(
+        model=listwise["dir"],
+        inputs=[str(demo_data / "valid")],
+        out=str(tmp_path / "abl"),
+        bootstrap=40,
+        per_row=True,
+        log_mlflow=False,
+        k=5,
+    )
     summary = run_ablate(cfg, progress=False)
     model, (table, batch) = listwise["model"], valid_batch
     names = list(model.names)
@@ -59,14 +76,18 @@ def test_listwise_ablation_matches_validation_metrics_with_groups_resampled(list
 
         def validation(kept):
             metrics = GroupRankingMetrics("listwise", k=5)
-            metrics.update(model.fuse(vectors, present & kept).logits, batch.labels["clicked"], batch.labels["query_id"])
+            metrics.update(
+                model.fuse(vectors, present & kept).logits, batch.labels["clicked"], batch.labels["query_id"]
+            )
             return metrics.compute()
 
         full, without = validation(torch.ones(len(names), dtype=torch.bool)), validation(keep)
     assert summary["units"] == {"kind": "query groups", "count": int(full["groups"])}
     for metric in summary["metrics"]:
         assert summary["by_metric"][metric]["full"] == pytest.approx(full[metric], abs=1e-6)
-        loo = next(r for r in summary["table"] if r["method"] == "loo" and r["modality"] == "history" and r["metric"] == metric)
+        loo = next(
+            r for r in summary["table"] if r["method"] == "loo" and r["modality"] == "history" and r["metric"] == metric
+        )
         assert loo["delta"] == pytest.approx(full[metric] - without[metric], abs=1e-6)
     assert len(summary["table"]) == 3 * 4 * len(names)
     assert all(r["low"] <= r["delta"] <= r["high"] for r in summary["table"])
@@ -90,11 +111,23 @@ def _embeddings(model, batch, keep_query=None, keep_item=None):
         return model.query.fuse(qv, qp).fused, model.item.fuse(iv, ip).fused
 
 
-def test_two_tower_ablation_re_embeds_the_corpus_and_matches_validation_metrics(two_tower, demo_data, valid_batch, tmp_path):
-    summary = run_ablate(parse_ablate_config(model=two_tower["dir"], inputs=[str(demo_data / "valid")], out=str(tmp_path / "abl"),
-                                             bootstrap=30, log_mlflow=False), progress=False)
+def test_two_tower_ablation_re_embeds_the_corpus_and_matches_validation_metrics(
+    two_tower, demo_data, valid_batch, tmp_path
+):
+    summary = run_ablate(
+        parse_ablate_config(
+            model=two_tower["dir"],
+            inputs=[str(demo_data / "valid")],
+            out=str(tmp_path / "abl"),
+            bootstrap=30,
+            log_mlflow=False,
+        ),
+        progress=False,
+    )
     model, (_, batch) = two_tower["model"], valid_batch
-    assert summary["modalities"] == list(model.query.names) + list(model.item.names) and set(summary["modalities"]) == set(QUERY_SIDE + ITEM_SIDE)
+    assert summary["modalities"] == list(model.query.names) + list(model.item.names) and set(
+        summary["modalities"]
+    ) == set(QUERY_SIDE + ITEM_SIDE)
     assert summary["towers"] == {"query": list(model.query.names), "item": list(model.item.names)}
 
     def validation(**keep):
@@ -116,10 +149,12 @@ def test_two_tower_ablation_re_embeds_the_corpus_and_matches_validation_metrics(
         no_items = validation(keep_item=torch.zeros(len(item_names), dtype=torch.bool))
         assert rows[("only", "title")]["delta"] == pytest.approx(only_title[metric] - no_items[metric], abs=1e-6)
         assert rows[("loo", "item tower")]["value"] == pytest.approx(no_items[metric], abs=1e-6)
-        shapley = [r["delta"] for (method, name), r in rows.items() if method == "shapley" and not name.endswith("tower")]
+        shapley = [
+            r["delta"] for (method, name), r in rows.items() if method == "shapley" and not name.endswith("tower")
+        ]
         towers = rows[("shapley", "query tower")]["delta"] + rows[("shapley", "item tower")]["delta"]
         assert sum(shapley) == pytest.approx(towers, abs=1e-9)  # both split all minus none
-    assert summary["shapley_efficiency"]["subsets"] == 2 ** 7
+    assert summary["shapley_efficiency"]["subsets"] == 2**7
 
 
 def test_two_tower_corpus_from_items_with_seen_pairs_excluded(two_tower, demo_data, valid_batch, tmp_path, capsys):
@@ -128,20 +163,53 @@ def test_two_tower_corpus_from_items_with_seen_pairs_excluded(two_tower, demo_da
     pq.write_table(items, tmp_path / "items.parquet")
     ids = table.column("item_id").to_numpy()
     # every query except the first 50 has all other items excluded: its item ranks first
-    pairs = [(q, i) for q in ids[50:] for i in ids if i != q] + [(q, q) for q in ids[:7]]  # the held-out item itself is never left out
+    pairs = [(q, i) for q in ids[50:] for i in ids if i != q] + [
+        (q, q) for q in ids[:7]
+    ]  # the held-out item itself is never left out
     pq.write_table(pa.table({"query": [p[0] for p in pairs], "item": [p[1] for p in pairs]}), tmp_path / "seen.parquet")
-    assert main(["ablate", "--model", two_tower["dir"], "--input", str(demo_data / "valid"), "--items", str(tmp_path / "items.parquet"),
-                 "--exclude", str(tmp_path / "seen.parquet"), "--exclude-columns", "query,item", "--methods", "loo", "--bootstrap", "0",
-                 "--no-mlflow", "--out", str(tmp_path / "abl"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "ablate",
+                "--model",
+                two_tower["dir"],
+                "--input",
+                str(demo_data / "valid"),
+                "--items",
+                str(tmp_path / "items.parquet"),
+                "--exclude",
+                str(tmp_path / "seen.parquet"),
+                "--exclude-columns",
+                "query,item",
+                "--methods",
+                "loo",
+                "--bootstrap",
+                "0",
+                "--no-mlflow",
+                "--out",
+                str(tmp_path / "abl"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     queries, corpus = _embeddings(two_tower["model"], batch)
     order = torch.from_numpy(np.argsort(ids))
     exclude = torch.ones(len(ids), len(ids), dtype=torch.bool)
     exclude[:50] = False
     want = rank_metrics(target_ranks(queries @ corpus[order].T, torch.argsort(order), exclude), 10)
-    assert summary["exclusions"] == {"pairs": len(pairs), "applied": len(pairs) - 7, "queries_matched": 550, "held_out_item_pairs": 7,
-                                     "unmatched_query_ids": 0, "unknown_items": 0}
-    assert summary["excluded_pairs"] == len(pairs) - 7 and summary["by_metric"]["mrr"]["full"] == pytest.approx(want["mrr"], abs=1e-9)
+    assert summary["exclusions"] == {
+        "pairs": len(pairs),
+        "applied": len(pairs) - 7,
+        "queries_matched": 550,
+        "held_out_item_pairs": 7,
+        "unmatched_query_ids": 0,
+        "unknown_items": 0,
+    }
+    assert summary["excluded_pairs"] == len(pairs) - 7 and summary["by_metric"]["mrr"]["full"] == pytest.approx(
+        want["mrr"], abs=1e-9
+    )
     assert summary["by_metric"]["ndcg_at_10"]["full"] == pytest.approx(want["ndcg_at_10"], abs=1e-9)
     assert want["ndcg_at_10"] >= 550 / 600  # the 550 queries with every other item excluded rank theirs first
 
@@ -149,7 +217,16 @@ def test_two_tower_corpus_from_items_with_seen_pairs_excluded(two_tower, demo_da
 def test_two_tower_errors_name_the_problem(two_tower, demo_data, valid_batch, listwise, tmp_path, capsys):
     table, _ = valid_batch
     pq.write_table(table.select(["item_id"] + ITEM_SIDE).slice(0, 500), tmp_path / "some.parquet")
-    base = ["ablate", "--model", two_tower["dir"], "--input", str(demo_data / "valid"), "--no-mlflow", "--out", str(tmp_path / "a")]
+    base = [
+        "ablate",
+        "--model",
+        two_tower["dir"],
+        "--input",
+        str(demo_data / "valid"),
+        "--no-mlflow",
+        "--out",
+        str(tmp_path / "a"),
+    ]
     assert main(base + ["--items", str(tmp_path / "some.parquet")]) == 2
     err = capsys.readouterr().err
     assert "100 of 600 query rows hold an item that is not in the item corpus" in err and "Traceback" not in err
@@ -159,9 +236,36 @@ def test_two_tower_errors_name_the_problem(two_tower, demo_data, valid_batch, li
     assert "lists 3 item id(s) more than once" in capsys.readouterr().err
     assert main(base + ["--methods", "maxpool"]) == 2
     assert "maxpool needs a DeepSet fusion head" in capsys.readouterr().err
-    assert main(["ablate", "--model", listwise["dir"], "--input", str(demo_data / "valid"), "--items", str(tmp_path / "some.parquet")]) == 2
+    assert (
+        main(
+            [
+                "ablate",
+                "--model",
+                listwise["dir"],
+                "--input",
+                str(demo_data / "valid"),
+                "--items",
+                str(tmp_path / "some.parquet"),
+            ]
+        )
+        == 2
+    )
     assert "--items: not for a listwise model" in capsys.readouterr().err
-    assert main(["ablate", "--model", listwise["dir"], "--input", str(demo_data / "valid"), "--label", "labels", "--no-mlflow"]) == 2
+    assert (
+        main(
+            [
+                "ablate",
+                "--model",
+                listwise["dir"],
+                "--input",
+                str(demo_data / "valid"),
+                "--label",
+                "labels",
+                "--no-mlflow",
+            ]
+        )
+        == 2
+    )
     assert "ranks by one relevance value per row; the label column holds 5 per row" in capsys.readouterr().err
     pq.write_table(pa.table({"query_id": [10**9], "item_id": [1]}), tmp_path / "nothing.parquet")
     assert main(base + ["--exclude", str(tmp_path / "nothing.parquet"), "--exclude-columns", "query_id,item_id"]) == 2
@@ -172,12 +276,41 @@ def test_options_for_other_tasks_are_refused_and_k_defaults_to_the_models(demo_s
     (tmp_path / "binary").mkdir()
     (tmp_path / "k5").mkdir()
     save_model(tmp_path / "binary", demo_spec, SMALL, seed=0, run_config={"data": {"label_columns": ["clicked"]}})
-    assert main(["ablate", "--model", str(tmp_path / "binary"), "--input", str(demo_data / "valid"), "--group", "query_id", "--k", "5"]) == 2
+    assert (
+        main(
+            [
+                "ablate",
+                "--model",
+                str(tmp_path / "binary"),
+                "--input",
+                str(demo_data / "valid"),
+                "--group",
+                "query_id",
+                "--k",
+                "5",
+            ]
+        )
+        == 2
+    )
     assert "--group, --k: not for a binary model" in capsys.readouterr().err
-    save_model(tmp_path / "k5", demo_spec, {**SMALL, "task": "listwise"}, seed=0,
-               run_config={"data": {"label_columns": ["clicked"], "group_column": "query_id"}, "task": {"k": 5}})
-    summary = run_ablate(parse_ablate_config(model=str(tmp_path / "k5"), inputs=[str(demo_data / "valid")], methods=["loo"], bootstrap=0,
-                                             out=str(tmp_path / "abl"), log_mlflow=False), progress=False)
+    save_model(
+        tmp_path / "k5",
+        demo_spec,
+        {**SMALL, "task": "listwise"},
+        seed=0,
+        run_config={"data": {"label_columns": ["clicked"], "group_column": "query_id"}, "task": {"k": 5}},
+    )
+    summary = run_ablate(
+        parse_ablate_config(
+            model=str(tmp_path / "k5"),
+            inputs=[str(demo_data / "valid")],
+            methods=["loo"],
+            bootstrap=0,
+            out=str(tmp_path / "abl"),
+            log_mlflow=False,
+        ),
+        progress=False,
+    )
     assert summary["metrics"] == ["ndcg_at_5", "mrr", "recall_at_5"]  # the cutoff its validation logged
 
 
@@ -188,7 +321,9 @@ class PlantedModel:
         self.weights = torch.tensor(weights, dtype=torch.float64)
 
     def fuse(self, vectors, present):
-        return SimpleNamespace(logits=(torch.where(present, vectors[..., 0].double(), 0.0) @ self.weights).unsqueeze(1))  # (B, 1)
+        return SimpleNamespace(
+            logits=(torch.where(present, vectors[..., 0].double(), 0.0) @ self.weights).unsqueeze(1)
+        )  # (B, 1)
 
 
 def test_ndcg_shapley_and_leave_one_out_rank_the_planted_contributions_of_the_workload(tmp_path):
@@ -203,9 +338,13 @@ def test_ndcg_shapley_and_leave_one_out_rank_the_planted_contributions_of_the_wo
     signals = synth_signals.signals(table, synth_signals.make_tables(5))
     vectors = torch.tensor(np.stack([signals[n] for n in names], axis=1)).unsqueeze(-1)  # (N, M, 1)
     present = torch.tensor(np.stack([signals[n] != 0 for n in names], axis=1))  # (N, M)
-    rows = CachedRows(vectors, present, torch.tensor(table.column("clicked").to_numpy()).double(), np.arange(table.num_rows), names)
+    rows = CachedRows(
+        vectors, present, torch.tensor(table.column("clicked").to_numpy()).double(), np.arange(table.num_rows), names
+    )
     model = PlantedModel([synth_signals.WEIGHTS[n] for n in names])
-    scorer = GroupedScorer(model, rows, "listwise", 50, 0, True, torch.tensor(table.column("query_id").to_numpy()), k=10)
+    scorer = GroupedScorer(
+        model, rows, "listwise", 50, 0, True, torch.tensor(table.column("query_id").to_numpy()), k=10
+    )
     planted = [truth[n] for n in names]
     assert scorer.full > scorer.empty + 0.1 and scorer.units > 500
     for method in ("shapley", "loo"):
@@ -237,7 +376,9 @@ def test_two_tower_ablation_ranks_planted_item_modalities_by_their_weight():
     query_vectors = (clean + 0.8 * torch.randn(queries, dim, generator=generator)).unsqueeze(1)  # (Q, 1, D)
     model = SimpleNamespace(query=PlantedTower([1.0]), item=item_tower)
     names = [f"m{i}" for i in range(5)]
-    query_rows = CachedRows(query_vectors, torch.ones(queries, 1, dtype=torch.bool), target, np.arange(queries), ["query"])
+    query_rows = CachedRows(
+        query_vectors, torch.ones(queries, 1, dtype=torch.bool), target, np.arange(queries), ["query"]
+    )
     corpus = CachedRows(item_vectors, item_present, torch.zeros(items), np.arange(items), names)
     scorer = RetrievalScorer(model, query_rows, corpus, 40, 0, True, k=10)
     truth = [w * float(p) for w, p in zip(weights, presence)]
@@ -251,8 +392,18 @@ def test_sampled_shapley_fuses_each_subset_once_for_all_three_metrics(listwise, 
     fused = []
     original = GroupedScorer.fuse_subsets
     monkeypatch.setattr(GroupedScorer, "fuse_subsets", lambda self, masks: fused.append(masks) or original(self, masks))
-    summary = run_ablate(parse_ablate_config(model=listwise["dir"], inputs=[str(demo_data / "valid")], methods=["loo", "shapley"],
-                                             shapley_permutations=8, bootstrap=10, out=str(tmp_path / "abl"), log_mlflow=False), progress=False)
+    summary = run_ablate(
+        parse_ablate_config(
+            model=listwise["dir"],
+            inputs=[str(demo_data / "valid")],
+            methods=["loo", "shapley"],
+            shapley_permutations=8,
+            bootstrap=10,
+            out=str(tmp_path / "abl"),
+            log_mlflow=False,
+        ),
+        progress=False,
+    )
     masks = torch.cat(fused)
     assert masks.shape[0] == torch.unique(masks, dim=0).shape[0]  # no subset fused twice across the metrics
     assert {r["metric"] for r in summary["table"]} == {"ndcg_at_10", "mrr", "recall_at_10"}

@@ -39,7 +39,11 @@ def test_the_new_output_replaces_the_folder_whole_keeping_its_retrain_runs(earli
         assert fresh.parent == earlier.parent and fresh.name.startswith(".abl.new-")
         (fresh / "ablation.json").write_text("new")
         (fresh / "ablation.md").write_text("new table")
-    assert contents(earlier) == {"ablation.json": b"new", "ablation.md": b"new table", "retrain/spec-without-nothing.json": b"{}"}
+    assert contents(earlier) == {
+        "ablation.json": b"new",
+        "ablation.md": b"new table",
+        "retrain/spec-without-nothing.json": b"{}",
+    }
     assert (earlier / RETRAIN / "ray_results").is_dir()
     assert sorted(os.listdir(tmp_path)) == ["abl"]  # nothing left beside it
 
@@ -70,11 +74,19 @@ def test_a_rename_that_fails_in_the_swap_puts_everything_back(earlier, tmp_path,
     assert sorted(os.listdir(tmp_path)) == ["abl"]
 
 
-def test_a_crash_while_an_overwrite_puts_its_files_in_place_leaves_one_run_whole(demo_spec, demo_data, tmp_path, monkeypatch):
+def test_a_crash_while_an_overwrite_puts_its_files_in_place_leaves_one_run_whole(
+    demo_spec, demo_data, tmp_path, monkeypatch
+):
     (tmp_path / "model").mkdir()
     save_model(tmp_path / "model", demo_spec, CONFIG, seed=1, run_config={"data": {"label_columns": ["clicked"]}})
     out = tmp_path / "abl"
-    common = {"model": str(tmp_path / "model"), "inputs": [str(demo_data / "valid")], "out": str(out), "bootstrap": 0, "log_mlflow": False}
+    common = {
+        "model": str(tmp_path / "model"),
+        "inputs": [str(demo_data / "valid")],
+        "out": str(out),
+        "bootstrap": 0,
+        "log_mlflow": False,
+    }
     run_ablate(parse_ablate_config(**common, methods=["shapley"], per_row=True), progress=False)
     first = contents(out)
     places = []  # where the steps that put the new output in place (moves, renames) put something
@@ -87,6 +99,7 @@ def test_a_crash_while_an_overwrite_puts_its_files_in_place_leaves_one_run_whole
                 if len(places) == 2:
                     raise OSError("killed")
             return real(source, target, *args)
+
         return step
 
     monkeypatch.setattr(shutil, "move", crash_at_the_second(real_move))
@@ -108,8 +121,11 @@ def test_an_out_holding_other_files_or_being_a_file_is_refused_up_front(tmp_path
     (out / RETRAIN).mkdir()
     check_out(str(out), overwrite=False)
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(JobError, match=rf"--out {out} holds files that are not an ablation's \(notes.txt\): ablate replaces the folder "
-                                       "as a whole; choose another --out"):
+    with pytest.raises(
+        JobError,
+        match=rf"--out {out} holds files that are not an ablation's \(notes.txt\): ablate replaces the folder "
+        "as a whole; choose another --out",
+    ):
         check_out(str(out), overwrite=True)
     with pytest.raises(JobError, match=r"is a file, not a folder"):
         check_out(str(out / "notes.txt"), overwrite=False)
@@ -122,7 +138,9 @@ def test_each_ablation_is_logged_to_mlflow_under_a_folder_of_its_own(tmp_path, m
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     client = MlflowClient()
-    run_id = client.create_run(client.create_experiment("ablations", artifact_location=str(tmp_path / "artifacts"))).info.run_id
+    run_id = client.create_run(
+        client.create_experiment("ablations", artifact_location=str(tmp_path / "artifacts"))
+    ).info.run_id
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
     second.mkdir()
@@ -132,7 +150,10 @@ def test_each_ablation_is_logged_to_mlflow_under_a_folder_of_its_own(tmp_path, m
     logged = [log_to_mlflow(SimpleNamespace(run_id=run_id), folder) for folder in (first, second)]
     folders = [entry["artifact_path"] for entry in logged]
     assert folders[0] != folders[1] and all(folder.startswith("ablation/") for folder in folders)
-    assert sorted(a.path for a in client.list_artifacts(run_id, folders[0])) == [f"{folders[0]}/ablation.json", f"{folders[0]}/per_row_shapley.parquet"]
+    assert sorted(a.path for a in client.list_artifacts(run_id, folders[0])) == [
+        f"{folders[0]}/ablation.json",
+        f"{folders[0]}/per_row_shapley.parquet",
+    ]
     assert [a.path for a in client.list_artifacts(run_id, folders[1])] == [f"{folders[1]}/ablation.json"]
     assert client.get_run(run_id).data.tags[LATEST_TAG] == folders[1]
     assert log_to_mlflow(SimpleNamespace(run_id=None), first) is None

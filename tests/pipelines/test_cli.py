@@ -21,7 +21,9 @@ def test_json_output_leaves_a_callers_ray_running(ray_session, tmp_path, capsys)
 
 def test_synth_fit_read_json(tmp_path, capsys):
     data = tmp_path / "data"
-    assert main(["synth", "--rows", "1500", "--out", str(data), "--seed", "3", "--rows-per-file", "1000", "--json"]) == 0
+    assert (
+        main(["synth", "--rows", "1500", "--out", str(data), "--seed", "3", "--rows-per-file", "1000", "--json"]) == 0
+    )
     synth = last_json(capsys)
     assert synth["rows"] == 1500 and len(synth["files"]) == 2
     spec = tmp_path / "spec.json"
@@ -29,8 +31,24 @@ def test_synth_fit_read_json(tmp_path, capsys):
     fitted = last_json(capsys)
     assert set(fitted["stats"]) == {"image", "title", "history", "frames", "tags", "country", "profile"}
     assert 0.85 < fitted["stats"]["image"]["presence_rate"] < 0.95
-    assert main(["read", "--spec", str(spec), "--input", str(data / "part-*.parquet"), "--batch-size", "256",
-                 "--labels", "clicked", "labels", "--json"]) == 0
+    assert (
+        main(
+            [
+                "read",
+                "--spec",
+                str(spec),
+                "--input",
+                str(data / "part-*.parquet"),
+                "--batch-size",
+                "256",
+                "--labels",
+                "clicked",
+                "labels",
+                "--json",
+            ]
+        )
+        == 0
+    )
     read = last_json(capsys)
     assert read["rows"] == 1500 and read["batches"] == 6  # 5 x 256 + 220
     assert read["counts"]["history"]["truncated_rows"] == fitted["stats"]["history"]["truncated_rows"]
@@ -56,7 +74,9 @@ def test_demo_json_summary(ray_session, tmp_path, capsys, monkeypatch):
     assert summary["read"]["rows"] == 50_000 and summary["read"]["batches"] == 98  # 5/6 of the rows train, by 512
     train = summary["train"]
     assert train["run_id"] and train["model_uri"].startswith("models:/") and train["epochs_done"] == 3
-    assert 0.75 <= train["metrics"]["valid_auc"] <= 0.89 and train["metrics"]["train_loss"] > 0  # the label model's AUC is 0.89
+    assert (
+        0.75 <= train["metrics"]["valid_auc"] <= 0.89 and train["metrics"]["train_loss"] > 0
+    )  # the label model's AUC is 0.89
     assert train["tracking_uri"] == f"sqlite:///{tmp_path}/mlflow.db" and (tmp_path / "mlflow.db").exists()
     assert (tmp_path / "demo" / "spec.json").exists()
     embedded = summary["embed"]  # the trained model, loaded back from MLflow, over all 60k rows
@@ -82,7 +102,9 @@ def test_train_config_errors_are_one_line_naming_the_field(setting, field, tmp_p
     assert len(err) == 1 and err[0].startswith("error:") and field in err[0], err
 
 
-@pytest.mark.parametrize("argv", [["synth", "--rows", "0", "--out", "x"], ["synth", "--rows", "5", "--out", "y", "--rows-per-file", "0"]])
+@pytest.mark.parametrize(
+    "argv", [["synth", "--rows", "0", "--out", "x"], ["synth", "--rows", "5", "--out", "y", "--rows-per-file", "0"]]
+)
 def test_bad_arguments_one_line(argv, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
@@ -100,7 +122,11 @@ def test_an_unexpected_failure_is_one_line_and_a_traceback_file(monkeypatch, cap
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # the log folder (tests/pipelines/test_error_log.py)
     code = main(["fit", "--schema", "s.toml", "--input", "x", "--out", str(tmp_path / "spec.json")])
     err = capsys.readouterr().err.strip()
-    assert code == 1 and err.startswith("internal error: KeyError: 'a bug somewhere deep' (traceback in ") and "\n" not in err
+    assert (
+        code == 1
+        and err.startswith("internal error: KeyError: 'a bug somewhere deep' (traceback in ")
+        and "\n" not in err
+    )
     log = err.rsplit("(traceback in ", 1)[1].rstrip(")")
     text = open(log).read()
     assert "Traceback (most recent call last)" in text and "raise KeyError" in text
@@ -119,8 +145,10 @@ def test_the_cli_imports_no_heavy_package_until_a_command_runs():
     command needs them."""
     import subprocess
 
-    code = ("import sys; from deepsets.pipelines.cli import build_parser; build_parser(); "
-            "print(sorted(m for m in ('torch', 'ray', 'polars', 'mlflow', 'pyarrow', 'pandas') if m in sys.modules))")
+    code = (
+        "import sys; from deepsets.pipelines.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'ray', 'polars', 'mlflow', 'pyarrow', 'pandas') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

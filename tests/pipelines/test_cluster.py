@@ -43,9 +43,28 @@ def mlflow_server(s3_server, tmp_path_factory):
     home, port = tmp_path_factory.mktemp("mlflow-server"), free_port()
     log = open(home / "server.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{home}/mlflow.db", "--default-artifact-root",
-         f"{BUCKET}/mlflow-default", "--no-serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=home, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{home}/mlflow.db",
+            "--default-artifact-root",
+            f"{BUCKET}/mlflow-default",
+            "--no-serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=home,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
     uri = f"http://127.0.0.1:{port}"
     for _ in range(240):
         try:
@@ -93,8 +112,20 @@ def deepsets(workdir, mlflow_uri, *args) -> dict:
     """Run ``deepsets ARGS --json`` as a user would; its summary. Ray Data is told to wait for
     every actor of the embed pool before handing out fragments: otherwise the first actor up
     may embed all of this small job before the other node's actor has loaded the model."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "MLFLOW_DISABLE_TELEMETRY": "true", "RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "300"}
-    done = subprocess.run([sys.executable, "-m", "deepsets.pipelines.cli", *args, "--json"], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": mlflow_uri,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "300",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "deepsets.pipelines.cli", *args, "--json"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -102,20 +133,41 @@ def deepsets(workdir, mlflow_uri, *args) -> dict:
 def test_fit_train_embed_and_ablate_on_two_nodes_with_everything_on_s3(s3_data, two_nodes, mlflow_server, tmp_path):
     workdir = tmp_path / "empty"
     workdir.mkdir()
-    fitted = deepsets(workdir, mlflow_server, "fit", "--schema", f"{BUCKET}/data/schema.toml", "--input", f"{BUCKET}/data/train",
-                      "--out", f"{BUCKET}/spec.json")
+    fitted = deepsets(
+        workdir,
+        mlflow_server,
+        "fit",
+        "--schema",
+        f"{BUCKET}/data/schema.toml",
+        "--input",
+        f"{BUCKET}/data/train",
+        "--out",
+        f"{BUCKET}/spec.json",
+    )
     assert storage.is_file(f"{BUCKET}/spec.json") and fitted
 
-    config = parse_run_config({
-        "data": {"train": f"{BUCKET}/data/train", "valid": f"{BUCKET}/data/valid", "spec": f"{BUCKET}/spec.json", "label_columns": ["clicked"]},
-        "schema": {"path": f"{BUCKET}/data/schema.toml"},
-        "model": {"dim": 32, "layers": 0, "heads": 4, "fusion": "transformer"},
-        "task": {"kind": "binary", "num_outputs": 1},
-        "training": {"epochs": 2, "batch_size": 200, "lr": 3e-3},
-        "scaling": {"workers": 2},
-        "tracking": {"experiment": "cluster", "run_name": "on-two-nodes", "storage_path": f"{BUCKET}/ray",
-                     "artifact_location": f"{BUCKET}/mlflow"},
-    }, "<test>")
+    config = parse_run_config(
+        {
+            "data": {
+                "train": f"{BUCKET}/data/train",
+                "valid": f"{BUCKET}/data/valid",
+                "spec": f"{BUCKET}/spec.json",
+                "label_columns": ["clicked"],
+            },
+            "schema": {"path": f"{BUCKET}/data/schema.toml"},
+            "model": {"dim": 32, "layers": 0, "heads": 4, "fusion": "transformer"},
+            "task": {"kind": "binary", "num_outputs": 1},
+            "training": {"epochs": 2, "batch_size": 200, "lr": 3e-3},
+            "scaling": {"workers": 2},
+            "tracking": {
+                "experiment": "cluster",
+                "run_name": "on-two-nodes",
+                "storage_path": f"{BUCKET}/ray",
+                "artifact_location": f"{BUCKET}/mlflow",
+            },
+        },
+        "<test>",
+    )
     (workdir / "run.toml").write_text(config.to_toml())
     trained = deepsets(workdir, mlflow_server, "train", "--config", "run.toml", "--ray-address", two_nodes)
     assert trained["metrics"]["ray_nodes"] == 2  # one worker per node
@@ -126,21 +178,69 @@ def test_fit_train_embed_and_ablate_on_two_nodes_with_everything_on_s3(s3_data, 
     assert any(p.endswith("/spec.json") for p in logged) and any(p.endswith("/config.toml") for p in logged)
     assert any(p.endswith(".pt") or p.endswith("MLmodel") for p in logged), logged  # the model's files, from S3
 
-    embedded = deepsets(workdir, mlflow_server, "embed", "--model", trained["model_uri"], "--input", f"{BUCKET}/data/valid",
-                        "--output", f"{BUCKET}/embeddings", "--workers", "2", "--fragment-rows", "150", "--ray-address", two_nodes)
+    embedded = deepsets(
+        workdir,
+        mlflow_server,
+        "embed",
+        "--model",
+        trained["model_uri"],
+        "--input",
+        f"{BUCKET}/data/valid",
+        "--output",
+        f"{BUCKET}/embeddings",
+        "--workers",
+        "2",
+        "--fragment-rows",
+        "150",
+        "--ray-address",
+        two_nodes,
+    )
     assert embedded["ray_nodes"] == 2
     assert embedded["rows_in"] == s3_data["valid_rows"] == embedded["rows_out"] + embedded["rows_rejected"]
     parts = [name for name, _ in storage.children(f"{BUCKET}/embeddings/embeddings")]
-    assert len(parts) == embedded["fragments"] and all(name.startswith("part-") for name in parts)  # no temp object left
+    assert len(parts) == embedded["fragments"] and all(
+        name.startswith("part-") for name in parts
+    )  # no temp object left
     assert json.loads(storage.read_text(f"{BUCKET}/embeddings/_SUCCESS.json"))["rows_out"] == embedded["rows_out"]
-    resumed = deepsets(workdir, mlflow_server, "embed", "--model", trained["model_uri"], "--input", f"{BUCKET}/data/valid",
-                       "--output", f"{BUCKET}/embeddings", "--workers", "2", "--fragment-rows", "150", "--resume", "--ray-address", two_nodes)
+    resumed = deepsets(
+        workdir,
+        mlflow_server,
+        "embed",
+        "--model",
+        trained["model_uri"],
+        "--input",
+        f"{BUCKET}/data/valid",
+        "--output",
+        f"{BUCKET}/embeddings",
+        "--workers",
+        "2",
+        "--fragment-rows",
+        "150",
+        "--resume",
+        "--ray-address",
+        two_nodes,
+    )
     assert resumed["rows_this_run"] == 0 and resumed["rows_out"] == embedded["rows_out"]
 
-    ablated = deepsets(workdir, mlflow_server, "ablate", "--model", trained["model_uri"], "--input", f"{BUCKET}/data/valid",
-                       "--methods", "loo,only", "--bootstrap", "0", "--out", f"{BUCKET}/ablation")
+    ablated = deepsets(
+        workdir,
+        mlflow_server,
+        "ablate",
+        "--model",
+        trained["model_uri"],
+        "--input",
+        f"{BUCKET}/data/valid",
+        "--methods",
+        "loo,only",
+        "--bootstrap",
+        "0",
+        "--out",
+        f"{BUCKET}/ablation",
+    )
     assert ablated["files"]["table_parquet"] == f"{BUCKET}/ablation/ablation.parquet"
-    assert {"ablation.parquet", "ablation.md", "ablation.png", "ablation.json"} <= {n for n, _ in storage.children(f"{BUCKET}/ablation")}
+    assert {"ablation.parquet", "ablation.md", "ablation.png", "ablation.json"} <= {
+        n for n, _ in storage.children(f"{BUCKET}/ablation")
+    }
     assert any("/ablation/" in p for p in storage.files_under(f"{BUCKET}/mlflow", ""))  # logged beside the model, on S3
 
     assert sorted(p.name for p in workdir.iterdir()) == ["run.toml"]  # nothing was written on the driver's disk

@@ -14,7 +14,6 @@ from pydantic import ValidationError
 
 from deepsets.choices import SET_POOLINGS
 from deepsets.fusion_heads import fusion_names
-from deepsets.task_kinds import task_names
 from deepsets.pipelines import config as C
 from deepsets.pipelines.config import (
     DataConfig,
@@ -27,9 +26,8 @@ from deepsets.pipelines.config import (
     parse_run_config,
 )
 from deepsets.pipelines.demo import default_demo_config
-
-from tests.pipelines.config_files import MINIMAL, FULL, write, config_error, with_lines
-
+from deepsets.task_kinds import task_names
+from tests.pipelines.config_files import FULL, MINIMAL, config_error, with_lines, write
 
 # --- views for the pipeline --------------------------------------------------------------
 
@@ -52,10 +50,24 @@ def test_model_args_carry_the_model_and_task_sections(tmp_path):
 
     cfg = load_run_config(write(tmp_path, FULL))
     args = cfg.model_args()
-    assert args == ModelArgs(dim=64, layers=2, heads=8, ff_dim=96, pooling="attention", fusion="deepset", fusion_layers=3,
-                             fusion_pooling="median", dropout=0.1, modality_dropout=0.25, task="multilabel", num_outputs=2)
+    assert args == ModelArgs(
+        dim=64,
+        layers=2,
+        heads=8,
+        ff_dim=96,
+        pooling="attention",
+        fusion="deepset",
+        fusion_layers=3,
+        fusion_pooling="median",
+        dropout=0.1,
+        modality_dropout=0.25,
+        task="multilabel",
+        num_outputs=2,
+    )
     assert ModelArgs.from_dict(json.loads(json.dumps(args.to_dict()))) == args
-    model = build_model([ModalityInfo("image", "dense", dim=8), ModalityInfo("history", "id_sequence", num_embeddings=10)], args)
+    model = build_model(
+        [ModalityInfo("image", "dense", dim=8), ModalityInfo("history", "id_sequence", num_embeddings=10)], args
+    )
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
@@ -65,8 +77,15 @@ def test_each_model_setting_has_one_default_and_ff_dim_one_meaning():
     defaults = ModelArgs()
     assert ModelConfig().model_dump() == {name: getattr(defaults, name) for name in ModelConfig.model_fields}
     task = TaskConfig()
-    assert (task.kind, task.num_outputs, task.temperature) == (defaults.task, defaults.num_outputs, defaults.temperature)
-    assert C.parse_run_config({"data": {"train": "t", "label_columns": ["y"]}, "schema": {"path": "s.toml"}}).model_args() == defaults
+    assert (task.kind, task.num_outputs, task.temperature) == (
+        defaults.task,
+        defaults.num_outputs,
+        defaults.temperature,
+    )
+    assert (
+        C.parse_run_config({"data": {"train": "t", "label_columns": ["y"]}, "schema": {"path": "s.toml"}}).model_args()
+        == defaults
+    )
     # ff_dim 0 means 4 * dim in the config and the model's settings alike; earlier checkpoints saved None for it
     assert ModelArgs(dim=32).feed_forward_dim == 128 and ModelArgs(dim=32, ff_dim=48).feed_forward_dim == 48
     assert ModelArgs.from_dict({**defaults.to_dict(), "ff_dim": None}) == defaults
@@ -79,13 +98,19 @@ def test_choices_are_the_model_library_lists():
 
     from deepsets.choices import OPTIMIZERS, SCHEDULES, SEQUENCE_POOLINGS
 
-    for section, field, choices in ((ModelConfig, "pooling", SEQUENCE_POOLINGS), (ModelConfig, "fusion_pooling", SET_POOLINGS),
-                                    (TrainingConfig, "optimizer", OPTIMIZERS), (TrainingConfig, "schedule", SCHEDULES)):
+    for section, field, choices in (
+        (ModelConfig, "pooling", SEQUENCE_POOLINGS),
+        (ModelConfig, "fusion_pooling", SET_POOLINGS),
+        (TrainingConfig, "optimizer", OPTIMIZERS),
+        (TrainingConfig, "schedule", SCHEDULES),
+    ):
         assert typing.get_args(section.model_fields[field].annotation) == choices, (section, field)
     # the registered heads and task kinds: every one is accepted, anything else refused listing them
     for section, field, names in ((ModelConfig, "fusion", fusion_names()), (TaskConfig, "kind", task_names())):
         assert [getattr(section(**{field: name}), field) for name in names] == list(names)
-        with pytest.raises(ValidationError, match=" or ".join([", ".join(repr(n) for n in names[:-1]), repr(names[-1])])):
+        with pytest.raises(
+            ValidationError, match=" or ".join([", ".join(repr(n) for n in names[:-1]), repr(names[-1])])
+        ):
             section(**{field: "nothing"})
         assert section.model_json_schema()["properties"][field]["enum"] == list(names)
 
@@ -116,6 +141,7 @@ def test_default_demo_config(tmp_path):
     assert (cfg.training.epochs, cfg.training.batch_size, cfg.training.lr) == (3, 512, 2e-3)
     assert cfg.scaling.workers == 2
     assert default_demo_config(str(d), workers=3).training.batch_size == 510  # split evenly
+
 
 # --- properties --------------------------------------------------------------------------
 
@@ -149,11 +175,16 @@ def raw_configs(draw) -> dict:
     kind = draw(st.sampled_from(task_names()))
     task = {"kind": kind, "num_outputs": 1 if kind in ("binary", "listwise", "pairwise") else draw(st.integers(2, 5))}
     if kind == "two_tower":
-        task.update(query_modalities=["q"], item_modalities=draw(st.lists(_text.filter(lambda t: t != "q"), min_size=1, max_size=3, unique=True)))
+        task.update(
+            query_modalities=["q"],
+            item_modalities=draw(st.lists(_text.filter(lambda t: t != "q"), min_size=1, max_size=3, unique=True)),
+        )
     return {
         "data": {
             "train": draw(st.one_of(_text, st.lists(_text, min_size=1, max_size=3))),
-            "label_columns": [] if kind == "two_tower" else draw(st.lists(_text, min_size=1, max_size=1 if kind in ("listwise", "pairwise") else 3, unique=True)),
+            "label_columns": []
+            if kind == "two_tower"
+            else draw(st.lists(_text, min_size=1, max_size=1 if kind in ("listwise", "pairwise") else 3, unique=True)),
             **({"group_column": draw(_text)} if kind in ("listwise", "pairwise") else {}),
             **({"item_column": draw(_text)} if kind == "two_tower" else {}),
             **({"valid": draw(_text)} if draw(st.booleans()) else {}),
@@ -164,7 +195,11 @@ def raw_configs(draw) -> dict:
             "dim": heads * draw(st.integers(1, 16)),
             "heads": heads,
             "layers": draw(st.integers(0, 3)),
-            "fusion": draw(st.sampled_from([f for f in fusion_names() if f not in ("tmm_deepset", "mmt" if kind == "two_tower" else "")])),
+            "fusion": draw(
+                st.sampled_from(
+                    [f for f in fusion_names() if f not in ("tmm_deepset", "mmt" if kind == "two_tower" else "")]
+                )
+            ),
             "fusion_pooling": draw(st.sampled_from(SET_POOLINGS)),
             "dropout": draw(st.floats(0, 0.99)),
         },
@@ -175,7 +210,10 @@ def raw_configs(draw) -> dict:
             "seed": draw(st.integers(0, 2**32 - 1)),
         },
         "scaling": {"workers": workers, "use_gpu": draw(st.booleans()), "cpus_per_worker": draw(st.floats(0.5, 8))},
-        "tracking": {"experiment": draw(_text), "run_name": draw(st.from_regex(r"[A-Za-z0-9_\-]{0,10}", fullmatch=True))},
+        "tracking": {
+            "experiment": draw(_text),
+            "run_name": draw(st.from_regex(r"[A-Za-z0-9_\-]{0,10}", fullmatch=True)),
+        },
     }
 
 
@@ -198,18 +236,57 @@ def test_flat_params_keys_are_unique_and_values_are_scalars(raw):
     "task,data,problem",
     [
         ('kind = "listwise"', "", "data.group_column: a listwise task ranks rows within query groups"),
-        ('kind = "pairwise"\nnum_outputs = 2', 'group_column = "query_id"', "task.num_outputs: a pairwise task has exactly 1 output (found 2)"),
-        ('kind = "binary"', 'group_column = "query_id"', "data.group_column: is used only by listwise / pairwise tasks"),
-        ('kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]', "", "data.item_column: a two_tower task needs the integer item id column"),
-        ('kind = "two_tower"\nquery_modalities = ["history"]', 'item_column = "item_id"', "task.item_modalities: a two_tower task needs both"),
-        ('kind = "two_tower"\nquery_modalities = ["image"]\nitem_modalities = ["image"]', 'item_column = "item_id"', "task.item_modalities: a modality belongs to one tower, found in both: ['image']"),
-        ('kind = "binary"\nquery_modalities = ["image"]', "", "task.query_modalities: query_modalities / item_modalities are used only by two_tower"),
+        (
+            'kind = "pairwise"\nnum_outputs = 2',
+            'group_column = "query_id"',
+            "task.num_outputs: a pairwise task has exactly 1 output (found 2)",
+        ),
+        (
+            'kind = "binary"',
+            'group_column = "query_id"',
+            "data.group_column: is used only by listwise / pairwise tasks",
+        ),
+        (
+            'kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]',
+            "",
+            "data.item_column: a two_tower task needs the integer item id column",
+        ),
+        (
+            'kind = "two_tower"\nquery_modalities = ["history"]',
+            'item_column = "item_id"',
+            "task.item_modalities: a two_tower task needs both",
+        ),
+        (
+            'kind = "two_tower"\nquery_modalities = ["image"]\nitem_modalities = ["image"]',
+            'item_column = "item_id"',
+            "task.item_modalities: a modality belongs to one tower, found in both: ['image']",
+        ),
+        (
+            'kind = "binary"\nquery_modalities = ["image"]',
+            "",
+            "task.query_modalities: query_modalities / item_modalities are used only by two_tower",
+        ),
         ('kind = "binary"', 'item_column = "item_id"', "data.item_column: is used only by two_tower tasks"),
-        ('kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]\nshortcuts = [["image", "history"]]', 'item_column = "item_id"',
-         "task.shortcuts: each pair is [query modality, item modality]: ['image', 'history'] must pair one of ['history'] with one of ['image']"),
-        ('kind = "binary"\nshortcuts = [["history", "image"]]', "", "task.shortcuts: shortcuts are used only by two_tower"),
-        ('kind = "listwise"', 'group_column = "query_id"\nlabel_columns = ["a", "b"]', "data.label_columns: a listwise task ranks by one relevance column"),
-        ('kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]', 'item_column = "item_id"\nlabel_columns = ["clicked"]', "data.label_columns: a two_tower task learns from (query, item) rows and reads no labels"),
+        (
+            'kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]\nshortcuts = [["image", "history"]]',
+            'item_column = "item_id"',
+            "task.shortcuts: each pair is [query modality, item modality]: ['image', 'history'] must pair one of ['history'] with one of ['image']",
+        ),
+        (
+            'kind = "binary"\nshortcuts = [["history", "image"]]',
+            "",
+            "task.shortcuts: shortcuts are used only by two_tower",
+        ),
+        (
+            'kind = "listwise"',
+            'group_column = "query_id"\nlabel_columns = ["a", "b"]',
+            "data.label_columns: a listwise task ranks by one relevance column",
+        ),
+        (
+            'kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]',
+            'item_column = "item_id"\nlabel_columns = ["clicked"]',
+            "data.label_columns: a two_tower task learns from (query, item) rows and reads no labels",
+        ),
     ],
 )
 def test_ranking_task_problems_are_named(tmp_path, task, data, problem):
@@ -222,22 +299,50 @@ def test_ranking_task_problems_are_named(tmp_path, task, data, problem):
 
 
 def test_two_tower_config_reaches_the_builder(tmp_path):
-    text = with_lines(with_lines(MINIMAL.replace('label_columns = ["clicked"]\n', ""), "task", 'kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]\ntemperature = 0.1\nshortcuts = [["history", "image"]]'),
-                      "data", 'item_column = "item_id"')
+    text = with_lines(
+        with_lines(
+            MINIMAL.replace('label_columns = ["clicked"]\n', ""),
+            "task",
+            'kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]\ntemperature = 0.1\nshortcuts = [["history", "image"]]',
+        ),
+        "data",
+        'item_column = "item_id"',
+    )
     cfg = C.load_run_config(write(tmp_path, text))
     args = cfg.model_args()
     assert args.task == "two_tower" and args.query_modalities == ("history",) and args.item_modalities == ("image",)
     assert args.temperature == 0.1 and args.to_dict()["query_modalities"] == ["history"]
     assert args.shortcuts == (("history", "image"),) and args.to_dict()["shortcuts"] == [["history", "image"]]
-    assert "query_modalities" not in C.load_run_config(write(tmp_path, MINIMAL)).model_args().to_dict()  # older checkpoints still resume
+    assert (
+        "query_modalities" not in C.load_run_config(write(tmp_path, MINIMAL)).model_args().to_dict()
+    )  # older checkpoints still resume
 
 
-@pytest.mark.parametrize("valid, training, problem", [
-    (True, 'select = "valid_ndcg_at_10"', "training.select: a binary run reports valid_loss, valid_auc, valid_log_loss (or \"last\"; found 'valid_ndcg_at_10')"),
-    (True, 'select = "last"\npatience = 2', 'training.patience: patience needs a metric to watch: set select to a validation metric, not "last"'),
-    (False, "patience = 2", "training.patience: selecting an epoch on a validation metric (select, patience) needs data.valid"),
-    (False, 'select = "valid_auc"', "training.select: selecting an epoch on a validation metric (select, patience) needs data.valid"),
-])
+@pytest.mark.parametrize(
+    "valid, training, problem",
+    [
+        (
+            True,
+            'select = "valid_ndcg_at_10"',
+            "training.select: a binary run reports valid_loss, valid_auc, valid_log_loss (or \"last\"; found 'valid_ndcg_at_10')",
+        ),
+        (
+            True,
+            'select = "last"\npatience = 2',
+            'training.patience: patience needs a metric to watch: set select to a validation metric, not "last"',
+        ),
+        (
+            False,
+            "patience = 2",
+            "training.patience: selecting an epoch on a validation metric (select, patience) needs data.valid",
+        ),
+        (
+            False,
+            'select = "valid_auc"',
+            "training.select: selecting an epoch on a validation metric (select, patience) needs data.valid",
+        ),
+    ],
+)
 def test_epoch_selection_problems_are_named(tmp_path, valid, training, problem):
     text = with_lines(MINIMAL, "data", 'valid = "data/valid/"') if valid else MINIMAL
     err = config_error(write(tmp_path, with_lines(text, "training", training)))
@@ -258,22 +363,47 @@ def test_epoch_selection_defaults_per_task(tmp_path):
     assert Selection("valid_auc").score({"valid_auc": float("nan")}) == float("-inf")  # a one-class set ranks lowest
 
 
-@pytest.mark.parametrize("task, data, problem", [
-    ('kind = "binary"\nnegatives = "mixed"', 'items = "items.parquet"', "task.negatives: is used only by two_tower tasks (task.kind = 'binary')"),
-    ('kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]\nnegatives = "catalogue"', 'item_column = "item_id"',
-     "data.items: catalogue negatives come from the item table: give data.items"),
-    ('kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]', 'item_column = "item_id"\nitems = "items.parquet"',
-     "data.items: the item table is used only by mixed or catalogue negatives (task.negatives)"),
-])
+@pytest.mark.parametrize(
+    "task, data, problem",
+    [
+        (
+            'kind = "binary"\nnegatives = "mixed"',
+            'items = "items.parquet"',
+            "task.negatives: is used only by two_tower tasks (task.kind = 'binary')",
+        ),
+        (
+            'kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]\nnegatives = "catalogue"',
+            'item_column = "item_id"',
+            "data.items: catalogue negatives come from the item table: give data.items",
+        ),
+        (
+            'kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]',
+            'item_column = "item_id"\nitems = "items.parquet"',
+            "data.items: the item table is used only by mixed or catalogue negatives (task.negatives)",
+        ),
+    ],
+)
 def test_negatives_problems_are_named(tmp_path, task, data, problem):
-    text = with_lines(MINIMAL.replace('label_columns = ["clicked"]\n', "") if "two_tower" in task else MINIMAL, "task", task)
+    text = with_lines(
+        MINIMAL.replace('label_columns = ["clicked"]\n', "") if "two_tower" in task else MINIMAL, "task", task
+    )
     err = config_error(write(tmp_path, with_lines(text, "data", data)))
     assert len(err.problems) == 1 and err.problems[0].startswith(problem), err.problems
 
 
 def test_the_item_table_path_resolves_like_the_data(tmp_path):
-    text = with_lines(with_lines(MINIMAL.replace('label_columns = ["clicked"]\n', ""), "task",
-                                 'kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]\nnegatives = "mixed"'),
-                      "data", 'item_column = "item_id"\nitems = "items.parquet"')
+    text = with_lines(
+        with_lines(
+            MINIMAL.replace('label_columns = ["clicked"]\n', ""),
+            "task",
+            'kind = "two_tower"\nquery_modalities = ["history"]\nitem_modalities = ["image"]\nnegatives = "mixed"',
+        ),
+        "data",
+        'item_column = "item_id"\nitems = "items.parquet"',
+    )
     cfg = load_run_config(write(tmp_path, text))
-    assert cfg.data.items == (f"{tmp_path}/items.parquet",) and cfg.task.num_negatives == 1024 and cfg.task.refresh_steps == 1
+    assert (
+        cfg.data.items == (f"{tmp_path}/items.parquet",)
+        and cfg.task.num_negatives == 1024
+        and cfg.task.refresh_steps == 1
+    )

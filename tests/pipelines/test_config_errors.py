@@ -8,9 +8,7 @@ import pytest
 from deepsets.features.errors import SchemaError
 from deepsets.features.schema import FeatureSchema
 from deepsets.pipelines.config import load_run_config
-
-from tests.pipelines.config_files import MINIMAL, FULL, SCHEMA_TOML, write, config_error, with_lines
-
+from tests.pipelines.config_files import FULL, MINIMAL, SCHEMA_TOML, config_error, with_lines, write
 
 # --- bad configs: one line naming the field ------------------------------------------------
 
@@ -29,12 +27,20 @@ from tests.pipelines.config_files import MINIMAL, FULL, SCHEMA_TOML, write, conf
         ("model", "dropout = 1.0", "model.dropout: Input should be less than 1 (found 1.0)"),
         ("training", "epochs = true", "training.epochs: Input should be a valid integer (found True)"),
         ("training", "lr = nan", "training.lr: Input should be a finite number (found nan)"),
-        ("training", "optimiser = \"sgd\"", "training.optimiser: unknown field (did you mean 'optimizer'?)"),
-        ("scaling", "gpus = 1", "scaling.gpus: unknown field (expected one of workers, use_gpu, cpus_per_worker, max_failures)"),
+        ("training", 'optimiser = "sgd"', "training.optimiser: unknown field (did you mean 'optimizer'?)"),
+        (
+            "scaling",
+            "gpus = 1",
+            "scaling.gpus: unknown field (expected one of workers, use_gpu, cpus_per_worker, max_failures)",
+        ),
         ("task", "num_outputs = 3", "task.num_outputs: a binary task has exactly 1 output (found 3)"),
         ("data", "label_columns = []", "data.label_columns: a binary task needs at least one label column"),
         ("data", 'label_columns = ["a", "a"]', "data.label_columns: columns listed twice: ['a']"),
-        ("tracking", 'run_name = "a/b"', "tracking.run_name: may hold only letters, digits, '_', '-' and '.' (it names a directory) (found 'a/b')"),
+        (
+            "tracking",
+            'run_name = "a/b"',
+            "tracking.run_name: may hold only letters, digits, '_', '-' and '.' (it names a directory) (found 'a/b')",
+        ),
     ],
 )
 def test_one_bad_field_gives_one_line_naming_it(tmp_path, section, line, problem):
@@ -130,6 +136,7 @@ def test_missing_required_sections(tmp_path):
         "data.train: Field required",  # label_columns is checked against task.kind once [data] is valid
         'schema: give either path = "schema.toml" or inline [[schema.modality]] tables',
     ]
+
 
 # --- the schema section ------------------------------------------------------------------
 

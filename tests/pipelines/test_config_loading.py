@@ -19,9 +19,7 @@ from deepsets.pipelines.config import (
     load_run_config,
     parse_run_config,
 )
-
-from tests.pipelines.config_files import MINIMAL, FULL, write, config_error
-
+from tests.pipelines.config_files import FULL, MINIMAL, config_error, write
 
 # --- valid configs -----------------------------------------------------------------------
 
@@ -37,16 +35,34 @@ def test_full_config_loads_every_field(tmp_path):
     )
     assert cfg.schema_.path is None and cfg.schema_.id_column == "item_id"
     assert [(m.name, m.kind) for m in cfg.schema_.modality] == [
-        ("image", "dense"), ("history", "id_sequence"), ("country", "categorical"), ("profile", "numeric")
+        ("image", "dense"),
+        ("history", "id_sequence"),
+        ("country", "categorical"),
+        ("profile", "numeric"),
     ]
     assert cfg.model == ModelConfig(
-        dim=64, layers=2, heads=8, ff_dim=96, pooling="attention", fusion="deepset", fusion_layers=3,
-        fusion_pooling="median", dropout=0.1, modality_dropout=0.25,
+        dim=64,
+        layers=2,
+        heads=8,
+        ff_dim=96,
+        pooling="attention",
+        fusion="deepset",
+        fusion_layers=3,
+        fusion_pooling="median",
+        dropout=0.1,
+        modality_dropout=0.25,
     )
     assert cfg.task == TaskConfig(kind="multilabel", num_outputs=2)
     assert cfg.training == TrainingConfig(
-        epochs=7, batch_size=300, optimizer="sgd", lr=0.05, weight_decay=0.0, schedule="linear",
-        warmup_steps=100, seed=42, grad_clip=0.0,
+        epochs=7,
+        batch_size=300,
+        optimizer="sgd",
+        lr=0.05,
+        weight_decay=0.0,
+        schedule="linear",
+        warmup_steps=100,
+        seed=42,
+        grad_clip=0.0,
     )
     assert cfg.scaling == ScalingConfig(workers=3, use_gpu=True, cpus_per_worker=2.5, max_failures=2)
     assert cfg.tracking == TrackingConfig(
@@ -69,20 +85,37 @@ def test_defaults(tmp_path, monkeypatch):
     cfg = load_run_config(write(tmp_path / "conf", MINIMAL))
     assert cfg.data.valid is None and cfg.data.spec is None
     assert cfg.model == ModelConfig(
-        dim=128, layers=1, heads=4, ff_dim=0, pooling="mean", fusion="transformer", fusion_layers=2,
-        fusion_pooling="mean", dropout=0.0, modality_dropout=0.0,
+        dim=128,
+        layers=1,
+        heads=4,
+        ff_dim=0,
+        pooling="mean",
+        fusion="transformer",
+        fusion_layers=2,
+        fusion_pooling="mean",
+        dropout=0.0,
+        modality_dropout=0.0,
     )
     assert cfg.task == TaskConfig(kind="binary", num_outputs=1)
     assert cfg.training == TrainingConfig(
-        epochs=3, batch_size=512, optimizer="adamw", lr=1e-3, weight_decay=0.01, schedule="cosine",
-        warmup_steps=0, seed=0, grad_clip=1.0,
+        epochs=3,
+        batch_size=512,
+        optimizer="adamw",
+        lr=1e-3,
+        weight_decay=0.01,
+        schedule="cosine",
+        warmup_steps=0,
+        seed=0,
+        grad_clip=1.0,
     )
     assert cfg.scaling == ScalingConfig(workers=2, use_gpu=False, cpus_per_worker=1, max_failures=0)
     assert cfg.tracking == TrackingConfig(
         mlflow_uri="", experiment="deepsets", run_name="", storage_path=str(tmp_path / "ray_results")
     )
     assert cfg.tracking.resolved_mlflow_uri() == f"sqlite:///{tmp_path}/mlflow.db"
-    assert cfg.tracking.resolved_run_name(datetime(2025, 1, 2, 3, 4, 5), suffix="0a1b2c") == "run-20250102-030405-0a1b2c"
+    assert (
+        cfg.tracking.resolved_run_name(datetime(2025, 1, 2, 3, 4, 5), suffix="0a1b2c") == "run-20250102-030405-0a1b2c"
+    )
     assert cfg.model_args().ff_dim == 0 and cfg.model_args().feed_forward_dim == 4 * 128  # 0 means 4 * dim
 
 
@@ -124,6 +157,7 @@ def test_parse_run_config_resolves_paths_only_against_base_dir(tmp_path):
     assert parse_run_config(raw).data.train == ("data/train/",)
     assert parse_run_config(raw, base_dir=tmp_path).data.train == (f"{tmp_path}/data/train",)
     assert raw["data"]["train"] == "data/train/", "the caller's dict is not modified"
+
 
 # --- overrides ---------------------------------------------------------------------------
 
@@ -191,11 +225,12 @@ def test_override_with_a_wrong_type(tmp_path):
         "scaling.use_gpu: Input should be a valid boolean (found 'yes') (from --set scaling.use_gpu=yes)",
     ]
 
+
 # --- files -------------------------------------------------------------------------------
 
 
 def test_toml_syntax_error_names_the_line(tmp_path):
-    path = write(tmp_path, "[data]\ntrain = \"t/\"\nlabel_columns = [\"y\" \"z\"]\n")
+    path = write(tmp_path, '[data]\ntrain = "t/"\nlabel_columns = ["y" "z"]\n')
     err = config_error(path)
     assert len(err.problems) == 1
     assert err.problems[0].startswith("TOML syntax error: ")

@@ -38,9 +38,13 @@ def test_a_users_data_in_the_demos_layout_survives_demo_out(tmp_path, capsys):
     before = users_data(tmp_path / "data")
     assert main(["demo", "--out", str(tmp_path), "--rows", "60"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"error: {tmp_path / 'data'} holds files the demo did not write (schema.toml, train, truth.json, ...) and no "
-                   f"{DEMO_MARKER} file: the demo replaces only a data folder it made; move that folder away, or choose another --out")
-    assert {p.relative_to(tmp_path / "data"): p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file()} == before
+    assert err == (
+        f"error: {tmp_path / 'data'} holds files the demo did not write (schema.toml, train, truth.json, ...) and no "
+        f"{DEMO_MARKER} file: the demo replaces only a data folder it made; move that folder away, or choose another --out"
+    )
+    assert {
+        p.relative_to(tmp_path / "data"): p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file()
+    } == before
 
 
 def test_an_empty_folder_or_a_file_in_the_demos_place(tmp_path):

@@ -64,7 +64,15 @@ def test_embeddings_equal_the_model_and_carry_the_model(ray_session, checkpoint,
 
 def test_batch_size_workers_and_fragments_do_not_change_values(ray_session, checkpoint, demo_data, tmp_path):
     one = embed(checkpoint, [demo_data / "train"], tmp_path / "a", batch_size=1000, workers=1, fragment_rows=3000)
-    two = embed(checkpoint, [demo_data / "train"], tmp_path / "b", batch_size=37, workers=2, fragment_rows=290, with_modalities=True)
+    two = embed(
+        checkpoint,
+        [demo_data / "train"],
+        tmp_path / "b",
+        batch_size=37,
+        workers=2,
+        fragment_rows=290,
+        with_modalities=True,
+    )
     assert one["rows_out"] == two["rows_out"] == 3000
     assert (one["fragments"], two["fragments"]) == (5, 15)  # 5 files of 600 rows; 600 = 290 + 290 + 20
     a, b = read_output(tmp_path / "a"), read_output(tmp_path / "b")
@@ -93,9 +101,15 @@ def write_bad_copy(source, path):
     history = table.column("history").to_pylist()
     history[12] = [-4, 2]
     history[20] = [-1]
-    table = table.set_column(table.schema.get_field_index("image"), "image", pa.array(image, table.schema.field("image").type))
-    table = table.set_column(table.schema.get_field_index("profile_0"), "profile_0", pa.array(profile, table.schema.field("profile_0").type))
-    table = table.set_column(table.schema.get_field_index("history"), "history", pa.array(history, table.schema.field("history").type))
+    table = table.set_column(
+        table.schema.get_field_index("image"), "image", pa.array(image, table.schema.field("image").type)
+    )
+    table = table.set_column(
+        table.schema.get_field_index("profile_0"), "profile_0", pa.array(profile, table.schema.field("profile_0").type)
+    )
+    table = table.set_column(
+        table.schema.get_field_index("history"), "history", pa.array(history, table.schema.field("history").type)
+    )
     ids = table.column("item_id").to_pylist()
     ids[450] = None
     table = table.set_column(table.schema.get_field_index("item_id"), "item_id", pa.array(ids, pa.int64()))
@@ -113,7 +127,10 @@ def test_bad_rows_are_rejected_with_reasons_and_counted(ray_session, checkpoint,
     rejects = pq.read_table(tmp_path / "out" / "rejects").sort_by("source_row")
     assert rejects.column("source_row").to_pylist() == [3, 7, 10, 12, 20, 300, 450]
     assert sorted(os.listdir(tmp_path / "out" / "rejects")) == ["part-00000-00000.parquet", "part-00000-00001.parquet"]
-    assert rejects.column("item_id").to_pylist() == pc.take(bad.column("item_id"), [3, 7, 10, 12, 20, 300, 450]).to_pylist()
+    assert (
+        rejects.column("item_id").to_pylist()
+        == pc.take(bad.column("item_id"), [3, 7, 10, 12, 20, 300, 450]).to_pylist()
+    )
     reasons = dict(zip(rejects.column("source_row").to_pylist(), rejects.column("reject_reason").to_pylist()))
     columns = dict(zip(rejects.column("source_row").to_pylist(), rejects.column("reject_column").to_pylist()))
     assert "expected 256 floats per vector, found 5" in reasons[3] and columns[3] == "image"
@@ -123,7 +140,9 @@ def test_bad_rows_are_rejected_with_reasons_and_counted(ray_session, checkpoint,
     assert columns[12] in ("image", "history")  # bad twice: rejected once, for the first check that fails
     assert rejects.column("image").to_pylist()[0] == [0.5] * 5  # the row as read
     written = read_output(tmp_path / "out")
-    assert sorted(written.column("source_row").to_pylist() + rejects.column("source_row").to_pylist()) == list(range(600))
+    assert sorted(written.column("source_row").to_pylist() + rejects.column("source_row").to_pylist()) == list(
+        range(600)
+    )
     by_reason = {(r["column"], r["rows"]) for r in summary["rejected_by_reason"]}
     assert ("profile_0", 2) in by_reason and ("history", 1) in by_reason and ("item_id", 1) in by_reason
 
@@ -157,7 +176,9 @@ def test_overwrite_and_resume_semantics(ray_session, checkpoint, demo_data, tmp_
     part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
     mended = embed(checkpoint, [demo_data / "train"], out, fragment_rows=1000, resume=True)
     assert mended["rows_out"] == 3000 and mended["rows_this_run"] == 600
-    assert [r["part"] for r in mended["parts_redone"]] == ["part-00001-00000.parquet"] and "unreadable" in mended["parts_redone"][0]["problem"]
+    assert [r["part"] for r in mended["parts_redone"]] == ["part-00001-00000.parquet"] and "unreadable" in mended[
+        "parts_redone"
+    ][0]["problem"]
     with pytest.raises(ConfigError, match="exclude each other"):
         parse_embed_config(model="m", inputs=["x"], output="o", resume=True, overwrite=True)
 
@@ -166,12 +187,36 @@ def test_cli_names_a_non_parquet_input_and_bad_options(checkpoint, demo_data, tm
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "part-0.parquet").write_bytes(next((demo_data / "valid").glob("*.parquet")).read_bytes())
     (tmp_path / "in" / "readme.parquet").write_text("not parquet")
-    status = main(["embed", "--model", checkpoint["dir"], "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")])
+    status = main(
+        ["embed", "--model", checkpoint["dir"], "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]
+    )
     err = capsys.readouterr().err
     assert status == 2 and "readme.parquet: not a readable Parquet file" in err and "Traceback" not in err
-    status = main(["embed", "--model", checkpoint["dir"], "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"), "--batch-size", "0"])
+    status = main(
+        [
+            "embed",
+            "--model",
+            checkpoint["dir"],
+            "--input",
+            str(tmp_path / "in"),
+            "--output",
+            str(tmp_path / "o"),
+            "--batch-size",
+            "0",
+        ]
+    )
     assert status == 2 and "batch_size" in capsys.readouterr().err
-    status = main(["embed", "--model", str(tmp_path / "nowhere"), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o")])
+    status = main(
+        [
+            "embed",
+            "--model",
+            str(tmp_path / "nowhere"),
+            "--input",
+            str(tmp_path / "in"),
+            "--output",
+            str(tmp_path / "o"),
+        ]
+    )
     assert status == 2 and "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "out" / "embeddings").exists()  # nothing started
 
@@ -181,7 +226,10 @@ def test_a_second_job_on_the_same_output_is_refused_and_names_the_first(checkpoi
 
     out = tmp_path / "out"
     with OutputLock(str(out)) as first:  # the first job's lock, held as a running job holds it
-        with pytest.raises(JobError, match=rf"is in use by another embed job \(pid {os.getpid()} on .*, started {first.me['started']}\)"):
+        with pytest.raises(
+            JobError,
+            match=rf"is in use by another embed job \(pid {os.getpid()} on .*, started {first.me['started']}\)",
+        ):
             embed(checkpoint, [demo_data / "valid"], out)
     assert not (out / "embeddings").exists()  # refused before anything was written
 
@@ -196,34 +244,57 @@ def test_parts_from_another_model_are_redone_and_never_mixed(ray_session, checkp
     foreign = tmp_path / "by-other" / "embeddings" / "part-00000-00001.parquet"
     (out / "embeddings" / foreign.name).write_bytes(foreign.read_bytes())  # a second job's part, same name
     resumed = embed(checkpoint, [demo_data / "valid"], out, fragment_rows=200, resume=True)
-    assert [r["part"] for r in resumed["parts_redone"]] == [foreign.name] and "another model" in resumed["parts_redone"][0]["problem"]
+    assert [r["part"] for r in resumed["parts_redone"]] == [foreign.name] and "another model" in resumed[
+        "parts_redone"
+    ][0]["problem"]
     embed(checkpoint, [demo_data / "valid"], tmp_path / "fresh", fragment_rows=200)
-    np.testing.assert_allclose(vectors(read_output(out)), vectors(read_output(tmp_path / "fresh")), atol=1e-6)  # all model A
+    np.testing.assert_allclose(
+        vectors(read_output(out)), vectors(read_output(tmp_path / "fresh")), atol=1e-6
+    )  # all model A
     (out / "embeddings" / "notes.txt").write_text("mine")
     with pytest.raises(JobError, match=r"holds files an embed job did not write \(embeddings/notes.txt\)"):
         embed(checkpoint, [demo_data / "valid"], out, overwrite=True)
     assert (out / "embeddings" / "notes.txt").exists()
 
 
-@pytest.mark.parametrize("ids, problem", [
-    (pa.array(np.arange(600, dtype=np.float64)), r"row ids must be integers or strings, found double \(pandas writes"),
-    (pa.array(np.append(np.arange(599, dtype=np.uint64), np.uint64(2**63 + 5))), r"column 'item_id', row 599: row ids beyond 2\^63 - 1"),
-])
+@pytest.mark.parametrize(
+    "ids, problem",
+    [
+        (
+            pa.array(np.arange(600, dtype=np.float64)),
+            r"row ids must be integers or strings, found double \(pandas writes",
+        ),
+        (
+            pa.array(np.append(np.arange(599, dtype=np.uint64), np.uint64(2**63 + 5))),
+            r"column 'item_id', row 599: row ids beyond 2\^63 - 1",
+        ),
+    ],
+)
 def test_row_ids_that_cannot_be_written_are_refused_before_any_work(checkpoint, demo_data, tmp_path, ids, problem):
     table = pq.read_table(next((demo_data / "valid").glob("*.parquet")))
     (tmp_path / "in").mkdir()
-    pq.write_table(table.set_column(table.schema.get_field_index("item_id"), "item_id", ids), tmp_path / "in" / "a.parquet")
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("item_id"), "item_id", ids), tmp_path / "in" / "a.parquet"
+    )
     with pytest.raises(Exception, match=problem):
         embed(checkpoint, [tmp_path / "in"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
-def test_ids_of_several_integer_types_and_dictionaries_are_one_int64_column(ray_session, checkpoint, demo_data, tmp_path):
+def test_ids_of_several_integer_types_and_dictionaries_are_one_int64_column(
+    ray_session, checkpoint, demo_data, tmp_path
+):
     table = pq.read_table(next((demo_data / "valid").glob("*.parquet")))
     at = table.schema.get_field_index("item_id")
     (tmp_path / "in").mkdir()
-    pq.write_table(table.slice(0, 300).set_column(at, "item_id", table.column("item_id").slice(0, 300).cast(pa.int32())), tmp_path / "in" / "a.parquet")
-    pq.write_table(table.slice(300).set_column(at, "item_id", table.column("item_id").slice(300).cast(pa.uint64())), tmp_path / "in" / "b.parquet")
+    pq.write_table(
+        table.slice(0, 300).set_column(at, "item_id", table.column("item_id").slice(0, 300).cast(pa.int32())),
+        tmp_path / "in" / "a.parquet",
+    )
+    pq.write_table(
+        table.slice(300).set_column(at, "item_id", table.column("item_id").slice(300).cast(pa.uint64())),
+        tmp_path / "in" / "b.parquet",
+    )
     summary = embed(checkpoint, [tmp_path / "in"], tmp_path / "out")
     out = read_output(tmp_path / "out")
     assert summary["rows_out"] == 600 and out.schema.field("item_id").type == pa.int64()

@@ -35,8 +35,10 @@ def test_a_second_taker_is_refused_naming_the_holder_and_the_folder_is_free_afte
         assert holder == first.me and holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
         with pytest.raises(JobError) as refused:
             OutputLock(out).__enter__()
-        assert str(refused.value) == (f"{out} is in use by another embed job (pid {os.getpid()} on {socket.gethostname()}, "
-                                      f"started {first.me['started']}): wait for it to finish")
+        assert str(refused.value) == (
+            f"{out} is in use by another embed job (pid {os.getpid()} on {socket.gethostname()}, "
+            f"started {first.me['started']}): wait for it to finish"
+        )
     assert not (tmp_path / "out" / LOCK).exists()
     with OutputLock(out) as again:
         assert again.took_over is None
@@ -44,10 +46,14 @@ def test_a_second_taker_is_refused_naming_the_holder_and_the_folder_is_free_afte
 
 def test_a_lock_held_by_another_process_is_refused_and_free_the_moment_that_process_is_killed(tmp_path):
     out = str(tmp_path / "out")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, out], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, out], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline() == "locked\n"
-        with pytest.raises(JobError, match=rf"in use by another embed job \(pid {holder.pid} on {socket.gethostname()}, started "):
+        with pytest.raises(
+            JobError, match=rf"in use by another embed job \(pid {holder.pid} on {socket.gethostname()}, started "
+        ):
             OutputLock(out).__enter__()
         holder.kill()  # SIGKILL: no __exit__ runs, the lock file stays behind
         holder.wait()
@@ -73,7 +79,9 @@ def test_a_left_lock_file_naming_a_live_process_is_taken_over_when_nobody_holds_
 def test_two_takers_of_a_stale_lock_file_at_once_let_exactly_one_in(tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
-    (out / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": 2**22 + 12345, "started": "then"}))  # its job is gone
+    (out / LOCK).write_text(
+        json.dumps({"host": socket.gethostname(), "pid": 2**22 + 12345, "started": "then"})
+    )  # its job is gone
     read_holder = OutputLock._holder
     second, outcome = OutputLock(str(out)), {}
 

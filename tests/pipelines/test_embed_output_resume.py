@@ -28,12 +28,15 @@ def inputs(tmp_path):
     return folder
 
 
-@pytest.mark.parametrize("given, output, where", [
-    ("data", "data/out", "inside the input folder"),
-    ("data", "data", "is the input folder"),
-    ("data/train", "data", "contains the input folder"),
-    ("data/**/*.parquet", "data/out", "the input glob"),
-])
+@pytest.mark.parametrize(
+    "given, output, where",
+    [
+        ("data", "data/out", "inside the input folder"),
+        ("data", "data", "is the input folder"),
+        ("data/train", "data", "contains the input folder"),
+        ("data/**/*.parquet", "data/out", "the input glob"),
+    ],
+)
 def test_an_output_folder_overlapping_an_input_folder_is_refused_before_any_work(inputs, given, output, where):
     root = inputs.parent
     cfg = parse_embed_config(model=str(root / "no-model"), inputs=[str(root / given)], output=str(root / output))
@@ -43,8 +46,12 @@ def test_an_output_folder_overlapping_an_input_folder_is_refused_before_any_work
 
 
 def test_an_output_beside_the_inputs_is_accepted(inputs):
-    check_output_apart([str(inputs / "train"), str(inputs / "*.parquet"), str(inputs / "train" / "rows.parquet")], str(inputs / "out"))
-    check_output_apart([str(inputs / "train" / "*.parquet")], str(inputs / "train-out"))  # a sibling whose name shares a prefix
+    check_output_apart(
+        [str(inputs / "train"), str(inputs / "*.parquet"), str(inputs / "train" / "rows.parquet")], str(inputs / "out")
+    )
+    check_output_apart(
+        [str(inputs / "train" / "*.parquet")], str(inputs / "train-out")
+    )  # a sibling whose name shares a prefix
 
 
 def test_an_output_prefix_inside_an_input_prefix_on_object_storage_is_refused(s3_server):
@@ -132,7 +139,9 @@ class FailingReads(pafs.FileSystemHandler):
 def test_a_read_error_while_checking_a_kept_part_fails_the_job_and_deletes_nothing(resumable, monkeypatch):
     out, fragments = resumable
     monkeypatch.setattr(storage, "filesystem", lambda path: (pafs.PyFileSystem(FailingReads()), os.path.abspath(path)))
-    with pytest.raises(JobError, match=r"cannot check part-00000-00000.parquet .*connection reset.*nothing was deleted.*--resume"):
+    with pytest.raises(
+        JobError, match=r"cannot check part-00000-00000.parquet .*connection reset.*nothing was deleted.*--resume"
+    ):
         parts_to_do(out, fragments, "w1")
     assert [name for name, _ in storage.children(storage.join(out, EMBEDDINGS))] == [f.name for f in fragments]
 
@@ -145,7 +154,7 @@ def test_a_corrupt_part_is_redone(resumable, damage):
     # truncated: no magic bytes (ArrowInvalid); footer garbage: the magic and the length intact,
     # the footer's first bytes overwritten (Parquet raises an OSError: "Couldn't deserialize thrift")
     footer = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
-    broken = data[: len(data) // 2] if damage == "truncated" else data[:footer] + b"\xff" * 16 + data[footer + 16:]
+    broken = data[: len(data) // 2] if damage == "truncated" else data[:footer] + b"\xff" * 16 + data[footer + 16 :]
     with open(path, "wb") as handle:
         handle.write(broken)
     todo, redone = parts_to_do(out, fragments, "w1")

@@ -15,7 +15,15 @@ import pytest
 
 from deepsets.features import storage
 from deepsets.features.fragments import plan_fragments
-from deepsets.pipelines.embedding.output import LOCK, MANIFEST, OutputLock, account, parts_to_do, prepare_output, read_metadata
+from deepsets.pipelines.embedding.output import (
+    LOCK,
+    MANIFEST,
+    OutputLock,
+    account,
+    parts_to_do,
+    prepare_output,
+    read_metadata,
+)
 from deepsets.pipelines.embedding.parts import PartFile
 from deepsets.pipelines.embedding.worker import EMBEDDINGS, FINGERPRINT_KEY
 from deepsets.pipelines.errors import JobError
@@ -37,7 +45,9 @@ def fragments(s3_server):
 
 def write_part(out: str, fragment, rows: int, fingerprint: str = "w1") -> None:
     part = PartFile(storage.join(out, EMBEDDINGS, fragment.name))
-    part.write(pa.table({"id": list(range(rows)), "embedding": [[0.5, 1.0]] * rows}), {FINGERPRINT_KEY.decode(): fingerprint})
+    part.write(
+        pa.table({"id": list(range(rows)), "embedding": [[0.5, 1.0]] * rows}), {FINGERPRINT_KEY.decode(): fingerprint}
+    )
     part.commit()
 
 
@@ -66,7 +76,10 @@ def test_the_lock_refuses_a_second_job_and_takes_over_a_dead_ones(out):
             second.me = {**second.me, "pid": 999_999_999}  # another process of this host, alive: ours
             second.__enter__()
     assert not storage.exists(storage.join(out, LOCK))  # released
-    storage.write_text(storage.join(out, LOCK), json.dumps({"host": OutputLock(out).me["host"], "pid": 2**22 + 12345, "started": "then"}))
+    storage.write_text(
+        storage.join(out, LOCK),
+        json.dumps({"host": OutputLock(out).me["host"], "pid": 2**22 + 12345, "started": "then"}),
+    )
     with OutputLock(out) as lock:  # that pid is not running: stale
         assert lock.took_over["pid"] == 2**22 + 12345
 
@@ -83,7 +96,10 @@ def test_resume_on_s3_keeps_good_parts_and_redoes_bad_ones(out, fragments):
     resumed = prepare_output(out, dict(manifest), resume=True, overwrite=False)
     todo, redone = parts_to_do(out, resumed, "w1")
     assert [f.name for f in todo] == [planned[1].name, planned[2].name]
-    assert [r["problem"] for r in redone] == ["99 rows written + 0 rejected, the fragment has 100", "written by another model (weights w2)"]
+    assert [r["problem"] for r in redone] == [
+        "99 rows written + 0 rejected, the fragment has 100",
+        "written by another model (weights w2)",
+    ]
     with pytest.raises(JobError, match="2 fragment\\(s\\) have no output"):
         account(out, resumed, None, "w1")
     for fragment in todo:

@@ -33,7 +33,7 @@ def _huge_pages_mode() -> str:
         text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
     except OSError:
         return ""
-    return text[text.index("[") + 1:text.index("]")] if "[" in text else ""
+    return text[text.index("[") + 1 : text.index("]")] if "[" in text else ""
 
 
 def _threads_and_page_faults(mode: str) -> tuple[int, int]:
@@ -45,7 +45,10 @@ def _threads_and_page_faults(mode: str) -> tuple[int, int]:
 
 
 @pytest.mark.skipif(worker._LIBC is None, reason="not glibc: the mmap threshold is not set")
-@pytest.mark.skipif(_huge_pages_mode() != "madvise", reason="needs transparent huge pages on request (madvise mode): always gives them unasked, never not at all")
+@pytest.mark.skipif(
+    _huge_pages_mode() != "madvise",
+    reason="needs transparent huge pages on request (madvise mode): always gives them unasked, never not at all",
+)
 def test_a_prepared_process_maps_large_tensors_in_huge_pages():
     (_, plain), (threads, prepared) = _threads_and_page_faults("plain"), _threads_and_page_faults("prepared")
     assert threads == 1

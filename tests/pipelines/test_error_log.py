@@ -69,13 +69,17 @@ def test_a_symlinked_log_folder_is_refused_and_the_traceback_goes_to_stderr(fail
 
 
 def test_an_unwritable_log_folder_gives_one_message_and_the_traceback_once(failing_fit, tmp_path, capsys, monkeypatch):
-    (tmp_path / "state").write_text("a file where the state folder should be")  # cannot hold deepsets/logs, even for root
+    (tmp_path / "state").write_text(
+        "a file where the state folder should be"
+    )  # cannot hold deepsets/logs, even for root
     (tmp_path / "shared-tmp").rmdir()
     (tmp_path / "shared-tmp").write_text("nor can the temp folder")
     assert main(failing_fit) == 1
     err = capsys.readouterr().err
     first, rest = err.split("\n", 1)
-    assert first.startswith(f"internal error: KeyError: 'a bug somewhere deep' (no log file could be written in {tmp_path / 'state' / 'deepsets' / 'logs'}: ")
+    assert first.startswith(
+        f"internal error: KeyError: 'a bug somewhere deep' (no log file could be written in {tmp_path / 'state' / 'deepsets' / 'logs'}: "
+    )
     assert first.endswith("; the traceback follows)")
     assert rest.startswith("Traceback (most recent call last)") and rest.count("Traceback") == 1
     assert rest.rstrip().endswith("KeyError: 'a bug somewhere deep'")

@@ -27,7 +27,9 @@ def kind_of(path: Path) -> str:
     for kind, key in (("run", "data"), ("space", "params"), ("embed", "output")):
         if key in raw:
             return kind
-    raise AssertionError(f"{path.name}: neither a run config, a search space nor embed options: teach this test its loader")
+    raise AssertionError(
+        f"{path.name}: neither a run config, a search space nor embed options: teach this test its loader"
+    )
 
 
 @pytest.fixture
@@ -40,7 +42,9 @@ def demo_layout(tmp_path, demo_data):
 
 
 def test_there_are_examples_of_every_kind():
-    assert {"demo.toml", "ranking.toml", "two_tower.toml", "embed.toml", "tune_space.toml"} <= {p.name for p in EXAMPLES}
+    assert {"demo.toml", "ranking.toml", "two_tower.toml", "embed.toml", "tune_space.toml"} <= {
+        p.name for p in EXAMPLES
+    }
     assert {kind_of(p) for p in EXAMPLES} == {"run", "space", "embed"}
 
 
@@ -74,8 +78,11 @@ def test_demo_config_is_the_run_make_demo_trains(demo_layout, demo_data):
 @pytest.mark.slow
 def test_demo_config_trains_one_step(demo_layout, ray_session, tmp_path):
     overrides = [
-        "training.epochs=1", "training.batch_size=3000", "scaling.workers=1",  # 3,000 training rows: one step
-        f"tracking.mlflow_uri=sqlite:///{tmp_path}/mlflow.db", f"tracking.storage_path={tmp_path / 'ray'}",
+        "training.epochs=1",
+        "training.batch_size=3000",
+        "scaling.workers=1",  # 3,000 training rows: one step
+        f"tracking.mlflow_uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.storage_path={tmp_path / 'ray'}",
         "tracking.run_name=example-demo",
     ]
     summary = run_training(load_run_config(demo_layout / "demo.toml", overrides), progress=False)

@@ -24,20 +24,31 @@ def shop_table(n: int, first_id: int, seed: int) -> pa.Table:
     brand = rng.choice(["acme", "globex", "initech"], n)
     score = photo[:, 0] + np.array([len(h) for h in history]) / 15 - 1 + (brand == "acme")
     bought = (rng.random(n) < 1 / (1 + np.exp(-score))).astype(np.int8)
-    return pa.table({
-        "product_id": np.arange(n) + first_id,
-        "photo": pa.array([p.tolist() if i % 7 else None for i, p in enumerate(photo)], pa.list_(pa.float32())),
-        "frames": pa.array([rng.normal(size=(rng.integers(1, 5), 4)).tolist() for _ in range(n)], pa.list_(pa.list_(pa.float32()))),
-        "durations": pa.array([rng.exponential(size=rng.integers(1, 12)).tolist() for _ in range(n)], pa.list_(pa.float64())),
-        "history": pa.array(history, pa.list_(pa.int64())),
-        "tags": pa.array([rng.choice(["new", "sale", "eco", "gift"], rng.integers(0, 3), replace=False).tolist() for _ in range(n)],
-                         pa.list_(pa.string())),
-        "brand": pa.array(brand.tolist(), pa.string()),
-        "price": rng.lognormal(3, 1, n),
-        "age_days": rng.integers(0, 400, n),
-        "bought": bought,
-        "bought_score": np.clip(bought * 0.8 + rng.normal(0, 0.05, n), 0, 1),
-    })
+    return pa.table(
+        {
+            "product_id": np.arange(n) + first_id,
+            "photo": pa.array([p.tolist() if i % 7 else None for i, p in enumerate(photo)], pa.list_(pa.float32())),
+            "frames": pa.array(
+                [rng.normal(size=(rng.integers(1, 5), 4)).tolist() for _ in range(n)], pa.list_(pa.list_(pa.float32()))
+            ),
+            "durations": pa.array(
+                [rng.exponential(size=rng.integers(1, 12)).tolist() for _ in range(n)], pa.list_(pa.float64())
+            ),
+            "history": pa.array(history, pa.list_(pa.int64())),
+            "tags": pa.array(
+                [
+                    rng.choice(["new", "sale", "eco", "gift"], rng.integers(0, 3), replace=False).tolist()
+                    for _ in range(n)
+                ],
+                pa.list_(pa.string()),
+            ),
+            "brand": pa.array(brand.tolist(), pa.string()),
+            "price": rng.lognormal(3, 1, n),
+            "age_days": rng.integers(0, 400, n),
+            "bought": bought,
+            "bought_score": np.clip(bought * 0.8 + rng.normal(0, 0.05, n), 0, 1),
+        }
+    )
 
 
 def test_init_then_train_on_a_table_with_every_kind(ray_session, tmp_path, capsys, monkeypatch):
@@ -48,12 +59,37 @@ def test_init_then_train_on_a_table_with_every_kind(ray_session, tmp_path, capsy
     assert main(["init", "--input", "train", "--valid", "valid", "--label", "bought", "--out", "cfg"]) == 0
     printed = capsys.readouterr().out
     assert "bought_score" in printed and "its name is the label's plus 'score'" in printed
-    assert main(["init", "--input", "train", "--valid", "valid", "--label", "bought", "--out", "cfg", "--overwrite", "--json"]) == 0
+    assert (
+        main(
+            [
+                "init",
+                "--input",
+                "train",
+                "--valid",
+                "valid",
+                "--label",
+                "bought",
+                "--out",
+                "cfg",
+                "--overwrite",
+                "--json",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     kinds = {c["column"]: c["kind"] or c["role"] for c in summary["columns"]}
     assert kinds == {
-        "product_id": "id", "photo": "dense", "frames": "dense_sequence", "durations": "dense_sequence", "history": "id_sequence",
-        "tags": "id_set", "brand": "categorical", "price": "numeric", "age_days": "numeric", "bought": "label",
+        "product_id": "id",
+        "photo": "dense",
+        "frames": "dense_sequence",
+        "durations": "dense_sequence",
+        "history": "id_sequence",
+        "tags": "id_set",
+        "brand": "categorical",
+        "price": "numeric",
+        "age_days": "numeric",
+        "bought": "label",
         "bought_score": "left_out",
     }
     assert summary["task"]["kind"] == "binary"
@@ -61,13 +97,36 @@ def test_init_then_train_on_a_table_with_every_kind(ray_session, tmp_path, capsy
     assert cfg.data.train == (str(tmp_path / "train"),) and cfg.data.valid == (str(tmp_path / "valid"),)
     assert cfg.data.label_columns == ("bought",) and cfg.schema_.path == str(tmp_path / "cfg" / "schema.toml")
 
-    assert main(["train", "--config", "cfg/run.toml", "--set", "training.epochs=1", "--set", "tracking.run_name=from-init", "--json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "cfg/run.toml",
+                "--set",
+                "training.epochs=1",
+                "--set",
+                "tracking.run_name=from-init",
+                "--json",
+            ]
+        )
+        == 0
+    )
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert trained["epochs_done"] == 1 and trained["model_uri"].startswith("models:/") and 0.0 <= trained["metrics"]["valid_auc"] <= 1.0
+    assert (
+        trained["epochs_done"] == 1
+        and trained["model_uri"].startswith("models:/")
+        and 0.0 <= trained["metrics"]["valid_auc"] <= 1.0
+    )
     _, spec, _, _ = load_checkpoint(trained["checkpoint"])
     assert {m.name: m.kind for m in spec.schema.modality} == {
-        "photo": "dense", "frames": "dense_sequence", "durations": "dense_sequence", "history": "id_sequence", "tags": "id_set",
-        "brand": "categorical", "numbers": "numeric",
+        "photo": "dense",
+        "frames": "dense_sequence",
+        "durations": "dense_sequence",
+        "history": "id_sequence",
+        "tags": "id_set",
+        "brand": "categorical",
+        "numbers": "numeric",
     }
     assert spec.schema.id_column == "product_id"
 
@@ -75,7 +134,10 @@ def test_init_then_train_on_a_table_with_every_kind(ray_session, tmp_path, capsy
 def test_a_ragged_vector_column_is_one_error_line_naming_file_column_and_rows(tmp_path, capsys):
     frames = [[[1.0, 2.0]] * 3 for _ in range(100)]
     frames[42] = [[1.0, 2.0], [1.0, 2.0, 3.0]]
-    pq.write_table(pa.table({"frames": pa.array(frames, pa.list_(pa.list_(pa.float32()))), "y": np.arange(100) % 2}), tmp_path / "t.parquet")
+    pq.write_table(
+        pa.table({"frames": pa.array(frames, pa.list_(pa.list_(pa.float32()))), "y": np.arange(100) % 2}),
+        tmp_path / "t.parquet",
+    )
     assert main(["init", "--input", str(tmp_path / "t.parquet"), "--label", "y", "--out", str(tmp_path / "cfg")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 't.parquet'}, column 'frames', row 42: "), err
@@ -92,8 +154,13 @@ def test_a_missing_label_is_one_error_line(tmp_path, capsys):
 def test_rows_training_would_refuse_are_printed_as_warnings(tmp_path, capsys):
     photo = np.random.default_rng(0).normal(size=(100, 3)).tolist()
     photo[7][0] = float("nan")
-    pq.write_table(pa.table({"photo": pa.array(photo, pa.list_(pa.float32())), "y": np.arange(100) % 2}), tmp_path / "t.parquet")
+    pq.write_table(
+        pa.table({"photo": pa.array(photo, pa.list_(pa.float32())), "y": np.arange(100) % 2}), tmp_path / "t.parquet"
+    )
     assert main(["init", "--input", str(tmp_path / "t.parquet"), "--label", "y", "--out", str(tmp_path / "cfg")]) == 0
     out = capsys.readouterr().out
-    assert f"warning: column 'photo': 1 rows hold NaN, infinite or null floats, which training refuses (first: {tmp_path / 't.parquet'}, row 7)" in out
+    assert (
+        f"warning: column 'photo': 1 rows hold NaN, infinite or null floats, which training refuses (first: {tmp_path / 't.parquet'}, row 7)"
+        in out
+    )
     assert "# WARNING: 1 rows hold NaN" in (tmp_path / "cfg" / "schema.toml").read_text()

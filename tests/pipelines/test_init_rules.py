@@ -43,10 +43,17 @@ def choices_of(path, label="y", id_column=None):
 def test_fixed_length_float_lists_are_dense_with_their_length(tmp_path):
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(N, 6)).astype(np.float32)
-    path = write(tmp_path, with_label({
-        "photo": pa.array([v.tolist() if i % 5 else None for i, v in enumerate(vectors)], pa.list_(pa.float32())),
-        "fixed": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 6),
-    }))
+    path = write(
+        tmp_path,
+        with_label(
+            {
+                "photo": pa.array(
+                    [v.tolist() if i % 5 else None for i, v in enumerate(vectors)], pa.list_(pa.float32())
+                ),
+                "fixed": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 6),
+            }
+        ),
+    )
     found = choices_of(path)
     for column in ("photo", "fixed"):
         assert found[column].kind == "dense" and dict((k, v) for k, v, _ in found[column].settings) == {"dim": 6}
@@ -57,7 +64,10 @@ def test_variable_length_float_lists_are_scalar_sequences_with_a_p95_max_len(tmp
     path = write(tmp_path, with_label({"durations": pa.array([[0.5] * n for n in lengths], pa.list_(pa.float64()))}))
     c = choices_of(path)["durations"]
     settings = {k: v for k, v, _ in c.settings}
-    assert c.kind == "dense_sequence" and settings == {"dim": 1, "max_len": 96}  # p95 = 95, rounded up to a multiple of 8
+    assert c.kind == "dense_sequence" and settings == {
+        "dim": 1,
+        "max_len": 96,
+    }  # p95 = 95, rounded up to a multiple of 8
     why = dict((k, w) for k, _, w in c.settings)["max_len"]
     assert "p95 of the lengths is 95" in why and "16 of 400 rows (4.0%) are longer" in why
 
@@ -78,17 +88,25 @@ def test_ragged_vectors_are_refused_naming_the_column_and_rows(tmp_path):
         choices_of(path)
     text = str(err.value)
     assert err.value.column == "frames" and err.value.file == str(path) and err.value.rows.tolist() == [17, 301]
-    assert "rows 17..301 (2 rows)" in text and "797 vector(s) of 3 floats, 1 vector(s) of 1 floats, 1 vector(s) of 2 floats" in text
+    assert (
+        "rows 17..301 (2 rows)" in text
+        and "797 vector(s) of 3 floats, 1 vector(s) of 1 floats, 1 vector(s) of 2 floats" in text
+    )
 
 
 def test_id_lists_with_repeats_or_long_rows_are_sequences_short_repeat_free_ones_sets(tmp_path):
     rng = np.random.default_rng(1)
     history = [rng.integers(0, 30, size=i % 40 + 1).tolist() for i in range(N)]  # repeats ids
     tags = [rng.choice(["a", "b", "c", "d", "e"], size=i % 4, replace=False).tolist() for i in range(N)]
-    path = write(tmp_path, with_label({"history": pa.array(history, pa.list_(pa.int64())), "tags": pa.array(tags, pa.list_(pa.string()))}))
+    path = write(
+        tmp_path,
+        with_label({"history": pa.array(history, pa.list_(pa.int64())), "tags": pa.array(tags, pa.list_(pa.string()))}),
+    )
     found = choices_of(path)
     assert found["history"].kind == "id_sequence" and found["tags"].kind == "id_set"
-    assert {k: v for k, v, _ in found["history"].settings} == {"max_len": 40}  # p95 = 38 -> 40 = the longest: nothing cut
+    assert {k: v for k, v, _ in found["history"].settings} == {
+        "max_len": 40
+    }  # p95 = 38 -> 40 = the longest: nothing cut
     assert "rows repeat an id" in found["history"].reason and "order kept" in found["history"].reason
     assert {k: v for k, v, _ in found["tags"].settings} == {"max_len": 3}
 
@@ -111,7 +129,9 @@ def test_strings_and_codes_are_categorical_amounts_numeric_in_one_modality(tmp_p
     found = choices_of(tmp_path / "t.parquet")
     settings = {c: {k: v for k, v, _ in found[c].settings} for c in found}
     assert found["country"].kind == "categorical" and settings["country"] == {}
-    assert found["shop"].kind == "categorical" and settings["shop"] == {"min_count": 4}  # one per 1,000 of the 4,000 rows
+    assert found["shop"].kind == "categorical" and settings["shop"] == {
+        "min_count": 4
+    }  # one per 1,000 of the 4,000 rows
     assert found["session"].kind == "categorical" and settings["session"] == {"hash_buckets": 4096}
     assert found["weekday"].kind == "categorical" and "codes" in found["weekday"].reason
     assert [found[c].kind for c in ("visits", "price", "member")] == ["numeric"] * 3
@@ -126,10 +146,17 @@ def test_min_count_grows_with_the_table_within_its_bounds():
 
 def test_a_unique_column_is_the_id_unless_id_names_another(tmp_path):
     rng = np.random.default_rng(3)
-    path = write(tmp_path, with_label({
-        "email": [f"u{i}@example.org" for i in range(N)], "row": np.arange(N) + 10, "amount": rng.normal(size=N),
-        "order_id": np.arange(N) * 7,
-    }))
+    path = write(
+        tmp_path,
+        with_label(
+            {
+                "email": [f"u{i}@example.org" for i in range(N)],
+                "row": np.arange(N) + 10,
+                "amount": rng.normal(size=N),
+                "order_id": np.arange(N) * 7,
+            }
+        ),
+    )
     found = choices_of(path)
     assert found["order_id"].role == "id"  # an id-like name first
     assert found["email"].role == "left_out" and found["row"].role == "left_out"
@@ -141,10 +168,17 @@ def test_a_unique_column_is_the_id_unless_id_names_another(tmp_path):
 def test_the_label_and_leaking_columns_are_left_out_and_a_random_column_is_kept(tmp_path):
     rng = np.random.default_rng(4)
     y = rng.integers(0, 2, N).astype(np.int8)
-    path = write(tmp_path, {
-        "y": y, "y_prob": rng.random(N), "y_again": y.astype(np.float64), "outcome": np.where(y == 1, "won", "lost"),
-        "noise": rng.integers(0, 2, N), "price": rng.normal(size=N),
-    })
+    path = write(
+        tmp_path,
+        {
+            "y": y,
+            "y_prob": rng.random(N),
+            "y_again": y.astype(np.float64),
+            "outcome": np.where(y == 1, "won", "lost"),
+            "noise": rng.integers(0, 2, N),
+            "price": rng.normal(size=N),
+        },
+    )
     found = choices_of(path)
     assert found["y"].role == "label"
     assert "its name is the label's plus 'prob'" in found["y_prob"].reason and found["y_prob"].role == "left_out"
@@ -161,10 +195,16 @@ def test_a_linear_function_of_a_regression_label_leaks(tmp_path):
     assert "a linear function of the label" in found["y_cents"].reason and found["x"].role == "feature"
 
 
-@pytest.mark.parametrize("values, task, outputs", [
-    (np.arange(N) % 2, "binary", 1), (np.arange(N) % 2 == 0, "binary", 1), (np.arange(N) % 5, "multiclass", 5),
-    (np.arange(N) % 2 + 1.0, "multiclass", 3), (np.linspace(0, 1, N), "regression", 1),
-])
+@pytest.mark.parametrize(
+    "values, task, outputs",
+    [
+        (np.arange(N) % 2, "binary", 1),
+        (np.arange(N) % 2 == 0, "binary", 1),
+        (np.arange(N) % 5, "multiclass", 5),
+        (np.arange(N) % 2 + 1.0, "multiclass", 3),
+        (np.linspace(0, 1, N), "regression", 1),
+    ],
+)
 def test_the_task_is_guessed_from_the_label(tmp_path, values, task, outputs):
     path = write(tmp_path, {"y": values, "x": np.arange(N) * 0.5})
     kind, num_outputs, why = guess_task(profile_table([str(path)], label="y"), "y")
@@ -179,20 +219,34 @@ def test_a_string_label_is_refused(tmp_path):
 
 def test_unseen_categories_are_left_out_and_numbers_beyond_training_are_quantile_encoded(tmp_path):
     rng = np.random.default_rng(6)
+
     def split(n, months, day0):
-        return {"month": rng.choice(months, n), "day": day0 + np.arange(n) // 2, "brand": rng.choice(["a", "b"], n),
-                "y": rng.integers(0, 2, n)}
+        return {
+            "month": rng.choice(months, n),
+            "day": day0 + np.arange(n) // 2,
+            "brand": rng.choice(["a", "b"], n),
+            "y": rng.integers(0, 2, n),
+        }
+
     write(tmp_path / "train", split(N, [1, 2, 3, 4], 0))
     write(tmp_path / "valid", split(100, [5], N))
     summary = run_init([str(tmp_path / "train")], "y", valid=[str(tmp_path / "valid")], out=str(tmp_path / "cfg"))
     by_column = {c["column"]: c for c in summary["columns"]}
-    assert by_column["month"]["role"] == "left_out" and "100% of validation rows hold values never seen in training" in by_column["month"]["reason"]
-    assert by_column["day"]["role"] == "feature" and "100% of validation rows lie outside training's range" in by_column["day"]["reason"]
+    assert (
+        by_column["month"]["role"] == "left_out"
+        and "100% of validation rows hold values never seen in training" in by_column["month"]["reason"]
+    )
+    assert (
+        by_column["day"]["role"] == "feature"
+        and "100% of validation rows lie outside training's range" in by_column["day"]["reason"]
+    )
     assert by_column["brand"]["role"] == "feature"
     text = (tmp_path / "cfg" / "schema.toml").read_text()
     numbers = next(m for m in load_schema_text(text, tmp_path) if m.kind == "numeric")
     assert numbers.columns == ["day"] and numbers.encodings == {"day": "quantile"}
-    uncommented = text.replace("# [[modality]]", "[[modality]]").replace("# name =", "name =").replace("# kind =", "kind =")
+    uncommented = (
+        text.replace("# [[modality]]", "[[modality]]").replace("# name =", "name =").replace("# kind =", "kind =")
+    )
     assert {m.name for m in load_schema_text(uncommented, tmp_path)} == {"brand", "month", "numbers"}
 
 
@@ -226,7 +280,9 @@ def test_max_len_cuts_at_most_five_percent_of_rows_and_never_exceeds_the_longest
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.from_regex(r"[a-z]{1,8}(_[a-z]{1,8}){0,2}", fullmatch=True), st.sampled_from(sorted(LEAK_WORDS)), st.booleans())
+@given(
+    st.from_regex(r"[a-z]{1,8}(_[a-z]{1,8}){0,2}", fullmatch=True), st.sampled_from(sorted(LEAK_WORDS)), st.booleans()
+)
 def test_a_label_name_with_a_score_word_is_a_leak_and_the_label_alone_is_not(label, word, before):
     column = f"{word}_{label}" if before else f"{label}_{word}"
     assert name_leak(column, label) is not None
@@ -246,10 +302,16 @@ def test_distinct_values_count_exactly_and_keep_counts_up_to_the_cap(batches, ca
 
 def test_column_names_that_are_not_identifiers_get_modality_names_and_keep_their_column(tmp_path):
     rng = np.random.default_rng(7)
-    path = write(tmp_path / "data", with_label({
-        "photo vec": pa.array(rng.normal(size=(N, 4)).tolist(), pa.list_(pa.float32())), "2nd-brand": rng.choice(["a", "b"], N),
-        "unit price": rng.normal(size=N),
-    }))
+    path = write(
+        tmp_path / "data",
+        with_label(
+            {
+                "photo vec": pa.array(rng.normal(size=(N, 4)).tolist(), pa.list_(pa.float32())),
+                "2nd-brand": rng.choice(["a", "b"], N),
+                "unit price": rng.normal(size=N),
+            }
+        ),
+    )
     written = run_init([str(path)], "y", out=str(tmp_path / "cfg"))
     modalities = {m.name: m for m in load_schema(written["schema"]).modality}
     assert modalities["photo_vec"].column == "photo vec" and modalities["c_2nd_brand"].column == "2nd-brand"
@@ -264,12 +326,23 @@ def test_values_training_refuses_are_warned_about_naming_the_first_row(tmp_path)
     frames[301][1] = [1.0, None]
     price = rng.normal(size=N)
     price[9] = np.inf
-    path = write(tmp_path, with_label({
-        "photo": pa.array(photo, pa.list_(pa.float32())), "frames": pa.array(frames, pa.list_(pa.list_(pa.float32()))),
-        "price": price, "clean": rng.normal(size=N),
-    }))
+    path = write(
+        tmp_path,
+        with_label(
+            {
+                "photo": pa.array(photo, pa.list_(pa.float32())),
+                "frames": pa.array(frames, pa.list_(pa.list_(pa.float32()))),
+                "price": price,
+                "clean": rng.normal(size=N),
+            }
+        ),
+    )
     found = choices_of(path)
-    assert found["photo"].warning.startswith(f"1 rows hold NaN, infinite or null floats, which training refuses (first: {path}, row 205)")
+    assert found["photo"].warning.startswith(
+        f"1 rows hold NaN, infinite or null floats, which training refuses (first: {path}, row 205)"
+    )
     assert f"(first: {path}, row 301)" in found["frames"].warning
-    assert found["price"].warning.startswith(f"1 rows hold an infinite value, which training refuses (first: {path}, row 9)")
+    assert found["price"].warning.startswith(
+        f"1 rows hold an infinite value, which training refuses (first: {path}, row 9)"
+    )
     assert found["clean"].warning == "" and found["price"].kind == "numeric"

@@ -17,10 +17,10 @@ import torch  # noqa: E402
 mlflow = pytest.importorskip("mlflow")
 
 from deepsets.builders import build_model  # noqa: E402
-from deepsets.model_args import ModelArgs  # noqa: E402
 from deepsets.features import synth  # noqa: E402
 from deepsets.features.schema import load_schema  # noqa: E402
 from deepsets.features.spec import FeatureSpec  # noqa: E402
+from deepsets.model_args import ModelArgs  # noqa: E402
 from deepsets.pipelines.models.pyfunc import embed_table, load_deepsets_model, log_deepsets_model  # noqa: E402
 
 CONFIG = ModelArgs(dim=16, heads=2, fusion="transformer", fusion_layers=1)
@@ -122,7 +122,9 @@ def test_log_refuses_bad_config_and_no_run(logged):
     with pytest.raises(ValueError, match="active MLflow run"):
         log_deepsets_model(model, spec, CONFIG)
     with mlflow.start_run(experiment_id=logged["run"].info.experiment_id):
-        with pytest.raises(ValueError, match=r"do not rebuild these weights: missing \[\], unexpected \[\], reshaped \['"):
+        with pytest.raises(
+            ValueError, match=r"do not rebuild these weights: missing \[\], unexpected \[\], reshaped \['"
+        ):
             log_deepsets_model(model, spec, replace(CONFIG, dim=8))
         with pytest.raises(ValueError, match=r"do not rebuild these weights: missing \['fusion.head.*layers.1"):
             log_deepsets_model(model.state_dict(), spec, replace(CONFIG, fusion_layers=2))
@@ -138,8 +140,13 @@ def test_fresh_process_loads_without_our_imports(logged):
     )
     part = str(logged["tmp"] / "data" / "part-00000.parquet")
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    done = subprocess.run([sys.executable, "-c", code, mlflow.get_tracking_uri(), logged["uri"], part],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code, mlflow.get_tracking_uri(), logged["uri"], part],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     got = np.array(json.loads(done.stdout.strip().splitlines()[-1]), dtype=np.float32)
     np.testing.assert_allclose(got, reference(logged)[:5], atol=1e-5)
@@ -159,4 +166,9 @@ def test_pandas_int_categorical_with_nulls_is_read_as_ints(tmp_path):
     table = to_arrow(frame, spec)
     assert table.column("level").type == pa.int64()
     batch = spec.transform(table)
-    assert batch["level"].values.tolist() == [2, 0, 3, 2] and batch["level"].present.tolist() == [True, False, True, True]
+    assert batch["level"].values.tolist() == [2, 0, 3, 2] and batch["level"].present.tolist() == [
+        True,
+        False,
+        True,
+        True,
+    ]

@@ -23,7 +23,9 @@ def checkpoint(demo_spec, tmp_path_factory):
 def test_a_checkpoint_directory_loads_the_same_model(checkpoint, demo_spec, demo_data):
     directory, model = checkpoint
     source = load_model_source(str(directory))
-    assert source.version == "checkpoint epoch=3 step=42" and source.label_columns == ["clicked"] and source.run_id is None
+    assert (
+        source.version == "checkpoint epoch=3 step=42" and source.label_columns == ["clicked"] and source.run_id is None
+    )
     assert source.model_args.dim == 8 and source.spec.names == demo_spec.names and not source.is_two_tower
     assert source.weights_sha256 == load_model_source(str(directory)).weights_sha256  # the same bytes, the same hash
     batch = demo_spec.transform(pq.read_table(next((demo_data / "valid").glob("*.parquet"))).slice(0, 50))
@@ -43,8 +45,15 @@ def test_a_payload_rebuilds_the_source_in_another_process(checkpoint):
 def test_towers_are_only_for_two_tower_models(checkpoint, demo_spec, tmp_path):
     with pytest.raises(ValueError, match="is not a two-tower model \\(task 'binary'\\)"):
         load_model_source(str(checkpoint[0])).with_tower("query")
-    two_tower = {"dim": 8, "layers": 0, "heads": 2, "fusion": "deepset", "task": "two_tower",
-                 "query_modalities": ["history", "tags"], "item_modalities": ["image", "title"]}
+    two_tower = {
+        "dim": 8,
+        "layers": 0,
+        "heads": 2,
+        "fusion": "deepset",
+        "task": "two_tower",
+        "query_modalities": ["history", "tags"],
+        "item_modalities": ["image", "title"],
+    }
     (tmp_path / "tt").mkdir()
     save_model(tmp_path / "tt", demo_spec, two_tower, seed=0)
     source = load_model_source(str(tmp_path / "tt"))
@@ -56,10 +65,13 @@ def test_towers_are_only_for_two_tower_models(checkpoint, demo_spec, tmp_path):
     assert source.input_spec.names == demo_spec.names  # no tower chosen: the whole spec
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda t: str(t / "missing"), "does not exist"),
-    (lambda t: (t / "empty").mkdir() or str(t / "empty"), "neither a deepsets checkpoint directory"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda t: str(t / "missing"), "does not exist"),
+        (lambda t: (t / "empty").mkdir() or str(t / "empty"), "neither a deepsets checkpoint directory"),
+    ],
+)
 def test_paths_that_hold_no_model_are_named(tmp_path, make, message):
     with pytest.raises(JobError, match=message):
         load_model_source(make(tmp_path))
@@ -81,7 +93,9 @@ def test_a_checkpoint_whose_settings_are_unreadable_is_named(checkpoint, tmp_pat
     broken = tmp_path / "unreadable"
     shutil.copytree(checkpoint[0], broken)
     (broken / "model_config.json").write_text('{"dim": 8, "width": 3}')
-    with pytest.raises(JobError, match=r"unreadable: cannot read the checkpoint \(ValueError: model arguments: unknown \['width'\]"):
+    with pytest.raises(
+        JobError, match=r"unreadable: cannot read the checkpoint \(ValueError: model arguments: unknown \['width'\]"
+    ):
         load_model_source(str(broken))
     (broken / "model_config.json").write_text('{"dim": 16, "layers": 0, "heads": 2, "fusion": "deepset"}')
     with pytest.raises(ValueError, match="do not rebuild these weights"):
@@ -104,7 +118,9 @@ def test_a_checkpoint_on_object_storage_loads_and_embeds_as_the_local_one(checkp
     directory, model = checkpoint
     stored = copy_to_store(directory, f"s3://deepsets/runs-{uuid.uuid4().hex[:8]}/run/checkpoint_000003")
     local, remote = load_model_source(str(directory)), load_model_source(stored)
-    assert remote.uri == stored and remote.version == "checkpoint epoch=3 step=42" and remote.label_columns == ["clicked"]
+    assert (
+        remote.uri == stored and remote.version == "checkpoint epoch=3 step=42" and remote.label_columns == ["clicked"]
+    )
     assert remote.weights_sha256 == local.weights_sha256 and remote.spec.to_dict() == local.spec.to_dict()
     assert remote.model_args == local.model_args and remote.run_config == local.run_config
     batch = demo_spec.transform(pq.read_table(next((demo_data / "valid").glob("*.parquet"))).slice(0, 50))
@@ -115,6 +131,8 @@ def test_a_checkpoint_on_object_storage_loads_and_embeds_as_the_local_one(checkp
 def test_a_half_written_checkpoint_on_object_storage_names_the_missing_file(checkpoint, s3_server):
     import uuid
 
-    stored = copy_to_store(checkpoint[0], f"s3://deepsets/runs-{uuid.uuid4().hex[:8]}/run/checkpoint_000003", skip=("state.pt",))
+    stored = copy_to_store(
+        checkpoint[0], f"s3://deepsets/runs-{uuid.uuid4().hex[:8]}/run/checkpoint_000003", skip=("state.pt",)
+    )
     with pytest.raises(JobError, match=r"checkpoint_000003: not a deepsets checkpoint \(no state.pt\)"):
         load_model_source(stored)

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from deepsets.batch import FeatureBatch
-from deepsets.ranking import InBatchSoftmax
 from deepsets.features.schema import parse_schema
 from deepsets.features.spec import FeatureSpec
 from deepsets.pipelines.training.negatives import ItemCatalogue, Negatives
+from deepsets.ranking import InBatchSoftmax
 from tests.pipelines.test_train_ranking import CLUSTERS, ITEMS_PER_CLUSTER, TWO_TOWER_SCHEMA, write_two_tower_data
 
 
@@ -57,7 +57,9 @@ def test_the_catalogue_is_every_item_once_and_its_draws_follow_the_seed(planted)
     a = Negatives("mixed", items, num_negatives=8, seed=3).draw()
     b = Negatives("mixed", items, num_negatives=8, seed=3).draw()
     assert torch.equal(a[1], b[1]) and a[0].num_rows == 8
-    torch.testing.assert_close(a[0]["item_vec"].values, items.items.take(torch.searchsorted(items.ids, a[1]))["item_vec"].values)
+    torch.testing.assert_close(
+        a[0]["item_vec"].values, items.items.take(torch.searchsorted(items.ids, a[1]))["item_vec"].values
+    )
     twice = pa.concat_tables([pq.read_table(base / "items.parquet")] * 2)
     pq.write_table(twice, base / "twice.parquet")
     with pytest.raises(Exception, match=r"item table lists 200 item id\(s\) more than once"):
@@ -85,8 +87,15 @@ def test_catalogue_negatives_are_a_full_softmax_over_the_item_table_plus_the_in_
 
     base, spec = planted
     torch.manual_seed(0)
-    model = build_model(spec.model_inputs(), dim=8, heads=2, fusion="deepset", task="two_tower",
-                        query_modalities=["user", "liked"], item_modalities=["item", "item_vec"]).eval()
+    model = build_model(
+        spec.model_inputs(),
+        dim=8,
+        heads=2,
+        fusion="deepset",
+        task="two_tower",
+        query_modalities=["user", "liked"],
+        item_modalities=["item", "item_vec"],
+    ).eval()
     catalogue = ItemCatalogue(spec.subset(["item", "item_vec"]), [str(base / "items.parquet")], "item_id")
     objective = Objective("two_tower", (), item_column="item_id", negatives=Negatives("catalogue", catalogue))
     # rows of the item table itself (its rows carry query columns too), so a batch item's
@@ -104,7 +113,9 @@ def test_catalogue_negatives_are_a_full_softmax_over_the_item_table_plus_the_in_
         batch_items = F.normalize(model.item(batch).fused, dim=1)  # (B, D)
         in_batch_logits = queries @ batch_items.T / model.loss_fn.temperature  # (B, B)
         in_batch_logits[:, 54:] = torch.where(torch.eye(64)[:, 54:].bool(), in_batch_logits[:, 54:], float("-inf"))
-        in_batch_logits[54:, :10] = torch.where(torch.eye(64)[54:, 54:].bool(), float("-inf"), in_batch_logits[54:, :10])
+        in_batch_logits[54:, :10] = torch.where(
+            torch.eye(64)[54:, 54:].bool(), float("-inf"), in_batch_logits[54:, :10]
+        )
         in_batch = F.cross_entropy(in_batch_logits, torch.arange(64))
     assert float(full) > 0.9 * math.log(len(catalogue))  # an untrained model: near chance over the table
     assert float(loss) == pytest.approx(float(full + in_batch), rel=1e-5)
@@ -114,23 +125,38 @@ def run_in_process(planted, negatives_mode: str, steps_per_refresh: int = 1):
     """Train the planted two-tower model in-process with one kind of negatives; the validation
     recall@10 among the 200 items."""
     from deepsets.builders import build_model
-    from deepsets.optim import make_optimizer, make_scheduler
     from deepsets.features.reader import ParquetBatchReader
+    from deepsets.optim import make_optimizer, make_scheduler
     from deepsets.pipelines.training.loop import evaluate, train_step
     from deepsets.pipelines.training.objectives import ItemLogQ, Objective
 
     base, spec = planted
     torch.manual_seed(0)
-    model = build_model(spec.model_inputs(), dim=16, heads=2, fusion="deepset", task="two_tower",
-                        query_modalities=["user", "liked"], item_modalities=["item", "item_vec"])
-    ids, counts = np.unique(pq.read_table(base / "train", columns=["item_id"])["item_id"].to_numpy(), return_counts=True)
+    model = build_model(
+        spec.model_inputs(),
+        dim=16,
+        heads=2,
+        fusion="deepset",
+        task="two_tower",
+        query_modalities=["user", "liked"],
+        item_modalities=["item", "item_vec"],
+    )
+    ids, counts = np.unique(
+        pq.read_table(base / "train", columns=["item_id"])["item_id"].to_numpy(), return_counts=True
+    )
     catalogue = ItemCatalogue(spec.subset(["item", "item_vec"]), [str(base / "items.parquet")], "item_id")
-    negatives = None if negatives_mode == "in_batch" else Negatives(negatives_mode, catalogue, num_negatives=64, refresh_steps=steps_per_refresh)
+    negatives = (
+        None
+        if negatives_mode == "in_batch"
+        else Negatives(negatives_mode, catalogue, num_negatives=64, refresh_steps=steps_per_refresh)
+    )
     objective = Objective("two_tower", (), item_column="item_id", item_log_q=ItemLogQ(ids, counts), negatives=negatives)
     optimizer = make_optimizer(model, "adamw", 1e-2, 0.0)
     scheduler = make_scheduler(optimizer, "constant", 1000, 0)
     for epoch in range(3):
-        for batch in ParquetBatchReader(spec, base / "train", batch_size=100, key_columns=["item_id"], shuffle_seed=epoch):
+        for batch in ParquetBatchReader(
+            spec, base / "train", batch_size=100, key_columns=["item_id"], shuffle_seed=epoch
+        ):
             train_step(model, batch, objective, optimizer, scheduler, torch.device("cpu"))
     valid = ParquetBatchReader(spec, base / "valid", batch_size=600, key_columns=["item_id"])
     return evaluate(model, valid, objective, torch.device("cpu"))["recall_at_10"]

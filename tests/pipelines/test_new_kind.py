@@ -20,15 +20,15 @@ import torch
 from torch import nn
 
 import deepsets.encoders.registry as encoder_registry
-import deepsets.kinds as kinds
 import deepsets.features.kinds.registry as feature_registry
+import deepsets.kinds as kinds
 from deepsets.batch import ModalityTensors
 from deepsets.encoders import Encoded, register_encoder
-from deepsets.kinds import KindTraits, kind_traits
-from deepsets.modality import ModalityInfo
 from deepsets.features.errors import DataError, SchemaError
 from deepsets.features.kinds import register_feature_kind
 from deepsets.features.kinds.base import BaseFeature, Fitted, ModalityCounts, collect_stats, presence_stats
+from deepsets.kinds import KindTraits, kind_traits
+from deepsets.modality import ModalityInfo
 
 # --- the model side: traits and an encoder ------------------------------------------------
 
@@ -88,7 +88,9 @@ class GeoPointFeature(BaseFeature):
         present = ~np.isnan(lat) & ~np.isnan(lon)  # (B,)
         bad = present & ((np.abs(lat) > 90) | (np.abs(lon) > 180))
         if bad.any():
-            raise DataError("latitude must lie in [-90, 90] and longitude in [-180, 180]", column=self.lat, rows=np.nonzero(bad)[0])
+            raise DataError(
+                "latitude must lie in [-90, 90] and longitude in [-180, 180]", column=self.lat, rows=np.nonzero(bad)[0]
+            )
         values = np.where(present[:, None], np.stack([lat, lon], axis=1), 0.0).astype(np.float32)  # (B, 2)
         counts.rows += present.size
         counts.present_rows += int(present.sum())
@@ -124,22 +126,27 @@ def write_shops(path, n: int, seed: int) -> None:
     lat, lon = rng.uniform(-80, 80, n), rng.uniform(-180, 180, n)
     sold = (lat > 0) ^ (rng.random(n) < 0.1)
     located = rng.random(n) > 0.15
-    pq.write_table(pa.table({
-        "shop_id": np.arange(n),
-        "lat": pa.array(np.where(located, lat, np.nan), pa.float64(), from_pandas=True),
-        "lon": pa.array(lon, pa.float64()),
-        "brand": pa.array(rng.choice(["a", "b", "c"], n)),
-        "sold": sold.astype(np.int8),
-    }), path)
+    pq.write_table(
+        pa.table(
+            {
+                "shop_id": np.arange(n),
+                "lat": pa.array(np.where(located, lat, np.nan), pa.float64(), from_pandas=True),
+                "lon": pa.array(lon, pa.float64()),
+                "brand": pa.array(rng.choice(["a", "b", "c"], n)),
+                "sold": sold.astype(np.int8),
+            }
+        ),
+        path,
+    )
 
 
 def test_a_kind_registered_here_fits_reads_trains_and_serves(geo_point, tmp_path):
     from deepsets.ablation import auc
     from deepsets.builders import build_model
-    from deepsets.optim import make_optimizer, make_scheduler
     from deepsets.features.reader import ParquetBatchReader
     from deepsets.features.schema import parse_schema
     from deepsets.features.spec import FeatureSpec
+    from deepsets.optim import make_optimizer, make_scheduler
     from deepsets.pipelines.models.pyfunc import embed_table
     from deepsets.pipelines.training.loop import train_step
     from deepsets.pipelines.training.objectives import Objective
@@ -161,7 +168,9 @@ def test_a_kind_registered_here_fits_reads_trains_and_serves(geo_point, tmp_path
     optimizer = make_optimizer(model, "adamw", 1e-2, 0.0)
     scheduler = make_scheduler(optimizer, "constant", 1000, 0)
     for epoch in range(3):
-        for train_batch in ParquetBatchReader(spec, tmp_path / "train.parquet", batch_size=128, label_columns=["sold"], shuffle_seed=epoch):
+        for train_batch in ParquetBatchReader(
+            spec, tmp_path / "train.parquet", batch_size=128, label_columns=["sold"], shuffle_seed=epoch
+        ):
             train_step(model, train_batch, objective, optimizer, scheduler, torch.device("cpu"))
     model.eval()
     valid = ParquetBatchReader(spec, tmp_path / "valid.parquet", batch_size=1000, label_columns=["sold"])
@@ -198,7 +207,9 @@ def test_unknown_kinds_are_named_on_every_side():
         kind_traits("geo_point")
     with pytest.raises(ValueError, match="modality 'place': unknown modality kind 'geo_point'"):
         ModalityInfo("place", "geo_point", dim=2)
-    with pytest.raises(SchemaError, match=r"modality\[0\] \(place\).kind: unknown kind 'geo_point' \(expected one of categorical, "):
+    with pytest.raises(
+        SchemaError, match=r"modality\[0\] \(place\).kind: unknown kind 'geo_point' \(expected one of categorical, "
+    ):
         parse_schema({"modality": [{"name": "place", "kind": "geo_point"}]})
     with pytest.raises(ValueError, match="no traits|unknown modality kind"):
         register_feature_kind(GeoPointFeature)
@@ -331,7 +342,9 @@ def test_traits_that_cannot_run_are_refused_when_declared_or_built():
         register_encoder(traits, lambda info, dim, ff_dim: JaggedEncoder(dim))
         model = build_model([ModalityInfo("bag", "bag_of_floats", dim=1)], dim=4, heads=2, fusion="deepset")
         bag = ModalityTensors.from_lengths(torch.randn(3, 1), torch.tensor([2, 1]))
-        with pytest.raises(ValueError, match="'bag': its encoder returned jagged tokens, but its kind is not summarized"):
+        with pytest.raises(
+            ValueError, match="'bag': its encoder returned jagged tokens, but its kind is not summarized"
+        ):
             model(FeatureBatch({"bag": bag}, 2))
     finally:
         kinds._KINDS.clear(), kinds._KINDS.update(saved[0])
@@ -344,5 +357,8 @@ def test_a_broken_plugin_is_named(monkeypatch, tmp_path):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-kind\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[deepsets.kinds]\nbroken = broken_kind_module_that_is_missing\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ValueError, match="modality kind 'broken': its plug-in 'broken_kind_module_that_is_missing' .* failed to import: ModuleNotFoundError"):
+    with pytest.raises(
+        ValueError,
+        match="modality kind 'broken': its plug-in 'broken_kind_module_that_is_missing' .* failed to import: ModuleNotFoundError",
+    ):
         kind_traits("broken")

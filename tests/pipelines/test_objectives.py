@@ -10,9 +10,9 @@ import torch
 
 from deepsets.builders import build_model
 from deepsets.optim import make_optimizer, make_scheduler
-from deepsets.ranking import listwise_softmax_loss, pad_groups, pairwise_logistic_loss
 from deepsets.pipelines.training.loop import evaluate, train_step
 from deepsets.pipelines.training.objectives import ItemLogQ, Objective
+from deepsets.ranking import listwise_softmax_loss, pad_groups, pairwise_logistic_loss
 from tests.deepsets.random_batches import INFOS, random_batch
 
 QUERY, ITEM = ["history", "country", "profile"], ["image", "frames", "tags"]
@@ -47,7 +47,9 @@ def test_grouped_loss_is_the_group_loss_and_training_moves_the_model(kind):
 
 def test_two_tower_loss_uses_log_q_and_validation_ranks_distinct_items():
     torch.manual_seed(0)
-    model = build_model(INFOS, dim=16, heads=2, fusion="deepset", task="two_tower", query_modalities=QUERY, item_modalities=ITEM)
+    model = build_model(
+        INFOS, dim=16, heads=2, fusion="deepset", task="two_tower", query_modalities=QUERY, item_modalities=ITEM
+    )
     batch = _ranked_batch(28, seed=4)
     counts = ItemLogQ(np.arange(7), np.array([1, 1, 1, 1, 1, 1, 94]))
     plain = Objective("two_tower", (), item_column="item_id")

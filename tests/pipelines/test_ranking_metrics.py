@@ -37,12 +37,16 @@ def test_group_metrics_by_hand():
 def test_group_metrics_do_not_depend_on_the_batching(seed, cuts):
     g = torch.Generator().manual_seed(seed)
     n = sum(cuts)
-    scores, labels, group = torch.randn(n, generator=g), torch.randint(0, 3, (n,), generator=g).float(), torch.randint(0, 5, (n,), generator=g)
+    scores, labels, group = (
+        torch.randn(n, generator=g),
+        torch.randint(0, 3, (n,), generator=g).float(),
+        torch.randint(0, 5, (n,), generator=g),
+    )
     whole, parts = GroupRankingMetrics("pairwise", k=2), GroupRankingMetrics("pairwise", k=2)
     whole.update(scores, labels, group)
     start = 0
     for size in cuts:
-        parts.update(scores[start:start + size], labels[start:start + size], group[start:start + size])
+        parts.update(scores[start : start + size], labels[start : start + size], group[start : start + size])
         start += size
     a, b = whole.compute(), parts.compute()
     assert a.keys() == b.keys()
@@ -64,7 +68,10 @@ def test_retrieval_metrics_by_hand():
     assert out["mrr"] == pytest.approx((1 + 0.5 + 0.5) / 3)
     assert out["ndcg_at_1"] == pytest.approx(1 / 3)
     # rows: (target score, other score) -> the cross-entropy of the target
-    expected = [-math.log(math.exp(t / 0.5) / (math.exp(t / 0.5) + math.exp(o / 0.5))) for t, o in [(0.9, 0.1), (0.2, 0.8), (0.2, 0.8)]]
+    expected = [
+        -math.log(math.exp(t / 0.5) / (math.exp(t / 0.5) + math.exp(o / 0.5)))
+        for t, o in [(0.9, 0.1), (0.2, 0.8), (0.2, 0.8)]
+    ]
     assert out["loss"] == pytest.approx(sum(expected) / 3)
 
 
@@ -83,7 +90,11 @@ def test_chunked_set_loss_equals_the_one_shot_loss(seed, kind):
 
     g = torch.Generator().manual_seed(seed)
     n = 60
-    scores, labels, group = torch.randn(n, generator=g).double(), torch.randint(0, 3, (n,), generator=g).double(), torch.randint(0, 9, (n,), generator=g)
+    scores, labels, group = (
+        torch.randn(n, generator=g).double(),
+        torch.randint(0, 3, (n,), generator=g).double(),
+        torch.randint(0, 9, (n,), generator=g),
+    )
     expected = float(task_loss(kind, scores, labels, group))
     budget = rm._PAIR_BUDGET
     try:
@@ -98,4 +109,7 @@ def test_nan_scores_never_rank_first():
 
     scores = torch.tensor([[float("nan"), 0.1, 0.2], [0.3, float("nan"), 0.1]])
     ranks = target_ranks(scores, torch.tensor([0, 0]))
-    assert ranks.tolist() == [[2.0, 1.0], [0.0, 1.0]]  # NaN target: last (2 above it); a NaN rival: below every real score
+    assert ranks.tolist() == [
+        [2.0, 1.0],
+        [0.0, 1.0],
+    ]  # NaN target: last (2 above it); a NaN rival: below every real score

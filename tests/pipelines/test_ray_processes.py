@@ -11,10 +11,19 @@ import textwrap
 import psutil
 import pytest
 
-from deepsets.pipelines.ray_processes import ProcessRecord, end_leftovers, logged_worker_pids, records_since, session_dirs_of, with_descendants
+from deepsets.pipelines.ray_processes import (
+    ProcessRecord,
+    end_leftovers,
+    logged_worker_pids,
+    records_since,
+    session_dirs_of,
+    with_descendants,
+)
 
 SLEEPER = "import time; time.sleep(600)"
-DEAF_SLEEPER = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"
+DEAF_SLEEPER = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"
+)
 """Like a worker hung in its teardown: SIGTERM does nothing."""
 
 
@@ -82,8 +91,10 @@ def test_a_reused_pid_is_not_taken_for_the_recorded_process(spawn):
 
 
 def test_descendants_are_found_below_a_root_and_only_there(spawn):
-    parent = spawn("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
-                   "print(c.pid, flush=True); time.sleep(600)")
+    parent = spawn(
+        "import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+        "print(c.pid, flush=True); time.sleep(600)"
+    )
     bystander = spawn(SLEEPER)
     child_pid = int(parent.stdout.readline())
 
@@ -95,7 +106,10 @@ def test_descendants_are_found_below_a_root_and_only_there(spawn):
 
 
 def test_worker_pids_are_read_from_a_session_folder_of_this_driver(tmp_path, spawn):
-    mine, theirs = tmp_path / "session_2026-01-01_00-00-00_000001_4242", tmp_path / "session_2026-01-01_00-00-00_000001_4343"
+    mine, theirs = (
+        tmp_path / "session_2026-01-01_00-00-00_000001_4242",
+        tmp_path / "session_2026-01-01_00-00-00_000001_4343",
+    )
     worker = spawn(SLEEPER)
     for session in (mine, theirs):
         (session / "logs").mkdir(parents=True)
@@ -148,7 +162,9 @@ LEFTOVER_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 def test_a_job_ends_a_leftover_process_of_its_own_ray_and_names_it(tmp_path):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": ""}
-    done = subprocess.run([sys.executable, "-c", LEFTOVER_SCRIPT], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", LEFTOVER_SCRIPT], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["started"] is True

@@ -4,7 +4,12 @@ import logging
 import re
 import threading
 
-from deepsets.pipelines.ray_runtime import CHATTY_RAY_LOGGERS, RAY_TRAIN_CLEANER_THREAD, quiet_ray_logs, quiet_worker_loggers
+from deepsets.pipelines.ray_runtime import (
+    CHATTY_RAY_LOGGERS,
+    RAY_TRAIN_CLEANER_THREAD,
+    quiet_ray_logs,
+    quiet_worker_loggers,
+)
 
 SEEN_IN_MAKE_DEMO = [
     "Failed to query Ray Train Controller actor state. State API may be temporarily unavailable. Continuing to monitor.",
@@ -16,8 +21,11 @@ SEEN_IN_MAKE_DEMO = [
     "Setting up process group for: env:// [rank=0, world_size=2]",
     "Moving model to device: cpu",
 ]
-OURS = ["epoch 1/3: train_loss 0.7262, valid_auc 0.4889", "error: the training loss is inf at epoch 1/1",
-        "(raylet) A worker died or was killed while executing a task by an unexpected system error."]
+OURS = [
+    "epoch 1/3: train_loss 0.7262, valid_auc 0.4889",
+    "error: the training loss is inf at epoch 1/1",
+    "(raylet) A worker died or was killed while executing a task by an unexpected system error.",
+]
 
 
 def test_the_skip_pattern_drops_the_known_lines_and_keeps_everything_else(monkeypatch):
@@ -74,7 +82,9 @@ def test_in_a_private_ray_the_autoscaler_request_warning_is_dropped_and_nothing_
     logger.addHandler(handler)
     try:
         quiet_worker_loggers()
-        logger.warning("Failed to send resource request for train-1. If this only happens transiently ...", exc_info=False)
+        logger.warning(
+            "Failed to send resource request for train-1. If this only happens transiently ...", exc_info=False
+        )
         logger.warning("something else")
         assert seen == ["something else"]
     finally:

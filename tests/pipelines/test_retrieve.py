@@ -27,22 +27,42 @@ def results(out: Path) -> pa.Table:
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(0, 10_000), st.integers(1, 60), st.integers(1, 20), st.integers(1, 8), st.integers(1, 70), st.booleans())
+@given(
+    st.integers(0, 10_000), st.integers(1, 60), st.integers(1, 20), st.integers(1, 8), st.integers(1, 70), st.booleans()
+)
 def test_exact_top_k_matches_brute_force_with_exclusions(seed, n_items, n_queries, dim, k, exclude):
     rng = np.random.default_rng(seed)
-    items, queries = rng.normal(size=(n_items, dim)).astype(np.float32), rng.normal(size=(n_queries, dim)).astype(np.float32)
+    items, queries = (
+        rng.normal(size=(n_items, dim)).astype(np.float32),
+        rng.normal(size=(n_queries, dim)).astype(np.float32),
+    )
     item_ids, query_ids = np.arange(100, 100 + n_items), np.arange(n_queries)
-    pairs = {(int(q), int(i)) for q, i in zip(rng.integers(0, n_queries, 3 * n_items), rng.choice(item_ids, 3 * n_items))} if exclude else set()
+    pairs = (
+        {(int(q), int(i)) for q, i in zip(rng.integers(0, n_queries, 3 * n_items), rng.choice(item_ids, 3 * n_items))}
+        if exclude
+        else set()
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         embed_output(tmp / "items", "item_id", item_ids, items, "item")
         embed_output(tmp / "queries", "user_id", query_ids, queries, "query", rows_per_part=7)
         options = {}
         if exclude:
-            pq.write_table(pa.table({"user_id": [q for q, _ in pairs], "item_id": [i for _, i in pairs]}), tmp / "seen.parquet")
+            pq.write_table(
+                pa.table({"user_id": [q for q, _ in pairs], "item_id": [i for _, i in pairs]}), tmp / "seen.parquet"
+            )
             options["exclude"] = str(tmp / "seen.parquet")
-        summary = run_retrieve(parse_retrieve_config(items=str(tmp / "items"), queries=str(tmp / "queries"), k=k, out=str(tmp / "out"),
-                                                     batch_size=5, **options), progress=False)
+        summary = run_retrieve(
+            parse_retrieve_config(
+                items=str(tmp / "items"),
+                queries=str(tmp / "queries"),
+                k=k,
+                out=str(tmp / "out"),
+                batch_size=5,
+                **options,
+            ),
+            progress=False,
+        )
         got = results(tmp / "out").to_pydict()
     assert summary["queries_in"] == summary["queries_out"] == n_queries and summary["queries_rejected"] == 0
     brute = queries.astype(np.float64) @ items.T.astype(np.float64)  # (Q, N)
@@ -68,8 +88,12 @@ def test_every_query_is_accounted_for_and_bad_vectors_are_named(tmp_path):
     queries[[2, 7]] = np.inf
     embed_output(tmp_path / "items", "item_id", np.arange(30), items, "item")
     embed_output(tmp_path / "queries", "user", [f"u{i}" for i in range(10)], queries, "query", rows_per_part=4)
-    summary = run_retrieve(parse_retrieve_config(items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=5,
-                                                 out=str(tmp_path / "out")), progress=False)
+    summary = run_retrieve(
+        parse_retrieve_config(
+            items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=5, out=str(tmp_path / "out")
+        ),
+        progress=False,
+    )
     assert (summary["queries_in"], summary["queries_out"], summary["queries_rejected"]) == (10, 8, 2)
     assert summary["rejected_by_reason"] == {"embedding has NaN or infinite values": 2}
     assert (summary["items_indexed"], summary["items_rejected"]) == (29, 1)
@@ -89,8 +113,18 @@ def test_an_approximate_index_reports_its_recall_against_exact_search(tmp_path, 
     queries = (centres[rng.integers(0, 20, 300)] + 0.3 * rng.normal(size=(300, 16))).astype(np.float32)
     embed_output(tmp_path / "items", "item_id", np.arange(3000), items, "item")
     embed_output(tmp_path / "queries", "user_id", np.arange(300), queries, "query")
-    summary = run_retrieve(parse_retrieve_config(items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=20,
-                                                 out=str(tmp_path / "out"), index=index, recall_queries=200, target_recall=0.97), progress=False)
+    summary = run_retrieve(
+        parse_retrieve_config(
+            items=str(tmp_path / "items"),
+            queries=str(tmp_path / "queries"),
+            k=20,
+            out=str(tmp_path / "out"),
+            index=index,
+            recall_queries=200,
+            target_recall=0.97,
+        ),
+        progress=False,
+    )
     assert summary["recall_queries"] == 200 and 0.97 <= summary["recall_at_20_vs_exact"] <= 1.0
     got = results(tmp_path / "out").to_pandas()
     assert len(got) == 300 * 20 and (got.groupby("user_id")["score"].diff().dropna() <= 1e-6).all()  # best first
@@ -106,10 +140,27 @@ def test_a_fixed_nprobe_is_measured_not_tuned(tmp_path):
     items = rng.normal(size=(2000, 8)).astype(np.float32)
     embed_output(tmp_path / "items", "item_id", np.arange(2000), items, "item")
     embed_output(tmp_path / "queries", "user_id", np.arange(100), rng.normal(size=(100, 8)).astype(np.float32), "query")
-    fixed = run_retrieve(parse_retrieve_config(items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=50,
-                                               out=str(tmp_path / "fixed"), index="ivf", nprobe=1), progress=False)
-    tuned = run_retrieve(parse_retrieve_config(items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=50,
-                                               out=str(tmp_path / "tuned"), index="ivf"), progress=False)
+    fixed = run_retrieve(
+        parse_retrieve_config(
+            items=str(tmp_path / "items"),
+            queries=str(tmp_path / "queries"),
+            k=50,
+            out=str(tmp_path / "fixed"),
+            index="ivf",
+            nprobe=1,
+        ),
+        progress=False,
+    )
+    tuned = run_retrieve(
+        parse_retrieve_config(
+            items=str(tmp_path / "items"),
+            queries=str(tmp_path / "queries"),
+            k=50,
+            out=str(tmp_path / "tuned"),
+            index="ivf",
+        ),
+        progress=False,
+    )
     assert fixed["index_settings"] == {} and fixed["recall_at_50_vs_exact"] < 0.95
     assert tuned["index_settings"]["nprobe"] > 1 and tuned["recall_at_50_vs_exact"] >= 0.95
 
@@ -118,9 +169,23 @@ def test_cli_answers_in_json_and_says_what_is_wrong_in_one_line(tmp_path, capsys
     rng = np.random.default_rng(2)
     embed_output(tmp_path / "items", "item_id", np.arange(10), rng.normal(size=(10, 3)).astype(np.float32), "item")
     embed_output(tmp_path / "queries", "user_id", np.arange(4), rng.normal(size=(4, 3)).astype(np.float32), "query")
-    embed_output(tmp_path / "other", "user_id", np.arange(4), rng.normal(size=(4, 3)).astype(np.float32), "query", weights="x" * 64)
+    embed_output(
+        tmp_path / "other",
+        "user_id",
+        np.arange(4),
+        rng.normal(size=(4, 3)).astype(np.float32),
+        "query",
+        weights="x" * 64,
+    )
     embed_output(tmp_path / "wide", "user_id", np.arange(4), rng.normal(size=(4, 5)).astype(np.float32), "query")
-    embed_output(tmp_path / "unfinished", "user_id", np.arange(4), rng.normal(size=(4, 3)).astype(np.float32), "query", finished=False)
+    embed_output(
+        tmp_path / "unfinished",
+        "user_id",
+        np.arange(4),
+        rng.normal(size=(4, 3)).astype(np.float32),
+        "query",
+        finished=False,
+    )
     pq.write_table(pa.table({"user": [1], "item_id": [2]}), tmp_path / "seen.parquet")
     base = ["retrieve", "--items", str(tmp_path / "items"), "--k", "3"]
     assert main(base + ["--queries", str(tmp_path / "queries"), "--out", str(tmp_path / "out"), "--json"]) == 0
@@ -137,13 +202,29 @@ def test_cli_answers_in_json_and_says_what_is_wrong_in_one_line(tmp_path, capsys
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert main(base + ["--queries", str(tmp_path / "items"), "--out", str(tmp_path / "o2")]) == 2  # swapped towers
     assert "holds the item tower" in capsys.readouterr().err
-    assert main(base + ["--queries", str(tmp_path / "queries"), "--out", str(tmp_path / "o3"), "--exclude", str(tmp_path / "seen.parquet")]) == 2
+    assert (
+        main(
+            base
+            + [
+                "--queries",
+                str(tmp_path / "queries"),
+                "--out",
+                str(tmp_path / "o3"),
+                "--exclude",
+                str(tmp_path / "seen.parquet"),
+            ]
+        )
+        == 2
+    )
     assert "no column 'user_id'" in capsys.readouterr().err
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     assert main(base + ["--queries", str(tmp_path / "queries"), "--out", str(tmp_path / "mine"), "--overwrite"]) == 2
     assert "did not write (notes.txt)" in capsys.readouterr().err and (tmp_path / "mine" / "notes.txt").exists()
-    assert main(base + ["--queries", str(tmp_path / "queries"), "--out", str(tmp_path / "out"), "--overwrite", "--json"]) == 0
+    assert (
+        main(base + ["--queries", str(tmp_path / "queries"), "--out", str(tmp_path / "out"), "--overwrite", "--json"])
+        == 0
+    )
 
 
 def upload(folder: Path, prefix: str) -> str:
@@ -168,20 +249,42 @@ def test_items_queries_exclusions_and_out_on_object_storage(tmp_path, s3_server)
     pq.write_table(pa.table({"user_id": [0, 0, 7], "item_id": [1, 2, 3]}), tmp_path / "seen.parquet")
     bucket = f"s3://deepsets/retrieve-{uuid.uuid4().hex[:8]}"
     upload(tmp_path, bucket)
-    local = run_retrieve(parse_retrieve_config(items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=6,
-                                               out=str(tmp_path / "out"), exclude=str(tmp_path / "seen.parquet")), progress=False)
-    options = {"items": f"{bucket}/items", "queries": f"{bucket}/queries/", "k": 6, "out": f"{bucket}/top", "exclude": f"{bucket}/seen.parquet"}
+    local = run_retrieve(
+        parse_retrieve_config(
+            items=str(tmp_path / "items"),
+            queries=str(tmp_path / "queries"),
+            k=6,
+            out=str(tmp_path / "out"),
+            exclude=str(tmp_path / "seen.parquet"),
+        ),
+        progress=False,
+    )
+    options = {
+        "items": f"{bucket}/items",
+        "queries": f"{bucket}/queries/",
+        "k": 6,
+        "out": f"{bucket}/top",
+        "exclude": f"{bucket}/seen.parquet",
+    }
     remote = run_retrieve(parse_retrieve_config(**options), progress=False)
     assert not (Path.cwd() / "s3:").exists()  # nothing went to a local folder named after the URI
     for key in ("queries_in", "queries_out", "queries_rejected", "rejected_by_reason", "items_indexed", "exclusions"):
         assert remote[key] == local[key], key
     assert remote["output"] == f"{bucket}/top" and (remote["queries_out"], remote["queries_rejected"]) == (8, 1)
     names = [name for name, _ in storage.children(f"{bucket}/top")]
-    assert names == ["_SUCCESS.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet", "rejects.parquet"]
+    assert names == [
+        "_SUCCESS.json",
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+        "rejects.parquet",
+    ]
     store, inner = storage.filesystem(f"{bucket}/top")
     got = pq.read_table([f"{inner}/{name}" for name in names if name.startswith("part-")], filesystem=store)
     assert got.equals(results(tmp_path / "out"))
-    assert pq.read_table(f"{inner}/rejects.parquet", filesystem=store).to_pydict()["source_part"] == ["part-00001.parquet"]
+    assert pq.read_table(f"{inner}/rejects.parquet", filesystem=store).to_pydict()["source_part"] == [
+        "part-00001.parquet"
+    ]
     success = json.loads(storage.read_text(f"{bucket}/top/_SUCCESS.json"))
     assert success["items"] == f"{bucket}/items" and success["queries"] == f"{bucket}/queries"
     with pytest.raises(JobError, match="is not empty: pass --overwrite"):
@@ -199,7 +302,9 @@ def test_a_failed_job_leaves_no_half_written_file_and_overwrite_clears_what_it_l
     queries[1] = np.nan  # a reject in the first part
     embed_output(tmp_path / "items", "item_id", np.arange(20), rng.normal(size=(20, 3)).astype(np.float32), "item")
     embed_output(tmp_path / "queries", "user_id", np.arange(12), queries, "query", rows_per_part=4)
-    cfg = parse_retrieve_config(items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=3, out=str(tmp_path / "out"), batch_size=2)
+    cfg = parse_retrieve_config(
+        items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=3, out=str(tmp_path / "out"), batch_size=2
+    )
     real_top_k, calls = job._top_k, []
 
     def failing_top_k(*args, **kwargs):
@@ -212,7 +317,9 @@ def test_a_failed_job_leaves_no_half_written_file_and_overwrite_clears_what_it_l
     with pytest.raises(OSError, match="disk full"):
         run_retrieve(cfg, progress=False)
     monkeypatch.setattr(job, "_top_k", real_top_k)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["part-00000.parquet"]  # no rejects.parquet, no temp file
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "part-00000.parquet"
+    ]  # no rejects.parquet, no temp file
     (tmp_path / "out" / ".part-00002.parquet.tmp-99999").write_bytes(b"PAR1")  # what a killed job leaves
     (tmp_path / "out" / ".rejects.parquet.tmp-99999").write_bytes(b"PAR1")
     with pytest.raises(JobError, match="is not empty: pass --overwrite"):
@@ -220,7 +327,12 @@ def test_a_failed_job_leaves_no_half_written_file_and_overwrite_clears_what_it_l
     summary = run_retrieve(cfg.model_copy(update={"overwrite": True}), progress=False)
     assert (summary["queries_in"], summary["queries_out"], summary["queries_rejected"]) == (12, 11, 1)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "_SUCCESS.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet", "rejects.parquet"]
+        "_SUCCESS.json",
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+        "rejects.parquet",
+    ]
     assert results(tmp_path / "out").num_rows == 11 * 3
 
 
@@ -228,8 +340,16 @@ def test_a_recall_that_cannot_be_measured_is_null_with_the_reason(tmp_path):
     rng = np.random.default_rng(6)
     embed_output(tmp_path / "items", "item_id", np.arange(200), rng.normal(size=(200, 4)).astype(np.float32), "item")
     embed_output(tmp_path / "queries", "user_id", np.arange(5), np.full((5, 4), np.nan, np.float32), "query")
-    summary = run_retrieve(parse_retrieve_config(items=str(tmp_path / "items"), queries=str(tmp_path / "queries"), k=5,
-                                                 out=str(tmp_path / "out"), index="ivf"), progress=False)
+    summary = run_retrieve(
+        parse_retrieve_config(
+            items=str(tmp_path / "items"),
+            queries=str(tmp_path / "queries"),
+            k=5,
+            out=str(tmp_path / "out"),
+            index="ivf",
+        ),
+        progress=False,
+    )
     assert summary["recall_at_5_vs_exact"] is None and summary["recall_queries"] == 0
     assert summary["recall_not_measured"] == "no query has a usable vector to measure it on"
 
@@ -238,4 +358,7 @@ def test_a_recall_that_cannot_be_measured_is_null_with_the_reason(tmp_path):
 
     written = json.loads((tmp_path / "out" / "_SUCCESS.json").read_text(), parse_constant=refuse)
     assert written["recall_at_5_vs_exact"] is None and written["recall_not_measured"] == summary["recall_not_measured"]
-    assert "recall@5 against exact search: not measured (no query has a usable vector to measure it on)" in format_retrieve_summary(summary)
+    assert (
+        "recall@5 against exact search: not measured (no query has a usable vector to measure it on)"
+        in format_retrieve_summary(summary)
+    )

@@ -42,7 +42,9 @@ def wait_until_up(server: subprocess.Popen, port: int) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise AssertionError(f"mlflow models serve exited with {server.returncode}:\n{server.stdout.read()[-3000:]}")
+            raise AssertionError(
+                f"mlflow models serve exited with {server.returncode}:\n{server.stdout.read()[-3000:]}"
+            )
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
                 return
@@ -92,12 +94,32 @@ def test_mlflow_models_serve_answers_embeddings_and_logits(logged_model, demo_da
     with torch.no_grad():
         out = logged_model["model"](demo_spec.transform(table))
     port = free_port()
-    env = dict(os.environ, MLFLOW_TRACKING_URI=logged_model["store"],
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    env = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=logged_model["store"],
+        PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+    )
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", logged_model["uri"], "--env-manager", "local",
-         "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            logged_model["uri"],
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         wait_until_up(server, port)

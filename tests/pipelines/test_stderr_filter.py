@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 from deepsets.pipelines.ray_runtime import RAY_CORE_NOISE
 from deepsets.pipelines.stderr_filter import dropping_stderr_lines
 
-CORE_LINE = ("[2026-11-30 10:12:01,412 E 4242 4300] core_worker.cc:2465: Actor with class name: 'MapWorker(MapBatches(FragmentEmbedder))' "
-             "and ID: 'f00d' has constructor arguments in the object store and max_restarts > 0. If the arguments in the object "
-             "store go out of scope or are lost, the actor restart will fail.")
+CORE_LINE = (
+    "[2026-11-30 10:12:01,412 E 4242 4300] core_worker.cc:2465: Actor with class name: 'MapWorker(MapBatches(FragmentEmbedder))' "
+    "and ID: 'f00d' has constructor arguments in the object store and max_restarts > 0. If the arguments in the object "
+    "store go out of scope or are lost, the actor restart will fail."
+)
 
 
 def test_the_core_line_is_dropped_and_everything_else_reaches_stderr_in_order(capfd):
@@ -25,8 +27,10 @@ def test_the_core_line_is_dropped_and_everything_else_reaches_stderr_in_order(ca
         os.write(2, (CORE_LINE[40:] + "\n").encode())
         os.write(2, b"\rembedding:  50%|#####     | 300/600")  # a progress bar's update: no newline
         os.write(2, b"\n[2026-11-30 10:12:02,000 E 4242 4300] core_worker.cc:99: something else\nafter")
-    assert capfd.readouterr().err == ("before\n\rembedding:  50%|#####     | 300/600\n"
-                                      "[2026-11-30 10:12:02,000 E 4242 4300] core_worker.cc:99: something else\nafter")
+    assert capfd.readouterr().err == (
+        "before\n\rembedding:  50%|#####     | 300/600\n"
+        "[2026-11-30 10:12:02,000 E 4242 4300] core_worker.cc:99: something else\nafter"
+    )
     assert dropped == [CORE_LINE]
 
 
@@ -69,7 +73,7 @@ def test_no_patterns_drop_nothing(capfd):
 
 def run_script(body: str) -> subprocess.CompletedProcess:
     """``body`` run by a fresh Python with the helpers below; a hang fails the test by its timeout."""
-    script = textwrap.dedent('''
+    script = textwrap.dedent("""
         import json, os, subprocess, sys, threading
         from deepsets.pipelines.stderr_filter import dropping_stderr_lines
 
@@ -87,7 +91,7 @@ def run_script(body: str) -> subprocess.CompletedProcess:
             for thread in threading.enumerate():
                 if thread.name == "stderr-filter":
                     thread.join(30)
-    ''') + textwrap.dedent(body)
+    """) + textwrap.dedent(body)
     return subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60, check=False)
 
 
@@ -95,12 +99,16 @@ needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="coun
 
 
 @needs_proc
-@pytest.mark.parametrize("broken_stderr", [
-    "read_end, write_end = os.pipe(); os.close(read_end); os.dup2(write_end, 2); os.close(write_end)",  # EPIPE: its reader is gone
-    "os.dup2(os.open(os.devnull, os.O_RDONLY), 2)",  # EBADF: not open for writing
-], ids=["reader-gone", "read-only"])
+@pytest.mark.parametrize(
+    "broken_stderr",
+    [
+        "read_end, write_end = os.pipe(); os.close(read_end); os.dup2(write_end, 2); os.close(write_end)",  # EPIPE: its reader is gone
+        "os.dup2(os.open(os.devnull, os.O_RDONLY), 2)",  # EBADF: not open for writing
+    ],
+    ids=["reader-gone", "read-only"],
+)
 def test_a_stderr_that_fails_every_write_is_still_drained_and_every_fd_closed(broken_stderr):
-    found = run_script(f'''
+    found = run_script(f"""
         {broken_stderr}
         before = open_fds()
         with dropping_stderr_lines(("never there",)):
@@ -108,7 +116,7 @@ def test_a_stderr_that_fails_every_write_is_still_drained_and_every_fd_closed(br
                 os.write(2, b"x" * 4095 + b"\\n")
         forwarders_finished()
         print(json.dumps({{"before": before, "after": open_fds()}}))
-    ''')
+    """)
     assert found.returncode == 0, found.stderr.decode()
     fds = json.loads(found.stdout)
     assert fds["after"] == fds["before"]
@@ -116,7 +124,7 @@ def test_a_stderr_that_fails_every_write_is_still_drained_and_every_fd_closed(br
 
 @needs_proc
 def test_a_non_blocking_stderr_gets_every_byte_in_order():
-    found = run_script('''
+    found = run_script("""
         import time
         read_end, write_end = os.pipe()
         os.set_blocking(write_end, False)  # as a parent that shares its terminal non-blocking leaves it
@@ -137,18 +145,20 @@ def test_a_non_blocking_stderr_gets_every_byte_in_order():
         forwarders_finished()
         reader.join(60)
         print(json.dumps({"same": bytes(received) == sent, "received": len(received), "sent": len(sent)}))
-    ''')
+    """)
     assert found.returncode == 0, found.stderr.decode()
     assert json.loads(found.stdout) == {"same": True, "received": 1_200_000, "sent": 1_200_000}
 
 
 @needs_proc
 def test_a_child_started_inside_keeps_only_its_stderr_and_its_lines_are_still_filtered():
-    child = ("import json, os, sys; sys.stdin.read(); "
-             "fds = [(fd, os.readlink(f'/proc/self/fd/{fd}')) for fd in range(3, 1024) if os.path.exists(f'/proc/self/fd/{fd}')]; "
-             "print(json.dumps(fds), flush=True); "
-             "sys.stderr.write('drop me\\nchild done\\n')")
-    found = run_script(f'''
+    child = (
+        "import json, os, sys; sys.stdin.read(); "
+        "fds = [(fd, os.readlink(f'/proc/self/fd/{fd}')) for fd in range(3, 1024) if os.path.exists(f'/proc/self/fd/{fd}')]; "
+        "print(json.dumps(fds), flush=True); "
+        "sys.stderr.write('drop me\\nchild done\\n')"
+    )
+    found = run_script(f"""
         before = open_fds()
         with dropping_stderr_lines(("drop me",)):
             inside = subprocess.Popen([sys.executable, "-c", {child!r}], stdin=subprocess.PIPE)
@@ -158,7 +168,7 @@ def test_a_child_started_inside_keeps_only_its_stderr_and_its_lines_are_still_fi
         forwarders_finished()  # the pipe ended with the child: its lines are forwarded, every fd closed
         subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('drop me: not filtered now\\\\n')"])
         print(json.dumps({{"before": before, "after": open_fds()}}))
-    ''')
+    """)
     assert found.returncode == 0, found.stderr.decode()
     child_fds, fds = (json.loads(line) for line in found.stdout.decode().splitlines())
     assert child_fds == []  # neither the pipe's read end nor the real stderr's duplicate

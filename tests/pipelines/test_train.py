@@ -17,13 +17,19 @@ from deepsets.pipelines.training.run import run_training
 
 def config(data_dir, tmp_path, name, workers=2, epochs=2, **training):
     cfg = default_demo_config(data_dir, workers=workers)
-    return cfg.model_copy(update={
-        "model": cfg.model.model_copy(update={"dim": 32}),
-        "training": cfg.training.model_copy(update={"epochs": epochs, "batch_size": 200, "lr": 3e-3, **training}),
-        "tracking": cfg.tracking.model_copy(update={
-            "run_name": name, "storage_path": str(tmp_path / "ray"), "mlflow_uri": f"sqlite:///{tmp_path}/mlflow.db",
-        }),
-    })
+    return cfg.model_copy(
+        update={
+            "model": cfg.model.model_copy(update={"dim": 32}),
+            "training": cfg.training.model_copy(update={"epochs": epochs, "batch_size": 200, "lr": 3e-3, **training}),
+            "tracking": cfg.tracking.model_copy(
+                update={
+                    "run_name": name,
+                    "storage_path": str(tmp_path / "ray"),
+                    "mlflow_uri": f"sqlite:///{tmp_path}/mlflow.db",
+                }
+            ),
+        }
+    )
 
 
 def final_weights(summary):
@@ -78,17 +84,29 @@ def test_one_and_two_workers_agree(ray_session, demo_data, tmp_path):
     exactly the one worker's batch: data parallelism only splits the work. (SGD: Adam divides by
     the gradient's own scale, which blows float noise on gradient-free parameters such as the
     attention key bias up to full-size steps, so weights could not be compared.)"""
-    one = run_training(config(demo_data, tmp_path, "one", workers=1, epochs=2, batch_size=3000, optimizer="sgd", lr=0.05), progress=False)
-    two = run_training(config(demo_data, tmp_path, "two", workers=2, epochs=2, batch_size=3000, optimizer="sgd", lr=0.05), progress=False)
+    one = run_training(
+        config(demo_data, tmp_path, "one", workers=1, epochs=2, batch_size=3000, optimizer="sgd", lr=0.05),
+        progress=False,
+    )
+    two = run_training(
+        config(demo_data, tmp_path, "two", workers=2, epochs=2, batch_size=3000, optimizer="sgd", lr=0.05),
+        progress=False,
+    )
     # stated tolerance: float summation order differs between 1 and 2 workers
-    for key in ("train_loss", "valid_loss", "valid_auc"):  # validation: sharded over both ranks, computed over the union
+    for key in (
+        "train_loss",
+        "valid_loss",
+        "valid_auc",
+    ):  # validation: sharded over both ranks, computed over the union
         assert one["metrics"][key] == pytest.approx(two["metrics"][key], abs=1e-4), key
     for run in (one, two):  # every training row decoded and used once per epoch, none dropped
         assert run["metrics"]["train_rows_dropped"] == 0
     assert one["metrics"]["train_rows_decoded"] == 3000 and one["metrics"]["train_rows_decoded_max_worker"] == 3000
     # two shares of 1,500 rows over 600-row row groups: of the row group both shares cut, the share taking its tail
     # also decodes its head, the smaller piece (at most 300 more rows)
-    assert 3000 <= two["metrics"]["train_rows_decoded"] <= 3300 and two["metrics"]["train_rows_decoded_max_worker"] <= 1800
+    assert (
+        3000 <= two["metrics"]["train_rows_decoded"] <= 3300 and two["metrics"]["train_rows_decoded_max_worker"] <= 1800
+    )
     a, b = final_weights(one), final_weights(two)
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=2e-4, rtol=1e-3, msg=name)
@@ -108,9 +126,13 @@ def test_resume_continues_the_epoch_counter(ray_session, demo_data, tmp_path):
     again = run_training(config(demo_data, tmp_path, "resumable", epochs=3), resume=True, progress=False)
     assert again["model_uri"] == resumed["model_uri"] and again["epochs_done"] == 3
     assert resumed["epochs_this_run"] == 2 and again["epochs_this_run"] == 0
-    assert format_train_summary(again).startswith("run resumable: nothing left to train, its 3 epochs were done before this --resume")
+    assert format_train_summary(again).startswith(
+        "run resumable: nothing left to train, its 3 epochs were done before this --resume"
+    )
     experiment = client.get_run(first["run_id"]).info.experiment_id
-    logged = client.search_logged_models(experiment_ids=[experiment], filter_string=f"source_run_id = '{first['run_id']}'")
+    logged = client.search_logged_models(
+        experiment_ids=[experiment], filter_string=f"source_run_id = '{first['run_id']}'"
+    )
     assert len(logged) == 2  # the 1-epoch run's and the 3-epoch run's
 
 
@@ -153,7 +175,9 @@ def with_a_short_image_vector(source_dir, out_dir, row=5):
         if i == 0:
             image = table.column("image").to_pylist()
             image[row] = image[row][:-1]
-            table = table.set_column(table.schema.get_field_index("image"), "image", pa.array(image, pa.list_(pa.float32())))
+            table = table.set_column(
+                table.schema.get_field_index("image"), "image", pa.array(image, pa.list_(pa.float32()))
+            )
         pq.write_table(table, out_dir / path.name)
     return out_dir
 
@@ -166,13 +190,23 @@ def test_a_bad_value_in_data_the_run_did_not_fit_on_fails_before_ray(demo_data, 
     demo_spec.save(tmp_path / "spec.json")
     bad_train = with_a_short_image_vector(demo_data / "train", tmp_path / "bad-train")
     cfg = config(demo_data, tmp_path, "bad-train")
-    given = cfg.model_copy(update={"data": cfg.data.model_copy(update={"train": (str(bad_train),), "spec": str(tmp_path / "spec.json")})})
-    with pytest.raises(DataError, match=r"bad-train/part-.*column 'image', row 5: expected 256 floats per vector, found 255"):
+    given = cfg.model_copy(
+        update={"data": cfg.data.model_copy(update={"train": (str(bad_train),), "spec": str(tmp_path / "spec.json")})}
+    )
+    with pytest.raises(
+        DataError, match=r"bad-train/part-.*column 'image', row 5: expected 256 floats per vector, found 255"
+    ):
         run_training(given, progress=False)
     bad_valid = with_a_short_image_vector(demo_data / "valid", tmp_path / "bad-valid", row=7)
-    fitted = cfg.model_copy(update={"data": cfg.data.model_copy(update={"valid": (str(bad_valid),)}),
-                                    "tracking": cfg.tracking.model_copy(update={"run_name": "bad-valid"})})
-    with pytest.raises(DataError, match=r"bad-valid/.*column 'image', row 7: expected 256 floats per vector, found 255"):
+    fitted = cfg.model_copy(
+        update={
+            "data": cfg.data.model_copy(update={"valid": (str(bad_valid),)}),
+            "tracking": cfg.tracking.model_copy(update={"run_name": "bad-valid"}),
+        }
+    )
+    with pytest.raises(
+        DataError, match=r"bad-valid/.*column 'image', row 7: expected 256 floats per vector, found 255"
+    ):
         run_training(fitted, progress=False)
 
 
@@ -180,10 +214,19 @@ def test_missing_data_paths_are_named_by_their_config_key(demo_data, tmp_path):
     from deepsets.features.errors import DataError
 
     cfg = config(demo_data, tmp_path, "missing-paths")
-    missing = cfg.model_copy(update={"data": cfg.data.model_copy(update={"valid": (str(tmp_path / "gone"),), "spec": str(tmp_path / "spec.json")})})
+    missing = cfg.model_copy(
+        update={
+            "data": cfg.data.model_copy(
+                update={"valid": (str(tmp_path / "gone"),), "spec": str(tmp_path / "spec.json")}
+            )
+        }
+    )
     with pytest.raises(DataError) as info:
         run_training(missing, progress=False)
-    assert str(info.value) == f"data.valid: input '{tmp_path / 'gone'}' does not exist; data.spec: no spec file at '{tmp_path / 'spec.json'}'"
+    assert (
+        str(info.value)
+        == f"data.valid: input '{tmp_path / 'gone'}' does not exist; data.spec: no spec file at '{tmp_path / 'spec.json'}'"
+    )
 
 
 def test_resume_with_a_different_model_is_refused_before_ray(ray_session, demo_data, tmp_path):
@@ -221,28 +264,45 @@ def test_the_best_epoch_is_the_model_and_patience_stops_early(ray_session, demo_
     from deepsets.pipelines.training.objectives import Objective
 
     data = shuffled_labels(demo_data, tmp_path / "noise")
-    cfg = config(data, tmp_path, "select", workers=2, epochs=6, batch_size=100, lr=1e-2, select="valid_loss", patience=1)
+    cfg = config(
+        data, tmp_path, "select", workers=2, epochs=6, batch_size=100, lr=1e-2, select="valid_loss", patience=1
+    )
     summary = run_training(cfg, progress=False)
     client = mlflow.tracking.MlflowClient(summary["tracking_uri"])
     losses = [m.value for m in sorted(client.get_metric_history(summary["run_id"], "valid_loss"), key=lambda m: m.step)]
     best = min(range(len(losses)), key=losses.__getitem__)
     ran = summary["epochs_done"]
-    assert len(losses) == ran < 6 and summary["selected"]["stopped_early"], losses  # patience 1: one epoch without improvement
-    assert best == ran - 2 and summary["selected"] == {"epoch": best + 1, "metric": "valid_loss", "value": losses[best], "stopped_early": True}
-    assert summary["metrics"]["valid_loss"] == losses[best] and summary["metrics"]["epoch"] == best + 1  # counted from 1 everywhere
+    assert len(losses) == ran < 6 and summary["selected"]["stopped_early"], (
+        losses
+    )  # patience 1: one epoch without improvement
+    assert best == ran - 2 and summary["selected"] == {
+        "epoch": best + 1,
+        "metric": "valid_loss",
+        "value": losses[best],
+        "stopped_early": True,
+    }
+    assert (
+        summary["metrics"]["valid_loss"] == losses[best] and summary["metrics"]["epoch"] == best + 1
+    )  # counted from 1 everywhere
     # the logged model is the best epoch's, carries that epoch's metrics, and reproduces its loss
     model, spec, _ = load_deepsets_model(summary["model_uri"])
     valid = ParquetBatchReader(spec, data / "valid", batch_size=1024, label_columns=["clicked"])
     again = evaluate(model, valid, Objective("binary", ("clicked",)), torch.device("cpu"))["loss"]
     assert again == pytest.approx(losses[best], abs=1e-5)
     logged = mlflow.get_logged_model(summary["model_uri"].removeprefix("models:/"))
-    assert {(m.key, m.step, m.value) for m in logged.metrics if m.key == "valid_loss"} == {("valid_loss", best, losses[best])}
+    assert {(m.key, m.step, m.value) for m in logged.metrics if m.key == "valid_loss"} == {
+        ("valid_loss", best, losses[best])
+    }
     assert client.get_run(summary["run_id"]).data.tags["deepsets.selected_epoch"] == str(best + 1)
     kept = [p for p in (tmp_path / "ray" / "select").glob("checkpoint_*") if p.is_dir()]
     assert len(kept) == 2  # Ray Train keeps the best and the last
     # resuming a run that stopped early trains nothing more and keeps its model
     resumed = run_training(cfg, resume=True, progress=False)
-    assert resumed["epochs_this_run"] == 0 and resumed["epochs_done"] == ran and resumed["model_uri"] == summary["model_uri"]
+    assert (
+        resumed["epochs_this_run"] == 0
+        and resumed["epochs_done"] == ran
+        and resumed["model_uri"] == summary["model_uri"]
+    )
     assert "(it had stopped early: training.patience)" in format_train_summary(resumed).splitlines()[0]
     assert [m.value for m in client.get_metric_history(summary["run_id"], "resumed_at_epoch")] == [float(ran)]
 
@@ -253,6 +313,8 @@ def test_gpus_asked_of_a_cluster_without_them_fail_at_once_naming_the_setting(ra
 
     cfg = config(demo_data, tmp_path, "wants-gpus", workers=2)
     cfg = cfg.model_copy(update={"scaling": cfg.scaling.model_copy(update={"use_gpu": True})})
-    with pytest.raises(JobError, match=r"scaling.use_gpu = true with scaling.workers = 2 needs 2 GPU\(s\), but the Ray cluster has 0"):
+    with pytest.raises(
+        JobError, match=r"scaling.use_gpu = true with scaling.workers = 2 needs 2 GPU\(s\), but the Ray cluster has 0"
+    ):
         run_training(cfg, progress=False)
     assert not (tmp_path / "mlflow.db").exists()

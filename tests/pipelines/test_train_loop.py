@@ -34,7 +34,11 @@ def test_train_step_with_device_argument_and_bf16_autocast(fusion):
 def test_schedules():
     model = torch.nn.Linear(2, 1)
     # warm-up over 2 steps, then decay over the remaining 2: progress 0 and 0.5
-    for kind, expected in (("constant", [0.5, 1.0, 1.0, 1.0]), ("linear", [0.5, 1.0, 1.0, 0.5]), ("cosine", [0.5, 1.0, 1.0, 0.5])):
+    for kind, expected in (
+        ("constant", [0.5, 1.0, 1.0, 1.0]),
+        ("linear", [0.5, 1.0, 1.0, 0.5]),
+        ("cosine", [0.5, 1.0, 1.0, 0.5]),
+    ):
         optimizer = make_optimizer(model, "sgd", 1.0, 0.0)
         scheduler = make_scheduler(optimizer, kind, total_steps=4, warmup_steps=2)
         seen = []
@@ -59,9 +63,22 @@ def test_bf16_autocast_loss_tracks_full_precision_and_weights_stay_float32():
         model = build_model(INFOS, dim=16, heads=2, fusion="transformer", fusion_layers=1)
         optimizer = make_optimizer(model, "adamw", 1e-2, 0.0)
         scheduler = make_scheduler(optimizer, "constant", total_steps=4, warmup_steps=0)
-        losses[dtype] = [train_step(model, random_batch(64, seed=s), Objective("binary", ("y",)), optimizer, scheduler,
-                                    torch.device("cpu"), dtype, grad_clip=1.0) for s in range(3)]
-        assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast computes in bf16, keeps fp32 weights
+        losses[dtype] = [
+            train_step(
+                model,
+                random_batch(64, seed=s),
+                Objective("binary", ("y",)),
+                optimizer,
+                scheduler,
+                torch.device("cpu"),
+                dtype,
+                grad_clip=1.0,
+            )
+            for s in range(3)
+        ]
+        assert all(
+            p.dtype == torch.float32 for p in model.parameters()
+        )  # autocast computes in bf16, keeps fp32 weights
     assert losses[torch.bfloat16] == pytest.approx(losses[None], abs=0.03)  # bf16 keeps ~3 significant digits
 
 

@@ -77,8 +77,16 @@ def test_grouped_objectives_train_on_query_groups_and_beat_random_order(ray_sess
     # planted in the workload is what ranks clicked rows first).
     assert metrics["valid_ndcg_at_10"] > mean + 2 * std, (metrics, mean, std)
     # ablating the trained ranker over the validation groups starts from the metrics it logged
-    ablation = run_ablate(parse_ablate_config(model=summary["model_uri"], inputs=[str(demo_data / "valid")], out=str(tmp_path / "abl"),
-                                              methods=["loo", "shapley"], bootstrap=0), progress=False)
+    ablation = run_ablate(
+        parse_ablate_config(
+            model=summary["model_uri"],
+            inputs=[str(demo_data / "valid")],
+            out=str(tmp_path / "abl"),
+            methods=["loo", "shapley"],
+            bootstrap=0,
+        ),
+        progress=False,
+    )
     for metric in ("ndcg_at_10", "mrr", "recall_at_10"):
         assert ablation["by_metric"][metric]["full"] == pytest.approx(metrics[f"valid_{metric}"], abs=1e-6)
     assert ablation["units"]["count"] == metrics["valid_groups"]
@@ -105,13 +113,23 @@ def write_two_tower_data(directory, rows, seed):
     rng = np.random.default_rng(seed)
     user = rng.integers(0, USERS, rows)
     item = (user % CLUSTERS) * ITEMS_PER_CLUSTER + rng.integers(0, ITEMS_PER_CLUSTER, rows)
-    liked = [list((u % CLUSTERS) * ITEMS_PER_CLUSTER + rng.integers(0, ITEMS_PER_CLUSTER, 3)) if rng.random() < 0.7 else None for u in user]
+    liked = [
+        list((u % CLUSTERS) * ITEMS_PER_CLUSTER + rng.integers(0, ITEMS_PER_CLUSTER, 3)) if rng.random() < 0.7 else None
+        for u in user
+    ]
     vec = centers[item // ITEMS_PER_CLUSTER] + 0.3 * rng.normal(size=(rows, 4))
     directory.mkdir(parents=True, exist_ok=True)
-    items = pa.table({"item_id": pa.array(item, pa.int64()), "item": pa.array([f"i{i}" for i in item]),
-                      "item_vec": pa.array(list(vec.astype(np.float32)), pa.list_(pa.float32()))})
+    items = pa.table(
+        {
+            "item_id": pa.array(item, pa.int64()),
+            "item": pa.array([f"i{i}" for i in item]),
+            "item_vec": pa.array(list(vec.astype(np.float32)), pa.list_(pa.float32())),
+        }
+    )
     table = items.append_column("event_id", pa.array(np.arange(rows) + seed * 10**6, pa.int64()))
-    table = table.append_column("user", pa.array([f"u{u}" for u in user])).append_column("liked", pa.array(liked, pa.list_(pa.int64())))
+    table = table.append_column("user", pa.array([f"u{u}" for u in user])).append_column(
+        "liked", pa.array(liked, pa.list_(pa.int64()))
+    )
     pq.write_table(table, directory / "part-0.parquet")
     return items
 
@@ -131,8 +149,14 @@ def two_tower_run(ray_session, tmp_path_factory):
         "data": {"train": "train", "valid": "valid", "item_column": "item_id", "items": "items.parquet"},
         "schema": {"path": "schema.toml"},
         "model": {"dim": 16, "fusion": "deepset", "heads": 2},
-        "task": {"kind": "two_tower", "query_modalities": ["user", "liked"], "item_modalities": ["item", "item_vec"],
-                 "negatives": "catalogue", "refresh_steps": 5, "shortcuts": [["liked", "item_vec"]]},
+        "task": {
+            "kind": "two_tower",
+            "query_modalities": ["user", "liked"],
+            "item_modalities": ["item", "item_vec"],
+            "negatives": "catalogue",
+            "refresh_steps": 5,
+            "shortcuts": [["liked", "item_vec"]],
+        },
         "training": {"epochs": 4, "batch_size": 200, "lr": 1e-2},
         "scaling": {"workers": 2},
         "tracking": tracking(base, "two-tower"),
@@ -153,12 +177,27 @@ def test_towers_embed_separately_and_score_like_validation(two_tower_run, tmp_pa
     summary, base, valid_items = two_tower_run
     # the item side from a file holding item columns only: the query columns need not exist
     first = np.unique(valid_items["item_id"].to_numpy(), return_index=True)[1]
-    pq.write_table(valid_items.take(pa.array(first)).rename_columns(["item_id", "item", "item_vec"]).append_column(
-        "event_id", valid_items["item_id"].take(pa.array(first))), tmp_path / "items.parquet")
-    item_out = run_embed(parse_embed_config(model=summary["model_uri"], inputs=[str(tmp_path / "items.parquet")],
-                                            output=str(tmp_path / "items"), tower="item"), progress=False)
-    query_out = run_embed(parse_embed_config(model=summary["model_uri"], inputs=[str(base / "valid")],
-                                             output=str(tmp_path / "queries"), tower="query"), progress=False)
+    pq.write_table(
+        valid_items.take(pa.array(first))
+        .rename_columns(["item_id", "item", "item_vec"])
+        .append_column("event_id", valid_items["item_id"].take(pa.array(first))),
+        tmp_path / "items.parquet",
+    )
+    item_out = run_embed(
+        parse_embed_config(
+            model=summary["model_uri"],
+            inputs=[str(tmp_path / "items.parquet")],
+            output=str(tmp_path / "items"),
+            tower="item",
+        ),
+        progress=False,
+    )
+    query_out = run_embed(
+        parse_embed_config(
+            model=summary["model_uri"], inputs=[str(base / "valid")], output=str(tmp_path / "queries"), tower="query"
+        ),
+        progress=False,
+    )
     assert item_out["rows_out"] == first.size and query_out["rows_out"] == 1000
     items = pq.read_table(tmp_path / "items" / "embeddings").sort_by("event_id")
     queries = pq.read_table(tmp_path / "queries" / "embeddings").sort_by("source_row")
@@ -167,7 +206,9 @@ def test_towers_embed_separately_and_score_like_validation(two_tower_run, tmp_pa
     assert item_vectors.shape[1] == query_vectors.shape[1] == 16 * 2  # the fused part and the shortcut's
     assert torch.allclose(item_vectors.norm(dim=1), torch.ones(len(item_vectors)), atol=1e-5)
     # offline dot-product retrieval reproduces the validation recall the training run logged
-    target = torch.searchsorted(torch.tensor(items["event_id"].to_numpy()), torch.tensor(valid_items["item_id"].to_numpy()))
+    target = torch.searchsorted(
+        torch.tensor(items["event_id"].to_numpy()), torch.tensor(valid_items["item_id"].to_numpy())
+    )
     scores = query_vectors @ item_vectors.T  # (N, C)
     rank = (scores > scores.gather(1, target.unsqueeze(1))).sum(dim=1) + 1
     assert float((rank <= 10).double().mean()) == pytest.approx(summary["metrics"]["valid_recall_at_10"], abs=2e-3)
@@ -175,9 +216,17 @@ def test_towers_embed_separately_and_score_like_validation(two_tower_run, tmp_pa
 
 def test_ablating_the_trained_two_tower_model_starts_from_its_validation_metrics(two_tower_run, tmp_path):
     summary, base, _ = two_tower_run
-    ablation = run_ablate(parse_ablate_config(model=summary["model_uri"], inputs=[str(base / "valid")], out=str(tmp_path / "abl"),
-                                              bootstrap=50), progress=False)
-    for metric in ("ndcg_at_10", "recall_at_10", "mrr"):  # the corpus: the validation set's distinct items, as in training
+    ablation = run_ablate(
+        parse_ablate_config(
+            model=summary["model_uri"], inputs=[str(base / "valid")], out=str(tmp_path / "abl"), bootstrap=50
+        ),
+        progress=False,
+    )
+    for metric in (
+        "ndcg_at_10",
+        "recall_at_10",
+        "mrr",
+    ):  # the corpus: the validation set's distinct items, as in training
         assert ablation["by_metric"][metric]["full"] == pytest.approx(summary["metrics"][f"valid_{metric}"], abs=1e-6)
     assert ablation["corpus_items"] == summary["metrics"]["valid_corpus_items"]
     rows = {(r["method"], r["modality"]): r for r in ablation["table"] if r["metric"] == "ndcg_at_10"}
@@ -206,8 +255,11 @@ def test_item_counts_name_a_null_item_id(tmp_path):
 
     pq.write_table(pa.table({"item_id": pa.array([3, None, 3, 5], pa.int64())}), tmp_path / "part.parquet")
     (tmp_path / "schema.toml").write_text(TWO_TOWER_SCHEMA)
-    raw = {"data": {"train": "part.parquet", "item_column": "item_id"}, "schema": {"path": "schema.toml"},
-           "task": {"kind": "two_tower", "query_modalities": ["user"], "item_modalities": ["item"]}}
+    raw = {
+        "data": {"train": "part.parquet", "item_column": "item_id"},
+        "schema": {"path": "schema.toml"},
+        "task": {"kind": "two_tower", "query_modalities": ["user"], "item_modalities": ["item"]},
+    }
     cfg = parse_run_config(raw, "<test>", base_dir=tmp_path)
     with pytest.raises(DataError, match=r"part.parquet, column 'item_id', row 1: null id"):
         item_counts(cfg)

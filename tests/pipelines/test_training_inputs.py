@@ -44,7 +44,9 @@ def test_binary_labels_must_be_zero_or_one(data, demo_spec):
     first = sorted((data / "train").glob("*.parquet"))[1]
     rows = pq.read_metadata(first).num_rows
     with_labels(first, "clicked", pa.array(np.where(np.arange(rows) % 7 == 3, -1, 1).astype(np.int8)))
-    with pytest.raises(DataError, match=rf"{first}, column 'clicked', rows 3\.\..* a binary task learns from 0 or 1 .*found \[-1\]"):
+    with pytest.raises(
+        DataError, match=rf"{first}, column 'clicked', rows 3\.\..* a binary task learns from 0 or 1 .*found \[-1\]"
+    ):
         check_training_data(config(data), demo_spec)
 
 
@@ -53,8 +55,13 @@ def test_multiclass_ids_and_multilabel_widths(data, demo_spec):
     rows = pq.read_metadata(valid).num_rows
     with_labels(valid, "clicked", pa.array(np.arange(rows) % 4, pa.int64()))
     cfg = config(data, kind="multiclass", num_outputs=3)
-    with pytest.raises(DataError, match=r"column 'clicked', rows 3\.\.\d+ \(\d+ rows\): a multiclass task learns from a class id in 0..2 \(task.num_outputs = 3\), found \[3\]"):
-        check_training_data(cfg.model_copy(update={"data": cfg.data.model_copy(update={"train": cfg.data.valid})}), demo_spec)
+    with pytest.raises(
+        DataError,
+        match=r"column 'clicked', rows 3\.\.\d+ \(\d+ rows\): a multiclass task learns from a class id in 0..2 \(task.num_outputs = 3\), found \[3\]",
+    ):
+        check_training_data(
+            cfg.model_copy(update={"data": cfg.data.model_copy(update={"train": cfg.data.valid})}), demo_spec
+        )
     cfg = config(data, kind="multilabel", num_outputs=4)
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"label_columns": ("labels",)})})
     with pytest.raises(DataError, match="needs lists of 4 labels, found lists of 5"):
@@ -68,7 +75,9 @@ def test_resume_counts_epochs_and_refuses_changed_data_and_settings_but_takes_mo
     run_dir = tmp_path / "run"
     save_run_record(cfg, run_dir)
     (run_dir / "checkpoint_000000").mkdir()
-    save_checkpoint(run_dir / "checkpoint_000000", TrainState({}, {}, {}, 0, 10), demo_spec, cfg.as_dict(), cfg.model_args())
+    save_checkpoint(
+        run_dir / "checkpoint_000000", TrainState({}, {}, {}, 0, 10), demo_spec, cfg.as_dict(), cfg.model_args()
+    )
     (run_dir / "checkpoint_000001").mkdir()  # a crash left the newest half-written
     assert checkpoint_dirs(run_dir) == [str(run_dir / "checkpoint_000000")]
     assert epochs_done(run_dir) == 1
@@ -112,17 +121,29 @@ def test_query_groups_must_be_stored_together_and_hold_no_nulls(data, demo_spec)
     moved = int(np.flatnonzero(groups == groups[0]).max())  # the first group's last row goes to the end
     order = np.r_[np.arange(moved), np.arange(moved + 1, table.num_rows), moved]
     pq.write_table(table.take(pa.array(order)), first)
-    with pytest.raises(DataError, match=rf"{first}, column 'query_id': 1 query group\(s\) are split into separate runs of rows, "
-                                        rf"e.g. group {groups[0]} at rows 0-{moved - 1}, {table.num_rows - 1}-{table.num_rows - 1}; "
-                                        r"store each group's rows next to each other \(sort the whole training set by 'query_id', across files\)"):
+    with pytest.raises(
+        DataError,
+        match=rf"{first}, column 'query_id': 1 query group\(s\) are split into separate runs of rows, "
+        rf"e.g. group {groups[0]} at rows 0-{moved - 1}, {table.num_rows - 1}-{table.num_rows - 1}; "
+        r"store each group's rows next to each other \(sort the whole training set by 'query_id', across files\)",
+    ):
         check_training_data(ranking_config(data), demo_spec)
-    middle = pq.read_table(second).slice(100, 1)  # a row of a group in the middle of the second file, copied into the first
+    middle = pq.read_table(second).slice(
+        100, 1
+    )  # a row of a group in the middle of the second file, copied into the first
     pq.write_table(middle, first)
-    with pytest.raises(DataError, match=rf"{second}, column 'query_id': 1 query group\(s\) are in more than one file, "
-                                        rf"e.g. group {middle['query_id'][0]}, also in {first}"):
+    with pytest.raises(
+        DataError,
+        match=rf"{second}, column 'query_id': 1 query group\(s\) are in more than one file, "
+        rf"e.g. group {middle['query_id'][0]}, also in {first}",
+    ):
         check_training_data(ranking_config(data), demo_spec)
     ids = pq.read_table(second)["query_id"].to_pylist()
-    with_labels(second, "query_id", pa.array([None if i == 5 else v for i, v in enumerate(ids)], table.schema.field("query_id").type))
+    with_labels(
+        second,
+        "query_id",
+        pa.array([None if i == 5 else v for i, v in enumerate(ids)], table.schema.field("query_id").type),
+    )
     with pytest.raises(DataError, match=rf"{second}, column 'query_id', row 5: null id"):
         check_training_data(ranking_config(data), demo_spec)
 
@@ -142,16 +163,23 @@ def test_an_empty_validation_file_among_others_is_skipped_with_a_note(data, demo
     assert capsys.readouterr().err == f"note: data.valid: {empty} has no rows; skipped\n"
     check_training_data(ranking_config(data), demo_spec)  # the group checks skip it too
     # what every worker reads from it: the other file's rows, once, over every share
-    shares = [ParquetBatchReader(demo_spec, data / "valid", batch_size=256, label_columns=["clicked"], shard=(rank, 2), equal_shards=False)
-              for rank in (0, 1)]
+    shares = [
+        ParquetBatchReader(
+            demo_spec, data / "valid", batch_size=256, label_columns=["clicked"], shard=(rank, 2), equal_shards=False
+        )
+        for rank in (0, 1)
+    ]
     assert sum(batch.num_rows for reader in shares for batch in reader) == rows
 
 
 def test_a_validation_set_with_no_rows_is_an_error_naming_its_files(data, demo_spec):
     valid = next((data / "valid").glob("*.parquet"))
     empty_copy(valid, valid)
-    with pytest.raises(DataError, match=rf"^{valid}: data.valid has no rows \(its only file is empty\); "
-                                        r"give validation files with rows, or leave data.valid out"):
+    with pytest.raises(
+        DataError,
+        match=rf"^{valid}: data.valid has no rows \(its only file is empty\); "
+        r"give validation files with rows, or leave data.valid out",
+    ):
         check_training_data(config(data), demo_spec)
     second = empty_copy(valid, data / "valid" / "part-00009.parquet")
     with pytest.raises(DataError, match=rf"^data.valid has no rows \(every file is empty: {valid}, {second}\)"):
@@ -162,5 +190,8 @@ def test_a_training_set_with_no_rows_is_an_error_naming_its_files(data, demo_spe
     files = sorted((data / "train").glob("*.parquet"))
     for path in files:
         empty_copy(path, path)
-    with pytest.raises(DataError, match=rf"^data.train has no rows \(every file is empty: {files[0]}, {files[1]}, {files[2]} and 2 more\)"):
+    with pytest.raises(
+        DataError,
+        match=rf"^data.train has no rows \(every file is empty: {files[0]}, {files[1]}, {files[2]} and 2 more\)",
+    ):
         check_training_data(config(data), demo_spec)

@@ -28,11 +28,22 @@ def run_toml(demo_data, tmp_path):
 
 
 def test_budgets_in_seconds_minutes_hours_or_plain_seconds():
-    assert [parse_budget(t) for t in ("90s", "20m", "1h", "1h30m", "300", " 2.5m ", "40S")] == [90, 1200, 3600, 5400, 300, 150, 40]
+    assert [parse_budget(t) for t in ("90s", "20m", "1h", "1h30m", "300", " 2.5m ", "40S")] == [
+        90,
+        1200,
+        3600,
+        5400,
+        300,
+        150,
+        40,
+    ]
     for bad in ("abc", "20x", "-5s", "", "m", "1 h"):
         with pytest.raises(ConfigError) as info:
             parse_budget(bad)
-        assert str(info.value) == f"--budget: expected a duration such as 90s, 20m, 1h, 1h30m or plain seconds (found {bad!r})"
+        assert (
+            str(info.value)
+            == f"--budget: expected a duration such as 90s, 20m, 1h, 1h30m or plain seconds (found {bad!r})"
+        )
     with pytest.raises(ConfigError, match=r"^--budget: must be more than 0 seconds \(found '0s'\)$"):
         parse_budget("0s")
 
@@ -40,7 +51,9 @@ def test_budgets_in_seconds_minutes_hours_or_plain_seconds():
 def test_a_bad_budget_is_one_error_line(tmp_path, capsys):
     assert main(["tune", "--config", str(tmp_path / "run.toml"), "--budget", "20 minutes"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: --budget: expected a duration such as 90s, 20m, 1h, 1h30m or plain seconds (found '20 minutes')"]
+    assert err == [
+        "error: --budget: expected a duration such as 90s, 20m, 1h, 1h30m or plain seconds (found '20 minutes')"
+    ]
 
 
 def test_the_default_space_validates_against_the_run_config(demo_data):
@@ -61,11 +74,16 @@ def test_the_default_space_validates_against_the_run_config(demo_data):
 
 def test_values_no_trial_could_train_with_are_one_error_line_before_ray(run_toml, tmp_path, capsys):
     space = tmp_path / "space.toml"
-    space.write_text('[params]\n"training.lr" = [-1.0, 0.01]\n"model.dim" = { uniform = [0.2, 0.9] }\n"model.fusion" = ["nope"]\n')
+    space.write_text(
+        '[params]\n"training.lr" = [-1.0, 0.01]\n"model.dim" = { uniform = [0.2, 0.9] }\n"model.fusion" = ["nope"]\n'
+    )
     assert main(["tune", "--config", str(run_toml), "--space", str(space), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {space}: 3 problems: "), err
-    assert 'params."training.lr": the value -1.0 is refused by the run config (training.lr: Input should be greater than 0' in err[0]
+    assert (
+        'params."training.lr": the value -1.0 is refused by the run config (training.lr: Input should be greater than 0'
+        in err[0]
+    )
     assert 'params."model.dim": no integer between 0.2 and 0.9' in err[0]
     assert "params.\"model.fusion\": the value 'nope' is refused by the run config (model.fusion: " in err[0]
     assert not (tmp_path / "out").exists()  # refused before anything was written
@@ -76,7 +94,9 @@ def test_an_unknown_space_key_is_one_lowercase_error_line(run_toml, tmp_path, ca
     space.write_text('[params]\n"training.lrr" = [0.01]\n')
     assert main(["tune", "--config", str(run_toml), "--space", str(space)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f'error: {space}: params."training.lrr": not a run-config field (section.field, e.g. "training.lr"; the schema cannot be searched)']
+    assert err == [
+        f'error: {space}: params."training.lrr": not a run-config field (section.field, e.g. "training.lr"; the schema cannot be searched)'
+    ]
 
 
 def test_an_earlier_search_in_out_is_refused_or_with_overwrite_cleared(run_toml, tmp_path, capsys, monkeypatch):
@@ -87,7 +107,9 @@ def test_an_earlier_search_in_out_is_refused_or_with_overwrite_cleared(run_toml,
     (out / "notes.txt").write_text("the user's own")
     assert main(["tune", "--config", str(run_toml), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: --out {out} holds an earlier search (best.toml, trials): pass --overwrite to replace it, or choose another --out"]
+    assert err == [
+        f"error: --out {out} holds an earlier search (best.toml, trials): pass --overwrite to replace it, or choose another --out"
+    ]
     assert (out / "best.toml").exists()
 
     class Stop(Exception):
@@ -108,8 +130,19 @@ def test_no_finished_trial_logs_no_best_toml_even_with_one_in_out(demo_data, tmp
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = mlflow.tracking.MlflowClient(uri)
     parent = client.create_run(client.create_experiment("tune-report")).info.run_id
-    rows = [{"trial": "t_00000", "params": {"training.lr": 0.01}, "status": "error: boom", "epochs": 0, "best": math.nan,
-             "best_epoch": None, "model_uri": None, "run_id": None, "run_name": "tune-x-t_00000"}]
+    rows = [
+        {
+            "trial": "t_00000",
+            "params": {"training.lr": 0.01},
+            "status": "error: boom",
+            "epochs": 0,
+            "best": math.nan,
+            "best_epoch": None,
+            "model_uri": None,
+            "run_id": None,
+            "run_name": "tune-x-t_00000",
+        }
+    ]
     selection = Selection.of("", 0, "binary", 10, True)
     space = parse_space({"params": {"training.lr": [0.01]}})
     summary = job._report(rows, cfg, space, selection, tmp_path, uri, parent, lambda *a: None)
@@ -139,7 +172,10 @@ def test_the_progress_callback_pickles_after_ray_replaces_print(monkeypatch, cap
     trial = SimpleNamespace(trial_id="abc_00001")
     copy.on_trial_result(0, [trial], trial, {"valid_auc": 0.61234, "training_iteration": 2})
     copy.on_trial_complete(0, [trial], trial)
-    assert capsys.readouterr().out.splitlines() == ["  abc_00001 epoch 2: valid_auc 0.6123", "  abc_00001 done (1 trial(s) ended so far)"]
+    assert capsys.readouterr().out.splitlines() == [
+        "  abc_00001 epoch 2: valid_auc 0.6123",
+        "  abc_00001 done (1 trial(s) ended so far)",
+    ]
     quiet = cloudpickle.loads(cloudpickle.dumps(trial_progress("valid_auc", show=False)))
     quiet.on_trial_result(0, [trial], trial, {"valid_auc": 0.5, "training_iteration": 1})
     assert capsys.readouterr().out == ""

@@ -44,8 +44,12 @@ def _group(group_id: int, job: bytes, creator_dead: bool):
     from ray.core.generated import gcs_pb2
 
     return gcs_pb2.PlacementGroupTableData(
-        placement_group_id=bytes([group_id]) * 18, creator_job_id=job, creator_actor_id=bytes([group_id]) * 16,
-        creator_actor_dead=creator_dead, state=gcs_pb2.PlacementGroupTableData.CREATED)
+        placement_group_id=bytes([group_id]) * 18,
+        creator_job_id=job,
+        creator_actor_id=bytes([group_id]) * 16,
+        creator_actor_dead=creator_dead,
+        state=gcs_pb2.PlacementGroupTableData.CREATED,
+    )
 
 
 def test_only_this_jobs_dead_creators_groups_are_removed(monkeypatch):
@@ -56,7 +60,9 @@ def test_only_this_jobs_dead_creators_groups_are_removed(monkeypatch):
     removed = []
     monkeypatch.setattr(orphans, "placement_group_table", lambda: table)
     monkeypatch.setattr(orphans, "current_job_id", lambda: "01000000")
-    monkeypatch.setattr(sys.modules["ray.util.placement_group"], "remove_placement_group", lambda group: removed.append(group.id.hex()))
+    monkeypatch.setattr(
+        sys.modules["ray.util.placement_group"], "remove_placement_group", lambda group: removed.append(group.id.hex())
+    )
     assert orphaned_placement_groups() == [(bytes([1]) * 18).hex()]  # another job's dead creator is not ours to clean
     assert remove_orphaned_placement_groups() == 1 and removed == [(bytes([1]) * 18).hex()]
 
@@ -73,7 +79,8 @@ def test_a_failing_listing_or_removal_is_a_warning_never_an_error(monkeypatch, c
         assert remove_orphaned_placement_groups() == 0
         assert remove_orphaned_placement_groups() == 0  # told once, not on every sweep
     assert [r.getMessage() for r in caplog.records if r.name == orphans.__name__] == [
-        "could not look for the placement groups of stopped trials: ConnectionError: control store unreachable"]
+        "could not look for the placement groups of stopped trials: ConnectionError: control store unreachable"
+    ]
 
     def refused(group):
         raise RuntimeError("already removed")
@@ -84,4 +91,8 @@ def test_a_failing_listing_or_removal_is_a_warning_never_an_error(monkeypatch, c
     caplog.clear()
     with caplog.at_level("WARNING", logger=orphans.__name__):
         assert remove_orphaned_placement_groups() == 0
-    assert [r for r in caplog.records if r.name == orphans.__name__][0].getMessage().endswith("of a stopped trial: RuntimeError: already removed")
+    assert (
+        [r for r in caplog.records if r.name == orphans.__name__][0]
+        .getMessage()
+        .endswith("of a stopped trial: RuntimeError: already removed")
+    )

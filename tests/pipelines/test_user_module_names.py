@@ -19,7 +19,7 @@ import pytest
 from deepsets.pipelines.demo import default_demo_config, make_demo_data
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "quickstart.ipynb"
-CLASH = 'raise ImportError("the user\'s own {name} was imported instead of deepsets\' module")\n'
+CLASH = "raise ImportError(\"the user's own {name} was imported instead of deepsets' module\")\n"
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +32,19 @@ def user_folder(tmp_path_factory):
     (folder / "pipelines" / "__init__.py").write_text(CLASH.format(name="pipelines/"))
     make_demo_data(folder / "data", rows=1200, seed=2, progress=False)
     cfg = default_demo_config(folder / "data", workers=1)
-    cfg = cfg.model_copy(update={
-        "model": cfg.model.model_copy(update={"dim": 16}),
-        "training": cfg.training.model_copy(update={"epochs": 1, "batch_size": 200}),
-        "tracking": cfg.tracking.model_copy(update={
-            "run_name": "beside-user-code", "storage_path": str(folder / "ray"), "mlflow_uri": f"sqlite:///{folder}/mlflow.db"}),
-    })
+    cfg = cfg.model_copy(
+        update={
+            "model": cfg.model.model_copy(update={"dim": 16}),
+            "training": cfg.training.model_copy(update={"epochs": 1, "batch_size": 200}),
+            "tracking": cfg.tracking.model_copy(
+                update={
+                    "run_name": "beside-user-code",
+                    "storage_path": str(folder / "ray"),
+                    "mlflow_uri": f"sqlite:///{folder}/mlflow.db",
+                }
+            ),
+        }
+    )
     (folder / "run.toml").write_text(cfg.to_toml())
     return folder
 
@@ -55,13 +62,30 @@ def test_the_users_modules_really_clash_by_name(user_folder):
 
 def test_train_and_embed_run_from_a_folder_with_features_py_and_pipelines(ray_session, user_folder):
     address = ray_session.get_runtime_context().gcs_address
-    trained = run_in(user_folder, "-m", "deepsets.pipelines.cli", "train", "--config", "run.toml", "--ray-address", address, "--json")
+    trained = run_in(
+        user_folder, "-m", "deepsets.pipelines.cli", "train", "--config", "run.toml", "--ray-address", address, "--json"
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     summary = json.loads(trained.stdout.strip().splitlines()[-1])
     assert summary["epochs_done"] == 1 and summary["model_uri"].startswith("models:/")
 
-    embedded = run_in(user_folder, "-m", "deepsets.pipelines.cli", "embed", "--model", summary["model_uri"],
-                      "--input", "data/valid", "--output", "embeddings", "--workers", "1", "--ray-address", address, "--json")
+    embedded = run_in(
+        user_folder,
+        "-m",
+        "deepsets.pipelines.cli",
+        "embed",
+        "--model",
+        summary["model_uri"],
+        "--input",
+        "data/valid",
+        "--output",
+        "embeddings",
+        "--workers",
+        "1",
+        "--ray-address",
+        address,
+        "--json",
+    )
     assert embedded.returncode == 0, embedded.stderr[-3000:]
     result = json.loads(embedded.stdout.strip().splitlines()[-1])
     assert result["rows_out"] == 200 and result["rows_rejected"] == 0  # 1/6 of 1,200 rows is validation
@@ -71,5 +95,7 @@ def test_the_notebooks_imports_work_from_that_folder(user_folder):
     cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
     imports = [line.strip() for cell in cells for line in cell["source"] if line.strip().startswith("from deepsets")]
     assert len(imports) >= 5
-    done = run_in(user_folder, "-c", "\n".join(imports))  # `python -c` puts the folder first on sys.path, like a notebook
+    done = run_in(
+        user_folder, "-c", "\n".join(imports)
+    )  # `python -c` puts the folder first on sys.path, like a notebook
     assert done.returncode == 0, done.stderr[-3000:]
