@@ -303,7 +303,8 @@ def in_process_jobs(count: int, work: Path, model: str, data: Path, say) -> dict
     """``count`` rounds of ``embed`` (1 worker, then 2), ``retrieve`` and ``ablate`` through the
     Python API in this process; the driver's fds, threads and resident memory after each round,
     compared with after the first (which loads the libraries and starts each kind of job once)."""
-    from deepsets.pipelines.ablation.job import parse_ablate_config, run_ablate
+    from deepsets.pipelines.ablation.config import parse_ablate_config
+    from deepsets.pipelines.ablation.job import run_ablate
     from deepsets.pipelines.embedding.job import parse_embed_config, run_embed
     from deepsets.pipelines.retrieval.job import parse_retrieve_config, run_retrieve
 

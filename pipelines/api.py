@@ -24,8 +24,9 @@ from deepsets.features import storage
 from deepsets.features.files import Paths
 from deepsets.features.schema import FeatureSchema, load_schema
 from deepsets.features.spec import FeatureSpec
-from deepsets.pipelines.ablation.job import AblateConfig, parse_ablate_config, run_ablate
-from deepsets.pipelines.cli import with_env_tracking_uri
+from deepsets.pipelines.ablation.config import AblateConfig, parse_ablate_config
+from deepsets.pipelines.ablation.job import run_ablate
+from deepsets.pipelines.commands.training import with_env_tracking_uri
 from deepsets.pipelines.config import RunConfig
 from deepsets.pipelines.embedding.job import EmbedConfig, parse_embed_config, run_embed
 from deepsets.pipelines.errors import JobError

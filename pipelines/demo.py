@@ -115,7 +115,8 @@ def embed_demo_data(model_uri: str, data_dir: Path, out: Path, workers: int, qui
 def ablate_demo_model(model_uri: str, data_dir: Path, out: Path, quiet: bool) -> dict:
     """``deepsets ablate --model URI --input data_dir/valid --truth data_dir/truth.json``; prints
     the table and where the chart is."""
-    from deepsets.pipelines.ablation.job import parse_ablate_config, run_ablate
+    from deepsets.pipelines.ablation.config import parse_ablate_config
+    from deepsets.pipelines.ablation.job import run_ablate
     from deepsets.pipelines.ablation.report import markdown_table
 
     cfg = parse_ablate_config(

@@ -80,7 +80,8 @@ def kept_epoch(work: Path, run_name: str) -> int | None:
 
 
 def ablate_seed(checkpoint: Path, data: Path, split: str, seen: Path, out: Path, bootstrap: int) -> dict:
-    from deepsets.pipelines.ablation.job import parse_ablate_config, run_ablate
+    from deepsets.pipelines.ablation.config import parse_ablate_config
+    from deepsets.pipelines.ablation.job import run_ablate
 
     cfg = parse_ablate_config(
         model=str(checkpoint),

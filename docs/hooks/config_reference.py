@@ -289,7 +289,7 @@ def modality_section() -> str:
 
 
 def job_sections() -> str:
-    from deepsets.pipelines.ablation.job import AblateConfig
+    from deepsets.pipelines.ablation.config import AblateConfig
     from deepsets.pipelines.embedding.job import EmbedConfig
     from deepsets.pipelines.retrieval.job import RetrieveConfig
 

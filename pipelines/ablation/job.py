@@ -24,16 +24,13 @@ Recipe (:func:`run_ablate`, one function per step):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional
 
 import pyarrow as pa
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
 
 from deepsets import ablation as ab
@@ -41,13 +38,13 @@ from deepsets.features import storage
 from deepsets.features.errors import DataError
 from deepsets.features.files import open_parquet, resolve_inputs
 from deepsets.features.ids import check_row_id_kind
+from deepsets.pipelines.ablation.config import AblateConfig
 from deepsets.pipelines.ablation.inputs import encode_retrieval, encode_rows
 from deepsets.pipelines.ablation.methods import METHODS, CachedRows, SubsetScorer
+from deepsets.pipelines.ablation.outputs import check_out, report
 from deepsets.pipelines.ablation.ranking import GroupedScorer, RetrievalScorer, exclusion_pairs, tower_rows
-from deepsets.pipelines.ablation.report import OUTPUT_NAMES, RETRAIN, log_to_mlflow, replacing_folder, write_outputs
-from deepsets.pipelines.errors import JobError
+from deepsets.pipelines.ablation.report import RETRAIN
 from deepsets.pipelines.models.source import ModelSource, load_model_source
-from deepsets.pipelines.options import parse_options
 from deepsets.pipelines.retrieval.exclusions import exclusion_columns, read_exclusions
 from deepsets.pipelines.training.inputs import check_label_values
 from deepsets.task_kinds import task_names, task_traits
@@ -58,92 +55,6 @@ SAMPLED_PERMUTATIONS = 256
 """Random orders of the sampled estimator by default."""
 UNITS = {"listwise": "query groups", "pairwise": "query groups", "two_tower": "queries"}
 """What the bootstrap resamples for a ranking task (rows otherwise)."""
-
-
-class AblateConfig(BaseModel):
-    """What ``deepsets ablate`` is asked to do (validated before anything runs)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(min_length=1)
-    inputs: List[str] = Field(min_length=1)
-    out: str = "ablation"
-    methods: List[str] = Field(default_factory=lambda: ["loo", "only", "permute", "shapley"])
-    label: Optional[str] = None
-    per_row: bool = False
-    bootstrap: int = Field(200, ge=0, description="bootstrap samples for the intervals (0: none)")
-    seed: int = 0  # seeds the random parts: bootstrap resamples, permutations, sampled Shapley orders
-    batch_size: int = Field(1024, ge=1)
-    log_mlflow: bool = True  # log the results to the model's MLflow run (--no-mlflow: false)
-    truth: Optional[str] = Field(None, description="a truth.json with planted contributions (the reference workload)")
-    retrain: bool = Field(False, description="also retrain without each modality (Ray tasks, nested MLflow runs)")
-    shapley_permutations: Optional[int] = Field(
-        None,
-        ge=2,
-        description="estimate Shapley values from this many random modality orders "
-        "(default: exact up to 12 modalities, 256 orders beyond)",
-    )
-    k: Optional[int] = Field(
-        None,
-        ge=1,
-        description="ranking models: the cutoff of NDCG@k and Recall@k (default: the model's task.k, else 10)",
-    )
-    group: Optional[str] = Field(None, description="listwise / pairwise: the query group column (default: the model's)")
-    item_column: Optional[str] = Field(None, description="two_tower: the item id column (default: the model's)")
-    items: Optional[List[str]] = Field(
-        None, min_length=1, description="two_tower: the item corpus (default: the inputs' distinct items)"
-    )
-    exclude: Optional[str] = Field(
-        None, description="two_tower: Parquet of (query id, item id) pairs left out of each query's ranking"
-    )
-    exclude_columns: str = Field(
-        "", description="QUERY_COLUMN,ITEM_COLUMN in --exclude (default: the inputs' id column and the item column)"
-    )
-    overwrite: bool = Field(False, description="replace an earlier ablation's files in --out")
-
-    @field_validator("methods")
-    @classmethod
-    def _known(cls, methods: List[str]) -> List[str]:
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown or not methods:
-            raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
-        return list(dict.fromkeys(methods))
-
-
-def parse_ablate_config(**values) -> AblateConfig:
-    """:class:`AblateConfig` from keyword values.
-
-    Raises:
-        ConfigError: naming every bad option.
-    """
-    return parse_options(AblateConfig, "ablate", values)
-
-
-def check_out(out: str, overwrite: bool) -> List[str]:
-    """Refuse an ``--out`` that holds an earlier ablation's files; with ``overwrite``, return
-    them: :func:`report` replaces them only once the new files are ready, so a run that fails
-    leaves the earlier files whole. A local ``--out`` is replaced as a whole folder, so one that
-    holds anything but an ablation's files (and its ``retrain/``) is refused.
-
-    Raises:
-        JobError: naming the folder and the files found there.
-    """
-    found = [path for path in (storage.join(out, name) for name in OUTPUT_NAMES) if storage.exists(path)]
-    if found and not overwrite:
-        names = ", ".join(storage.name_of(path) for path in found)
-        raise JobError(
-            f"--out {out} already holds an ablation ({names}): pass --overwrite to replace it, or choose another --out"
-        )
-    if not storage.is_uri(out) and os.path.lexists(out):  # a local --out is replaced as a whole folder
-        if not os.path.isdir(out) or os.path.islink(out):
-            raise JobError(f"--out {out} is a file, not a folder: choose another --out")
-        others = sorted(set(os.listdir(out)) - set(OUTPUT_NAMES) - {RETRAIN})
-        if others:
-            raise JobError(
-                f"--out {out} holds files that are not an ablation's ({', '.join(others[:3])}{' ...' if len(others) > 3 else ''}): "
-                "ablate replaces the folder as a whole; choose another --out"
-            )
-    return found
 
 
 def compare_with_truth(path: str, table: List[dict], methods: List[str]) -> dict:
@@ -354,50 +265,6 @@ def evaluate(
         table += [{**row, "metric": metric} for row in rows]
     scorer.use_metric(scorer.metric_names[0])
     return table, extras
-
-
-def report(
-    cfg: AblateConfig,
-    source: ModelSource,
-    summary: dict,
-    per_row: Optional[dict],
-    started: float,
-    earlier: Sequence[str] = (),
-) -> dict:
-    """Write the table, chart and per-row values into ``cfg.out`` (a folder or a URI), log them
-    to the model's MLflow run under a folder of their own, and return the finished summary.
-
-    A local ``--out`` is written as a fresh folder beside it, which then replaces it as a whole
-    (its ``retrain/`` kept; :func:`replacing_folder`): a failure or a crash never leaves a mix
-    of two runs' files, nor an empty folder. On object storage, which has no rename, every file
-    is one PUT once all are written, ``ablation.json`` (which names the run's files) last; then
-    the files of ``earlier`` (an ablation ``--overwrite`` replaces) that the new run does not
-    write are deleted."""
-    remote = storage.is_uri(cfg.out)
-    final = cfg.out if remote else str(Path(cfg.out).absolute())
-    if per_row is not None:  # the rows keyed as the input keys them: its id column, else the row's position
-        per_row = {**per_row, "id_column": source.input_spec.schema.id_column or "row"}
-    staging = tempfile.TemporaryDirectory(prefix="deepsets-ablation-") if remote else replacing_folder(Path(final))
-    with staging as scratch:
-        written = write_outputs(Path(scratch), summary, per_row)
-        summary["files"] = {name: storage.join(final, Path(path).name) for name, path in written.items()}
-        summary["mlflow"] = log_to_mlflow(source, Path(scratch)) if cfg.log_mlflow else None
-        summary["seconds"] = round(time.perf_counter() - started, 2)
-        (Path(scratch) / "ablation.json").write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
-        if remote:
-            put_outputs(written, summary["files"], earlier)
-    return summary
-
-
-def put_outputs(written: Dict[str, str], files: Dict[str, str], earlier: Sequence[str]) -> None:
-    """PUT each finished local file of ``written`` to its object in ``files`` (by key),
-    ``ablation.json`` last; then delete the objects of ``earlier`` that none of them replaced."""
-    for name in sorted(written, key=lambda key: key == "table_json"):
-        storage.write_bytes(files[name], Path(written[name]).read_bytes())
-    replaced = {storage.name_of(path) for path in files.values()}
-    for path in earlier:
-        if storage.name_of(path) not in replaced:
-            storage.delete(path)
 
 
 def run_ablate(cfg: AblateConfig, progress: bool = True) -> dict:

@@ -230,7 +230,7 @@ class TrackingConfig(BaseModel):
 
     def resolved_mlflow_uri(self, cwd: Optional[str] = None) -> str:
         """``mlflow_uri``, or ``sqlite:///<cwd>/mlflow.db`` when it is empty (the command line
-        fills an empty one from ``MLFLOW_TRACKING_URI`` first: :func:`deepsets.pipelines.cli.with_env_tracking_uri`)."""
+        fills an empty one from ``MLFLOW_TRACKING_URI`` first: :func:`deepsets.pipelines.commands.training.with_env_tracking_uri`)."""
         if self.mlflow_uri:
             return self.mlflow_uri
         return "sqlite:///" + os.path.join(os.path.abspath(cwd or os.getcwd()), "mlflow.db")

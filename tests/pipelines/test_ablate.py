@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from deepsets.pipelines.ablation.job import parse_ablate_config, run_ablate
+from deepsets.pipelines.ablation.config import parse_ablate_config
+from deepsets.pipelines.ablation.job import run_ablate
 from deepsets.pipelines.cli import main
 from tests.pipelines.saved_models import save_model
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from deepsets import ablation as ab
-from deepsets.pipelines.ablation.job import parse_ablate_config, run_ablate
+from deepsets.pipelines.ablation.config import parse_ablate_config
+from deepsets.pipelines.ablation.job import run_ablate
 from deepsets.pipelines.ablation.methods import METHODS, CachedRows
 from deepsets.pipelines.ablation.ranking import GroupedScorer, RetrievalScorer
 from deepsets.pipelines.cli import main

@@ -11,7 +11,9 @@ from types import SimpleNamespace
 import pytest
 
 from deepsets.pipelines.ablation import report as ablation_report
-from deepsets.pipelines.ablation.job import check_out, parse_ablate_config, run_ablate
+from deepsets.pipelines.ablation.config import parse_ablate_config
+from deepsets.pipelines.ablation.job import run_ablate
+from deepsets.pipelines.ablation.outputs import check_out
 from deepsets.pipelines.ablation.report import LATEST_TAG, RETRAIN, log_to_mlflow, replacing_folder
 from deepsets.pipelines.errors import JobError
 from tests.pipelines.saved_models import save_model

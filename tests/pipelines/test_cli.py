@@ -113,12 +113,12 @@ def test_bad_arguments_one_line(argv, tmp_path, capsys, monkeypatch):
 
 
 def test_an_unexpected_failure_is_one_line_and_a_traceback_file(monkeypatch, capsys, tmp_path):
-    import deepsets.pipelines.cli as cli
+    import deepsets.pipelines.commands.data as data_commands
 
     def broken(args):
         raise KeyError("a bug somewhere deep")
 
-    monkeypatch.setattr(cli, "_run_fit", broken)
+    monkeypatch.setattr(data_commands, "_run_fit", broken)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # the log folder (tests/pipelines/test_error_log.py)
     code = main(["fit", "--schema", "s.toml", "--input", "x", "--out", str(tmp_path / "spec.json")])
     err = capsys.readouterr().err.strip()
@@ -133,9 +133,9 @@ def test_an_unexpected_failure_is_one_line_and_a_traceback_file(monkeypatch, cap
 
 
 def test_json_holds_null_where_a_number_is_not_finite(monkeypatch, capsys):
-    import deepsets.pipelines.cli as cli
+    import deepsets.pipelines.commands.data as data_commands
 
-    monkeypatch.setattr(cli, "_run_read", lambda args: {"auc": float("nan"), "nested": [1.0, float("inf")]})
+    monkeypatch.setattr(data_commands, "_run_read", lambda args: {"auc": float("nan"), "nested": [1.0, float("inf")]})
     assert main(["read", "--spec", "s.json", "--input", "x", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"auc": None, "nested": [1.0, None]}
 
@@ -154,7 +154,7 @@ def test_the_cli_imports_no_heavy_package_until_a_command_runs():
 
 
 def test_train_takes_an_empty_mlflow_uri_from_the_environment(demo_data, monkeypatch):
-    from deepsets.pipelines.cli import with_env_tracking_uri
+    from deepsets.pipelines.commands.training import with_env_tracking_uri
     from deepsets.pipelines.demo import default_demo_config
 
     cfg = default_demo_config(demo_data)

@@ -9,8 +9,8 @@ import tempfile
 
 import pytest
 
-from deepsets.pipelines import cli
 from deepsets.pipelines.cli import main
+from deepsets.pipelines.commands import data as data_commands
 from deepsets.pipelines.error_log import log_folder, private_folder
 
 
@@ -21,7 +21,7 @@ def broken(args):
 @pytest.fixture
 def failing_fit(monkeypatch, tmp_path):
     """``deepsets fit`` fails with a bug; the user's state folder and the system temp folder lie in ``tmp_path``."""
-    monkeypatch.setattr(cli, "_run_fit", broken)
+    monkeypatch.setattr(data_commands, "_run_fit", broken)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     shared = tmp_path / "shared-tmp"
     shared.mkdir()

@@ -206,12 +206,12 @@ def cli_with_a_uri(monkeypatch, tmp_path):
 def test_the_error_line_and_the_traceback_file_hold_no_password(
     cli_with_a_uri, monkeypatch, tmp_path, capsys, error, code, start
 ):
-    import deepsets.pipelines.cli as cli
+    import deepsets.pipelines.commands.data as data_commands
 
     def failing(args):
         raise error
 
-    monkeypatch.setattr(cli, "_run_fit", failing)
+    monkeypatch.setattr(data_commands, "_run_fit", failing)
     assert main(cli_with_a_uri) == code
     printed = capsys.readouterr()
     assert printed.err.startswith(start) and SECRET not in printed.out + printed.err
@@ -223,12 +223,12 @@ def test_the_error_line_and_the_traceback_file_hold_no_password(
 
 
 def test_a_traceback_on_stderr_holds_no_password(cli_with_a_uri, monkeypatch, tmp_path, capsys):
-    import deepsets.pipelines.cli as cli
+    import deepsets.pipelines.commands.data as data_commands
 
     def failing(args):
         raise RuntimeError(f"API request to https://alice:{SECRET}@mlflow.example.com/api failed")
 
-    monkeypatch.setattr(cli, "_run_fit", failing)
+    monkeypatch.setattr(data_commands, "_run_fit", failing)
     (tmp_path / "state").write_text("a file where the log folder would be")  # no log file can be written
     assert main(cli_with_a_uri) == 1
     err = capsys.readouterr().err
@@ -240,10 +240,12 @@ def test_a_traceback_on_stderr_holds_no_password(cli_with_a_uri, monkeypatch, tm
 
 
 def test_json_output_holds_no_password(monkeypatch, capsys):
-    import deepsets.pipelines.cli as cli
+    import deepsets.pipelines.commands.data as data_commands
 
     monkeypatch.setattr(
-        cli, "_run_read", lambda args: {"tracking_uri": f"postgresql://alice:{SECRET}@db/mlflow", "rows": [1, 2]}
+        data_commands,
+        "_run_read",
+        lambda args: {"tracking_uri": f"postgresql://alice:{SECRET}@db/mlflow", "rows": [1, 2]},
     )
     assert main(["read", "--spec", "s.json", "--input", "x", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from deepsets.pipelines.ablation.job import parse_ablate_config, run_ablate
+from deepsets.pipelines.ablation.config import parse_ablate_config
+from deepsets.pipelines.ablation.job import run_ablate
 from deepsets.pipelines.config import parse_run_config
 from deepsets.pipelines.embedding.job import parse_embed_config, run_embed
 from deepsets.pipelines.training.ranking_metrics import GroupRankingMetrics
