@@ -63,3 +63,21 @@ def test_config_facing_modules_are_torch_free():
             "deepsets.fusion_heads",
             "deepsets.task_kinds",
         }, name
+
+
+# The command line sits on top of the jobs: no sub-package of `deepsets.pipelines` (the jobs
+# `deepsets.pipelines.init`, `deepsets.pipelines.tuning`, ...) imports it, only its own commands.
+COMMAND_LINE = ("deepsets.pipelines.cli", "deepsets.pipelines.commands")
+JOB_PACKAGES = sorted(
+    path.name for path in (ROOT / "pipelines").iterdir() if (path / "__init__.py").exists() and path.name != "commands"
+)
+
+
+@pytest.mark.parametrize("subpackage", JOB_PACKAGES)
+def test_pipeline_jobs_never_import_the_command_line(subpackage):
+    offenders = []
+    for path in sorted((ROOT / "pipelines" / subpackage).rglob("*.py")):
+        for module in imported_modules(path):
+            if any(module == name or module.startswith(name + ".") for name in COMMAND_LINE):
+                offenders.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert not offenders, offenders
