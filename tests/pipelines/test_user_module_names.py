@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,9 +94,12 @@ def test_train_and_embed_run_from_a_folder_with_features_py_and_pipelines(ray_se
 
 def test_the_notebooks_imports_work_from_that_folder(user_folder):
     cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
-    imports = [line.strip() for cell in cells for line in cell["source"] if line.strip().startswith("from deepsets")]
-    assert len(imports) >= 5
+    lines = [line.strip() for cell in cells for line in cell["source"]]
+    imports = [line for line in lines if line.startswith(("from deepsets", "import deepsets"))]
+    public = sorted({m for line in lines for m in re.findall(r"\bdeepsets\.([A-Za-z_]+)\(", line)})
+    assert len(imports) >= 5 and {"fit", "train", "embed", "ablate"} <= set(public), (imports, public)
+    uses = [f"deepsets.{name}" for name in public]  # the public API names resolve too
     done = run_in(
-        user_folder, "-c", "\n".join(imports)
+        user_folder, "-c", "\n".join([*imports, "import deepsets", *uses])
     )  # `python -c` puts the folder first on sys.path, like a notebook
     assert done.returncode == 0, done.stderr[-3000:]
