@@ -46,11 +46,20 @@ def _line_comments(cls: type) -> dict[str, str]:
                 part = part.strip()
                 if part and not re.match(r"(type:|noqa|pragma)", part):
                     comments.setdefault(token.start[0], []).append(part)
+    lines = source.splitlines()
     found: dict[str, str] = {}
-    for number, line in enumerate(source.splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         match = re.match(r"^    ([A-Za-z_][A-Za-z0-9_]*)\s*:", line)
-        if match and number in comments and match.group(1) not in found:
-            found[match.group(1)] = "; ".join(comments[number])
+        if not match or match.group(1) in found:
+            continue
+        # a declaration the formatter wrapped: its comment may sit on a continuation line
+        # (indented deeper, or the closing bracket at the field's own indentation)
+        end = number
+        while end < len(lines) and re.match(r"^(        |    [)\]])", lines[end]):
+            end += 1
+        said = [part for n in range(number, end + 1) for part in comments.get(n, [])]
+        if said:
+            found[match.group(1)] = "; ".join(said)
     return found
 
 

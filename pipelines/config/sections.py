@@ -103,9 +103,7 @@ class SchemaConfig(BaseModel):
 
     path: Optional[_Text] = None  # the schema TOML file; or give id_column and modality inline
     id_column: Optional[_Text] = None  # inline schema: the row id column
-    modality: Optional[Tuple[SerializeAsAny[BaseFeature], ...]] = (
-        None  # inline tables, parsed by deepsets.features.schema
-    )
+    modality: Optional[Tuple[SerializeAsAny[BaseFeature], ...]] = None  # inline tables (deepsets.features.schema)
 
     @field_validator("modality", mode="before")
     @classmethod
