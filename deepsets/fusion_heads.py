@@ -12,16 +12,18 @@ traits. A new head is one file (its ``FusionHead`` subclass) plus one registrati
 
     register_fusion(FusionTraits("gated"), GatedFusion.from_settings)   # deepsets.fusion.registry
 
-A module that registers a head must be imported in every process that builds the model (a Ray
-worker imports the modules named by the training function's own imports).
+A module that registers a head must be imported in every process that builds the model: an
+installed package names it under the entry-point group ``deepsets.plugins``
+(:mod:`deepsets.registry`), and every process imports it on its first look at this table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 from deepsets.choices import SET_POOLINGS, TMM_POOLINGS
+from deepsets.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -58,17 +60,15 @@ class FusionTraits:
                 )
 
 
-_HEADS: Dict[str, FusionTraits] = {
-    t.name: t
-    for t in (
-        FusionTraits("deepset", poolings=SET_POOLINGS),
-        FusionTraits("attention"),
-        FusionTraits("transformer", attention=True),
-        FusionTraits("concat"),
-        FusionTraits("tmm_deepset", poolings=TMM_POOLINGS),
-        FusionTraits("mmt", set_head=False, attention=True),
-    )
-}
+_BUILT_IN = (
+    FusionTraits("deepset", poolings=SET_POOLINGS),
+    FusionTraits("attention"),
+    FusionTraits("transformer", attention=True),
+    FusionTraits("concat"),
+    FusionTraits("tmm_deepset", poolings=TMM_POOLINGS),
+    FusionTraits("mmt", set_head=False, attention=True),
+)
+_HEADS: Registry[FusionTraits] = Registry("fusion head", "heads", ((t.name, t) for t in _BUILT_IN))
 
 
 def register_fusion_traits(traits: FusionTraits) -> None:
@@ -78,27 +78,21 @@ def register_fusion_traits(traits: FusionTraits) -> None:
     Raises:
         ValueError: when another head of that name is registered with different traits.
     """
-    known = _HEADS.get(traits.name)
-    if known is not None and known != traits:
-        raise ValueError(f"fusion head {traits.name!r} is already registered with other traits: {known}")
-    _HEADS[traits.name] = traits
+    _HEADS.register(traits.name, traits, kind_of_value="traits")
 
 
 def fusion_traits(name: str) -> FusionTraits:
     """The traits of the head ``name``.
 
     Raises:
-        ValueError: for a head nobody registered, listing the known ones.
+        ValueError: for a head nobody registered (nor any installed plug-in), listing the known ones.
     """
-    try:
-        return _HEADS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown fusion head {name!r} (known heads: {', '.join(fusion_names())})") from None
+    return _HEADS.get(name)
 
 
 def fusion_names() -> Tuple[str, ...]:
     """Every registered head, in registration order (the choices of ``model.fusion``)."""
-    return tuple(_HEADS)
+    return _HEADS.names()
 
 
 def set_fusion_heads() -> Tuple[str, ...]:

@@ -17,7 +17,8 @@ laid out" walks through it.
 In other processes (Ray workers, a served model) the module that registers a kind must be
 imported too. An installed package does that for every process by naming the module under the
 entry-point group ``deepsets.kinds`` (``geo_point = "my_package.geo_point"``): a lookup of a
-kind nobody registered imports the module named for it, then looks again.
+kind nobody registered imports the module named for it, then looks again. The modules named
+under the general group ``deepsets.plugins`` (:mod:`deepsets.registry`) are imported first.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Dict, Literal, Tuple
+
+from deepsets.registry import load_plugins
 
 PLUGIN_GROUP = "deepsets.kinds"
 """Entry-point group: kind name -> the module that registers that kind (both sides)."""
@@ -108,6 +111,7 @@ def load_plugin(kind: str) -> bool:
     Raises:
         ValueError: when that module fails to import, naming it.
     """
+    load_plugins()  # the modules every installed package names under deepsets.plugins (kinds among them)
     found = [e for e in metadata.entry_points(group=PLUGIN_GROUP) if e.name == kind]
     for entry in found:
         try:

@@ -15,12 +15,17 @@ beside the traits in one call::
     register_task(TaskTraits("poisson", metrics=("loss", "deviance"), select="deviance",
                              lower_is_better=("loss", "deviance"), ablation_metric="neg_deviance"),
                   loss=poisson_loss, metrics=PoissonMetrics, ablation=neg_deviance)   # deepsets.tasks
+
+Other processes (Ray workers, served models) know a kind when its module is named under the
+entry-point group ``deepsets.plugins`` by an installed package (:mod:`deepsets.registry`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
+
+from deepsets.registry import Registry
 
 _RANKING_METRICS = ("loss", "ndcg_at_{k}", "mrr", "recall_at_{k}")
 
@@ -100,35 +105,45 @@ class TaskTraits:
         return None
 
 
-_TASKS: Dict[str, TaskTraits] = {
-    t.name: t
-    for t in (
-        TaskTraits(
-            "binary", ("loss", "auc", "log_loss"), "auc", ("loss", "log_loss"), "roc_auc", per_row=True, max_outputs=1
-        ),
-        TaskTraits(
-            "multilabel",
-            ("loss", "f1_micro", "f1_macro", "map"),
-            "map",
-            ablation_metric="macro_roc_auc",
-            outputs_are="labels",
-        ),
-        TaskTraits(
-            "multiclass",
-            ("loss", "accuracy"),
-            "accuracy",
-            ablation_metric="accuracy",
-            min_outputs=2,
-            outputs_are="classes",
-        ),
-        TaskTraits(
-            "regression", ("loss", "rmse"), "rmse", ("loss", "rmse"), "neg_rmse", per_row=True, outputs_are="targets"
-        ),
-        TaskTraits("listwise", _RANKING_METRICS, "ndcg_at_{k}", per_row=True, grouped=True, max_outputs=1),
-        TaskTraits("pairwise", _RANKING_METRICS, "ndcg_at_{k}", per_row=True, grouped=True, max_outputs=1),
-        TaskTraits("two_tower", _RANKING_METRICS, "ndcg_at_{k}", per_row=True, labels=False, head=False),
-    )
-}
+_BUILT_IN = (
+    TaskTraits(
+        "binary",
+        ("loss", "auc", "log_loss"),
+        "auc",
+        ("loss", "log_loss"),
+        "roc_auc",
+        per_row=True,
+        max_outputs=1,
+    ),
+    TaskTraits(
+        "multilabel",
+        ("loss", "f1_micro", "f1_macro", "map"),
+        "map",
+        ablation_metric="macro_roc_auc",
+        outputs_are="labels",
+    ),
+    TaskTraits(
+        "multiclass",
+        ("loss", "accuracy"),
+        "accuracy",
+        ablation_metric="accuracy",
+        min_outputs=2,
+        outputs_are="classes",
+    ),
+    TaskTraits(
+        "regression",
+        ("loss", "rmse"),
+        "rmse",
+        ("loss", "rmse"),
+        "neg_rmse",
+        per_row=True,
+        outputs_are="targets",
+    ),
+    TaskTraits("listwise", _RANKING_METRICS, "ndcg_at_{k}", per_row=True, grouped=True, max_outputs=1),
+    TaskTraits("pairwise", _RANKING_METRICS, "ndcg_at_{k}", per_row=True, grouped=True, max_outputs=1),
+    TaskTraits("two_tower", _RANKING_METRICS, "ndcg_at_{k}", per_row=True, labels=False, head=False),
+)
+_TASKS: Registry[TaskTraits] = Registry("task kind", "kinds", ((t.name, t) for t in _BUILT_IN))
 
 
 def register_task_traits(traits: TaskTraits) -> None:
@@ -138,27 +153,21 @@ def register_task_traits(traits: TaskTraits) -> None:
     Raises:
         ValueError: when another kind of that name is registered with different traits.
     """
-    known = _TASKS.get(traits.name)
-    if known is not None and known != traits:
-        raise ValueError(f"task kind {traits.name!r} is already registered with other traits: {known}")
-    _TASKS[traits.name] = traits
+    _TASKS.register(traits.name, traits, kind_of_value="traits")
 
 
 def task_traits(name: str) -> TaskTraits:
     """The traits of the task kind ``name``.
 
     Raises:
-        ValueError: for a kind nobody registered, listing the known ones.
+        ValueError: for a kind nobody registered (nor any installed plug-in), listing the known ones.
     """
-    try:
-        return _TASKS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown task kind {name!r} (known kinds: {', '.join(task_names())})") from None
+    return _TASKS.get(name)
 
 
 def task_names() -> Tuple[str, ...]:
     """Every registered kind, in registration order (the choices of ``task.kind``)."""
-    return tuple(_TASKS)
+    return _TASKS.names()
 
 
 def grouped_tasks() -> Tuple[str, ...]:
@@ -170,4 +179,4 @@ def lower_is_better(metric: str) -> bool:
     """Whether a validation metric (with or without its ``valid_`` prefix) is better lower, for
     any registered kind that reports it."""
     name = metric.removeprefix("valid_")
-    return any(name in t.lower_is_better for t in _TASKS.values())
+    return any(name in t.lower_is_better for _, t in _TASKS.items())

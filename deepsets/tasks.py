@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from deepsets.ablation import auc
 from deepsets.metrics import TaskMetrics
 from deepsets.ranking import listwise_softmax_loss, pad_groups, pairwise_logistic_loss
+from deepsets.registry import Registry
 from deepsets.task_kinds import TaskTraits, register_task_traits, task_names, task_traits
 
 
@@ -75,37 +76,53 @@ def _pointwise_metrics(kind: str) -> Callable[[int], MetricAccumulator]:
     return lambda num_outputs: TaskMetrics(kind, num_outputs)
 
 
-_IMPLEMENTATIONS: Dict[str, TaskImplementation] = {
-    "binary": TaskImplementation(
-        loss=lambda logits, target, group: F.binary_cross_entropy_with_logits(
-            logits.reshape(-1), target.reshape(-1).to(logits.dtype)
+_IMPLEMENTATIONS: Registry[TaskImplementation] = Registry(
+    "task implementation",
+    "implementations",
+    (
+        (
+            "binary",
+            TaskImplementation(
+                loss=lambda logits, target, group: F.binary_cross_entropy_with_logits(
+                    logits.reshape(-1), target.reshape(-1).to(logits.dtype)
+                ),
+                metrics=_pointwise_metrics("binary"),
+                ablation=lambda logits, target: auc(logits[..., 0], target.reshape(-1)),  # ROC AUC
+            ),
         ),
-        metrics=_pointwise_metrics("binary"),
-        ablation=lambda logits, target: auc(logits[..., 0], target.reshape(-1)),  # ROC AUC
+        (
+            "multilabel",
+            TaskImplementation(
+                loss=lambda logits, target, group: F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype)),
+                metrics=_pointwise_metrics("multilabel"),
+                ablation=lambda logits, target: auc(logits.transpose(-1, -2), target.T).nanmean(
+                    dim=-1
+                ),  # macro ROC AUC over labels
+            ),
+        ),
+        (
+            "multiclass",
+            TaskImplementation(
+                loss=lambda logits, target, group: F.cross_entropy(logits, target.reshape(-1).to(torch.int64)),
+                metrics=_pointwise_metrics("multiclass"),
+                ablation=lambda logits, target: (logits.argmax(dim=-1) == target.long()).double().mean(dim=-1),
+            ),  # accuracy
+        ),
+        (
+            "regression",
+            TaskImplementation(
+                loss=lambda logits, target, group: F.mse_loss(logits.reshape(target.shape), target.to(logits.dtype)),
+                metrics=_pointwise_metrics("regression"),
+                ablation=lambda logits, target: (
+                    -((logits[..., 0].double() - target.reshape(-1).double()) ** 2).mean(dim=-1).sqrt()
+                ),  # -RMSE
+            ),
+        ),
+        ("listwise", TaskImplementation(loss=_grouped_loss("listwise"))),
+        ("pairwise", TaskImplementation(loss=_grouped_loss("pairwise"))),
+        ("two_tower", TaskImplementation(loss=None)),  # in-batch softmax over the towers (deepsets.ranking)
     ),
-    "multilabel": TaskImplementation(
-        loss=lambda logits, target, group: F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype)),
-        metrics=_pointwise_metrics("multilabel"),
-        ablation=lambda logits, target: auc(logits.transpose(-1, -2), target.T).nanmean(
-            dim=-1
-        ),  # macro ROC AUC over labels
-    ),
-    "multiclass": TaskImplementation(
-        loss=lambda logits, target, group: F.cross_entropy(logits, target.reshape(-1).to(torch.int64)),
-        metrics=_pointwise_metrics("multiclass"),
-        ablation=lambda logits, target: (logits.argmax(dim=-1) == target.long()).double().mean(dim=-1),  # accuracy
-    ),
-    "regression": TaskImplementation(
-        loss=lambda logits, target, group: F.mse_loss(logits.reshape(target.shape), target.to(logits.dtype)),
-        metrics=_pointwise_metrics("regression"),
-        ablation=lambda logits, target: (
-            -((logits[..., 0].double() - target.reshape(-1).double()) ** 2).mean(dim=-1).sqrt()
-        ),  # -RMSE
-    ),
-    "listwise": TaskImplementation(loss=_grouped_loss("listwise")),
-    "pairwise": TaskImplementation(loss=_grouped_loss("pairwise")),
-    "two_tower": TaskImplementation(loss=None),  # in-batch softmax over the towers (deepsets.ranking)
-}
+)
 
 
 def register_task(
@@ -134,7 +151,7 @@ def register_task(
     if (traits.ablation_metric is None) != (ablation is None):
         raise ValueError(f"task kind {traits.name!r}: give an ablation function exactly when ablation_metric names one")
     register_task_traits(traits)
-    _IMPLEMENTATIONS[traits.name] = TaskImplementation(loss, metrics, ablation)
+    _IMPLEMENTATIONS.register(traits.name, TaskImplementation(loss, metrics, ablation), replace=True)
 
 
 def task_implementation(kind: str) -> TaskImplementation:
@@ -144,10 +161,10 @@ def task_implementation(kind: str) -> TaskImplementation:
         ValueError: for an unknown kind (listing the known ones) or one with traits only.
     """
     task_traits(kind)  # an unknown kind says so, with the known ones
-    try:
-        return _IMPLEMENTATIONS[kind]
-    except KeyError:
-        raise ValueError(f"task kind {kind!r} has traits but no loss (deepsets.tasks.register_task)") from None
+    implementation = _IMPLEMENTATIONS.find(kind)
+    if implementation is None:
+        raise ValueError(f"task kind {kind!r} has traits but no loss (deepsets.tasks.register_task)")
+    return implementation
 
 
 class TaskHead(nn.Module):

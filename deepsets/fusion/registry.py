@@ -14,7 +14,7 @@ where ``from_settings(settings: FusionSettings) -> FusionHead`` reads what it ne
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 from torch import nn
 
@@ -26,6 +26,7 @@ from deepsets.fusion.mlp import mlp
 from deepsets.fusion.tmm import TorchMultimodalDeepset
 from deepsets.fusion.transformer import TransformerFusion
 from deepsets.fusion_heads import FusionTraits, fusion_names, fusion_traits, register_fusion_traits
+from deepsets.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -66,17 +67,25 @@ class FusionSettings:
 FusionBuilder = Callable[[FusionSettings], FusionHead]
 """``settings -> head``: a :class:`deepsets.fusion.FusionHead` over ``len(settings.names)`` slots."""
 
-_BUILDERS: Dict[str, FusionBuilder] = {
-    "deepset": lambda s: DeepSetFusion(s.dim, s.pooling, s.mlp(s.dim)),
-    "attention": lambda s: AttentionPoolFusion(s.dim, s.mlp(s.dim)),
-    "transformer": lambda s: TransformerFusion(s.dim, len(s.names), s.layers, s.heads, s.ff_dim, dropout=s.dropout),
-    "concat": lambda s: ConcatFusion(s.dim, len(s.names), s.mlp(len(s.names) * s.dim)),
-    "tmm_deepset": lambda s: TorchMultimodalDeepset(list(s.names), s.dim, s.pooling, s.mlp(s.dim)),
-}
+_BUILDERS: Registry[FusionBuilder] = Registry(
+    "set-head builder",
+    "builders",
+    (
+        ("deepset", lambda s: DeepSetFusion(s.dim, s.pooling, s.mlp(s.dim))),
+        ("attention", lambda s: AttentionPoolFusion(s.dim, s.mlp(s.dim))),
+        (
+            "transformer",
+            lambda s: TransformerFusion(s.dim, len(s.names), s.layers, s.heads, s.ff_dim, dropout=s.dropout),
+        ),
+        ("concat", lambda s: ConcatFusion(s.dim, len(s.names), s.mlp(len(s.names) * s.dim))),
+        ("tmm_deepset", lambda s: TorchMultimodalDeepset(list(s.names), s.dim, s.pooling, s.mlp(s.dim))),
+    ),
+)
 
 
 def register_fusion(traits: FusionTraits, build: FusionBuilder) -> None:
-    """Register a set-fusion head: its traits (``deepsets.fusion_heads``) and its builder.
+    """Register a set-fusion head: its traits (``deepsets.fusion_heads``) and its builder (the
+    builder of a head registered again with the same traits is replaced).
 
     Raises:
         ValueError: for traits that are not a set head, or a name registered already with
@@ -87,7 +96,7 @@ def register_fusion(traits: FusionTraits, build: FusionBuilder) -> None:
             f"fusion head {traits.name!r}: only set heads (set_head=True) are built from a registered builder"
         )
     register_fusion_traits(traits)
-    _BUILDERS[traits.name] = build
+    _BUILDERS.register(traits.name, build, replace=True)
 
 
 def fusion_builder(name: str) -> FusionBuilder:
@@ -97,9 +106,9 @@ def fusion_builder(name: str) -> FusionBuilder:
         ValueError: for an unknown head (listing the known ones) or one with no builder.
     """
     fusion_traits(name)  # an unknown head says so, with the known ones
-    try:
-        return _BUILDERS[name]
-    except KeyError:
+    build = _BUILDERS.find(name)
+    if build is None:
         raise ValueError(
             f"fusion head {name!r} has no set-head builder (known: {', '.join(n for n in fusion_names() if n in _BUILDERS)})"
-        ) from None
+        )
+    return build

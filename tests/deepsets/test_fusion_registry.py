@@ -50,8 +50,8 @@ FLAT = [info for info in INFOS if info.kind in ("dense", "categorical", "numeric
 @pytest.fixture
 def gated_sum(monkeypatch):
     """The head registered for one test (the tables are restored after it)."""
-    monkeypatch.setattr(fusion_heads, "_HEADS", dict(fusion_heads._HEADS))
-    monkeypatch.setattr(fusion_registry, "_BUILDERS", dict(fusion_registry._BUILDERS))
+    monkeypatch.setattr(fusion_heads, "_HEADS", fusion_heads._HEADS.copy())
+    monkeypatch.setattr(fusion_registry, "_BUILDERS", fusion_registry._BUILDERS.copy())
     register_fusion(GATED_SUM, GatedSumFusion.from_settings)  # the one registration line
     return GATED_SUM
 

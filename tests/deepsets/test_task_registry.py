@@ -75,8 +75,8 @@ POISSON = TaskTraits(
 @pytest.fixture
 def poisson(monkeypatch):
     """The kind registered for one test (the tables are restored after it)."""
-    monkeypatch.setattr(task_kinds, "_TASKS", dict(task_kinds._TASKS))
-    monkeypatch.setattr(tasks, "_IMPLEMENTATIONS", dict(tasks._IMPLEMENTATIONS))
+    monkeypatch.setattr(task_kinds, "_TASKS", task_kinds._TASKS.copy())
+    monkeypatch.setattr(tasks, "_IMPLEMENTATIONS", tasks._IMPLEMENTATIONS.copy())
     register_task(
         POISSON, loss=poisson_loss, metrics=PoissonMetrics, ablation=lambda logits, y: -deviance(logits[..., 0], y)
     )
