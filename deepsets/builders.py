@@ -22,7 +22,7 @@ from deepsets.kinds import kind_traits
 from deepsets.mmt import MMTModel
 from deepsets.modality import ModalityInfo
 from deepsets.model import SetFusionModel
-from deepsets.model_args import ModelArgs
+from deepsets.model_args import ModelArgs, fusion_pooling_problem
 from deepsets.ranking import InBatchSoftmax
 from deepsets.summarize import Summarizer
 from deepsets.tasks import TaskHead
@@ -61,9 +61,8 @@ def build_model(inputs: Sequence[ModalityInfo], args: Optional[ModelArgs] = None
             over ``query_modalities`` and ``item_modalities``, projecting to ``dim``.
 
     Raises:
-        ValueError: for settings outside their choices, duplicate names, no inputs, an unknown
-            kind, or two_tower modality lists that are empty, overlap, or name modalities not
-            in ``inputs``.
+        ValueError: for settings :class:`ModelArgs` refuses, duplicate names, no inputs, an
+            unknown kind, or two_tower modality lists that name modalities not in ``inputs``.
     """
     if args is not None and kwargs:
         raise ValueError(f"give either args or keyword settings, not both (got args and {sorted(kwargs)})")
@@ -103,23 +102,15 @@ def build_model(inputs: Sequence[ModalityInfo], args: Optional[ModelArgs] = None
 
 
 def _two_tower(inputs: Sequence[ModalityInfo], args: ModelArgs) -> TwoTowerModel:
-    """Two towers over disjoint subsets of ``inputs``, each projecting to ``args.dim``."""
+    """Two towers over disjoint subsets of ``inputs``, each projecting to ``args.dim`` (``args``
+    has already checked that the lists are given, disjoint, and that shortcuts pair them)."""
     query, item = args.query_modalities, args.item_modalities
     known = {i.name for i in inputs}
     for side, names in (("query", query), ("item", item)):
         unknown = sorted(set(names) - known)
-        if not names or unknown:
+        if unknown:
             raise ValueError(
                 f"two_tower {side}_modalities must name some of {sorted(known)} (got {list(names)}; unknown {unknown})"
-            )
-    shared = sorted(set(query) & set(item))
-    if shared:
-        raise ValueError(f"two_tower query and item modalities overlap: {shared}")
-
-    for pair in args.shortcuts:
-        if pair[0] not in query or pair[1] not in item:
-            raise ValueError(
-                f"two_tower shortcut {list(pair)} must pair one of the query_modalities {list(query)} with one of the item_modalities {list(item)}"
             )
 
     def tower(names: Sequence[str], shortcuts: Sequence[str]) -> Tower:
@@ -176,9 +167,9 @@ def build_fusion(
         problems.append(f"names must be non-empty, unique and sorted, got {names}")
     if dim <= 0:
         problems.append(f"dim must be positive, got {dim}")
-    poolings = fusion_traits(kind).poolings if kind in heads_known else None
-    if poolings is not None and pooling not in poolings:
-        problems.append(f"pooling for {kind!r} must be one of {poolings}, got {pooling!r}")
+    pooling_problem = fusion_pooling_problem(kind, pooling) if kind in heads_known else None
+    if pooling_problem:
+        problems.append(pooling_problem)
     if problems:
         raise ValueError("; ".join(problems))
     settings = FusionSettings(

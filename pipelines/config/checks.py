@@ -1,42 +1,23 @@
 """Checks across fields of a run config, one line each (``location``, ``message``).
 
 Each check runs only when every field it reads is valid on its own, so one mistake is reported
-once, where it is, and not again by every check that reads it.
+once, where it is, and not again by every check that reads it. The rules across the model
+settings (``[model]`` and the model's part of ``[task]``) are :class:`deepsets.model_args.ModelArgs`'
+own (``deepsets.model_args.MODEL_RULES``): :func:`run_problems` builds the one checked
+``ModelArgs`` of a config, naming the config's fields in its messages.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Mapping, Optional, Tuple
+from dataclasses import fields
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from deepsets.fusion_heads import fusion_traits
+from deepsets.model_args import TWO_TOWER_FIELDS, ModelArgs, ModelArgsError, model_problems
 from deepsets.pipelines.training.selection import select_problem
 from deepsets.task_kinds import grouped_tasks, task_traits
 
 # (fields that must be valid, fields passed as None when invalid, the check)
 _Check = Tuple[Tuple[str, ...], Tuple[str, ...], Callable[..., Optional[Tuple[str, str]]]]
-
-
-def _heads_divide_dim(heads: int, dim: int, layers: Optional[int], fusion: Optional[str]) -> Optional[Tuple[str, str]]:
-    # Heads are unused only by pooling-only summarizers feeding a head without attention (a
-    # whole-model baseline has no summarizers); when layers or fusion is itself invalid (None
-    # here), check anyway.
-    traits = None if fusion is None else fusion_traits(fusion)
-    used = traits is None or traits.attention or layers is None or (layers > 0 and traits.set_head)
-    if used and dim % heads:
-        return "model.heads", f"must divide model.dim (heads = {heads}, dim = {dim})"
-    return None
-
-
-def _fusion_pooling(fusion: str, pooling: str) -> Optional[Tuple[str, str]]:
-    poolings = fusion_traits(fusion).poolings
-    if poolings is not None and pooling not in poolings:
-        return "model.fusion_pooling", f"fusion {fusion!r} supports {', '.join(poolings)} (found {pooling!r})"
-    return None
-
-
-def _outputs(kind: str, n: int) -> Optional[Tuple[str, str]]:
-    problem = task_traits(kind).outputs_problem(n)
-    return ("task.num_outputs", problem) if problem else None
 
 
 def _even_batches(batch_size: int, workers: int) -> Optional[Tuple[str, str]]:
@@ -77,38 +58,6 @@ def _task_columns(kind: str, labels: tuple, group: Optional[str], item: Optional
     return None
 
 
-def _towers(
-    kind: str, query: tuple, item: tuple, fusion: Optional[str], shortcuts: Optional[tuple] = None
-) -> Optional[Tuple[str, str]]:
-    shortcuts = shortcuts or ()
-    if kind != "two_tower":
-        if query or item:
-            return (
-                "task.query_modalities",
-                f"query_modalities / item_modalities are used only by two_tower (task.kind = {kind!r})",
-            )
-        if shortcuts:
-            return "task.shortcuts", f"shortcuts are used only by two_tower (task.kind = {kind!r})"
-        return None
-    if not query or not item:
-        return (
-            "task.query_modalities" if not query else "task.item_modalities",
-            "a two_tower task needs both query_modalities and item_modalities",
-        )
-    if fusion is not None and not fusion_traits(fusion).set_head:
-        return "model.fusion", f"two_tower towers are set-fusion models: the {fusion} baseline cannot be a tower"
-    shared = sorted(set(query) & set(item))
-    if shared:
-        return "task.item_modalities", f"a modality belongs to one tower, found in both: {shared}"
-    for pair in shortcuts:
-        if pair[0] not in query or pair[1] not in item:
-            return (
-                "task.shortcuts",
-                f"each pair is [query modality, item modality]: {list(pair)} must pair one of {list(query)} with one of {list(item)}",
-            )
-    return None
-
-
 def _selection(select: str, patience: int, kind: str, k: int, valid: Optional[tuple]) -> Optional[Tuple[str, str]]:
     problem = select_problem(select, patience, kind, k, bool(valid))
     return (
@@ -131,27 +80,71 @@ def _negatives(kind: str, negatives: str, items: Optional[tuple]) -> Optional[Tu
     return None
 
 
-_CHECKS: List[_Check] = [
+_FIRST: List[_Check] = [
     (("task.kind", "data.label_columns", "data.group_column", "data.item_column"), (), _task_columns),
-    (("task.kind", "task.query_modalities", "task.item_modalities"), ("model.fusion", "task.shortcuts"), _towers),
-    (("model.heads", "model.dim"), ("model.layers", "model.fusion"), _heads_divide_dim),
-    (("model.fusion", "model.fusion_pooling"), (), _fusion_pooling),
-    (("task.kind", "task.num_outputs"), (), _outputs),
+]
+_AFTER_MODEL: List[_Check] = [
     (("training.batch_size", "scaling.workers"), (), _even_batches),
     (("training.select", "training.patience", "task.kind", "task.k", "data.valid"), (), _selection),
     (("task.kind", "task.negatives", "data.items"), (), _negatives),
 ]
 
+MODEL_LOCATIONS: Dict[str, str] = {
+    f.name: "task.kind"
+    if f.name == "task"
+    else f"task.{f.name}"
+    if f.name in ("num_outputs", *TWO_TOWER_FIELDS)
+    else f"model.{f.name}"
+    for f in fields(ModelArgs)
+}
+"""Where each :class:`ModelArgs` field is set in a run config: ``dim`` is ``model.dim``,
+``task`` is ``task.kind``, ``num_outputs`` and the two-tower fields are in ``[task]``."""
 
-def cross_problems(values: Mapping[str, Any]) -> List[Tuple[str, str]]:
-    """Checks across fields; each runs only when every field it reads is itself valid."""
+
+def model_location(field: str) -> str:
+    """The run config's name of the ``ModelArgs`` field ``field`` (``dim`` -> ``model.dim``)."""
+    return MODEL_LOCATIONS[field]
+
+
+def _checked_model_args(values: Mapping[str, Any]) -> Tuple[Optional[ModelArgs], List[Tuple[str, str]]]:
+    """The model settings among ``values`` as one checked :class:`ModelArgs` (when every one is
+    valid on its own), or the problems its rules find in the valid ones."""
+    settings = {field: values[where] for field, where in MODEL_LOCATIONS.items() if where in values}
+    if settings.get("task") != "two_tower":
+        settings.pop("temperature", None)  # read by two_tower only: other models keep the default
+    if any(where not in values for field, where in MODEL_LOCATIONS.items() if field != "temperature"):
+        return None, model_problems(settings, model_location)
+    try:
+        return ModelArgs(**settings, names=model_location), []
+    except ModelArgsError as err:
+        return None, err.problems
+
+
+def _run(checks: List[_Check], values: Mapping[str, Any]) -> List[Tuple[str, str]]:
     found = []
-    for keys, optional, check in _CHECKS:
+    for keys, optional, check in checks:
         if all(k in values for k in keys):
             problem = check(*(values[k] for k in keys), *(values.get(k) for k in optional))
             if problem:
                 found.append(problem)
     return found
+
+
+def run_problems(values: Mapping[str, Any]) -> Tuple[Optional[ModelArgs], List[Tuple[str, str]]]:
+    """Every check across the fields of a run config, each run once and only when every field it
+    reads is itself valid.
+
+    Args:
+        values: ``"section.field" -> value`` for the fields that are valid on their own.
+
+    Returns:
+        ``(model settings, problems)``: the checked :class:`ModelArgs` the model is built from
+        (None when any problem was found or a model field is invalid), and every problem as
+        ``(location, message)``.
+    """
+    model_args, model_found = _checked_model_args(values)
+    found = _run(_FIRST, values) + model_found + _run(_AFTER_MODEL, values)
+    return (model_args if not found else None), found
 
 
 def schema_source_problem(has_path: bool, has_inline: bool) -> Optional[str]:

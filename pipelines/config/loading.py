@@ -22,8 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from deepsets.features.errors import SchemaError, describe_problem, location, unknown_name
 from deepsets.features.schema import parse_schema
-from deepsets.pipelines.config.checks import cross_problems, schema_source_problem
-from deepsets.pipelines.config.sections import REQUIRED_SECTIONS, SECTIONS, RunConfig, SchemaConfig, attr
+from deepsets.pipelines.config.checks import run_problems, schema_source_problem
+from deepsets.pipelines.config.sections import REQUIRED_SECTIONS, SECTIONS, RunConfig, SchemaConfig
 from deepsets.pipelines.errors import ConfigError
 
 
@@ -106,10 +106,11 @@ def _validate(raw: Any, source: str, overrides: Mapping[str, str] = {}) -> RunCo
         values.update(good)
         if sub is not None:
             sections[section] = sub
-    problems.extend(f"{loc}: {msg}" for loc, msg in cross_problems(values))
+    model_args, found = run_problems(values)
+    problems.extend(f"{loc}: {msg}" for loc, msg in found)
     if problems:
         raise ConfigError(source, [_mention_override(p, overrides) for p in problems])
-    return RunConfig(**{attr(s): v for s, v in sections.items()})
+    return RunConfig.from_checked(sections, model_args)
 
 
 def _mention_override(problem: str, overrides: Mapping[str, str]) -> str:

@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializeAsAny,
     WithJsonSchema,
     field_validator,
@@ -26,7 +27,7 @@ from deepsets.features.kinds.base import BaseFeature
 from deepsets.features.schema import FeatureSchema, features_by_kind, load_schema, parse_schema
 from deepsets.fusion_heads import fusion_names
 from deepsets.model_args import ModelArgs
-from deepsets.pipelines.config.checks import cross_problems, schema_source_problem
+from deepsets.pipelines.config.checks import run_problems, schema_source_problem
 from deepsets.pipelines.config.toml_text import dump_toml
 from deepsets.task_kinds import task_names
 
@@ -256,7 +257,11 @@ REQUIRED_SECTIONS = ("data", "schema")
 
 class RunConfig(BaseModel):
     """A whole training run. The ``[schema]`` section is the attribute ``schema_`` (pydantic's
-    ``BaseModel.schema`` owns the plain name)."""
+    ``BaseModel.schema`` owns the plain name).
+
+    Validating it checks the fields across sections once and keeps the model settings as one
+    checked :class:`deepsets.model_args.ModelArgs` (:meth:`model_args`); a pickled copy (a Ray
+    worker's) carries them and is not checked again."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
@@ -269,14 +274,31 @@ class RunConfig(BaseModel):
     training: TrainingConfig = TrainingConfig()
     scaling: ScalingConfig = ScalingConfig()
     tracking: TrackingConfig = TrackingConfig()
+    _model_args: Optional[Tuple[ModelConfig, TaskConfig, ModelArgs]] = PrivateAttr(default=None)
+    """The checked model settings, with the two sections they were made from."""
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "RunConfig":
-        values = {f"{s}.{k}": v for s in SECTIONS for k, v in getattr(self, attr(s)).__dict__.items()}
-        problems = [f"{loc}: {msg}" for loc, msg in cross_problems(values)]
+        model_args, problems = run_problems(self._values())
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("; ".join(f"{loc}: {msg}" for loc, msg in problems))
+        self._model_args = (self.model, self.task, model_args)
         return self
+
+    @classmethod
+    def from_checked(cls, sections: Dict[str, BaseModel], model_args: ModelArgs) -> "RunConfig":
+        """A config from sections that :func:`deepsets.pipelines.config.checks.run_problems` has
+        already checked, with the model settings it made: the checks do not run again.
+
+        Args:
+            sections: section name (``"schema"`` included) -> its validated section.
+        """
+        cfg = cls.model_construct(**{attr(s): v for s, v in sections.items()})
+        cfg._model_args = (cfg.model, cfg.task, model_args)
+        return cfg
+
+    def _values(self) -> Dict[str, Any]:
+        return {f"{s}.{k}": v for s in SECTIONS for k, v in getattr(self, attr(s)).__dict__.items()}
 
     # -- views ---------------------------------------------------------------------------
 
@@ -323,17 +345,15 @@ class RunConfig(BaseModel):
 
     def model_args(self) -> ModelArgs:
         """What :func:`deepsets.builders.build_model` needs besides the modalities: the
-        ``[model]`` section, plus the task and (two_tower) its towers."""
-        m, t = self.model, self.task
-        towers = {
-            "query_modalities": t.query_modalities,
-            "item_modalities": t.item_modalities,
-            "temperature": t.temperature,
-            "shortcuts": t.shortcuts,
-        }
-        return ModelArgs(
-            **m.model_dump(), task=t.kind, num_outputs=t.num_outputs, **(towers if t.kind == "two_tower" else {})
-        )
+        ``[model]`` section, plus the task and (two_tower) its towers, checked once when the
+        config was validated (again only for a copy whose ``model`` or ``task`` was replaced)."""
+        kept = self._model_args
+        if kept is None or kept[0] is not self.model or kept[1] is not self.task:
+            model_args, problems = run_problems(self._values())
+            if problems:
+                raise ValueError("; ".join(f"{loc}: {msg}" for loc, msg in problems))
+            kept = self._model_args = (self.model, self.task, model_args)
+        return kept[2]
 
 
 def attr(section: str) -> str:

@@ -189,7 +189,7 @@ def test_build_fusion_reports_every_problem():
     text = str(error.value)
     assert "unknown fusion kind 'mlp'; choose one of deepset, attention, transformer, concat, tmm_deepset" in text
     assert "names must be non-empty, unique and sorted, got ['b', 'a']" in text
-    with pytest.raises(ValueError, match="pooling for 'tmm_deepset' must be one of"):
+    with pytest.raises(ValueError, match=r"fusion 'tmm_deepset' supports sum, mean, max \(found 'median'\)"):
         build_fusion("tmm_deepset", NAMES, 8, pooling="median")
 
 

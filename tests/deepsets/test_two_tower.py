@@ -56,7 +56,7 @@ def test_a_row_embeds_alike_in_any_batch():
     [
         ([], ITEM, "query_modalities"),
         (QUERY, ["image", "nope"], "unknown"),
-        (QUERY + ["image"], ITEM, "overlap"),
+        (QUERY + ["image"], ITEM, "a modality belongs to one tower"),
     ],
 )
 def test_bad_tower_lists_are_refused(query, item, match):

@@ -95,8 +95,8 @@ def test_without_shortcuts_the_tower_has_no_new_parameters():
 @pytest.mark.parametrize(
     "pairs,match",
     [
-        ([("image", "history")], "must pair one of the query_modalities"),
-        ([("history", "country")], "must pair one of the query_modalities"),
+        ([("image", "history")], r"each pair is \[query modality, item modality\]"),
+        ([("history", "country")], r"each pair is \[query modality, item modality\]"),
         ([("history",)], "pairs"),
     ],
 )
