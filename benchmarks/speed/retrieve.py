@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.speed.timing import best_seconds
-from deepsets.pipelines.embedding.worker import _fixed_list
+from deepsets.pipelines.embedding.writer import fixed_list
 from deepsets.pipelines.retrieval.index import build_index, search, tune_to_recall
 
 K, DIM = 100, 64
@@ -60,7 +60,7 @@ def embed_output(
                     "source_file": pa.array(["in.parquet"] * (stop - start)),
                     "source_row": pa.array(np.arange(start, stop)),
                     id_column: pa.array(ids[start:stop]),
-                    "embedding": _fixed_list(vectors[start:stop]),
+                    "embedding": fixed_list(vectors[start:stop]),
                 }
             ),
             folder / "embeddings" / f"part-{number:05d}.parquet",

@@ -36,16 +36,15 @@ from deepsets.features.errors import DataError
 from deepsets.features.files import resolve_inputs
 from deepsets.features.fragments import Fragment, plan_fragments, plan_runs
 from deepsets.features.ids import row_id_type
+from deepsets.pipelines.embedding.layout import EMBEDDINGS, REJECTS, RESERVED, SUCCESS
 from deepsets.pipelines.embedding.output import (
     MANIFEST_FORMAT,
-    SUCCESS,
     OutputLock,
     account,
     parts_to_do,
     prepare_output,
     write_json,
 )
-from deepsets.pipelines.embedding.worker import EMBEDDINGS, REJECTS, RESERVED
 from deepsets.pipelines.errors import ConfigError, JobError
 from deepsets.pipelines.models.source import ModelSource, load_model_source
 from deepsets.pipelines.options import parse_options

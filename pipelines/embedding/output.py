@@ -2,13 +2,8 @@
 ``--resume`` checks), getting it ready (fresh, resumed or overwritten), verifying the parts a
 resumed job keeps, and the final accounting from the files themselves.
 
-    embeddings/part-FFFFF-NNNNN.parquet   source_file, source_row, <id column>, embedding
-                                          [, vector_<modality>, present_<modality> ...]
-    rejects/part-FFFFF-NNNNN.parquet      the rejected rows as read, source_file, source_row,
-                                          reject_column, reject_reason
-    _manifest.json                        model, inputs, fragments (what --resume checks)
-    _SUCCESS.json                         the summary of the finished job
-    _job.lock                             while a job runs: who holds the folder
+The folder's names (``embeddings/``, ``rejects/``, ``_manifest.json``, ``_SUCCESS.json``,
+``_job.lock``) and what each holds: :mod:`deepsets.pipelines.embedding.layout`.
 
 A part is written under a hidden name (``.part-...tmp-PID``, which Arrow and polars skip when
 reading the folder), synced to disk, then renamed into place (and the folder synced), so a part
@@ -29,7 +24,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import time
 from collections import Counter
 from typing import List, Optional, Tuple
@@ -39,16 +33,25 @@ import pyarrow.parquet as pq
 
 from deepsets.features import storage
 from deepsets.features.fragments import Fragment
+from deepsets.pipelines.embedding.layout import (
+    EMBEDDINGS,
+    FINGERPRINT_KEY,
+    LOCK,
+    MANIFEST,
+    OURS,
+    REJECT_COLUMN,
+    REJECT_REASON,
+    REJECTS,
+    SUCCESS,
+    part_path,
+    rejects_path,
+)
 from deepsets.pipelines.embedding.parts import CorruptPart, read_footer
-from deepsets.pipelines.embedding.worker import EMBEDDINGS, FINGERPRINT_KEY, REJECT_COLUMN, REJECT_REASON, REJECTS
 from deepsets.pipelines.errors import JobError
 from deepsets.pipelines.locking import holder_record, is_holder, read_holder, same_file, unlock, write_holder
 
-MANIFEST, SUCCESS, LOCK = "_manifest.json", "_SUCCESS.json", "_job.lock"
 MANIFEST_FORMAT = 2
-OURS = re.compile(r"^\.?part-\d{5,}-\d{5,}\.parquet(\.tmp-\d+)?$")
-"""What this job writes into embeddings/ and rejects/ (finished parts and hidden temp files):
-``Fragment.name`` pads indexes to five digits, and a larger index has more."""
+"""The version of ``_manifest.json``'s content; a resumed job needs the same."""
 
 
 def write_json(path: str, data: dict) -> None:
@@ -239,7 +242,7 @@ def _part_problem(out: str, fragment: Fragment, fingerprint: str) -> Optional[st
         JobError: a part or its rejects could not be read (a network error, a timeout): the
             part may be fine, so nothing is deleted and the job can be resumed.
     """
-    part, rejects = storage.join(out, EMBEDDINGS, fragment.name), storage.join(out, REJECTS, fragment.name)
+    part, rejects = part_path(out, fragment.name), rejects_path(out, fragment.name)
     try:
         meta = read_footer(part)
         rejected = read_footer(rejects).num_rows if storage.exists(rejects) else 0
@@ -263,7 +266,7 @@ def parts_to_do(out: str, fragments: List[Fragment], fingerprint: str) -> Tuple[
     (removed, to be redone). Returns ``(to do, [{"part", "problem"}] redone)``."""
     todo, redone = [], []
     for fragment in fragments:
-        part = storage.join(out, EMBEDDINGS, fragment.name)
+        part = part_path(out, fragment.name)
         if not storage.exists(part):
             todo.append(fragment)
             continue
@@ -271,7 +274,7 @@ def parts_to_do(out: str, fragments: List[Fragment], fingerprint: str) -> Tuple[
         if problem:
             redone.append({"part": fragment.name, "problem": problem})
             storage.delete(part)
-            storage.delete(storage.join(out, REJECTS, fragment.name))
+            storage.delete(rejects_path(out, fragment.name))
             todo.append(fragment)
     return todo, redone
 
@@ -305,7 +308,7 @@ def account(out: str, fragments: List[Fragment], id_column: Optional[str], finge
         JobError: if a fragment has no output, a part was written by another model, or rows
             are unaccounted for.
     """
-    outputs = [storage.join(out, EMBEDDINGS, f.name) for f in fragments]
+    outputs = [part_path(out, f.name) for f in fragments]
     missing = [storage.name_of(p) for p in outputs if not storage.exists(p)]
     if missing:
         raise JobError(f"{len(missing)} fragment(s) have no output (first: {missing[0]}); rerun with --resume")
@@ -320,7 +323,7 @@ def account(out: str, fragments: List[Fragment], id_column: Optional[str], finge
             f"{len(mixed)} part(s) in {out} were written by another model than the manifest's (first: {mixed[0]}): "
             "another job wrote into this folder; rerun with --overwrite"
         )
-    rejects = [p for p in (storage.join(out, REJECTS, f.name) for f in fragments) if storage.exists(p)]
+    rejects = [p for p in (rejects_path(out, f.name) for f in fragments) if storage.exists(p)]
     rows_in = sum(f.rows for f in fragments)
     rows_out = sum(meta.num_rows for meta in footers)
     reasons: Counter = Counter()

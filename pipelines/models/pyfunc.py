@@ -16,7 +16,8 @@ The logged model is three plain artifacts plus a tiny pyfunc wrapper:
   (:class:`deepsets.model_args.ModelArgs` as plain JSON values).
 
 Loading rebuilds the model with ``build_model(spec.model_inputs(), args)`` and loads
-the weights, so the code that runs is the installed ``deepsets`` package: **loading needs
+the weights (:mod:`deepsets.pipelines.models.rebuild`, which needs no MLflow: batch jobs' workers
+rebuild models with it), so the code that runs is the installed ``deepsets`` package: **loading needs
 ``deepsets`` importable** (same or a compatible version). The logged requirements say so
 (``deepsets==<version>``); MLflow does not infer requirements (slow, and it may reach the
 network), and no code is copied into the model.
@@ -57,14 +58,20 @@ from mlflow.models import Model, ModelSignature
 from mlflow.types import ParamSchema, ParamSpec
 from torch import nn
 
-from deepsets.builders import build_model
 from deepsets.features.spec import FeatureSpec
 from deepsets.inference import collect_outputs
 from deepsets.kinds import kind_traits
 from deepsets.model_args import ModelArgs
+from deepsets.pipelines.models.rebuild import (
+    FILES,
+    MODEL_CONFIG,
+    SPEC,
+    WEIGHTS,
+    load_model_files,
+    rebuild_model,
+    tower_view,
+)
 
-WEIGHTS, SPEC, MODEL_CONFIG = "weights", "spec", "model_config"
-FILES = {WEIGHTS: "weights.pt", SPEC: "spec.json", MODEL_CONFIG: "model_config.json"}
 OUTPUTS = ("embedding", "logits")
 DEFAULT_BATCH_SIZE = 1024
 
@@ -134,45 +141,6 @@ def to_arrow(model_input: Any, spec: FeatureSpec) -> pa.Table:
     return table
 
 
-def tower_view(model: nn.Module, spec: FeatureSpec, tower: Optional[str]) -> Tuple[nn.Module, FeatureSpec]:
-    """The model to run and the spec to read with: a two-tower model's ``tower`` ("query" or
-    "item") and the spec of its modalities only (the other side's columns need not exist), or a
-    one-tower model and its spec as they are.
-
-    Raises:
-        ValueError: a two-tower model without a tower, or a tower for a one-tower model.
-    """
-    from deepsets.two_tower import TwoTowerModel
-
-    if isinstance(model, TwoTowerModel):
-        if not tower:
-            raise ValueError(
-                "this is a two-tower model: choose the tower to run, query "
-                f"({', '.join(model.query.names)}) or item ({', '.join(model.item.names)})"
-            )
-        side = model.tower(tower)
-        return side, spec.subset(side.names)
-    if tower:
-        raise ValueError(f"tower '{tower}' asked for, but this model has a single tower (it is not a two_tower model)")
-    return model, spec
-
-
-def rebuild_model(
-    spec: FeatureSpec, args: ModelArgs, state_dict: Optional[Dict[str, torch.Tensor]] = None
-) -> nn.Module:
-    """``build_model(spec.model_inputs(), args)``, with ``state_dict`` loaded strictly, in eval mode.
-
-    Raises:
-        ValueError: when ``args`` does not build a model with exactly these parameters and
-            buffers (naming the missing, unexpected or reshaped entries).
-    """
-    model = build_model(spec.model_inputs(), args)
-    if state_dict is not None:
-        _check_shapes(model.state_dict(), state_dict)
-        model.load_state_dict(state_dict, strict=True)
-    return model.eval()
-
-
 def embed_table(
     model: nn.Module,
     spec: FeatureSpec,
@@ -233,7 +201,7 @@ class DeepsetsPyfunc(mlflow.pyfunc.PythonModel):
         self.device = "cpu"
 
     def load_context(self, context) -> None:
-        self.model, self.spec, _ = _load_files({k: Path(context.artifacts[k]) for k in FILES})
+        self.model, self.spec, _ = load_model_files({k: Path(context.artifacts[k]) for k in FILES})
         self.device = "cpu"
 
     # The pd.DataFrame hint is what pyfunc passes; MLflow infers no schema from it (it would
@@ -254,32 +222,6 @@ class DeepsetsPyfunc(mlflow.pyfunc.PythonModel):
             output=str(params.get("output") or "embedding"),
             device=device,
             tower=str(params.get("tower") or "") or None,
-        )
-
-
-def _load_files(paths: Dict[str, Path]) -> Tuple[nn.Module, FeatureSpec, ModelArgs]:
-    spec = FeatureSpec.load(paths[SPEC])
-    args = ModelArgs.from_dict(json.loads(paths[MODEL_CONFIG].read_text(encoding="utf-8")))
-    state_dict = torch.load(paths[WEIGHTS], map_location="cpu", weights_only=True)
-    return rebuild_model(spec, args, state_dict), spec, args
-
-
-def _check_shapes(built: Dict[str, torch.Tensor], weights: Dict[str, torch.Tensor]) -> None:
-    """``weights`` must have exactly the entries and shapes of the ``built`` model's state dict.
-
-    Raises:
-        ValueError: naming the missing, unexpected or reshaped entries (first 5 of each).
-    """
-    missing, extra = sorted(set(built) - set(weights)), sorted(set(weights) - set(built))
-    reshaped = [
-        f"{k}: {tuple(weights[k].shape)} vs {tuple(built[k].shape)}"
-        for k in sorted(set(weights) & set(built))
-        if weights[k].shape != built[k].shape
-    ]
-    if missing or extra or reshaped:
-        raise ValueError(
-            "the model settings do not rebuild these weights: "
-            f"missing {missing[:5]}, unexpected {extra[:5]}, reshaped {reshaped[:5]} (first 5 of each)"
         )
 
 
@@ -357,4 +299,4 @@ def load_deepsets_model(uri: str) -> Tuple[nn.Module, FeatureSpec, ModelArgs]:
         artifacts = flavor.get("artifacts", {})
         if set(FILES) - set(artifacts):
             raise ValueError(f"{uri} is not a deepsets model: artifacts {sorted(artifacts)}, expected {sorted(FILES)}")
-        return _load_files({k: local / artifacts[k]["path"] for k in FILES})
+        return load_model_files({k: local / artifacts[k]["path"] for k in FILES})

@@ -6,7 +6,8 @@ or on object storage).
     source.spec                                         # the fitted FeatureSpec that travels with it
 
 The weights travel to Ray workers as bytes (:meth:`ModelSource.payload`), so workers on other
-nodes need neither the MLflow store nor the checkpoint directory.
+nodes need neither the MLflow store nor the checkpoint directory; a worker rebuilds the model
+from them without importing MLflow (:meth:`ModelSource.from_payload`, then :meth:`ModelSource.build`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from deepsets.features import storage
 from deepsets.features.spec import FeatureSpec
 from deepsets.model_args import ModelArgs
 from deepsets.pipelines.errors import JobError
+from deepsets.pipelines.models.rebuild import rebuild_model, tower_view
 from deepsets.pipelines.redaction import redact_uris
 
 
@@ -69,8 +71,6 @@ class ModelSource:
             ValueError: a two-tower model without a tower, a tower for a one-tower model, or
                 settings that do not rebuild the weights.
         """
-        from deepsets.pipelines.models.pyfunc import rebuild_model, tower_view
-
         state = torch.load(io.BytesIO(self.weights), map_location="cpu", weights_only=True)
         model = rebuild_model(self.spec, self.model_args, state)
         return model if both_towers and self.is_two_tower else tower_view(model, self.spec, self.tower)[0]

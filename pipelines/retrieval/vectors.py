@@ -20,8 +20,7 @@ import pyarrow.parquet as pq
 
 from deepsets.features import storage
 from deepsets.features.errors import DataError
-from deepsets.pipelines.embedding.output import MANIFEST, SUCCESS
-from deepsets.pipelines.embedding.worker import EMBEDDINGS, SOURCE_FILE, SOURCE_ROW
+from deepsets.pipelines.embedding.layout import EMBEDDINGS, MANIFEST, SOURCE_FILE, SOURCE_ROW, SUCCESS
 from deepsets.pipelines.errors import JobError
 
 NOT_ID = (SOURCE_FILE, SOURCE_ROW, "embedding")

@@ -15,7 +15,8 @@ import uuid
 import pytest
 
 from deepsets.features import storage
-from deepsets.pipelines.embedding.output import LOCK, OutputLock
+from deepsets.pipelines.embedding.layout import LOCK
+from deepsets.pipelines.embedding.output import OutputLock
 from deepsets.pipelines.errors import JobError
 
 HOLD_THE_LOCK = textwrap.dedent("""

@@ -14,9 +14,9 @@ import pytest
 from deepsets.features import storage
 from deepsets.features.fragments import Fragment, plan_fragments
 from deepsets.pipelines.embedding.job import check_output_apart, parse_embed_config, run_embed
-from deepsets.pipelines.embedding.output import OURS, parts_to_do, prepare_output
+from deepsets.pipelines.embedding.layout import EMBEDDINGS, FINGERPRINT_KEY, OURS
+from deepsets.pipelines.embedding.output import parts_to_do, prepare_output
 from deepsets.pipelines.embedding.parts import PartFile
-from deepsets.pipelines.embedding.worker import EMBEDDINGS, FINGERPRINT_KEY
 from deepsets.pipelines.errors import JobError
 
 

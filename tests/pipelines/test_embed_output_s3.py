@@ -15,9 +15,8 @@ import pytest
 
 from deepsets.features import storage
 from deepsets.features.fragments import plan_fragments
+from deepsets.pipelines.embedding.layout import EMBEDDINGS, FINGERPRINT_KEY, LOCK, MANIFEST
 from deepsets.pipelines.embedding.output import (
-    LOCK,
-    MANIFEST,
     OutputLock,
     account,
     parts_to_do,
@@ -25,7 +24,6 @@ from deepsets.pipelines.embedding.output import (
     read_metadata,
 )
 from deepsets.pipelines.embedding.parts import PartFile
-from deepsets.pipelines.embedding.worker import EMBEDDINGS, FINGERPRINT_KEY
 from deepsets.pipelines.errors import JobError
 
 

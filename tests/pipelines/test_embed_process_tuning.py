@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from deepsets.pipelines.embedding import worker
+from deepsets.pipelines.embedding import process_tuning
 
 ALLOCATE = """
 import resource, sys
 import torch
-from deepsets.pipelines.embedding.worker import fix_mmap_threshold, prepare_process
+from deepsets.pipelines.embedding.process_tuning import fix_mmap_threshold, prepare_process
 if sys.argv[1] == "prepared":
     prepare_process(1)
 else:
@@ -37,14 +37,14 @@ def _huge_pages_mode() -> str:
 
 
 def _threads_and_page_faults(mode: str) -> tuple[int, int]:
-    env = {k: v for k, v in os.environ.items() if k not in worker.HUGE_PAGES_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in process_tuning.HUGE_PAGES_ENV}
     done = subprocess.run([sys.executable, "-c", ALLOCATE, mode], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     threads, faults = done.stdout.strip().splitlines()[-1].split()
     return int(threads), int(faults)
 
 
-@pytest.mark.skipif(worker._LIBC is None, reason="not glibc: the mmap threshold is not set")
+@pytest.mark.skipif(not process_tuning.is_glibc(), reason="not glibc: the mmap threshold is not set")
 @pytest.mark.skipif(
     _huge_pages_mode() != "madvise",
     reason="needs transparent huge pages on request (madvise mode): always gives them unasked, never not at all",
