@@ -236,16 +236,6 @@ def doc(obj: Any) -> str:
 # -- the page ------------------------------------------------------------------------------
 
 
-def _cli_help(command: str) -> Callable[[str], str]:
-    """``field -> the help of --field`` of one command's parser (a description for job options
-    that have none of their own)."""
-    from deepsets.pipelines.cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    helps = {a.dest: a.help or "" for a in sub.choices[command]._actions}
-    return lambda name: helps.get("input" if name == "inputs" else name, "")
-
-
 def run_config_section() -> str:
     from deepsets.pipelines.config.sections import (
         REQUIRED_SECTIONS,
@@ -299,15 +289,17 @@ def modality_section() -> str:
 
 def job_sections() -> str:
     from deepsets.pipelines.ablation.config import AblateConfig
-    from deepsets.pipelines.embedding.job import EmbedConfig
-    from deepsets.pipelines.retrieval.job import RetrieveConfig
+    from deepsets.pipelines.embedding.config import EmbedConfig
+    from deepsets.pipelines.retrieval.config import RetrieveConfig
 
     parts = [
         "## Job options",
         "",
         (
-            "The options of the jobs that run a trained model, as validated before anything runs "
-            "(the command line's flags are these fields, `_` written `-`; see the [command line reference](cli.md))."
+            "The options of the jobs that run a trained model, as validated before anything runs. The command "
+            "line's flags are built from these fields: the flag is the field's name with `-` for `_` (`inputs` "
+            "is `--input`, and `log_mlflow` the switch `--no-mlflow`), its default and help the field's; see "
+            "the [command line reference](cli.md)."
         ),
         "",
     ]
@@ -317,7 +309,7 @@ def job_sections() -> str:
             "",
             doc(cls),
             "",
-            table(model_rows(cls, fallback=_cli_help(command))),
+            table(model_rows(cls)),
             "",
         ]
     return "\n".join(parts)

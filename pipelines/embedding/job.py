@@ -23,12 +23,11 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import List, Literal, Optional
+from typing import List
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from deepsets.features import storage
@@ -36,6 +35,10 @@ from deepsets.features.errors import DataError
 from deepsets.features.files import resolve_inputs
 from deepsets.features.fragments import Fragment, plan_fragments, plan_runs
 from deepsets.features.ids import row_id_type
+from deepsets.pipelines.embedding.config import (  # the job's config; callers import it from here too
+    EmbedConfig,
+    parse_embed_config,  # noqa: F401
+)
 from deepsets.pipelines.embedding.layout import EMBEDDINGS, REJECTS, RESERVED, SUCCESS
 from deepsets.pipelines.embedding.output import (
     MANIFEST_FORMAT,
@@ -45,43 +48,8 @@ from deepsets.pipelines.embedding.output import (
     prepare_output,
     write_json,
 )
-from deepsets.pipelines.errors import ConfigError, JobError
+from deepsets.pipelines.errors import JobError
 from deepsets.pipelines.models.source import ModelSource, load_model_source
-from deepsets.pipelines.options import parse_options
-
-
-class EmbedConfig(BaseModel):
-    """What ``deepsets embed`` is asked to do (validated before anything runs)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(min_length=1, description="MLflow model URI or checkpoint directory")
-    inputs: List[str] = Field(min_length=1, description="Parquet files, directories or globs")
-    output: str = Field(min_length=1)
-    batch_size: int = Field(1024, ge=1)
-    workers: int = Field(1, ge=1)
-    cpus_per_worker: float = Field(1.0, gt=0)
-    gpus_per_worker: float = Field(0.0, ge=0)
-    with_modalities: bool = False
-    fragment_rows: int = Field(50_000, ge=1, description="rows per fragment (the unit of work and of output)")
-    resume: bool = False
-    overwrite: bool = False
-    ray_address: Optional[str] = None
-    tower: Optional[Literal["query", "item"]] = Field(None, description="two-tower models: the side to embed")
-
-
-def parse_embed_config(**values) -> EmbedConfig:
-    """:class:`EmbedConfig` from keyword values.
-
-    Raises:
-        ConfigError: every bad option.
-    """
-    cfg = parse_options(EmbedConfig, "embed", values)
-    if cfg.resume and cfg.overwrite:
-        raise ConfigError(
-            "embed options", ["--resume and --overwrite exclude each other (continue the job, or start it again)"]
-        )
-    return cfg
 
 
 def check_inputs(files: List[str], source: ModelSource, out: str) -> List[dict]:

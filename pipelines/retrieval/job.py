@@ -24,18 +24,19 @@ import json
 import re
 import time
 from collections import Counter
-from typing import Literal, Optional
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from deepsets.features import storage
-from deepsets.pipelines.embedding.output import SUCCESS
+from deepsets.pipelines.embedding.layout import SUCCESS
 from deepsets.pipelines.embedding.parts import PartFile
 from deepsets.pipelines.errors import JobError
-from deepsets.pipelines.options import parse_options
+from deepsets.pipelines.retrieval.config import (  # the job's config; callers import it from here too
+    RetrieveConfig,
+    parse_retrieve_config,  # noqa: F401
+)
 from deepsets.pipelines.retrieval.exclusions import Exclusions, exclusion_columns, read_exclusions
 from deepsets.pipelines.retrieval.index import build_index, recall_against_exact, search, tune_to_recall
 from deepsets.pipelines.retrieval.vectors import EmbeddingFolder, VectorBatch
@@ -46,42 +47,6 @@ OURS = re.compile(
 )
 """What a retrieve job writes into --out: its parts, rejects and summary, and the hidden temp
 files of a write it did not finish (its process killed mid-write)."""
-
-
-class RetrieveConfig(BaseModel):
-    """What ``deepsets retrieve`` is asked to do (validated before anything runs)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    items: str = Field(min_length=1, description="the --output folder of `deepsets embed --tower item`")
-    queries: str = Field(min_length=1, description="the --output folder of `deepsets embed --tower query`")
-    k: int = Field(100, ge=1)
-    out: str = Field(min_length=1)
-    exclude: Optional[str] = Field(None, description="Parquet of (query id, item id) pairs never to return")
-    exclude_columns: str = Field(
-        "", description="QUERY_COLUMN,ITEM_COLUMN in --exclude (default: the embeddings' id columns)"
-    )
-    index: Literal["flat", "ivf", "hnsw"] = "flat"
-    nprobe: Optional[int] = Field(
-        None, ge=1, description="ivf: lists searched per query (default: tuned to target_recall)"
-    )
-    target_recall: float = Field(
-        0.95, gt=0, le=1, description="approximate indexes: search widened until recall@k on the sample reaches it"
-    )
-    batch_size: int = Field(4096, ge=1)
-    recall_queries: int = Field(
-        1000, ge=1, description="approximate indexes: queries whose recall against exact search is measured"
-    )
-    overwrite: bool = False
-
-
-def parse_retrieve_config(**values) -> RetrieveConfig:
-    """:class:`RetrieveConfig` from keyword values.
-
-    Raises:
-        ConfigError: every bad option.
-    """
-    return parse_options(RetrieveConfig, "retrieve", values)
 
 
 def run_retrieve(cfg: RetrieveConfig, progress: bool = True) -> dict:
