@@ -23,6 +23,8 @@ class ModalityInfo:
             embeddings; None = the encoder's default).
         periodic_columns: numeric: positions of the values that get a learned periodic
             embedding (``encoding = "periodic"`` in the schema).
+        positions_from_end: dense_sequence: number positions from the row's last element
+            (0 = most recent, as in a history) instead of its first.
 
     Raises:
         ValueError: for an unknown kind, or when the size the kind needs is missing.
@@ -35,6 +37,7 @@ class ModalityInfo:
     num_columns: Optional[int] = None
     max_len: Optional[int] = None
     periodic_columns: Tuple[int, ...] = ()
+    positions_from_end: bool = False
 
     def __post_init__(self) -> None:
         try:

@@ -4,6 +4,7 @@ fitted (``deepsets.features.vector_encodings``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal, Optional
 
 import numpy as np
@@ -18,6 +19,7 @@ from deepsets.features.arrow_lists import ListParts, float_values, is_list_type,
 from deepsets.features.errors import DataError
 from deepsets.features.kinds.base import BaseFeature, Fitted, ModalityCounts, length_view
 from deepsets.features.kinds.dense import ScaledVectors, VectorEncoding, is_float_list
+from deepsets.modality import ModalityInfo
 
 
 def _is_scalar_list(t: pa.DataType) -> bool:
@@ -37,6 +39,9 @@ class DenseSequenceFeature(ScaledVectors, BaseFeature):
     dim: PositiveInt  # floats per vector
     max_len: Optional[PositiveInt] = None  # longer rows are cut (and counted); unset: no cut
     truncate: Literal["keep_first", "keep_last"] = "keep_first"  # which vectors a cut row keeps
+    positions: Literal["from_start", "from_end"] = (
+        "from_start"  # from_end: position 0 is the last vector (a history's most recent)
+    )
     encoding: VectorEncoding = "auto"  # each dimension's scaling, fitted by deepsets fit
 
     def expected_type(self) -> str:
@@ -61,6 +66,9 @@ class DenseSequenceFeature(ScaledVectors, BaseFeature):
 
     def fit(self, lf: pl.LazyFrame) -> Fitted:
         return self._fit_scaling(lf, sequence=True, max_len=self.max_len)
+
+    def model_info(self, fitted: Fitted) -> ModalityInfo:
+        return replace(super().model_info(fitted), positions_from_end=self.positions == "from_end")
 
     def convert(self, table: pa.Table, fitted: Fitted, counts: ModalityCounts) -> ModalityTensors:
         column = self.source_column

@@ -66,17 +66,26 @@ def test_variable_length_float_lists_are_scalar_sequences_with_a_p95_max_len(tmp
     settings = {k: v for k, v, _ in c.settings}
     assert c.kind == "dense_sequence" and settings == {
         "dim": 1,
-        "max_len": 96,
-    }  # p95 = 95, rounded up to a multiple of 8
+        "max_len": 96,  # p95 = 95, rounded up to a multiple of 8
+        "positions": "from_end",
+        "truncate": "keep_last",
+    }
     why = dict((k, w) for k, _, w in c.settings)["max_len"]
-    assert "p95 of the lengths is 95" in why and "16 of 400 rows (4.0%) are longer" in why
+    assert (
+        "p95 of the lengths is 95" in why and "16 of 400 rows (4.0%) are longer" in why and "keep their last 96" in why
+    )
 
 
 def test_vector_lists_are_dense_sequences_of_the_vector_length(tmp_path):
     frames = [[[float(i), 1.0, 2.0]] * (i % 4 + 1) for i in range(N)]
     path = write(tmp_path, with_label({"frames": pa.array(frames, pa.list_(pa.list_(pa.float32())))}))
     c = choices_of(path)["frames"]
-    assert c.kind == "dense_sequence" and {k: v for k, v, _ in c.settings} == {"dim": 3, "max_len": 4}
+    assert c.kind == "dense_sequence" and {k: v for k, v, _ in c.settings} == {
+        "dim": 3,
+        "max_len": 4,
+        "positions": "from_end",  # read as a history, like an id list
+        "truncate": "keep_last",
+    }
 
 
 def test_ragged_vectors_are_refused_naming_the_column_and_rows(tmp_path):
