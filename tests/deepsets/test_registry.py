@@ -174,3 +174,20 @@ def test_plugins_load_once_per_process_and_a_broken_one_is_named(monkeypatch, tm
         colours.names()
     assert colours.get("red") == 1 and "blue" not in colours and colours.names() == ("red",)
     assert scans == [{"group": PLUGIN_GROUP}]  # the first read scanned the entry points; no later one did
+
+
+def test_a_ray_worker_finds_an_installed_plugins_head_and_task(ray_session, tmp_path):
+    """What a Ray Train worker or Ray Data actor does: a process the driver did not fork looks up
+    a head and a task kind by name; the package is installed (on its import path), never imported."""
+    write_distribution(tmp_path, "toy_plugin", TOY_PLUGIN, f"[{PLUGIN_GROUP}]\ntoy = toy_plugin\n")
+
+    def look_up() -> tuple:
+        was_imported = "toy_plugin" in sys.modules
+        from deepsets.fusion_heads import fusion_traits
+        from deepsets.task_kinds import task_traits
+
+        return was_imported, fusion_traits("toy_sum").name, task_traits("toy_squared").select
+
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    remote = ray_session.remote(look_up).options(runtime_env={"env_vars": {"PYTHONPATH": path}})
+    assert ray_session.get(remote.remote(), timeout=120) == (False, "toy_sum", "rmse")
