@@ -11,18 +11,15 @@ import mlflow
 import pyarrow.parquet as pq
 import pytest
 
-from benchmarks.faults.injection import (
+from benchmarks.faults.embed_faults import (
     audit,
-    checkpoint_registered,
     embed_command,
-    kill_job,
     killed_embed_job,
-    overflowing_copy,
     save_untrained_model,
-    session_processes,
-    start,
     truncate_random_part,
 )
+from benchmarks.faults.processes import kill_job, session_processes, start
+from benchmarks.faults.training_faults import checkpoint_registered, diverging_run_args
 from deepsets.pipelines.cli import main
 from deepsets.pipelines.embedding.job import parse_embed_config, run_embed
 from deepsets.pipelines.errors import JobError
@@ -150,30 +147,8 @@ def test_a_training_worker_killed_mid_run_is_replaced_and_the_run_finishes_from_
 def test_a_diverging_run_stops_naming_epoch_and_step_exits_2_is_failed_in_mlflow_and_logs_no_model(
     ray_session, demo_data, tmp_path, capsys
 ):
-    from deepsets.pipelines.demo import default_demo_config
-
-    overflowing_copy(demo_data, tmp_path / "huge")  # a regression label of 1e30: the squared error overflows at once
-    (tmp_path / "run.toml").write_text(default_demo_config(tmp_path / "huge", workers=1).to_toml())
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    status = main(
-        [
-            "train",
-            "--config",
-            str(tmp_path / "run.toml"),
-            "--set",
-            "task.kind=regression",
-            "--set",
-            "data.label_columns=['huge']",
-            "--set",
-            "training.epochs=1",
-            "--set",
-            "tracking.run_name=diverging",
-            "--set",
-            f"tracking.storage_path={tmp_path / 'ray'}",
-            "--set",
-            f"tracking.mlflow_uri={uri}",
-        ]
-    )
+    arguments, uri = diverging_run_args(demo_data, tmp_path)  # a regression label of 1e30: overflows at once
+    status = main(arguments)
     err = capsys.readouterr().err
     assert status == 2 and "Traceback" not in err
     assert "the training loss is inf at epoch 1/1, step 1 of the epoch (rank 0): training diverged" in err
