@@ -3,8 +3,9 @@
 A checkpoint directory holds::
 
     state.pt          {"model": state_dict, "optimizer": state_dict, "scheduler": state_dict,
-                       "epoch": int, "step": int, "progress": {...}}
-                                                        (tensors, numbers, dicts: no pickled code)
+                       "epoch": int, "step": int, "selection": {...}}
+                                                        (tensors, numbers, dicts: no pickled code;
+                                                        "selection" was "progress" in earlier versions)
     spec.json         the fitted FeatureSpec
     config.json       the validated run config, every URI's password redacted (a resumed run
                       takes its tracking URI from its own config, never from here)
@@ -44,9 +45,9 @@ class TrainState:
     scheduler: Dict[str, Any]
     epoch: int
     step: int
-    progress: Dict[str, Any] = field(default_factory=dict)
+    selection: Dict[str, Any] = field(default_factory=dict)
     """Epoch selection so far: ``best_epoch``, ``best_score`` and ``stale_epochs`` (see
-    :mod:`deepsets.pipelines.training.selection`); empty in checkpoints written before it existed."""
+    :class:`deepsets.pipelines.training.worker.BestEpoch`); empty in checkpoints written before it existed."""
 
 
 def save_checkpoint(
@@ -62,7 +63,7 @@ def save_checkpoint(
             "scheduler": state.scheduler,
             "epoch": state.epoch,
             "step": state.step,
-            "progress": state.progress,
+            "selection": state.selection,
         },
         directory / "state.pt",
     )
@@ -101,7 +102,7 @@ def load_checkpoint(directory: str | Path) -> tuple[TrainState, FeatureSpec, dic
             raw["scheduler"],
             int(raw["epoch"]),
             int(raw["step"]),
-            dict(raw.get("progress") or {}),
+            dict(raw.get("selection", raw.get("progress")) or {}),  # its name in earlier checkpoints
         )
         config = json.loads(storage.read_text(storage.join(directory, "config.json")))
         model_args = ModelArgs.from_dict(json.loads(storage.read_text(storage.join(directory, "model_config.json"))))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from deepsets.features import storage
 from deepsets.features.spec import FeatureSpec
@@ -154,16 +154,15 @@ def _run_claimed(
             summary = _train_and_log(
                 cfg,
                 spec,
-                run_name,
-                run_dir,
-                uri,
-                run_id,
-                selection,
-                popularity,
-                ray_address,
-                callbacks,
-                started,
-                progress_mode(progress),
+                run_name=run_name,
+                run_dir=run_dir,
+                mlflow_run={"uri": uri, "run_id": run_id},
+                selection=selection,
+                popularity=popularity,
+                ray_address=ray_address,
+                callbacks=callbacks,
+                started=started,
+                progress_mode=progress_mode(progress),
             )
     summary["epochs_this_run"] = summary["epochs_done"] - done_before  # 0: a --resume that found nothing left to train
     return summary
@@ -172,18 +171,23 @@ def _run_claimed(
 def _train_and_log(
     cfg: RunConfig,
     spec: FeatureSpec,
+    *,
     run_name: str,
     run_dir: str,
-    uri: str,
-    run_id: str,
+    mlflow_run: Dict[str, str],
     selection: Selection,
     popularity: Optional[dict],
     ray_address: Optional[str],
     callbacks: Sequence,
     started: float,
-    progress: str,
+    progress_mode: str,
 ) -> dict:
-    """Ray Train fits the model; the selected epoch's model is logged to the run."""
+    """Ray Train fits the model; the selected epoch's model is logged to the run.
+
+    Args:
+        mlflow_run: ``{"uri": tracking URI, "run_id": ...}`` of the open MLflow run.
+        progress_mode: how rank 0 shows its progress (``deepsets.pipelines.training.progress.MODES``).
+    """
     import mlflow
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -192,13 +196,14 @@ def _train_and_log(
     from deepsets.pipelines.models.pyfunc import log_deepsets_model
     from deepsets.pipelines.training.loop import FAIL_AT_EPOCH_ENV, train_worker
 
+    uri, run_id = mlflow_run["uri"], mlflow_run["run_id"]
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={
-            "config": cfg.as_dict(),
+            "config": cfg,  # checked here once, with its model settings: the workers do not check it again
             "spec": spec.to_dict(),
-            "mlflow": {"uri": uri, "run_id": run_id},
-            "progress": progress,
+            "mlflow": dict(mlflow_run),
+            "progress_mode": progress_mode,
             "fail_at_epoch": int(os.environ[FAIL_AT_EPOCH_ENV]) if os.environ.get(FAIL_AT_EPOCH_ENV) else None,
             "item_counts": popularity,
         },
