@@ -24,6 +24,9 @@ from deepsets.task_kinds import task_names, task_traits
 
 TWO_TOWER_FIELDS = ("query_modalities", "item_modalities", "temperature", "shortcuts")
 
+LEAST: Dict[str, int] = {"dim": 1, "heads": 1, "fusion_layers": 1, "num_outputs": 1, "layers": 0, "ff_dim": 0}
+"""The smallest value of each integer setting (the run config's lower bounds are these)."""
+
 Problem = Tuple[str, str]
 """``(where, message)``: the field a problem is reported on, named as the caller names it."""
 Names = Callable[[str], str]
@@ -201,14 +204,7 @@ class ModelArgs:
         ):
             if value not in choices:
                 problems.append((name(field), f"must be one of {', '.join(choices)} (found {value!r})"))
-        for field, least in (
-            ("dim", 1),
-            ("heads", 1),
-            ("fusion_layers", 1),
-            ("num_outputs", 1),
-            ("layers", 0),
-            ("ff_dim", 0),
-        ):
+        for field, least in LEAST.items():
             if getattr(self, field) < least:
                 problems.append((name(field), f"must be >= {least} (found {getattr(self, field)})"))
         bad_pairs = [list(pair) for pair in self.shortcuts if len(pair) != 2]

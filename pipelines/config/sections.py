@@ -26,7 +26,7 @@ from deepsets.choices import NEGATIVES, OPTIMIZERS, SCHEDULES, SEQUENCE_POOLINGS
 from deepsets.features.kinds.base import BaseFeature
 from deepsets.features.schema import FeatureSchema, features_by_kind, load_schema, parse_schema
 from deepsets.fusion_heads import fusion_names
-from deepsets.model_args import ModelArgs
+from deepsets.model_args import LEAST, ModelArgs
 from deepsets.pipelines.config.checks import run_problems, schema_source_problem
 from deepsets.pipelines.config.toml_text import dump_toml
 from deepsets.task_kinds import task_names
@@ -133,17 +133,20 @@ _MODEL = ModelArgs()
 
 class ModelConfig(BaseModel):
     """Plain values for :func:`deepsets.builders.build_model`: the fields of
-    :class:`deepsets.model_args.ModelArgs` a ``[model]`` section sets, with its defaults."""
+    :class:`deepsets.model_args.ModelArgs` a ``[model]`` section sets, with its defaults and
+    lower bounds (its rules across fields run when the whole config is checked)."""
 
     model_config = _STRICT
 
-    dim: int = Field(_MODEL.dim, ge=1, le=65536)  # the shared width D of every modality vector
-    layers: int = Field(_MODEL.layers, ge=0, le=64)  # transformer layers per sequence modality (0 = pooling only)
-    heads: int = Field(_MODEL.heads, ge=1, le=1024)  # attention heads; must divide dim
-    ff_dim: int = Field(_MODEL.ff_dim, ge=0, le=1 << 20)  # feed-forward width (0 = 4 * dim)
+    dim: int = Field(_MODEL.dim, ge=LEAST["dim"], le=65536)  # the shared width D of every modality vector
+    layers: int = Field(
+        _MODEL.layers, ge=LEAST["layers"], le=64
+    )  # transformer layers per sequence modality (0 = pooling only)
+    heads: int = Field(_MODEL.heads, ge=LEAST["heads"], le=1024)  # attention heads; must divide dim
+    ff_dim: int = Field(_MODEL.ff_dim, ge=LEAST["ff_dim"], le=1 << 20)  # feed-forward width (0 = 4 * dim)
     pooling: Literal[SEQUENCE_POOLINGS] = _MODEL.pooling  # type: ignore[valid-type]  # pooling within a sequence modality
     fusion: FusionName = _MODEL.fusion  # type: ignore[valid-type]  # the fusion head over the set of modality vectors
-    fusion_layers: int = Field(_MODEL.fusion_layers, ge=1, le=64)  # layers of the fusion head
+    fusion_layers: int = Field(_MODEL.fusion_layers, ge=LEAST["fusion_layers"], le=64)  # layers of the fusion head
     fusion_pooling: Literal[SET_POOLINGS] = _MODEL.fusion_pooling  # type: ignore[valid-type]  # deepset heads: pooling over the set (tmm_deepset: sum, mean or max)
     dropout: _Rate = _MODEL.dropout  # dropout inside the encoders and the fusion head
     modality_dropout: _Rate = _MODEL.modality_dropout  # training: the chance of dropping each whole modality of a row
@@ -158,7 +161,7 @@ class TaskConfig(BaseModel):
 
     kind: TaskName = _MODEL.task  # type: ignore[valid-type]  # listwise / pairwise need data.group_column; two_tower data.item_column
     num_outputs: int = Field(
-        _MODEL.num_outputs, ge=1, le=1_000_000
+        _MODEL.num_outputs, ge=LEAST["num_outputs"], le=1_000_000
     )  # logits per row: 1 (binary), the labels (multilabel), the classes (multiclass)
     query_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only
     item_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only

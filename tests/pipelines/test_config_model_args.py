@@ -55,3 +55,16 @@ def test_every_model_setting_has_one_place_in_the_config():
     for field, where in MODEL_LOCATIONS.items():
         section, name = where.split(".")
         assert name in {"model": ModelConfig, "task": TaskConfig}[section].model_fields, field
+
+
+def test_the_config_takes_each_lower_bound_from_the_model_settings():
+    import annotated_types
+
+    from deepsets.model_args import LEAST
+
+    for field, least in LEAST.items():
+        section, name = MODEL_LOCATIONS[field].split(".")
+        declared = {"model": ModelConfig, "task": TaskConfig}[section].model_fields[name]
+        assert [m.ge for m in declared.metadata if isinstance(m, annotated_types.Ge)] == [least], field
+        with pytest.raises(ValueError, match=f"{field}: must be >= {least}"):
+            ModelArgs(**{field: least - 1})
