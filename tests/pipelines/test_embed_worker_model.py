@@ -69,9 +69,7 @@ def _embed_in_a_fresh_process(tmp_path, payload: dict, rows) -> tuple[list, torc
     ],
     ids=["one-tower", "two-tower-item"],
 )
-def test_an_actor_loads_the_drivers_model_without_importing_mlflow(
-    settings, tower, demo_spec, demo_data, tmp_path
-):
+def test_an_actor_loads_the_drivers_model_without_importing_mlflow(settings, tower, demo_spec, demo_data, tmp_path):
     (tmp_path / "checkpoint").mkdir()
     save_model(tmp_path / "checkpoint", demo_spec, settings, seed=5)
     source = load_model_source(str(tmp_path / "checkpoint")).with_tower(tower)
