@@ -151,9 +151,9 @@ def train_one_epoch(state: WorkerState, epoch: int, shown: EpochProgress) -> Dic
             state.model,
             local,
             state.objective,
-            state.optimizer,
-            state.scheduler,
-            state.device,
+            optimizer=state.optimizer,
+            scheduler=state.scheduler,
+            device=state.device,
             amp_dtype=state.amp_dtype,
             grad_clip=t.grad_clip,
         )
