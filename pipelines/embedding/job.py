@@ -220,9 +220,7 @@ def _run_fragments(
             batch_size=1,
             # one run at a time per actor: the first actor up does not queue runs that an idle
             # actor could take (a run is seconds of work; the hand-off is a millisecond)
-            compute=ray.data.ActorPoolStrategy(
-                size=workers_started(cfg.workers, len(items)), max_tasks_in_flight_per_actor=1
-            ),
+            compute=embed_actor_pool(workers_started(cfg.workers, len(items))),
             num_cpus=cfg.cpus_per_worker,
             num_gpus=cfg.gpus_per_worker or None,
             fn_constructor_kwargs={
@@ -259,6 +257,24 @@ def _run_fragments(
                 nodes.add(str(row["node_id"]))
                 bar.update(int(row["rows_in"]))
     return done, max(0.0, last_end - first_start), len(nodes)
+
+
+def embed_actor_pool(size: int):
+    """The embed job's fixed pool of ``size`` actors, one run in flight per actor.
+
+    Each run is embedded in the actor's own task thread: Ray Data's default wraps the class in a
+    one-thread executor whose worker thread is not a daemon, so the actor's exit waits on it; an
+    actor that once hung at teardown was waiting there (its main thread joining that thread after
+    Ray's core worker had shut down). With one call at a time the wrapper buys nothing.
+    """
+    import ray.data
+
+    return ray.data.ActorPoolStrategy(
+        size=size,
+        max_tasks_in_flight_per_actor=1,
+        max_concurrent_calls_per_actor=1,
+        enable_true_multi_threading=True,  # no wrapper thread; one call at a time all the same
+    )
 
 
 def run_embed(cfg: EmbedConfig, progress: bool = True) -> dict:
