@@ -40,6 +40,8 @@ from torchmetrics.classification import (
     MultilabelF1Score,
 )
 
+from deepsets.task_kinds import task_traits
+
 POINTWISE_KINDS = ("binary", "multilabel", "multiclass", "regression")
 """The kinds this module computes metrics for (ranking kinds are scored per query group)."""
 
@@ -73,13 +75,9 @@ class TaskMetrics:
     def __init__(self, kind: str, num_outputs: int) -> None:
         if kind not in POINTWISE_KINDS:
             raise ValueError(f"TaskMetrics computes the metrics of {', '.join(POINTWISE_KINDS)}, got {kind!r}")
-        # multilabel needs >= 2 labels here (torchmetrics' multilabel metrics do; one label is binary)
-        if (
-            num_outputs < 1
-            or (kind == "binary" and num_outputs != 1)
-            or (kind in ("multiclass", "multilabel") and num_outputs < 2)
-        ):
-            raise ValueError(f"{kind} task cannot have num_outputs={num_outputs}")
+        problem = task_traits(kind).outputs_problem(num_outputs)  # the kind's one rule (deepsets.task_kinds)
+        if problem:
+            raise ValueError(problem)
         self.kind, self.num_outputs = kind, num_outputs
         # sync_on_compute=False below: validation runs on rank 0 alone; torchmetrics would
         # otherwise wait at a barrier for ranks that never come (a deadlock under DDP).

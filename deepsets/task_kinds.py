@@ -120,6 +120,7 @@ _BUILT_IN = (
         ("loss", "f1_micro", "f1_macro", "map"),
         "map",
         ablation_metric="macro_roc_auc",
+        min_outputs=2,  # one label is a binary task (and its metrics need two or more)
         outputs_are="labels",
     ),
     TaskTraits(

@@ -34,6 +34,7 @@ from tests.pipelines.config_files import FULL, MINIMAL, SCHEMA_TOML, config_erro
             "scaling.gpus: unknown field (expected one of workers, use_gpu, cpus_per_worker, max_failures)",
         ),
         ("task", "num_outputs = 3", "task.num_outputs: a binary task has exactly 1 output (found 3)"),
+        ("task", 'kind = "multilabel"', "task.num_outputs: a multilabel task needs at least 2 labels (found 1)"),
         ("data", "label_columns = []", "data.label_columns: a binary task needs at least one label column"),
         ("data", 'label_columns = ["a", "a"]', "data.label_columns: columns listed twice: ['a']"),
         (
