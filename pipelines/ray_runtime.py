@@ -24,6 +24,9 @@ HARMLESS_RAY_LINES = (
     "Checkpoint successfully created at: ",
     "Setting up process group for: ",
     "Moving model to device: ",
+    # the raylet's note when a loaded machine starts workers faster than it expected (tune trials
+    # on 2 cores): about Ray's start-up pacing, nothing a job's user can act on
+    "worker processes have been started on node",
 )
 """Lines Ray's workers print on every run that say nothing about this run; the driver drops them."""
 
