@@ -103,15 +103,20 @@ def one_round(work: Path, model: str, data: Path) -> None:
     )
 
 
-def in_process_jobs(count: int, work: Path, model: str, data: Path, say: Callable[[str], None]) -> dict:
+def in_process_jobs(
+    count: int, work: Path, model: str, data: Path, say: Callable[[str], None], ray_cycles: int = 3
+) -> dict:
     """``count`` rounds of :func:`one_round` under one Ray; the driver's fds, threads and resident
     memory after each, compared with after the first (which loads the libraries and starts each
     kind of job once).
 
+    Args:
+        ray_cycles: bare Ray starts and shutdowns measured first (:func:`ray_start_fds`).
+
     Returns:
         ``{"rounds": [...], "leftover_processes", "session_actors", "ray_start_fds"}``.
     """
-    ray_own = ray_start_fds()
+    ray_own = ray_start_fds(ray_cycles)
     say(
         f"Ray alone, {ray_own['cycles']} local starts and shutdowns in one process: fds {ray_own['fds_before']} -> "
         f"{ray_own['fds_after']} (its own; the rounds below share one Ray)"

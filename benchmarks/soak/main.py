@@ -27,7 +27,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a few jobs of each command (CI): 2 embed jobs, 1 of each other (tune: 1 trial), 2 in-process rounds",
+        help="a few jobs of each command (CI): 2 embed jobs, 1 of each other (tune: 1 trial), 1 bare Ray cycle, 2 in-process rounds",
     )
     parser.add_argument(
         "--embed-jobs", type=int, default=None, help="embed jobs as CLI processes (default 100; --quick: 2)"
@@ -93,7 +93,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     plan = schedule(embed_jobs, jobs, 1 if args.quick else 2, work, ready["data"], ready["config"])
     for name, job_argv, out in plan:
         run(CliJob(name, [model if a == "{model}" else a for a in job_argv], out, env, logs))
-    inproc = in_process_jobs(rounds, work, model, ready["data"], say)
+    inproc = in_process_jobs(rounds, work, model, ready["data"], say, ray_cycles=1 if args.quick else 3)
     first_round, last_round = inproc["rounds"][0], inproc["rounds"][-1]
     summary = {
         "jobs": len(results) + 4 * rounds,
