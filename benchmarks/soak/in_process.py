@@ -132,8 +132,9 @@ def in_process_jobs(
             time.sleep(SETTLE_S)
             if i == 0:  # the session's own (Ray Data's stats actor, Ray's agents): alive as long as the session
                 session_actors = {pid: r for pid, r in actor_processes().items() if "MapWorker" not in r.command}
-            left = _job_actors_after(session_actors, ACTOR_EXIT_S)
-            end_leftovers(left, grace_s=0.0, report=lambda line: None)
+            job_actors = [r for pid, r in actor_processes().items() if pid not in session_actors]
+            # those still running after the grace are this round's leftovers, ended by pid
+            left = end_leftovers(job_actors, grace_s=ACTOR_EXIT_S, report=lambda line: None)
             leftover += left
             rows.append(_round_row(i, me, left, work))
             _say_round(rows, say)
@@ -145,16 +146,6 @@ def in_process_jobs(
         "session_actors": sorted(r.command.split(" ", 1)[0] for r in session_actors.values()),
         "ray_start_fds": ray_own,
     }
-
-
-def _job_actors_after(session_actors: Dict[int, ProcessRecord], wait_s: float) -> List[ProcessRecord]:
-    """The actor processes other than the session's still running after up to ``wait_s`` seconds."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        left = [r for pid, r in actor_processes().items() if pid not in session_actors and r.running() is not None]
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(0.5)
 
 
 def _round_row(index: int, me: psutil.Process, left: List[ProcessRecord], work: Path) -> dict:
