@@ -29,15 +29,22 @@ from benchmarks.soak.accounting import SETTLE_S, leftover_files
 from deepsets.pipelines.ablation.config import parse_ablate_config
 from deepsets.pipelines.ablation.job import run_ablate
 from deepsets.pipelines.embedding.job import parse_embed_config, run_embed
-from deepsets.pipelines.ray_processes import ProcessRecord, end_leftovers, end_private_ray, open_fds, with_descendants
+from deepsets.pipelines.ray_processes import (
+    GRACE_S,
+    ProcessRecord,
+    end_leftovers,
+    end_private_ray,
+    open_fds,
+    with_descendants,
+)
 from deepsets.pipelines.ray_runtime import start_ray
 from deepsets.pipelines.retrieval.job import parse_retrieve_config, run_retrieve
 
 IDLE_WORKER = "ray::IDLE"
-ACTOR_EXIT_S = 10.0
+ACTOR_EXIT_S = GRACE_S
 """How long a job's actors get to exit after the job returns before they count as left behind
-(the grace a job's own Ray gets after its shutdown, ``deepsets.pipelines.ray_processes``): Ray
-Data ends its pool's actors by dropping their handles, and on a loaded machine they take seconds."""
+(the grace a job's own Ray gets after its shutdown): Ray Data ends its pool's actors by dropping
+their handles, and on a loaded machine they take seconds."""
 
 
 def ray_start_fds(cycles: int = 3) -> Dict[str, int]:
@@ -49,7 +56,7 @@ def ray_start_fds(cycles: int = 3) -> Dict[str, int]:
     before = open_fds()
     for _ in range(cycles):
         start_ray(None, 2)
-        end_private_ray(grace_s=10.0, report=lambda line: None)
+        end_private_ray(report=lambda line: None)
         gc.collect()
     return {"cycles": cycles, "fds_before": before, "fds_after": open_fds()}
 
@@ -139,7 +146,7 @@ def in_process_jobs(
             rows.append(_round_row(i, me, left, work))
             _say_round(rows, say)
     finally:
-        end_private_ray(grace_s=10.0, report=say)
+        end_private_ray(report=say)
     return {
         "rounds": rows,
         "leftover_processes": len(leftover),
