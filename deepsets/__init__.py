@@ -5,18 +5,20 @@ config the command builds and returning the summary its ``--json`` prints::
 
     import deepsets
 
-    spec = deepsets.fit("data/schema.toml", "data/train", out="spec.json")
+    spec = deepsets.fit(schema="data/schema.toml", inputs=["data/train"], out="spec.json")
     trained = deepsets.train(deepsets.load_run_config("run.toml"))
     embedded = deepsets.embed(model=trained["model_uri"], inputs=["data/"], output="emb/")
 
 | name                                        | what                                                |
 |---------------------------------------------|-----------------------------------------------------|
+| ``init``                                    | schema.toml and run.toml for a new table             |
 | ``fit``                                     | fit a feature spec on training Parquet               |
 | ``train``                                   | train on Ray Train, log the model to MLflow          |
 | ``embed``, ``retrieve``                     | embed rows as a Ray Data job; top-k items per query  |
 | ``ablate``                                  | per-modality contributions of a trained model        |
 | ``tune``                                    | search a run config's settings on Ray Tune           |
 | ``RunConfig``, ``load_run_config``, ``parse_run_config`` | the run config: typed, from TOML, from a dict |
+| ``InitConfig``, ``FitConfig``, ``TuneConfig``           | the options of init, fit, tune                |
 | ``EmbedConfig``, ``AblateConfig``, ``RetrieveConfig``    | the options of embed, ablate, retrieve        |
 | ``FeatureSchema``, ``load_schema``, ``FeatureSpec``      | the feature schema and the fitted spec        |
 | ``ModelArgs``                               | a model's settings (``deepsets.builders.build_model``) |
@@ -33,7 +35,8 @@ from typing import Any
 
 _PUBLIC = {
     **dict.fromkeys(
-        ("fit", "train", "embed", "ablate", "retrieve", "tune", "EmbedConfig", "AblateConfig", "RetrieveConfig"),
+        ("init", "fit", "train", "embed", "ablate", "retrieve", "tune")
+        + ("InitConfig", "FitConfig", "TuneConfig", "EmbedConfig", "AblateConfig", "RetrieveConfig"),
         "deepsets.pipelines.api",
     ),
     **dict.fromkeys(("RunConfig", "load_run_config", "parse_run_config"), "deepsets.pipelines.config"),

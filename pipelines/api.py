@@ -3,7 +3,7 @@ config the command builds and returning the same summary ``--json`` prints.
 
     import deepsets
 
-    spec = deepsets.fit("data/schema.toml", "data/train", out="spec.json")
+    spec = deepsets.fit(schema="data/schema.toml", inputs=["data/train"], out="spec.json")
     cfg = deepsets.load_run_config("run.toml", ["training.epochs=2"])
     trained = deepsets.train(cfg)
     embedded = deepsets.embed(model=trained["model_uri"], inputs=["data/valid"], output="emb/")
@@ -17,62 +17,67 @@ so the model library alone stays free of Ray, MLflow and polars. Errors are the 
 
 from __future__ import annotations
 
-import os
-from typing import Optional, Sequence, Union
+from typing import Optional
 
-from deepsets.features import storage
-from deepsets.features.files import Paths
-from deepsets.features.schema import FeatureSchema, load_schema
+from pydantic import BaseModel
+
 from deepsets.features.spec import FeatureSpec
 from deepsets.pipelines.ablation.config import AblateConfig, parse_ablate_config
 from deepsets.pipelines.ablation.job import run_ablate
 from deepsets.pipelines.commands.training import with_env_tracking_uri
 from deepsets.pipelines.config import RunConfig
 from deepsets.pipelines.embedding.job import EmbedConfig, parse_embed_config, run_embed
-from deepsets.pipelines.errors import JobError
+from deepsets.pipelines.fitting import FitConfig, parse_fit_config, run_fit
+from deepsets.pipelines.init.config import InitConfig, parse_init_config
+from deepsets.pipelines.init.job import run_init
 from deepsets.pipelines.retrieval.job import RetrieveConfig, parse_retrieve_config, run_retrieve
 from deepsets.pipelines.training.run import run_training
-from deepsets.pipelines.tuning.budget import parse_budget
-from deepsets.pipelines.tuning.job import run_tune
-
-PathLike = Union[str, os.PathLike]
+from deepsets.pipelines.tuning.config import TuneConfig, parse_tune_config, run_tune_config
 
 
-def fit(
-    schema: Union[FeatureSchema, PathLike],
-    inputs: Paths,
-    *,
-    out: Optional[PathLike] = None,
-    overwrite: bool = False,
-    validate: bool = True,
-    progress: bool = False,
-) -> FeatureSpec:
+def init(config: Optional[InitConfig] = None, /, *, progress: bool = False, **options) -> dict:
+    """Write ``schema.toml`` and ``run.toml`` for a new table, each choice explained (``deepsets init``).
+
+    Args:
+        config: an :class:`InitConfig`; or leave it out and pass its fields as keywords
+            (``init(inputs=["shop/train"], label="bought", valid=["shop/valid"], out="shop_run/")``).
+        progress: progress bars on large inputs.
+
+    Returns:
+        The summary ``deepsets init --json`` prints (``schema``, ``run_config``, ``rows``,
+        ``task``, ``columns``), and ``choices``: each column's choice as an object.
+
+    Raises:
+        ConfigError: for bad options.
+        DataError: for inputs that cannot be read or a column that no kind can take as it is.
+        JobError: when a file is in the way (without ``overwrite``) or no column is left to learn from.
+    """
+    return run_init(parse_init_config(**_options(config, options, InitConfig)), progress=progress)
+
+
+def fit(config: Optional[FitConfig] = None, /, *, progress: bool = False, **options) -> FeatureSpec:
     """Fit a feature spec on training Parquet (``deepsets fit``).
 
     Args:
-        schema: a :class:`FeatureSchema` or the path of its TOML file.
-        inputs: training Parquet files, directories or globs.
-        out: where to save the spec JSON (local or ``s3://``); None keeps it in memory only.
-        overwrite: replace an existing ``out`` (refused otherwise).
-        validate: read every row back through the fitted spec, so bad values are reported now.
+        config: a :class:`FitConfig`; or leave it out and pass its fields as keywords
+            (``fit(schema="data/schema.toml", inputs="data/train", out="spec.json")``):
+            ``schema`` the schema TOML file or a :class:`FeatureSchema` built in code;
+            ``inputs`` training Parquet files, directories or globs; ``out`` where to save the
+            spec JSON (local or ``s3://``; left out, the spec is kept in memory only);
+            ``overwrite`` replace an existing ``out`` (refused otherwise); ``validate=False``
+            skips reading every row back through the fitted spec.
         progress: show a progress bar for that pass.
 
     Returns:
         The fitted :class:`FeatureSpec` (``spec.stats()`` holds what ``deepsets fit`` prints).
 
     Raises:
+        ConfigError: for bad options.
         SchemaError: for a bad schema file.
         DataError: for missing files or columns, wrong types or bad values (file, column, rows).
         JobError: when ``out`` exists and ``overwrite`` is False.
     """
-    if out is not None and storage.exists(str(out)) and not overwrite:
-        raise JobError(f"out {out} already exists: pass overwrite=True to replace it, or choose another path")
-    if not isinstance(schema, FeatureSchema):
-        schema = load_schema(schema)
-    spec = FeatureSpec.fit(schema, inputs, validate=validate, progress=progress)
-    if out is not None:
-        spec.save(str(out))
-    return spec
+    return run_fit(parse_fit_config(**_options(config, options, FitConfig)), progress=progress)
 
 
 def train(config: RunConfig, *, resume: bool = False, ray_address: Optional[str] = None, progress: bool = True) -> dict:
@@ -114,7 +119,7 @@ def embed(config: Optional[EmbedConfig] = None, /, *, progress: bool = True, **o
         ConfigError: for bad options (every one named).
         DataError, JobError: for bad input rows, or an output folder that does not allow it.
     """
-    return run_embed(parse_embed_config(**_options(config, options)), progress=progress)
+    return run_embed(parse_embed_config(**_options(config, options, EmbedConfig)), progress=progress)
 
 
 def ablate(config: Optional[AblateConfig] = None, /, *, progress: bool = True, **options) -> dict:
@@ -133,7 +138,7 @@ def ablate(config: Optional[AblateConfig] = None, /, *, progress: bool = True, *
         DataError, JobError: for bad input rows, a model that cannot be ablated, or an output
             folder that does not allow it.
     """
-    return run_ablate(parse_ablate_config(**_options(config, options)), progress=progress)
+    return run_ablate(parse_ablate_config(**_options(config, options, AblateConfig)), progress=progress)
 
 
 def retrieve(config: Optional[RetrieveConfig] = None, /, *, progress: bool = True, **options) -> dict:
@@ -152,67 +157,46 @@ def retrieve(config: Optional[RetrieveConfig] = None, /, *, progress: bool = Tru
         DataError, JobError: for unusable embedding folders or an output folder that does not
             allow it.
     """
-    return run_retrieve(parse_retrieve_config(**_options(config, options)), progress=progress)
+    return run_retrieve(parse_retrieve_config(**_options(config, options, RetrieveConfig)), progress=progress)
 
 
-def tune(
-    config: PathLike,
-    space: Optional[PathLike] = None,
-    *,
-    overrides: Sequence[str] = (),
-    trials: Optional[int] = None,
-    budget: Union[str, float, None] = None,
-    out: Optional[PathLike] = None,
-    overwrite: bool = False,
-    ray_address: Optional[str] = None,
-    progress: bool = True,
-) -> dict:
+def tune(config: Optional[TuneConfig] = None, /, *, progress: bool = True, **options) -> dict:
     """Search a run config's settings on Ray Tune (``deepsets tune``); writes ``best.toml``.
 
     Args:
-        config: the run config TOML every trial starts from (trials load it with their values).
-        space: the search space TOML; None searches the default space.
-        overrides: ``section.field=value`` set for every trial.
-        trials: configurations to try (default: the space's, else 8, or as many as ``budget`` allows).
-        budget: wall-clock time for the whole search: seconds, or text as ``--budget`` takes it
-            (``"90s"``, ``"20m"``, ``"1h30m"``).
-        out: output folder (default: ``tune-<date>-<time>``).
-        overwrite: replace an earlier search's outputs in ``out``.
-        ray_address: the Ray cluster to join.
+        config: a :class:`TuneConfig`; or leave it out and pass its fields as keywords
+            (``tune(config="run.toml", space="space.toml", budget="20m")``): ``config`` the run
+            config TOML every trial starts from; ``budget`` seconds, or text as ``--budget``
+            takes it; ``overrides`` the ``section.field=value`` texts set for every trial. An
+            empty ``tracking.mlflow_uri`` is taken from ``MLFLOW_TRACKING_URI`` when that is set.
         progress: print each trial as it ends.
 
     Returns:
         The summary ``deepsets tune --json`` prints: the trials, the best one, ``best.toml``.
 
     Raises:
-        ValueError: for ``trials`` below 1 or a budget that cannot be read.
-        ConfigError: a bad run config or space.
+        ConfigError: for bad options (``trials`` below 1, a budget that cannot be read), a bad
+            run config or space.
         JobError: ``out`` holds an earlier search and ``overwrite`` is False.
     """
-    if trials is not None and trials < 1:
-        raise ValueError(f"trials must be >= 1, got {trials}")
-    budget_s = parse_budget(budget) if isinstance(budget, str) else budget
-    return run_tune(
-        str(config),
-        None if space is None else str(space),
-        overrides=overrides,
-        trials=trials,
-        budget_s=budget_s,
-        out=None if out is None else str(out),
-        overwrite=overwrite,
-        mlflow_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
-        ray_address=ray_address,
-        progress=progress,
-    )
+    return run_tune_config(parse_tune_config(**_options(config, options, TuneConfig)), progress=progress)
 
 
-def _options(config, options: dict) -> dict:
-    """A job's options from its typed config or from keywords (not both), as plain values that its
-    parse function validates again, cross-field checks included.
+def _options(config: Optional[BaseModel], options: dict, cls: type[BaseModel]) -> dict:
+    """A job's options from its typed config or from keywords (not both), as values that its
+    parse function validates again, cross-field checks included (a value that is a model, such
+    as ``fit``'s FeatureSchema, is passed on as it is).
 
     Raises:
-        TypeError: when both are given.
+        TypeError: when both are given, or the config is not a ``cls``.
     """
-    if config is not None and options:
+    if config is None:
+        return options
+    if not isinstance(config, cls):
+        raise TypeError(
+            f"the positional argument must be a {cls.__name__} (found {type(config).__name__}); "
+            f"or pass its fields as keywords"
+        )
+    if options:
         raise TypeError(f"give a config or keyword options, not both (got a config and {sorted(options)})")
-    return config.model_dump() if config is not None else options
+    return {name: getattr(config, name) for name in type(config).model_fields}

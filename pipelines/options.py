@@ -1,5 +1,5 @@
-"""Options of the commands that run a trained model (``deepsets embed``, ``deepsets ablate``,
-``deepsets retrieve``): validated up front, every bad option named on one line.
+"""Options of the job commands (``deepsets init``, ``fit``, ``tune``, ``embed``, ``ablate``,
+``retrieve``): validated up front, every bad option named on one line.
 
 Each option is one field of the job's config model, declared once: its name, type, default and
 description are also its command-line flag, value, default and help
@@ -11,6 +11,7 @@ not say how it is written on the command line, a :class:`Flag` beside it does::
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Annotated, Any, Mapping, Optional, TypeVar
 
@@ -34,6 +35,8 @@ class Flag:
         repeat: a list given one item per use of the flag (``--items a --items b``); otherwise
             a list takes one or more values after one flag.
         separator: a list given as one value, its items joined by this (``--methods loo,only``).
+        required: the flag must be given, although a Python caller may leave the field out
+            (``fit``'s ``--out``: without it the Python API keeps the spec in memory).
     """
 
     name: Optional[str] = None
@@ -41,6 +44,7 @@ class Flag:
     group: Optional[str] = None
     repeat: bool = False
     separator: Optional[str] = None
+    required: bool = False
 
 
 ModelUri = Annotated[
@@ -54,6 +58,22 @@ RayAddress = Annotated[
 """The Ray cluster a job joins: ``ray_address``."""
 
 
+def path_text(value: Any) -> Any:
+    """A path given as ``os.PathLike`` (``pathlib.Path``) as its text; anything else as it is,
+    for the field's own type to check (a ``mode="before"`` validator of path fields)."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def path_list(value: Any) -> Any:
+    """One path or a list of paths (text or ``os.PathLike``) as a list of texts; anything else
+    as it is, for the field's own type to check."""
+    if isinstance(value, (str, os.PathLike)):
+        return [path_text(value)]
+    if isinstance(value, (list, tuple)):
+        return [path_text(item) for item in value]
+    return value
+
+
 def parse_options(cls: type[Options], command: str, values: Mapping[str, Any]) -> Options:
     """``cls(**values)`` for a command's options.
 
@@ -63,7 +83,6 @@ def parse_options(cls: type[Options], command: str, values: Mapping[str, Any]) -
     try:
         return cls(**values)
     except ValidationError as err:
-        problems = [
-            f"{location(e['loc']) or '(options)'}: {describe_problem(e, list(cls.model_fields))}" for e in err.errors()
-        ]
+        names = [info.alias or name for name, info in cls.model_fields.items()]  # as they are passed
+        problems = [f"{location(e['loc']) or '(options)'}: {describe_problem(e, names)}" for e in err.errors()]
         raise ConfigError(f"{command} options", problems) from None

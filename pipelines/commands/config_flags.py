@@ -17,6 +17,10 @@ API. Switches, choices and lists follow from the field's type:
 | ``List[str]``                   | one or more values; ``Flag(repeat=True)``: one per use;     |
 |                                 | ``Flag(separator=",")``: one value, items joined by it       |
 | ``int``, ``float``, ``str``     | one value of that type (``Optional[...]``: may be left out) |
+| ``Union[str, ...]``             | one text value, which the model reads (``--budget 20m``);   |
+|                                 | the other types are for Python callers                      |
+
+A field that Python may leave out but the command line needs is marked ``Flag(required=True)``.
 """
 
 from __future__ import annotations
@@ -76,8 +80,8 @@ def _argument(cls: type[BaseModel], name: str, info: FieldInfo, flag: Flag) -> D
     if not info.description:
         raise TypeError(f"{cls.__name__}.{name}: a job option needs a description (its --help text)")
     base, args = _base(info.annotation)
-    required = info.is_required()
-    default = None if required else info.get_default(call_default_factory=True)
+    required = info.is_required() or flag.required
+    default = None if info.is_required() else info.get_default(call_default_factory=True)
     options: Dict[str, Any] = {"help": _help(info.description, default).replace("%", "%%")}
     if flag.metavar:
         options["metavar"] = flag.metavar
@@ -94,11 +98,11 @@ def _argument(cls: type[BaseModel], name: str, info: FieldInfo, flag: Flag) -> D
             joined = None if default is None else flag.separator.join(str(v) for v in default)
             return {**options, "type": _splitter(item, flag.separator), "default": joined, "required": required}
         if flag.repeat:
-            if default is not None:
+            if default:
                 raise TypeError(
-                    f"{cls.__name__}.{name}: a repeated flag's default must be None (argparse appends to it)"
+                    f"{cls.__name__}.{name}: a repeated flag's default must be None or empty (argparse appends to it)"
                 )
-            return {**options, "action": "append", "type": item, "default": None, "required": required}
+            return {**options, "action": "append", "type": item, "default": default, "required": required}
         return {**options, "nargs": "+", "type": item, "default": default, "required": required}
     if base is typing.Literal:
         return {
@@ -113,13 +117,16 @@ def _argument(cls: type[BaseModel], name: str, info: FieldInfo, flag: Flag) -> D
 
 def _base(annotation: Any) -> Tuple[Any, Tuple[Any, ...]]:
     """``(origin or type, its arguments)`` of a field's type, without ``Annotated`` and
-    ``Optional``: ``(list, (str,))``, ``(Literal, ("a", "b"))``, ``(int, ())``."""
+    ``Optional``: ``(list, (str,))``, ``(Literal, ("a", "b"))``, ``(int, ())``; ``(str, ())`` for
+    a union with ``str`` (text on the command line, which the model reads)."""
     while typing.get_origin(annotation) is typing.Annotated:
         annotation = typing.get_args(annotation)[0]
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         kept = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(kept) == 1:
             return _base(kept[0])
+        if str in kept:
+            return str, ()
     origin = typing.get_origin(annotation)
     if origin is not None:
         return (list if origin in (list, List) else origin), typing.get_args(annotation)

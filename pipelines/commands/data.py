@@ -1,10 +1,17 @@
-"""The data commands: ``synth``, ``init``, ``fit`` and ``read``."""
+"""The data commands: ``synth``, ``init``, ``fit`` and ``read``.
+
+The flags of ``init`` and ``fit`` are the fields of :class:`InitConfig` and :class:`FitConfig`
+(``add_config_flags``), declared there once with their defaults and help.
+"""
 
 from __future__ import annotations
 
 import os
 
+from deepsets.pipelines.commands.config_flags import add_config_flags, config_values
 from deepsets.pipelines.commands.options import JSON_HELP
+from deepsets.pipelines.fitting import FitConfig, parse_fit_config, run_fit
+from deepsets.pipelines.init.config import InitConfig, parse_init_config
 from deepsets.pipelines.report import describe_batch, format_stats
 
 
@@ -37,14 +44,7 @@ def _add_init(sub) -> None:
     p = sub.add_parser(
         "init", help="write schema.toml and run.toml for a new table, each choice explained (one pass over the data)"
     )
-    p.add_argument("--input", required=True, nargs="+", help="training Parquet files, directories or globs")
-    p.add_argument("--label", required=True, help="the label column")
-    p.add_argument("--valid", nargs="+", default=None, help="validation Parquet files, directories or globs")
-    p.add_argument(
-        "--id", dest="id_column", default=None, help="the row id column (default: a unique int or string column)"
-    )
-    p.add_argument("--out", default=".", help="folder for schema.toml and run.toml (default: the current one)")
-    p.add_argument("--overwrite", action="store_true", help="replace schema.toml and run.toml already in --out")
+    add_config_flags(p, InitConfig)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(run=_run_init)
 
@@ -53,15 +53,7 @@ def _run_init(args) -> dict:
     from deepsets.pipelines.init.job import run_init
     from deepsets.pipelines.init.writing import format_choices
 
-    summary = run_init(
-        args.input,
-        args.label,
-        valid=args.valid,
-        id_column=args.id_column,
-        out=args.out,
-        overwrite=args.overwrite,
-        progress=not args.json,
-    )
+    summary = run_init(parse_init_config(**config_values(args, InitConfig)), progress=not args.json)
     if not args.json:
         print(format_choices(summary["choices"]))
         for c in summary["choices"]:
@@ -78,31 +70,18 @@ def _run_init(args) -> dict:
 
 def _add_fit(sub) -> None:
     p = sub.add_parser("fit", help="fit a feature spec (vocabularies, normalization, stats) on training Parquet")
-    p.add_argument("--schema", required=True, help="schema TOML file")
-    p.add_argument("--input", required=True, nargs="+", help="Parquet files, directories or globs")
-    p.add_argument("--out", required=True, help="where to write the spec JSON")
-    p.add_argument("--overwrite", action="store_true", help="replace a spec already at --out")
-    p.add_argument("--no-validate", action="store_true", help="skip the pass that checks every value")
+    add_config_flags(p, FitConfig)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(run=_run_fit)
 
 
 def _run_fit(args) -> dict:
-    from deepsets.features import storage
-    from deepsets.features.schema import load_schema
-    from deepsets.features.spec import FeatureSpec
-    from deepsets.pipelines.errors import JobError
-
-    if storage.exists(args.out) and not args.overwrite:
-        raise JobError(f"--out {args.out} already exists: pass --overwrite to replace it, or choose another --out")
-    schema = load_schema(args.schema)
-    spec = FeatureSpec.fit(schema, args.input, validate=not args.no_validate, progress=True)
-    spec.save(args.out)
-    stats = spec.stats()
+    cfg = parse_fit_config(**config_values(args, FitConfig))
+    stats = run_fit(cfg, progress=True).stats()
     if not args.json:
         print(format_stats(stats))
-        print(f"spec written to {args.out}")
-    return {"spec": args.out, "stats": stats}
+        print(f"spec written to {cfg.out}")
+    return {"spec": cfg.out, "stats": stats}
 
 
 def _add_read(sub) -> None:

@@ -1,11 +1,17 @@
-"""The training commands: ``train``, ``tune`` and ``demo``."""
+"""The training commands: ``train``, ``tune`` and ``demo``.
+
+The flags of ``tune`` are the fields of :class:`TuneConfig` (``add_config_flags``), declared there
+once with their defaults and help.
+"""
 
 from __future__ import annotations
 
 import os
 
+from deepsets.pipelines.commands.config_flags import add_config_flags, config_values
 from deepsets.pipelines.commands.options import JSON_HELP
 from deepsets.pipelines.report import format_train_summary
+from deepsets.pipelines.tuning.config import TuneConfig, parse_tune_config
 
 
 def _add_train(sub) -> None:
@@ -52,61 +58,15 @@ def _add_tune(sub) -> None:
     p = sub.add_parser(
         "tune", help="search a run config's settings on Ray Tune (ASHA stops poor trials early); writes best.toml"
     )
-    p.add_argument("--config", required=True, help="run config TOML (see docs/training.md); needs data.valid")
-    p.add_argument(
-        "--space",
-        default=None,
-        help="search space TOML (see docs/choosing-settings.md; default: learning rate, "
-        "model dim, dropout and modality dropout, printed at start)",
-    )
-    p.add_argument(
-        "--trials",
-        type=int,
-        default=None,
-        help="configurations to try (default: the space's trials, else 8; with --budget: as many as it allows)",
-    )
-    p.add_argument(
-        "--budget",
-        default=None,
-        metavar="TIME",
-        help="wall-clock time for the whole search: 90s, 20m, 1h, 1h30m or "
-        "seconds; trials still running then are stopped and the best that ended is reported",
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override a config field for every trial (repeatable)",
-    )
-    p.add_argument("--out", default=None, help="output directory (default: tune-<date>-<time>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier search's results in --out")
-    p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    add_config_flags(p, TuneConfig)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(run=_run_tune)
 
 
 def _run_tune(args) -> dict:
-    from deepsets.pipelines.tuning.budget import parse_budget
-    from deepsets.pipelines.tuning.job import run_tune
+    from deepsets.pipelines.tuning.config import run_tune_config
 
-    if args.trials is not None and args.trials < 1:
-        raise ValueError(f"--trials must be >= 1, got {args.trials}")
-    budget_s = parse_budget(args.budget) if args.budget is not None else None
-    # an empty tracking.mlflow_uri: the server the user's shell names, as `deepsets train` does
-    return run_tune(
-        args.config,
-        args.space,
-        overrides=args.overrides,
-        trials=args.trials,
-        budget_s=budget_s,
-        out=args.out,
-        overwrite=args.overwrite,
-        mlflow_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
-        ray_address=args.ray_address,
-        progress=not args.json,
-    )
+    return run_tune_config(parse_tune_config(**config_values(args, TuneConfig)), progress=not args.json)
 
 
 def _add_demo(sub) -> None:

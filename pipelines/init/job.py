@@ -13,6 +13,7 @@ from deepsets.features.files import resolve_inputs
 from deepsets.features.schema import parse_schema
 from deepsets.pipelines.config import parse_run_config
 from deepsets.pipelines.errors import JobError
+from deepsets.pipelines.init.config import InitConfig
 from deepsets.pipelines.init.leaks import guess_task, name_leak, value_leak
 from deepsets.pipelines.init.profile import TableProfile, profile_table, unseen_in_valid
 from deepsets.pipelines.init.rules import Choice, choose_kind, id_candidates, type_name
@@ -93,25 +94,13 @@ def _relative(paths: Sequence[str], out: str) -> List[str]:
     return [p if storage.is_uri(p) else os.path.relpath(os.path.abspath(p), os.path.abspath(out)) for p in paths]
 
 
-def run_init(
-    inputs: Sequence[str],
-    label: str,
-    valid: Optional[Sequence[str]] = None,
-    id_column: Optional[str] = None,
-    out: str = ".",
-    overwrite: bool = False,
-    progress: bool = False,
-) -> dict:
+def run_init(cfg: InitConfig, *, progress: bool = False) -> dict:
     """Profile the training table (and the validation one), choose a kind for every column and
-    write ``schema.toml`` and ``run.toml`` into ``out``.
+    write ``schema.toml`` and ``run.toml`` into ``cfg.out`` (created if needed).
 
     Args:
-        inputs: training Parquet files, directories or globs.
-        label: the label column.
-        valid: validation Parquet files, directories or globs (optional).
-        id_column: the row id column (default: a unique int or string column, if any).
-        out: the folder the two files are written to (created if needed).
-        overwrite: replace files already there.
+        cfg: the checked options: the training (and validation) Parquet, the label and id
+            columns, the output folder and whether files already there may be replaced.
         progress: progress bars on large inputs.
 
     Returns:
@@ -122,9 +111,10 @@ def run_init(
         JobError: when a file is in the way (without ``overwrite``) or no column is left to learn from.
         DataError: for inputs that cannot be read or a column that no kind can take as it is.
     """
+    inputs, label, valid, id_column, out = cfg.inputs, cfg.label, cfg.valid, cfg.id_column, cfg.out
     targets = [os.path.join(out, name) for name in FILES]
     taken = [t for t in targets if os.path.exists(t)]
-    if taken and not overwrite:
+    if taken and not cfg.overwrite:
         raise JobError(f"{', '.join(taken)} already exist(s): pass --overwrite to replace, or choose another --out")
     files = resolve_inputs(list(inputs))
     table = profile_table(files, label=label, progress=progress)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from deepsets.features.errors import DataError
 from deepsets.features.schema import load_schema
 from deepsets.pipelines.init import profile as profile_module
+from deepsets.pipelines.init.config import InitConfig
 from deepsets.pipelines.init.job import infer_choices, run_init
 from deepsets.pipelines.init.leaks import LEAK_WORDS, guess_task, name_leak
 from deepsets.pipelines.init.profile import profile_table
@@ -144,7 +145,7 @@ def test_strings_and_codes_are_categorical_amounts_numeric_in_one_modality(tmp_p
     assert found["session"].kind == "categorical" and settings["session"] == {"hash_buckets": 4096}
     assert found["weekday"].kind == "categorical" and "codes" in found["weekday"].reason
     assert [found[c].kind for c in ("visits", "price", "member")] == ["numeric"] * 3
-    written = run_init([str(tmp_path / "t.parquet")], "y", out=str(tmp_path / "cfg"))
+    written = run_init(InitConfig(inputs=[str(tmp_path / "t.parquet")], label="y", out=str(tmp_path / "cfg")))
     numeric = [m for m in load_schema(written["schema"]).modality if m.kind == "numeric"]
     assert len(numeric) == 1 and numeric[0].columns == ["visits", "price", "member"]
 
@@ -239,7 +240,11 @@ def test_unseen_categories_are_left_out_and_numbers_beyond_training_are_quantile
 
     write(tmp_path / "train", split(N, [1, 2, 3, 4], 0))
     write(tmp_path / "valid", split(100, [5], N))
-    summary = run_init([str(tmp_path / "train")], "y", valid=[str(tmp_path / "valid")], out=str(tmp_path / "cfg"))
+    summary = run_init(
+        InitConfig(
+            inputs=[str(tmp_path / "train")], label="y", valid=[str(tmp_path / "valid")], out=str(tmp_path / "cfg")
+        )
+    )
     by_column = {c["column"]: c for c in summary["columns"]}
     assert (
         by_column["month"]["role"] == "left_out"
@@ -271,9 +276,9 @@ def test_existing_files_are_not_overwritten_without_overwrite(tmp_path):
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "run.toml").write_text("mine")
     with pytest.raises(JobError, match="already exist"):
-        run_init([str(path)], "y", out=str(tmp_path / "cfg"))
+        run_init(InitConfig(inputs=[str(path)], label="y", out=str(tmp_path / "cfg")))
     assert (tmp_path / "cfg" / "run.toml").read_text() == "mine"
-    run_init([str(path)], "y", out=str(tmp_path / "cfg"), overwrite=True)
+    run_init(InitConfig(inputs=[str(path)], label="y", out=str(tmp_path / "cfg"), overwrite=True))
     assert tomllib.loads((tmp_path / "cfg" / "run.toml").read_text())["data"]["train"] == ["../data/part-0.parquet"]
 
 
@@ -321,7 +326,7 @@ def test_column_names_that_are_not_identifiers_get_modality_names_and_keep_their
             }
         ),
     )
-    written = run_init([str(path)], "y", out=str(tmp_path / "cfg"))
+    written = run_init(InitConfig(inputs=[str(path)], label="y", out=str(tmp_path / "cfg")))
     modalities = {m.name: m for m in load_schema(written["schema"]).modality}
     assert modalities["photo_vec"].column == "photo vec" and modalities["c_2nd_brand"].column == "2nd-brand"
     assert modalities["numbers"].columns == ["unit price"]

@@ -52,7 +52,8 @@ def test_a_bad_budget_is_one_error_line(tmp_path, capsys):
     assert main(["tune", "--config", str(tmp_path / "run.toml"), "--budget", "20 minutes"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "error: --budget: expected a duration such as 90s, 20m, 1h, 1h30m or plain seconds (found '20 minutes')"
+        "error: tune options: budget: expected a duration such as 90s, 20m, 1h, 1h30m or plain seconds "
+        "(found '20 minutes')"
     ]
 
 
