@@ -77,7 +77,8 @@ def test_config_reference_lists_every_field_with_its_default():
         kind_table = page.split(f'### `kind = "{kind}"`')[1].split("###")[0]
         for name in feature_class(kind).model_fields:
             assert name == "kind" or f"| `{name}` |" in kind_table, f"{kind}.{name} missing"
-    for heading in ("`deepsets embed`", "`deepsets ablate`", "`deepsets retrieve`", "The search space"):
+    jobs = ("init", "fit", "tune", "embed", "ablate", "retrieve")
+    for heading in (*(f"### `deepsets {job}`" for job in jobs), "The search space"):
         assert heading in page
 
 

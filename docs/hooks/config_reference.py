@@ -94,6 +94,8 @@ def type_name(annotation: Any) -> str:
     if origin is dict:
         return f"table of {type_name(args[0])} to {type_name(args[1])}"
     if isinstance(annotation, type):
+        if annotation is BaseModel:  # InstanceOf[BaseModel]: an object a Python caller passes
+            return "model object (from Python)"
         if issubclass(annotation, BaseModel):
             return "table (see the kinds below)"
         return annotation.__name__
@@ -290,20 +292,25 @@ def modality_section() -> str:
 def job_sections() -> str:
     from deepsets.pipelines.ablation.config import AblateConfig
     from deepsets.pipelines.embedding.config import EmbedConfig
+    from deepsets.pipelines.fitting import FitConfig
+    from deepsets.pipelines.init.config import InitConfig
     from deepsets.pipelines.retrieval.config import RetrieveConfig
+    from deepsets.pipelines.tuning.config import TuneConfig
 
     parts = [
         "## Job options",
         "",
         (
-            "The options of the jobs that run a trained model, as validated before anything runs. The command "
-            "line's flags are built from these fields: the flag is the field's name with `-` for `_` (`inputs` "
-            "is `--input`, and `log_mlflow` the switch `--no-mlflow`), its default and help the field's; see "
-            "the [command line reference](cli.md)."
+            "The options of the jobs, as validated before anything runs, on the command line and in the "
+            "Python API alike. The command line's flags are built from these fields: the flag is the field's "
+            "name with `-` for `_` (`inputs` is `--input`, `id_column` is `--id`, `overrides` the repeatable "
+            "`--set`, and `log_mlflow` the switch `--no-mlflow`), its default and help the field's; see the "
+            "[command line reference](cli.md)."
         ),
         "",
     ]
-    for command, cls in (("embed", EmbedConfig), ("ablate", AblateConfig), ("retrieve", RetrieveConfig)):
+    jobs = (("init", InitConfig), ("fit", FitConfig), ("tune", TuneConfig))
+    for command, cls in jobs + (("embed", EmbedConfig), ("ablate", AblateConfig), ("retrieve", RetrieveConfig)):
         parts += [
             f"### `deepsets {command}`",
             "",
