@@ -10,7 +10,6 @@ whether it gets a summarizer is its kind's (``deepsets.kinds``).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import List, Optional, Sequence
 
 from torch import nn
@@ -115,8 +114,8 @@ def _two_tower(inputs: Sequence[ModalityInfo], args: ModelArgs) -> TwoTowerModel
 
     def tower(names: Sequence[str], shortcuts: Sequence[str]) -> Tower:
         chosen = [i for i in inputs if i.name in set(names)]
-        side = replace(
-            args, task="regression", num_outputs=args.dim, query_modalities=(), item_modalities=(), shortcuts=()
+        side = args.replace(
+            task="regression", num_outputs=args.dim, query_modalities=(), item_modalities=(), shortcuts=()
         )
         return Tower(build_model(chosen, side), shortcuts, args.dim)  # its task head: the projection to (B, dim)
 

@@ -5,18 +5,33 @@
     json.dumps(args.to_dict())                            # what checkpoints and logged models keep
     ModelArgs.from_dict(saved) == args                    # and read back
 
+A run config's ``[model]`` section is read into this same type, with the model's part of
+``[task]`` (``task.kind`` is ``task``, ``task.num_outputs``, the two-tower fields: see
+``deepsets.pipelines.config.sections.MODEL_LOCATIONS``). So each model setting is declared once,
+here: its type, default, bounds and meaning (the trailing comment, which the configuration
+reference prints). So are its rules across fields (heads dividing ``dim``, the head's poolings,
+``num_outputs`` for the task, the two-tower rules, :data:`MODEL_RULES`); a ``ModelArgs`` holds
+only settings that pass them.
+
 This module imports no torch: a config, a checkpoint reader or a tuner can hold the settings
-without loading the model library. Its defaults are the only ones: the run config's ``[model]``
-and ``[task]`` sections take theirs from here. So are its rules across fields (heads dividing
-``dim``, the head's poolings, ``num_outputs`` for the task, the two-tower rules,
-:data:`MODEL_RULES`): the run config checks its sections with them, naming its own fields, and
-a ``ModelArgs`` holds only settings that pass them.
+without loading the model library.
 """
 
 from __future__ import annotations
 
-from dataclasses import InitVar, asdict, dataclass, fields
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Annotated, Any, Callable, Dict, List, Literal, Mapping, Optional, Tuple
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from deepsets.choices import SEQUENCE_POOLINGS, SET_POOLINGS
 from deepsets.fusion_heads import fusion_names, fusion_traits
@@ -25,7 +40,10 @@ from deepsets.task_kinds import task_names, task_traits
 TWO_TOWER_FIELDS = ("query_modalities", "item_modalities", "temperature", "shortcuts")
 
 LEAST: Dict[str, int] = {"dim": 1, "heads": 1, "fusion_layers": 1, "num_outputs": 1, "layers": 0, "ff_dim": 0}
-"""The smallest value of each integer setting (the run config's lower bounds are these)."""
+"""The smallest value of each integer setting."""
+
+_FIELDS_ONLY = {"model_rules": False}
+"""Validation context of :meth:`ModelArgs.check_fields`."""
 
 Problem = Tuple[str, str]
 """``(where, message)``: the field a problem is reported on, named as the caller names it."""
@@ -35,6 +53,41 @@ Names = Callable[[str], str]
 
 def _plain(field: str) -> str:
     return field
+
+
+class _ChoicesInSchema:
+    """The JSON schema of a registered name: its choices, read when a schema is asked for (not
+    when the class is made, which would load plug-ins at import)."""
+
+    def __init__(self, names: Callable[[], Tuple[str, ...]]) -> None:
+        self.names = names
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> Dict[str, Any]:
+        return {"type": "string", "enum": list(self.names())}
+
+
+def registered(names: Callable[[], Tuple[str, ...]]) -> Any:
+    """A name that must be registered when the value is validated (a head or task kind added by
+    a plug-in is a choice too); refused with the same message as a ``Literal``."""
+
+    def check(value: str) -> str:
+        choices = names()
+        if value not in choices:
+            quoted = [repr(c) for c in choices]
+            expected = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return value
+
+    return Annotated[str, AfterValidator(check), _ChoicesInSchema(names)]
+
+
+FusionName = registered(fusion_names)
+"""``model.fusion``: a head of ``deepsets.fusion_heads``."""
+TaskName = registered(task_names)
+"""``task.kind``: a kind of ``deepsets.task_kinds``."""
+_Text = Annotated[str, Field(min_length=1)]
+_Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
+_Pair = Annotated[Tuple[_Text, _Text], Field(strict=False)]  # TOML and JSON give lists
 
 
 def fusion_pooling_problem(fusion: str, pooling: str) -> Optional[str]:
@@ -138,82 +191,109 @@ class ModelArgsError(ValueError):
         return type(self), (self.problems,)
 
 
-@dataclass(frozen=True)
-class ModelArgs:
-    """Everything :func:`deepsets.builders.build_model` needs besides the modalities.
+def _field_problem(error: Mapping[str, Any]) -> Problem:
+    """``(where, message)`` of one pydantic error on a field (``shortcuts[0]`` for an item)."""
+    loc = [str(part) for part in error["loc"]]
+    where = loc[0] + "".join(f"[{part}]" for part in loc[1:]) if loc else "(model arguments)"
+    message = error["msg"]
+    found = error.get("input")
+    if error["type"] != "missing" and isinstance(found, (int, float, str)):
+        message += f" (found {found!r})"
+    return where, message
 
-    Attributes:
-        dim: shared width ``D`` of every modality vector.
-        layers: transformer layers per variable-length modality (0 = pooling only); for
-            ``fusion="mmt"`` the single transformer has ``fusion_layers`` layers.
-        heads: attention heads everywhere.
-        ff_dim: feed-forward width; 0 means ``4 * dim`` (:attr:`feed_forward_dim`), as in a
-            run config. A saved ``None`` (checkpoints of earlier versions) reads as 0.
-        pooling: pooling of a modality's elements (``deepsets.choices.SEQUENCE_POOLINGS``).
-        fusion: the fusion head (``deepsets.fusion_heads.fusion_names()``).
-        fusion_layers: transformer fusion / MMT layers.
-        fusion_pooling: pooling of the deepset heads (``deepsets.choices.SET_POOLINGS``).
-        dropout: dropout inside transformers and MLPs.
-        modality_dropout: rate at which whole modalities are dropped in training.
-        task: what the model predicts (``deepsets.task_kinds.task_names()``).
-        num_outputs: labels / classes / targets (unused by two_tower).
-        query_modalities: two_tower only: the query tower's modalities.
-        item_modalities: two_tower only: the item tower's modalities.
-        temperature: two_tower only: the starting softmax temperature (it is learned).
-        shortcuts: two_tower only: (query modality, item modality) pairs whose own vectors
-            also meet in the score (``deepsets.two_tower``: wide-and-deep style shortcuts).
-        names: not kept: how the problems raised name the fields (a run config passes its
-            own locations, ``model.dim``, ``task.kind``...).
+
+class ModelArgs(BaseModel):
+    """Everything :func:`deepsets.builders.build_model` needs besides the modalities. In a run
+    config, the fields from ``dim`` to ``modality_dropout`` are the ``[model]`` section; ``task``
+    (written ``kind``) and the fields after it are set in ``[task]``.
+
+    Args:
+        **settings: the fields below; ``ff_dim = 0`` means ``4 * dim``
+            (:attr:`feed_forward_dim`); a saved ``None`` (checkpoints of earlier versions)
+            reads as 0.
 
     Raises:
         ModelArgsError: (a ValueError) naming every field outside its choices or range, or,
             when every field is valid on its own, every rule of :data:`MODEL_RULES` broken.
     """
 
-    dim: int = 128
-    layers: int = 1
-    heads: int = 4
-    ff_dim: int = 0
-    pooling: str = "mean"
-    fusion: str = "transformer"
-    fusion_layers: int = 2
-    fusion_pooling: str = "mean"
-    dropout: float = 0.0
-    modality_dropout: float = 0.0
-    task: str = "binary"
-    num_outputs: int = 1
-    query_modalities: Tuple[str, ...] = ()
-    item_modalities: Tuple[str, ...] = ()
-    temperature: float = 0.07
-    shortcuts: Tuple[Tuple[str, str], ...] = ()
-    names: InitVar[Optional[Names]] = None
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
-    def __post_init__(self, names: Optional[Names]) -> None:
-        for name in ("query_modalities", "item_modalities"):  # JSON gives lists
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        object.__setattr__(self, "shortcuts", tuple(tuple(pair) for pair in self.shortcuts))
-        if self.ff_dim is None:  # how earlier checkpoints wrote "4 * dim"
-            object.__setattr__(self, "ff_dim", 0)
-        name = names or _plain
-        problems: List[Problem] = []
-        for field, value, choices in (
-            ("pooling", self.pooling, SEQUENCE_POOLINGS),
-            ("fusion", self.fusion, fusion_names()),
-            ("fusion_pooling", self.fusion_pooling, SET_POOLINGS),
-            ("task", self.task, task_names()),
-        ):
-            if value not in choices:
-                problems.append((name(field), f"must be one of {', '.join(choices)} (found {value!r})"))
-        for field, least in LEAST.items():
-            if getattr(self, field) < least:
-                problems.append((name(field), f"must be >= {least} (found {getattr(self, field)})"))
-        bad_pairs = [list(pair) for pair in self.shortcuts if len(pair) != 2]
-        if bad_pairs:
-            problems.append((name("shortcuts"), f"must be (query modality, item modality) pairs (found {bad_pairs})"))
-        if not problems:  # the rules across fields read only valid fields
-            problems = model_problems({f.name: getattr(self, f.name) for f in fields(self)}, name)
-        if problems:
-            raise ModelArgsError(problems)
+    dim: int = Field(128, ge=LEAST["dim"], le=65536)  # the shared width D of every modality vector
+    layers: int = Field(1, ge=LEAST["layers"], le=64)  # transformer layers per sequence modality (0 = pooling only)
+    heads: int = Field(4, ge=LEAST["heads"], le=1024)  # attention heads; must divide dim
+    ff_dim: int = Field(0, ge=LEAST["ff_dim"], le=1 << 20)  # feed-forward width (0 = 4 * dim)
+    pooling: Literal[SEQUENCE_POOLINGS] = "mean"  # type: ignore[valid-type]  # pooling within a sequence modality
+    fusion: FusionName = "transformer"  # type: ignore[valid-type]  # the fusion head over the set of modality vectors
+    fusion_layers: int = Field(2, ge=LEAST["fusion_layers"], le=64)  # layers of the fusion head
+    fusion_pooling: Literal[SET_POOLINGS] = "mean"  # type: ignore[valid-type]  # deepset heads: pooling over the set (tmm_deepset: sum, mean or max)
+    dropout: _Rate = 0.0  # dropout inside the encoders and the fusion head
+    modality_dropout: _Rate = 0.0  # training: the chance of dropping each whole modality of a row
+    task: TaskName = "binary"  # type: ignore[valid-type]  # what the model predicts; listwise / pairwise need data.group_column; two_tower data.item_column
+    num_outputs: int = Field(
+        1, ge=LEAST["num_outputs"], le=1_000_000
+    )  # logits per row: 1 (binary), the labels (multilabel), the classes (multiclass)
+    query_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only: the query tower's modalities
+    item_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only: the item tower's modalities
+    temperature: float = Field(0.07, gt=0.01, le=10.0)  # two_tower: starting softmax temperature (learned)
+    shortcuts: Tuple[_Pair, ...] = Field(
+        (), strict=False
+    )  # two_tower: (query, item) modality pairs scored directly too (wide-and-deep style)
+
+    def __init__(self, /, **settings: Any) -> None:
+        __tracebackhide__ = True
+        try:
+            self.__pydantic_validator__.validate_python(settings, self_instance=self)
+        except ValidationError as err:
+            raise ModelArgsError(self._problems(err)) from None
+
+    @classmethod
+    def check_fields(cls, settings: Mapping[str, Any]) -> "ModelArgs":
+        """Settings with each field checked and :data:`MODEL_RULES` left to the caller: a run
+        config runs them itself once it has every section, naming its own locations
+        (``deepsets.pipelines.config.checks``).
+
+        Raises:
+            pydantic.ValidationError: for each field outside its type, choices or range.
+        """
+        instance = cls.__new__(cls)
+        cls.__pydantic_validator__.validate_python(dict(settings), self_instance=instance, context=_FIELDS_ONLY)
+        return instance
+
+    @staticmethod
+    def _problems(err: ValidationError) -> List[Problem]:
+        found: List[Problem] = []
+        for error in err.errors():
+            cause = (error.get("ctx") or {}).get("error")
+            found.extend(cause.problems if isinstance(cause, ModelArgsError) else [_field_problem(error)])
+        return found
+
+    @field_validator("shortcuts", mode="before")
+    @classmethod
+    def _pairs(cls, pairs: Any) -> Any:
+        bad = (
+            [list(p) for p in pairs if isinstance(p, (list, tuple)) and len(p) != 2]
+            if isinstance(pairs, (list, tuple))
+            else []
+        )
+        if bad:
+            raise ValueError(f"must be (query modality, item modality) pairs (found {bad})")
+        return pairs
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_versions(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "ff_dim" in data and data["ff_dim"] is None:  # how "4 * dim" was saved
+            data = {**data, "ff_dim": 0}
+        return data
+
+    @model_validator(mode="after")
+    def _rules(self, info: ValidationInfo) -> "ModelArgs":
+        if (info.context or {}).get("model_rules", True):
+            problems = model_problems(dict(self))
+            if problems:
+                raise ModelArgsError(problems)
+        return self
 
     @property
     def feed_forward_dim(self) -> int:
@@ -222,10 +302,7 @@ class ModelArgs:
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain JSON values; the two-tower fields only for two_tower (as checkpoints always held)."""
-        out = asdict(self)
-        for name in ("query_modalities", "item_modalities"):
-            out[name] = list(out[name])
-        out["shortcuts"] = [list(pair) for pair in self.shortcuts]
+        out = self.model_dump(mode="json")
         if self.task != "two_tower":
             for name in TWO_TOWER_FIELDS:
                 del out[name]
@@ -238,16 +315,24 @@ class ModelArgs:
         Raises:
             ValueError: for unknown keys or values outside their choices.
         """
-        known = {f.name for f in fields(cls)}
+        known = set(cls.model_fields)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"model arguments: unknown {unknown} (known: {', '.join(sorted(known))})")
         return cls(**data)
 
+    def replace(self, **changes: Any) -> "ModelArgs":
+        """A copy with ``changes``, checked like a new one.
+
+        Raises:
+            ModelArgsError: as the constructor does.
+        """
+        return type(self)(**{**dict(self), **changes})
+
     def differences(self, other: "ModelArgs") -> Dict[str, Tuple[Any, Any]]:
         """Field -> (this value, other value) for every field that differs."""
         return {
-            f.name: (getattr(self, f.name), getattr(other, f.name))
-            for f in fields(self)
-            if getattr(self, f.name) != getattr(other, f.name)
+            name: (getattr(self, name), getattr(other, name))
+            for name in type(self).model_fields
+            if getattr(self, name) != getattr(other, name)
         }

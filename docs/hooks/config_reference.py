@@ -155,14 +155,16 @@ def model_rows(
     fallback: Callable[[str], str] = lambda name: "",
     skip: tuple[str, ...] = (),
     first: tuple[str, ...] = (),
+    written: dict[str, str] | None = None,
 ) -> list[Row]:
     """One row per field of ``cls``: name, type, default (``required`` when it has none) and
     description (``Field(description=)``, else the line's comment, else ``fallback(name)``);
-    the fields named in ``first`` lead."""
+    the fields named in ``first`` lead. ``written``: only these fields, each under the name it
+    is written with in the file."""
     rows: list[Row] = []
     fields = sorted(cls.model_fields.items(), key=lambda item: item[0] not in first)
     for name, info in fields:
-        if name in skip:
+        if name in skip or (written is not None and name not in written):
             continue
         if info.default is not PydanticUndefined:
             default = f"`{toml_value(info.default)}`"
@@ -173,7 +175,8 @@ def model_rows(
         limits = constraints([*info.metadata, *_annotated_metadata(info.annotation)], text=_is_text(info.annotation))
         described = info.description or field_comment(cls, name) or fallback(name)
         text = "; ".join(p for p in (_escape(described), ", ".join(limits)) if p)
-        rows.append((f"`{info.alias or name}`", _enum_name(info.metadata) or type_name(info.annotation), default, text))
+        shown = (written or {}).get(name) or info.alias or name
+        rows.append((f"`{shown}`", _enum_name(info.metadata) or type_name(info.annotation), default, text))
     return rows
 
 
@@ -239,11 +242,17 @@ def doc(obj: Any) -> str:
 
 
 def run_config_section() -> str:
+    from deepsets.model_args import ModelArgs
+    from deepsets.pipelines.config.checks import MODEL_LOCATIONS
     from deepsets.pipelines.config.sections import (
         REQUIRED_SECTIONS,
         SECTIONS,
         RunConfig,
     )
+
+    def located(section: str) -> dict[str, str]:
+        """The ``ModelArgs`` fields written in ``section``, by the name they are written with."""
+        return {f: w.split(".")[1] for f, w in MODEL_LOCATIONS.items() if w.split(".")[0] == section}
 
     parts = [
         "## The run config (`deepsets train`, `deepsets tune`)",
@@ -257,7 +266,9 @@ def run_config_section() -> str:
         "",
     ]
     for name, cls in SECTIONS.items():
-        parts += [f"### `[{name}]`", "", doc(cls), "", table(model_rows(cls)), ""]
+        rows = model_rows(ModelArgs, written=located(name)) if name in ("model", "task") else []
+        rows += [] if name == "model" else model_rows(cls)
+        parts += [f"### `[{name}]`", "", doc(cls), "", table(rows), ""]
     return "\n".join(parts)
 
 

@@ -22,19 +22,18 @@ from deepsets.pipelines.config.loading import load_run_config, parse_run_config
 from deepsets.pipelines.config.sections import (
     SECTIONS,
     DataConfig,
-    ModelConfig,
     RunConfig,
     ScalingConfig,
     SchemaConfig,
     TaskConfig,
     TrackingConfig,
     TrainingConfig,
+    section_fields,
 )
 
 __all__ = [
     "SECTIONS",
     "DataConfig",
-    "ModelConfig",
     "RunConfig",
     "ScalingConfig",
     "SchemaConfig",
@@ -43,4 +42,5 @@ __all__ = [
     "TrainingConfig",
     "load_run_config",
     "parse_run_config",
+    "section_fields",
 ]

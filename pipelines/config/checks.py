@@ -1,18 +1,18 @@
 """Checks across fields of a run config, one line each (``location``, ``message``).
 
 Each check runs only when every field it reads is valid on its own, so one mistake is reported
-once, where it is, and not again by every check that reads it. The rules across the model
-settings (``[model]`` and the model's part of ``[task]``) are :class:`deepsets.model_args.ModelArgs`'
-own (``deepsets.model_args.MODEL_RULES``): :func:`run_problems` builds the one checked
-``ModelArgs`` of a config, naming the config's fields in its messages.
+once, where it is, and not again by every check that reads it. The model settings
+(``[model]`` and the model's part of ``[task]``) are one :class:`deepsets.model_args.ModelArgs`
+(:data:`MODEL_LOCATIONS` says where each is written); its rules across fields
+(``deepsets.model_args.MODEL_RULES``) run here, once, naming the config's fields in their
+messages.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from deepsets.model_args import TWO_TOWER_FIELDS, ModelArgs, ModelArgsError, model_problems
+from deepsets.model_args import TWO_TOWER_FIELDS, ModelArgs, model_problems
 from deepsets.pipelines.training.selection import select_problem
 from deepsets.task_kinds import grouped_tasks, task_traits
 
@@ -90,15 +90,18 @@ _AFTER_MODEL: List[_Check] = [
 ]
 
 MODEL_LOCATIONS: Dict[str, str] = {
-    f.name: "task.kind"
-    if f.name == "task"
-    else f"task.{f.name}"
-    if f.name in ("num_outputs", *TWO_TOWER_FIELDS)
-    else f"model.{f.name}"
-    for f in fields(ModelArgs)
+    name: "task.kind"
+    if name == "task"
+    else f"task.{name}"
+    if name in ("num_outputs", *TWO_TOWER_FIELDS)
+    else f"model.{name}"
+    for name in ModelArgs.model_fields
 }
 """Where each :class:`ModelArgs` field is set in a run config: ``dim`` is ``model.dim``,
 ``task`` is ``task.kind``, ``num_outputs`` and the two-tower fields are in ``[task]``."""
+
+FIELD_AT: Dict[str, str] = {where: field for field, where in MODEL_LOCATIONS.items()}
+"""``"task.kind" -> "task"``: the :class:`ModelArgs` field set at each location."""
 
 
 def model_location(field: str) -> str:
@@ -106,18 +109,12 @@ def model_location(field: str) -> str:
     return MODEL_LOCATIONS[field]
 
 
-def _checked_model_args(values: Mapping[str, Any]) -> Tuple[Optional[ModelArgs], List[Tuple[str, str]]]:
-    """The model settings among ``values`` as one checked :class:`ModelArgs` (when every one is
-    valid on its own), or the problems its rules find in the valid ones."""
+def _model_rules(values: Mapping[str, Any]) -> List[Tuple[str, str]]:
+    """The model rules' problems among ``values`` (the fields valid on their own)."""
     settings = {field: values[where] for field, where in MODEL_LOCATIONS.items() if where in values}
     if settings.get("task") != "two_tower":
-        settings.pop("temperature", None)  # read by two_tower only: other models keep the default
-    if any(where not in values for field, where in MODEL_LOCATIONS.items() if field != "temperature"):
-        return None, model_problems(settings, model_location)
-    try:
-        return ModelArgs(**settings, names=model_location), []
-    except ModelArgsError as err:
-        return None, err.problems
+        settings.pop("temperature", None)  # read by two_tower only
+    return model_problems(settings, model_location)
 
 
 def _run(checks: List[_Check], values: Mapping[str, Any]) -> List[Tuple[str, str]]:
@@ -130,21 +127,19 @@ def _run(checks: List[_Check], values: Mapping[str, Any]) -> List[Tuple[str, str
     return found
 
 
-def run_problems(values: Mapping[str, Any]) -> Tuple[Optional[ModelArgs], List[Tuple[str, str]]]:
+def run_problems(values: Mapping[str, Any], model_rules: bool = True) -> List[Tuple[str, str]]:
     """Every check across the fields of a run config, each run once and only when every field it
     reads is itself valid.
 
     Args:
         values: ``"section.field" -> value`` for the fields that are valid on their own.
+        model_rules: run :data:`deepsets.model_args.MODEL_RULES` too (False where the settings
+            are a ``ModelArgs`` that ran them when it was made).
 
     Returns:
-        ``(model settings, problems)``: the checked :class:`ModelArgs` the model is built from
-        (None when any problem was found or a model field is invalid), and every problem as
-        ``(location, message)``.
+        Every problem as ``(location, message)``.
     """
-    model_args, model_found = _checked_model_args(values)
-    found = _run(_FIRST, values) + model_found + _run(_AFTER_MODEL, values)
-    return (model_args if not found else None), found
+    return _run(_FIRST, values) + (_model_rules(values) if model_rules else []) + _run(_AFTER_MODEL, values)
 
 
 def schema_source_problem(has_path: bool, has_inline: bool) -> Optional[str]:

@@ -22,8 +22,9 @@ from pydantic import BaseModel, ValidationError
 
 from deepsets.features.errors import SchemaError, describe_problem, location, unknown_name
 from deepsets.features.schema import parse_schema
-from deepsets.pipelines.config.checks import run_problems, schema_source_problem
-from deepsets.pipelines.config.sections import REQUIRED_SECTIONS, SECTIONS, RunConfig, SchemaConfig
+from deepsets.model_args import ModelArgs
+from deepsets.pipelines.config.checks import FIELD_AT, MODEL_LOCATIONS, run_problems, schema_source_problem
+from deepsets.pipelines.config.sections import REQUIRED_SECTIONS, SECTIONS, RunConfig, SchemaConfig, section_fields
 from deepsets.pipelines.errors import ConfigError
 
 
@@ -33,11 +34,11 @@ def _validate_section(
     """Validate one section; return it (or None), its problems, and its valid field values."""
     if not isinstance(raw, dict):
         return None, [f"{section}: must be a table [{section}] (found {raw!r})"], {}
+    fields = list(section_fields(section))
     try:
         sub = cls.model_validate(raw)
         return sub, [], {f"{section}.{k}": v for k, v in sub.__dict__.items()}
     except ValidationError as err:
-        fields = list(cls.model_fields)
         problems = [f"{location((section,) + tuple(e['loc']))}: {describe_problem(e, fields)}" for e in err.errors()]
         bad = {e["loc"][0] for e in err.errors() if e["loc"]}
     # Keep the fields that are fine on their own, so cross-field checks still run on them.
@@ -46,6 +47,39 @@ def _validate_section(
     except ValidationError:  # a required field is among the bad ones
         return None, problems, {}
     return None, problems, {f"{section}.{k}": v for k, v in partial.__dict__.items() if k not in bad}
+
+
+def _validate_model_settings(model: Any, task: Any) -> Tuple[Optional[ModelArgs], List[str], Dict[str, Any]]:
+    """The model settings, written in ``[model]`` and in ``[task]`` (``kind``, ``num_outputs``,
+    the towers), as one :class:`ModelArgs` with each field checked (its rules across fields run
+    with the config's other checks); its problems and its valid values by location."""
+    problems: List[str] = []
+    settings: Dict[str, Any] = {}
+    if not isinstance(model, dict):
+        problems.append(f"model: must be a table [model] (found {model!r})")
+    for section, table in (("model", model), ("task", task)):
+        if not isinstance(table, dict):
+            continue  # [task] is reported with its section
+        for key, value in table.items():
+            where = f"{section}.{key}"
+            if where in FIELD_AT:
+                settings[FIELD_AT[where]] = value
+            elif section == "model":
+                problems.append(f"{where}: " + unknown_name(key, list(section_fields("model")), "field"))
+    try:
+        checked = ModelArgs.check_fields(settings)
+        return (None if problems else checked), problems, {MODEL_LOCATIONS[k]: v for k, v in checked}
+    except ValidationError as err:
+        bad = {e["loc"][0] for e in err.errors() if e["loc"]}
+        for e in err.errors():
+            section, name = MODEL_LOCATIONS[e["loc"][0]].split(".")
+            problems.append(f"{location((section, name) + tuple(e['loc'][1:]))}: {describe_problem(e)}")
+    valid = ModelArgs.check_fields({k: v for k, v in settings.items() if k not in bad})
+    return (
+        None,
+        problems,
+        {where: getattr(valid, field) for field, where in MODEL_LOCATIONS.items() if field not in bad},
+    )
 
 
 def _validate_schema_section(raw: Any) -> Tuple[Optional[SchemaConfig], List[str]]:
@@ -90,6 +124,8 @@ def _validate(raw: Any, source: str, overrides: Mapping[str, str] = {}) -> RunCo
     sections: Dict[str, BaseModel] = {}
     values: Dict[str, Any] = {}
     for section, cls in SECTIONS.items():
+        if section == "model":
+            continue
         if section not in raw and section not in REQUIRED_SECTIONS:
             sub = cls()
             sections[section] = sub
@@ -101,16 +137,23 @@ def _validate(raw: Any, source: str, overrides: Mapping[str, str] = {}) -> RunCo
             if schema is not None:
                 sections[section] = schema
             continue
-        sub, found, good = _validate_section(section, cls, raw.get(section, {}))
+        table = raw.get(section, {})
+        if section == "task" and isinstance(table, dict):
+            table = {k: v for k, v in table.items() if f"task.{k}" not in FIELD_AT}  # the model's, below
+        sub, found, good = _validate_section(section, cls, table)
         problems.extend(found)
         values.update(good)
         if sub is not None:
             sections[section] = sub
-    model_args, found = run_problems(values)
-    problems.extend(f"{loc}: {msg}" for loc, msg in found)
+    model, found, good = _validate_model_settings(raw.get("model", {}), raw.get("task", {}))
+    problems.extend(found)
+    values.update(good)
+    if model is not None:
+        sections["model"] = model
+    problems.extend(f"{loc}: {msg}" for loc, msg in run_problems(values))
     if problems:
         raise ConfigError(source, [_mention_override(p, overrides) for p in problems])
-    return RunConfig.from_checked(sections, model_args)
+    return RunConfig.from_checked(sections)
 
 
 def _mention_override(problem: str, overrides: Mapping[str, str]) -> str:
@@ -169,8 +212,7 @@ def _override_value(section: str, key: str, text: str) -> Any:
         return text
     if isinstance(value, (datetime, date, time)):
         return text
-    cls = SECTIONS.get(section)
-    field = cls.model_fields.get(key) if cls is not None else None
+    field = section_fields(section).get(key) if section in SECTIONS else None
     if field is not None and field.annotation in (str, Optional[str]) and not isinstance(value, str):
         return text
     return value

@@ -7,57 +7,30 @@ import os
 import re
 import secrets
 from datetime import datetime
-from typing import Annotated, Any, Callable, Dict, Literal, Optional, Tuple, Union
+from typing import Annotated, Any, Dict, Literal, Optional, Tuple, Union
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     SerializeAsAny,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic.fields import FieldInfo
 
-from deepsets.choices import NEGATIVES, OPTIMIZERS, SCHEDULES, SEQUENCE_POOLINGS, SET_POOLINGS
+from deepsets.choices import NEGATIVES, OPTIMIZERS, SCHEDULES
 from deepsets.features.kinds.base import BaseFeature
 from deepsets.features.schema import FeatureSchema, features_by_kind, load_schema, parse_schema
-from deepsets.fusion_heads import fusion_names
-from deepsets.model_args import LEAST, ModelArgs
-from deepsets.pipelines.config.checks import run_problems, schema_source_problem
+from deepsets.model_args import ModelArgs
+from deepsets.pipelines.config.checks import FIELD_AT, MODEL_LOCATIONS, run_problems, schema_source_problem
 from deepsets.pipelines.config.toml_text import dump_toml
-from deepsets.task_kinds import task_names
 
 Scalar = Union[str, int, float, bool]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 _Text = Annotated[str, Field(min_length=1)]
 _Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
-_Pair = Annotated[Tuple[_Text, _Text], Field(strict=False)]  # TOML gives a list
-
-
-def _registered(names: Callable[[], Tuple[str, ...]]) -> Any:
-    """A name that must be registered when the value is validated (a head or task kind added by
-    a plug-in is a choice too); refused with the same message as a ``Literal``."""
-
-    def check(value: str) -> str:
-        choices = names()
-        if value not in choices:
-            quoted = [repr(c) for c in choices]
-            expected = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
-            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
-        return value
-
-    return Annotated[str, AfterValidator(check), WithJsonSchema({"type": "string", "enum": list(names())})]
-
-
-FusionName = _registered(fusion_names)
-"""``model.fusion``: a head of ``deepsets.fusion_heads``."""
-TaskName = _registered(task_names)
-"""``task.kind``: a kind of ``deepsets.task_kinds``."""
 
 
 def _paths(value: Any) -> Any:
@@ -127,50 +100,13 @@ class SchemaConfig(BaseModel):
         return out
 
 
-_MODEL = ModelArgs()
-"""The model library's defaults: the one place each model setting's default is written."""
-
-
-class ModelConfig(BaseModel):
-    """Plain values for :func:`deepsets.builders.build_model`: the fields of
-    :class:`deepsets.model_args.ModelArgs` a ``[model]`` section sets, with its defaults and
-    lower bounds (its rules across fields run when the whole config is checked)."""
-
-    model_config = _STRICT
-
-    dim: int = Field(_MODEL.dim, ge=LEAST["dim"], le=65536)  # the shared width D of every modality vector
-    layers: int = Field(
-        _MODEL.layers, ge=LEAST["layers"], le=64
-    )  # transformer layers per sequence modality (0 = pooling only)
-    heads: int = Field(_MODEL.heads, ge=LEAST["heads"], le=1024)  # attention heads; must divide dim
-    ff_dim: int = Field(_MODEL.ff_dim, ge=LEAST["ff_dim"], le=1 << 20)  # feed-forward width (0 = 4 * dim)
-    pooling: Literal[SEQUENCE_POOLINGS] = _MODEL.pooling  # type: ignore[valid-type]  # pooling within a sequence modality
-    fusion: FusionName = _MODEL.fusion  # type: ignore[valid-type]  # the fusion head over the set of modality vectors
-    fusion_layers: int = Field(_MODEL.fusion_layers, ge=LEAST["fusion_layers"], le=64)  # layers of the fusion head
-    fusion_pooling: Literal[SET_POOLINGS] = _MODEL.fusion_pooling  # type: ignore[valid-type]  # deepset heads: pooling over the set (tmm_deepset: sum, mean or max)
-    dropout: _Rate = _MODEL.dropout  # dropout inside the encoders and the fusion head
-    modality_dropout: _Rate = _MODEL.modality_dropout  # training: the chance of dropping each whole modality of a row
-
-
 class TaskConfig(BaseModel):
-    """What the head predicts: 1 logit (binary), one per label / class, or one per target; one
-    ranking score per row (listwise / pairwise over ``data.group_column`` groups); or, for
-    two_tower, a query and an item embedding (towers over the listed modalities)."""
+    """How a task learns, besides what the model predicts: the ranking cutoff and, for
+    two_tower, its negatives. What the model predicts (``kind``, ``num_outputs``, the towers) is
+    written in ``[task]`` too, and read into the model's settings (:class:`deepsets.model_args.ModelArgs`)."""
 
     model_config = _STRICT
 
-    kind: TaskName = _MODEL.task  # type: ignore[valid-type]  # listwise / pairwise need data.group_column; two_tower data.item_column
-    num_outputs: int = Field(
-        _MODEL.num_outputs, ge=LEAST["num_outputs"], le=1_000_000
-    )  # logits per row: 1 (binary), the labels (multilabel), the classes (multiclass)
-    query_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only
-    item_modalities: Tuple[_Text, ...] = Field((), strict=False)  # two_tower only
-    temperature: float = Field(
-        _MODEL.temperature, gt=0.01, le=10.0
-    )  # two_tower: starting softmax temperature (learned)
-    shortcuts: Tuple[_Pair, ...] = Field(
-        (), strict=False
-    )  # two_tower: (query, item) modality pairs scored directly too
     logq: bool = True  # two_tower: correct in-batch negatives by item popularity
     k: int = Field(10, ge=1, le=100_000)  # ranking kinds: the cutoff of ndcg_at_k / recall_at_k
     negatives: Literal[NEGATIVES] = "in_batch"  # type: ignore[valid-type]  # two_tower: in_batch | mixed | catalogue
@@ -249,22 +185,61 @@ class TrackingConfig(BaseModel):
 SECTIONS: Dict[str, type[BaseModel]] = {
     "data": DataConfig,
     "schema": SchemaConfig,
-    "model": ModelConfig,
+    "model": ModelArgs,
     "task": TaskConfig,
     "training": TrainingConfig,
     "scaling": ScalingConfig,
     "tracking": TrackingConfig,
 }
 REQUIRED_SECTIONS = ("data", "schema")
+"""Each section's model; ``[model]`` and part of ``[task]`` are one :class:`ModelArgs`
+(:func:`section_fields` lists what each section holds)."""
+
+
+def section_fields(section: str) -> Dict[str, FieldInfo]:
+    """``{name as written in the section: its field}``: ``[model]`` holds the :class:`ModelArgs`
+    fields located there; ``[task]`` the rest of them (``task`` written ``kind``) and
+    :class:`TaskConfig`'s own.
+
+    Raises:
+        KeyError: for a section that does not exist.
+    """
+    cls = SECTIONS[section]
+    out = {} if section == "model" else dict(cls.model_fields)
+    for field, where in MODEL_LOCATIONS.items():
+        located, name = where.split(".")
+        if located == section:
+            out[name] = ModelArgs.model_fields[field]
+    return out if section != "task" else {n: out[n] for n in sorted(out, key=lambda n: n in TaskConfig.model_fields)}
+
+
+def move_model_fields(raw: Dict[str, Any]) -> Dict[str, Any]:
+    """A config dict whose ``[task]`` model settings (``kind``, ``num_outputs``, the towers) are
+    moved into its ``[model]`` table under their :class:`ModelArgs` names (a copy; other values
+    are left for validation to judge)."""
+    task = raw.get("task")
+    if not isinstance(task, dict):
+        return raw
+    moved = {FIELD_AT[f"task.{k}"]: v for k, v in task.items() if f"task.{k}" in FIELD_AT}
+    if not moved:
+        return raw
+    model = raw.get("model", {})
+    if isinstance(model, ModelArgs):
+        model = model.replace(**moved)
+    elif isinstance(model, dict):
+        model = {**model, **moved}
+    rest = {k: v for k, v in task.items() if f"task.{k}" not in FIELD_AT}
+    return {**raw, "model": model, "task": rest}
 
 
 class RunConfig(BaseModel):
     """A whole training run. The ``[schema]`` section is the attribute ``schema_`` (pydantic's
     ``BaseModel.schema`` owns the plain name).
 
-    Validating it checks the fields across sections once and keeps the model settings as one
-    checked :class:`deepsets.model_args.ModelArgs` (:meth:`model_args`); a pickled copy (a Ray
-    worker's) carries them and is not checked again."""
+    ``model`` is the model's settings, :class:`deepsets.model_args.ModelArgs`: the ``[model]``
+    section with the model's part of ``[task]`` (``task.kind`` is ``model.task``); it checked
+    its own rules when it was made, and validating the config checks the fields across sections
+    once. A pickled copy (a Ray worker's) is not checked again."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
@@ -272,42 +247,69 @@ class RunConfig(BaseModel):
 
     data: DataConfig
     schema_: SchemaConfig = Field(alias="schema")
-    model: ModelConfig = ModelConfig()
+    model: ModelArgs = ModelArgs()
     task: TaskConfig = TaskConfig()
     training: TrainingConfig = TrainingConfig()
     scaling: ScalingConfig = ScalingConfig()
     tracking: TrackingConfig = TrackingConfig()
-    _model_args: Optional[Tuple[ModelConfig, TaskConfig, ModelArgs]] = PrivateAttr(default=None)
-    """The checked model settings, with the two sections they were made from."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_settings_of_the_model(cls, data: Any) -> Any:
+        return move_model_fields(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "RunConfig":
-        model_args, problems = run_problems(self._values())
+        problems = run_problems(self._values(), model_rules=False)
         if problems:
             raise ValueError("; ".join(f"{loc}: {msg}" for loc, msg in problems))
-        self._model_args = (self.model, self.task, model_args)
         return self
 
     @classmethod
-    def from_checked(cls, sections: Dict[str, BaseModel], model_args: ModelArgs) -> "RunConfig":
+    def from_checked(cls, sections: Dict[str, BaseModel]) -> "RunConfig":
         """A config from sections that :func:`deepsets.pipelines.config.checks.run_problems` has
-        already checked, with the model settings it made: the checks do not run again.
+        already checked (``"model"``: the :class:`ModelArgs`): the checks do not run again.
 
         Args:
             sections: section name (``"schema"`` included) -> its validated section.
         """
-        cfg = cls.model_construct(**{attr(s): v for s, v in sections.items()})
-        cfg._model_args = (cfg.model, cfg.task, model_args)
-        return cfg
+        return cls.model_construct(**{attr(s): v for s, v in sections.items()})
+
+    def sections(self) -> Dict[str, Dict[str, Any]]:
+        """``{section: {field as written there: value}}``, the model settings in the sections
+        they are written in (``task.kind`` in ``[task]``)."""
+        out: Dict[str, Dict[str, Any]] = {}
+        for section in SECTIONS:
+            if section != "model":
+                out[section] = dict(getattr(self, attr(section)).__dict__)
+        out["model"] = {}
+        for field, value in self.model:
+            section, name = MODEL_LOCATIONS[field].split(".")
+            out[section][name] = value
+        out["task"] = {n: out["task"][n] for n in section_fields("task")}
+        return {s: out[s] for s in SECTIONS}
 
     def _values(self) -> Dict[str, Any]:
-        return {f"{s}.{k}": v for s in SECTIONS for k, v in getattr(self, attr(s)).__dict__.items()}
+        return {f"{s}.{k}": v for s, table in self.sections().items() for k, v in table.items()}
 
     # -- views ---------------------------------------------------------------------------
 
     def as_dict(self) -> dict:
         """JSON- and TOML-able nested dict; ``parse_run_config(cfg.as_dict(), ...) == cfg``."""
-        return self.model_dump(mode="json", exclude_none=True, by_alias=True)
+        dumped = self.model_dump(mode="json", exclude_none=True, by_alias=True)
+        model = dumped.pop("model")
+        out: Dict[str, Any] = {}
+        for section in SECTIONS:
+            if section == "model":
+                out["model"] = {n: model[n] for n in section_fields("model")}
+            elif section == "task":
+                out["task"] = {
+                    n: model[FIELD_AT[f"task.{n}"]] if f"task.{n}" in FIELD_AT else dumped["task"][n]
+                    for n in section_fields("task")
+                }
+            else:
+                out[section] = dumped[section]
+        return out
 
     def to_toml(self) -> str:
         """The config as TOML text, which :func:`load_run_config` reads back to an equal config."""
@@ -320,9 +322,8 @@ class RunConfig(BaseModel):
         """``{"section.field": scalar}`` for MLflow params: lists joined with ",", unset optional
         values as "", an inline schema summarised as ``schema.modalities="name:kind,..."``."""
         out: Dict[str, Scalar] = {}
-        for section in SECTIONS:
-            sub = getattr(self, attr(section))
-            for key, value in sub.__dict__.items():
+        for section, table in self.sections().items():
+            for key, value in table.items():
                 if section == "schema" and key == "modality":
                     continue
                 if value is None:
@@ -347,16 +348,9 @@ class RunConfig(BaseModel):
         return parse_schema(self.schema_._inline_dict(), "schema")
 
     def model_args(self) -> ModelArgs:
-        """What :func:`deepsets.builders.build_model` needs besides the modalities: the
-        ``[model]`` section, plus the task and (two_tower) its towers, checked once when the
-        config was validated (again only for a copy whose ``model`` or ``task`` was replaced)."""
-        kept = self._model_args
-        if kept is None or kept[0] is not self.model or kept[1] is not self.task:
-            model_args, problems = run_problems(self._values())
-            if problems:
-                raise ValueError("; ".join(f"{loc}: {msg}" for loc, msg in problems))
-            kept = self._model_args = (self.model, self.task, model_args)
-        return kept[2]
+        """What :func:`deepsets.builders.build_model` needs besides the modalities: ``model``,
+        checked when it was made."""
+        return self.model
 
 
 def attr(section: str) -> str:

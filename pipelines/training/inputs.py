@@ -53,7 +53,7 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
     check_table_sizes(spec.model_inputs(), cfg.model.dim)  # a table too big to build: refused before Ray starts
     labels = list(cfg.data.label_columns) + [c for c in (cfg.data.group_column, cfg.data.item_column) if c]
     for side in ("query", "item"):
-        unknown = sorted(set(getattr(cfg.task, f"{side}_modalities")) - set(spec.names))
+        unknown = sorted(set(getattr(cfg.model, f"{side}_modalities")) - set(spec.names))
         if unknown:
             raise ConfigError(
                 "run config",
@@ -78,12 +78,12 @@ def check_training_data(cfg: RunConfig, spec: FeatureSpec) -> int:
             if cfg.data.item_column:
                 read_key_column(path, pf, cfg.data.item_column)  # integers, no nulls
             rows += pf.metadata.num_rows if count else 0
-            check_label_values(cfg.task.kind, cfg.task.num_outputs, cfg.data.label_columns, path, pf)
+            check_label_values(cfg.model.task, cfg.model.num_outputs, cfg.data.label_columns, path, pf)
         if groups is not None:
             groups.finish()
         skip_empty_files(key, files, empty)
     if cfg.data.items:
-        items = spec.subset(list(cfg.task.item_modalities))
+        items = spec.subset(list(cfg.model.item_modalities))
         for path in resolve_inputs(list(cfg.data.items)):
             read_key_column(
                 path, items.open_checked(path, [cfg.data.item_column]), cfg.data.item_column
@@ -252,7 +252,7 @@ def item_counts(cfg: RunConfig) -> Optional[dict]:
     Raises:
         DataError: naming the file, column and rows of a non-integer or null item id.
     """
-    if cfg.task.kind != "two_tower" or not cfg.task.logq:
+    if cfg.model.task != "two_tower" or not cfg.task.logq:
         return None
     column = cfg.data.item_column
     found = [read_key_column(path, open_parquet(path), column) for path in resolve_inputs(list(cfg.data.train))]

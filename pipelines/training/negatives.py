@@ -155,6 +155,6 @@ class Negatives:
 
 def item_catalogue_or_none(cfg, spec) -> Optional[ItemCatalogue]:
     """The item table of a two_tower run whose negatives need it, else None."""
-    if cfg.task.kind != "two_tower" or cfg.task.negatives == "in_batch":
+    if cfg.model.task != "two_tower" or cfg.task.negatives == "in_batch":
         return None
-    return ItemCatalogue(spec.subset(list(cfg.task.item_modalities)), list(cfg.data.items), cfg.data.item_column)
+    return ItemCatalogue(spec.subset(list(cfg.model.item_modalities)), list(cfg.data.items), cfg.data.item_column)

@@ -103,9 +103,9 @@ class Objective:
     ) -> "Objective":
         """From a :class:`deepsets.pipelines.config.RunConfig`."""
         return cls(
-            cfg.task.kind,
+            cfg.model.task,
             tuple(cfg.data.label_columns),
-            cfg.task.num_outputs,
+            cfg.model.num_outputs,
             cfg.data.group_column,
             cfg.data.item_column,
             cfg.task.k,

@@ -73,7 +73,7 @@ def validate_values(cfg: RunConfig, spec: FeatureSpec, progress: bool) -> None:
     if cfg.data.valid:
         spec.validate(list(cfg.data.valid), progress=progress, desc="checking valid")
     if cfg.data.items:
-        spec.subset(list(cfg.task.item_modalities)).validate(
+        spec.subset(list(cfg.model.item_modalities)).validate(
             list(cfg.data.items), progress=progress, desc="checking items"
         )
 
@@ -143,7 +143,7 @@ def _run_claimed(
         save_run_record(cfg, run_dir)
     popularity = item_counts(cfg)  # before any run is opened: a bad item column fails here
     selection = Selection.of(
-        cfg.training.select, cfg.training.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid)
+        cfg.training.select, cfg.training.patience, cfg.model.task, cfg.task.k, bool(cfg.data.valid)
     )
     # a local Ray started here ends with the run; its workers that outlive it are ended by pid
     with private_ray(ray_address, int(cfg.scaling.workers * cfg.scaling.cpus_per_worker) + 1):

@@ -166,7 +166,7 @@ def build_state(
     spec = FeatureSpec.from_dict(loop_config["spec"])
     t = cfg.training
     negatives = None
-    if cfg.task.kind == "two_tower" and cfg.task.negatives != "in_batch":
+    if cfg.model.task == "two_tower" and cfg.task.negatives != "in_batch":
         negatives = Negatives(
             cfg.task.negatives, item_catalogue_or_none(cfg, spec), cfg.task.num_negatives, cfg.task.refresh_steps
         )
@@ -192,7 +192,7 @@ def build_state(
         negatives=negatives,
         local_batch_size=local_batch_size,
         steps_per_epoch=steps_per_epoch,
-        selection=Selection.of(t.select, t.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid)),
+        selection=Selection.of(t.select, t.patience, cfg.model.task, cfg.task.k, bool(cfg.data.valid)),
         fail_at_epoch=loop_config.get("fail_at_epoch"),
         saved_config=cfg.as_dict(),
     )

@@ -210,7 +210,7 @@ def run_tune(
     )  # flushed: a log shows each line as it comes
     cfg = load_run_config(config, overrides)
     selection = Selection.of(
-        cfg.training.select, cfg.training.patience, cfg.task.kind, cfg.task.k, bool(cfg.data.valid)
+        cfg.training.select, cfg.training.patience, cfg.model.task, cfg.task.k, bool(cfg.data.valid)
     )
     if selection.metric is None:
         raise ConfigError(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from deepsets.pipelines.config import parse_run_config
-from deepsets.pipelines.config.sections import SECTIONS
+from deepsets.pipelines.config.sections import SECTIONS, section_fields
 from deepsets.pipelines.errors import ConfigError
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform")
@@ -56,7 +56,7 @@ class Param:
             return tune.choice(list(self.values))
         low, high = self.values
         section, _, name = self.key.partition(".")
-        if SECTIONS[section].model_fields[name].annotation is int:
+        if section_fields(section)[name].annotation is int:
             low, high = math.ceil(low), math.floor(high) + 1  # randint's upper bound is exclusive
             return tune.lograndint(low, high) if self.distribution == "loguniform" else tune.randint(low, high)
         return tune.loguniform(low, high) if self.distribution == "loguniform" else tune.uniform(low, high)
@@ -66,7 +66,7 @@ class Param:
         if self.distribution == "choice":
             return self.values
         section, _, name = self.key.partition(".")
-        if SECTIONS[section].model_fields[name].annotation is int:
+        if section_fields(section)[name].annotation is int:
             return (math.ceil(self.values[0]), math.floor(self.values[1]))
         return self.values
 
@@ -90,7 +90,7 @@ class SearchSpace:
 
 def _param(key: str, value: Any) -> tuple[Optional[Param], Optional[str]]:
     section, _, name = key.partition(".")
-    if section not in SECTIONS or name not in SECTIONS[section].model_fields or section == "schema":
+    if section not in SECTIONS or name not in section_fields(section) or section == "schema":
         return (
             None,
             f'params."{key}": not a run-config field (section.field, e.g. "training.lr"; the schema cannot be searched)',

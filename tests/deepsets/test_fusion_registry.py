@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from pydantic import ValidationError
 from torch import Tensor, nn
 
 import deepsets.fusion.registry as fusion_registry
@@ -16,8 +15,8 @@ import deepsets.fusion_heads as fusion_heads
 from deepsets.builders import build_fusion, build_model
 from deepsets.fusion import FusionHead, FusionOutput, FusionSettings, SetFusion, check_set_inputs, register_fusion
 from deepsets.fusion_heads import FusionTraits, fusion_names, fusion_traits, set_fusion_heads
+from deepsets.model_args import ModelArgs
 from deepsets.optim import make_optimizer, make_scheduler
-from deepsets.pipelines.config import ModelConfig
 from deepsets.pipelines.training.loop import evaluate, train_step
 from deepsets.pipelines.training.objectives import Objective
 from tests.deepsets.random_batches import INFOS, random_batch
@@ -66,9 +65,9 @@ def signal_batch(rows: int, seed: int):
 def test_a_head_registered_here_is_a_choice_everywhere(gated_sum):
     assert fusion_names()[-1] == "gated_sum" and "gated_sum" in set_fusion_heads()
     assert fusion_traits("gated_sum") == gated_sum
-    assert ModelConfig(fusion="gated_sum").fusion == "gated_sum"  # the run config validates against the table
-    with pytest.raises(ValidationError, match="'tmm_deepset', 'mmt' or 'gated_sum'"):
-        ModelConfig(fusion="gated")
+    assert ModelArgs(fusion="gated_sum").fusion == "gated_sum"  # the run config validates against the table
+    with pytest.raises(ValueError, match="'tmm_deepset', 'mmt' or 'gated_sum'"):
+        ModelArgs(fusion="gated")
     fusion = build_fusion("gated_sum", ["a", "b", "c"], 8)
     assert isinstance(fusion, SetFusion) and isinstance(fusion.head, GatedSumFusion) and fusion.out_dim == 8
     register_fusion(GATED_SUM, GatedSumFusion.from_settings)  # the same traits again: no-op

@@ -144,8 +144,10 @@ def test_an_installed_plugin_registers_its_head_and_task_in_a_fresh_process(tmp_
 def test_a_plugin_head_is_a_choice_of_the_run_config_in_a_fresh_process(tmp_path):
     write_distribution(tmp_path, "toy_plugin", TOY_PLUGIN, f"[{PLUGIN_GROUP}]\ntoy = toy_plugin\n")
     code = (
-        "from deepsets.pipelines.config import ModelConfig, TaskConfig; "
-        "print(ModelConfig(fusion='toy_sum').fusion, TaskConfig(kind='toy_squared').kind)"
+        "from deepsets.pipelines.config import parse_run_config; "
+        "cfg = parse_run_config({'data': {'train': 't', 'label_columns': ['y']}, 'schema': {'path': 's.toml'}, "
+        "'model': {'fusion': 'toy_sum'}, 'task': {'kind': 'toy_squared'}}); "
+        "print(cfg.model.fusion, cfg.model.task)"
     )
     done = run_fresh(code, tmp_path)
     assert done.returncode == 0, done.stderr

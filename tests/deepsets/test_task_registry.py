@@ -18,9 +18,10 @@ from torch import Tensor
 import deepsets.task_kinds as task_kinds
 import deepsets.tasks as tasks
 from deepsets.builders import build_model
+from deepsets.model_args import ModelArgs
 from deepsets.optim import make_optimizer, make_scheduler
 from deepsets.pipelines.ablation.methods import CachedRows, SubsetScorer
-from deepsets.pipelines.config import DataConfig, RunConfig, SchemaConfig, TaskConfig, TrainingConfig
+from deepsets.pipelines.config import DataConfig, RunConfig, SchemaConfig, TrainingConfig
 from deepsets.pipelines.training.loop import evaluate, train_step
 from deepsets.pipelines.training.objectives import Objective
 from deepsets.pipelines.training.selection import Selection, default_select, select_problem, validation_metrics
@@ -96,9 +97,9 @@ def count_batch(rows: int, seed: int):
 
 def test_a_kind_registered_here_is_a_choice_of_the_config_selection_and_head(poisson):
     assert task_names()[-1] == "poisson" and task_traits("poisson") == poisson
-    assert TaskConfig(kind="poisson").kind == "poisson"
-    with pytest.raises(ValidationError, match="'two_tower' or 'poisson'"):
-        TaskConfig(kind="poison")
+    assert ModelArgs(task="poisson").task == "poisson"
+    with pytest.raises(ValueError, match="'two_tower' or 'poisson'"):
+        ModelArgs(task="poison")
     assert validation_metrics("poisson") == ("loss", "deviance") and default_select("poisson") == "valid_deviance"
     selection = Selection.of("", 2, "poisson", 10, True)
     assert selection == Selection("valid_deviance", 2) and not selection.higher_is_better
@@ -108,10 +109,10 @@ def test_a_kind_registered_here_is_a_choice_of_the_config_selection_and_head(poi
         == "a poisson run reports valid_loss, valid_deviance (or \"last\"; found 'valid_auc')"
     )
     base = dict(data=DataConfig(train="t", valid="v", label_columns=["count"]), schema=SchemaConfig(path="s.toml"))
-    cfg = RunConfig(**base, task=TaskConfig(kind="poisson"), training=TrainingConfig(select="valid_deviance"))
+    cfg = RunConfig(**base, task={"kind": "poisson"}, training=TrainingConfig(select="valid_deviance"))
     assert cfg.model_args().task == "poisson"
-    with pytest.raises(ValidationError, match=r"task.num_outputs: a poisson task has exactly 1 output \(found 2\)"):
-        RunConfig(**base, task=TaskConfig(kind="poisson", num_outputs=2))
+    with pytest.raises(ValidationError, match=r"num_outputs: a poisson task has exactly 1 output \(found 2\)"):
+        RunConfig(**base, task={"kind": "poisson", "num_outputs": 2})
     with pytest.raises(ValueError, match="poisson task cannot have num_outputs=2"):
         TaskHead(8, "poisson", 2)
     with pytest.raises(ValueError, match="exactly when ablation_metric names one"):

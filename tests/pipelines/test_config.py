@@ -15,16 +15,17 @@ from pydantic import ValidationError
 
 from deepsets.choices import SET_POOLINGS
 from deepsets.fusion_heads import fusion_names
+from deepsets.model_args import ModelArgs
 from deepsets.pipelines import config as C
 from deepsets.pipelines.config import (
     DataConfig,
-    ModelConfig,
     RunConfig,
     SchemaConfig,
     TaskConfig,
     TrainingConfig,
     load_run_config,
     parse_run_config,
+    section_fields,
 )
 from deepsets.pipelines.demo import default_demo_config
 from deepsets.task_kinds import task_names
@@ -72,25 +73,18 @@ def test_model_args_carry_the_model_and_task_sections(tmp_path):
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
-def test_each_model_setting_has_one_default_and_ff_dim_one_meaning():
-    from deepsets.model_args import ModelArgs
-
+def test_each_model_setting_is_declared_once_with_one_default_and_ff_dim_one_meaning():
     defaults = ModelArgs()
-    assert ModelConfig().model_dump() == {name: getattr(defaults, name) for name in ModelConfig.model_fields}
-    task = TaskConfig()
-    assert (task.kind, task.num_outputs, task.temperature) == (
-        defaults.task,
-        defaults.num_outputs,
-        defaults.temperature,
-    )
-    assert (
-        C.parse_run_config({"data": {"train": "t", "label_columns": ["y"]}, "schema": {"path": "s.toml"}}).model_args()
-        == defaults
-    )
+    # [model] and the model's part of [task] are fields of ModelArgs itself, not copies of them
+    assert all(section_fields("model")[n] is ModelArgs.model_fields[n] for n in section_fields("model"))
+    assert section_fields("task")["kind"] is ModelArgs.model_fields["task"]
+    assert not set(TaskConfig.model_fields) & set(ModelArgs.model_fields)
+    cfg = C.parse_run_config({"data": {"train": "t", "label_columns": ["y"]}, "schema": {"path": "s.toml"}})
+    assert cfg.model_args() is cfg.model and cfg.model == defaults
     # ff_dim 0 means 4 * dim in the config and the model's settings alike; earlier checkpoints saved None for it
     assert ModelArgs(dim=32).feed_forward_dim == 128 and ModelArgs(dim=32, ff_dim=48).feed_forward_dim == 48
     assert ModelArgs.from_dict({**defaults.to_dict(), "ff_dim": None}) == defaults
-    with pytest.raises(ValueError, match=r"ff_dim: must be >= 0 \(found -1\)"):
+    with pytest.raises(ValueError, match=r"ff_dim: Input should be greater than or equal to 0 \(found -1\)"):
         ModelArgs(ff_dim=-1)
 
 
@@ -100,26 +94,30 @@ def test_choices_are_the_model_library_lists():
     from deepsets.choices import OPTIMIZERS, SCHEDULES, SEQUENCE_POOLINGS
 
     for section, field, choices in (
-        (ModelConfig, "pooling", SEQUENCE_POOLINGS),
-        (ModelConfig, "fusion_pooling", SET_POOLINGS),
+        (ModelArgs, "pooling", SEQUENCE_POOLINGS),
+        (ModelArgs, "fusion_pooling", SET_POOLINGS),
         (TrainingConfig, "optimizer", OPTIMIZERS),
         (TrainingConfig, "schedule", SCHEDULES),
     ):
         assert typing.get_args(section.model_fields[field].annotation) == choices, (section, field)
     # the registered heads and task kinds: every one is accepted, anything else refused listing them
-    for section, field, names in ((ModelConfig, "fusion", fusion_names()), (TaskConfig, "kind", task_names())):
-        assert [getattr(section(**{field: name}), field) for name in names] == list(names)
-        with pytest.raises(
-            ValidationError, match=" or ".join([", ".join(repr(n) for n in names[:-1]), repr(names[-1])])
-        ):
-            section(**{field: "nothing"})
-        assert section.model_json_schema()["properties"][field]["enum"] == list(names)
+    for field, names in (("fusion", fusion_names()), ("task", task_names())):
+        assert [getattr(ModelArgs.check_fields({field: name}), field) for name in names] == list(names)
+        with pytest.raises(ValueError, match=" or ".join([", ".join(repr(n) for n in names[:-1]), repr(names[-1])])):
+            ModelArgs(**{field: "nothing"})
+        assert ModelArgs.model_json_schema()["properties"][field]["enum"] == list(names)
 
 
 def test_direct_construction_runs_the_cross_checks():
     data, schema = DataConfig(train="t", label_columns=["y"]), SchemaConfig(path="s.toml")
-    with pytest.raises(ValidationError, match=r"model.heads: must divide model.dim \(heads = 3, dim = 128\)"):
-        RunConfig(data=data, schema=schema, model=ModelConfig(heads=3))
+    with pytest.raises(ValidationError, match=r"heads: must divide dim \(heads = 3, dim = 128\)"):
+        RunConfig(data=data, schema=schema, model={"heads": 3})
+    with pytest.raises(ValidationError, match="training.batch_size: must be divisible by scaling.workers"):
+        RunConfig(data=data, schema=schema, training=TrainingConfig(batch_size=3))
+    # the model's part of [task] is the model's, given either way
+    given = RunConfig(data=data, schema=schema, task={"kind": "regression", "k": 5})
+    assert (given.model.task, given.task.k) == ("regression", 5)
+    assert RunConfig(**given.as_dict()) == given
     with pytest.raises(ValidationError, match="not both"):
         SchemaConfig(path="s.toml", id_column="x")
     cfg = RunConfig(data=data, schema=schema)
@@ -137,7 +135,7 @@ def test_default_demo_config(tmp_path):
     d = tmp_path / "demo"
     assert cfg.data == DataConfig(train=(f"{d}/train",), valid=(f"{d}/valid",), label_columns=("clicked",))
     assert cfg.schema_.path == f"{d}/schema.toml"
-    assert (cfg.task.kind, cfg.task.num_outputs) == ("binary", 1)
+    assert (cfg.model.task, cfg.model.num_outputs) == ("binary", 1)
     assert (cfg.model.dim, cfg.model.layers, cfg.model.heads, cfg.model.fusion) == (64, 0, 4, "transformer")
     assert (cfg.training.epochs, cfg.training.batch_size, cfg.training.lr) == (3, 512, 2e-3)
     assert cfg.scaling.workers == 2
@@ -223,7 +221,7 @@ def raw_configs(draw) -> dict:
 def test_flat_params_keys_are_unique_and_values_are_scalars(raw):
     cfg = parse_run_config(raw, "generated")
     params = cfg.flat_params()
-    fields = [f"{s}.{k}" for s, cls in C.SECTIONS.items() for k in cls.model_fields if (s, k) != ("schema", "modality")]
+    fields = [f"{s}.{k}" for s in C.SECTIONS for k in section_fields(s) if (s, k) != ("schema", "modality")]
     expected = fields + (["schema.modalities"] if cfg.schema_.modality is not None else [])
     assert sorted(params) == sorted(expected), "one key per field: nothing overwritten, nothing lost"
     for key, value in params.items():

@@ -9,9 +9,9 @@ from datetime import datetime
 
 import pytest
 
+from deepsets.model_args import ModelArgs
 from deepsets.pipelines.config import (
     DataConfig,
-    ModelConfig,
     ScalingConfig,
     TaskConfig,
     TrackingConfig,
@@ -40,7 +40,7 @@ def test_full_config_loads_every_field(tmp_path):
         ("country", "categorical"),
         ("profile", "numeric"),
     ]
-    assert cfg.model == ModelConfig(
+    assert cfg.model == ModelArgs(
         dim=64,
         layers=2,
         heads=8,
@@ -51,8 +51,10 @@ def test_full_config_loads_every_field(tmp_path):
         fusion_pooling="median",
         dropout=0.1,
         modality_dropout=0.25,
+        task="multilabel",
+        num_outputs=2,
     )
-    assert cfg.task == TaskConfig(kind="multilabel", num_outputs=2)
+    assert cfg.task == TaskConfig()
     assert cfg.training == TrainingConfig(
         epochs=7,
         batch_size=300,
@@ -84,7 +86,7 @@ def test_defaults(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = load_run_config(write(tmp_path / "conf", MINIMAL))
     assert cfg.data.valid is None and cfg.data.spec is None
-    assert cfg.model == ModelConfig(
+    assert cfg.model == ModelArgs(
         dim=128,
         layers=1,
         heads=4,
@@ -95,8 +97,10 @@ def test_defaults(tmp_path, monkeypatch):
         fusion_pooling="mean",
         dropout=0.0,
         modality_dropout=0.0,
+        task="binary",
+        num_outputs=1,
     )
-    assert cfg.task == TaskConfig(kind="binary", num_outputs=1)
+    assert cfg.task == TaskConfig()
     assert cfg.training == TrainingConfig(
         epochs=3,
         batch_size=512,

@@ -7,7 +7,6 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-from dataclasses import replace  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
@@ -125,9 +124,9 @@ def test_log_refuses_bad_config_and_no_run(logged):
         with pytest.raises(
             ValueError, match=r"do not rebuild these weights: missing \[\], unexpected \[\], reshaped \['"
         ):
-            log_deepsets_model(model, spec, replace(CONFIG, dim=8))
+            log_deepsets_model(model, spec, CONFIG.replace(dim=8))
         with pytest.raises(ValueError, match=r"do not rebuild these weights: missing \['fusion.head.*layers.1"):
-            log_deepsets_model(model.state_dict(), spec, replace(CONFIG, fusion_layers=2))
+            log_deepsets_model(model.state_dict(), spec, CONFIG.replace(fusion_layers=2))
 
 
 def test_fresh_process_loads_without_our_imports(logged):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deepsets.pipelines.config import ModelConfig
 from deepsets.pipelines.demo import default_demo_config
 from deepsets.pipelines.models.checkpoint import load_checkpoint
 from deepsets.pipelines.training.loop import train_one_epoch
@@ -27,7 +26,7 @@ def _state(demo_data, demo_spec, **training):
     cfg = default_demo_config(demo_data, workers=1)
     cfg = cfg.model_copy(
         update={
-            "model": ModelConfig(dim=16, layers=0, heads=2, fusion="deepset"),
+            "model": cfg.model.replace(dim=16, layers=0, heads=2, fusion="deepset"),
             "training": cfg.training.model_copy(update={"batch_size": 256, **training}),
         }
     )
@@ -96,7 +95,7 @@ def test_resuming_with_other_model_settings_is_refused(demo_data, demo_spec, tmp
     state = _state(demo_data, demo_spec)
     write_checkpoint(state, 0, str(tmp_path))
     wider = _state(demo_data, demo_spec)
-    wider.cfg = wider.cfg.model_copy(update={"model": ModelConfig(dim=32, layers=0, heads=2, fusion="deepset")})
+    wider.cfg = wider.cfg.model_copy(update={"model": wider.cfg.model.replace(dim=32)})
     with pytest.raises(ValueError, match=r"different \[model\]/\[task\] section .*'dim': \(16, 32\)"):
         resume(wider, str(tmp_path))
 

@@ -34,9 +34,9 @@ def with_labels(path, column, values):
     pq.write_table(table.set_column(table.schema.get_field_index(column), column, values), path)
 
 
-def config(data, **task):
+def config(data, **model):
     cfg = default_demo_config(data, workers=1)
-    return cfg.model_copy(update={"task": cfg.task.model_copy(update=task)}) if task else cfg
+    return cfg.model_copy(update={"model": cfg.model.replace(**model)}) if model else cfg
 
 
 def test_binary_labels_must_be_zero_or_one(data, demo_spec):
@@ -54,7 +54,7 @@ def test_multiclass_ids_and_multilabel_widths(data, demo_spec):
     valid = next((data / "valid").glob("*.parquet"))
     rows = pq.read_metadata(valid).num_rows
     with_labels(valid, "clicked", pa.array(np.arange(rows) % 4, pa.int64()))
-    cfg = config(data, kind="multiclass", num_outputs=3)
+    cfg = config(data, task="multiclass", num_outputs=3)
     with pytest.raises(
         DataError,
         match=r"column 'clicked', rows 3\.\.\d+ \(\d+ rows\): a multiclass task learns from a class id in 0..2 \(task.num_outputs = 3\), found \[3\]",
@@ -62,7 +62,7 @@ def test_multiclass_ids_and_multilabel_widths(data, demo_spec):
         check_training_data(
             cfg.model_copy(update={"data": cfg.data.model_copy(update={"train": cfg.data.valid})}), demo_spec
         )
-    cfg = config(data, kind="multilabel", num_outputs=4)
+    cfg = config(data, task="multilabel", num_outputs=4)
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"label_columns": ("labels",)})})
     with pytest.raises(DataError, match="needs lists of 4 labels, found lists of 5"):
         check_training_data(cfg, demo_spec)
@@ -108,7 +108,7 @@ def test_long_parameters_keep_their_start_and_a_hash():
 
 
 def ranking_config(data):
-    cfg = config(data, kind="listwise")
+    cfg = config(data, task="listwise")
     return cfg.model_copy(update={"data": cfg.data.model_copy(update={"group_column": "query_id"})})
 
 
