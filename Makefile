@@ -18,14 +18,14 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH_PIN)"
-	# The project, its dev extra and iopath (which importing torchmultimodal needs). The editable
-	# install maps features/ and pipelines/ under deepsets with a meta-path finder; setuptools
-	# reports that in an information box (no action to take), filtered here by its title.
+	@# The project, its dev extra and iopath (which importing torchmultimodal needs). The editable
+	@# install maps features/ and pipelines/ under deepsets with a meta-path finder; setuptools
+	@# reports that in an information box (no action to take), filtered here by its title.
 	PYTHONWARNINGS="ignore:Editable installation." $(PIP) install --quiet -e ".[dev]" iopath
-	# Last and without its requirements: torchmultimodal-nightly pins DALL-E (-> torchvision and
-	# a matching torch) and attrs==23.1.0 for parts the project never imports; the fusion module
-	# it uses needs torch and iopath only. Installed before another package, its pins would make
-	# pip's resolver print ERROR lines about DALL-E and attrs.
+	@# Last and without its requirements: torchmultimodal-nightly pins DALL-E (-> torchvision and
+	@# a matching torch) and attrs==23.1.0 for parts the project never imports; the fusion module
+	@# it uses needs torch and iopath only. Installed before another package, its pins would make
+	@# pip's resolver print ERROR lines about DALL-E and attrs.
 	$(PIP) install --quiet --no-deps torchmultimodal-nightly
 	touch $(STAMP)
 
