@@ -20,6 +20,7 @@ import fnmatch
 import functools
 import glob as local_glob
 import os
+import shutil
 from typing import List, Tuple
 
 import pyarrow.fs as pafs
@@ -228,6 +229,18 @@ def delete(path: str | os.PathLike, missing_ok: bool = True) -> None:
     except FileNotFoundError:
         if not missing_ok:
             raise
+
+
+def delete_folder(path: str | os.PathLike) -> None:
+    """Delete a folder (or every object under a URI prefix) and what it holds; nothing when absent."""
+    if not is_uri(path):
+        shutil.rmtree(local_path(path), ignore_errors=True)
+        return
+    store, inner = filesystem(path)
+    try:
+        store.delete_dir(inner)
+    except FileNotFoundError:
+        pass
 
 
 def make_dirs(path: str | os.PathLike) -> None:

@@ -65,13 +65,18 @@ def _train_all(configs: Dict[str, RunConfig], progress: bool) -> Dict[str, dict]
     """Run every config as a Ray task; returns removed modality -> training summary."""
     import ray
 
-    from deepsets.pipelines.training.run import run_training
+    from deepsets.pipelines.training.run import chosen_trainer, run_training
 
-    @ray.remote(num_cpus=0)  # the trainer inside reserves its workers' CPUs itself
+    @ray.remote
     def train(cfg_dict: dict) -> dict:
         return run_training(parse_run_config(cfg_dict, "<retrain>"), progress=False)
 
-    pending = {train.remote(cfg.as_dict()): removed for removed, cfg in configs.items()}
+    def cpus(cfg: RunConfig) -> float:
+        """An in-process retrain trains in its task, which reserves its CPUs; Ray Train's
+        workers reserve theirs, so the task itself then takes none."""
+        return cfg.scaling.cpus_per_worker if chosen_trainer(cfg, None, ()) == "in_process" else 0
+
+    pending = {train.options(num_cpus=cpus(cfg)).remote(cfg.as_dict()): removed for removed, cfg in configs.items()}
     done: Dict[str, dict] = {}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)

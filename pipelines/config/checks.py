@@ -80,11 +80,22 @@ def _negatives(kind: str, negatives: str, items: Optional[tuple]) -> Optional[Tu
     return None
 
 
+def _in_process_workers(trainer: str, workers: int) -> Optional[Tuple[str, str]]:
+    if trainer == "in_process" and workers != 1:
+        return (
+            "scaling.trainer",
+            f"in_process trains one worker in the calling process (scaling.workers = {workers}): "
+            'use "ray_train" or "auto" for several workers',
+        )
+    return None
+
+
 _FIRST: List[_Check] = [
     (("task.kind", "data.label_columns", "data.group_column", "data.item_column"), (), _task_columns),
 ]
 _AFTER_MODEL: List[_Check] = [
     (("training.batch_size", "scaling.workers"), (), _even_batches),
+    (("scaling.trainer", "scaling.workers"), (), _in_process_workers),
     (("training.select", "training.patience", "task.kind", "task.k", "data.valid"), (), _selection),
     (("task.kind", "task.negatives", "data.items"), (), _negatives),
 ]

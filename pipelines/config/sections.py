@@ -140,7 +140,10 @@ class ScalingConfig(BaseModel):
     workers: int = Field(2, ge=1, le=4096)  # Ray Train workers (data parallel)
     use_gpu: bool = False  # one GPU per worker: batches and model on CUDA, bf16 autocast
     cpus_per_worker: float = Field(1.0, gt=0.0)  # CPUs (and torch threads) per worker
-    max_failures: int = Field(0, ge=0)  # restarts from the last checkpoint after a worker failure
+    max_failures: int = Field(0, ge=0)  # restarts from the last checkpoint after a worker failure (ray_train)
+    trainer: Literal["auto", "ray_train", "in_process"] = (
+        "auto"  # auto = in_process for 1 worker without --ray-address (no Ray start-up), else ray_train
+    )
 
 
 class TrackingConfig(BaseModel):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Dict, Iterable, Optional
+from typing import Callable, Dict, Iterable, Optional
 
 import torch
 from torch import nn
@@ -105,13 +105,23 @@ def train_worker(loop_config: dict) -> None:
             ``deepsets.pipelines.training.progress.MODES``, "fail_at_epoch": int or None,
             "item_counts": two_tower item popularity or None}.
     """
-    state = set_up(loop_config)
+    train_epochs(set_up(loop_config), checkpoint_and_report)
+
+
+def train_epochs(state: WorkerState, report: Callable[[WorkerState, int, Dict[str, float]], None]) -> None:
+    """The epochs left to train: per epoch train, validate, select, then ``report(state, epoch,
+    metrics)`` checkpoints the epoch (Ray Train's report, or a folder in
+    :mod:`deepsets.pipelines.training.in_process`); stops early when the patience is spent.
+
+    Raises:
+        TrainingDiverged: when the loss of a step is NaN or infinite.
+    """
     for epoch in range(state.start_epoch, state.end_epoch):
         shown = EpochProgress(state.progress_mode, epoch + 1, state.cfg.training.epochs, state.steps_per_epoch)
         metrics = train_one_epoch(state, epoch, shown)
         metrics.update(validate(state))
         stop = select_epoch(state, epoch, metrics)
-        checkpoint_and_report(state, epoch, metrics)
+        report(state, epoch, metrics)
         epoch_metrics = {k: v for k, v in metrics.items() if k not in ("epoch", "step", SCORE_KEY)}
         shown.end(epoch_metrics)
         if state.tracker is not None:

@@ -20,6 +20,8 @@ from deepsets.pipelines.errors import JobError
 from deepsets.pipelines.models.checkpoint import EPOCH_FILE, FILES
 
 RECORD = "run.json"
+_TRAINED_BY = {"in_process": "in process", "ray_train": "on Ray Train"}
+_TRAINER_HINT = {"in_process": " (one worker, no --ray-address)", "ray_train": ""}
 SETTINGS_ALLOWED_TO_CHANGE = ("epochs",)
 
 
@@ -75,19 +77,20 @@ def file_fingerprint(paths) -> List[dict]:
     return found
 
 
-def run_record(cfg: RunConfig) -> dict:
-    """What a run trains on: its data files' fingerprints and its training settings."""
+def run_record(cfg: RunConfig, trainer: str = "ray_train") -> dict:
+    """What a run trains on: its data files' fingerprints, its training settings and its trainer
+    (``in_process`` or ``ray_train``: each keeps its own account of the checkpoints)."""
     data = {"train": file_fingerprint(cfg.data.train)}
     for name in ("valid", "items"):
         paths = getattr(cfg.data, name)
         if paths:
             data[name] = file_fingerprint(paths)
-    return {"data": data, "training": cfg.training.model_dump(mode="json")}
+    return {"data": data, "training": cfg.training.model_dump(mode="json"), "trainer": trainer}
 
 
-def save_run_record(cfg: RunConfig, run_dir: str) -> None:
+def save_run_record(cfg: RunConfig, run_dir: str, trainer: str = "ray_train") -> None:
     storage.make_dirs(run_dir)
-    storage.write_text(storage.join(run_dir, RECORD), json.dumps(run_record(cfg), indent=1, sort_keys=True))
+    storage.write_text(storage.join(run_dir, RECORD), json.dumps(run_record(cfg, trainer), indent=1, sort_keys=True))
 
 
 def _data_changes(before: Dict[str, list], now: Dict[str, list]) -> List[str]:
@@ -106,8 +109,10 @@ def _data_changes(before: Dict[str, list], now: Dict[str, list]) -> List[str]:
     return changes
 
 
-def check_resumable(cfg: RunConfig, run_dir: str) -> Optional[str]:
-    """The config must describe the run its latest checkpoint belongs to.
+def check_resumable(cfg: RunConfig, run_dir: str, trainer: str = "ray_train") -> Optional[str]:
+    """The config must describe the run its latest checkpoint belongs to, trained by the same
+    ``trainer`` (Ray Train resumes from its own record of the checkpoints, which an in-process
+    run does not write).
 
     Returns:
         A notice to print when ``training.epochs`` changed (the one change allowed), else None.
@@ -129,6 +134,12 @@ def check_resumable(cfg: RunConfig, run_dir: str) -> Optional[str]:
     if not storage.exists(record_path):  # a run started before runs were recorded: nothing to compare
         return None
     record = json.loads(storage.read_text(record_path))
+    started_with = record.get("trainer", "ray_train")  # runs recorded before in-process training existed
+    if started_with != trainer:
+        raise JobError(
+            f"cannot resume run '{storage.name_of(run_dir)}' with trainer {trainer}: it was trained {_TRAINED_BY[started_with]}; "
+            f'resume it with scaling.trainer = "{started_with}"{_TRAINER_HINT[started_with]}, or start a new run'
+        )
     problems = _data_changes(record["data"], run_record(cfg)["data"])
     now = cfg.training.model_dump(mode="json")
     settings = {k: (record["training"].get(k), v) for k, v in now.items() if record["training"].get(k) != v}

@@ -144,6 +144,16 @@ def set_up(loop_config: dict) -> WorkerState:
     if checkpoint:
         with checkpoint.as_directory() as directory:
             resume(state, directory)
+    return ready(state, loop_config, nodes=_ray_nodes(state.world))
+
+
+def ready(state: WorkerState, loop_config: dict, nodes: int) -> WorkerState:
+    """After :func:`build_state` (and :func:`resume`): the epochs left to train, rank 0's
+    MLflow tracker and progress, the model in training mode.
+
+    Args:
+        nodes: how many Ray nodes the workers run on (1 in process).
+    """
     # a run that had stopped early (training.patience) has nothing left to train when resumed
     stopped = state.resumed and state.best.patience_spent(state.selection.patience)
     state.end_epoch = state.start_epoch if stopped else state.cfg.training.epochs
@@ -152,7 +162,7 @@ def set_up(loop_config: dict) -> WorkerState:
         state.progress_mode = loop_config.get("progress_mode", "lines")
         if state.resumed:
             state.tracker.log({"resumed_at_epoch": state.start_epoch}, step=state.start_epoch)
-    state.nodes = _ray_nodes(state.world)
+    state.nodes = nodes
     state.model.train()
     return state
 

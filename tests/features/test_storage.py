@@ -77,6 +77,18 @@ def test_a_whole_object_write_is_one_object_and_reads_back(prefix):
     assert not storage.exists(uri)
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_deleting_a_folder_removes_what_it_holds_and_nothing_beside_it(prefix, tmp_path, where):
+    base = prefix if where == "s3" else str(tmp_path)
+    for key in ("gone/a.json", "gone/deep/b.json", "kept/c.json", "gone-not/d.json"):
+        storage.make_dirs(storage.join(base, *key.split("/")[:-1]))
+        storage.write_text(storage.join(base, *key.split("/")), "{}")
+    storage.delete_folder(storage.join(base, "gone"))
+    storage.delete_folder(storage.join(base, "never-there"))  # absent: nothing to do
+    assert sorted(name for name, _ in storage.children(base)) == ["gone-not", "kept"]
+    assert storage.exists(storage.join(base, "kept", "c.json"))
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.sampled_from(["a", "b", "x.parquet", "y.parquet"]), min_size=1, max_size=4),

@@ -31,7 +31,7 @@ from tests.pipelines.config_files import FULL, MINIMAL, SCHEMA_TOML, config_erro
         (
             "scaling",
             "gpus = 1",
-            "scaling.gpus: unknown field (expected one of workers, use_gpu, cpus_per_worker, max_failures)",
+            "scaling.gpus: unknown field (expected one of workers, use_gpu, cpus_per_worker, max_failures, trainer)",
         ),
         ("task", "num_outputs = 3", "task.num_outputs: a binary task has exactly 1 output (found 3)"),
         ("task", 'kind = "multilabel"', "task.num_outputs: a multilabel task needs at least 2 labels (found 1)"),
