@@ -3,6 +3,7 @@ comment beside it, and the table it prints."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -126,10 +127,19 @@ def epochs_for(rows: int, batch: int) -> int:
     return max(MIN_EPOCHS, min(MAX_EPOCHS, -(-TARGET_STEPS // steps)))
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (macOS)
+        return max(1, os.cpu_count() or 1)
+
+
 def run_toml(d: RunDefaults) -> str:
     """``run.toml``: data, label, schema and task from the table, sensible defaults for the rest."""
     batch = batch_size_for(d.rows)
     epochs = epochs_for(d.rows, batch)
+    cores = available_cores()
     lines = [
         _comment("Run config written by `deepsets init`: paths are relative to this file; every field and its"),
         _comment("default is in docs/training.md. Train with: deepsets train --config run.toml"),
@@ -167,7 +177,8 @@ def run_toml(d: RunDefaults) -> str:
     lines += [
         "",
         "[scaling]",
-        f"{'workers = 2':<40} # Ray Train workers, one CPU each; the batch is split between them",
+        f"{'workers = 1':<40} # trained in this process, no Ray start-up; 2 or more: Ray Train, the batch split between them",
+        f"{'cpus_per_worker = ' + str(cores):<40} # torch threads: the cores this machine gives this process",
         "",
         "[tracking]",
         f'{"run_name = " + toml_value(""):<40} # "" = a generated name; name the run to --resume it later',

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from deepsets.pipelines.cli import main
 from deepsets.pipelines.config import load_run_config
 from deepsets.pipelines.models.checkpoint import load_checkpoint
+from deepsets.pipelines.init.writing import available_cores
 
 
 def shop_table(n: int, first_id: int, seed: int) -> pa.Table:
@@ -96,6 +97,7 @@ def test_init_then_train_on_a_table_with_every_kind(ray_session, tmp_path, capsy
     cfg = load_run_config(tmp_path / "cfg" / "run.toml")  # the loader reads it as written
     assert cfg.data.train == (str(tmp_path / "train"),) and cfg.data.valid == (str(tmp_path / "valid"),)
     assert cfg.data.label_columns == ("bought",) and cfg.schema_.path == str(tmp_path / "cfg" / "schema.toml")
+    assert cfg.scaling.workers == 1 and cfg.scaling.cpus_per_worker == available_cores()  # trained in process
 
     assert (
         main(
@@ -114,7 +116,8 @@ def test_init_then_train_on_a_table_with_every_kind(ray_session, tmp_path, capsy
     )
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (
-        trained["epochs_done"] == 1
+        trained["trainer"] == "in_process"
+        and trained["epochs_done"] == 1
         and trained["model_uri"].startswith("models:/")
         and 0.0 <= trained["metrics"]["valid_auc"] <= 1.0
     )

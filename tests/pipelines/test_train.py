@@ -236,8 +236,8 @@ def test_missing_data_paths_are_named_by_their_config_key(demo_data, tmp_path):
 def test_resume_with_a_different_model_is_refused_before_ray(ray_session, demo_data, tmp_path):
     from deepsets.pipelines.errors import JobError
 
-    run_training(config(demo_data, tmp_path, "fixed-model", epochs=1), progress=False)
-    changed = config(demo_data, tmp_path, "fixed-model", epochs=2)
+    run_training(config(demo_data, tmp_path, "fixed-model", workers=1, epochs=1), progress=False)
+    changed = config(demo_data, tmp_path, "fixed-model", workers=1, epochs=2)
     changed = changed.model_copy(update={"model": changed.model.model_copy(update={"dim": 16})})
     with pytest.raises(JobError, match=r"different model than its checkpoint \(dim: 32 -> 16\)"):
         run_training(changed, resume=True, progress=False)
