@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 
 from deepsets.pipelines.cli import main
 from deepsets.pipelines.config import load_run_config
-from deepsets.pipelines.models.checkpoint import load_checkpoint
 from deepsets.pipelines.init.writing import available_cores
+from deepsets.pipelines.models.checkpoint import load_checkpoint
 
 
 def shop_table(n: int, first_id: int, seed: int) -> pa.Table:
