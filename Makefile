@@ -35,11 +35,9 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# The quick speed benchmarks, 3 runs of each, beside the ranges recorded in benchmarks/RESULTS.md.
 bench: install
-	$(PY) -m benchmarks.speed.collate --quick
-	$(PY) -m benchmarks.speed.attention --quick
-	$(PY) -m benchmarks.speed.model --quick
-	$(PY) -m benchmarks.speed.ray_train --quick
+	$(PY) -m benchmarks.speed.quick
 
 # Jobs of every command back to back (100 embed jobs, 20 of each other command), counting what
 # each leaves running or open; `python -m benchmarks.soak --quick` runs within `make test`.
