@@ -25,9 +25,9 @@ from typing import Dict, Optional
 import torch
 
 from deepsets.features import storage
-from deepsets.pipelines.models.checkpoint import EPOCH_FILE, FILES
+from deepsets.pipelines.models.checkpoint import FILES
 from deepsets.pipelines.training.loop import train_epochs
-from deepsets.pipelines.training.resume import checkpoint_dirs
+from deepsets.pipelines.training.resume import checkpoint_dirs, checkpoint_epoch
 from deepsets.pipelines.training.worker import WorkerState, build_state, ready, resume, write_checkpoint
 
 METRICS_FILE = "metrics.json"
@@ -55,7 +55,7 @@ class CheckpointFolder:
 
     def __init__(self, run_dir: str) -> None:
         self.run_dir = run_dir
-        self.epochs: Dict[str, int] = {path: _epoch_of(path) for path in checkpoint_dirs(run_dir)}
+        self.epochs: Dict[str, int] = {path: checkpoint_epoch(path) for path in checkpoint_dirs(run_dir)}
 
     def latest(self) -> Optional[str]:
         """The newest complete checkpoint (None before the first)."""
@@ -72,13 +72,11 @@ class CheckpointFolder:
         target = storage.join(self.run_dir, self._new_name())
         with tempfile.TemporaryDirectory() as directory:
             write_checkpoint(state, epoch, directory)
-            plain = {k: float(v) if isinstance(v, (int, float)) else v for k, v in metrics.items()}
-            Path(directory, METRICS_FILE).write_text(json.dumps(plain, default=str))
+            Path(directory, METRICS_FILE).write_text(json.dumps(metrics, default=float))  # numpy scalars as numbers
             _publish(Path(directory), target)
         self.epochs[target] = epoch
-        keep = {target}
-        if state.selection.metric and state.best.epoch >= 0:
-            keep.add(self.at_epoch(state.best.epoch))
+        best = selected_epoch(state)
+        keep = {target} if best is None else {target, self.at_epoch(best)}
         for path in [p for p in self.epochs if p not in keep]:
             storage.delete_folder(path)
             del self.epochs[path]
@@ -124,15 +122,14 @@ def train_in_process(loop_config: dict, run_dir: str) -> Trained:
         if latest is not None:
             resume(state, latest)  # a folder or a URI: the checkpoint is read through storage
         train_epochs(ready(state, loop_config, nodes=1), folder.save)
-        return folder.selected(state.best.epoch if state.selection.metric and state.best.epoch >= 0 else None)
+        return folder.selected(selected_epoch(state))
     finally:
         torch.set_num_threads(threads)
 
 
-def _epoch_of(path: str) -> int:
-    """The epoch a checkpoint holds, from its ``epoch.json`` (-1 when it has none)."""
-    marker = storage.join(path, EPOCH_FILE)
-    return int(json.loads(storage.read_text(marker))["epoch"]) if storage.exists(marker) else -1
+def selected_epoch(state: WorkerState) -> Optional[int]:
+    """The best epoch so far by ``training.select``; None without a selection metric (the last is kept)."""
+    return state.best.epoch if state.selection.metric and state.best.epoch >= 0 else None
 
 
 def _publish(local: Path, target: str) -> None:

@@ -44,21 +44,25 @@ def checkpoint_dirs(run_dir: str) -> List[str]:
 def epochs_done(run_dir: str) -> int:
     """Epochs the run's latest complete checkpoint has trained (0 without one): from its small
     ``epoch.json``, or, in checkpoints written before that file, from ``state.pt``."""
+    found = checkpoint_dirs(run_dir)
+    return checkpoint_epoch(max(found, key=storage.name_of)) + 1 if found else 0
+
+
+def checkpoint_epoch(checkpoint: str) -> int:
+    """The epoch (counted from 0) a complete checkpoint holds: from its small ``epoch.json``, or,
+    in checkpoints written before that file, from ``state.pt``."""
     import io
 
     import torch
 
-    found = checkpoint_dirs(run_dir)
-    if not found:
-        return 0
-    latest = max(found, key=storage.name_of)
-    if storage.exists(storage.join(latest, EPOCH_FILE)):
-        return int(json.loads(storage.read_bytes(storage.join(latest, EPOCH_FILE)))["epoch"]) + 1
-    path = storage.join(latest, "state.pt")
+    marker = storage.join(checkpoint, EPOCH_FILE)
+    if storage.exists(marker):
+        return int(json.loads(storage.read_bytes(marker))["epoch"])
+    path = storage.join(checkpoint, "state.pt")
     # a local file is memory-mapped: reading the epoch does not read the weights and optimizer state
     source = io.BytesIO(storage.read_bytes(path)) if storage.is_uri(path) else storage.local_path(path)
     state = torch.load(source, map_location="cpu", weights_only=True, mmap=not storage.is_uri(path))
-    return int(state["epoch"]) + 1
+    return int(state["epoch"])
 
 
 def file_fingerprint(paths) -> List[dict]:
